@@ -1,0 +1,263 @@
+//! A stored export: the validated request plus its identity, owner, lifecycle and timestamps,
+//! the run trigger's event, and the listing rules of `GET /exports` (filters, sort, pages).
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::request::{ExportRequest, ExportType, Problem};
+
+/// The id of an export: a UUID chosen by the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExportId(Uuid);
+
+impl ExportId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl FromStr for ExportId {
+    type Err = uuid::Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::try_parse(s).map(Self)
+    }
+}
+
+impl fmt::Display for ExportId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Where an export is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExportStatus {
+    /// Stored, trigger not yet armed: invisible to the API, so a failed arm leaves nothing live.
+    Creating,
+    /// A one-time export whose run has been launched and not yet finished.
+    Queued,
+    /// A recurring export whose next run is armed.
+    Scheduled,
+    InProgress,
+    Done,
+    Failed,
+}
+
+impl ExportStatus {
+    pub const VISIBLE: [ExportStatus; 5] =
+        [Self::Queued, Self::Scheduled, Self::InProgress, Self::Done, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Creating => "creating",
+            Self::Queued => "queued",
+            Self::Scheduled => "scheduled",
+            Self::InProgress => "inProgress",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Creating].into_iter().chain(Self::VISIBLE).find(|s| s.as_str() == text)
+    }
+}
+
+/// An export as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    pub id: ExportId,
+    /// The `sub` claim of the creator.
+    pub owner: String,
+    /// The creator's `email` claim, the default recipient of email messages.
+    pub owner_email: Option<String>,
+    pub request: ExportRequest,
+    pub status: ExportStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The next armed run of a recurring export.
+    pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// RFC 3339 in UTC with milliseconds: fixed width, so it also sorts as text.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl Export {
+    /// The API's view: the normalised request plus `id`, `status` and the timestamps.
+    pub fn to_json(&self) -> Value {
+        let mut out = self.request.to_json();
+        if let Value::Object(map) = &mut out {
+            map.insert("id".into(), json!(self.id.to_string()));
+            map.insert("status".into(), json!(self.status.as_str()));
+            map.insert("createdAt".into(), json!(rfc3339(self.created_at)));
+            map.insert("updatedAt".into(), json!(rfc3339(self.updated_at)));
+            map.insert("deletedAt".into(), json!(self.deleted_at.map(rfc3339)));
+            map.insert("nextRunAt".into(), json!(self.next_run_at.map(rfc3339)));
+        }
+        out
+    }
+
+    /// True when the API shows it: armed and not deleted.
+    pub fn is_visible(&self) -> bool {
+        self.deleted_at.is_none() && self.status != ExportStatus::Creating
+    }
+}
+
+/// The event that starts one run of an export, from any trigger (spec section 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunEvent {
+    pub export_id: ExportId,
+    /// RFC 3339 in UTC: the occurrence this run is for (the creation time for `oneTime`).
+    pub scheduled_at: DateTime<Utc>,
+}
+
+/// The order of a listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sort {
+    CreatedAtAsc,
+    CreatedAtDesc,
+}
+
+/// `GET /exports` query: filters, sort and page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    pub ids: Option<Vec<ExportId>>,
+    pub status: Option<ExportStatus>,
+    pub export_type: Option<ExportType>,
+    /// `createdAt >= from`.
+    pub from: Option<DateTime<Utc>>,
+    /// `createdAt < to`.
+    pub to: Option<DateTime<Utc>>,
+    pub page: usize,
+    pub page_size: usize,
+    pub sort: Sort,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListPage {
+    pub results: Vec<Export>,
+    pub page: usize,
+    pub page_size: usize,
+    pub total: usize,
+}
+
+impl ListPage {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "results": self.results.iter().map(Export::to_json).collect::<Vec<_>>(),
+            "page": self.page,
+            "pageSize": self.page_size,
+            "total": self.total,
+        })
+    }
+}
+
+pub const MAX_PAGE_SIZE: usize = 100;
+
+impl ListQuery {
+    /// Reads query parameters (`ids` comma-separated or repeated; times as Unix seconds or
+    /// RFC 3339). Fails with every problem, at `/query/<name>`.
+    pub fn parse<'a>(params: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, Vec<Problem>> {
+        let mut query = Self {
+            ids: None,
+            status: None,
+            export_type: None,
+            from: None,
+            to: None,
+            page: 1,
+            page_size: 20,
+            sort: Sort::CreatedAtDesc,
+        };
+        let mut problems = Vec::new();
+        let mut fail = |name: &str, message: String| problems.push(Problem::new(format!("/query/{name}"), message));
+        for (name, value) in params {
+            match name {
+                "ids" => {
+                    for part in value.split(',').filter(|p| !p.is_empty()) {
+                        match part.trim().parse::<ExportId>() {
+                            Ok(id) => query.ids.get_or_insert_with(Vec::new).push(id),
+                            Err(_) => fail(name, format!("`{part}` is not an export id (a UUID)")),
+                        }
+                    }
+                }
+                "status" => match ExportStatus::parse(value).filter(|s| *s != ExportStatus::Creating) {
+                    Some(s) => query.status = Some(s),
+                    None => {
+                        let names: Vec<&str> = ExportStatus::VISIBLE.iter().map(|s| s.as_str()).collect();
+                        fail(name, format!("must be one of: {}", names.join(", ")))
+                    }
+                },
+                "type" => match ExportType::parse(value) {
+                    Some(t) => query.export_type = Some(t),
+                    None => fail(name, "must be one of: oneTime, recurring".into()),
+                },
+                "from" | "to" => match parse_time(value) {
+                    Some(t) if name == "from" => query.from = Some(t),
+                    Some(t) => query.to = Some(t),
+                    None => fail(name, "must be Unix seconds or an RFC 3339 time".into()),
+                },
+                "page" => match value.parse::<usize>() {
+                    Ok(p) if p >= 1 => query.page = p,
+                    _ => fail(name, "must be a whole number from 1".into()),
+                },
+                "pageSize" => match value.parse::<usize>() {
+                    Ok(s) if (1..=MAX_PAGE_SIZE).contains(&s) => query.page_size = s,
+                    _ => fail(name, format!("must be a whole number from 1 to {MAX_PAGE_SIZE}")),
+                },
+                "sort" => match value {
+                    "createdAt" | "+createdAt" => query.sort = Sort::CreatedAtAsc,
+                    "-createdAt" => query.sort = Sort::CreatedAtDesc,
+                    _ => fail(name, "must be `createdAt` (oldest first) or `-createdAt` (newest first)".into()),
+                },
+                other => fail(
+                    other,
+                    format!("unknown parameter `{other}`; expected one of: ids, status, type, from, to, page, pageSize, sort"),
+                ),
+            }
+        }
+        if problems.is_empty() {
+            Ok(query)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Filters, sorts and pages an owner's exports. Hidden ones (deleted, not yet armed) never show.
+    pub fn apply(&self, mut exports: Vec<Export>) -> ListPage {
+        exports.retain(|e| {
+            e.is_visible()
+                && self.ids.as_ref().is_none_or(|ids| ids.contains(&e.id))
+                && self.status.is_none_or(|s| s == e.status)
+                && self.export_type.is_none_or(|t| t == e.request.export_type())
+                && self.from.is_none_or(|f| e.created_at >= f)
+                && self.to.is_none_or(|t| e.created_at < t)
+        });
+        exports.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        if self.sort == Sort::CreatedAtDesc {
+            exports.reverse();
+        }
+        let total = exports.len();
+        let start = (self.page - 1).saturating_mul(self.page_size);
+        let results = exports.into_iter().skip(start).take(self.page_size).collect();
+        ListPage { results, page: self.page, page_size: self.page_size, total }
+    }
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return DateTime::from_timestamp(secs, 0);
+    }
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+}

@@ -1,0 +1,15 @@
+//! The pure domain of the export service: requests, time arithmetic, exports and their runs.
+//!
+//! Nothing in here touches AWS, HTTP, the environment or a clock; every input arrives as a value.
+
+pub mod duration;
+pub mod export;
+pub mod granularity;
+pub mod recurrence;
+pub mod request;
+
+pub use duration::IsoDuration;
+pub use export::{Export, ExportId, ExportStatus, ListPage, ListQuery, RunEvent};
+pub use granularity::Granularity;
+pub use recurrence::{ItemSpan, Recurrence, Window};
+pub use request::{ExportRequest, ExportType, Policy, Problem, Schedule};
