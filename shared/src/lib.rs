@@ -5,3 +5,6 @@
 //! wire format; [`config`] reads typed configuration from the environment.
 
 pub mod domain;
+pub mod adapters;
+pub mod config;
+pub mod ports;

@@ -1,1 +1,257 @@
-//! placeholder
+//! The exports HTTP API (spec section 2): create, list, get, status, download and delete,
+//! behind API Gateway's HTTP API. The handler translates: request in, domain and ports called,
+//! response out; every expected failure is an `Ok` response mapped in [`error`].
+
+pub mod error;
+pub mod identity;
+
+use chrono::{DateTime, Utc};
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+
+use exporter::domain::{
+    Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
+};
+use exporter::ports::{Clock, ExportStore, RunLauncher, RunSchedules};
+
+pub use error::ApiError;
+pub use identity::Identity;
+
+/// Settings of the API, read once at cold start.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub policy: Policy,
+    /// Largest accepted body; larger ones are answered `413`.
+    pub max_body_bytes: usize,
+    /// Exports a user may have queued or scheduled at once; more are answered `429`.
+    pub max_queued_per_user: u32,
+    /// Read the caller from the `x-local-identity` header when no authorizer ran (local only).
+    pub local_identity: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self { policy: Policy::default(), max_body_bytes: 256 * 1024, max_queued_per_user: 100, local_identity: false }
+    }
+}
+
+/// What the handler needs, borrowed from the composition root (or a test).
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub store: &'a dyn ExportStore,
+    pub schedules: &'a dyn RunSchedules,
+    pub launcher: &'a dyn RunLauncher,
+    pub clock: &'a dyn Clock,
+    pub config: &'a ApiConfig,
+}
+
+/// The actions of spec section 2.
+pub mod actions {
+    pub const CREATE: &str = "exporter:exports:create";
+    pub const LIST: &str = "exporter:exports:list";
+    pub const GET: &str = "exporter:exports:get";
+    pub const DOWNLOAD: &str = "exporter:exports:download";
+    pub const DELETE: &str = "exporter:exports:delete";
+}
+
+/// A JSON response.
+pub fn json_response(status: u16, body: &Value) -> Response<Body> {
+    let mut response = Response::new(Body::Text(body.to_string()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Handles one HTTP request; never fails (errors become responses).
+pub async fn handle(deps: Deps<'_>, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
+    Ok(route(deps, &request).await.unwrap_or_else(ApiError::into_response))
+}
+
+enum Route {
+    Exports,
+    Export(String),
+    Status(String),
+    Download(String),
+}
+
+fn parse_route(path: &str) -> Option<Route> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["exports"] => Some(Route::Exports),
+        ["exports", id] => Some(Route::Export((*id).to_owned())),
+        ["exports", id, "status"] => Some(Route::Status((*id).to_owned())),
+        ["exports", id, "download"] => Some(Route::Download((*id).to_owned())),
+        _ => None,
+    }
+}
+
+async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiError> {
+    let who = Identity::of(request, deps.config.local_identity).ok_or(ApiError::MissingIdentity)?;
+    let route = parse_route(request.uri().path()).ok_or(ApiError::NotFound)?;
+    let method = request.method();
+    let allow = |action: &'static str| if who.may(action) { Ok(()) } else { Err(ApiError::Forbidden(action)) };
+    match (route, method) {
+        (Route::Exports, &Method::POST) => {
+            allow(actions::CREATE)?;
+            create(deps, &who, request).await
+        }
+        (Route::Exports, &Method::GET) => {
+            allow(actions::LIST)?;
+            list(deps, &who, request).await
+        }
+        (Route::Exports, _) => Err(ApiError::MethodNotAllowed("GET, POST")),
+        (Route::Export(id), &Method::GET) => {
+            allow(actions::GET)?;
+            let export = visible(deps, &who, &id).await?;
+            Ok(json_response(200, &export.to_json()))
+        }
+        (Route::Export(id), &Method::DELETE) => {
+            allow(actions::DELETE)?;
+            delete(deps, &who, &id).await
+        }
+        (Route::Export(_), _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
+        (Route::Status(id), &Method::GET) => {
+            allow(actions::GET)?;
+            status(deps, &who, &id).await
+        }
+        (Route::Download(id), &Method::GET) => {
+            allow(actions::DOWNLOAD)?;
+            visible(deps, &who, &id).await?;
+            // No job writes files yet: there is nothing to download.
+            Err(ApiError::NotFound)
+        }
+        (Route::Status(_) | Route::Download(_), _) => Err(ApiError::MethodNotAllowed("GET")),
+    }
+}
+
+/// The caller's export with this id, or `404` (missing, another user's, deleted, not armed).
+async fn visible(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Export, ApiError> {
+    let id: ExportId = id.parse().map_err(|_| ApiError::NotFound)?;
+    match deps.store.get(&id).await? {
+        Some(export) if export.owner == who.sub && export.is_visible() => Ok(export),
+        _ => Err(ApiError::NotFound),
+    }
+}
+
+fn body_json(deps: Deps<'_>, request: &Request) -> Result<Value, ApiError> {
+    let bytes: &[u8] = match request.body() {
+        Body::Empty => &[],
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => &[],
+    };
+    let limit = deps.config.max_body_bytes;
+    if bytes.len() > limit {
+        return Err(ApiError::TooLarge(limit));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::Invalid(vec![Problem::new("", "a JSON body is required")]));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::Invalid(vec![Problem::new(
+            "",
+            format!("the body is not valid JSON (line {}, column {})", e.line(), e.column()),
+        )])
+    })
+}
+
+async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Response<Body>, ApiError> {
+    let body = body_json(deps, request)?;
+    let now = deps.clock.now();
+    let parsed = ExportRequest::parse(&body, now, &deps.config.policy).map_err(ApiError::Invalid)?;
+    let id = ExportId::new_random();
+    // The first run, computed before anything is stored so an impossible one is a 400.
+    let (status, first_run) = match parsed.schedule {
+        Schedule::OneTime => (ExportStatus::Queued, now),
+        Schedule::Recurring(recurrence) => {
+            let (_, at) = recurrence.next_after(now).ok_or_else(|| {
+                ApiError::Invalid(vec![Problem::new("/periodicity", "has no next occurrence before the year 9999")])
+            })?;
+            (ExportStatus::Scheduled, at)
+        }
+    };
+    let mut export = Export {
+        id,
+        owner: who.sub.clone(),
+        owner_email: who.email.clone(),
+        request: parsed,
+        status: ExportStatus::Creating,
+        created_at: now,
+        updated_at: now,
+        deleted_at: None,
+        next_run_at: None,
+    };
+    deps.store.insert(&export, deps.config.max_queued_per_user).await?;
+    let event = RunEvent { export_id: id, scheduled_at: first_run };
+    let armed = match export.request.schedule {
+        Schedule::OneTime => deps.launcher.launch(&event).await.map_err(ApiError::from),
+        Schedule::Recurring(_) => deps.schedules.arm(&event).await.map_err(ApiError::from),
+    };
+    if let Err(e) = armed {
+        discard(deps, &export).await;
+        return Err(e);
+    }
+    let next_run_at = matches!(export.request.schedule, Schedule::Recurring(_)).then_some(first_run);
+    if let Err(e) = deps.store.activate(&id, status, next_run_at, now).await {
+        match export.request.schedule {
+            Schedule::Recurring(_) => {
+                if let Err(disarm) = deps.schedules.disarm(&id).await {
+                    tracing::error!(export_id = %id, error = %disarm, "could not remove the schedule of a failed create");
+                }
+                discard(deps, &export).await;
+                return Err(e.into());
+            }
+            // The run is already launched and takes the record over; answering 201 is the truth.
+            Schedule::OneTime => tracing::warn!(export_id = %id, error = %e, "could not mark a launched export queued"),
+        }
+    }
+    export.status = status;
+    export.next_run_at = next_run_at;
+    tracing::info!(export_id = %id, owner = %who.sub, status = status.as_str(), "export created");
+    Ok(json_response(201, &export.to_json()))
+}
+
+/// Removes an export whose trigger failed, so no live export is left without one.
+async fn discard(deps: Deps<'_>, export: &Export) {
+    if let Err(e) = deps.store.discard(export).await {
+        // It stays in `creating`: invisible to the API and never run.
+        tracing::error!(export_id = %export.id, error = %e, "could not discard an unarmed export");
+    }
+}
+
+async fn list(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Response<Body>, ApiError> {
+    let params = request.query_string_parameters();
+    let query = ListQuery::parse(params.iter()).map_err(ApiError::Invalid)?;
+    let exports = deps.store.list_by_owner(&who.sub).await?;
+    Ok(json_response(200, &query.apply(exports).to_json()))
+}
+
+async fn delete(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
+    let export = visible(deps, who, id).await?;
+    let now: DateTime<Utc> = deps.clock.now();
+    let deleted = deps.store.soft_delete(&export.id, &who.sub, now).await?;
+    if matches!(deleted.request.schedule, Schedule::Recurring(_)) {
+        if let Err(e) = deps.schedules.disarm(&deleted.id).await {
+            // Harmless if left: run-export does nothing for a deleted export.
+            tracing::warn!(export_id = %deleted.id, error = %e, "could not remove the schedule of a deleted export");
+        }
+    }
+    tracing::info!(export_id = %deleted.id, owner = %who.sub, "export deleted");
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    Ok(response)
+}
+
+async fn status(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
+    let export = visible(deps, who, id).await?;
+    let jobs = deps.store.jobs(&export.id).await?;
+    let body = serde_json::json!({
+        "exportId": export.id.to_string(),
+        "type": export.request.export_type().as_str(),
+        "status": export.status.as_str(),
+        "nextRunAt": export.next_run_at.map(exporter::domain::export::rfc3339),
+        "jobs": jobs,
+    });
+    Ok(json_response(200, &body))
+}

@@ -60,10 +60,28 @@ impl Default for WebhookHosts {
 }
 
 /// What a request is validated against.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     pub limits: Limits,
-    pub webhook_hosts: WebhookHosts,
+    /// `None` trusts every webhook host: only for re-reading requests the service stored itself.
+    pub webhook_hosts: Option<WebhookHosts>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { limits: Limits::default(), webhook_hosts: Some(WebhookHosts::default()) }
+    }
+}
+
+impl Policy {
+    /// The policy for requests read back from the store: validated once already at creation,
+    /// so limits and host checks (which may have changed since) do not apply again.
+    pub fn stored() -> Self {
+        Self {
+            limits: Limits { max_items: usize::MAX, max_columns: usize::MAX, max_messages: usize::MAX },
+            webhook_hosts: None,
+        }
+    }
 }
 
 /// The output format of the files.
@@ -941,7 +959,7 @@ impl Checker<'_> {
                 let at = format!("{path}/target");
                 let text = self.string(v, &at, 2048);
                 match (text, medium) {
-                    (Some(text), Some(medium)) => match check_target(medium, text, &self.policy.webhook_hosts) {
+                    (Some(text), Some(medium)) => match check_target(medium, text, self.policy.webhook_hosts.as_ref()) {
                         Ok(()) => Some(Some(text.to_owned())),
                         Err(e) => {
                             self.fail(&at, e);
@@ -964,7 +982,8 @@ impl Checker<'_> {
 
 /// Checks a message's `target` for its medium: an email address, a Telegram chat id, or a
 /// webhook URL on an allowed host (https, or http on a loopback host for local runs).
-pub fn check_target(medium: Medium, target: &str, hosts: &WebhookHosts) -> Result<(), String> {
+/// With `hosts` `None` the host is not checked (requests the service stored itself).
+pub fn check_target(medium: Medium, target: &str, hosts: Option<&WebhookHosts>) -> Result<(), String> {
     match medium {
         Medium::Email => {
             let (local, domain) = target.rsplit_once('@').unwrap_or_default();
@@ -978,7 +997,7 @@ pub fn check_target(medium: Medium, target: &str, hosts: &WebhookHosts) -> Resul
             if ok {
                 Ok(())
             } else {
-                Err(format!("must be an email address such as ops@example.com for medium `email`"))
+                Err("must be an email address such as ops@example.com for medium `email`".into())
             }
         }
         Medium::Telegram => {
@@ -994,9 +1013,9 @@ pub fn check_target(medium: Medium, target: &str, hosts: &WebhookHosts) -> Resul
             }
         }
         Medium::Slack | Medium::Discord => {
-            let (allowed, example) = match medium {
-                Medium::Slack => (&hosts.slack, "https://hooks.slack.com/services/..."),
-                _ => (&hosts.discord, "https://discord.com/api/webhooks/..."),
+            let example = match medium {
+                Medium::Slack => "https://hooks.slack.com/services/...",
+                _ => "https://discord.com/api/webhooks/...",
             };
             let url = url::Url::parse(target)
                 .map_err(|_| format!("must be a webhook URL such as {example}"))?;
@@ -1006,6 +1025,8 @@ pub fn check_target(medium: Medium, target: &str, hosts: &WebhookHosts) -> Resul
             if !scheme_ok || !url.username().is_empty() || url.password().is_some() {
                 return Err(format!("must be an https webhook URL such as {example}"));
             }
+            let Some(hosts) = hosts else { return Ok(()) };
+            let allowed = if medium == Medium::Slack { &hosts.slack } else { &hosts.discord };
             if !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
                 return Err(format!(
                     "must be a {} webhook on an allowed host ({}); `{host}` is not allowed",
@@ -1054,7 +1075,8 @@ mod tests {
 
     #[test]
     fn webhook_targets_must_be_on_an_allowed_host() {
-        let hosts = WebhookHosts::default();
+        let default_hosts = WebhookHosts::default();
+        let hosts = Some(&default_hosts);
         assert!(check_target(Medium::Slack, "https://hooks.slack.com/services/T/B/X", &hosts).is_ok());
         assert!(check_target(Medium::Slack, "https://evil.example/services/T/B/X", &hosts).is_err());
         assert!(check_target(Medium::Discord, "http://discord.com/api/webhooks/1/x", &hosts).is_err());

@@ -1,0 +1,95 @@
+//! The one place where the API's failures become status codes and JSON bodies (spec section 2).
+//! Causes go to the log, never into a response.
+
+use lambda_http::{Body, Response};
+use serde_json::json;
+
+use exporter::domain::Problem;
+use exporter::ports::{Cause, LaunchError, ScheduleError, StoreError};
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Invalid request")]
+    Invalid(Vec<Problem>),
+    #[error("Missing user identity id")]
+    MissingIdentity,
+    #[error("Missing permission {0}")]
+    Forbidden(&'static str),
+    #[error("Not found")]
+    NotFound,
+    #[error("Method not allowed")]
+    MethodNotAllowed(&'static str),
+    #[error("Request body too large")]
+    TooLarge(usize),
+    #[error("Maximum number of queued exports reached")]
+    QuotaReached,
+    #[error("Service temporarily unavailable")]
+    Unavailable(#[source] Cause),
+    #[error("Internal error")]
+    Internal(#[source] Cause),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::QuotaReached => Self::QuotaReached,
+            StoreError::NotFound => Self::NotFound,
+            StoreError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+            StoreError::AlreadyExists | StoreError::Corrupt(_) => Self::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<ScheduleError> for ApiError {
+    fn from(e: ScheduleError) -> Self {
+        Self::Unavailable(Box::new(e))
+    }
+}
+
+impl From<LaunchError> for ApiError {
+    fn from(e: LaunchError) -> Self {
+        Self::Unavailable(Box::new(e))
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Invalid(_) | Self::MissingIdentity => 400,
+            Self::Forbidden(_) => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed(_) => 405,
+            Self::TooLarge(_) => 413,
+            Self::QuotaReached => 429,
+            Self::Internal(_) => 500,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
+    /// The response: `{"error", "details": [{"path", "message"}]}`.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        if status >= 500 {
+            let cause = std::error::Error::source(&self).map(|c| c.to_string()).unwrap_or_default();
+            tracing::error!(status, error = %self, cause, "request failed");
+        }
+        let details: Vec<Problem> = match &self {
+            Self::Invalid(problems) => problems.clone(),
+            Self::Forbidden(action) => {
+                vec![Problem::new("", format!("the token lacks the permission `{action}`"))]
+            }
+            Self::TooLarge(limit) => vec![Problem::new("", format!("the body must be at most {limit} bytes"))],
+            Self::MethodNotAllowed(allowed) => vec![Problem::new("", format!("allowed methods: {allowed}"))],
+            _ => Vec::new(),
+        };
+        let body = json!({"error": self.to_string(), "details": details});
+        let mut response = crate::json_response(status, &body);
+        if let Self::MethodNotAllowed(allowed) = self {
+            if let Ok(value) = allowed.parse() {
+                response.headers_mut().insert("allow", value);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,377 @@
+//! DynamoDB adapter of [`ExportStore`]: one table, exports and their jobs under one partition.
+//!
+//! | item | `pk` | `sk` | notes |
+//! |---|---|---|---|
+//! | export | `EXPORT#<id>` | `EXPORT` | `owner`, `createdAt` feed the `byOwner` index; `request` is the normalised JSON |
+//! | job | `EXPORT#<id>` | `JOB#<scheduledAt>` | written by run-export |
+//! | quota | `OWNER#<sub>` | `QUOTA` | `queued`: the owner's exports that are queued or scheduled |
+//!
+//! The quota and the export change in one transaction, so the per-owner limit holds under
+//! concurrent requests. This is the only code that knows the item layout.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, Utc};
+
+use crate::domain::export::rfc3339;
+use crate::domain::{Export, ExportId, ExportRequest, ExportStatus, Policy};
+use crate::ports::{Cause, ExportStore, JobSummary, StoreError};
+
+/// Name of the index that lists an owner's exports by creation time.
+pub const OWNER_INDEX: &str = "byOwner";
+/// The attribute DynamoDB's TTL reads (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The export store on one DynamoDB table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn export_key(id: &ExportId) -> Item {
+    HashMap::from([("pk".into(), s(format!("EXPORT#{id}"))), ("sk".into(), s("EXPORT"))])
+}
+
+fn quota_key(owner: &str) -> Item {
+    HashMap::from([("pk".into(), s(format!("OWNER#{owner}"))), ("sk".into(), s("QUOTA"))])
+}
+
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
+    StoreError::Unavailable(Box::new(e) as Cause)
+}
+
+/// True when an export in this state counts against its owner's quota.
+fn counts_as_queued(status: ExportStatus) -> bool {
+    matches!(status, ExportStatus::Creating | ExportStatus::Queued | ExportStatus::Scheduled | ExportStatus::InProgress)
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self { client, table: table.into() }
+    }
+
+    /// Creates the table as the SAM template declares it (for local runs and tests).
+    pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+        let attr = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(unavailable)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(unavailable)
+        };
+        let index = GlobalSecondaryIndex::builder()
+            .index_name(OWNER_INDEX)
+            .key_schema(key("owner", KeyType::Hash)?)
+            .key_schema(key("createdAt", KeyType::Range)?)
+            .projection(Projection::builder().projection_type(ProjectionType::All).build())
+            .build()
+            .map_err(unavailable)?;
+        client
+            .create_table()
+            .table_name(table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("pk")?)
+            .attribute_definitions(attr("sk")?)
+            .attribute_definitions(attr("owner")?)
+            .attribute_definitions(attr("createdAt")?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(index)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(TTL_ATTRIBUTE)
+            .enabled(true)
+            .build()
+            .map_err(unavailable)?;
+        client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    fn export_item(export: &Export) -> Item {
+        let mut item = export_key(&export.id);
+        item.insert("owner".into(), s(&export.owner));
+        item.insert("createdAt".into(), s(rfc3339(export.created_at)));
+        item.insert("updatedAt".into(), s(rfc3339(export.updated_at)));
+        item.insert("status".into(), s(export.status.as_str()));
+        item.insert("type".into(), s(export.request.export_type().as_str()));
+        item.insert("request".into(), s(export.request.to_json().to_string()));
+        if let Some(email) = &export.owner_email {
+            item.insert("ownerEmail".into(), s(email));
+        }
+        if let Some(at) = export.deleted_at {
+            item.insert("deletedAt".into(), s(rfc3339(at)));
+        }
+        if let Some(at) = export.next_run_at {
+            item.insert("nextRunAt".into(), s(rfc3339(at)));
+        }
+        item
+    }
+
+    fn read_export(item: &Item) -> Result<Export, StoreError> {
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
+        let corrupt = |what: &str| StoreError::Corrupt(format!("export item: {what}"));
+        let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+            text(name)
+                .map(|t| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).map_err(|_| corrupt(name)))
+                .transpose()
+        };
+        let id = text("pk")
+            .and_then(|pk| pk.strip_prefix("EXPORT#"))
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| corrupt("pk"))?;
+        let created_at = time("createdAt")?.ok_or_else(|| corrupt("createdAt"))?;
+        let body: serde_json::Value =
+            serde_json::from_str(text("request").ok_or_else(|| corrupt("request"))?).map_err(|_| corrupt("request"))?;
+        let request = ExportRequest::parse(&body, created_at, &Policy::stored()).map_err(|_| corrupt("request"))?;
+        Ok(Export {
+            id,
+            owner: text("owner").ok_or_else(|| corrupt("owner"))?.to_owned(),
+            owner_email: text("ownerEmail").map(str::to_owned),
+            request,
+            status: text("status").and_then(ExportStatus::parse).ok_or_else(|| corrupt("status"))?,
+            created_at,
+            updated_at: time("updatedAt")?.unwrap_or(created_at),
+            deleted_at: time("deletedAt")?,
+            next_run_at: time("nextRunAt")?,
+        })
+    }
+
+    fn quota_change(&self, owner: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(quota_key(owner)))
+            .update_expression("SET queued = if_not_exists(queued, :zero) + :delta")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":delta", n(delta));
+        if delta < 0 {
+            // Never below zero, even if a record was lost: a quota that only drifts up locks users out.
+            update = update
+                .update_expression("SET queued = queued + :delta")
+                .condition_expression("queued > :zero");
+        }
+        Ok(TransactWriteItem::builder().update(update.build().map_err(unavailable)?).build())
+    }
+}
+
+/// The reason code of the `index`th action of a cancelled transaction.
+fn cancellation_code<R>(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+    index: usize,
+) -> Option<String> {
+    use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
+    match err.as_service_error()? {
+        E::TransactionCanceledException(e) => {
+            e.cancellation_reasons().get(index).and_then(|r| r.code()).map(str::to_owned)
+        }
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl ExportStore for DynamoStore {
+    async fn insert(&self, export: &Export, max_queued: u32) -> Result<(), StoreError> {
+        let quota = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(quota_key(&export.owner)))
+            .update_expression("SET queued = if_not_exists(queued, :zero) + :one")
+            .condition_expression("attribute_not_exists(queued) OR queued < :max")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":max", n(max_queued))
+            .build()
+            .map_err(unavailable)?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::export_item(export)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(unavailable)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(quota).build())
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if cancellation_code(&e, 0).as_deref() == Some("ConditionalCheckFailed") => {
+                Err(StoreError::QuotaReached)
+            }
+            Err(e) if cancellation_code(&e, 1).as_deref() == Some("ConditionalCheckFailed") => {
+                Err(StoreError::AlreadyExists)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn activate(
+        &self,
+        id: &ExportId,
+        status: ExportStatus,
+        next_run_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(export_key(id)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)));
+        update = match next_run_at {
+            Some(next) => update
+                .update_expression("SET #status = :status, updatedAt = :at, nextRunAt = :next")
+                .expression_attribute_values(":next", s(rfc3339(next))),
+            None => update.update_expression("SET #status = :status, updatedAt = :at REMOVE nextRunAt"),
+        };
+        update.send().await.map_err(|e| {
+            if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                StoreError::NotFound
+            } else {
+                unavailable(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn discard(&self, export: &Export) -> Result<(), StoreError> {
+        let delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(export_key(&export.id)))
+            .condition_expression("#status = :creating")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
+            .build()
+            .map_err(unavailable)?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete).build())
+            .transact_items(self.quota_change(&export.owner, -1)?)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(export_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map(Self::read_export).transpose()
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .into_paginator()
+            .items()
+            .send();
+        let mut exports = Vec::new();
+        while let Some(item) = items.next().await {
+            exports.push(Self::read_export(&item.map_err(unavailable)?)?);
+        }
+        Ok(exports)
+    }
+
+    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError> {
+        let export = match self.get(id).await? {
+            Some(e) if e.owner == owner && e.is_visible() => e,
+            _ => return Err(StoreError::NotFound),
+        };
+        // The status read above must still hold, so the quota is given back exactly once.
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(export_key(id)))
+            .update_expression("SET deletedAt = :at, updatedAt = :at")
+            .condition_expression("#owner = :owner AND #status = :status AND attribute_not_exists(deletedAt)")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":status", s(export.status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .build()
+            .map_err(unavailable)?;
+        let mut transaction =
+            self.client.transact_write_items().transact_items(TransactWriteItem::builder().update(update).build());
+        if counts_as_queued(export.status) {
+            transaction = transaction.transact_items(self.quota_change(owner, -1)?);
+        }
+        match transaction.send().await {
+            Ok(_) => Ok(Export { deleted_at: Some(at), updated_at: at, ..export }),
+            Err(e) if cancellation_code(&e, 0).as_deref() == Some("ConditionalCheckFailed") => {
+                Err(StoreError::NotFound)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<JobSummary>, StoreError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
+            .expression_attribute_values(":pk", s(format!("EXPORT#{id}")))
+            .expression_attribute_values(":job", s("JOB#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut jobs = Vec::new();
+        while let Some(item) = items.next().await {
+            let item = item.map_err(unavailable)?;
+            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            jobs.push(JobSummary {
+                job_id: text("jobId"),
+                scheduled_at: text("scheduledAt"),
+                status: text("status"),
+                details: serde_json::Map::new(),
+            });
+        }
+        Ok(jobs)
+    }
+}

@@ -1,0 +1,49 @@
+//! Typed configuration from the environment. Functions read it once at cold start and fail
+//! there, naming the variable, rather than on the first request.
+
+use std::str::FromStr;
+
+/// A variable missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+}
+
+/// The value of a required variable.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+}
+
+/// The value of an optional variable; empty counts as unset.
+pub fn optional(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// A parsed optional variable, or its default.
+pub fn parsed_or<T: FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match optional(name) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|e: T::Err| ConfigError::Malformed { name, reason: e.to_string() }),
+    }
+}
+
+/// A comma-separated list, or its default.
+pub fn list_or(name: &'static str, default: Vec<String>) -> Vec<String> {
+    match optional(name) {
+        None => default,
+        Some(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+    }
+}
+
+/// Sets up JSON logs on stdout for CloudWatch, filtered by `RUST_LOG` (default `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().json().with_env_filter(filter).with_target(false).without_time().init();
+}

@@ -1,0 +1,117 @@
+//! The traits the functions depend on, speaking domain types. Adapters implement them; tests
+//! drive the handlers through the real adapters against emulated AWS.
+
+use std::error::Error as StdError;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Export, ExportId, ExportStatus, RunEvent};
+
+/// A boxed cause from an SDK or transport, kept for the log.
+pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why the store refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the owner already has the maximum number of queued exports")]
+    QuotaReached,
+    #[error("an export with this id already exists")]
+    AlreadyExists,
+    #[error("no such export")]
+    NotFound,
+    #[error("a stored record is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the store is unavailable")]
+    Unavailable(#[source] Cause),
+}
+
+/// A job of an export as `GET /exports/{id}/status` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSummary {
+    pub job_id: String,
+    pub scheduled_at: String,
+    pub status: String,
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Where exports live (one DynamoDB table in AWS).
+#[async_trait]
+pub trait ExportStore: Send + Sync {
+    /// Stores a new export (status `creating`), counting it against its owner's quota of queued
+    /// exports. Fails with `QuotaReached` at `max_queued`, `AlreadyExists` for a taken id.
+    async fn insert(&self, export: &Export, max_queued: u32) -> Result<(), StoreError>;
+
+    /// Marks a stored export armed: its new status and next run.
+    async fn activate(
+        &self,
+        id: &ExportId,
+        status: ExportStatus,
+        next_run_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Removes an export whose trigger could not be armed, and gives its quota back.
+    async fn discard(&self, export: &Export) -> Result<(), StoreError>;
+
+    /// The export with this id, whatever its state; `None` when there is none.
+    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError>;
+
+    /// Every export of an owner, deleted ones included (the caller filters).
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError>;
+
+    /// Sets `deletedAt` on a live export of `owner` and gives its quota back. Fails with
+    /// `NotFound` when the export is missing, another owner's, or already deleted.
+    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError>;
+
+    /// The jobs of an export, oldest first.
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<JobSummary>, StoreError>;
+}
+
+/// Why arming or disarming a schedule failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("the scheduler is unavailable")]
+    Unavailable(#[source] Cause),
+}
+
+/// The one-time `at(...)` schedules that trigger recurring runs.
+#[async_trait]
+pub trait RunSchedules: Send + Sync {
+    /// Creates or moves the export's schedule to fire once at `event.scheduled_at`.
+    async fn arm(&self, event: &RunEvent) -> Result<(), ScheduleError>;
+
+    /// Removes the export's schedule; removing one that is not there succeeds.
+    async fn disarm(&self, id: &ExportId) -> Result<(), ScheduleError>;
+}
+
+/// Why a run could not be launched.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("the run could not be launched")]
+    Unavailable(#[source] Cause),
+}
+
+/// Starts a run now, asynchronously (Lambda `Invoke`, type `Event`).
+#[async_trait]
+pub trait RunLauncher: Send + Sync {
+    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError>;
+}
+
+/// The time, injected so the domain and the handlers never read a clock themselves.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
