@@ -1,1 +1,237 @@
-//! placeholder
+//! Test harness for the integration tests: the emulated AWS endpoints (moto, `cargo lambda
+//! watch`), fresh resources per test, and API Gateway v2 events with JWT claims.
+//!
+//! A test that needs an endpoint gets `None` and says so loudly when it is not running; under
+//! `CI=true` it fails instead, so a missing emulator never passes for a green run.
+
+use std::collections::HashMap;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+use lambda_http::{Body, Request};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use exporter::adapters::dynamodb::DynamoStore;
+use exporter::adapters::lambda::LambdaLauncher;
+use exporter::adapters::scheduler::{EventBridgeSchedules, ScheduleSettings};
+use exporter::ports::SystemClock;
+use exports_api::{ApiConfig, Deps};
+
+/// The endpoint in `var`, or `None` after saying loudly that the test is not run.
+///
+/// # Panics
+/// Under `CI=true` when the variable is unset: the emulator must be there.
+pub fn endpoint(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let message = format!("{what} is not running ({var} is unset); start it with `make test`");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+            eprintln!("NOT RUN: {message}");
+            None
+        }
+    }
+}
+
+/// SDK configuration pointing every service at `endpoint`, with dummy credentials.
+pub async fn aws_at(endpoint: &str) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+/// The ARN run-export has in the local stack.
+pub const RUN_EXPORT_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:run-export";
+pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/exports-scheduler";
+
+/// Every action of spec section 2.
+pub const ALL_ACTIONS: &str =
+    "exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete";
+
+/// A caller: a fresh `sub` with every permission.
+pub fn someone() -> Vec<(String, String)> {
+    vec![
+        ("sub".into(), format!("user-{}", Uuid::new_v4())),
+        ("email".into(), "someone@example.com".into()),
+        ("scope".into(), ALL_ACTIONS.into()),
+    ]
+}
+
+/// An API Gateway HTTP API (v2) event as API Gateway sends it after the JWT authorizer.
+pub fn http_event(method: &str, path_and_query: &str, body: Option<&str>, claims: &[(String, String)]) -> Value {
+    let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+    let mut parameters: HashMap<String, String> = HashMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        parameters.insert(k.to_owned(), v.to_owned());
+    }
+    let claims: HashMap<&str, &str> = claims.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": query,
+        "headers": {"content-type": "application/json", "host": "api.example.com"},
+        "queryStringParameters": if parameters.is_empty() { Value::Null } else { json!(parameters) },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "api",
+            "domainName": "api.example.com",
+            "domainPrefix": "api",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests"},
+            "requestId": Uuid::new_v4().to_string(),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "27/Nov/2026:10:00:00 +0000",
+            "timeEpoch": 1_795_600_000_000_i64,
+            "authorizer": {"jwt": {"claims": claims, "scopes": null}},
+        },
+        "body": body,
+        "isBase64Encoded": false,
+    })
+}
+
+/// The event as the handler receives it.
+///
+/// # Panics
+/// When the event is not a valid API Gateway v2 event (a bug in the test).
+pub fn request(event: &Value) -> Request {
+    lambda_http::request::from_str(&event.to_string()).expect("a valid API Gateway v2 event")
+}
+
+/// A response's status and JSON body (`Null` when empty).
+pub fn status_and_json(response: lambda_http::Response<Body>) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).unwrap_or(Value::String(text.clone())),
+        Body::Binary(bytes) => serde_json::from_slice(bytes).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    (status, body)
+}
+
+/// Fresh resources on moto for one test, and the API's real adapters on them.
+pub struct Fixture {
+    pub dynamo: aws_sdk_dynamodb::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
+    pub table: String,
+    pub group: String,
+    pub store: DynamoStore,
+    pub schedules: EventBridgeSchedules,
+    pub launcher: LambdaLauncher,
+    pub clock: SystemClock,
+    pub config: ApiConfig,
+}
+
+impl Fixture {
+    /// A new table and schedule group on moto; the launcher invokes run-export on `cargo lambda
+    /// watch`. `None` (said loudly) when moto or watch is not running.
+    ///
+    /// # Panics
+    /// When the emulator refuses to create the resources.
+    pub async fn new() -> Option<Self> {
+        let moto = endpoint("MOTO_ENDPOINT", "moto")?;
+        let watch = endpoint("WATCH_ENDPOINT", "cargo lambda watch")?;
+        let aws = aws_at(&moto).await;
+        let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+        let scheduler = aws_sdk_scheduler::Client::new(&aws);
+        let suffix = Uuid::new_v4().simple().to_string();
+        let table = format!("exports-{suffix}");
+        let group = format!("group-{}", &suffix[..16]);
+        DynamoStore::create_table(&dynamo, &table).await.expect("moto creates the table");
+        EventBridgeSchedules::create_group(&scheduler, &group).await.expect("moto creates the group");
+        let lambda = aws_sdk_lambda::Client::new(&aws_at(&watch).await);
+        Some(Self {
+            store: DynamoStore::new(dynamo.clone(), &table),
+            schedules: EventBridgeSchedules::new(scheduler.clone(), Self::settings(&group)),
+            launcher: LambdaLauncher::new(lambda, "run-export"),
+            dynamo,
+            scheduler,
+            table,
+            group,
+            clock: SystemClock,
+            config: ApiConfig::default(),
+        })
+    }
+
+    /// The schedule settings of the local stack, for `group`.
+    pub fn settings(group: &str) -> ScheduleSettings {
+        ScheduleSettings {
+            group: group.to_owned(),
+            target_arn: RUN_EXPORT_ARN.into(),
+            role_arn: SCHEDULER_ROLE_ARN.into(),
+            dead_letter_arn: Some("arn:aws:sqs:us-east-1:123456789012:exports-dlq".into()),
+            max_retries: 10,
+            max_event_age_seconds: 86_400,
+        }
+    }
+
+    pub fn deps(&self) -> Deps<'_> {
+        Deps {
+            store: &self.store,
+            schedules: &self.schedules,
+            launcher: &self.launcher,
+            clock: &self.clock,
+            config: &self.config,
+        }
+    }
+
+    /// Sends one request through the handler.
+    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>, who: &[(String, String)]) -> (u16, Value) {
+        let text = body.map(Value::to_string);
+        self.call_raw(method, path, text.as_deref(), who).await
+    }
+
+    /// Sends one request with a raw body through the handler.
+    pub async fn call_raw(&self, method: &str, path: &str, body: Option<&str>, who: &[(String, String)]) -> (u16, Value) {
+        let event = http_event(method, path, body, who);
+        let response = match exports_api::handle(self.deps(), request(&event)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        status_and_json(response)
+    }
+
+    /// Every item of the table (a scan: tests only).
+    ///
+    /// # Panics
+    /// When moto does not answer.
+    pub async fn items(&self) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        let output = self.dynamo.scan().table_name(&self.table).send().await.expect("moto scans");
+        output.items().to_vec()
+    }
+}
+
+/// The seed page's example body, exactly as the seed prints it.
+pub fn seed_body() -> &'static str {
+    include_str!("../data/seed-body.json")
+}
+
+/// A valid request body to vary: one-time, CSV, one item.
+pub fn one_time_body() -> Value {
+    json!({
+        "format": {"extension": "csv", "columns": [{"id": "time", "label": "Time"}, {"id": "value", "label": "Value"}], "timezone": "Europe/Rome"},
+        "type": "oneTime",
+        "items": [{"params": {
+            "target": {"value": "urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:temperature", "label": "temperature"},
+            "channelId": "0115c85d-ef3e-4de9-9732-d0c5c4f2c482",
+            "subtopic": "events.data",
+            "from": 1_767_225_600, "to": 1_767_312_000
+        }}],
+        "notification": {"messages": []}
+    })
+}
+
+/// A valid recurring body with the given periodicity.
+pub fn recurring_body(periodicity: &str) -> Value {
+    let mut body = one_time_body();
+    body["type"] = json!("recurring");
+    body["periodicity"] = json!(periodicity);
+    body["items"][0]["params"]["from"] = json!(0);
+    body["items"][0]["params"]["to"] = json!(0);
+    body
+}

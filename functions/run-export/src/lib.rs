@@ -1,16 +1,18 @@
 //! run-export: one run of one export, triggered by `{"exportId", "scheduledAt"}` from the
 //! create request (one-time) or from its schedule (recurring).
 //!
-//! This slice accepts the trigger and checks the export still exists; reading the data,
-//! writing the files and recording the job arrive with the next issue.
+//! This slice accepts the trigger, checks the export still exists and records its job once
+//! (`notProcessed`), idempotently per `(exportId, scheduledAt)`; reading the data and writing
+//! the files arrive with the next issue.
 
 use exporter::domain::RunEvent;
-use exporter::ports::{ExportStore, StoreError};
+use exporter::ports::{Clock, ExportStore, StoreError};
 
 /// What the run needs.
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
     pub store: &'a dyn ExportStore,
+    pub clock: &'a dyn Clock,
 }
 
 /// What became of a trigger.
@@ -19,7 +21,10 @@ pub struct Deps<'a> {
 pub enum Outcome {
     /// The export is gone or deleted: nothing to do.
     Skipped,
+    /// The job was recorded.
     Accepted,
+    /// The job of this trigger exists already: a duplicate, nothing done twice.
+    Duplicate,
 }
 
 /// Errors with a stable vocabulary for the runtime's `Diagnostic`.
@@ -35,14 +40,22 @@ pub enum RunError {
 
 /// Handles one trigger.
 pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError> {
-    let export = deps.store.get(&event.export_id).await.map_err(|e| match e {
+    let classify = |e: StoreError| match e {
         StoreError::Unavailable(_) => RunError::Retryable(e),
         other => RunError::Permanent(other),
-    })?;
+    };
+    let export = deps.store.get(&event.export_id).await.map_err(classify)?;
     match export {
         Some(export) if export.deleted_at.is_none() => {
-            tracing::info!(export_id = %event.export_id, scheduled_at = %event.scheduled_at, "run accepted");
-            Ok(Outcome::Accepted)
+            let job_id = event.job_id();
+            let opened = deps
+                .store
+                .open_job(&export.id, &job_id, event.scheduled_at, deps.clock.now())
+                .await
+                .map_err(classify)?;
+            let outcome = if opened { Outcome::Accepted } else { Outcome::Duplicate };
+            tracing::info!(export_id = %event.export_id, job_id, ?outcome, "run trigger handled");
+            Ok(outcome)
         }
         _ => {
             tracing::info!(export_id = %event.export_id, "export missing or deleted; nothing to run");

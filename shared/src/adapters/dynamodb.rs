@@ -349,6 +349,37 @@ impl ExportStore for DynamoStore {
         }
     }
 
+    async fn open_job(
+        &self,
+        id: &ExportId,
+        job_id: &str,
+        scheduled_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let scheduled = rfc3339(scheduled_at);
+        let item = HashMap::from([
+            ("pk".into(), s(format!("EXPORT#{id}"))),
+            ("sk".into(), s(format!("JOB#{scheduled}"))),
+            ("jobId".into(), s(job_id)),
+            ("scheduledAt".into(), s(&scheduled)),
+            ("status".into(), s("notProcessed")),
+            ("createdAt".into(), s(rfc3339(at))),
+        ]);
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn jobs(&self, id: &ExportId) -> Result<Vec<JobSummary>, StoreError> {
         let mut items = self
             .client

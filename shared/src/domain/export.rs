@@ -119,7 +119,31 @@ impl Export {
 pub struct RunEvent {
     pub export_id: ExportId,
     /// RFC 3339 in UTC: the occurrence this run is for (the creation time for `oneTime`).
+    #[serde(with = "rfc3339_millis")]
     pub scheduled_at: DateTime<Utc>,
+}
+
+/// Serde for times in the one format the service writes ([`rfc3339`]); reads any RFC 3339.
+mod rfc3339_millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::rfc3339(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+    }
+}
+
+impl RunEvent {
+    /// The id of the job this trigger runs: its occurrence time, compact (`20260329T010000000Z`),
+    /// so a duplicate trigger names the same job.
+    pub fn job_id(&self) -> String {
+        self.scheduled_at.format("%Y%m%dT%H%M%S%3fZ").to_string()
+    }
 }
 
 /// The order of a listing.

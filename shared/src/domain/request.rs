@@ -705,8 +705,11 @@ impl Checker<'_> {
                 if map.get("periodicity").is_none_or(Value::is_null) {
                     self.fail("/periodicity", "is required when `type` is `recurring`");
                 }
+                // The default anchor is whole seconds: it is stored as Unix seconds and must
+                // read back as the very same instant, or occurrence times would drift.
+                let default_anchor = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
                 Schedule::Recurring(Recurrence {
-                    anchor: period_start?.unwrap_or(now),
+                    anchor: period_start?.unwrap_or(default_anchor),
                     every: periodicity?,
                     tz: format.as_ref()?.timezone,
                 })

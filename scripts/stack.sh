@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The local stack: moto (DynamoDB, Scheduler, S3, SES) and `cargo lambda watch` serving every
+# function, installed into the project's .venv when missing.
+#   scripts/stack.sh up     start both, create the resources, wait until the functions answer
+#   scripts/stack.sh down   stop what `up` started
+#   scripts/stack.sh env    print the environment that points clients at the stack
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=$ROOT/.stack
+VENV=$ROOT/.venv
+MOTO_PORT=${MOTO_PORT:-5123}
+WATCH_PORT=${WATCH_PORT:-9000}
+MOTO=http://127.0.0.1:$MOTO_PORT
+WATCH=http://127.0.0.1:$WATCH_PORT
+
+stack_env() {
+  cat <<ENV
+AWS_ENDPOINT_URL=$MOTO
+AWS_ENDPOINT_URL_LAMBDA=$WATCH
+AWS_REGION=us-east-1
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+AWS_EC2_METADATA_DISABLED=true
+MOTO_ENDPOINT=$MOTO
+WATCH_ENDPOINT=$WATCH
+TABLE_NAME=exports
+SCHEDULE_GROUP=exports
+RUN_EXPORT_ARN=arn:aws:lambda:us-east-1:123456789012:function:run-export
+RUN_EXPORT_FUNCTION=run-export
+SCHEDULER_ROLE_ARN=arn:aws:iam::123456789012:role/exports-scheduler
+LOCAL_IDENTITY=1
+RUST_LOG=info
+ENV
+}
+
+wait_for() { # url seconds what
+  local deadline=$((SECONDS + $2))
+  until curl -s -o /dev/null "$1"; do
+    if ((SECONDS > deadline)); then
+      echo "stack: $3 did not answer at $1 within $2 s; see $STATE/*.log" >&2
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+install() {
+  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda ]]; then
+    echo "stack: installing moto[server] and cargo-lambda into .venv"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.8,<2'
+  fi
+}
+
+up() {
+  install
+  mkdir -p "$STATE"
+  set -a; eval "$(stack_env)"; set +a
+  if curl -s -o /dev/null "$MOTO/moto-api/"; then
+    echo "stack: something already listens on $MOTO; run 'scripts/stack.sh down' or set MOTO_PORT" >&2
+    return 1
+  fi
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+  echo $! >"$STATE/moto.pid"
+  wait_for "$MOTO/moto-api/" 60 moto
+  # moto bug: /moto-api/data.json answers 500 after any multipart upload unless this is set.
+  curl -s -X POST "$MOTO/moto-api/state-manager/set-transition" \
+    -d '{"model_name":"s3::keyrestore","transition":{"progression":"manual","times":1000000}}' >/dev/null
+  cargo build -q --workspace --bins
+  cargo run -q -p integration-tests --bin local-setup
+  # Functions inherit watch's environment; PATH gets .venv for zig and cargo-lambda's helpers.
+  PATH=$VENV/bin:$PATH setsid "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$WATCH_PORT" \
+    --ignore-changes >"$STATE/watch.log" 2>&1 &
+  echo $! >"$STATE/watch.pid"
+  wait_for "$WATCH/" 120 "cargo lambda watch"
+  # The first request compiles the function: warm both now, not inside a test's timeout.
+  curl -s -o /dev/null --max-time 600 "$WATCH/lambda-url/exports-api/exports" || true
+  curl -s -o /dev/null --max-time 600 -X POST "$WATCH/2015-03-31/functions/notify/invocations" \
+    -d '{"exportId":"00000000-0000-4000-8000-000000000000","jobId":"warm-up"}' || true
+  curl -s -o /dev/null --max-time 600 -X POST "$WATCH/2015-03-31/functions/run-export/invocations" \
+    -d '{"exportId":"00000000-0000-4000-8000-000000000000","scheduledAt":"2026-01-01T00:00:00Z"}' || true
+  echo "stack: moto at $MOTO, functions at $WATCH/lambda-url/<name>/"
+}
+
+down() {
+  for name in watch moto; do
+    if [[ -f $STATE/$name.pid ]]; then
+      pid=$(cat "$STATE/$name.pid")
+      kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
+      rm -f "$STATE/$name.pid"
+    fi
+  done
+  # watch spawns the functions as children of its own; make sure none is left behind.
+  pkill -f "$ROOT/target/debug/(exports-api|run-export|notify)" 2>/dev/null || true
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) stack_env ;;
+  *) echo "usage: scripts/stack.sh up|down|env" >&2; exit 2 ;;
+esac
