@@ -1,0 +1,44 @@
+//! Every sample event in `events/` deserialises into its function's input type, so
+//! `cargo lambda invoke --data-file events/<function>.<case>.json` feeds a real shape.
+
+use std::path::Path;
+
+use exporter::domain::RunEvent;
+use notify::NotifyEvent;
+
+#[test]
+fn every_sample_event_deserialises_into_its_functions_input() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("events/ exists") {
+        let path = entry.expect("readable").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let function = name.split('.').next().unwrap_or_default();
+        match function {
+            "exports-api" => {
+                let request = lambda_http::request::from_str(&text);
+                assert!(request.is_ok(), "{name}: {:?}", request.err());
+            }
+            "run-export" => {
+                let event = serde_json::from_str::<RunEvent>(&text);
+                assert!(event.is_ok(), "{name}: {:?}", event.err());
+            }
+            "notify" => {
+                let event = serde_json::from_str::<NotifyEvent>(&text);
+                assert!(event.is_ok(), "{name}: {:?}", event.err());
+            }
+            other => panic!("{name}: no function `{other}`; name events <function>.<case>.json"),
+        }
+        seen += 1;
+    }
+    assert!(seen >= 7, "expected the sample events, found {seen}");
+}
+
+#[test]
+fn the_create_event_carries_the_seed_example_as_it_is() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/exports-api.create-seed.json");
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
+    assert_eq!(event["body"].as_str(), Some(integration_tests::seed_body()));
+}
