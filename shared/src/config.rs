@@ -14,7 +14,10 @@ pub enum ConfigError {
 
 /// The value of a required variable.
 pub fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(ConfigError::Missing(name))
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .ok_or(ConfigError::Missing(name))
 }
 
 /// The value of an optional variable; empty counts as unset.
@@ -29,7 +32,10 @@ where
 {
     match optional(name) {
         None => Ok(default),
-        Some(text) => text.parse().map_err(|e: T::Err| ConfigError::Malformed { name, reason: e.to_string() }),
+        Some(text) => text.parse().map_err(|e: T::Err| ConfigError::Malformed {
+            name,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -37,7 +43,12 @@ where
 pub fn list_or(name: &'static str, default: Vec<String>) -> Vec<String> {
     match optional(name) {
         None => default,
-        Some(text) => text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        Some(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
     }
 }
 
@@ -45,5 +56,10 @@ pub fn list_or(name: &'static str, default: Vec<String>) -> Vec<String> {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().json().with_env_filter(filter).with_target(false).without_time().init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_target(false)
+        .without_time()
+        .init();
 }

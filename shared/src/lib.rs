@@ -4,7 +4,7 @@
 //! functions depend on; [`adapters`] implement them on AWS and are the only code that knows a
 //! wire format; [`config`] reads typed configuration from the environment.
 
-pub mod domain;
 pub mod adapters;
 pub mod config;
+pub mod domain;
 pub mod ports;

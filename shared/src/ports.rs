@@ -69,8 +69,13 @@ pub trait ExportStore: Send + Sync {
 
     /// Records the job of one trigger as `notProcessed`, once: `false` when the job of this
     /// `(export, scheduledAt)` exists already (a duplicate or retried trigger).
-    async fn open_job(&self, id: &ExportId, job_id: &str, scheduled_at: DateTime<Utc>, at: DateTime<Utc>)
-        -> Result<bool, StoreError>;
+    async fn open_job(
+        &self,
+        id: &ExportId,
+        job_id: &str,
+        scheduled_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// The jobs of an export, oldest first.
     async fn jobs(&self, id: &ExportId) -> Result<Vec<JobSummary>, StoreError>;

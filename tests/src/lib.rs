@@ -62,7 +62,12 @@ pub fn someone() -> Vec<(String, String)> {
 }
 
 /// An API Gateway HTTP API (v2) event as API Gateway sends it after the JWT authorizer.
-pub fn http_event(method: &str, path_and_query: &str, body: Option<&str>, claims: &[(String, String)]) -> Value {
+pub fn http_event(
+    method: &str,
+    path_and_query: &str,
+    body: Option<&str>,
+    claims: &[(String, String)],
+) -> Value {
     let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
     let mut parameters: HashMap<String, String> = HashMap::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -142,8 +147,12 @@ impl Fixture {
         let suffix = Uuid::new_v4().simple().to_string();
         let table = format!("exports-{suffix}");
         let group = format!("group-{}", &suffix[..16]);
-        DynamoStore::create_table(&dynamo, &table).await.expect("moto creates the table");
-        EventBridgeSchedules::create_group(&scheduler, &group).await.expect("moto creates the group");
+        DynamoStore::create_table(&dynamo, &table)
+            .await
+            .expect("moto creates the table");
+        EventBridgeSchedules::create_group(&scheduler, &group)
+            .await
+            .expect("moto creates the group");
         let lambda = aws_sdk_lambda::Client::new(&aws_at(&watch).await);
         Some(Self {
             store: DynamoStore::new(dynamo.clone(), &table),
@@ -181,13 +190,25 @@ impl Fixture {
     }
 
     /// Sends one request through the handler.
-    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>, who: &[(String, String)]) -> (u16, Value) {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        who: &[(String, String)],
+    ) -> (u16, Value) {
         let text = body.map(Value::to_string);
         self.call_raw(method, path, text.as_deref(), who).await
     }
 
     /// Sends one request with a raw body through the handler.
-    pub async fn call_raw(&self, method: &str, path: &str, body: Option<&str>, who: &[(String, String)]) -> (u16, Value) {
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        who: &[(String, String)],
+    ) -> (u16, Value) {
         let event = http_event(method, path, body, who);
         let response = match exports_api::handle(self.deps(), request(&event)).await {
             Ok(response) => response,
@@ -201,7 +222,13 @@ impl Fixture {
     /// # Panics
     /// When moto does not answer.
     pub async fn items(&self) -> Vec<HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
-        let output = self.dynamo.scan().table_name(&self.table).send().await.expect("moto scans");
+        let output = self
+            .dynamo
+            .scan()
+            .table_name(&self.table)
+            .send()
+            .await
+            .expect("moto scans");
         output.items().to_vec()
     }
 }

@@ -29,7 +29,9 @@ impl Api {
             .header("x-local-identity", &self.identity)
             .timeout(std::time::Duration::from_secs(120));
         if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body.to_owned());
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
         }
         let response = request.send().await.expect("cargo lambda watch answers");
         let status = response.status().as_u16();
@@ -41,31 +43,47 @@ impl Api {
 #[tokio::test]
 async fn the_seed_example_is_created_read_deleted_and_then_gone() {
     let Some(api) = Api::new() else { return };
-    let (status, created) = api.send(reqwest::Method::POST, "/exports", Some(seed_body())).await;
+    let (status, created) = api
+        .send(reqwest::Method::POST, "/exports", Some(seed_body()))
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("an id");
     assert_eq!(created["type"], "recurring");
     assert_eq!(created["periodicity"], "P1Y6M4DT12H30M5S");
     assert_eq!(created["items"][0]["filename"], "string");
 
-    let (status, got) = api.send(reqwest::Method::GET, &format!("/exports/{id}"), None).await;
+    let (status, got) = api
+        .send(reqwest::Method::GET, &format!("/exports/{id}"), None)
+        .await;
     assert_eq!((status, &got), (200, &created));
-    let (status, _) = api.send(reqwest::Method::DELETE, &format!("/exports/{id}"), None).await;
+    let (status, _) = api
+        .send(reqwest::Method::DELETE, &format!("/exports/{id}"), None)
+        .await;
     assert_eq!(status, 204);
-    let (status, gone) = api.send(reqwest::Method::GET, &format!("/exports/{id}"), None).await;
+    let (status, gone) = api
+        .send(reqwest::Method::GET, &format!("/exports/{id}"), None)
+        .await;
     assert_eq!(status, 404, "{gone}");
 }
 
 #[tokio::test]
 async fn a_one_time_export_invokes_run_export_which_records_one_job() {
     let Some(api) = Api::new() else { return };
-    let (status, created) = api.send(reqwest::Method::POST, "/exports", Some(&one_time_body().to_string())).await;
+    let (status, created) = api
+        .send(
+            reqwest::Method::POST,
+            "/exports",
+            Some(&one_time_body().to_string()),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("an id");
     // The invoke is asynchronous in AWS (watch runs it before answering): poll briefly.
     let mut jobs = Value::Null;
     for _ in 0..50 {
-        let (_, state) = api.send(reqwest::Method::GET, &format!("/exports/{id}/status"), None).await;
+        let (_, state) = api
+            .send(reqwest::Method::GET, &format!("/exports/{id}/status"), None)
+            .await;
         jobs = state["jobs"].clone();
         if jobs.as_array().is_some_and(|j| !j.is_empty()) {
             break;
@@ -83,7 +101,9 @@ async fn bad_input_is_a_4xx_with_the_field_named() {
     let Some(api) = Api::new() else { return };
     let mut body = one_time_body();
     body["perodicity"] = json!("P1D");
-    let (status, answer) = api.send(reqwest::Method::POST, "/exports", Some(&body.to_string())).await;
+    let (status, answer) = api
+        .send(reqwest::Method::POST, "/exports", Some(&body.to_string()))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(answer["details"][0]["path"], "/perodicity");
 }

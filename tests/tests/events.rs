@@ -12,7 +12,11 @@ fn every_sample_event_deserialises_into_its_functions_input() {
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("events/ exists") {
         let path = entry.expect("readable").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_owned();
         let text = std::fs::read_to_string(&path).expect("readable");
         let function = name.split('.').next().unwrap_or_default();
         match function {

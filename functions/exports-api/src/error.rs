@@ -71,15 +71,23 @@ impl ApiError {
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
         if status >= 500 {
-            let cause = std::error::Error::source(&self).map(|c| c.to_string()).unwrap_or_default();
+            let cause = std::error::Error::source(&self)
+                .map(|c| c.to_string())
+                .unwrap_or_default();
             tracing::error!(status, error = %self, cause, "request failed");
         }
         let details: Vec<Problem> = match &self {
             Self::Invalid(problems) => problems.clone(),
             Self::Forbidden(action) => {
-                vec![Problem::new("", format!("the token lacks the permission `{action}`"))]
+                vec![Problem::new(
+                    "",
+                    format!("the token lacks the permission `{action}`"),
+                )]
             }
-            Self::TooLarge(limit) => vec![Problem::new("", format!("the body must be at most {limit} bytes"))],
+            Self::TooLarge(limit) => vec![Problem::new(
+                "",
+                format!("the body must be at most {limit} bytes"),
+            )],
             Self::MethodNotAllowed(allowed) => vec![Problem::new("", format!("allowed methods: {allowed}"))],
             _ => Vec::new(),
         };

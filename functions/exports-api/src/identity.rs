@@ -28,7 +28,11 @@ impl Identity {
 
     /// Reads the caller from the claims; `None` when there is no `sub`.
     pub fn from_claims(claims: &HashMap<String, String>, scopes: &[String]) -> Option<Self> {
-        let sub = claims.get("sub").map(|s| s.trim()).filter(|s| !s.is_empty())?.to_owned();
+        let sub = claims
+            .get("sub")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())?
+            .to_owned();
         let mut permissions: HashSet<String> = scopes.iter().cloned().collect();
         for name in ["scope", "scp", "permissions"] {
             if let Some(value) = claims.get(name) {
@@ -42,7 +46,11 @@ impl Identity {
             }
         }
         let email = claims.get("email").filter(|e| !e.is_empty()).cloned();
-        Some(Self { sub, email, permissions })
+        Some(Self {
+            sub,
+            email,
+            permissions,
+        })
     }
 
     /// The caller of a request: the authorizer's claims, or (only when `local` is on and the
@@ -65,7 +73,10 @@ impl Identity {
             .map(|(k, v)| match v {
                 serde_json::Value::String(s) => (k, s),
                 serde_json::Value::Array(items) => {
-                    let words: Vec<String> = items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect();
+                    let words: Vec<String> = items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect();
                     (k, words.join(" "))
                 }
                 other => (k, other.to_string()),
@@ -84,7 +95,10 @@ mod tests {
         let claims = HashMap::from([
             ("sub".to_owned(), "alice".to_owned()),
             ("scope".to_owned(), "openid exporter:exports:list".to_owned()),
-            ("permissions".to_owned(), "[exporter:exports:create exporter:exports:get]".to_owned()),
+            (
+                "permissions".to_owned(),
+                "[exporter:exports:create exporter:exports:get]".to_owned(),
+            ),
         ]);
         let who = Identity::from_claims(&claims, &[]).expect("has sub");
         assert!(who.may("exporter:exports:list"));

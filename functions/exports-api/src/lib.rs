@@ -32,7 +32,12 @@ pub struct ApiConfig {
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        Self { policy: Policy::default(), max_body_bytes: 256 * 1024, max_queued_per_user: 100, local_identity: false }
+        Self {
+            policy: Policy::default(),
+            max_body_bytes: 256 * 1024,
+            max_queued_per_user: 100,
+            local_identity: false,
+        }
     }
 }
 
@@ -59,13 +64,18 @@ pub mod actions {
 pub fn json_response(status: u16, body: &Value) -> Response<Body> {
     let mut response = Response::new(Body::Text(body.to_string()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    response.headers_mut().insert("content-type", lambda_http::http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        "content-type",
+        lambda_http::http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
 /// Handles one HTTP request; never fails (errors become responses).
 pub async fn handle(deps: Deps<'_>, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
-    Ok(route(deps, &request).await.unwrap_or_else(ApiError::into_response))
+    Ok(route(deps, &request)
+        .await
+        .unwrap_or_else(ApiError::into_response))
 }
 
 enum Route {
@@ -90,7 +100,13 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
     let who = Identity::of(request, deps.config.local_identity).ok_or(ApiError::MissingIdentity)?;
     let route = parse_route(request.uri().path()).ok_or(ApiError::NotFound)?;
     let method = request.method();
-    let allow = |action: &'static str| if who.may(action) { Ok(()) } else { Err(ApiError::Forbidden(action)) };
+    let allow = |action: &'static str| {
+        if who.may(action) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(action))
+        }
+    };
     match (route, method) {
         (Route::Exports, &Method::POST) => {
             allow(actions::CREATE)?;
@@ -146,12 +162,19 @@ fn body_json(deps: Deps<'_>, request: &Request) -> Result<Value, ApiError> {
         return Err(ApiError::TooLarge(limit));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::Invalid(vec![Problem::new("", "a JSON body is required")]));
+        return Err(ApiError::Invalid(vec![Problem::new(
+            "",
+            "a JSON body is required",
+        )]));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::Invalid(vec![Problem::new(
             "",
-            format!("the body is not valid JSON (line {}, column {})", e.line(), e.column()),
+            format!(
+                "the body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         )])
     })
 }
@@ -166,7 +189,10 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         Schedule::OneTime => (ExportStatus::Queued, now),
         Schedule::Recurring(recurrence) => {
             let (_, at) = recurrence.next_after(now).ok_or_else(|| {
-                ApiError::Invalid(vec![Problem::new("/periodicity", "has no next occurrence before the year 9999")])
+                ApiError::Invalid(vec![Problem::new(
+                    "/periodicity",
+                    "has no next occurrence before the year 9999",
+                )])
             })?;
             (ExportStatus::Scheduled, at)
         }
@@ -182,8 +208,13 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         deleted_at: None,
         next_run_at: None,
     };
-    deps.store.insert(&export, deps.config.max_queued_per_user).await?;
-    let event = RunEvent { export_id: id, scheduled_at: first_run };
+    deps.store
+        .insert(&export, deps.config.max_queued_per_user)
+        .await?;
+    let event = RunEvent {
+        export_id: id,
+        scheduled_at: first_run,
+    };
     let armed = match export.request.schedule {
         Schedule::OneTime => deps.launcher.launch(&event).await.map_err(ApiError::from),
         Schedule::Recurring(_) => deps.schedules.arm(&event).await.map_err(ApiError::from),
@@ -203,7 +234,9 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
                 return Err(e.into());
             }
             // The run is already launched and takes the record over; answering 201 is the truth.
-            Schedule::OneTime => tracing::warn!(export_id = %id, error = %e, "could not mark a launched export queued"),
+            Schedule::OneTime => {
+                tracing::warn!(export_id = %id, error = %e, "could not mark a launched export queued")
+            }
         }
     }
     export.status = status;

@@ -15,7 +15,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let local_identity = optional("LOCAL_IDENTITY").is_some_and(|v| v == "1" || v == "true");
     if local_identity && !cfg!(debug_assertions) {
         // A deployment is a release build: the local identity can never be switched on there.
-        return Err("LOCAL_IDENTITY is set, but this is a release build; it only works in local debug builds".into());
+        return Err(
+            "LOCAL_IDENTITY is set, but this is a release build; it only works in local debug builds".into(),
+        );
     }
     let defaults = Limits::default();
     let hosts = WebhookHosts::default();
@@ -51,6 +53,12 @@ async fn main() -> Result<(), lambda_http::Error> {
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
     let launcher = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), run_export);
     let clock = SystemClock;
-    let deps = Deps { store: &store, schedules: &schedules, launcher: &launcher, clock: &clock, config: &api_config };
+    let deps = Deps {
+        store: &store,
+        schedules: &schedules,
+        launcher: &launcher,
+        clock: &clock,
+        config: &api_config,
+    };
     lambda_http::run(lambda_http::service_fn(move |request| handle(deps, request))).await
 }

@@ -126,7 +126,13 @@ fn event(body: Option<&str>) -> lambda_http::Request {
 
 async fn post(ports: &Recorder, body: Option<&str>) -> (u16, Value) {
     let config = ApiConfig::default();
-    let deps = Deps { store: ports, schedules: ports, launcher: ports, clock: &FixedClock, config: &config };
+    let deps = Deps {
+        store: ports,
+        schedules: ports,
+        launcher: ports,
+        clock: &FixedClock,
+        config: &config,
+    };
     let response = match handle(deps, event(body)).await {
         Ok(r) => r,
         Err(never) => match never {},
@@ -203,58 +209,334 @@ async fn bad_bodies_are_refused_with_the_field_and_nothing_is_written() {
         ("missing format", with(valid(), "/format", None), 400, "/format"),
         ("missing type", with(valid(), "/type", None), 400, "/type"),
         ("missing items", with(valid(), "/items", None), 400, "/items"),
-        ("missing notification", with(valid(), "/notification", None), 400, "/notification"),
-        ("missing messages", with(valid(), "/notification/messages", None), 400, "/notification/messages"),
-        ("missing target", with(valid(), "/items/0/params/target", None), 400, "/items/0/params/target"),
-        ("missing channel", with(valid(), "/items/0/params/channelId", None), 400, "/items/0/params/channelId"),
-        ("missing column label", with(valid(), "/format/columns/0/label", None), 400, "/format/columns/0/label"),
-        ("format is a string", with(valid(), "/format", Some(json!("csv"))), 400, "/format"),
-        ("type is a number", with(valid(), "/type", Some(json!(1))), 400, "/type"),
-        ("items is an object", with(valid(), "/items", Some(json!({}))), 400, "/items"),
-        ("from is a string", with(valid(), "/items/0/params/from", Some(json!("yesterday"))), 400, "/items/0/params/from"),
-        ("title is a number", with(valid(), "/notification/messages/0/title", Some(json!(7))), 400, "/notification/messages/0/title"),
-        ("periodStart is a string", with(recurring(), "/periodStart", Some(json!("now"))), 400, "/periodStart"),
-        ("typo perodicity", with(valid(), "/perodicity", Some(json!("P1D"))), 400, "/perodicity"),
-        ("typo in format", with(valid(), "/format/extention", Some(json!("csv"))), 400, "/format/extention"),
-        ("typo in params", with(valid(), "/items/0/params/chanelId", Some(json!("x"))), 400, "/items/0/params/chanelId"),
-        ("bad type", with(valid(), "/type", Some(json!("weekly"))), 400, "/type"),
-        ("bad extension", with(valid(), "/format/extension", Some(json!("pdf"))), 400, "/format/extension"),
-        ("bad dsf", with(valid(), "/items/0/params/decimation/dsf", Some(json!("median"))), 400, "/items/0/params/decimation/dsf"),
-        ("bad policy", with(valid(), "/notification/messages/0/policy", Some(json!("always"))), 400, "/notification/messages/0/policy"),
-        ("unknown medium", with(valid(), "/notification/messages/0/medium", Some(json!("pigeon"))), 400, "/notification/messages/0/medium"),
-        ("periodicity P", with(recurring(), "/periodicity", Some(json!("P"))), 400, "/periodicity"),
-        ("periodicity PT", with(recurring(), "/periodicity", Some(json!("PT"))), 400, "/periodicity"),
-        ("periodicity 1D", with(recurring(), "/periodicity", Some(json!("1D"))), 400, "/periodicity"),
-        ("periodicity P1.5Y", with(recurring(), "/periodicity", Some(json!("P1.5Y"))), 400, "/periodicity"),
-        ("periodicity P0D", with(recurring(), "/periodicity", Some(json!("P0D"))), 400, "/periodicity"),
-        ("periodicity under a minute", with(recurring(), "/periodicity", Some(json!("PT59S"))), 400, "/periodicity"),
-        ("recurring without periodicity", with(recurring(), "/periodicity", None), 400, "/periodicity"),
-        ("oneTime with periodicity", with(valid(), "/periodicity", Some(json!("P1D"))), 400, "/periodicity"),
-        ("period P1.5D", with(valid(), "/items/0/params/period", Some(json!("P1.5D"))), 400, "/items/0/params/period"),
-        ("from after to", with(valid(), "/items/0/params/from", Some(json!(1_767_400_000))), 400, "/items/0/params/to"),
-        ("negative from", with(valid(), "/items/0/params/from", Some(json!(-5))), 400, "/items/0/params/from"),
-        ("recurring with from", with(recurring(), "/items/0/params/from", Some(json!(1_767_225_600))), 400, "/items/0/params/from"),
-        ("bad URN", with(valid(), "/items/0/params/target/value", Some(json!("urn:x"))), 400, "/items/0/params/target/value"),
-        ("bad UUID", with(valid(), "/items/0/params/channelId", Some(json!("0115c85d-ef3e-4de9-9732"))), 400, "/items/0/params/channelId"),
-        ("wildcard subtopic", with(valid(), "/items/0/params/subtopic", Some(json!("events.*"))), 400, "/items/0/params/subtopic"),
-        ("ds 0m", with(valid(), "/items/0/params/decimation/ds", Some(json!("0m"))), 400, "/items/0/params/decimation/ds"),
-        ("ds 15", with(valid(), "/items/0/params/decimation/ds", Some(json!("15"))), 400, "/items/0/params/decimation/ds"),
-        ("ds 15x", with(valid(), "/items/0/params/decimation/ds", Some(json!("15x"))), 400, "/items/0/params/decimation/ds"),
-        ("ds m", with(valid(), "/items/0/params/decimation/ds", Some(json!("m"))), 400, "/items/0/params/decimation/ds"),
-        ("ds 25h", with(valid(), "/items/0/params/decimation/ds", Some(json!("25h"))), 400, "/items/0/params/decimation/ds"),
-        ("decimation without dsf", with(valid(), "/items/0/params/decimation/dsf", None), 400, "/items/0/params/decimation/dsf"),
-        ("unknown timezone", with(valid(), "/format/timezone", Some(json!("Mars/Olympus_Mons"))), 400, "/format/timezone"),
-        ("unknown timezone name", with(valid(), "/format/timezone", Some(json!({"name": "Europe/Atlantis"}))), 400, "/format/timezone/name"),
-        ("empty columns", with(valid(), "/format/columns", Some(json!([]))), 400, "/format/columns"),
-        ("unknown column", with(valid(), "/format/columns/0/id", Some(json!("colour"))), 400, "/format/columns/0/id"),
-        ("count without decimation", with(undecimated, "/format/columns/1/id", Some(json!("count"))), 400, "/format/columns/1/id"),
-        ("two-character delimiter", with(valid(), "/format/csvDelimiter", Some(json!(";;"))), 400, "/format/csvDelimiter"),
-        ("filename with a path", with(valid(), "/items/0/filename", Some(json!("../etc/passwd"))), 400, "/items/0/filename"),
-        ("filename with a folder", with(valid(), "/items/0/filename", Some(json!("reports/a.csv"))), 400, "/items/0/filename"),
-        ("email target not an email", with(valid(), "/notification/messages/0/target", Some(json!("not-an-email"))), 400, "/notification/messages/0/target"),
-        ("slack target off the allow-list", with(slack, "/notification/messages/0/target", Some(json!("https://evil.example/hook"))), 400, "/notification/messages/0/target"),
-        ("no items", with(valid(), "/items", Some(json!([]))), 400, "/items"),
-        ("thousands of items", with(valid(), "/items", Some(items(3000))), 400, "/items"),
+        (
+            "missing notification",
+            with(valid(), "/notification", None),
+            400,
+            "/notification",
+        ),
+        (
+            "missing messages",
+            with(valid(), "/notification/messages", None),
+            400,
+            "/notification/messages",
+        ),
+        (
+            "missing target",
+            with(valid(), "/items/0/params/target", None),
+            400,
+            "/items/0/params/target",
+        ),
+        (
+            "missing channel",
+            with(valid(), "/items/0/params/channelId", None),
+            400,
+            "/items/0/params/channelId",
+        ),
+        (
+            "missing column label",
+            with(valid(), "/format/columns/0/label", None),
+            400,
+            "/format/columns/0/label",
+        ),
+        (
+            "format is a string",
+            with(valid(), "/format", Some(json!("csv"))),
+            400,
+            "/format",
+        ),
+        (
+            "type is a number",
+            with(valid(), "/type", Some(json!(1))),
+            400,
+            "/type",
+        ),
+        (
+            "items is an object",
+            with(valid(), "/items", Some(json!({}))),
+            400,
+            "/items",
+        ),
+        (
+            "from is a string",
+            with(valid(), "/items/0/params/from", Some(json!("yesterday"))),
+            400,
+            "/items/0/params/from",
+        ),
+        (
+            "title is a number",
+            with(valid(), "/notification/messages/0/title", Some(json!(7))),
+            400,
+            "/notification/messages/0/title",
+        ),
+        (
+            "periodStart is a string",
+            with(recurring(), "/periodStart", Some(json!("now"))),
+            400,
+            "/periodStart",
+        ),
+        (
+            "typo perodicity",
+            with(valid(), "/perodicity", Some(json!("P1D"))),
+            400,
+            "/perodicity",
+        ),
+        (
+            "typo in format",
+            with(valid(), "/format/extention", Some(json!("csv"))),
+            400,
+            "/format/extention",
+        ),
+        (
+            "typo in params",
+            with(valid(), "/items/0/params/chanelId", Some(json!("x"))),
+            400,
+            "/items/0/params/chanelId",
+        ),
+        (
+            "bad type",
+            with(valid(), "/type", Some(json!("weekly"))),
+            400,
+            "/type",
+        ),
+        (
+            "bad extension",
+            with(valid(), "/format/extension", Some(json!("pdf"))),
+            400,
+            "/format/extension",
+        ),
+        (
+            "bad dsf",
+            with(valid(), "/items/0/params/decimation/dsf", Some(json!("median"))),
+            400,
+            "/items/0/params/decimation/dsf",
+        ),
+        (
+            "bad policy",
+            with(valid(), "/notification/messages/0/policy", Some(json!("always"))),
+            400,
+            "/notification/messages/0/policy",
+        ),
+        (
+            "unknown medium",
+            with(valid(), "/notification/messages/0/medium", Some(json!("pigeon"))),
+            400,
+            "/notification/messages/0/medium",
+        ),
+        (
+            "periodicity P",
+            with(recurring(), "/periodicity", Some(json!("P"))),
+            400,
+            "/periodicity",
+        ),
+        (
+            "periodicity PT",
+            with(recurring(), "/periodicity", Some(json!("PT"))),
+            400,
+            "/periodicity",
+        ),
+        (
+            "periodicity 1D",
+            with(recurring(), "/periodicity", Some(json!("1D"))),
+            400,
+            "/periodicity",
+        ),
+        (
+            "periodicity P1.5Y",
+            with(recurring(), "/periodicity", Some(json!("P1.5Y"))),
+            400,
+            "/periodicity",
+        ),
+        (
+            "periodicity P0D",
+            with(recurring(), "/periodicity", Some(json!("P0D"))),
+            400,
+            "/periodicity",
+        ),
+        (
+            "periodicity under a minute",
+            with(recurring(), "/periodicity", Some(json!("PT59S"))),
+            400,
+            "/periodicity",
+        ),
+        (
+            "recurring without periodicity",
+            with(recurring(), "/periodicity", None),
+            400,
+            "/periodicity",
+        ),
+        (
+            "oneTime with periodicity",
+            with(valid(), "/periodicity", Some(json!("P1D"))),
+            400,
+            "/periodicity",
+        ),
+        (
+            "period P1.5D",
+            with(valid(), "/items/0/params/period", Some(json!("P1.5D"))),
+            400,
+            "/items/0/params/period",
+        ),
+        (
+            "from after to",
+            with(valid(), "/items/0/params/from", Some(json!(1_767_400_000))),
+            400,
+            "/items/0/params/to",
+        ),
+        (
+            "negative from",
+            with(valid(), "/items/0/params/from", Some(json!(-5))),
+            400,
+            "/items/0/params/from",
+        ),
+        (
+            "recurring with from",
+            with(recurring(), "/items/0/params/from", Some(json!(1_767_225_600))),
+            400,
+            "/items/0/params/from",
+        ),
+        (
+            "bad URN",
+            with(valid(), "/items/0/params/target/value", Some(json!("urn:x"))),
+            400,
+            "/items/0/params/target/value",
+        ),
+        (
+            "bad UUID",
+            with(
+                valid(),
+                "/items/0/params/channelId",
+                Some(json!("0115c85d-ef3e-4de9-9732")),
+            ),
+            400,
+            "/items/0/params/channelId",
+        ),
+        (
+            "wildcard subtopic",
+            with(valid(), "/items/0/params/subtopic", Some(json!("events.*"))),
+            400,
+            "/items/0/params/subtopic",
+        ),
+        (
+            "ds 0m",
+            with(valid(), "/items/0/params/decimation/ds", Some(json!("0m"))),
+            400,
+            "/items/0/params/decimation/ds",
+        ),
+        (
+            "ds 15",
+            with(valid(), "/items/0/params/decimation/ds", Some(json!("15"))),
+            400,
+            "/items/0/params/decimation/ds",
+        ),
+        (
+            "ds 15x",
+            with(valid(), "/items/0/params/decimation/ds", Some(json!("15x"))),
+            400,
+            "/items/0/params/decimation/ds",
+        ),
+        (
+            "ds m",
+            with(valid(), "/items/0/params/decimation/ds", Some(json!("m"))),
+            400,
+            "/items/0/params/decimation/ds",
+        ),
+        (
+            "ds 25h",
+            with(valid(), "/items/0/params/decimation/ds", Some(json!("25h"))),
+            400,
+            "/items/0/params/decimation/ds",
+        ),
+        (
+            "decimation without dsf",
+            with(valid(), "/items/0/params/decimation/dsf", None),
+            400,
+            "/items/0/params/decimation/dsf",
+        ),
+        (
+            "unknown timezone",
+            with(valid(), "/format/timezone", Some(json!("Mars/Olympus_Mons"))),
+            400,
+            "/format/timezone",
+        ),
+        (
+            "unknown timezone name",
+            with(
+                valid(),
+                "/format/timezone",
+                Some(json!({"name": "Europe/Atlantis"})),
+            ),
+            400,
+            "/format/timezone/name",
+        ),
+        (
+            "empty columns",
+            with(valid(), "/format/columns", Some(json!([]))),
+            400,
+            "/format/columns",
+        ),
+        (
+            "unknown column",
+            with(valid(), "/format/columns/0/id", Some(json!("colour"))),
+            400,
+            "/format/columns/0/id",
+        ),
+        (
+            "count without decimation",
+            with(undecimated, "/format/columns/1/id", Some(json!("count"))),
+            400,
+            "/format/columns/1/id",
+        ),
+        (
+            "two-character delimiter",
+            with(valid(), "/format/csvDelimiter", Some(json!(";;"))),
+            400,
+            "/format/csvDelimiter",
+        ),
+        (
+            "filename with a path",
+            with(valid(), "/items/0/filename", Some(json!("../etc/passwd"))),
+            400,
+            "/items/0/filename",
+        ),
+        (
+            "filename with a folder",
+            with(valid(), "/items/0/filename", Some(json!("reports/a.csv"))),
+            400,
+            "/items/0/filename",
+        ),
+        (
+            "email target not an email",
+            with(
+                valid(),
+                "/notification/messages/0/target",
+                Some(json!("not-an-email")),
+            ),
+            400,
+            "/notification/messages/0/target",
+        ),
+        (
+            "slack target off the allow-list",
+            with(
+                slack,
+                "/notification/messages/0/target",
+                Some(json!("https://evil.example/hook")),
+            ),
+            400,
+            "/notification/messages/0/target",
+        ),
+        (
+            "no items",
+            with(valid(), "/items", Some(json!([]))),
+            400,
+            "/items",
+        ),
+        (
+            "thousands of items",
+            with(valid(), "/items", Some(items(3000))),
+            400,
+            "/items",
+        ),
         ("a JSON array", json!([1, 2]), 400, ""),
         ("JSON null", Value::Null, 400, ""),
     ];
@@ -266,9 +548,15 @@ async fn bad_bodies_are_refused_with_the_field_and_nothing_is_written() {
         let details = answer["details"].as_array().cloned().unwrap_or_default();
         let paths: Vec<&str> = details.iter().filter_map(|p| p["path"].as_str()).collect();
         assert!(paths.contains(&path), "{name}: expected {path} in {paths:?}");
-        let messages_named = details.iter().all(|p| p["message"].as_str().is_some_and(|m| !m.is_empty()));
+        let messages_named = details
+            .iter()
+            .all(|p| p["message"].as_str().is_some_and(|m| !m.is_empty()));
         assert!(messages_named, "{name}: {answer}");
-        assert!(ports.calls().is_empty(), "{name}: nothing may be written, saw {:?}", ports.calls());
+        assert!(
+            ports.calls().is_empty(),
+            "{name}: nothing may be written, saw {:?}",
+            ports.calls()
+        );
     }
 }
 
@@ -302,10 +590,30 @@ async fn every_problem_is_reported_at_once() {
 
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let names = prop_oneof![
-        Just("format"), Just("type"), Just("items"), Just("params"), Just("target"), Just("value"),
-        Just("channelId"), Just("from"), Just("to"), Just("period"), Just("periodicity"), Just("decimation"),
-        Just("ds"), Just("dsf"), Just("columns"), Just("id"), Just("label"), Just("timezone"), Just("name"),
-        Just("notification"), Just("messages"), Just("medium"), Just("filename"), Just("x"),
+        Just("format"),
+        Just("type"),
+        Just("items"),
+        Just("params"),
+        Just("target"),
+        Just("value"),
+        Just("channelId"),
+        Just("from"),
+        Just("to"),
+        Just("period"),
+        Just("periodicity"),
+        Just("decimation"),
+        Just("ds"),
+        Just("dsf"),
+        Just("columns"),
+        Just("id"),
+        Just("label"),
+        Just("timezone"),
+        Just("name"),
+        Just("notification"),
+        Just("messages"),
+        Just("medium"),
+        Just("filename"),
+        Just("x"),
     ];
     let leaf = prop_oneof![
         Just(Value::Null),
@@ -313,8 +621,16 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(|n| json!(n)),
         any::<f64>().prop_map(|f| json!(f)),
         ".{0,12}".prop_map(Value::String),
-        prop_oneof![Just("P1D"), Just("15m"), Just("oneTime"), Just("recurring"), Just("csv"), Just("urn:a:b"), Just("")]
-            .prop_map(|s| json!(s)),
+        prop_oneof![
+            Just("P1D"),
+            Just("15m"),
+            Just("oneTime"),
+            Just("recurring"),
+            Just("csv"),
+            Just("urn:a:b"),
+            Just("")
+        ]
+        .prop_map(|s| json!(s)),
     ];
     leaf.prop_recursive(5, 64, 6, move |inner| {
         prop_oneof![
@@ -328,9 +644,16 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
 /// A valid body with one place replaced by arbitrary JSON.
 fn mutated_valid() -> impl Strategy<Value = Value> {
     let pointers = prop_oneof![
-        Just("/format"), Just("/format/timezone"), Just("/format/columns/0"), Just("/items/0/params"),
-        Just("/items/0/params/from"), Just("/items/0/params/decimation"), Just("/notification/messages/0"),
-        Just("/type"), Just("/periodicity"), Just("/items/0/filename"),
+        Just("/format"),
+        Just("/format/timezone"),
+        Just("/format/columns/0"),
+        Just("/items/0/params"),
+        Just("/items/0/params/from"),
+        Just("/items/0/params/decimation"),
+        Just("/notification/messages/0"),
+        Just("/type"),
+        Just("/periodicity"),
+        Just("/items/0/filename"),
     ];
     (pointers, arbitrary_json()).prop_map(|(pointer, v)| with(valid(), pointer, Some(v)))
 }

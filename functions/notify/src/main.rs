@@ -6,5 +6,8 @@ use notify::{handle, NotifyEvent};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     exporter::config::init_tracing();
-    lambda_runtime::run(service_fn(|event: LambdaEvent<NotifyEvent>| handle(event.payload))).await
+    lambda_runtime::run(service_fn(|event: LambdaEvent<NotifyEvent>| {
+        handle(event.payload)
+    }))
+    .await
 }

@@ -53,7 +53,11 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError
                 .open_job(&export.id, &job_id, event.scheduled_at, deps.clock.now())
                 .await
                 .map_err(classify)?;
-            let outcome = if opened { Outcome::Accepted } else { Outcome::Duplicate };
+            let outcome = if opened {
+                Outcome::Accepted
+            } else {
+                Outcome::Duplicate
+            };
             tracing::info!(export_id = %event.export_id, job_id, ?outcome, "run trigger handled");
             Ok(outcome)
         }
@@ -70,6 +74,9 @@ impl From<RunError> for lambda_runtime::Diagnostic {
             RunError::Retryable(_) => "Retryable",
             RunError::Permanent(_) => "Permanent",
         };
-        lambda_runtime::Diagnostic { error_type: error_type.into(), error_message: e.to_string() }
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
     }
 }

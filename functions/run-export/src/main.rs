@@ -14,7 +14,10 @@ async fn main() -> Result<(), Error> {
     let aws = exporter::adapters::aws_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let clock = SystemClock;
-    let deps = Deps { store: &store, clock: &clock };
+    let deps = Deps {
+        store: &store,
+        clock: &clock,
+    };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RunEvent>| async move {
         handle(deps, event.payload).await
     }))

@@ -14,8 +14,9 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
@@ -47,11 +48,17 @@ fn n(value: impl ToString) -> AttributeValue {
 }
 
 fn export_key(id: &ExportId) -> Item {
-    HashMap::from([("pk".into(), s(format!("EXPORT#{id}"))), ("sk".into(), s("EXPORT"))])
+    HashMap::from([
+        ("pk".into(), s(format!("EXPORT#{id}"))),
+        ("sk".into(), s("EXPORT")),
+    ])
 }
 
 fn quota_key(owner: &str) -> Item {
-    HashMap::from([("pk".into(), s(format!("OWNER#{owner}"))), ("sk".into(), s("QUOTA"))])
+    HashMap::from([
+        ("pk".into(), s(format!("OWNER#{owner}"))),
+        ("sk".into(), s("QUOTA")),
+    ])
 }
 
 fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
@@ -60,12 +67,18 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError
 
 /// True when an export in this state counts against its owner's quota.
 fn counts_as_queued(status: ExportStatus) -> bool {
-    matches!(status, ExportStatus::Creating | ExportStatus::Queued | ExportStatus::Scheduled | ExportStatus::InProgress)
+    matches!(
+        status,
+        ExportStatus::Creating | ExportStatus::Queued | ExportStatus::Scheduled | ExportStatus::InProgress
+    )
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Creates the table as the SAM template declares it (for local runs and tests).
@@ -78,7 +91,11 @@ impl DynamoStore {
                 .map_err(unavailable)
         };
         let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(unavailable)
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(unavailable)
         };
         let index = GlobalSecondaryIndex::builder()
             .index_name(OWNER_INDEX)
@@ -141,7 +158,11 @@ impl DynamoStore {
         let corrupt = |what: &str| StoreError::Corrupt(format!("export item: {what}"));
         let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
             text(name)
-                .map(|t| DateTime::parse_from_rfc3339(t).map(|t| t.with_timezone(&Utc)).map_err(|_| corrupt(name)))
+                .map(|t| {
+                    DateTime::parse_from_rfc3339(t)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| corrupt(name))
+                })
                 .transpose()
         };
         let id = text("pk")
@@ -150,14 +171,18 @@ impl DynamoStore {
             .ok_or_else(|| corrupt("pk"))?;
         let created_at = time("createdAt")?.ok_or_else(|| corrupt("createdAt"))?;
         let body: serde_json::Value =
-            serde_json::from_str(text("request").ok_or_else(|| corrupt("request"))?).map_err(|_| corrupt("request"))?;
-        let request = ExportRequest::parse(&body, created_at, &Policy::stored()).map_err(|_| corrupt("request"))?;
+            serde_json::from_str(text("request").ok_or_else(|| corrupt("request"))?)
+                .map_err(|_| corrupt("request"))?;
+        let request =
+            ExportRequest::parse(&body, created_at, &Policy::stored()).map_err(|_| corrupt("request"))?;
         Ok(Export {
             id,
             owner: text("owner").ok_or_else(|| corrupt("owner"))?.to_owned(),
             owner_email: text("ownerEmail").map(str::to_owned),
             request,
-            status: text("status").and_then(ExportStatus::parse).ok_or_else(|| corrupt("status"))?,
+            status: text("status")
+                .and_then(ExportStatus::parse)
+                .ok_or_else(|| corrupt("status"))?,
             created_at,
             updated_at: time("updatedAt")?.unwrap_or(created_at),
             deleted_at: time("deletedAt")?,
@@ -178,7 +203,9 @@ impl DynamoStore {
                 .update_expression("SET queued = queued + :delta")
                 .condition_expression("queued > :zero");
         }
-        Ok(TransactWriteItem::builder().update(update.build().map_err(unavailable)?).build())
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(unavailable)?)
+            .build())
     }
 }
 
@@ -189,9 +216,11 @@ fn cancellation_code<R>(
 ) -> Option<String> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError as E;
     match err.as_service_error()? {
-        E::TransactionCanceledException(e) => {
-            e.cancellation_reasons().get(index).and_then(|r| r.code()).map(str::to_owned)
-        }
+        E::TransactionCanceledException(e) => e
+            .cancellation_reasons()
+            .get(index)
+            .and_then(|r| r.code())
+            .map(str::to_owned),
         _ => None,
     }
 }
@@ -257,7 +286,9 @@ impl ExportStore for DynamoStore {
             None => update.update_expression("SET #status = :status, updatedAt = :at REMOVE nextRunAt"),
         };
         update.send().await.map_err(|e| {
-            if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+            if e.as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception())
+            {
                 StoreError::NotFound
             } else {
                 unavailable(e)
@@ -335,13 +366,19 @@ impl ExportStore for DynamoStore {
             .expression_attribute_values(":at", s(rfc3339(at)))
             .build()
             .map_err(unavailable)?;
-        let mut transaction =
-            self.client.transact_write_items().transact_items(TransactWriteItem::builder().update(update).build());
+        let mut transaction = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
         if counts_as_queued(export.status) {
             transaction = transaction.transact_items(self.quota_change(owner, -1)?);
         }
         match transaction.send().await {
-            Ok(_) => Ok(Export { deleted_at: Some(at), updated_at: at, ..export }),
+            Ok(_) => Ok(Export {
+                deleted_at: Some(at),
+                updated_at: at,
+                ..export
+            }),
             Err(e) if cancellation_code(&e, 0).as_deref() == Some("ConditionalCheckFailed") => {
                 Err(StoreError::NotFound)
             }
@@ -375,7 +412,12 @@ impl ExportStore for DynamoStore {
             .await;
         match put {
             Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -395,7 +437,12 @@ impl ExportStore for DynamoStore {
         let mut jobs = Vec::new();
         while let Some(item) = items.next().await {
             let item = item.map_err(unavailable)?;
-            let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            let text = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default()
+            };
             jobs.push(JobSummary {
                 job_id: text("jobId"),
                 scheduled_at: text("scheduledAt"),

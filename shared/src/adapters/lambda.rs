@@ -18,7 +18,10 @@ pub struct LambdaLauncher {
 
 impl LambdaLauncher {
     pub fn new(client: Client, function: impl Into<String>) -> Self {
-        Self { client, function: function.into() }
+        Self {
+            client,
+            function: function.into(),
+        }
     }
 }
 
@@ -40,7 +43,9 @@ impl RunLauncher for LambdaLauncher {
             .await
             .map_err(unavailable)?;
         if let Some(error) = output.function_error() {
-            return Err(LaunchError::Unavailable(format!("run-export answered {error}").into()));
+            return Err(LaunchError::Unavailable(
+                format!("run-export answered {error}").into(),
+            ));
         }
         Ok(())
     }

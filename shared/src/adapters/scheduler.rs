@@ -47,7 +47,11 @@ pub fn schedule_name(id: &ExportId) -> String {
 /// `at(yyyy-mm-ddThh:mm:ss)` for an instant, in UTC. Scheduler has one-second resolution,
 /// so a fractional instant rounds up: a run never starts before its occurrence.
 pub fn at_expression(at: DateTime<Utc>) -> String {
-    let whole = if at.timestamp_subsec_nanos() > 0 { at + chrono::TimeDelta::seconds(1) } else { at };
+    let whole = if at.timestamp_subsec_nanos() > 0 {
+        at + chrono::TimeDelta::seconds(1)
+    } else {
+        at
+    };
     let text = whole.to_rfc3339_opts(SecondsFormat::Secs, true);
     format!("at({})", text.trim_end_matches('Z'))
 }
@@ -69,7 +73,10 @@ impl EventBridgeSchedules {
             .input(input)
             .retry_policy(retry)
             .set_dead_letter_config(
-                self.settings.dead_letter_arn.as_ref().map(|arn| DeadLetterConfig::builder().arn(arn).build()),
+                self.settings
+                    .dead_letter_arn
+                    .as_ref()
+                    .map(|arn| DeadLetterConfig::builder().arn(arn).build()),
             )
             .build()
             .map_err(unavailable)
@@ -77,7 +84,12 @@ impl EventBridgeSchedules {
 
     /// Creates the schedule group (for local runs and tests; SAM creates it in AWS).
     pub async fn create_group(client: &Client, group: &str) -> Result<(), ScheduleError> {
-        client.create_schedule_group().name(group).send().await.map_err(unavailable)?;
+        client
+            .create_schedule_group()
+            .name(group)
+            .send()
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }
@@ -135,7 +147,12 @@ impl RunSchedules for EventBridgeSchedules {
             .await;
         match deleted {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -181,12 +181,7 @@ impl FromStr for IsoDuration {
 }
 
 /// Parses `<number><designator>` runs of one part (date or time) into `out`.
-fn parse_fields(
-    part: &str,
-    order: &[char],
-    out: &mut IsoDuration,
-    time: bool,
-) -> Result<(), DurationError> {
+fn parse_fields(part: &str, order: &[char], out: &mut IsoDuration, time: bool) -> Result<(), DurationError> {
     let mut next = 0; // index in `order` of the first designator still allowed
     let mut chars = part.char_indices().peekable();
     while let Some(&(start, c)) = chars.peek() {
@@ -219,18 +214,19 @@ fn parse_fields(
             }
         }
         let (_, designator) = chars.next().ok_or(DurationError::MissingDesignator)?;
-        let slot = order[next..]
-            .iter()
-            .position(|&d| d == designator)
-            .ok_or(if designator.is_ascii_digit() {
-                DurationError::MissingDesignator
-            } else if !time && (designator == 'H' || designator == 'S') {
-                DurationError::NeedsT(designator)
-            } else if "YMWDHS".contains(designator) {
-                DurationError::OutOfOrder(designator)
-            } else {
-                DurationError::Unexpected(designator)
-            })?;
+        let slot =
+            order[next..]
+                .iter()
+                .position(|&d| d == designator)
+                .ok_or(if designator.is_ascii_digit() {
+                    DurationError::MissingDesignator
+                } else if !time && (designator == 'H' || designator == 'S') {
+                    DurationError::NeedsT(designator)
+                } else if "YMWDHS".contains(designator) {
+                    DurationError::OutOfOrder(designator)
+                } else {
+                    DurationError::Unexpected(designator)
+                })?;
         next += slot + 1;
         let value: u64 = part[start..end].parse().map_err(|_| DurationError::TooLarge)?;
         if value > FIELD_MAX {
@@ -310,7 +306,10 @@ mod tests {
     #[test]
     fn parses_the_seed_example() {
         let d = parse("P1Y6M4DT12H30M5S").expect("seed duration");
-        assert_eq!((d.years, d.months, d.days, d.hours, d.minutes, d.seconds), (1, 6, 4, 12, 30, 5));
+        assert_eq!(
+            (d.years, d.months, d.days, d.hours, d.minutes, d.seconds),
+            (1, 6, 4, 12, 30, 5)
+        );
         assert_eq!(d.to_string(), "P1Y6M4DT12H30M5S");
     }
 
@@ -345,7 +344,11 @@ mod tests {
     fn one_month_from_january_31_clamps_then_recovers() {
         let p1m = parse("P1M").expect("P1M");
         let start = utc(2026, 1, 31, 10, 0);
-        let at = |k| p1m.times(k).and_then(|d| d.add_to(start, Tz::UTC)).expect("in range");
+        let at = |k| {
+            p1m.times(k)
+                .and_then(|d| d.add_to(start, Tz::UTC))
+                .expect("in range")
+        };
         assert_eq!(at(1), utc(2026, 2, 28, 10, 0));
         assert_eq!(at(2), utc(2026, 3, 31, 10, 0));
         assert_eq!(at(3), utc(2026, 4, 30, 10, 0));
@@ -355,13 +358,22 @@ mod tests {
     fn gap_times_move_forward_and_ambiguous_times_take_the_earlier_instant() {
         let rome = chrono_tz::Europe::Rome;
         let gap = NaiveDate::from_ymd_opt(2026, 3, 29).and_then(|d| d.and_hms_opt(2, 30, 0));
-        assert_eq!(resolve_local(rome, gap.expect("date")), Some(utc(2026, 3, 29, 1, 30)));
+        assert_eq!(
+            resolve_local(rome, gap.expect("date")),
+            Some(utc(2026, 3, 29, 1, 30))
+        );
         let repeated = NaiveDate::from_ymd_opt(2026, 10, 25).and_then(|d| d.and_hms_opt(2, 30, 0));
-        assert_eq!(resolve_local(rome, repeated.expect("date")), Some(utc(2026, 10, 25, 0, 30)));
+        assert_eq!(
+            resolve_local(rome, repeated.expect("date")),
+            Some(utc(2026, 10, 25, 0, 30))
+        );
         let lord_howe = chrono_tz::Australia::Lord_Howe;
         let half_hour_gap = NaiveDate::from_ymd_opt(2026, 10, 4).and_then(|d| d.and_hms_opt(2, 15, 0));
         let resolved = resolve_local(lord_howe, half_hour_gap.expect("date")).expect("in range");
-        assert_eq!(resolved.with_timezone(&lord_howe).naive_local().to_string(), "2026-10-04 02:45:00");
+        assert_eq!(
+            resolved.with_timezone(&lord_howe).naive_local().to_string(),
+            "2026-10-04 02:45:00"
+        );
     }
 
     fn arb_duration() -> impl Strategy<Value = IsoDuration> {
@@ -369,9 +381,18 @@ mod tests {
             (0u64..50, 0u64..30, 0u64..10, 0u64..400),
             (0u64..100, 0u64..100, 0u64..100_000, 0u32..1_000_000_000),
         )
-            .prop_map(|((years, months, weeks, days), (hours, minutes, seconds, nanos))| {
-                IsoDuration { years, months, weeks, days, hours, minutes, seconds, nanos }
-            })
+            .prop_map(
+                |((years, months, weeks, days), (hours, minutes, seconds, nanos))| IsoDuration {
+                    years,
+                    months,
+                    weeks,
+                    days,
+                    hours,
+                    minutes,
+                    seconds,
+                    nanos,
+                },
+            )
             .prop_filter("non-zero", |d| !d.is_zero())
     }
 

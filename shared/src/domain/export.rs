@@ -51,8 +51,13 @@ pub enum ExportStatus {
 }
 
 impl ExportStatus {
-    pub const VISIBLE: [ExportStatus; 5] =
-        [Self::Queued, Self::Scheduled, Self::InProgress, Self::Done, Self::Failed];
+    pub const VISIBLE: [ExportStatus; 5] = [
+        Self::Queued,
+        Self::Scheduled,
+        Self::InProgress,
+        Self::Done,
+        Self::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -66,7 +71,10 @@ impl ExportStatus {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Creating].into_iter().chain(Self::VISIBLE).find(|s| s.as_str() == text)
+        [Self::Creating]
+            .into_iter()
+            .chain(Self::VISIBLE)
+            .find(|s| s.as_str() == text)
     }
 }
 
@@ -134,7 +142,9 @@ mod rfc3339_millis {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text).map(|t| t.with_timezone(&Utc)).map_err(serde::de::Error::custom)
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -205,7 +215,8 @@ impl ListQuery {
             sort: Sort::CreatedAtDesc,
         };
         let mut problems = Vec::new();
-        let mut fail = |name: &str, message: String| problems.push(Problem::new(format!("/query/{name}"), message));
+        let mut fail =
+            |name: &str, message: String| problems.push(Problem::new(format!("/query/{name}"), message));
         for (name, value) in params {
             match name {
                 "ids" => {
@@ -268,14 +279,19 @@ impl ListQuery {
                 && self.from.is_none_or(|f| e.created_at >= f)
                 && self.to.is_none_or(|t| e.created_at < t)
         });
-        exports.sort_by(|a, b| (a.created_at, a.id).cmp(&(b.created_at, b.id)));
+        exports.sort_by_key(|e| (e.created_at, e.id));
         if self.sort == Sort::CreatedAtDesc {
             exports.reverse();
         }
         let total = exports.len();
         let start = (self.page - 1).saturating_mul(self.page_size);
         let results = exports.into_iter().skip(start).take(self.page_size).collect();
-        ListPage { results, page: self.page, page_size: self.page_size, total }
+        ListPage {
+            results,
+            page: self.page,
+            page_size: self.page_size,
+            total,
+        }
     }
 }
 
@@ -283,5 +299,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(secs) = text.parse::<i64>() {
         return DateTime::from_timestamp(secs, 0);
     }
-    DateTime::parse_from_rfc3339(text).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }

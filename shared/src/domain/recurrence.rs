@@ -174,8 +174,16 @@ mod tests {
 
     fn periodicities() -> impl Strategy<Value = &'static str> {
         prop_oneof![
-            Just("P1D"), Just("P1M"), Just("P1W"), Just("PT15M"), Just("PT1H"), Just("P1Y"),
-            Just("P1MT12H"), Just("P2DT3H"), Just("P1Y6M4DT12H30M5S"), Just("PT25H"),
+            Just("P1D"),
+            Just("P1M"),
+            Just("P1W"),
+            Just("PT15M"),
+            Just("PT1H"),
+            Just("P1Y"),
+            Just("P1MT12H"),
+            Just("P2DT3H"),
+            Just("P1Y6M4DT12H30M5S"),
+            Just("PT25H"),
         ]
     }
 

@@ -25,7 +25,10 @@ pub struct Problem {
 
 impl Problem {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -39,7 +42,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_items: 100, max_columns: 32, max_messages: 20 }
+        Self {
+            max_items: 100,
+            max_columns: 32,
+            max_messages: 20,
+        }
     }
 }
 
@@ -69,7 +76,10 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { limits: Limits::default(), webhook_hosts: Some(WebhookHosts::default()) }
+        Self {
+            limits: Limits::default(),
+            webhook_hosts: Some(WebhookHosts::default()),
+        }
     }
 }
 
@@ -78,7 +88,11 @@ impl Policy {
     /// so limits and host checks (which may have changed since) do not apply again.
     pub fn stored() -> Self {
         Self {
-            limits: Limits { max_items: usize::MAX, max_columns: usize::MAX, max_messages: usize::MAX },
+            limits: Limits {
+                max_items: usize::MAX,
+                max_columns: usize::MAX,
+                max_messages: usize::MAX,
+            },
             webhook_hosts: None,
         }
     }
@@ -170,7 +184,11 @@ impl ColumnId {
 
     /// Parses camelCase or snake_case (`stringValue`, `string_value`).
     pub fn parse(text: &str) -> Option<Self> {
-        let folded: String = text.chars().filter(|&c| c != '_').collect::<String>().to_ascii_lowercase();
+        let folded: String = text
+            .chars()
+            .filter(|&c| c != '_')
+            .collect::<String>()
+            .to_ascii_lowercase();
         Self::ALL
             .into_iter()
             .find(|c| c.as_str().to_ascii_lowercase() == folded && (text.contains('_') || text == c.as_str()))
@@ -205,8 +223,14 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
-    pub const ALL: [Aggregate; 6] =
-        [Self::Avg, Self::Max, Self::Min, Self::Sum, Self::Stddev, Self::Variance];
+    pub const ALL: [Aggregate; 6] = [
+        Self::Avg,
+        Self::Max,
+        Self::Min,
+        Self::Sum,
+        Self::Stddev,
+        Self::Variance,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -239,7 +263,10 @@ impl SenmlName {
         if !first_ok || text.len() > 512 {
             return Err("must be a SenML name: 1 to 512 characters starting with a letter or digit");
         }
-        if !text.chars().all(|c| c.is_ascii_alphanumeric() || "-:./_".contains(c)) {
+        if !text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-:./_".contains(c))
+        {
             return Err("must be a SenML name: only letters, digits and - : . / _");
         }
         if text.len() >= 4 && text[..4].eq_ignore_ascii_case("urn:") {
@@ -268,9 +295,8 @@ pub struct Subtopic(String);
 
 impl Subtopic {
     pub fn parse(text: &str) -> Result<Self, &'static str> {
-        let token_ok = |t: &str| {
-            !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_:".contains(c))
-        };
+        let token_ok =
+            |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_:".contains(c));
         if text.is_empty() || text.len() > 256 || !text.split('.').all(token_ok) {
             return Err("must be dot-separated tokens of letters, digits, - _ : (such as `events.data`), without wildcards");
         }
@@ -405,13 +431,18 @@ impl ExportRequest {
     ///
     /// Fails with every problem found, each at its JSON pointer.
     pub fn parse(body: &Value, now: DateTime<Utc>, policy: &Policy) -> Result<Self, Vec<Problem>> {
-        let mut check = Checker { problems: Vec::new(), policy };
+        let mut check = Checker {
+            problems: Vec::new(),
+            policy,
+        };
         let request = check.request(body, now);
         match request {
             Some(request) if check.problems.is_empty() => Ok(request),
             _ => {
                 if check.problems.is_empty() {
-                    check.problems.push(Problem::new("", "is not a valid export request"));
+                    check
+                        .problems
+                        .push(Problem::new("", "is not a valid export request"));
                 }
                 Err(check.problems)
             }
@@ -441,7 +472,10 @@ impl ExportRequest {
             }),
         );
         out.insert("type".into(), json!(self.export_type().as_str()));
-        out.insert("items".into(), Value::Array(self.items.iter().map(item_json).collect()));
+        out.insert(
+            "items".into(),
+            Value::Array(self.items.iter().map(item_json).collect()),
+        );
         if let Schedule::Recurring(r) = &self.schedule {
             out.insert("periodicity".into(), json!(r.every.to_string()));
             out.insert("periodStart".into(), unix_json(r.anchor));
@@ -474,7 +508,10 @@ fn item_json(item: &Item) -> Value {
         params.insert("period".into(), json!(period.to_string()));
     }
     if let Some(d) = item.decimation {
-        params.insert("decimation".into(), json!({"ds": d.ds.to_string(), "dsf": d.dsf.as_str()}));
+        params.insert(
+            "decimation".into(),
+            json!({"ds": d.ds.to_string(), "dsf": d.dsf.as_str()}),
+        );
     }
     let mut out = Map::new();
     out.insert("params".into(), Value::Object(params));
@@ -549,7 +586,9 @@ fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
             row[0] = i + 1;
             for (j, &cb) in b.iter().enumerate() {
                 let current = row[j + 1];
-                row[j + 1] = (previous + usize::from(ca != cb)).min(row[j] + 1).min(current + 1);
+                row[j + 1] = (previous + usize::from(ca != cb))
+                    .min(row[j] + 1)
+                    .min(current + 1);
                 previous = current;
             }
         }
@@ -619,7 +658,10 @@ impl Checker<'_> {
                 None
             }
             Value::Array(a) if a.len() > max => {
-                self.fail(path, format!("must have at most {max} elements, found {}", a.len()));
+                self.fail(
+                    path,
+                    format!("must have at most {max} elements, found {}", a.len()),
+                );
                 None
             }
             Value::Array(a) => Some(a),
@@ -635,7 +677,10 @@ impl Checker<'_> {
         let found = options.iter().find(|(name, _)| *name == text).map(|(_, t)| *t);
         if found.is_none() {
             let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-            self.fail(path, format!("must be one of: {} (found `{text}`)", names.join(", ")));
+            self.fail(
+                path,
+                format!("must be one of: {} (found `{text}`)", names.join(", ")),
+            );
         }
         found
     }
@@ -658,23 +703,43 @@ impl Checker<'_> {
             Some(Value::Number(n)) => {
                 let parsed = n.as_f64().and_then(unix_from_f64);
                 if parsed.is_none() {
-                    self.fail(path, "must be Unix seconds between 0 (unset) and 253402300799 (year 9999)");
+                    self.fail(
+                        path,
+                        "must be Unix seconds between 0 (unset) and 253402300799 (year 9999)",
+                    );
                 }
                 parsed
             }
             Some(other) => {
-                self.fail(path, format!("must be a number of Unix seconds, found {}", type_name(other)));
+                self.fail(
+                    path,
+                    format!("must be a number of Unix seconds, found {}", type_name(other)),
+                );
                 None
             }
         }
     }
 
     fn request(&mut self, body: &Value, now: DateTime<Utc>) -> Option<ExportRequest> {
-        const FIELDS: [&str; 6] = ["format", "type", "items", "periodicity", "periodStart", "notification"];
+        const FIELDS: [&str; 6] = [
+            "format",
+            "type",
+            "items",
+            "periodicity",
+            "periodStart",
+            "notification",
+        ];
         let map = self.object(body, "", &FIELDS)?;
         let format = self.required(map, "", "format").and_then(|v| self.format(v));
         let kind = self.required(map, "", "type").and_then(|v| {
-            self.one_of(v, "/type", &[("oneTime", ExportType::OneTime), ("recurring", ExportType::Recurring)])
+            self.one_of(
+                v,
+                "/type",
+                &[
+                    ("oneTime", ExportType::OneTime),
+                    ("recurring", ExportType::Recurring),
+                ],
+            )
         });
         let periodicity = match map.get("periodicity") {
             None | Some(Value::Null) => None,
@@ -689,7 +754,9 @@ impl Checker<'_> {
         };
         let period_start = self.unix(map.get("periodStart"), "/periodStart");
         let items = self.required(map, "", "items").and_then(|v| self.items(v, kind));
-        let messages = self.required(map, "", "notification").and_then(|v| self.notification(v));
+        let messages = self
+            .required(map, "", "notification")
+            .and_then(|v| self.notification(v));
 
         let schedule = match kind? {
             ExportType::OneTime => {
@@ -717,38 +784,77 @@ impl Checker<'_> {
         };
         let format = format?;
         let items = items?;
-        if format.columns.iter().any(|c| c.id == ColumnId::Count) && items.iter().all(|i| i.decimation.is_none()) {
-            let at = format.columns.iter().position(|c| c.id == ColumnId::Count).unwrap_or_default();
-            self.fail(&format!("/format/columns/{at}/id"), "`count` needs an item with `decimation`");
+        if format.columns.iter().any(|c| c.id == ColumnId::Count)
+            && items.iter().all(|i| i.decimation.is_none())
+        {
+            let at = format
+                .columns
+                .iter()
+                .position(|c| c.id == ColumnId::Count)
+                .unwrap_or_default();
+            self.fail(
+                &format!("/format/columns/{at}/id"),
+                "`count` needs an item with `decimation`",
+            );
         }
-        Some(ExportRequest { format, schedule, items, messages: messages? })
+        Some(ExportRequest {
+            format,
+            schedule,
+            items,
+            messages: messages?,
+        })
     }
 
     fn format(&mut self, v: &Value) -> Option<Format> {
-        let map = self.object(v, "/format", &["extension", "columns", "timezone", "csvDelimiter"])?;
+        let map = self.object(
+            v,
+            "/format",
+            &["extension", "columns", "timezone", "csvDelimiter"],
+        )?;
         let extension = self.required(map, "/format", "extension").and_then(|v| {
             self.one_of(
                 v,
                 "/format/extension",
-                &[("csv", Extension::Csv), ("xls", Extension::Xls), ("xlsx", Extension::Xlsx)],
+                &[
+                    ("csv", Extension::Csv),
+                    ("xls", Extension::Xls),
+                    ("xlsx", Extension::Xlsx),
+                ],
             )
         });
-        let columns = self.required(map, "/format", "columns").and_then(|v| self.columns(v));
+        let columns = self
+            .required(map, "/format", "columns")
+            .and_then(|v| self.columns(v));
         let timezone = match map.get("timezone") {
             None | Some(Value::Null) => Some(Tz::UTC),
             Some(v) => self.timezone(v),
         };
         let csv_delimiter = match map.get("csvDelimiter") {
             None | Some(Value::Null) => Some(b','),
-            Some(v) => self.string(v, "/format/csvDelimiter", 1).and_then(|s| match s.as_bytes() {
-                [c] if c.is_ascii() && !b"\"\r\n".contains(c) && (c.is_ascii_graphic() || *c == b'\t' || *c == b' ') => Some(*c),
-                _ => {
-                    self.fail("/format/csvDelimiter", "must be one ASCII character other than a quote or a line break");
-                    None
-                }
-            }),
+            Some(v) => self
+                .string(v, "/format/csvDelimiter", 1)
+                .and_then(|s| match s.as_bytes() {
+                    [c] if c.is_ascii()
+                        && !b"\"\r\n".contains(c)
+                        && (c.is_ascii_graphic() || *c == b'\t' || *c == b' ') =>
+                    {
+                        Some(*c)
+                    }
+                    _ => {
+                        self.fail(
+                            "/format/csvDelimiter",
+                            "must be one ASCII character other than a quote or a line break",
+                        );
+                        None
+                    }
+                }),
         };
-        Some(Format { extension: extension?, columns: columns?, timezone: timezone?, csv_delimiter: csv_delimiter? })
+        Some(Format {
+            extension: extension?,
+            columns: columns?,
+            timezone: timezone?,
+            csv_delimiter: csv_delimiter?,
+        })
     }
 
     fn columns(&mut self, v: &Value) -> Option<Vec<Column>> {
@@ -767,13 +873,21 @@ impl Checker<'_> {
                 let id = ColumnId::parse(text);
                 if id.is_none() {
                     let valid: Vec<&str> = ColumnId::ALL.iter().map(|c| c.as_str()).collect();
-                    self.fail(&format!("{path}/id"), format!("unknown column `{text}`; valid ids: {}", valid.join(", ")));
+                    self.fail(
+                        &format!("{path}/id"),
+                        format!("unknown column `{text}`; valid ids: {}", valid.join(", ")),
+                    );
                 }
                 id
             });
-            let label = self.required(map, &path, "label").and_then(|v| self.string(v, &format!("{path}/label"), 256));
+            let label = self
+                .required(map, &path, "label")
+                .and_then(|v| self.string(v, &format!("{path}/label"), 256));
             match (id, label) {
-                (Some(id), Some(label)) => columns.push(Column { id, label: label.to_owned() }),
+                (Some(id), Some(label)) => columns.push(Column {
+                    id,
+                    label: label.to_owned(),
+                }),
                 _ => ok = false,
             }
         }
@@ -787,11 +901,20 @@ impl Checker<'_> {
                 let map = self.object(v, "/format/timezone", &["name"])?;
                 match map.get("name") {
                     None | Some(Value::Null) => return Some(Tz::UTC),
-                    Some(name) => (self.string(name, "/format/timezone/name", 64)?, "/format/timezone/name".to_owned()),
+                    Some(name) => (
+                        self.string(name, "/format/timezone/name", 64)?,
+                        "/format/timezone/name".to_owned(),
+                    ),
                 }
             }
             other => {
-                self.fail("/format/timezone", format!("must be an IANA zone name or {{\"name\": ...}}, found {}", type_name(other)));
+                self.fail(
+                    "/format/timezone",
+                    format!(
+                        "must be an IANA zone name or {{\"name\": ...}}, found {}",
+                        type_name(other)
+                    ),
+                );
                 return None;
             }
         };
@@ -800,7 +923,10 @@ impl Checker<'_> {
         }
         let tz = name.parse::<Tz>().ok();
         if tz.is_none() {
-            self.fail(&path, format!("unknown timezone `{name}`; use an IANA name such as `Europe/Rome`"));
+            self.fail(
+                &path,
+                format!("unknown timezone `{name}`; use an IANA name such as `Europe/Rome`"),
+            );
         }
         tz
     }
@@ -839,7 +965,15 @@ impl Checker<'_> {
         let params = self.object(
             params,
             &params_path,
-            &["target", "channelId", "subtopic", "from", "to", "period", "decimation"],
+            &[
+                "target",
+                "channelId",
+                "subtopic",
+                "from",
+                "to",
+                "period",
+                "decimation",
+            ],
         )?;
         let p = params_path.as_str();
         let target = self.required(params, p, "target").and_then(|v| {
@@ -847,11 +981,15 @@ impl Checker<'_> {
             let map = self.object(v, &at, &["value", "label"])?;
             let value = self.required(map, &at, "value").and_then(|v| {
                 let text = self.string(v, &format!("{at}/value"), 512)?;
-                SenmlName::parse(text).map_err(|e| self.fail(&format!("{at}/value"), e)).ok()
+                SenmlName::parse(text)
+                    .map_err(|e| self.fail(&format!("{at}/value"), e))
+                    .ok()
             });
             let label = match map.get("label") {
                 None | Some(Value::Null) => Some(None),
-                Some(v) => self.string(v, &format!("{at}/label"), 256).map(|s| Some(s.to_owned())),
+                Some(v) => self
+                    .string(v, &format!("{at}/label"), 256)
+                    .map(|s| Some(s.to_owned())),
             };
             Some((value?, label?))
         });
@@ -861,7 +999,12 @@ impl Checker<'_> {
             match Uuid::try_parse(text) {
                 Ok(id) if text.len() == 36 => Some(id),
                 _ => {
-                    self.fail(&at, format!("must be a UUID such as 0115c85d-ef3e-4de9-9732-d0c5c4f2c482 (found `{text}`)"));
+                    self.fail(
+                        &at,
+                        format!(
+                            "must be a UUID such as 0115c85d-ef3e-4de9-9732-d0c5c4f2c482 (found `{text}`)"
+                        ),
+                    );
                     None
                 }
             }
@@ -885,13 +1028,19 @@ impl Checker<'_> {
         if kind == Some(ExportType::Recurring) {
             for (name, value) in [("from", from), ("to", to)] {
                 if value.is_some() {
-                    self.fail(&format!("{p}/{name}"), "must be 0 or absent for a `recurring` export; its window follows the periodicity");
+                    self.fail(
+                        &format!("{p}/{name}"),
+                        "must be 0 or absent for a `recurring` export; its window follows the periodicity",
+                    );
                 }
             }
         }
         if let (Some(f), Some(t)) = (from, to) {
             if f >= t {
-                self.fail(&format!("{p}/to"), "must be later than `from` (the window is [from, to))");
+                self.fail(
+                    &format!("{p}/to"),
+                    "must be later than `from` (the window is [from, to))",
+                );
             }
         }
         let (target, label) = target?;
@@ -900,7 +1049,11 @@ impl Checker<'_> {
             label,
             channel_id: channel_id?,
             subtopic: subtopic?,
-            span: ItemSpan { from, to, period: period? },
+            span: ItemSpan {
+                from,
+                to,
+                period: period?,
+            },
             decimation: decimation?,
             filename: filename?,
         })
@@ -945,30 +1098,48 @@ impl Checker<'_> {
     fn message(&mut self, v: &Value, path: &str) -> Option<Message> {
         let map = self.object(v, path, &["policy", "medium", "title", "text", "target"])?;
         let policy = self.required(map, path, "policy").and_then(|v| {
-            self.one_of(v, &format!("{path}/policy"), &[("onSuccess", NotifyPolicy::OnSuccess), ("onFailure", NotifyPolicy::OnFailure)])
+            self.one_of(
+                v,
+                &format!("{path}/policy"),
+                &[
+                    ("onSuccess", NotifyPolicy::OnSuccess),
+                    ("onFailure", NotifyPolicy::OnFailure),
+                ],
+            )
         });
         let medium = self.required(map, path, "medium").and_then(|v| {
             self.one_of(
                 v,
                 &format!("{path}/medium"),
-                &[("email", Medium::Email), ("telegram", Medium::Telegram), ("slack", Medium::Slack), ("discord", Medium::Discord)],
+                &[
+                    ("email", Medium::Email),
+                    ("telegram", Medium::Telegram),
+                    ("slack", Medium::Slack),
+                    ("discord", Medium::Discord),
+                ],
             )
         });
-        let title = self.required(map, path, "title").and_then(|v| self.string(v, &format!("{path}/title"), 256));
-        let text = self.required(map, path, "text").and_then(|v| self.string(v, &format!("{path}/text"), 4000));
+        let title = self
+            .required(map, path, "title")
+            .and_then(|v| self.string(v, &format!("{path}/title"), 256));
+        let text = self
+            .required(map, path, "text")
+            .and_then(|v| self.string(v, &format!("{path}/text"), 4000));
         let target = match map.get("target") {
             None | Some(Value::Null) => Some(None),
             Some(v) => {
                 let at = format!("{path}/target");
                 let text = self.string(v, &at, 2048);
                 match (text, medium) {
-                    (Some(text), Some(medium)) => match check_target(medium, text, self.policy.webhook_hosts.as_ref()) {
-                        Ok(()) => Some(Some(text.to_owned())),
-                        Err(e) => {
-                            self.fail(&at, e);
-                            None
+                    (Some(text), Some(medium)) => {
+                        match check_target(medium, text, self.policy.webhook_hosts.as_ref()) {
+                            Ok(()) => Some(Some(text.to_owned())),
+                            Err(e) => {
+                                self.fail(&at, e);
+                                None
+                            }
                         }
-                    },
+                    }
                     _ => None,
                 }
             }
@@ -995,8 +1166,12 @@ pub fn check_target(medium: Medium, target: &str, hosts: Option<&WebhookHosts>) 
                 && domain.contains('.')
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
-                && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-                && !target.chars().any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
+                && domain
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && !target
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || "<>,;\"".contains(c));
             if ok {
                 Ok(())
             } else {
@@ -1005,7 +1180,8 @@ pub fn check_target(medium: Medium, target: &str, hosts: Option<&WebhookHosts>) 
         }
         Medium::Telegram => {
             let numeric = target.strip_prefix('-').unwrap_or(target);
-            let is_id = !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
+            let is_id =
+                !numeric.is_empty() && numeric.len() <= 20 && numeric.bytes().all(|b| b.is_ascii_digit());
             let is_channel = target.strip_prefix('@').is_some_and(|n| {
                 (5..=32).contains(&n.len()) && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
             });
@@ -1020,8 +1196,8 @@ pub fn check_target(medium: Medium, target: &str, hosts: Option<&WebhookHosts>) 
                 Medium::Slack => "https://hooks.slack.com/services/...",
                 _ => "https://discord.com/api/webhooks/...",
             };
-            let url = url::Url::parse(target)
-                .map_err(|_| format!("must be a webhook URL such as {example}"))?;
+            let url =
+                url::Url::parse(target).map_err(|_| format!("must be a webhook URL such as {example}"))?;
             let host = url.host_str().unwrap_or_default();
             let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
             let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && loopback);
@@ -1029,7 +1205,11 @@ pub fn check_target(medium: Medium, target: &str, hosts: Option<&WebhookHosts>) 
                 return Err(format!("must be an https webhook URL such as {example}"));
             }
             let Some(hosts) = hosts else { return Ok(()) };
-            let allowed = if medium == Medium::Slack { &hosts.slack } else { &hosts.discord };
+            let allowed = if medium == Medium::Slack {
+                &hosts.slack
+            } else {
+                &hosts.discord
+            };
             if !allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
                 return Err(format!(
                     "must be a {} webhook on an allowed host ({}); `{host}` is not allowed",
@@ -1062,9 +1242,18 @@ mod tests {
     fn names_a_misspelt_field_and_suggests_the_right_one() {
         let body = json!({"perodicity": "P1D"});
         let problems = ExportRequest::parse(&body, now(), &Policy::default()).expect_err("invalid");
-        let typo = problems.iter().find(|p| p.path == "/perodicity").expect("reported");
-        assert!(typo.message.contains("did you mean `periodicity`"), "{}", typo.message);
-        assert!(problems.iter().any(|p| p.path == "/format" && p.message == "is required"));
+        let typo = problems
+            .iter()
+            .find(|p| p.path == "/perodicity")
+            .expect("reported");
+        assert!(
+            typo.message.contains("did you mean `periodicity`"),
+            "{}",
+            typo.message
+        );
+        assert!(problems
+            .iter()
+            .any(|p| p.path == "/format" && p.message == "is required"));
     }
 
     #[test]
@@ -1080,10 +1269,10 @@ mod tests {
     fn webhook_targets_must_be_on_an_allowed_host() {
         let default_hosts = WebhookHosts::default();
         let hosts = Some(&default_hosts);
-        assert!(check_target(Medium::Slack, "https://hooks.slack.com/services/T/B/X", &hosts).is_ok());
-        assert!(check_target(Medium::Slack, "https://evil.example/services/T/B/X", &hosts).is_err());
-        assert!(check_target(Medium::Discord, "http://discord.com/api/webhooks/1/x", &hosts).is_err());
-        assert!(check_target(Medium::Email, "not-an-email", &hosts).is_err());
-        assert!(check_target(Medium::Telegram, "-1001234567890", &hosts).is_ok());
+        assert!(check_target(Medium::Slack, "https://hooks.slack.com/services/T/B/X", hosts).is_ok());
+        assert!(check_target(Medium::Slack, "https://evil.example/services/T/B/X", hosts).is_err());
+        assert!(check_target(Medium::Discord, "http://discord.com/api/webhooks/1/x", hosts).is_err());
+        assert!(check_target(Medium::Email, "not-an-email", hosts).is_err());
+        assert!(check_target(Medium::Telegram, "-1001234567890", hosts).is_ok());
     }
 }

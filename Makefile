@@ -1,0 +1,23 @@
+# The project's verbs. Each one is a single obvious command; the scripts say what they do.
+.PHONY: demo test lint build stack-up stack-down
+
+## Run the main job locally end to end: stack up, an export created, what it stored, stack down.
+demo:
+	scripts/demo.sh
+
+## Every test: formatting, lints, unit and property tests, and the tests against the local stack.
+test: lint
+	scripts/test.sh
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+build:
+	cargo build --workspace --all-targets
+
+stack-up:
+	scripts/stack.sh up
+
+stack-down:
+	scripts/stack.sh down
