@@ -165,8 +165,8 @@ mod tests {
     #[test]
     fn at_expressions_are_utc_seconds_rounded_up() {
         let t = DateTime::from_timestamp(1_795_000_000, 0).expect("in range");
-        assert_eq!(at_expression(t), "at(2026-11-18T07:06:40)");
+        assert_eq!(at_expression(t), "at(2026-11-18T11:06:40)");
         let fractional = DateTime::from_timestamp(1_795_000_000, 1).expect("in range");
-        assert_eq!(at_expression(fractional), "at(2026-11-18T07:06:41)");
+        assert_eq!(at_expression(fractional), "at(2026-11-18T11:06:41)");
     }
 }
