@@ -376,6 +376,25 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_daily_period_stays_at_rome_midnight_on_every_day_of_2026() {
+        let rome = chrono_tz::Europe::Rome;
+        let first = NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
+        let anchor = resolve_local(rome, first.and_time(chrono::NaiveTime::MIN)).expect("instant");
+        let p1d = parse("P1D").expect("P1D");
+        let mut lengths = std::collections::BTreeSet::new();
+        let mut previous = anchor;
+        for k in 1..=365 {
+            let t = p1d.times(k).and_then(|d| d.add_to(anchor, rome)).expect("in range");
+            let local = t.with_timezone(&rome).naive_local();
+            assert_eq!(local, (first + Days::new(k)).and_time(chrono::NaiveTime::MIN), "k = {k}");
+            lengths.insert((t - previous).num_hours());
+            previous = t;
+        }
+        // Both DST changes of 2026 were crossed: a 23-hour and a 25-hour day.
+        assert_eq!(lengths.into_iter().collect::<Vec<_>>(), [23, 24, 25]);
+    }
+
     fn arb_duration() -> impl Strategy<Value = IsoDuration> {
         (
             (0u64..50, 0u64..30, 0u64..10, 0u64..400),
