@@ -2,11 +2,13 @@
 //!
 //! Nothing in here touches AWS, HTTP, the environment or a clock; every input arrives as a value.
 
+pub mod decimation;
 pub mod duration;
 pub mod export;
 pub mod granularity;
 pub mod recurrence;
 pub mod request;
+pub mod series;
 
 pub use duration::IsoDuration;
 pub use export::{Export, ExportId, ExportStatus, ListPage, ListQuery, RunEvent};

@@ -1,0 +1,35 @@
+//! One point of a series as the export sees it: a SenML record read back from the platform,
+//! with borrowed text so a page of thousands of points is parsed without copying strings.
+
+use std::borrow::Cow;
+
+/// A SenML record. `time_ns` is Unix time in nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Point<'a> {
+    pub time_ns: i64,
+    pub name: Cow<'a, str>,
+    pub unit: Cow<'a, str>,
+    pub channel: Cow<'a, str>,
+    pub subtopic: Cow<'a, str>,
+    pub publisher: Cow<'a, str>,
+    pub protocol: Cow<'a, str>,
+    pub value: Option<f64>,
+    pub string_value: Option<Cow<'a, str>>,
+    pub bool_value: Option<bool>,
+    pub data_value: Option<Cow<'a, str>>,
+    pub sum: Option<f64>,
+    pub update_time: Option<f64>,
+}
+
+impl Point<'_> {
+    /// The number decimation aggregates: `value`, or a boolean as 1 or 0; `None` for neither.
+    pub fn numeric(&self) -> Option<f64> {
+        self.value.filter(|v| v.is_finite()).or(self.bool_value.map(|b| if b { 1.0 } else { 0.0 }))
+    }
+}
+
+/// Unix seconds (fractional) to nanoseconds, `None` when out of range or not finite.
+pub fn seconds_to_nanos(secs: f64) -> Option<i64> {
+    let nanos = (secs * 1e9).round();
+    (nanos.is_finite() && nanos.abs() < 9.2e18).then_some(nanos as i64)
+}
