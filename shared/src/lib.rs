@@ -8,3 +8,4 @@ pub mod adapters;
 pub mod config;
 pub mod domain;
 pub mod ports;
+pub mod render;

@@ -1,0 +1,93 @@
+//! Rendering rows into files (spec section 7): which cell each column holds for a raw point or
+//! a decimated bucket, and the CSV and XLSX writers. Writers take any `std::io::Write`; where the
+//! bytes go (S3) is not their business.
+
+pub mod cells;
+pub mod csv_file;
+pub mod xlsx_file;
+
+use crate::domain::decimation::BucketRow;
+use crate::domain::request::ColumnId;
+use crate::domain::series::Point;
+
+/// One cell of a row, borrowed from the row it came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cell<'x> {
+    Empty,
+    Number(f64),
+    Count(u64),
+    Text(&'x str),
+    Bool(bool),
+    /// Unix nanoseconds, written in the export's timezone.
+    Time(i64),
+}
+
+/// What a row knows of its item: the name written (the target's label, else the SenML name),
+/// and the item's channel and subtopic for decimated rows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemContext {
+    /// `params.target.label`, which replaces the SenML name in the file.
+    pub label: Option<String>,
+    pub target: String,
+    pub channel: String,
+    pub subtopic: String,
+}
+
+/// A row to write.
+#[derive(Clone, Copy, Debug)]
+pub enum Row<'r, 'a> {
+    Raw(&'r Point<'a>),
+    Bucket(&'r BucketRow),
+}
+
+impl<'r> Row<'r, '_> {
+    /// The cell of `column` in this row.
+    pub fn cell(&self, column: ColumnId, item: &'r ItemContext) -> Cell<'r> {
+        let text = |s: &'r str| if s.is_empty() { Cell::Empty } else { Cell::Text(s) };
+        let number = |n: Option<f64>| n.map_or(Cell::Empty, Cell::Number);
+        match (self, column) {
+            (Row::Raw(p), ColumnId::Time) => Cell::Time(p.time_ns),
+            (Row::Bucket(b), ColumnId::Time) => Cell::Time(b.start_ns),
+            (Row::Raw(p), ColumnId::Value) => number(p.value),
+            (Row::Bucket(b), ColumnId::Value) => number(b.value),
+            (Row::Raw(p), ColumnId::Name) => text(item.label.as_deref().unwrap_or(&p.name)),
+            (Row::Bucket(_), ColumnId::Name) => text(item.label.as_deref().unwrap_or(&item.target)),
+            (Row::Raw(p), ColumnId::Unit) => text(&p.unit),
+            (Row::Bucket(b), ColumnId::Unit) => text(&b.unit),
+            (Row::Raw(p), ColumnId::Channel) => text(&p.channel),
+            (Row::Bucket(_), ColumnId::Channel) => text(&item.channel),
+            (Row::Raw(p), ColumnId::Subtopic) => text(&p.subtopic),
+            (Row::Bucket(_), ColumnId::Subtopic) => text(&item.subtopic),
+            (Row::Raw(p), ColumnId::Publisher) => text(&p.publisher),
+            (Row::Bucket(b), ColumnId::Publisher) => text(&b.publisher),
+            (Row::Raw(p), ColumnId::Protocol) => text(&p.protocol),
+            (Row::Bucket(b), ColumnId::Protocol) => text(&b.protocol),
+            (Row::Raw(p), ColumnId::StringValue) => p.string_value.as_deref().map_or(Cell::Empty, Cell::Text),
+            (Row::Raw(p), ColumnId::BoolValue) => p.bool_value.map_or(Cell::Empty, Cell::Bool),
+            (Row::Raw(p), ColumnId::DataValue) => p.data_value.as_deref().map_or(Cell::Empty, Cell::Text),
+            (Row::Raw(p), ColumnId::Sum) => number(p.sum),
+            (Row::Raw(p), ColumnId::UpdateTime) => number(p.update_time),
+            (Row::Bucket(b), ColumnId::Count) => Cell::Count(b.count),
+            _ => Cell::Empty,
+        }
+    }
+}
+
+/// A file being written, row by row.
+pub trait RowWriter {
+    /// Writes one row of cells, in column order.
+    fn write_row(&mut self, cells: &[Cell<'_>]) -> Result<(), RenderError>;
+    /// Rows written so far, the header not counted.
+    fn rows(&self) -> u64;
+}
+
+/// Why a file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("writing the file failed")]
+    Io(#[from] std::io::Error),
+    #[error("writing the CSV failed")]
+    Csv(#[from] csv::Error),
+    #[error("writing the workbook failed")]
+    Xlsx(#[from] rust_xlsxwriter::XlsxError),
+}
