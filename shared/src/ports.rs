@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Export, ExportId, ExportStatus, RunEvent};
+use crate::domain::series::Point;
+use crate::domain::{Export, ExportId, ExportStatus, RunEvent, Window};
 
 /// A boxed cause from an SDK or transport, kept for the log.
 pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
@@ -124,4 +125,41 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
+}
+
+/// One series to read: a SenML name on a channel's subtopic, in a window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesQuery {
+    pub channel: String,
+    pub subtopic: String,
+    pub name: String,
+    pub window: Window,
+}
+
+/// Why reading a series failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The reader refused (a 4xx, an unreadable answer): retrying cannot help.
+    #[error("{0}")]
+    Permanent(String),
+    /// The reader kept failing (timeouts, 5xx, 429) until the retries ran out.
+    #[error("{0} (gave up after retrying)")]
+    Exhausted(String),
+    /// The consumer of the points failed.
+    #[error("writing the points failed")]
+    Sink(#[source] Cause),
+}
+
+/// Takes the points of a series slice by slice, oldest first.
+#[async_trait]
+pub trait SliceSink {
+    async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause>;
+}
+
+/// The platform's reader API.
+#[async_trait]
+pub trait SeriesReader: Send + Sync {
+    /// Feeds the whole series to `sink`, oldest first, a bounded slice at a time; returns the
+    /// number of points read.
+    async fn read(&self, query: &SeriesQuery, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError>;
 }

@@ -4,6 +4,8 @@
 //! A test that needs an endpoint gets `None` and says so loudly when it is not running; under
 //! `CI=true` it fails instead, so a missing emulator never passes for a green run.
 
+pub mod reader_server;
+
 use std::collections::HashMap;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -2,6 +2,7 @@
 
 pub mod dynamodb;
 pub mod lambda;
+pub mod reader;
 pub mod scheduler;
 
 /// The shared AWS configuration: region and credentials from the standard chain, and the

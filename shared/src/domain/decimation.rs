@@ -44,7 +44,11 @@ pub struct Bucketer {
 
 impl Bucketer {
     pub fn new(tz: Tz, granularity: Granularity) -> Self {
-        Self { tz, granularity, last: None }
+        Self {
+            tz,
+            granularity,
+            last: None,
+        }
     }
 
     /// The bucket holding `t_ns`; `None` only for instants outside chrono's range.
@@ -59,7 +63,9 @@ impl Bucketer {
 
     fn compute(&self, t_ns: i64) -> Option<Bucket> {
         let tz = self.tz;
-        let date = DateTime::from_timestamp_nanos(t_ns).with_timezone(&tz).date_naive();
+        let date = DateTime::from_timestamp_nanos(t_ns)
+            .with_timezone(&tz)
+            .date_naive();
         let n = i64::from(self.granularity.count);
         let (first, last) = match self.granularity.unit {
             GranularityUnit::Second | GranularityUnit::Minute | GranularityUnit::Hour => {
@@ -68,7 +74,10 @@ impl Bucketer {
                 let day_start = day_start_ns(tz, date)?;
                 let day_end = day_start_ns(tz, date.checked_add_days(Days::new(1))?)?;
                 let start = day_start + (t_ns - day_start).div_euclid(length) * length;
-                return Some(Bucket { start_ns: start, end_ns: (start + length).min(day_end) });
+                return Some(Bucket {
+                    start_ns: start,
+                    end_ns: (start + length).min(day_end),
+                });
             }
             GranularityUnit::Day => {
                 let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
@@ -90,16 +99,25 @@ impl Bucketer {
                     u32::try_from(index.rem_euclid(12)).ok()? + 1,
                     1,
                 )?;
-                (first, first.checked_add_months(Months::new(u32::try_from(n).ok()?))?)
+                (
+                    first,
+                    first.checked_add_months(Months::new(u32::try_from(n).ok()?))?,
+                )
             }
             GranularityUnit::Year => {
                 let index = i64::from(date.year() - 1970).div_euclid(n) * n;
                 let year = 1970 + i32::try_from(index).ok()?;
                 let first = NaiveDate::from_ymd_opt(year, 1, 1)?;
-                (first, NaiveDate::from_ymd_opt(year + i32::try_from(n).ok()?, 1, 1)?)
+                (
+                    first,
+                    NaiveDate::from_ymd_opt(year + i32::try_from(n).ok()?, 1, 1)?,
+                )
             }
         };
-        Some(Bucket { start_ns: day_start_ns(tz, first)?, end_ns: day_start_ns(tz, last)? })
+        Some(Bucket {
+            start_ns: day_start_ns(tz, first)?,
+            end_ns: day_start_ns(tz, last)?,
+        })
     }
 }
 
@@ -139,8 +157,11 @@ impl Accumulator {
         self.mean += delta / self.count as f64;
         self.m2 += delta * (shifted - self.mean);
         let total = self.sum + x;
-        self.compensation +=
-            if self.sum.abs() >= x.abs() { (self.sum - total) + x } else { (x - total) + self.sum };
+        self.compensation += if self.sum.abs() >= x.abs() {
+            (self.sum - total) + x
+        } else {
+            (x - total) + self.sum
+        };
         self.sum = total;
         self.min = self.min.min(x);
         self.max = self.max.max(x);
@@ -194,7 +215,12 @@ pub struct Decimator {
 
 impl Decimator {
     pub fn new(tz: Tz, granularity: Granularity, function: Aggregate) -> Self {
-        Self { bucketer: Bucketer::new(tz, granularity), function, current: None, skipped: 0 }
+        Self {
+            bucketer: Bucketer::new(tz, granularity),
+            function,
+            current: None,
+            skipped: 0,
+        }
     }
 
     /// Adds a point (points must come oldest first); returns the previous bucket's row when
@@ -232,7 +258,11 @@ impl Decimator {
     }
 
     fn finish_row(&self, accumulator: Accumulator, row: BucketRow) -> BucketRow {
-        BucketRow { count: accumulator.count(), value: accumulator.value(self.function), ..row }
+        BucketRow {
+            count: accumulator.count(),
+            value: accumulator.value(self.function),
+            ..row
+        }
     }
 }
 
@@ -245,7 +275,9 @@ mod tests {
 
     /// The reference bucket start: walk the local calendar one obvious step at a time.
     fn reference_start(tz: Tz, g: Granularity, t_ns: i64) -> i64 {
-        let local: NaiveDateTime = DateTime::from_timestamp_nanos(t_ns).with_timezone(&tz).naive_local();
+        let local: NaiveDateTime = DateTime::from_timestamp_nanos(t_ns)
+            .with_timezone(&tz)
+            .naive_local();
         let date = local.date();
         let first_instant = |d: NaiveDate| -> i64 {
             // Scan forward minute by minute from local midnight to the first time that exists.
@@ -311,9 +343,22 @@ mod tests {
 
     fn granularities() -> impl Strategy<Value = Granularity> {
         prop_oneof![
-            Just("1s"), Just("45s"), Just("1m"), Just("7m"), Just("15m"), Just("1h"), Just("5h"),
-            Just("24h"), Just("1d"), Just("2d"), Just("1w"), Just("2w"), Just("1M"), Just("3M"),
-            Just("1y"), Just("2y"),
+            Just("1s"),
+            Just("45s"),
+            Just("1m"),
+            Just("7m"),
+            Just("15m"),
+            Just("1h"),
+            Just("5h"),
+            Just("24h"),
+            Just("1d"),
+            Just("2d"),
+            Just("1w"),
+            Just("2w"),
+            Just("1M"),
+            Just("3M"),
+            Just("1y"),
+            Just("2y"),
         ]
         .prop_map(|g| g.parse().expect("granularity"))
     }
@@ -321,8 +366,15 @@ mod tests {
     /// Instants spread over the DST days of 2026 in the zones above.
     fn dst_instants() -> impl Strategy<Value = i64> {
         let days = [
-            (2026, 3, 8), (2026, 3, 29), (2026, 4, 5), (2026, 9, 6), (2026, 10, 4), (2026, 10, 25),
-            (2026, 11, 1), (2026, 1, 1), (2026, 6, 15),
+            (2026, 3, 8),
+            (2026, 3, 29),
+            (2026, 4, 5),
+            (2026, 9, 6),
+            (2026, 10, 4),
+            (2026, 10, 25),
+            (2026, 11, 1),
+            (2026, 1, 1),
+            (2026, 6, 15),
         ];
         (0..days.len(), -36i64 * 3600..36 * 3600, 0i64..1_000_000_000).prop_map(move |(i, offset, nanos)| {
             let (y, m, d) = days[i];
@@ -345,7 +397,8 @@ mod tests {
     fn reference_aggregate(values: &[f64], f: Aggregate) -> Option<f64> {
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
-        let variance = || (values.len() > 1).then(|| values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0));
+        let variance =
+            || (values.len() > 1).then(|| values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0));
         match f {
             Aggregate::Avg => Some(mean),
             Aggregate::Sum => Some(values.iter().sum()),
@@ -416,7 +469,12 @@ mod tests {
         let got = accumulator.value(Aggregate::Stddev).expect("n > 1");
         assert!((got - expected).abs() <= 1e-9 * expected, "{got} vs {expected}");
         assert!((expected - 0.288_819_0).abs() < 1e-6, "{expected}");
-        assert_eq!(accumulator.value(Aggregate::Variance).map(|v| (v - expected * expected).abs() < 1e-12), Some(true));
+        assert_eq!(
+            accumulator
+                .value(Aggregate::Variance)
+                .map(|v| (v - expected * expected).abs() < 1e-12),
+            Some(true)
+        );
     }
 
     #[test]
@@ -434,10 +492,20 @@ mod tests {
         let g: Granularity = "1h".parse().expect("1h");
         let mut bucketer = Bucketer::new(rome, g);
         // 2026-10-25: 02:30 CEST is 00:30Z, 02:30 CET is 01:30Z.
-        let first = Utc.with_ymd_and_hms(2026, 10, 25, 0, 30, 0).single().expect("date");
-        let second = Utc.with_ymd_and_hms(2026, 10, 25, 1, 30, 0).single().expect("date");
-        let a = bucketer.bucket_of(first.timestamp_nanos_opt().expect("ns")).expect("bucket");
-        let b = bucketer.bucket_of(second.timestamp_nanos_opt().expect("ns")).expect("bucket");
+        let first = Utc
+            .with_ymd_and_hms(2026, 10, 25, 0, 30, 0)
+            .single()
+            .expect("date");
+        let second = Utc
+            .with_ymd_and_hms(2026, 10, 25, 1, 30, 0)
+            .single()
+            .expect("date");
+        let a = bucketer
+            .bucket_of(first.timestamp_nanos_opt().expect("ns"))
+            .expect("bucket");
+        let b = bucketer
+            .bucket_of(second.timestamp_nanos_opt().expect("ns"))
+            .expect("bucket");
         assert_ne!(a, b);
         assert_eq!(b.start_ns - a.start_ns, 3_600_000_000_000);
     }

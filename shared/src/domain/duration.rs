@@ -385,9 +385,16 @@ mod tests {
         let mut lengths = std::collections::BTreeSet::new();
         let mut previous = anchor;
         for k in 1..=365 {
-            let t = p1d.times(k).and_then(|d| d.add_to(anchor, rome)).expect("in range");
+            let t = p1d
+                .times(k)
+                .and_then(|d| d.add_to(anchor, rome))
+                .expect("in range");
             let local = t.with_timezone(&rome).naive_local();
-            assert_eq!(local, (first + Days::new(k)).and_time(chrono::NaiveTime::MIN), "k = {k}");
+            assert_eq!(
+                local,
+                (first + Days::new(k)).and_time(chrono::NaiveTime::MIN),
+                "k = {k}"
+            );
             lengths.insert((t - previous).num_hours());
             previous = t;
         }

@@ -24,7 +24,9 @@ pub struct Point<'a> {
 impl Point<'_> {
     /// The number decimation aggregates: `value`, or a boolean as 1 or 0; `None` for neither.
     pub fn numeric(&self) -> Option<f64> {
-        self.value.filter(|v| v.is_finite()).or(self.bool_value.map(|b| if b { 1.0 } else { 0.0 }))
+        self.value
+            .filter(|v| v.is_finite())
+            .or(self.bool_value.map(|b| if b { 1.0 } else { 0.0 }))
     }
 }
 

@@ -49,7 +49,9 @@ impl TimeFormatter {
             }
             None => {
                 // A day with a DST change: this instant on its own.
-                let local = self.tz.from_utc_datetime(&DateTime::from_timestamp_nanos(t_ns).naive_utc());
+                let local = self
+                    .tz
+                    .from_utc_datetime(&DateTime::from_timestamp_nanos(t_ns).naive_utc());
                 let mut prefix = [0u8; 11];
                 write_date(&mut prefix, local.date_naive());
                 let secs = i64::from(local.time().num_seconds_from_midnight());
@@ -60,7 +62,9 @@ impl TimeFormatter {
 
     /// The local day of `t_ns` when its offset does not change during it.
     fn span_of(&self, t_ns: i64) -> Option<Span> {
-        let local = self.tz.from_utc_datetime(&DateTime::from_timestamp_nanos(t_ns).naive_utc());
+        let local = self
+            .tz
+            .from_utc_datetime(&DateTime::from_timestamp_nanos(t_ns).naive_utc());
         let offset = local.offset().fix().local_minus_utc();
         let date = local.date_naive();
         let start_ns = day_start_ns(self.tz, date)?;
@@ -68,7 +72,9 @@ impl TimeFormatter {
         if self.offset_at(start_ns) != offset || self.offset_at(end_ns - 1) != offset {
             return None;
         }
-        let start_local = self.tz.from_utc_datetime(&DateTime::from_timestamp_nanos(start_ns).naive_utc());
+        let start_local = self
+            .tz
+            .from_utc_datetime(&DateTime::from_timestamp_nanos(start_ns).naive_utc());
         let mut prefix = [0u8; 11];
         write_date(&mut prefix, date);
         Some(Span {
@@ -82,7 +88,10 @@ impl TimeFormatter {
 
     fn offset_at(&self, t_ns: i64) -> i32 {
         let instant = DateTime::from_timestamp_nanos(t_ns);
-        self.tz.offset_from_utc_datetime(&instant.naive_utc()).fix().local_minus_utc()
+        self.tz
+            .offset_from_utc_datetime(&instant.naive_utc())
+            .fix()
+            .local_minus_utc()
     }
 }
 
@@ -162,8 +171,14 @@ mod tests {
         assert_eq!(text(rome, 1_774_746_000 * s), "2026-03-29T03:00:00+02:00");
         assert_eq!(text(rome, 1_774_745_999 * s), "2026-03-29T01:59:59+01:00");
         assert_eq!(text(chrono_tz::Asia::Kathmandu, 0), "1970-01-01T05:30:00+05:30");
-        assert_eq!(text(Tz::UTC, 1_500_000_000_123_000_000), "2017-07-14T02:40:00.123+00:00");
-        assert_eq!(text(chrono_tz::America::New_York, 1_500_000_000_000_000_001), "2017-07-13T22:40:00.000000001-04:00");
+        assert_eq!(
+            text(Tz::UTC, 1_500_000_000_123_000_000),
+            "2017-07-14T02:40:00.123+00:00"
+        );
+        assert_eq!(
+            text(chrono_tz::America::New_York, 1_500_000_000_000_000_001),
+            "2017-07-13T22:40:00.000000001-04:00"
+        );
     }
 
     #[test]

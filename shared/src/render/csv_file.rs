@@ -19,14 +19,24 @@ pub struct CsvFile<W: Write> {
 impl<W: Write> CsvFile<W> {
     /// Starts a file with its header row.
     pub fn new(out: W, delimiter: u8, tz: Tz, labels: &[&str]) -> Result<Self, RenderError> {
-        let mut writer = csv::WriterBuilder::new().delimiter(delimiter).buffer_capacity(64 * 1024).from_writer(out);
+        let mut writer = csv::WriterBuilder::new()
+            .delimiter(delimiter)
+            .buffer_capacity(64 * 1024)
+            .from_writer(out);
         writer.write_record(labels)?;
-        Ok(Self { writer, times: TimeFormatter::new(tz), field: Vec::with_capacity(64), rows: 0 })
+        Ok(Self {
+            writer,
+            times: TimeFormatter::new(tz),
+            field: Vec::with_capacity(64),
+            rows: 0,
+        })
     }
 
     /// Flushes and hands back the destination.
     pub fn finish(self) -> Result<W, RenderError> {
-        self.writer.into_inner().map_err(|e| RenderError::Io(e.into_error()))
+        self.writer
+            .into_inner()
+            .map_err(|e| RenderError::Io(e.into_error()))
     }
 }
 
@@ -37,7 +47,9 @@ impl<W: Write> RowWriter for CsvFile<W> {
             match *cell {
                 Cell::Empty => {}
                 Cell::Number(v) => write_number(v, &mut self.field),
-                Cell::Count(n) => self.field.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+                Cell::Count(n) => self
+                    .field
+                    .extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
                 Cell::Text(s) => self.field.extend_from_slice(s.as_bytes()),
                 Cell::Bool(b) => self.field.extend_from_slice(if b { b"true" } else { b"false" }),
                 Cell::Time(t) => self.times.write(t, &mut self.field),
@@ -60,11 +72,21 @@ mod tests {
 
     #[test]
     fn writes_a_header_and_quoted_fields() {
-        let mut file = CsvFile::new(Vec::new(), b';', chrono_tz::Europe::Rome, &["Time", "Value", "Note"])
-            .expect("header");
-        file.write_row(&[Cell::Time(1_774_746_000_000_000_000), Cell::Number(21.5), Cell::Text("a;b \"c\"")])
+        let mut file = CsvFile::new(
+            Vec::new(),
+            b';',
+            chrono_tz::Europe::Rome,
+            &["Time", "Value", "Note"],
+        )
+        .expect("header");
+        file.write_row(&[
+            Cell::Time(1_774_746_000_000_000_000),
+            Cell::Number(21.5),
+            Cell::Text("a;b \"c\""),
+        ])
+        .expect("row");
+        file.write_row(&[Cell::Time(0), Cell::Empty, Cell::Bool(true)])
             .expect("row");
-        file.write_row(&[Cell::Time(0), Cell::Empty, Cell::Bool(true)]).expect("row");
         assert_eq!(file.rows(), 2);
         let text = String::from_utf8(file.finish().expect("flushed")).expect("utf-8");
         assert_eq!(

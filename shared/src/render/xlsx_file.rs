@@ -114,17 +114,24 @@ mod tests {
     #[test]
     fn writes_real_numbers_and_local_date_times() {
         let mut file = XlsxFile::new(chrono_tz::Europe::Rome, &["Time", "Value", "On"]).expect("workbook");
-        file.write_row(&[Cell::Time(1_774_746_000_000_000_000), Cell::Number(21.5), Cell::Bool(true)])
-            .expect("row");
+        file.write_row(&[
+            Cell::Time(1_774_746_000_000_000_000),
+            Cell::Number(21.5),
+            Cell::Bool(true),
+        ])
+        .expect("row");
         let mut bytes = std::io::Cursor::new(Vec::new());
         file.finish(&mut bytes).expect("saved");
-        let mut book: Xlsx<_> = calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.into_inner()))
-            .expect("readable");
+        let mut book: Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.into_inner())).expect("readable");
         let range = book.worksheet_range("Sheet1").expect("sheet");
         assert_eq!(range.get((0, 0)), Some(&Data::String("Time".into())));
         assert_eq!(range.get((1, 1)), Some(&Data::Float(21.5)));
         assert_eq!(range.get((1, 2)), Some(&Data::Bool(true)));
-        let time = range.get((1, 0)).and_then(|d| d.as_datetime()).expect("a date-time");
+        let time = range
+            .get((1, 0))
+            .and_then(|d| d.as_datetime())
+            .expect("a date-time");
         assert_eq!(time.to_string(), "2026-03-29 03:00:00");
     }
 }

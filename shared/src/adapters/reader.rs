@@ -1,0 +1,356 @@
+//! The platform's reader API (spec section 6): `GET {url}/channels/{id}/messages` with a bearer
+//! token, `from`/`to` half-open in Unix seconds, `limit` at most 1000, newest first.
+//!
+//! A series is read oldest first with bounded memory: the window is cut into slices of at most
+//! `max_slice_points` points (halving a slice that holds more), each slice is read whole, then
+//! sorted oldest first and handed over. Timeouts, `5xx` and `429` are retried with exponential
+//! backoff and full jitter, honouring `Retry-After`; any other answer fails with the reader's
+//! message. The token is never logged.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::domain::series::{seconds_to_nanos, Point};
+use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
+
+/// A secret kept out of logs and debug output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// How hard to try a request before giving up.
+#[derive(Clone, Copy, Debug)]
+pub struct Retry {
+    pub attempts: u32,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            attempts: 6,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Retry {
+    /// Full jitter: a random wait up to `min(cap, base x 2^attempt)`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(self.cap);
+        ceiling.mul_f64(fastrand::f64())
+    }
+}
+
+/// The reader client.
+#[derive(Clone, Debug)]
+pub struct HttpReader {
+    http: reqwest::Client,
+    base_url: String,
+    token: Secret,
+    page_limit: u32,
+    max_slice_points: u64,
+    retry: Retry,
+}
+
+/// The reader's answer, as upstream serves it.
+#[derive(Debug, Deserialize)]
+pub struct WirePage<'a> {
+    pub total: u64,
+    #[serde(default)]
+    pub offset: u64,
+    #[serde(default)]
+    pub limit: u64,
+    #[serde(borrow, default)]
+    pub messages: Vec<WireMessage<'a>>,
+}
+
+/// A SenML message as the reader serves it: camelCase or snake_case, `sum` also as `valueSum`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct WireMessage<'a> {
+    #[serde(borrow)]
+    pub channel: Cow<'a, str>,
+    #[serde(borrow)]
+    pub subtopic: Cow<'a, str>,
+    #[serde(borrow)]
+    pub publisher: Cow<'a, str>,
+    #[serde(borrow)]
+    pub protocol: Cow<'a, str>,
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow)]
+    pub unit: Cow<'a, str>,
+    pub time: f64,
+    pub value: Option<f64>,
+    #[serde(borrow, alias = "string_value", alias = "stringValue")]
+    pub string_value: Option<Cow<'a, str>>,
+    #[serde(alias = "bool_value", alias = "boolValue")]
+    pub bool_value: Option<bool>,
+    #[serde(borrow, alias = "data_value", alias = "dataValue")]
+    pub data_value: Option<Cow<'a, str>>,
+    #[serde(alias = "valueSum", alias = "value_sum")]
+    pub sum: Option<f64>,
+    #[serde(alias = "update_time", alias = "updateTime")]
+    pub update_time: Option<f64>,
+}
+
+impl<'a> WireMessage<'a> {
+    /// The domain point; `None` when the time is not a representable instant.
+    pub fn into_point(self) -> Option<Point<'a>> {
+        Some(Point {
+            time_ns: seconds_to_nanos(self.time)?,
+            name: self.name,
+            unit: self.unit,
+            channel: self.channel,
+            subtopic: self.subtopic,
+            publisher: self.publisher,
+            protocol: self.protocol,
+            value: self.value,
+            string_value: self.string_value,
+            bool_value: self.bool_value,
+            data_value: self.data_value,
+            sum: self.sum,
+            update_time: self.update_time,
+        })
+    }
+}
+
+/// Parses one page; strings without escapes are borrowed from `bytes`.
+pub fn parse_page(bytes: &[u8]) -> Result<WirePage<'_>, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// Unix seconds with up to nine decimals, as the reader's `from`/`to` take them.
+fn unix_seconds(t: DateTime<Utc>) -> String {
+    let nanos = t.timestamp_subsec_nanos();
+    if nanos == 0 {
+        t.timestamp().to_string()
+    } else {
+        let fraction = format!("{nanos:09}");
+        format!("{}.{}", t.timestamp(), fraction.trim_end_matches('0'))
+    }
+}
+
+impl HttpReader {
+    /// A client for the reader at `base_url`, sending `token` as a bearer token.
+    pub fn new(base_url: impl Into<String>, token: Secret) -> Result<Self, ReadError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ReadError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            token,
+            page_limit: 1000,
+            max_slice_points: 50_000,
+            retry: Retry::default(),
+        })
+    }
+
+    /// Sets the page size (at most 1000, as upstream allows) and the largest slice held at once.
+    pub fn with_paging(mut self, page_limit: u32, max_slice_points: u64) -> Self {
+        self.page_limit = page_limit.clamp(1, 1000);
+        self.max_slice_points = max_slice_points.max(u64::from(self.page_limit));
+        self
+    }
+
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// One page's raw bytes, retried as the module says.
+    async fn page(
+        &self,
+        query: &SeriesQuery,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        offset: u64,
+    ) -> Result<bytes::Bytes, ReadError> {
+        let url = format!("{}/channels/{}/messages", self.base_url, query.channel);
+        let params = [
+            ("subtopic", query.subtopic.clone()),
+            ("name", query.name.clone()),
+            ("from", unix_seconds(from)),
+            ("to", unix_seconds(to)),
+            ("limit", self.page_limit.to_string()),
+            ("offset", offset.to_string()),
+        ];
+        let mut attempt = 0;
+        loop {
+            let sent = self
+                .http
+                .get(&url)
+                .query(&params)
+                .bearer_auth(self.token.expose())
+                .send()
+                .await;
+            let (wait, why) = match sent {
+                Ok(response) if response.status().is_success() => match response.bytes().await {
+                    Ok(body) => return Ok(body),
+                    Err(e) => (None, format!("reading the answer failed: {e}")),
+                },
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let message = reader_message(response.text().await.unwrap_or_default());
+                    let why = format!("the reader answered {status}: {message}");
+                    if status.is_server_error() || status.as_u16() == 429 {
+                        (retry_after.map(|d| d.min(self.retry.cap)), why)
+                    } else {
+                        return Err(ReadError::Permanent(why));
+                    }
+                }
+                Err(e) => (None, format!("the reader did not answer: {}", without_url(&e))),
+            };
+            attempt += 1;
+            if attempt >= self.retry.attempts {
+                return Err(ReadError::Exhausted(why));
+            }
+            let delay = wait.unwrap_or_else(|| self.retry.delay(attempt));
+            tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, reason = %why, "retrying the reader");
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
+/// The reader's own message: `{"error": "..."}` when it sends one, else the text, shortened.
+fn reader_message(body: String) -> String {
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or(body);
+    message.chars().take(300).collect()
+}
+
+/// A transport error's text without its URL (whose query is harmless, but keep logs lean).
+fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    kind.to_owned()
+}
+
+#[async_trait]
+impl SeriesReader for HttpReader {
+    async fn read(&self, query: &SeriesQuery, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        let mut pending = vec![(query.window.from.unwrap_or(epoch), query.window.to)];
+        let mut total_points = 0u64;
+        while let Some((from, to)) = pending.pop() {
+            if from >= to {
+                continue;
+            }
+            let first = self.page(query, from, to, 0).await?;
+            let page = parse_page(&first)
+                .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
+            let total = page.total;
+            let width = to - from;
+            if total > self.max_slice_points && width > chrono::TimeDelta::milliseconds(2) {
+                // Too many points to hold: read the older half first, then the newer.
+                let middle = from + width / 2;
+                pending.push((middle, to));
+                pending.push((from, middle));
+                continue;
+            }
+            let mut bodies = vec![first.clone()];
+            let mut offset = page.messages.len() as u64;
+            let mut last_len = page.messages.len();
+            drop(page);
+            while offset < total && last_len > 0 {
+                let body = self.page(query, from, to, offset).await?;
+                let page = parse_page(&body)
+                    .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
+                last_len = page.messages.len();
+                offset += last_len as u64;
+                drop(page);
+                bodies.push(body);
+            }
+            let mut points = Vec::with_capacity(total.min(self.max_slice_points) as usize);
+            for body in &bodies {
+                let page = parse_page(body)
+                    .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
+                points.extend(page.messages.into_iter().filter_map(WireMessage::into_point));
+            }
+            // Newest first upstream; oldest first here. Stable, so equal times keep their order.
+            points.reverse();
+            points.sort_by_key(|p| p.time_ns);
+            total_points += points.len() as u64;
+            sink.accept(&points).await.map_err(ReadError::Sink)?;
+        }
+        Ok(total_points)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_camel_and_snake_case_fields() {
+        let body = br#"{"total":2,"offset":0,"limit":10,"messages":[
+            {"channel":"c","name":"n","time":1.5,"stringValue":"s","boolValue":true,"valueSum":3,"updateTime":7},
+            {"channel":"c","name":"n","time":2,"string_value":"t","bool_value":false,"data_value":"d","update_time":8,"extra":1}]}"#;
+        let page = parse_page(body).expect("a page");
+        let points: Vec<Point<'_>> = page
+            .messages
+            .into_iter()
+            .filter_map(WireMessage::into_point)
+            .collect();
+        assert_eq!(points[0].time_ns, 1_500_000_000);
+        assert_eq!(points[0].string_value.as_deref(), Some("s"));
+        assert_eq!(points[0].bool_value, Some(true));
+        assert_eq!(points[0].sum, Some(3.0));
+        assert_eq!(points[0].update_time, Some(7.0));
+        assert_eq!(points[1].string_value.as_deref(), Some("t"));
+        assert_eq!(points[1].data_value.as_deref(), Some("d"));
+        assert_eq!(points[1].bool_value, Some(false));
+    }
+
+    #[test]
+    fn reader_times_keep_their_fraction() {
+        let t = DateTime::from_timestamp(1_767_225_600, 250_000_000).expect("in range");
+        assert_eq!(unix_seconds(t), "1767225600.25");
+        assert_eq!(
+            unix_seconds(DateTime::from_timestamp(5, 0).expect("in range")),
+            "5"
+        );
+    }
+}

@@ -1,0 +1,154 @@
+//! A local reader API of the project's own, speaking the upstream contract (spec section 6):
+//! `GET /channels/{id}/messages?subtopic=&name=&from=&to=&limit=&offset=` with a bearer token,
+//! newest first, `limit` at most 1000, half-open `[from, to)`, `{"total","offset","limit","messages"}`,
+//! `4xx` on bad parameters. Its data is generated, deterministically and without storage: every
+//! `step_seconds` from `start` on, each (channel, subtopic, name) has one point. Names ending in
+//! `onoff` carry `boolValue`; others carry `value = 20 + (k mod 1000) / 8` where `k = t / step`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// What the server serves and how it misbehaves.
+#[derive(Debug)]
+pub struct ReaderConfig {
+    pub token: String,
+    /// Unix seconds of the first point of every series.
+    pub start: i64,
+    pub step_seconds: i64,
+    /// Answer this status to every request (a reader that is down).
+    pub always_fail: Option<u16>,
+    /// Answer `500` to this many requests before behaving.
+    pub fail_first: AtomicU32,
+    /// Requests served, failures included.
+    pub requests: AtomicU64,
+}
+
+impl ReaderConfig {
+    pub fn new(token: &str, start: i64, step_seconds: i64) -> Self {
+        Self {
+            token: token.to_owned(),
+            start,
+            step_seconds,
+            always_fail: None,
+            fail_first: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Starts the server on a free loopback port; returns its base URL and shared state.
+///
+/// # Panics
+/// When no loopback port can be bound.
+pub async fn start(config: ReaderConfig) -> (String, Arc<ReaderConfig>) {
+    start_on(config, "127.0.0.1:0").await
+}
+
+/// Starts the server on `address`.
+///
+/// # Panics
+/// When the address cannot be bound.
+pub async fn start_on(config: ReaderConfig, address: &str) -> (String, Arc<ReaderConfig>) {
+    let state = Arc::new(config);
+    let app = Router::new()
+        .route("/channels/{channel}/messages", get(messages))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, state)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": message}))).into_response()
+}
+
+/// Unix seconds of a parameter: `Ok(None)` when absent, `Err(())` when malformed.
+fn seconds(text: Option<&String>) -> Result<Option<f64>, ()> {
+    match text {
+        None => Ok(None),
+        Some(t) => t.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(Some).ok_or(()),
+    }
+}
+
+async fn messages(
+    State(config): State<Arc<ReaderConfig>>,
+    Path(channel): Path<String>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    config.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(status) = config.always_fail {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return error(status, "reader database unavailable");
+    }
+    if config.fail_first.load(Ordering::SeqCst) > 0 {
+        config.fail_first.fetch_sub(1, Ordering::SeqCst);
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "temporary failure");
+    }
+    let expected = format!("Bearer {}", config.token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid credentials provided",
+        );
+    }
+    if uuid::Uuid::try_parse(&channel).is_err() {
+        return error(StatusCode::BAD_REQUEST, "invalid channel id");
+    }
+    let limit = match params.get("limit").map(|l| l.parse::<u64>()) {
+        None => 10,
+        Some(Ok(l)) if (1..=1000).contains(&l) => l,
+        Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000"),
+    };
+    let offset = match params.get("offset").map(|o| o.parse::<u64>()) {
+        None => 0,
+        Some(Ok(o)) => o,
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid offset parameter"),
+    };
+    let (from, to) = match (
+        seconds(params.get("from"), "from"),
+        seconds(params.get("to"), "to"),
+    ) {
+        (Ok(f), Ok(t)) => (f.unwrap_or(0.0), t.unwrap_or(4e9)),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let subtopic = params.get("subtopic").cloned().unwrap_or_default();
+    let name = params.get("name").cloned().unwrap_or_default();
+    // Point k is at start + k * step; those in [from, to) are k in [first, end).
+    let step = config.step_seconds as f64;
+    let first = ((from - config.start as f64) / step).ceil().max(0.0) as u64;
+    let end = ((to - config.start as f64) / step).ceil().max(0.0) as u64;
+    let total = end.saturating_sub(first);
+    let messages: Vec<Value> = (0..limit)
+        .map_while(|i| {
+            let index = offset + i;
+            (index < total).then(|| end - 1 - index) // newest first
+        })
+        .map(|k| {
+            let time = config.start + k as i64 * config.step_seconds;
+            let mut message = json!({
+                "channel": channel, "subtopic": subtopic, "publisher": "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
+                "protocol": "mqtt", "name": name, "unit": if name.ends_with("onoff") { "" } else { "Cel" },
+                "time": time as f64,
+            });
+            if name.ends_with("onoff") {
+                message["boolValue"] = json!(k % 3 == 0);
+            } else {
+                message["value"] = json!(20.0 + (k % 1000) as f64 / 8.0);
+            }
+            message
+        })
+        .collect();
+    Json(json!({"total": total, "offset": offset, "limit": limit, "messages": messages})).into_response()
+}

@@ -1,0 +1,145 @@
+//! The reader client against the project's local reader: paging, slicing, order, retries and
+//! permanent failures, exactly as the upstream contract behaves.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::DateTime;
+
+use exporter::adapters::reader::{HttpReader, Retry, Secret};
+use exporter::domain::series::Point;
+use exporter::domain::Window;
+use exporter::ports::{Cause, ReadError, SeriesQuery, SeriesReader, SliceSink};
+use integration_tests::reader_server::{start, ReaderConfig};
+
+const START: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+#[derive(Default)]
+struct Collect {
+    times: Vec<i64>,
+    values: Vec<Option<f64>>,
+    largest_slice: usize,
+}
+
+#[async_trait]
+impl SliceSink for Collect {
+    async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause> {
+        self.largest_slice = self.largest_slice.max(points.len());
+        self.times
+            .extend(points.iter().map(|p| p.time_ns / 1_000_000_000));
+        self.values.extend(points.iter().map(|p| p.value));
+        Ok(())
+    }
+}
+
+fn query(from: i64, to: i64) -> SeriesQuery {
+    SeriesQuery {
+        channel: "0115c85d-ef3e-4de9-9732-d0c5c4f2c482".into(),
+        subtopic: "events.data".into(),
+        name: "urn:dev:temperature".into(),
+        window: Window {
+            from: DateTime::from_timestamp(from, 0),
+            to: DateTime::from_timestamp(to, 0).unwrap_or_default(),
+        },
+    }
+}
+
+fn quick() -> Retry {
+    Retry {
+        attempts: 4,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(5),
+    }
+}
+
+#[tokio::test]
+async fn reads_a_day_oldest_first_in_bounded_slices() {
+    let (url, _) = start(ReaderConfig::new("t0k3n", START, 60)).await;
+    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
+        .expect("client")
+        .with_paging(100, 300);
+    let mut sink = Collect::default();
+    let read = reader
+        .read(&query(START, START + 86_400), &mut sink)
+        .await
+        .expect("read");
+    assert_eq!(read, 1440);
+    let expected: Vec<i64> = (0..1440).map(|k| START + k * 60).collect();
+    assert_eq!(sink.times, expected);
+    assert!(
+        sink.largest_slice <= 300,
+        "a slice held {} points",
+        sink.largest_slice
+    );
+    // value = 20 + (k mod 1000) / 8, computed here independently of the server.
+    assert_eq!(sink.values[0], Some(20.0));
+    assert_eq!(sink.values[1001], Some(20.125));
+}
+
+#[tokio::test]
+async fn windows_are_half_open() {
+    let (url, _) = start(ReaderConfig::new("t", START, 60)).await;
+    let reader = HttpReader::new(&url, Secret::new("t")).expect("client");
+    let mut sink = Collect::default();
+    reader
+        .read(&query(START, START + 600), &mut sink)
+        .await
+        .expect("read");
+    assert_eq!(sink.times.first(), Some(&START));
+    assert_eq!(sink.times.last(), Some(&(START + 540)));
+    assert_eq!(sink.times.len(), 10);
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried() {
+    let config = ReaderConfig::new("t", START, 60);
+    config.fail_first.store(2, Ordering::SeqCst);
+    let (url, state) = start(config).await;
+    let reader = HttpReader::new(&url, Secret::new("t"))
+        .expect("client")
+        .with_retry(quick());
+    let mut sink = Collect::default();
+    reader
+        .read(&query(START, START + 600), &mut sink)
+        .await
+        .expect("read after retries");
+    assert_eq!(sink.times.len(), 10);
+    assert_eq!(state.requests.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_reader_failing_forever_gives_up_with_its_message() {
+    let mut config = ReaderConfig::new("t", START, 60);
+    config.always_fail = Some(500);
+    let (url, state) = start(config).await;
+    let reader = HttpReader::new(&url, Secret::new("t"))
+        .expect("client")
+        .with_retry(quick());
+    let error = reader
+        .read(&query(START, START + 600), &mut Collect::default())
+        .await
+        .expect_err("fails");
+    assert!(matches!(error, ReadError::Exhausted(_)), "{error:?}");
+    assert!(
+        error.to_string().contains("reader database unavailable"),
+        "{error}"
+    );
+    assert_eq!(state.requests.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_wrong_token_is_a_permanent_failure_and_the_token_is_not_shown() {
+    let (url, state) = start(ReaderConfig::new("right", START, 60)).await;
+    let reader = HttpReader::new(&url, Secret::new("wrong-secret"))
+        .expect("client")
+        .with_retry(quick());
+    let error = reader
+        .read(&query(START, START + 600), &mut Collect::default())
+        .await
+        .expect_err("fails");
+    assert!(matches!(error, ReadError::Permanent(_)), "{error:?}");
+    assert!(error.to_string().contains("invalid credentials"), "{error}");
+    assert!(!format!("{error:?} {reader:?}").contains("wrong-secret"));
+    assert_eq!(state.requests.load(Ordering::SeqCst), 1);
+}
