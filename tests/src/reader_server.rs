@@ -77,7 +77,12 @@ fn error(status: StatusCode, message: &str) -> Response {
 fn seconds(text: Option<&String>) -> Result<Option<f64>, ()> {
     match text {
         None => Ok(None),
-        Some(t) => t.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).map(Some).ok_or(()),
+        Some(t) => t
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(Some)
+            .ok_or(()),
     }
 }
 
@@ -116,12 +121,10 @@ async fn messages(
         Some(Ok(o)) => o,
         Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid offset parameter"),
     };
-    let (from, to) = match (
-        seconds(params.get("from"), "from"),
-        seconds(params.get("to"), "to"),
-    ) {
+    let (from, to) = match (seconds(params.get("from")), seconds(params.get("to"))) {
         (Ok(f), Ok(t)) => (f.unwrap_or(0.0), t.unwrap_or(4e9)),
-        (Err(e), _) | (_, Err(e)) => return e,
+        (Err(()), _) => return error(StatusCode::BAD_REQUEST, "invalid from parameter"),
+        (_, Err(())) => return error(StatusCode::BAD_REQUEST, "invalid to parameter"),
     };
     let subtopic = params.get("subtopic").cloned().unwrap_or_default();
     let name = params.get("name").cloned().unwrap_or_default();
