@@ -11,6 +11,7 @@ STATE=$ROOT/.stack
 VENV=$ROOT/.venv
 MOTO_PORT=${MOTO_PORT:-5123}
 WATCH_PORT=${WATCH_PORT:-9000}
+READER_PORT=${READER_PORT:-9100}
 MOTO=http://127.0.0.1:$MOTO_PORT
 WATCH=http://127.0.0.1:$WATCH_PORT
 
@@ -30,6 +31,12 @@ SCHEDULE_GROUP=exports
 RUN_EXPORT_ARN=arn:aws:lambda:us-east-1:123456789012:function:run-export
 RUN_EXPORT_FUNCTION=run-export
 SCHEDULER_ROLE_ARN=arn:aws:iam::123456789012:role/exports-scheduler
+BUCKET_NAME=exports-local
+S3_FORCE_PATH_STYLE=true
+READER_URL=http://127.0.0.1:$READER_PORT
+READER_TOKEN=local-reader-token
+LOCAL_READER_ADDRESS=127.0.0.1:$READER_PORT
+NOTIFY_FUNCTION=notify
 LOCAL_IDENTITY=1
 RUST_LOG=info
 ENV
@@ -70,6 +77,8 @@ up() {
     -d '{"model_name":"s3::keyrestore","transition":{"progression":"manual","times":1000000}}' >/dev/null
   cargo build -q --workspace --bins
   cargo run -q -p integration-tests --bin local-setup
+  "$ROOT/target/debug/local-reader" >"$STATE/reader.log" 2>&1 &
+  echo $! >"$STATE/reader.pid"
   # Functions inherit watch's environment; PATH gets .venv for zig and cargo-lambda's helpers.
   PATH=$VENV/bin:$PATH setsid "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$WATCH_PORT" \
     --ignore-changes >"$STATE/watch.log" 2>&1 &
@@ -85,7 +94,7 @@ up() {
 }
 
 down() {
-  for name in watch moto; do
+  for name in watch reader moto; do
     if [[ -f $STATE/$name.pid ]]; then
       pid=$(cat "$STATE/$name.pid")
       kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true

@@ -63,3 +63,20 @@ pub fn init_tracing() {
         .without_time()
         .init();
 }
+
+/// The run schedules' settings, shared by the functions that arm them.
+pub fn schedule_settings() -> Result<crate::adapters::scheduler::ScheduleSettings, ConfigError> {
+    Ok(crate::adapters::scheduler::ScheduleSettings {
+        group: required("SCHEDULE_GROUP")?,
+        target_arn: required("RUN_EXPORT_ARN")?,
+        role_arn: required("SCHEDULER_ROLE_ARN")?,
+        dead_letter_arn: optional("SCHEDULE_DLQ_ARN"),
+        max_retries: parsed_or("SCHEDULE_MAX_RETRIES", 10)?,
+        max_event_age_seconds: parsed_or("SCHEDULE_MAX_EVENT_AGE_SECONDS", 86_400)?,
+    })
+}
+
+/// True when `name` is `1` or `true`.
+pub fn flag(name: &'static str) -> bool {
+    optional(name).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}

@@ -5,8 +5,8 @@ use std::error::Error as StdError;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
+use crate::domain::job::{Job, JobDetail, JobStatus};
 use crate::domain::series::Point;
 use crate::domain::{Export, ExportId, ExportStatus, RunEvent, Window};
 
@@ -26,17 +26,6 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is unavailable")]
     Unavailable(#[source] Cause),
-}
-
-/// A job of an export as `GET /exports/{id}/status` shows it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct JobSummary {
-    pub job_id: String,
-    pub scheduled_at: String,
-    pub status: String,
-    #[serde(flatten)]
-    pub details: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Where exports live (one DynamoDB table in AWS).
@@ -78,8 +67,35 @@ pub trait ExportStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
+    /// Marks a job `inProgress`.
+    async fn start_job(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records how a job ended: `done` (with its files' expiry) or `failed`.
+    async fn finish_job(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        status: JobStatus,
+        detail: &JobDetail,
+        at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
+
+    /// Sets a one-time export's final status and gives its quota back, once.
+    async fn settle_one_time(
+        &self,
+        export: &Export,
+        status: ExportStatus,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
     /// The jobs of an export, oldest first.
-    async fn jobs(&self, id: &ExportId) -> Result<Vec<JobSummary>, StoreError>;
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError>;
 }
 
 /// Why arming or disarming a schedule failed.
@@ -162,4 +178,34 @@ pub trait SeriesReader: Send + Sync {
     /// Feeds the whole series to `sink`, oldest first, a bounded slice at a time; returns the
     /// number of points read.
     async fn read(&self, query: &SeriesQuery, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError>;
+}
+
+/// Why a file operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("the file store failed: {0}")]
+    Unavailable(String, #[source] Cause),
+}
+
+/// Where files go (S3): multipart uploads, so a file is visible whole or not at all.
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    /// Starts an upload; returns its id.
+    async fn begin(&self, key: &str, content_type: &str) -> Result<String, FileError>;
+    /// Uploads part `number` (from 1); returns its tag. Parts but the last are at least 5 MiB.
+    async fn part(&self, key: &str, upload: &str, number: i32, bytes: Vec<u8>) -> Result<String, FileError>;
+    /// Makes the file visible from its parts, in order.
+    async fn complete(&self, key: &str, upload: &str, tags: Vec<String>) -> Result<(), FileError>;
+    /// Drops an upload and its parts.
+    async fn abort(&self, key: &str, upload: &str) -> Result<(), FileError>;
+    /// Removes a file; removing a missing one succeeds.
+    async fn delete(&self, key: &str) -> Result<(), FileError>;
+    /// A time-limited URL to download a file.
+    async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError>;
+}
+
+/// The hand-off to notify when a job ends.
+#[async_trait]
+pub trait JobNotifier: Send + Sync {
+    async fn job_ended(&self, id: &ExportId, job_id: &str) -> Result<(), LaunchError>;
 }

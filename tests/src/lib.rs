@@ -16,6 +16,8 @@ use uuid::Uuid;
 
 use exporter::adapters::dynamodb::DynamoStore;
 use exporter::adapters::lambda::LambdaLauncher;
+use exporter::adapters::reader::{HttpReader, Retry, Secret};
+use exporter::adapters::s3::S3Files;
 use exporter::adapters::scheduler::{EventBridgeSchedules, ScheduleSettings};
 use exporter::ports::SystemClock;
 use exports_api::{ApiConfig, Deps};
@@ -44,6 +46,15 @@ pub async fn aws_at(endpoint: &str) -> SdkConfig {
         .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .load()
         .await
+}
+
+/// The local reader's token and the instant of its first point (2025-01-01T00:00:00Z).
+pub const READER_TOKEN: &str = "reader-token";
+pub const READER_START: i64 = 1_735_689_600;
+
+/// The value the local reader serves for its `k`th point of a numeric series.
+pub fn expected_value(k: i64) -> f64 {
+    20.0 + (k % 1000) as f64 / 8.0
 }
 
 /// The ARN run-export has in the local stack.
@@ -124,6 +135,13 @@ pub fn status_and_json(response: lambda_http::Response<Body>) -> (u16, Value) {
 /// Fresh resources on moto for one test, and the API's real adapters on them.
 pub struct Fixture {
     pub dynamo: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub files: S3Files,
+    pub reader: HttpReader,
+    pub reader_state: std::sync::Arc<reader_server::ReaderConfig>,
+    pub notifier: LambdaLauncher,
+    pub run_config: run_export::RunConfig,
     pub scheduler: aws_sdk_scheduler::Client,
     pub table: String,
     pub group: String,
@@ -155,8 +173,30 @@ impl Fixture {
         EventBridgeSchedules::create_group(&scheduler, &group)
             .await
             .expect("moto creates the group");
+        let s3 = S3Files::client(&aws, true);
+        let bucket = format!("exports-{}", &suffix[..20]);
+        S3Files::create_bucket(&s3, &bucket)
+            .await
+            .expect("moto creates the bucket");
+        let (reader_url, reader_state) =
+            reader_server::start(reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60)).await;
+        let quick = Retry {
+            attempts: 3,
+            base: std::time::Duration::from_millis(1),
+            cap: std::time::Duration::from_millis(5),
+        };
+        let reader = HttpReader::new(reader_url, Secret::new(READER_TOKEN))
+            .expect("a reader client")
+            .with_retry(quick);
         let lambda = aws_sdk_lambda::Client::new(&aws_at(&watch).await);
         Some(Self {
+            files: S3Files::new(s3.clone(), &bucket),
+            s3,
+            bucket,
+            reader,
+            reader_state,
+            notifier: LambdaLauncher::new(lambda.clone(), "notify"),
+            run_config: run_export::RunConfig::default(),
             store: DynamoStore::new(dynamo.clone(), &table),
             schedules: EventBridgeSchedules::new(scheduler.clone(), Self::settings(&group)),
             launcher: LambdaLauncher::new(lambda, "run-export"),
@@ -186,9 +226,42 @@ impl Fixture {
             store: &self.store,
             schedules: &self.schedules,
             launcher: &self.launcher,
+            files: &self.files,
             clock: &self.clock,
             config: &self.config,
         }
+    }
+
+    /// run-export's dependencies on this fixture's resources.
+    pub fn run_deps(&self) -> run_export::Deps<'_> {
+        run_export::Deps {
+            store: &self.store,
+            schedules: &self.schedules,
+            reader: &self.reader,
+            files: &self.files,
+            notifier: &self.notifier,
+            clock: &self.clock,
+            config: &self.run_config,
+        }
+    }
+
+    /// The keys of every object in the bucket.
+    ///
+    /// # Panics
+    /// When moto does not answer.
+    pub async fn objects(&self) -> Vec<String> {
+        let listed = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("moto lists");
+        listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
     }
 
     /// Sends one request through the handler.

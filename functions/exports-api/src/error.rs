@@ -18,6 +18,10 @@ pub enum ApiError {
     Forbidden(&'static str),
     #[error("Not found")]
     NotFound,
+    #[error("No finished file yet")]
+    NoFileYet,
+    #[error("The files of the latest job have expired")]
+    Expired,
     #[error("Method not allowed")]
     MethodNotAllowed(&'static str),
     #[error("Request body too large")]
@@ -58,7 +62,8 @@ impl ApiError {
         match self {
             Self::Invalid(_) | Self::MissingIdentity => 400,
             Self::Forbidden(_) => 403,
-            Self::NotFound => 404,
+            Self::NotFound | Self::NoFileYet => 404,
+            Self::Expired => 410,
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge(_) => 413,
             Self::QuotaReached => 429,

@@ -10,10 +10,11 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
+use exporter::domain::job::JobStatus;
 use exporter::domain::{
     Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
 };
-use exporter::ports::{Clock, ExportStore, RunLauncher, RunSchedules};
+use exporter::ports::{Clock, ExportStore, FileStore, RunLauncher, RunSchedules};
 
 pub use error::ApiError;
 pub use identity::Identity;
@@ -28,6 +29,8 @@ pub struct ApiConfig {
     pub max_queued_per_user: u32,
     /// Read the caller from the `x-local-identity` header when no authorizer ran (local only).
     pub local_identity: bool,
+    /// How long a download link stays valid.
+    pub download_url_ttl: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -37,6 +40,7 @@ impl Default for ApiConfig {
             max_body_bytes: 256 * 1024,
             max_queued_per_user: 100,
             local_identity: false,
+            download_url_ttl: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -47,6 +51,7 @@ pub struct Deps<'a> {
     pub store: &'a dyn ExportStore,
     pub schedules: &'a dyn RunSchedules,
     pub launcher: &'a dyn RunLauncher,
+    pub files: &'a dyn FileStore,
     pub clock: &'a dyn Clock,
     pub config: &'a ApiConfig,
 }
@@ -133,9 +138,7 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
         }
         (Route::Download(id), &Method::GET) => {
             allow(actions::DOWNLOAD)?;
-            visible(deps, &who, &id).await?;
-            // No job writes files yet: there is nothing to download.
-            Err(ApiError::NotFound)
+            download(deps, &who, &id).await
         }
         (Route::Status(_) | Route::Download(_), _) => Err(ApiError::MethodNotAllowed("GET")),
     }
@@ -278,7 +281,14 @@ async fn delete(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Bod
 
 async fn status(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
     let export = visible(deps, who, id).await?;
-    let jobs = deps.store.jobs(&export.id).await?;
+    let now = deps.clock.now();
+    let jobs: Vec<Value> = deps
+        .store
+        .jobs(&export.id)
+        .await?
+        .iter()
+        .map(|j| j.to_json(now))
+        .collect();
     let body = serde_json::json!({
         "exportId": export.id.to_string(),
         "type": export.request.export_type().as_str(),
@@ -287,4 +297,32 @@ async fn status(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Bod
         "jobs": jobs,
     });
     Ok(json_response(200, &body))
+}
+
+/// `302` to a presigned URL of the latest finished job's file; `404` before there is one,
+/// `410` once it has expired.
+async fn download(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
+    let export = visible(deps, who, id).await?;
+    let now = deps.clock.now();
+    let jobs = deps.store.jobs(&export.id).await?;
+    let latest = jobs
+        .iter()
+        .filter(|j| matches!(j.status_at(now), JobStatus::Done | JobStatus::Expired))
+        .max_by_key(|j| j.scheduled_at)
+        .ok_or(ApiError::NoFileYet)?;
+    if latest.status_at(now) == JobStatus::Expired {
+        return Err(ApiError::Expired);
+    }
+    let file = latest.download().ok_or(ApiError::NoFileYet)?;
+    let url = deps
+        .files
+        .presign(&file.key, deps.config.download_url_ttl)
+        .await
+        .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
+    let mut response = Response::new(Body::Empty);
+    *response.status_mut() = StatusCode::FOUND;
+    let location =
+        lambda_http::http::HeaderValue::from_str(&url).map_err(|e| ApiError::Internal(Box::new(e)))?;
+    response.headers_mut().insert("location", location);
+    Ok(response)
 }

@@ -2,8 +2,9 @@
 
 use exporter::adapters::dynamodb::DynamoStore;
 use exporter::adapters::lambda::LambdaLauncher;
-use exporter::adapters::scheduler::{EventBridgeSchedules, ScheduleSettings};
-use exporter::config::{self, list_or, optional, parsed_or, required};
+use exporter::adapters::s3::S3Files;
+use exporter::adapters::scheduler::EventBridgeSchedules;
+use exporter::config::{self, flag, list_or, parsed_or, required, schedule_settings};
 use exporter::domain::request::{Limits, WebhookHosts};
 use exporter::domain::Policy;
 use exporter::ports::SystemClock;
@@ -12,7 +13,7 @@ use exports_api::{handle, ApiConfig, Deps};
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     config::init_tracing();
-    let local_identity = optional("LOCAL_IDENTITY").is_some_and(|v| v == "1" || v == "true");
+    let local_identity = flag("LOCAL_IDENTITY");
     if local_identity && !cfg!(debug_assertions) {
         // A deployment is a release build: the local identity can never be switched on there.
         return Err(
@@ -36,27 +37,24 @@ async fn main() -> Result<(), lambda_http::Error> {
         max_body_bytes: parsed_or("MAX_BODY_BYTES", 256 * 1024)?,
         max_queued_per_user: parsed_or("MAX_QUEUED_EXPORTS_PER_USER", 100)?,
         local_identity,
+        download_url_ttl: std::time::Duration::from_secs(parsed_or("DOWNLOAD_URL_SECONDS", 3600)?),
     };
     let table = required("TABLE_NAME")?;
-    let settings = ScheduleSettings {
-        group: required("SCHEDULE_GROUP")?,
-        target_arn: required("RUN_EXPORT_ARN")?,
-        role_arn: required("SCHEDULER_ROLE_ARN")?,
-        dead_letter_arn: optional("SCHEDULE_DLQ_ARN"),
-        max_retries: parsed_or("SCHEDULE_MAX_RETRIES", 10)?,
-        max_event_age_seconds: parsed_or("SCHEDULE_MAX_EVENT_AGE_SECONDS", 86_400)?,
-    };
+    let settings = schedule_settings()?;
+    let bucket = required("BUCKET_NAME")?;
     let run_export = required("RUN_EXPORT_FUNCTION")?;
 
     let aws = exporter::adapters::aws_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
     let launcher = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), run_export);
+    let files = S3Files::new(S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")), bucket);
     let clock = SystemClock;
     let deps = Deps {
         store: &store,
         schedules: &schedules,
         launcher: &launcher,
+        files: &files,
         clock: &clock,
         config: &api_config,
     };

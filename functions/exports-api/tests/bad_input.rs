@@ -9,9 +9,11 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+use exporter::domain::job::{Job, JobDetail, JobStatus};
 use exporter::domain::{Export, ExportId, ExportStatus, RunEvent};
 use exporter::ports::{
-    Clock, ExportStore, JobSummary, LaunchError, RunLauncher, RunSchedules, ScheduleError, StoreError,
+    Clock, ExportStore, FileError, FileStore, LaunchError, RunLauncher, RunSchedules, ScheduleError,
+    StoreError,
 };
 use exports_api::{handle, ApiConfig, Deps};
 
@@ -75,9 +77,57 @@ impl ExportStore for Recorder {
         self.note("open_job");
         Ok(true)
     }
-    async fn jobs(&self, _: &ExportId) -> Result<Vec<JobSummary>, StoreError> {
+    async fn start_job(&self, _: &ExportId, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<(), StoreError> {
+        self.note("start_job");
+        Ok(())
+    }
+    async fn finish_job(
+        &self,
+        _: &ExportId,
+        _: DateTime<Utc>,
+        _: JobStatus,
+        _: &JobDetail,
+        _: DateTime<Utc>,
+        _: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.note("finish_job");
+        Ok(())
+    }
+    async fn settle_one_time(&self, _: &Export, _: ExportStatus, _: DateTime<Utc>) -> Result<(), StoreError> {
+        self.note("settle_one_time");
+        Ok(())
+    }
+    async fn jobs(&self, _: &ExportId) -> Result<Vec<Job>, StoreError> {
         self.note("jobs");
         Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl FileStore for Recorder {
+    async fn begin(&self, _: &str, _: &str) -> Result<String, FileError> {
+        self.note("begin");
+        Ok("upload".into())
+    }
+    async fn part(&self, _: &str, _: &str, _: i32, _: Vec<u8>) -> Result<String, FileError> {
+        self.note("part");
+        Ok("tag".into())
+    }
+    async fn complete(&self, _: &str, _: &str, _: Vec<String>) -> Result<(), FileError> {
+        self.note("complete");
+        Ok(())
+    }
+    async fn abort(&self, _: &str, _: &str) -> Result<(), FileError> {
+        self.note("abort");
+        Ok(())
+    }
+    async fn delete(&self, _: &str) -> Result<(), FileError> {
+        self.note("delete");
+        Ok(())
+    }
+    async fn presign(&self, _: &str, _: std::time::Duration) -> Result<String, FileError> {
+        self.note("presign");
+        Ok("https://example.com/file".into())
     }
 }
 
@@ -130,6 +180,7 @@ async fn post(ports: &Recorder, body: Option<&str>) -> (u16, Value) {
         store: ports,
         schedules: ports,
         launcher: ports,
+        files: ports,
         clock: &FixedClock,
         config: &config,
     };

@@ -1,18 +1,59 @@
 //! run-export: one run of one export, triggered by `{"exportId", "scheduledAt"}` from the
 //! create request (one-time) or from its schedule (recurring).
 //!
-//! This slice accepts the trigger, checks the export still exists and records its job once
-//! (`notProcessed`), idempotently per `(exportId, scheduledAt)`; reading the data and writing
-//! the files arrive with the next issue.
+//! A run: skip a missing or deleted export; for a recurring export, re-arm the next occurrence
+//! *before* exporting, so a failed export never breaks the chain; record the job once per
+//! `(exportId, scheduledAt)` (a duplicate trigger stops there); read each item's window from
+//! the reader oldest first, decimate when asked, write the file to a local temporary file and
+//! upload it to S3 by multipart upload (aborted on any failure, and the job's earlier files
+//! removed, so no half result is ever visible); zip several files; record the job's end; hand
+//! off to notify.
 
-use exporter::domain::RunEvent;
-use exporter::ports::{Clock, ExportStore, StoreError};
+mod pipeline;
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use exporter::domain::job::JobStatus;
+use exporter::domain::{Export, ExportStatus, RunEvent, Schedule};
+use exporter::ports::{
+    Clock, ExportStore, FileStore, JobNotifier, RunSchedules, ScheduleError, SeriesReader, StoreError,
+};
+
+pub use pipeline::{upload_file, JobError};
+
+/// Settings of a run.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// How long files and job records are kept (S3 lifecycle and DynamoDB TTL).
+    pub retention: TimeDelta,
+    /// Multipart part size; S3 wants at least 5 MiB for all parts but the last.
+    pub part_size: usize,
+    /// Where temporary files go (Lambda: /tmp); the system default when unset.
+    pub work_dir: Option<PathBuf>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        Self {
+            retention: TimeDelta::days(7),
+            part_size: 8 * 1024 * 1024,
+            work_dir: None,
+        }
+    }
+}
 
 /// What the run needs.
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
     pub store: &'a dyn ExportStore,
+    pub schedules: &'a dyn RunSchedules,
+    pub reader: &'a dyn SeriesReader,
+    pub files: &'a dyn FileStore,
+    pub notifier: &'a dyn JobNotifier,
     pub clock: &'a dyn Clock,
+    pub config: &'a RunConfig,
 }
 
 /// What became of a trigger.
@@ -21,50 +62,37 @@ pub struct Deps<'a> {
 pub enum Outcome {
     /// The export is gone or deleted: nothing to do.
     Skipped,
-    /// The job was recorded.
-    Accepted,
     /// The job of this trigger exists already: a duplicate, nothing done twice.
     Duplicate,
+    /// The job ran and wrote its files.
+    Done,
+    /// The job ran and failed; the failure is recorded on the job.
+    Failed,
 }
 
 /// Errors with a stable vocabulary for the runtime's `Diagnostic`.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Worth retrying: the store was unavailable.
+    /// Worth retrying: the store or the scheduler was unavailable.
     #[error("retryable: {0}")]
-    Retryable(#[source] StoreError),
+    Retryable(String),
     /// Retrying cannot help.
     #[error("permanent: {0}")]
-    Permanent(#[source] StoreError),
+    Permanent(String),
 }
 
-/// Handles one trigger.
-pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError> {
-    let classify = |e: StoreError| match e {
-        StoreError::Unavailable(_) => RunError::Retryable(e),
-        other => RunError::Permanent(other),
-    };
-    let export = deps.store.get(&event.export_id).await.map_err(classify)?;
-    match export {
-        Some(export) if export.deleted_at.is_none() => {
-            let job_id = event.job_id();
-            let opened = deps
-                .store
-                .open_job(&export.id, &job_id, event.scheduled_at, deps.clock.now())
-                .await
-                .map_err(classify)?;
-            let outcome = if opened {
-                Outcome::Accepted
-            } else {
-                Outcome::Duplicate
-            };
-            tracing::info!(export_id = %event.export_id, job_id, ?outcome, "run trigger handled");
-            Ok(outcome)
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
+            other => Self::Permanent(other.to_string()),
         }
-        _ => {
-            tracing::info!(export_id = %event.export_id, "export missing or deleted; nothing to run");
-            Ok(Outcome::Skipped)
-        }
+    }
+}
+
+impl From<ScheduleError> for RunError {
+    fn from(e: ScheduleError) -> Self {
+        Self::Retryable(e.to_string())
     }
 }
 
@@ -79,4 +107,103 @@ impl From<RunError> for lambda_runtime::Diagnostic {
             error_message: e.to_string(),
         }
     }
+}
+
+/// Handles one trigger.
+pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError> {
+    let export = match deps.store.get(&event.export_id).await? {
+        Some(export) if export.deleted_at.is_none() => export,
+        _ => {
+            tracing::info!(export_id = %event.export_id, "export missing or deleted; nothing to run");
+            return Ok(Outcome::Skipped);
+        }
+    };
+    let occurrence = match export.request.schedule {
+        Schedule::OneTime => None,
+        Schedule::Recurring(recurrence) => {
+            let k = recurrence.index_of(event.scheduled_at).ok_or_else(|| {
+                RunError::Permanent(format!(
+                    "{} is not an occurrence of this export",
+                    event.scheduled_at
+                ))
+            })?;
+            rearm(deps, &export, k + 1).await?;
+            Some(k)
+        }
+    };
+    let job_id = event.job_id();
+    if !deps
+        .store
+        .open_job(&export.id, &job_id, event.scheduled_at, deps.clock.now())
+        .await?
+    {
+        tracing::info!(export_id = %export.id, job_id, "job exists already; duplicate trigger ignored");
+        return Ok(Outcome::Duplicate);
+    }
+    deps.store
+        .start_job(&export.id, event.scheduled_at, deps.clock.now())
+        .await?;
+    tracing::info!(export_id = %export.id, job_id, "job started");
+
+    let (status, detail) =
+        match pipeline::run_job(deps, &export, &job_id, event.scheduled_at, occurrence).await {
+            Ok(detail) => (JobStatus::Done, detail),
+            Err((mut detail, error)) => {
+                tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
+                detail.error = Some(error.to_string());
+                (JobStatus::Failed, detail)
+            }
+        };
+    let finished_at = deps.clock.now();
+    let expires_at = (status == JobStatus::Done).then(|| finished_at + deps.config.retention);
+    deps.store
+        .finish_job(
+            &export.id,
+            event.scheduled_at,
+            status,
+            &detail,
+            finished_at,
+            expires_at,
+        )
+        .await?;
+    if export.request.schedule == Schedule::OneTime {
+        let final_status = if status == JobStatus::Done {
+            ExportStatus::Done
+        } else {
+            ExportStatus::Failed
+        };
+        deps.store
+            .settle_one_time(&export, final_status, finished_at)
+            .await?;
+    }
+    if let Err(e) = deps.notifier.job_ended(&export.id, &job_id).await {
+        // The job's result stands; notify's own dead-letter queue and retries cover delivery.
+        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify");
+    }
+    tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");
+    Ok(if status == JobStatus::Done {
+        Outcome::Done
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// Arms occurrence `k` of a recurring export and records it as the next run.
+async fn rearm(deps: Deps<'_>, export: &Export, k: u64) -> Result<(), RunError> {
+    let Schedule::Recurring(recurrence) = export.request.schedule else {
+        return Ok(());
+    };
+    let next: DateTime<Utc> = recurrence
+        .occurrence(k)
+        .ok_or_else(|| RunError::Permanent("the next occurrence is out of range".into()))?;
+    deps.schedules
+        .arm(&RunEvent {
+            export_id: export.id,
+            scheduled_at: next,
+        })
+        .await?;
+    deps.store
+        .activate(&export.id, ExportStatus::Scheduled, Some(next), deps.clock.now())
+        .await?;
+    Ok(())
 }

@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use crate::domain::export::rfc3339;
+use crate::domain::job::{Job, JobDetail, JobStatus};
 use crate::domain::{Export, ExportId, ExportRequest, ExportStatus, Policy};
-use crate::ports::{Cause, ExportStore, JobSummary, StoreError};
+use crate::ports::{Cause, ExportStore, StoreError};
 
 /// Name of the index that lists an owner's exports by creation time.
 pub const OWNER_INDEX: &str = "byOwner";
@@ -393,12 +394,10 @@ impl ExportStore for DynamoStore {
         scheduled_at: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let scheduled = rfc3339(scheduled_at);
-        let item = HashMap::from([
-            ("pk".into(), s(format!("EXPORT#{id}"))),
-            ("sk".into(), s(format!("JOB#{scheduled}"))),
+        let mut item = job_key(id, scheduled_at);
+        item.extend([
             ("jobId".into(), s(job_id)),
-            ("scheduledAt".into(), s(&scheduled)),
+            ("scheduledAt".into(), s(rfc3339(scheduled_at))),
             ("status".into(), s("notProcessed")),
             ("createdAt".into(), s(rfc3339(at))),
         ]);
@@ -422,7 +421,95 @@ impl ExportStore for DynamoStore {
         }
     }
 
-    async fn jobs(&self, id: &ExportId) -> Result<Vec<JobSummary>, StoreError> {
+    async fn start_job(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(id, scheduled_at)))
+            .update_expression("SET #status = :status, startedAt = :at")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn finish_job(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        status: JobStatus,
+        detail: &JobDetail,
+        at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        let detail = serde_json::to_string(detail).map_err(unavailable)?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(id, scheduled_at)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":detail", s(detail));
+        update = match expires_at {
+            Some(expiry) => update
+                .update_expression(format!(
+                    "SET #status = :status, finishedAt = :at, detail = :detail, {TTL_ATTRIBUTE} = :ttl"
+                ))
+                .expression_attribute_values(":ttl", n(expiry.timestamp())),
+            None => update.update_expression("SET #status = :status, finishedAt = :at, detail = :detail"),
+        };
+        update.send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn settle_one_time(
+        &self,
+        export: &Export,
+        status: ExportStatus,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(export_key(&export.id)))
+            .update_expression("SET #status = :status, updatedAt = :at")
+            .condition_expression("#status IN (:creating, :queued, :running)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
+            .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
+            .expression_attribute_values(":running", s(ExportStatus::InProgress.as_str()))
+            .build()
+            .map_err(unavailable)?;
+        let mut transaction = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if export.deleted_at.is_none() {
+            // A deleted export gave its quota back when it was deleted.
+            transaction = transaction.transact_items(self.quota_change(&export.owner, -1)?);
+        }
+        match transaction.send().await {
+            Ok(_) => Ok(()),
+            // Settled already (a retried run): nothing to give back twice.
+            Err(e) if cancellation_code(&e, 0).as_deref() == Some("ConditionalCheckFailed") => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError> {
         let mut items = self
             .client
             .query()
@@ -436,20 +523,49 @@ impl ExportStore for DynamoStore {
             .send();
         let mut jobs = Vec::new();
         while let Some(item) = items.next().await {
-            let item = item.map_err(unavailable)?;
-            let text = |name: &str| {
-                item.get(name)
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default()
-            };
-            jobs.push(JobSummary {
-                job_id: text("jobId"),
-                scheduled_at: text("scheduledAt"),
-                status: text("status"),
-                details: serde_json::Map::new(),
-            });
+            jobs.push(read_job(&item.map_err(unavailable)?)?);
         }
         Ok(jobs)
     }
+}
+
+fn job_key(id: &ExportId, scheduled_at: DateTime<Utc>) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("EXPORT#{id}"))),
+        ("sk".into(), s(format!("JOB#{}", rfc3339(scheduled_at)))),
+    ])
+}
+
+fn read_job(item: &Item) -> Result<Job, StoreError> {
+    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let corrupt = |what: &str| StoreError::Corrupt(format!("job item: {what}"));
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        text(name)
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&Utc))
+                    .map_err(|_| corrupt(name))
+            })
+            .transpose()
+    };
+    let detail = match text("detail") {
+        Some(json) => serde_json::from_str(json).map_err(|_| corrupt("detail"))?,
+        None => JobDetail::default(),
+    };
+    let expires_at = item
+        .get(TTL_ATTRIBUTE)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<i64>().ok())
+        .and_then(|secs| DateTime::from_timestamp(secs, 0));
+    Ok(Job {
+        job_id: text("jobId").ok_or_else(|| corrupt("jobId"))?.to_owned(),
+        scheduled_at: time("scheduledAt")?.ok_or_else(|| corrupt("scheduledAt"))?,
+        status: text("status")
+            .and_then(JobStatus::parse)
+            .ok_or_else(|| corrupt("status"))?,
+        started_at: time("startedAt")?,
+        finished_at: time("finishedAt")?,
+        expires_at,
+        detail,
+    })
 }

@@ -1,13 +1,14 @@
-//! Lambda adapter of [`RunLauncher`]: invokes run-export asynchronously (`InvocationType=Event`),
-//! so a one-time export starts at once while the HTTP request returns.
+//! Lambda adapter of [`RunLauncher`] and [`JobNotifier`]: invokes a function asynchronously
+//! (`InvocationType=Event`): run-export, so a one-time export starts at once while the HTTP
+//! request returns; notify, when a job ends.
 
 use async_trait::async_trait;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_lambda::Client;
 
-use crate::domain::RunEvent;
-use crate::ports::{Cause, LaunchError, RunLauncher};
+use crate::domain::{ExportId, RunEvent};
+use crate::ports::{Cause, JobNotifier, LaunchError, RunLauncher};
 
 /// Launches runs by invoking a Lambda function by name or ARN.
 #[derive(Clone, Debug)]
@@ -29,9 +30,8 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> LaunchErro
     LaunchError::Unavailable(Box::new(e) as Cause)
 }
 
-#[async_trait]
-impl RunLauncher for LambdaLauncher {
-    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
+impl LambdaLauncher {
+    async fn invoke(&self, event: &impl serde::Serialize) -> Result<(), LaunchError> {
         let payload = serde_json::to_vec(event).map_err(unavailable)?;
         let output = self
             .client
@@ -44,9 +44,24 @@ impl RunLauncher for LambdaLauncher {
             .map_err(unavailable)?;
         if let Some(error) = output.function_error() {
             return Err(LaunchError::Unavailable(
-                format!("run-export answered {error}").into(),
+                format!("{} answered {error}", self.function).into(),
             ));
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RunLauncher for LambdaLauncher {
+    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
+        self.invoke(event).await
+    }
+}
+
+#[async_trait]
+impl JobNotifier for LambdaLauncher {
+    async fn job_ended(&self, id: &ExportId, job_id: &str) -> Result<(), LaunchError> {
+        self.invoke(&serde_json::json!({"exportId": id, "jobId": job_id}))
+            .await
     }
 }

@@ -3,6 +3,7 @@
 pub mod dynamodb;
 pub mod lambda;
 pub mod reader;
+pub mod s3;
 pub mod scheduler;
 
 /// The shared AWS configuration: region and credentials from the standard chain, and the

@@ -6,6 +6,7 @@ pub mod decimation;
 pub mod duration;
 pub mod export;
 pub mod granularity;
+pub mod job;
 pub mod recurrence;
 pub mod request;
 pub mod series;

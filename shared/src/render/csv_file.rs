@@ -64,6 +64,11 @@ impl<W: Write> RowWriter for CsvFile<W> {
     fn rows(&self) -> u64 {
         self.rows
     }
+
+    fn finish_into(self: Box<Self>, _file: &mut std::fs::File) -> Result<(), RenderError> {
+        self.finish()?.flush()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

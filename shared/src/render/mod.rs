@@ -79,6 +79,8 @@ pub trait RowWriter {
     fn write_row(&mut self, cells: &[Cell<'_>]) -> Result<(), RenderError>;
     /// Rows written so far, the header not counted.
     fn rows(&self) -> u64;
+    /// Ends the file: a CSV flushes what it buffered; a workbook is saved into `file`.
+    fn finish_into(self: Box<Self>, file: &mut std::fs::File) -> Result<(), RenderError>;
 }
 
 /// Why a file could not be written.

@@ -104,6 +104,10 @@ impl RowWriter for XlsxFile {
     fn rows(&self) -> u64 {
         self.rows
     }
+
+    fn finish_into(self: Box<Self>, file: &mut std::fs::File) -> Result<(), RenderError> {
+        (*self).finish(file)
+    }
 }
 
 #[cfg(test)]

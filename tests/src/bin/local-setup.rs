@@ -1,7 +1,8 @@
-//! Creates the local stack's resources on the emulator (table, schedule group), as the SAM
+//! Creates the local stack's resources on the emulator (table, schedule group, bucket), as the SAM
 //! template does in AWS. Safe to run again: what exists already is left as it is.
 
 use exporter::adapters::dynamodb::DynamoStore;
+use exporter::adapters::s3::S3Files;
 use exporter::adapters::scheduler::EventBridgeSchedules;
 use exporter::config::required;
 
@@ -9,6 +10,7 @@ use exporter::config::required;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table = required("TABLE_NAME")?;
     let group = required("SCHEDULE_GROUP")?;
+    let bucket = required("BUCKET_NAME")?;
     let aws = exporter::adapters::aws_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let scheduler = aws_sdk_scheduler::Client::new(&aws);
@@ -18,6 +20,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if scheduler.get_schedule_group().name(&group).send().await.is_err() {
         EventBridgeSchedules::create_group(&scheduler, &group).await?;
     }
-    println!("table {table} and schedule group {group} are ready");
+    let s3 = S3Files::client(&aws, true);
+    if s3.head_bucket().bucket(&bucket).send().await.is_err() {
+        S3Files::create_bucket(&s3, &bucket).await?;
+    }
+    println!("table {table}, schedule group {group} and bucket {bucket} are ready");
     Ok(())
 }

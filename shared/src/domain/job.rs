@@ -1,0 +1,124 @@
+//! A job: one run of one export (spec section 7), `notProcessed -> inProgress -> done | failed`,
+//! and `done -> expired` once its files pass the retention period.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::export::rfc3339;
+
+/// Where a job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum JobStatus {
+    NotProcessed,
+    InProgress,
+    Done,
+    Failed,
+    Expired,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotProcessed => "notProcessed",
+            Self::InProgress => "inProgress",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::NotProcessed,
+            Self::InProgress,
+            Self::Done,
+            Self::Failed,
+            Self::Expired,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// A file a job wrote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRecord {
+    /// The S3 key: `exports/{exportId}/{jobId}/{name}`.
+    pub key: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// The window one item was exported for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemWindow {
+    pub from: Option<String>,
+    pub to: String,
+}
+
+/// What a job did, beyond its status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct JobDetail {
+    pub windows: Vec<ItemWindow>,
+    pub files: Vec<FileRecord>,
+    /// The zip of all files, for a job with several items.
+    pub archive: Option<FileRecord>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// One run of an export.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub job_id: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub status: JobStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// When the files and the record expire (done jobs only).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub detail: JobDetail,
+}
+
+impl Job {
+    /// The status as of `now`: a done job past its retention is `expired`.
+    pub fn status_at(&self, now: DateTime<Utc>) -> JobStatus {
+        match (self.status, self.expires_at) {
+            (JobStatus::Done, Some(expiry)) if now >= expiry => JobStatus::Expired,
+            (status, _) => status,
+        }
+    }
+
+    /// The file a download gives: the zip when there are several, else the one file.
+    pub fn download(&self) -> Option<&FileRecord> {
+        self.detail
+            .archive
+            .as_ref()
+            .or(match self.detail.files.as_slice() {
+                [one] => Some(one),
+                _ => None,
+            })
+    }
+
+    /// The API's view of the job as of `now`.
+    pub fn to_json(&self, now: DateTime<Utc>) -> Value {
+        json!({
+            "jobId": self.job_id,
+            "scheduledAt": rfc3339(self.scheduled_at),
+            "status": self.status_at(now).as_str(),
+            "startedAt": self.started_at.map(rfc3339),
+            "finishedAt": self.finished_at.map(rfc3339),
+            "expiresAt": self.expires_at.map(rfc3339),
+            "windows": self.detail.windows,
+            "files": self.detail.files,
+            "archive": self.detail.archive,
+            "warnings": self.detail.warnings,
+            "error": self.detail.error,
+        })
+    }
+}

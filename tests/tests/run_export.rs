@@ -1,0 +1,437 @@
+//! run-export end to end on moto with the local reader: one-time and recurring exports, files
+//! downloaded through the API and checked cell by cell against values computed here; failure
+//! paths that must leave no file behind; duplicates and deleted exports.
+
+use std::io::{Cursor, Read};
+
+use async_trait::async_trait;
+use calamine::{Data, DataType, Reader, Xlsx};
+use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
+use chrono_tz::Europe::Rome;
+use serde_json::{json, Value};
+
+use exporter::domain::RunEvent;
+use exporter::ports::{FileError, FileStore};
+use integration_tests::{expected_value, someone, Fixture, READER_START};
+use run_export::{handle, Outcome};
+
+const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
+
+fn item(name: &str, from: i64, to: i64) -> Value {
+    json!({"params": {"target": {"value": name}, "channelId": CHANNEL, "subtopic": "events.data", "from": from, "to": to}})
+}
+
+async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> (String, DateTime<Utc>) {
+    let (status, export) = fx.call("POST", "/exports", Some(body), who).await;
+    assert_eq!(status, 201, "{export}");
+    let id = export["id"].as_str().expect("an id").to_owned();
+    let created_at = export["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("createdAt");
+    (id, created_at)
+}
+
+fn event(id: &str, at: DateTime<Utc>) -> RunEvent {
+    RunEvent {
+        export_id: id.parse().expect("an export id"),
+        scheduled_at: at,
+    }
+}
+
+/// Follows the download route's redirect and fetches the file.
+async fn download(fx: &Fixture, who: &[(String, String)], id: &str) -> Vec<u8> {
+    let event = integration_tests::http_event("GET", &format!("/exports/{id}/download"), None, who);
+    let response = match exports_api::handle(fx.deps(), integration_tests::request(&event)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    assert_eq!(response.status().as_u16(), 302);
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("a location");
+    assert!(location.contains("X-Amz-Expires=3600"), "{location}");
+    let file = reqwest::get(location)
+        .await
+        .expect("moto serves the presigned URL");
+    assert_eq!(file.status().as_u16(), 200);
+    file.bytes().await.expect("the file").to_vec()
+}
+
+fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes)
+        .records()
+        .map(|r| r.expect("a CSV record").iter().map(str::to_owned).collect())
+        .collect()
+}
+
+fn rome(t: i64) -> String {
+    Rome.timestamp_opt(t, 0)
+        .single()
+        .expect("an instant")
+        .to_rfc3339()
+}
+
+#[tokio::test]
+async fn a_one_time_export_of_two_items_gives_two_csv_files_in_a_zip_right_to_the_digit() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let from = READER_START + 86_400; // 2025-01-02T00:00Z
+    let mut humidity = item("urn:dev:humidity", from, from + 6 * 3600);
+    humidity["params"]["decimation"] = json!({"ds": "15m", "dsf": "avg"});
+    let mut temperature = item("urn:dev:temperature", from, from + 3600);
+    temperature["params"]["target"]["label"] = json!("temperature");
+    temperature["filename"] = json!("raw.csv");
+    let body = json!({
+        "format": {"extension": "csv", "timezone": "Europe/Rome", "columns": [
+            {"id": "time", "label": "Time"}, {"id": "value", "label": "Value"},
+            {"id": "name", "label": "Name"}, {"id": "count", "label": "Count"}]},
+        "type": "oneTime",
+        "items": [temperature, humidity],
+        "notification": {"messages": []}
+    });
+    let (id, created_at) = created(&fx, &alice, &body).await;
+    let (status, _) = fx
+        .call("GET", &format!("/exports/{id}/download"), None, &alice)
+        .await;
+    assert_eq!(status, 404, "no file before the run");
+
+    assert_eq!(
+        handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
+        Outcome::Done
+    );
+
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["status"], "done");
+    let job = &state["jobs"][0];
+    assert_eq!(job["status"], "done", "{job}");
+    assert_eq!(job["files"][0]["rows"], 60);
+    assert_eq!(job["files"][1]["rows"], 24);
+    assert!(job["files"][0]["key"]
+        .as_str()
+        .is_some_and(|k| k.ends_with("/raw.csv")));
+    assert!(job["archive"]["key"]
+        .as_str()
+        .is_some_and(|k| k.ends_with(".zip")));
+    assert_eq!(fx.objects().await.len(), 3);
+
+    let zip_bytes = download(&fx, &alice, &id).await;
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes)).expect("a zip");
+    assert_eq!(archive.len(), 2);
+    let mut read = |name: &str| {
+        let mut text = String::new();
+        archive
+            .by_name(name)
+            .expect("in the zip")
+            .read_to_string(&mut text)
+            .expect("UTF-8");
+        text
+    };
+    let raw = csv_rows(read("raw.csv").as_bytes());
+    assert_eq!(raw[0], ["Time", "Value", "Name", "Count"]);
+    assert_eq!(raw.len(), 61);
+    for (i, row) in raw[1..].iter().enumerate() {
+        let t = from + 60 * i as i64;
+        let k = (t - READER_START) / 60;
+        assert_eq!(
+            row,
+            &[
+                rome(t),
+                expected_value(k).to_string(),
+                "temperature".into(),
+                String::new()
+            ]
+        );
+    }
+    let stem = "urn_dev_humidity_20250102T000000Z_20250102T060000Z.csv";
+    let decimated = csv_rows(read(stem).as_bytes());
+    assert_eq!(decimated.len(), 25);
+    for (b, row) in decimated[1..].iter().enumerate() {
+        let start = from + 900 * b as i64;
+        let values: Vec<f64> = (0..15)
+            .map(|j| expected_value((start - READER_START) / 60 + j))
+            .collect();
+        let average = values.iter().sum::<f64>() / 15.0;
+        assert_eq!(row[0], rome(start));
+        assert!(
+            (row[1].parse::<f64>().expect("a number") - average).abs() < 1e-9,
+            "{row:?} vs {average}"
+        );
+        assert_eq!(row[2], "urn:dev:humidity");
+        assert_eq!(row[3], "15");
+    }
+}
+
+#[tokio::test]
+async fn a_recurring_export_to_xlsx_covers_the_dst_day_with_23_hourly_rows() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let midnight = |d: u32| {
+        let date = NaiveDate::from_ymd_opt(2025, 3, d).expect("a date");
+        Rome.from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight"))
+            .single()
+            .expect("unambiguous")
+    };
+    let anchor = midnight(27).timestamp();
+    let mut series = item("urn:dev:temperature", 0, 0);
+    series["params"]["decimation"] = json!({"ds": "1h", "dsf": "avg"});
+    let body = json!({
+        "format": {"extension": "xls", "timezone": {"name": "Europe/Rome"}, "columns": [
+            {"id": "time", "label": "Hour"}, {"id": "value", "label": "Average"}, {"id": "count", "label": "Points"}]},
+        "type": "recurring", "periodicity": "P1D", "periodStart": anchor,
+        "items": [series],
+        "notification": {"messages": []}
+    });
+    let (id, _) = created(&fx, &alice, &body).await;
+    // t_3 is 2025-03-30T00:00 Rome; its window [t_2, t_3) is 29 March. Run t_4: 30 March, 23 hours.
+    let t4 = midnight(31).with_timezone(&Utc);
+    assert_eq!(
+        handle(fx.run_deps(), event(&id, t4)).await.expect("runs"),
+        Outcome::Done
+    );
+    // Re-armed for the next occurrence before exporting.
+    let (_, export) = fx.call("GET", &format!("/exports/{id}"), None, &alice).await;
+    assert_eq!(export["nextRunAt"], "2025-03-31T22:00:00.000Z");
+
+    let bytes = download(&fx, &alice, &id).await;
+    let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes)).expect("an xlsx");
+    let sheet = book.worksheet_range("Sheet1").expect("a sheet");
+    assert_eq!(sheet.height(), 24, "header and 23 hours");
+    assert_eq!(sheet.get((0, 0)), Some(&Data::String("Hour".into())));
+    let day_start = midnight(30).timestamp();
+    let mut local_hours = Vec::new();
+    for hour in 0..23 {
+        let start = day_start + hour * 3600;
+        let time = sheet
+            .get((hour as usize + 1, 0))
+            .and_then(|d| d.as_datetime())
+            .expect("a date-time");
+        assert_eq!(
+            time,
+            Rome.timestamp_opt(start, 0)
+                .single()
+                .expect("an instant")
+                .naive_local()
+        );
+        local_hours.push(time.format("%H").to_string());
+        let k0 = (start - READER_START) / 60;
+        let average = (0..60).map(|j| expected_value(k0 + j)).sum::<f64>() / 60.0;
+        let got = sheet
+            .get((hour as usize + 1, 1))
+            .and_then(|d| d.get_float())
+            .expect("a number");
+        assert!((got - average).abs() < 1e-9, "hour {hour}: {got} vs {average}");
+        assert_eq!(sheet.get((hour as usize + 1, 2)), Some(&Data::Float(60.0)));
+    }
+    assert!(
+        !local_hours.contains(&"02".to_owned()),
+        "02:00 does not exist on 30 March in Rome"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_failing_forever_fails_the_job_with_its_message_and_leaves_no_file() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let mut broken = integration_tests::reader_server::ReaderConfig::new(
+        integration_tests::READER_TOKEN,
+        READER_START,
+        60,
+    );
+    broken.always_fail = Some(500);
+    let (url, _) = integration_tests::reader_server::start(broken).await;
+    fx.reader =
+        exporter::adapters::reader::HttpReader::new(url, exporter::adapters::reader::Secret::new("x"))
+            .expect("client")
+            .with_retry(exporter::adapters::reader::Retry {
+                attempts: 2,
+                base: std::time::Duration::from_millis(1),
+                cap: std::time::Duration::from_millis(2),
+            });
+    let alice = someone();
+    let body = json!({
+        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
+        "type": "oneTime", "items": [item("urn:dev:a", READER_START, READER_START + 600), item("urn:dev:b", READER_START, READER_START + 600)],
+        "notification": {"messages": []}
+    });
+    let (id, created_at) = created(&fx, &alice, &body).await;
+    assert_eq!(
+        handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
+        Outcome::Failed
+    );
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["status"], "failed");
+    assert_eq!(state["jobs"][0]["status"], "failed");
+    let error = state["jobs"][0]["error"].as_str().expect("an error");
+    assert!(error.contains("reader database unavailable"), "{error}");
+    assert!(fx.objects().await.is_empty());
+    assert_eq!(
+        fx.call("GET", &format!("/exports/{id}/download"), None, &alice)
+            .await
+            .0,
+        404
+    );
+}
+
+/// S3 that fails on the second part of any upload.
+struct FailingSecondPart<'a>(&'a dyn FileStore);
+
+#[async_trait]
+impl FileStore for FailingSecondPart<'_> {
+    async fn begin(&self, key: &str, content_type: &str) -> Result<String, FileError> {
+        self.0.begin(key, content_type).await
+    }
+    async fn part(&self, key: &str, upload: &str, number: i32, bytes: Vec<u8>) -> Result<String, FileError> {
+        if number == 2 {
+            return Err(FileError::Unavailable(
+                "upload part".into(),
+                "connection reset".into(),
+            ));
+        }
+        self.0.part(key, upload, number, bytes).await
+    }
+    async fn complete(&self, key: &str, upload: &str, tags: Vec<String>) -> Result<(), FileError> {
+        self.0.complete(key, upload, tags).await
+    }
+    async fn abort(&self, key: &str, upload: &str) -> Result<(), FileError> {
+        self.0.abort(key, upload).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), FileError> {
+        self.0.delete(key).await
+    }
+    async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError> {
+        self.0.presign(key, expires_in).await
+    }
+}
+
+#[tokio::test]
+async fn an_s3_failure_in_the_middle_of_an_upload_aborts_it_and_fails_the_job() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.run_config.part_size = 5 * 1024 * 1024;
+    let alice = someone();
+    // A small first item (uploaded whole), then one of about 7 MiB: two parts.
+    let body = json!({
+        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}, {"id": "value", "label": "v"}, {"id": "channel", "label": "c"}]},
+        "type": "oneTime",
+        "items": [item("urn:dev:small", READER_START, READER_START + 600), item("urn:dev:big", READER_START, READER_START + 80 * 86_400)],
+        "notification": {"messages": []}
+    });
+    let (id, created_at) = created(&fx, &alice, &body).await;
+    let failing = FailingSecondPart(&fx.files);
+    let deps = run_export::Deps {
+        files: &failing,
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        handle(deps, event(&id, created_at)).await.expect("runs"),
+        Outcome::Failed
+    );
+    assert!(fx.objects().await.is_empty(), "no file of a failed job may stay");
+    let uploads = fx
+        .s3
+        .list_multipart_uploads()
+        .bucket(&fx.bucket)
+        .send()
+        .await
+        .expect("lists");
+    assert!(uploads.uploads().is_empty(), "the upload must be aborted");
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert!(
+        state["jobs"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("upload part")),
+        "{state}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_trigger_twice_gives_one_job_and_one_set_of_files() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let body = json!({
+        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
+        "type": "oneTime", "items": [item("urn:dev:a", READER_START, READER_START + 600)],
+        "notification": {"messages": []}
+    });
+    let (id, created_at) = created(&fx, &alice, &body).await;
+    assert_eq!(
+        handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
+        Outcome::Done
+    );
+    let files = fx.objects().await;
+    assert_eq!(
+        handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
+        Outcome::Duplicate
+    );
+    assert_eq!(fx.objects().await, files);
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["jobs"].as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
+async fn a_trigger_after_delete_does_nothing() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (id, _) = created(&fx, &alice, &integration_tests::recurring_body("P1D")).await;
+    assert_eq!(
+        fx.call("DELETE", &format!("/exports/{id}"), None, &alice).await.0,
+        204
+    );
+    let at = Utc::now() + TimeDelta::days(1);
+    assert_eq!(
+        handle(fx.run_deps(), event(&id, at)).await.expect("runs"),
+        Outcome::Skipped
+    );
+    assert!(fx.objects().await.is_empty());
+    let jobs: Vec<_> = fx
+        .items()
+        .await
+        .into_iter()
+        .filter(|i| i.get("jobId").is_some())
+        .collect();
+    assert!(jobs.is_empty());
+}
+
+#[tokio::test]
+async fn an_expired_job_answers_410_on_download() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.run_config.retention = TimeDelta::zero();
+    let alice = someone();
+    let body = json!({
+        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
+        "type": "oneTime", "items": [item("urn:dev:a", READER_START, READER_START + 600)],
+        "notification": {"messages": []}
+    });
+    let (id, created_at) = created(&fx, &alice, &body).await;
+    assert_eq!(
+        handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
+        Outcome::Done
+    );
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["jobs"][0]["status"], "expired");
+    assert_eq!(
+        fx.call("GET", &format!("/exports/{id}/download"), None, &alice)
+            .await
+            .0,
+        410
+    );
+}
