@@ -35,12 +35,21 @@ pub trait ExportStore: Send + Sync {
     /// exports. Fails with `QuotaReached` at `max_queued`, `AlreadyExists` for a taken id.
     async fn insert(&self, export: &Export, max_queued: u32) -> Result<(), StoreError>;
 
-    /// Marks a stored export armed: its new status and next run.
+    /// Marks a stored export armed: its new status and next run. Only an export still in
+    /// `creating` changes; otherwise it fails with `NotFound` (a one-time run may be faster).
     async fn activate(
         &self,
         id: &ExportId,
         status: ExportStatus,
         next_run_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Records the next armed run of a live recurring export.
+    async fn record_next_run(
+        &self,
+        id: &ExportId,
+        next: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 

@@ -67,7 +67,7 @@ async fn the_seed_example_is_created_read_deleted_and_then_gone() {
 }
 
 #[tokio::test]
-async fn a_one_time_export_invokes_run_export_which_records_one_job() {
+async fn a_one_time_export_runs_and_its_file_downloads_through_the_api() {
     let Some(api) = Api::new() else { return };
     let (status, created) = api
         .send(
@@ -79,21 +79,49 @@ async fn a_one_time_export_invokes_run_export_which_records_one_job() {
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("an id");
     // The invoke is asynchronous in AWS (watch runs it before answering): poll briefly.
-    let mut jobs = Value::Null;
-    for _ in 0..50 {
-        let (_, state) = api
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        state = api
             .send(reqwest::Method::GET, &format!("/exports/{id}/status"), None)
-            .await;
-        jobs = state["jobs"].clone();
-        if jobs.as_array().is_some_and(|j| !j.is_empty()) {
+            .await
+            .1;
+        if state["status"] == "done" || state["status"] == "failed" {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let jobs = jobs.as_array().expect("jobs");
+    assert_eq!(state["status"], "done", "{state}");
+    let jobs = state["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["scheduledAt"], created["createdAt"]);
-    assert_eq!(jobs[0]["status"], "notProcessed");
+    assert_eq!(jobs[0]["status"], "done");
+    assert_eq!(jobs[0]["files"][0]["rows"], 288, "a day of 5-minute points");
+
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client")
+        .get(format!("{}/exports/{id}/download", api.base))
+        .header("x-local-identity", &api.identity)
+        .send()
+        .await
+        .expect("watch answers");
+    assert_eq!(redirect.status().as_u16(), 302);
+    let location = redirect
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .expect("a location");
+    let text = reqwest::get(location)
+        .await
+        .expect("the file")
+        .text()
+        .await
+        .expect("text");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("Time,Value"));
+    assert_eq!(lines.next(), Some("2026-01-01T01:00:00+01:00,35"));
+    assert_eq!(text.lines().count(), 289);
 }
 
 #[tokio::test]

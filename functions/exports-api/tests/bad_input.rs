@@ -51,6 +51,15 @@ impl ExportStore for Recorder {
         self.note("activate");
         Ok(())
     }
+    async fn record_next_run(
+        &self,
+        _: &ExportId,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.note("record_next_run");
+        Ok(())
+    }
     async fn discard(&self, _: &Export) -> Result<(), StoreError> {
         self.note("discard");
         Ok(())

@@ -203,7 +203,7 @@ async fn rearm(deps: Deps<'_>, export: &Export, k: u64) -> Result<(), RunError> 
         })
         .await?;
     deps.store
-        .activate(&export.id, ExportStatus::Scheduled, Some(next), deps.clock.now())
+        .record_next_run(&export.id, next, deps.clock.now())
         .await?;
     Ok(())
 }

@@ -276,8 +276,10 @@ impl ExportStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(export_key(id)))
-            .condition_expression("attribute_exists(pk)")
+            // Only from `creating`: a one-time run may already have moved the export on.
+            .condition_expression("#status = :creating")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
             .expression_attribute_values(":status", s(status.as_str()))
             .expression_attribute_values(":at", s(rfc3339(at)));
         update = match next_run_at {
@@ -295,6 +297,34 @@ impl ExportStore for DynamoStore {
                 unavailable(e)
             }
         })?;
+        Ok(())
+    }
+
+    async fn record_next_run(
+        &self,
+        id: &ExportId,
+        next: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(export_key(id)))
+            .update_expression("SET nextRunAt = :next, updatedAt = :at")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deletedAt)")
+            .expression_attribute_values(":next", s(rfc3339(next)))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception())
+                {
+                    StoreError::NotFound
+                } else {
+                    unavailable(e)
+                }
+            })?;
         Ok(())
     }
 
