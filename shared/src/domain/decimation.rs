@@ -129,9 +129,9 @@ fn add_days(date: NaiveDate, days: i64) -> Option<NaiveDate> {
     }
 }
 
-/// Running statistics of one bucket, numerically stable: values are shifted by the bucket's
-/// first value (exact for close values) before Welford's update, and the sum is compensated
-/// (Neumaier), so values near 1e9 that differ by 1e-3 keep their spread.
+/// Running statistics of one bucket, numerically stable: for the spread, values are shifted by
+/// the bucket's first value (exact for close values) before Welford's update; the sum (and so
+/// the average) is compensated (Neumaier). Values near 1e9 that differ by 1e-3 keep their spread.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Accumulator {
     count: u64,
@@ -180,7 +180,8 @@ impl Accumulator {
         let n = self.count as f64;
         let variance = || (self.count > 1).then(|| (self.m2 / (n - 1.0)).max(0.0));
         match function {
-            Aggregate::Avg => Some(self.shift + self.mean),
+            // The compensated sum over n: correctly rounded in the common cases, as databases do.
+            Aggregate::Avg => Some((self.sum + self.compensation) / n),
             Aggregate::Sum => Some(self.sum + self.compensation),
             Aggregate::Min => Some(self.min),
             Aggregate::Max => Some(self.max),
