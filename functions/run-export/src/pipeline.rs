@@ -6,20 +6,19 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
 use std::path::Path;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tempfile::NamedTempFile;
 
-use exporter::domain::decimation::{BucketRow, Decimator};
+use exporter::domain::decimation::Decimator;
 use exporter::domain::export::rfc3339;
 use exporter::domain::job::{FileRecord, ItemWindow, JobDetail};
-use exporter::domain::request::{ColumnId, Extension, Item};
-use exporter::domain::series::Point;
+use exporter::domain::request::{Extension, Item};
 use exporter::domain::{Export, Schedule, Window};
-use exporter::ports::{Cause, FileError, FileStore, ReadError, SeriesQuery, SliceSink};
+use exporter::ports::{FileError, FileStore, ReadError, SeriesQuery};
 use exporter::render::csv_file::CsvFile;
+use exporter::render::series::SeriesRenderer;
 use exporter::render::xlsx_file::XlsxFile;
-use exporter::render::{Cell, ItemContext, RenderError, Row, RowWriter};
+use exporter::render::{ItemContext, RenderError, RowWriter};
 
 use crate::Deps;
 
@@ -230,14 +229,11 @@ async fn render_item(
         channel: item.channel_id.to_string(),
         subtopic: item.subtopic.as_str().to_owned(),
     };
-    let mut sink = ItemSink {
-        writer,
-        columns: format.columns.iter().map(|c| c.id).collect(),
-        context,
-        decimator: item
-            .decimation
-            .map(|d| Decimator::new(format.timezone, d.ds, d.dsf)),
-    };
+    let columns = format.columns.iter().map(|c| c.id).collect();
+    let decimator = item
+        .decimation
+        .map(|d| Decimator::new(format.timezone, d.ds, d.dsf));
+    let mut sink = SeriesRenderer::new(writer, columns, context, decimator);
     let query = SeriesQuery {
         channel: item.channel_id.to_string(),
         subtopic: item.subtopic.as_str().to_owned(),
@@ -264,62 +260,15 @@ async fn render_item(
                 source,
             },
         })?;
+    let rendered = sink.finish(file.as_file_mut()).map_err(render)?;
     let mut warnings = Vec::new();
-    if let Some(mut decimator) = sink.decimator.take() {
-        if let Some(row) = decimator.finish() {
-            sink.write_bucket(&row).map_err(render)?;
-        }
-        if decimator.skipped > 0 {
-            warnings.push(format!(
-                "item {index}: {} points with neither a number nor a boolean were skipped",
-                decimator.skipped
-            ));
-        }
+    if rendered.skipped > 0 {
+        warnings.push(format!(
+            "item {index}: {} points with neither a number nor a boolean were skipped",
+            rendered.skipped
+        ));
     }
-    let rows = sink.writer.rows();
-    finish_writer(sink.writer, file.as_file_mut()).map_err(render)?;
-    Ok((file, rows, warnings))
-}
-
-/// Flushes a CSV (written through its own handle) or saves a workbook into `file`.
-fn finish_writer(writer: Box<dyn RowWriter + Send>, file: &mut File) -> Result<(), RenderError> {
-    writer.finish_into(file)
-}
-
-/// The points of one item on their way into its file.
-struct ItemSink {
-    writer: Box<dyn RowWriter + Send>,
-    columns: Vec<ColumnId>,
-    context: ItemContext,
-    decimator: Option<Decimator>,
-}
-
-impl ItemSink {
-    fn write(&mut self, row: Row<'_, '_>) -> Result<(), RenderError> {
-        let cells: Vec<Cell<'_>> = self.columns.iter().map(|c| row.cell(*c, &self.context)).collect();
-        self.writer.write_row(&cells)
-    }
-
-    fn write_bucket(&mut self, bucket: &BucketRow) -> Result<(), RenderError> {
-        self.write(Row::Bucket(bucket))
-    }
-}
-
-#[async_trait]
-impl SliceSink for ItemSink {
-    async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause> {
-        for point in points {
-            match &mut self.decimator {
-                Some(decimator) => {
-                    if let Some(row) = decimator.push(point) {
-                        self.write_bucket(&row)?;
-                    }
-                }
-                None => self.write(Row::Raw(point))?,
-            }
-        }
-        Ok(())
-    }
+    Ok((file, rendered.rows, warnings))
 }
 
 /// Zips the job's files into a temporary file.

@@ -41,10 +41,10 @@ impl<W: Write> CsvFile<W> {
 }
 
 impl<W: Write> RowWriter for CsvFile<W> {
-    fn write_row(&mut self, cells: &[Cell<'_>]) -> Result<(), RenderError> {
+    fn write_row(&mut self, cells: &mut dyn Iterator<Item = Cell<'_>>) -> Result<(), RenderError> {
         for cell in cells {
             self.field.clear();
-            match *cell {
+            match cell {
                 Cell::Empty => {}
                 Cell::Number(v) => write_number(v, &mut self.field),
                 Cell::Count(n) => self
@@ -84,13 +84,16 @@ mod tests {
             &["Time", "Value", "Note"],
         )
         .expect("header");
-        file.write_row(&[
-            Cell::Time(1_774_746_000_000_000_000),
-            Cell::Number(21.5),
-            Cell::Text("a;b \"c\""),
-        ])
+        file.write_row(
+            &mut [
+                Cell::Time(1_774_746_000_000_000_000),
+                Cell::Number(21.5),
+                Cell::Text("a;b \"c\""),
+            ]
+            .into_iter(),
+        )
         .expect("row");
-        file.write_row(&[Cell::Time(0), Cell::Empty, Cell::Bool(true)])
+        file.write_row(&mut [Cell::Time(0), Cell::Empty, Cell::Bool(true)].into_iter())
             .expect("row");
         assert_eq!(file.rows(), 2);
         let text = String::from_utf8(file.finish().expect("flushed")).expect("utf-8");

@@ -4,6 +4,7 @@
 
 pub mod cells;
 pub mod csv_file;
+pub mod series;
 pub mod xlsx_file;
 
 use crate::domain::decimation::BucketRow;
@@ -76,7 +77,7 @@ impl<'r> Row<'r, '_> {
 /// A file being written, row by row.
 pub trait RowWriter {
     /// Writes one row of cells, in column order.
-    fn write_row(&mut self, cells: &[Cell<'_>]) -> Result<(), RenderError>;
+    fn write_row(&mut self, cells: &mut dyn Iterator<Item = Cell<'_>>) -> Result<(), RenderError>;
     /// Rows written so far, the header not counted.
     fn rows(&self) -> u64;
     /// Ends the file: a CSV flushes what it buffered; a workbook is saved into `file`.

@@ -66,15 +66,15 @@ impl XlsxFile {
 }
 
 impl RowWriter for XlsxFile {
-    fn write_row(&mut self, cells: &[Cell<'_>]) -> Result<(), RenderError> {
+    fn write_row(&mut self, cells: &mut dyn Iterator<Item = Cell<'_>>) -> Result<(), RenderError> {
         if self.next_row == ROWS_PER_SHEET {
             self.add_sheet()?;
         }
         let row = self.next_row;
         let sheet = self.workbook.worksheet_from_index(self.sheets - 1)?;
-        for (col, cell) in cells.iter().enumerate() {
+        for (col, cell) in cells.enumerate() {
             let col = col as u16;
-            match *cell {
+            match cell {
                 Cell::Empty => {}
                 Cell::Number(v) if v.is_finite() => {
                     sheet.write_number(row, col, v)?;
@@ -118,11 +118,14 @@ mod tests {
     #[test]
     fn writes_real_numbers_and_local_date_times() {
         let mut file = XlsxFile::new(chrono_tz::Europe::Rome, &["Time", "Value", "On"]).expect("workbook");
-        file.write_row(&[
-            Cell::Time(1_774_746_000_000_000_000),
-            Cell::Number(21.5),
-            Cell::Bool(true),
-        ])
+        file.write_row(
+            &mut [
+                Cell::Time(1_774_746_000_000_000_000),
+                Cell::Number(21.5),
+                Cell::Bool(true),
+            ]
+            .into_iter(),
+        )
         .expect("row");
         let mut bytes = std::io::Cursor::new(Vec::new());
         file.finish(&mut bytes).expect("saved");
