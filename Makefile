@@ -1,5 +1,5 @@
 # The project's verbs. Each one is a single obvious command; the scripts say what they do.
-.PHONY: demo test lint build stack-up stack-down
+.PHONY: demo test lint build bench stack-up stack-down
 
 ## Run the main job locally end to end: stack up, an export created, what it stored, stack down.
 demo:
@@ -21,3 +21,7 @@ stack-up:
 
 stack-down:
 	scripts/stack.sh down
+
+## Figures of the export pipeline against DuckDB (1M and 10M points by default).
+bench:
+	scripts/bench.sh

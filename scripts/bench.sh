@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The pipeline benchmark: reader-format JSON pages to CSV, raw rows and 15-minute avg/stddev
+# buckets in Europe/Rome, for each size (default 1M and 10M points), by the service's own code
+# and by DuckDB over the same pages; prints points per second, peak RSS and the ratio; and
+# times 1M raw rows to XLSX. Figures only: nothing here passes or fails on speed.
+#   scripts/bench.sh [SIZE ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sizes=("$@")
+[[ ${#sizes[@]} -gt 0 ]] || sizes=(1000000 10000000)
+VENV=.venv
+[[ -x $VENV/bin/python3 ]] || python3 -m venv "$VENV"
+"$VENV/bin/python3" -c 'import duckdb' 2>/dev/null || "$VENV/bin/pip" install -q 'duckdb>=1.1,<2'
+cargo build -q --release -p integration-tests --bin pipeline-bench
+bench=target/release/pipeline-bench
+work=target/bench
+mkdir -p "$work"
+
+rate() { sed -E 's/.* = ([0-9]+) points\/s.*/\1/' <<<"$1"; }
+
+for n in "${sizes[@]}"; do
+  pages=$work/pages-$n
+  if [[ ! -f $pages/.complete ]]; then
+    rm -rf "$pages"
+    "$bench" generate "$n" "$pages"
+    touch "$pages/.complete"
+  fi
+  echo "== $n points ($(du -sh "$pages" | cut -f1) of reader pages)"
+  for mode in raw buckets; do
+    ours=$("$bench" csv "$pages" "$mode" "$work/ours-$n-$mode.csv")
+    theirs=$("$VENV/bin/python3" scripts/bench_duckdb.py "$pages" "$mode" "$work/duckdb-$n-$mode.csv")
+    echo "  $ours"
+    echo "  $theirs"
+    awk -v a="$(rate "$ours")" -v b="$(rate "$theirs")" -v m="$mode" \
+      'BEGIN { printf "  %-8s ratio: %.1fx DuckDB'"'"'s throughput\n", m, a / b }'
+  done
+  if [[ $n -le 1000000 ]]; then
+    echo "  $("$bench" xlsx "$pages" "$work/ours-$n.xlsx")"
+  fi
+done

@@ -1,0 +1,168 @@
+//! The pipeline benchmark's Rust side (see `scripts/bench.sh`, which also runs DuckDB):
+//!
+//! - `pipeline-bench generate N DIR`: N points as reader pages of 1000 (`page-NNNNNN.json`,
+//!   page 0 newest, messages newest first, as the reader serves them), one per second from
+//!   2026-03-01 in one series, so 10M points cross the 2026 DST change in Rome.
+//! - `pipeline-bench csv DIR raw|buckets OUT`: the export pipeline over the pages, oldest
+//!   first, to CSV in Europe/Rome (`buckets`: 15-minute avg and stddev); prints the figures.
+//! - `pipeline-bench xlsx DIR OUT`: raw rows to XLSX.
+//!
+//! The pipeline is the service's own code: `parse_page`, `SeriesRenderer`, the writers.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use exporter::adapters::reader::{parse_page, WireMessage};
+use exporter::domain::decimation::Decimator;
+use exporter::domain::request::{Aggregate, ColumnId};
+use exporter::render::csv_file::CsvFile;
+use exporter::render::series::SeriesRenderer;
+use exporter::render::xlsx_file::XlsxFile;
+use exporter::render::{ItemContext, RowWriter};
+
+const START: i64 = 1_772_323_200; // 2026-03-01T00:00:00Z
+const PAGE: u64 = 1000;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("generate") => generate(args[2].parse()?, Path::new(&args[3])),
+        Some("csv") => run(Path::new(&args[2]), &args[3], Path::new(&args[4]), false),
+        Some("xlsx") => run(Path::new(&args[2]), "raw", Path::new(&args[3]), true),
+        _ => Err("usage: pipeline-bench generate N DIR | csv DIR raw|buckets OUT | xlsx DIR OUT".into()),
+    }
+}
+
+fn generate(points: u64, dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let pages = points.div_ceil(PAGE);
+    for page in 0..pages {
+        let mut out = BufWriter::new(File::create(dir.join(format!("page-{page:06}.json")))?);
+        write!(
+            out,
+            "{{\"total\":{points},\"offset\":{},\"limit\":{PAGE},\"messages\":[",
+            page * PAGE
+        )?;
+        let newest = points - 1 - page * PAGE;
+        let count = PAGE.min(newest + 1);
+        for i in 0..count {
+            let k = newest - i;
+            if i > 0 {
+                out.write_all(b",")?;
+            }
+            let value = 20.0 + ((k * 7919) % 10_000) as f64 / 100.0;
+            write!(
+                out,
+                "{{\"channel\":\"0115c85d-ef3e-4de9-9732-d0c5c4f2c482\",\"subtopic\":\"events.data\",\
+                 \"publisher\":\"3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f\",\"protocol\":\"mqtt\",\
+                 \"name\":\"urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:temperature\",\"unit\":\"Cel\",\
+                 \"time\":{},\"value\":{value}}}",
+                START + k as i64
+            )?;
+        }
+        out.write_all(b"]}")?;
+    }
+    Ok(())
+}
+
+fn pages(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let mut pages: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    pages.sort();
+    pages.reverse(); // oldest page first
+    Ok(pages)
+}
+
+fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let tz = chrono_tz::Europe::Rome;
+    let pages = pages(dir)?;
+    let context = ItemContext {
+        label: None,
+        target: "urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:temperature".into(),
+        channel: "0115c85d-ef3e-4de9-9732-d0c5c4f2c482".into(),
+        subtopic: "events.data".into(),
+    };
+    let started = Instant::now();
+    let mut renderers: Vec<(SeriesRenderer, File)> = Vec::new();
+    let buckets = mode == "buckets";
+    let functions: &[Aggregate] = if buckets {
+        &[Aggregate::Avg, Aggregate::Stddev]
+    } else {
+        &[Aggregate::Avg]
+    };
+    for (i, function) in functions.iter().enumerate() {
+        let path = if functions.len() > 1 {
+            out.with_extension(format!("{i}.csv"))
+        } else {
+            out.to_path_buf()
+        };
+        let file = File::create(&path)?;
+        let (columns, labels): (Vec<ColumnId>, Vec<&str>) = if buckets {
+            (
+                vec![ColumnId::Time, ColumnId::Value, ColumnId::Count],
+                vec!["time", function.as_str(), "count"],
+            )
+        } else {
+            (
+                vec![ColumnId::Time, ColumnId::Value, ColumnId::Name, ColumnId::Unit],
+                vec!["time", "value", "name", "unit"],
+            )
+        };
+        let writer: Box<dyn RowWriter + Send> = if xlsx {
+            Box::new(XlsxFile::new(tz, &labels)?)
+        } else {
+            Box::new(CsvFile::new(
+                BufWriter::with_capacity(1 << 20, file.try_clone()?),
+                b',',
+                tz,
+                &labels,
+            )?)
+        };
+        let decimator =
+            buckets.then(|| Decimator::new(tz, "15m".parse().unwrap_or_else(|_| unreachable!()), *function));
+        renderers.push((
+            SeriesRenderer::new(writer, columns, context.clone(), decimator),
+            file,
+        ));
+    }
+    let mut points_read = 0u64;
+    for page in &pages {
+        let bytes = std::fs::read(page)?;
+        let parsed = parse_page(&bytes)?;
+        let mut points: Vec<_> = parsed
+            .messages
+            .into_iter()
+            .filter_map(WireMessage::into_point)
+            .collect();
+        points.reverse();
+        points_read += points.len() as u64;
+        for (renderer, _) in &mut renderers {
+            renderer.push(&points)?;
+        }
+    }
+    let mut rows = 0;
+    for (renderer, mut file) in renderers {
+        rows += renderer.finish(&mut file)?.rows;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{mode:8} {}: {points_read} points, {rows} rows in {seconds:.2} s = {:.0} points/s, peak RSS {:.1} MiB",
+        if xlsx { "xlsx" } else { "csv" },
+        points_read as f64 / seconds,
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+/// The process's peak resident set (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
