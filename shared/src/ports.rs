@@ -211,10 +211,81 @@ pub trait FileStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), FileError>;
     /// A time-limited URL to download a file.
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError>;
+    /// A file's bytes (to attach it to an email).
+    async fn read(&self, key: &str) -> Result<Vec<u8>, FileError>;
 }
 
 /// The hand-off to notify when a job ends.
 #[async_trait]
 pub trait JobNotifier: Send + Sync {
     async fn job_ended(&self, id: &ExportId, job_id: &str) -> Result<(), LaunchError>;
+}
+
+/// Why one attempt to deliver a message failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// Worth trying again (timeouts, 5xx, 429, throttling), after `retry_after` when told.
+    #[error("{reason}")]
+    Transient {
+        reason: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Trying again cannot help (a 4xx, a refused host, a bad address).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A file attached to an email.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attachment {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// An email to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    pub attachment: Option<Attachment>,
+}
+
+/// Sends email (SES v2); returns the provider's message id.
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, email: &Email) -> Result<String, DeliveryError>;
+}
+
+/// Posts chat messages (Telegram, Slack, Discord); returns the provider's message id if any.
+#[async_trait]
+pub trait ChatPoster: Send + Sync {
+    async fn post(
+        &self,
+        medium: crate::domain::request::Medium,
+        target: &str,
+        message: &crate::domain::notification::Composed,
+    ) -> Result<Option<String>, DeliveryError>;
+}
+
+/// Where the deliveries of a job's messages are recorded.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// Claims message `index` of a job for sending: `false` when it was sent, or is being sent,
+    /// already (so a second notify run sends nothing twice).
+    async fn claim_delivery(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        index: usize,
+    ) -> Result<bool, StoreError>;
+    /// Records how a message's delivery ended.
+    async fn record_delivery(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        delivery: &crate::domain::notification::Delivery,
+    ) -> Result<(), StoreError>;
 }

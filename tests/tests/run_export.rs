@@ -311,6 +311,9 @@ impl FileStore for FailingSecondPart<'_> {
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError> {
         self.0.presign(key, expires_in).await
     }
+    async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
+        self.0.read(key).await
+    }
 }
 
 #[tokio::test]

@@ -138,6 +138,10 @@ impl FileStore for Recorder {
         self.note("presign");
         Ok("https://example.com/file".into())
     }
+    async fn read(&self, _: &str) -> Result<Vec<u8>, FileError> {
+        self.note("read");
+        Ok(Vec::new())
+    }
 }
 
 #[async_trait]

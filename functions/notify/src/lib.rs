@@ -1,8 +1,26 @@
 //! notify: sends the messages of one finished job (spec section 8). Its input is
-//! `{"exportId", "jobId"}`; delivery arrives with the notification issue.
+//! `{"exportId", "jobId"}` from run-export.
+//!
+//! Each message whose policy matches the job's outcome goes out through its medium: email (SES
+//! v2, the file attached when small enough), Telegram, Slack or Discord. Every message is claimed
+//! before it is sent and its result recorded on the job, so a second invocation sends nothing
+//! that was sent already; transient failures are retried with backoff and jitter within a
+//! bound, honouring `Retry-After`; one channel's failure never stops the others.
 
-use exporter::domain::ExportId;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use exporter::adapters::reader::Retry;
+use exporter::domain::job::{Job, JobStatus};
+use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
+use exporter::domain::request::{Medium, Message};
+use exporter::domain::{Export, ExportId};
+use exporter::ports::{
+    Attachment, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, ExportStore, FileStore, Mailer,
+    StoreError,
+};
 
 /// The hand-off from run-export when a job ends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,8 +30,334 @@ pub struct NotifyEvent {
     pub job_id: String,
 }
 
-/// Handles one hand-off. Nothing is sent yet.
-pub async fn handle(event: NotifyEvent) -> Result<(), std::convert::Infallible> {
-    tracing::info!(export_id = %event.export_id, job_id = %event.job_id, "notification requested");
-    Ok(())
+/// Settings of notify.
+#[derive(Clone, Debug)]
+pub struct NotifyConfig {
+    /// Files up to this size are attached to emails (before base64, which adds a third).
+    pub attachment_max_bytes: u64,
+    /// How long the download link in a message is valid.
+    pub link_ttl: Duration,
+    pub retry: Retry,
+    /// Targets used when a message names none.
+    pub slack_default: Option<String>,
+    pub discord_default: Option<String>,
+    pub telegram_default: Option<String>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            // SES caps a message at 40 MB; 7 MiB stays under 10 MB once base64-encoded.
+            attachment_max_bytes: 7 * 1024 * 1024,
+            link_ttl: Duration::from_secs(7 * 24 * 3600),
+            retry: Retry {
+                attempts: 5,
+                base: Duration::from_millis(500),
+                cap: Duration::from_secs(20),
+            },
+            slack_default: None,
+            discord_default: None,
+            telegram_default: None,
+        }
+    }
+}
+
+/// What notify needs.
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub store: &'a dyn ExportStore,
+    pub deliveries: &'a dyn DeliveryLog,
+    pub files: &'a dyn FileStore,
+    pub mailer: &'a dyn Mailer,
+    pub chat: &'a dyn ChatPoster,
+    pub clock: &'a dyn Clock,
+    pub config: &'a NotifyConfig,
+}
+
+/// How many messages went out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub sent: usize,
+    pub failed: usize,
+    /// Not for this outcome, or sent already.
+    pub skipped: usize,
+}
+
+/// Errors with a stable vocabulary for the runtime's `Diagnostic`.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("retryable: {0}")]
+    Retryable(String),
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for NotifyError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
+            other => Self::Permanent(other.to_string()),
+        }
+    }
+}
+
+impl From<NotifyError> for lambda_runtime::Diagnostic {
+    fn from(e: NotifyError) -> Self {
+        let error_type = match e {
+            NotifyError::Retryable(_) => "Retryable",
+            NotifyError::Permanent(_) => "Permanent",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Sends a finished job's messages.
+pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, NotifyError> {
+    let Some(export) = deps.store.get(&event.export_id).await? else {
+        tracing::info!(export_id = %event.export_id, "export missing; nothing to notify");
+        return Ok(Summary::default());
+    };
+    let jobs = deps.store.jobs(&export.id).await?;
+    let job = jobs
+        .into_iter()
+        .find(|j| j.job_id == event.job_id)
+        .ok_or_else(|| NotifyError::Permanent(format!("export {} has no job {}", export.id, event.job_id)))?;
+    if !matches!(job.status, JobStatus::Done | JobStatus::Failed) {
+        tracing::warn!(export_id = %export.id, job_id = %job.job_id, "job has not ended; nothing to notify");
+        return Ok(Summary::default());
+    }
+    let facts = facts(deps, &export, &job).await;
+    let mut summary = Summary::default();
+    for (index, message) in export.request.messages.iter().enumerate() {
+        let done_before = job
+            .deliveries
+            .iter()
+            .any(|d| d.message == index && d.status != DeliveryStatus::Failed);
+        if !applies(message.policy, job.status) || done_before {
+            summary.skipped += 1;
+            continue;
+        }
+        if !deps
+            .deliveries
+            .claim_delivery(&export.id, job.scheduled_at, index)
+            .await?
+        {
+            summary.skipped += 1;
+            continue;
+        }
+        let delivery = deliver(deps, &export, &job, index, message, &facts).await;
+        tracing::info!(
+            export_id = %export.id, job_id = %job.job_id, message = index, medium = message.medium.as_str(),
+            status = delivery.status.as_str(), attempts = delivery.attempts, reason = delivery.reason.as_deref(),
+            "notification"
+        );
+        match delivery.status {
+            DeliveryStatus::Sent => summary.sent += 1,
+            _ => summary.failed += 1,
+        }
+        deps.deliveries
+            .record_delivery(&export.id, job.scheduled_at, &delivery)
+            .await?;
+    }
+    Ok(summary)
+}
+
+/// What the placeholders stand for; the download link is presigned now.
+async fn facts(deps: Deps<'_>, export: &Export, job: &Job) -> JobFacts {
+    let now: DateTime<Utc> = deps.clock.now();
+    let file = (job.status == JobStatus::Done).then(|| job.download()).flatten();
+    let mut download_url = None;
+    let mut expires_at = None;
+    if let Some(file) = file {
+        // The link cannot outlive the file.
+        let until_expiry = job
+            .expires_at
+            .and_then(|e| (e - now).to_std().ok())
+            .unwrap_or(deps.config.link_ttl);
+        let ttl = deps
+            .config
+            .link_ttl
+            .min(until_expiry)
+            .max(Duration::from_secs(60));
+        match deps.files.presign(&file.key, ttl).await {
+            Ok(url) => {
+                download_url = Some(url);
+                expires_at = chrono::TimeDelta::from_std(ttl).ok().map(|d| now + d);
+            }
+            Err(e) => {
+                tracing::error!(export_id = %export.id, error = %e, "could not presign the download link")
+            }
+        }
+    }
+    JobFacts {
+        export_id: export.id.to_string(),
+        job_id: job.job_id.clone(),
+        status: job.status.as_str().to_owned(),
+        download_url,
+        expires_at,
+        error: job.detail.error.clone(),
+        files: job
+            .detail
+            .files
+            .iter()
+            .map(|f| f.key.rsplit('/').next().unwrap_or_default().to_owned())
+            .collect(),
+        rows: job.detail.files.iter().map(|f| f.rows).sum(),
+    }
+}
+
+/// Sends one message with retries; never fails: the outcome is the delivery record.
+async fn deliver(
+    deps: Deps<'_>,
+    export: &Export,
+    job: &Job,
+    index: usize,
+    message: &Message,
+    facts: &JobFacts,
+) -> Delivery {
+    let composed = compose(message, facts);
+    let mut delivery = Delivery {
+        message: index,
+        medium: message.medium.as_str().to_owned(),
+        status: DeliveryStatus::Failed,
+        attempts: 0,
+        reason: None,
+        provider_message_id: None,
+    };
+    let prepared = match message.medium {
+        Medium::Email => email(deps, export, job, message, &composed)
+            .await
+            .map(Outbound::Email),
+        medium => chat_target(deps.config, medium, message).map(|target| Outbound::Chat(medium, target)),
+    };
+    let outbound = match prepared {
+        Ok(outbound) => outbound,
+        Err(reason) => {
+            delivery.reason = Some(reason);
+            return delivery;
+        }
+    };
+    let retry = deps.config.retry;
+    loop {
+        delivery.attempts += 1;
+        let result = match &outbound {
+            Outbound::Email(email) => deps.mailer.send(email).await.map(Some),
+            Outbound::Chat(medium, target) => deps.chat.post(*medium, target, &composed).await,
+        };
+        match result {
+            Ok(id) => {
+                delivery.status = DeliveryStatus::Sent;
+                delivery.provider_message_id = id.filter(|id| !id.is_empty());
+                delivery.reason = None;
+                return delivery;
+            }
+            Err(DeliveryError::Permanent(reason)) => {
+                delivery.reason = Some(reason);
+                return delivery;
+            }
+            Err(DeliveryError::Transient { reason, retry_after }) => {
+                delivery.reason = Some(reason);
+                if delivery.attempts >= retry.attempts {
+                    return delivery;
+                }
+                let wait = retry_after.map_or_else(|| retry.delay(delivery.attempts), |d| d.min(retry.cap));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+enum Outbound {
+    Email(Email),
+    Chat(Medium, String),
+}
+
+fn chat_target(config: &NotifyConfig, medium: Medium, message: &Message) -> Result<String, String> {
+    let default = match medium {
+        Medium::Slack => &config.slack_default,
+        Medium::Discord => &config.discord_default,
+        _ => &config.telegram_default,
+    };
+    message
+        .target
+        .clone()
+        .or_else(|| default.clone())
+        .ok_or_else(|| format!("no target for {} and no default configured", medium.as_str()))
+}
+
+async fn email(
+    deps: Deps<'_>,
+    export: &Export,
+    job: &Job,
+    message: &Message,
+    composed: &Composed,
+) -> Result<Email, String> {
+    let to = message
+        .target
+        .clone()
+        .or_else(|| export.owner_email.clone())
+        .ok_or("no recipient: the message has no target and the creator's token had no email")?;
+    let mut attachment = None;
+    if job.status == JobStatus::Done {
+        if let Some(file) = job
+            .download()
+            .filter(|f| f.bytes <= deps.config.attachment_max_bytes)
+        {
+            match deps.files.read(&file.key).await {
+                Ok(bytes) => {
+                    let name = file.key.rsplit('/').next().unwrap_or("export").to_owned();
+                    let content_type = if name.ends_with(".zip") {
+                        "application/zip"
+                    } else if name.ends_with(".xlsx") {
+                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+                    } else {
+                        "text/csv"
+                    };
+                    attachment = Some(Attachment {
+                        name,
+                        content_type: content_type.into(),
+                        bytes,
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "could not read the file to attach; the link stands"),
+            }
+        }
+    }
+    let html = format!(
+        "<html><body><h2>{}</h2><p>{}</p></body></html>",
+        escape_html(&composed.title),
+        linkify(&escape_html(&composed.text)).replace('\n', "<br>\n")
+    );
+    Ok(Email {
+        to,
+        subject: composed.title.clone(),
+        text: composed.text.clone(),
+        html,
+        attachment,
+    })
+}
+
+fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Turns `http(s)://` words of already-escaped text into links.
+fn linkify(escaped: &str) -> String {
+    escaped
+        .split(' ')
+        .map(|word| {
+            if word.starts_with("https://") || word.starts_with("http://") {
+                format!("<a href=\"{word}\">{word}</a>")
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

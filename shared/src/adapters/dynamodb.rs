@@ -23,8 +23,9 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::export::rfc3339;
 use crate::domain::job::{Job, JobDetail, JobStatus};
+use crate::domain::notification::{Delivery, DeliveryStatus};
 use crate::domain::{Export, ExportId, ExportRequest, ExportStatus, Policy};
-use crate::ports::{Cause, ExportStore, StoreError};
+use crate::ports::{Cause, DeliveryLog, ExportStore, StoreError};
 
 /// Name of the index that lists an owner's exports by creation time.
 pub const OWNER_INDEX: &str = "byOwner";
@@ -597,5 +598,116 @@ fn read_job(item: &Item) -> Result<Job, StoreError> {
         finished_at: time("finishedAt")?,
         expires_at,
         detail,
+        deliveries: read_deliveries(item),
     })
+}
+
+/// The attribute holding message `index`'s delivery on a job item.
+fn delivery_attribute(index: usize) -> String {
+    format!("delivery{index}")
+}
+
+fn read_deliveries(item: &Item) -> Vec<Delivery> {
+    let mut deliveries: Vec<Delivery> = item
+        .iter()
+        .filter(|(name, _)| name.starts_with("delivery"))
+        .filter_map(|(_, value)| {
+            let map = value.as_m().ok()?;
+            let text = |k: &str| map.get(k).and_then(|v| v.as_s().ok()).cloned();
+            let number = |k: &str| {
+                map.get(k)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
+            Some(Delivery {
+                message: number("message")? as usize,
+                medium: text("medium").unwrap_or_default(),
+                status: text("status").as_deref().and_then(DeliveryStatus::parse)?,
+                attempts: number("attempts").unwrap_or(0) as u32,
+                reason: text("reason"),
+                provider_message_id: text("providerMessageId"),
+            })
+        })
+        .collect();
+    deliveries.sort_by_key(|d| d.message);
+    deliveries
+}
+
+fn delivery_value(delivery: &Delivery) -> AttributeValue {
+    let mut map = HashMap::from([
+        ("message".to_owned(), n(delivery.message)),
+        ("medium".to_owned(), s(&delivery.medium)),
+        ("status".to_owned(), s(delivery.status.as_str())),
+        ("attempts".to_owned(), n(delivery.attempts)),
+    ]);
+    if let Some(reason) = &delivery.reason {
+        map.insert("reason".into(), s(reason));
+    }
+    if let Some(id) = &delivery.provider_message_id {
+        map.insert("providerMessageId".into(), s(id));
+    }
+    AttributeValue::M(map)
+}
+
+#[async_trait]
+impl DeliveryLog for DynamoStore {
+    async fn claim_delivery(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        index: usize,
+    ) -> Result<bool, StoreError> {
+        let claim = Delivery {
+            message: index,
+            medium: String::new(),
+            status: DeliveryStatus::Sending,
+            attempts: 0,
+            reason: None,
+            provider_message_id: None,
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(id, scheduled_at)))
+            .update_expression("SET #d = :claim")
+            // A failed delivery may be tried again by a later run; a sent or sending one never.
+            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#d) OR #d.#s = :failed)")
+            .expression_attribute_names("#d", delivery_attribute(index))
+            .expression_attribute_names("#s", "status")
+            .expression_attribute_values(":claim", delivery_value(&claim))
+            .expression_attribute_values(":failed", s(DeliveryStatus::Failed.as_str()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn record_delivery(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        delivery: &Delivery,
+    ) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(id, scheduled_at)))
+            .update_expression("SET #d = :delivery")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#d", delivery_attribute(delivery.message))
+            .expression_attribute_values(":delivery", delivery_value(delivery))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
 }

@@ -131,6 +131,19 @@ impl FileStore for S3Files {
         Ok(())
     }
 
+    async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(failed("get object"))?;
+        let bytes = object.body.collect().await.map_err(failed("read object"))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
     async fn presign(&self, key: &str, expires_in: Duration) -> Result<String, FileError> {
         let config = PresigningConfig::expires_in(expires_in).map_err(failed("presigning config"))?;
         let request = self

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::export::rfc3339;
+use super::notification::Delivery;
 
 /// Where a job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +84,8 @@ pub struct Job {
     /// When the files and the record expire (done jobs only).
     pub expires_at: Option<DateTime<Utc>>,
     pub detail: JobDetail,
+    /// What became of each notification message, by message index.
+    pub deliveries: Vec<Delivery>,
 }
 
 impl Job {
@@ -119,6 +122,7 @@ impl Job {
             "archive": self.detail.archive,
             "warnings": self.detail.warnings,
             "error": self.detail.error,
+            "notifications": self.deliveries,
         })
     }
 }

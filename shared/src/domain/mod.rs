@@ -7,6 +7,7 @@ pub mod duration;
 pub mod export;
 pub mod granularity;
 pub mod job;
+pub mod notification;
 pub mod recurrence;
 pub mod request;
 pub mod series;

@@ -1,0 +1,157 @@
+//! Chat adapter of [`ChatPoster`]: Telegram's Bot API `sendMessage`, Slack and Discord incoming
+//! webhooks, each in its own message format. Hosts are checked against an allow-list before any
+//! request; redirects are never followed; the bot token and webhook URLs never reach the logs
+//! (errors name the medium and the status, not the URL).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use super::reader::Secret;
+use crate::domain::notification::{fit, max_chars, Composed};
+use crate::domain::request::{check_target, Medium, WebhookHosts};
+use crate::ports::{ChatPoster, DeliveryError};
+
+/// Posts to chats over HTTPS.
+#[derive(Clone, Debug)]
+pub struct HttpChat {
+    http: reqwest::Client,
+    telegram_api: String,
+    telegram_token: Option<Secret>,
+    hosts: WebhookHosts,
+}
+
+impl HttpChat {
+    /// `telegram_api` is the Bot API's base URL (`https://api.telegram.org`, or a local one).
+    pub fn new(
+        telegram_api: impl Into<String>,
+        telegram_token: Option<Secret>,
+        hosts: WebhookHosts,
+    ) -> Result<Self, DeliveryError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| DeliveryError::Permanent(format!("cannot build the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            telegram_api: telegram_api.into().trim_end_matches('/').to_owned(),
+            telegram_token,
+            hosts,
+        })
+    }
+
+    async fn send(&self, medium: Medium, url: &str, body: &Value) -> Result<(u16, String), DeliveryError> {
+        let response = self
+            .http
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| DeliveryError::Transient {
+                reason: format!(
+                    "{} did not answer ({})",
+                    medium.as_str(),
+                    if e.is_timeout() {
+                        "timed out"
+                    } else {
+                        "connection failed"
+                    }
+                ),
+                retry_after: None,
+            })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let text = response.text().await.unwrap_or_default();
+        match status {
+            200..=299 => Ok((status, text)),
+            300..=399 => Err(DeliveryError::Permanent(format!(
+                "{} answered a redirect ({status}), not followed",
+                medium.as_str()
+            ))),
+            429 => {
+                // Telegram also says when to come back in its body.
+                let told = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|v| v.pointer("/parameters/retry_after").and_then(Value::as_f64))
+                    .map(Duration::from_secs_f64);
+                Err(DeliveryError::Transient {
+                    reason: format!("{} answered 429", medium.as_str()),
+                    retry_after: retry_after.or(told),
+                })
+            }
+            500..=599 => Err(DeliveryError::Transient {
+                reason: format!("{} answered {status}", medium.as_str()),
+                retry_after,
+            }),
+            _ => Err(DeliveryError::Permanent(format!(
+                "{} answered {status}: {}",
+                medium.as_str(),
+                text.chars().take(200).collect::<String>()
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ChatPoster for HttpChat {
+    async fn post(
+        &self,
+        medium: Medium,
+        target: &str,
+        message: &Composed,
+    ) -> Result<Option<String>, DeliveryError> {
+        match medium {
+            Medium::Telegram => {
+                let token = self
+                    .telegram_token
+                    .as_ref()
+                    .ok_or_else(|| DeliveryError::Permanent("no Telegram bot token is configured".into()))?;
+                check_target(Medium::Telegram, target, None).map_err(DeliveryError::Permanent)?;
+                let text = fit(
+                    &format!("{}\n\n{}", message.title, message.text),
+                    max_chars(medium),
+                );
+                let url = format!("{}/bot{}/sendMessage", self.telegram_api, token.expose());
+                let body = json!({"chat_id": target, "text": text, "disable_web_page_preview": true});
+                let (_, answer) = self.send(medium, &url, &body).await?;
+                let id = serde_json::from_str::<Value>(&answer)
+                    .ok()
+                    .and_then(|v| v.pointer("/result/message_id").map(|id| id.to_string()));
+                Ok(id)
+            }
+            Medium::Slack | Medium::Discord => {
+                check_target(medium, target, Some(&self.hosts)).map_err(DeliveryError::Permanent)?;
+                if medium == Medium::Slack {
+                    let text = fit(
+                        &format!("*{}*\n{}", message.title, message.text),
+                        max_chars(medium),
+                    );
+                    self.send(medium, target, &json!({"text": text})).await?;
+                    Ok(None)
+                } else {
+                    let content = fit(
+                        &format!("**{}**\n{}", message.title, message.text),
+                        max_chars(medium),
+                    );
+                    let separator = if target.contains('?') { '&' } else { '?' };
+                    let url = format!("{target}{separator}wait=true");
+                    let body = json!({"content": content, "allowed_mentions": {"parse": []}});
+                    let (_, answer) = self.send(medium, &url, &body).await?;
+                    Ok(serde_json::from_str::<Value>(&answer)
+                        .ok()
+                        .and_then(|v| v["id"].as_str().map(str::to_owned)))
+                }
+            }
+            Medium::Email => Err(DeliveryError::Permanent("email does not go through chat".into())),
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Notification messages (spec section 8): which messages a finished job sends, their text with
+//! placeholders filled in, the download link appended when the text does not place it, and the
+//! length limits of each medium, cut visibly. What was delivered is recorded per message.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::export::rfc3339;
+use super::job::JobStatus;
+use super::request::{Medium, Message, NotifyPolicy};
+
+/// What the placeholders of a job's messages stand for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobFacts {
+    pub export_id: String,
+    pub job_id: String,
+    /// `done` or `failed`.
+    pub status: String,
+    pub download_url: Option<String>,
+    /// When the download link stops working.
+    pub expires_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+    /// The files' names, comma-separated in `{{files}}`.
+    pub files: Vec<String>,
+    pub rows: u64,
+}
+
+/// True when a message with this policy goes out for a job that ended so.
+pub fn applies(policy: NotifyPolicy, status: JobStatus) -> bool {
+    matches!(
+        (policy, status),
+        (NotifyPolicy::OnSuccess, JobStatus::Done) | (NotifyPolicy::OnFailure, JobStatus::Failed)
+    )
+}
+
+/// A message ready to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Composed {
+    pub title: String,
+    pub text: String,
+}
+
+/// Fills `{{exportId}} {{jobId}} {{status}} {{downloadUrl}} {{expiresAt}} {{error}} {{files}}
+/// {{rows}}` in; unknown placeholders stay as they are.
+pub fn fill(template: &str, facts: &JobFacts) -> String {
+    let expires = facts.expires_at.map(rfc3339).unwrap_or_default();
+    let rows = facts.rows.to_string();
+    let files = facts.files.join(", ");
+    let pairs: [(&str, &str); 8] = [
+        ("{{exportId}}", &facts.export_id),
+        ("{{jobId}}", &facts.job_id),
+        ("{{status}}", &facts.status),
+        ("{{downloadUrl}}", facts.download_url.as_deref().unwrap_or("")),
+        ("{{expiresAt}}", &expires),
+        ("{{error}}", facts.error.as_deref().unwrap_or("")),
+        ("{{files}}", &files),
+        ("{{rows}}", &rows),
+    ];
+    let mut out = template.to_owned();
+    for (placeholder, value) in pairs {
+        if out.contains(placeholder) {
+            out = out.replace(placeholder, value);
+        }
+    }
+    out
+}
+
+/// The message's title and text for a job; on success, the link (with its expiry) is appended
+/// when the text does not place `{{downloadUrl}}` itself.
+pub fn compose(message: &Message, facts: &JobFacts) -> Composed {
+    let mut text = fill(&message.text, facts);
+    if let (NotifyPolicy::OnSuccess, Some(url)) = (message.policy, &facts.download_url) {
+        if !message.text.contains("{{downloadUrl}}") {
+            let expiry = facts
+                .expires_at
+                .map(|t| format!(" (valid until {})", rfc3339(t)))
+                .unwrap_or_default();
+            text.push_str(&format!("\n\nDownload: {url}{expiry}"));
+        }
+    }
+    Composed {
+        title: fill(&message.title, facts),
+        text,
+    }
+}
+
+/// The marker that ends a text cut to fit.
+pub const CUT_MARKER: &str = "… [truncated]";
+
+/// `text` within `max_chars` characters; a longer one is cut and ends with [`CUT_MARKER`].
+pub fn fit(text: &str, max_chars: usize) -> String {
+    if text.chars().count() <= max_chars {
+        return text.to_owned();
+    }
+    let keep = max_chars.saturating_sub(CUT_MARKER.chars().count());
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(CUT_MARKER);
+    out
+}
+
+/// The most characters a medium's message holds (Discord's content, Telegram's text, Slack's
+/// text field; an email's text has no practical limit).
+pub fn max_chars(medium: Medium) -> usize {
+    match medium {
+        Medium::Discord => 2000,
+        Medium::Telegram => 4096,
+        Medium::Slack => 40_000,
+        Medium::Email => 1_000_000,
+    }
+}
+
+/// Where a message's delivery stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum DeliveryStatus {
+    /// Claimed by a notify run that has not finished (or died): never sent again.
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Sending, Self::Sent, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// The result of one message of a job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    /// The message's index in `notification.messages`.
+    pub message: usize,
+    pub medium: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub reason: Option<String>,
+    pub provider_message_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(policy: NotifyPolicy, text: &str) -> Message {
+        Message {
+            policy,
+            medium: Medium::Slack,
+            title: "Export {{exportId}}".into(),
+            text: text.into(),
+            target: None,
+        }
+    }
+
+    fn facts() -> JobFacts {
+        JobFacts {
+            export_id: "e1".into(),
+            job_id: "j1".into(),
+            status: "done".into(),
+            download_url: Some("https://files/x".into()),
+            expires_at: DateTime::from_timestamp(1_795_000_000, 0),
+            error: None,
+            files: vec!["a.csv".into(), "b.csv".into()],
+            rows: 42,
+        }
+    }
+
+    #[test]
+    fn fills_placeholders_and_appends_the_link_with_its_expiry() {
+        let composed = compose(
+            &message(NotifyPolicy::OnSuccess, "{{rows}} rows in {{files}} ({{status}})"),
+            &facts(),
+        );
+        assert_eq!(composed.title, "Export e1");
+        assert_eq!(
+            composed.text,
+            "42 rows in a.csv, b.csv (done)\n\nDownload: https://files/x (valid until 2026-11-18T11:06:40.000Z)"
+        );
+        let placed = compose(
+            &message(NotifyPolicy::OnSuccess, "get it: {{downloadUrl}}"),
+            &facts(),
+        );
+        assert_eq!(placed.text, "get it: https://files/x");
+    }
+
+    #[test]
+    fn policies_match_outcomes() {
+        assert!(applies(NotifyPolicy::OnSuccess, JobStatus::Done));
+        assert!(!applies(NotifyPolicy::OnSuccess, JobStatus::Failed));
+        assert!(applies(NotifyPolicy::OnFailure, JobStatus::Failed));
+        assert!(!applies(NotifyPolicy::OnFailure, JobStatus::Done));
+    }
+
+    #[test]
+    fn long_texts_are_cut_visibly_within_the_limit() {
+        let long = "x".repeat(2500);
+        let cut = fit(&long, max_chars(Medium::Discord));
+        assert_eq!(cut.chars().count(), 2000);
+        assert!(cut.ends_with(CUT_MARKER));
+        assert_eq!(fit("short", 2000), "short");
+    }
+}
