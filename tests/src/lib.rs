@@ -4,6 +4,7 @@
 //! A test that needs an endpoint gets `None` and says so loudly when it is not running; under
 //! `CI=true` it fails instead, so a missing emulator never passes for a green run.
 
+pub mod chat_server;
 pub mod reader_server;
 
 use std::collections::HashMap;
@@ -14,11 +15,14 @@ use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use exporter::adapters::chat::HttpChat;
 use exporter::adapters::dynamodb::DynamoStore;
 use exporter::adapters::lambda::LambdaLauncher;
 use exporter::adapters::reader::{HttpReader, Retry, Secret};
 use exporter::adapters::s3::S3Files;
 use exporter::adapters::scheduler::{EventBridgeSchedules, ScheduleSettings};
+use exporter::adapters::ses::SesMailer;
+use exporter::domain::request::WebhookHosts;
 use exporter::ports::SystemClock;
 use exports_api::{ApiConfig, Deps};
 
@@ -47,6 +51,9 @@ pub async fn aws_at(endpoint: &str) -> SdkConfig {
         .load()
         .await
 }
+
+/// The bot token the fixture's Telegram client uses.
+pub const TELEGRAM_TOKEN: &str = "123456:local-bot-token";
 
 /// The local reader's token and the instant of its first point (2025-01-01T00:00:00Z).
 pub const READER_TOKEN: &str = "reader-token";
@@ -142,6 +149,13 @@ pub struct Fixture {
     pub reader_state: std::sync::Arc<reader_server::ReaderConfig>,
     pub notifier: LambdaLauncher,
     pub run_config: run_export::RunConfig,
+    pub moto: String,
+    pub sender: String,
+    pub mailer: SesMailer,
+    pub chat_url: String,
+    pub chat_state: std::sync::Arc<chat_server::ChatState>,
+    pub chat: HttpChat,
+    pub notify_config: notify::NotifyConfig,
     pub scheduler: aws_sdk_scheduler::Client,
     pub table: String,
     pub group: String,
@@ -189,7 +203,38 @@ impl Fixture {
             .expect("a reader client")
             .with_retry(quick);
         let lambda = aws_sdk_lambda::Client::new(&aws_at(&watch).await);
+        let ses = aws_sdk_sesv2::Client::new(&aws);
+        let sender = format!("exports-{}@example.com", &suffix[..12]);
+        ses.create_email_identity()
+            .email_identity(&sender)
+            .send()
+            .await
+            .expect("moto creates the identity");
+        let (chat_url, chat_state) = chat_server::start().await;
+        let local_hosts = WebhookHosts {
+            slack: vec!["127.0.0.1".into()],
+            discord: vec!["127.0.0.1".into()],
+        };
+        let chat = HttpChat::new(&chat_url, Some(Secret::new(TELEGRAM_TOKEN)), local_hosts.clone())
+            .expect("a chat client");
+        let mut config = ApiConfig::default();
+        config.policy.webhook_hosts = Some(local_hosts);
+        let notify_config = notify::NotifyConfig {
+            retry: Retry {
+                attempts: 3,
+                base: std::time::Duration::from_millis(1),
+                cap: std::time::Duration::from_secs(3),
+            },
+            ..notify::NotifyConfig::default()
+        };
         Some(Self {
+            moto: moto.clone(),
+            mailer: SesMailer::new(ses, &sender),
+            sender,
+            chat_url,
+            chat_state,
+            chat,
+            notify_config,
             files: S3Files::new(s3.clone(), &bucket),
             s3,
             bucket,
@@ -205,7 +250,7 @@ impl Fixture {
             table,
             group,
             clock: SystemClock,
-            config: ApiConfig::default(),
+            config,
         })
     }
 
@@ -243,6 +288,38 @@ impl Fixture {
             clock: &self.clock,
             config: &self.run_config,
         }
+    }
+
+    /// notify's dependencies on this fixture's resources.
+    pub fn notify_deps(&self) -> notify::Deps<'_> {
+        notify::Deps {
+            store: &self.store,
+            deliveries: &self.store,
+            files: &self.files,
+            mailer: &self.mailer,
+            chat: &self.chat,
+            clock: &self.clock,
+            config: &self.notify_config,
+        }
+    }
+
+    /// The raw MIME of the email moto recorded with this message id.
+    ///
+    /// # Panics
+    /// When moto does not answer.
+    pub async fn sent_email(&self, message_id: &str) -> Option<String> {
+        let url = format!("{}/moto-api/data.json", self.moto);
+        let data: Value = reqwest::get(url)
+            .await
+            .expect("moto answers")
+            .json()
+            .await
+            .expect("JSON");
+        data["ses"]["RawMessage"]
+            .as_array()?
+            .iter()
+            .find(|m| m["id"] == message_id)
+            .and_then(|m| m["raw_data"].as_str().map(str::to_owned))
     }
 
     /// The keys of every object in the bucket.

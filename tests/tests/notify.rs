@@ -1,0 +1,398 @@
+//! notify against moto's SES and the local chat endpoints: each platform's method, path, headers
+//! and JSON shape; policies; retries (500 then 200, 429 with Retry-After); a permanent failure
+//! recorded while the others still go out; a second invocation sends nothing twice; the
+//! attachment limit; a host off the allow-list refused at create time.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use exporter::domain::RunEvent;
+use integration_tests::chat_server::Scripted;
+use integration_tests::{someone, Fixture, READER_START, TELEGRAM_TOKEN};
+use notify::{handle, NotifyEvent, Summary};
+
+const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
+
+fn body(messages: Value) -> Value {
+    json!({
+        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]},
+        "type": "oneTime",
+        "items": [{"params": {"target": {"value": "urn:dev:temperature"}, "channelId": CHANNEL,
+            "subtopic": "events.data", "from": READER_START, "to": READER_START + 600}}],
+        "notification": {"messages": messages}
+    })
+}
+
+fn message(policy: &str, medium: &str, target: Option<String>) -> Value {
+    let mut m = json!({"policy": policy, "medium": medium, "title": "Export {{status}}",
+        "text": "{{rows}} rows for {{exportId}}"});
+    if let Some(target) = target {
+        m["target"] = json!(target);
+    }
+    m
+}
+
+/// Creates the export, runs its job and returns the export id and the notify event.
+async fn ran(fx: &Fixture, who: &[(String, String)], body: &Value) -> (String, NotifyEvent) {
+    let (status, export) = fx.call("POST", "/exports", Some(body), who).await;
+    assert_eq!(status, 201, "{export}");
+    let id = export["id"].as_str().expect("an id").to_owned();
+    let at: DateTime<Utc> = export["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("createdAt");
+    let event = RunEvent {
+        export_id: id.parse().expect("an id"),
+        scheduled_at: at,
+    };
+    run_export::handle(fx.run_deps(), event.clone())
+        .await
+        .expect("the job runs");
+    (
+        id,
+        NotifyEvent {
+            export_id: event.export_id,
+            job_id: event.job_id(),
+        },
+    )
+}
+
+async fn notifications(fx: &Fixture, who: &[(String, String)], id: &str) -> Vec<Value> {
+    let (_, state) = fx.call("GET", &format!("/exports/{id}/status"), None, who).await;
+    state["jobs"][0]["notifications"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_successful_job_sends_its_success_messages_in_each_platforms_format() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let slack = format!("{}/slack/T000/B000/XXXX", fx.chat_url);
+    let discord = format!("{}/discord/api/webhooks/1/abc", fx.chat_url);
+    let messages = json!([
+        message("onSuccess", "email", Some("ops@example.com".into())),
+        message("onSuccess", "slack", Some(slack)),
+        message("onSuccess", "discord", Some(discord)),
+        message("onSuccess", "telegram", Some("-1001234567890".into())),
+        message(
+            "onFailure",
+            "slack",
+            Some(format!("{}/slack/failures", fx.chat_url))
+        ),
+    ]);
+    let (id, event) = ran(&fx, &alice, &body(messages)).await;
+    let summary = handle(fx.notify_deps(), event).await.expect("notifies");
+    assert_eq!(
+        summary,
+        Summary {
+            sent: 4,
+            failed: 0,
+            skipped: 1
+        }
+    );
+
+    let captured = fx.chat_state.captured();
+    assert_eq!(captured.len(), 3, "{captured:?}");
+    let find = |prefix: &str| {
+        captured
+            .iter()
+            .find(|c| c.path.starts_with(prefix))
+            .expect("received")
+    };
+    let slack = find("/slack/T000");
+    assert_eq!(
+        (slack.method.as_str(), slack.content_type.as_str()),
+        ("POST", "application/json")
+    );
+    let text = slack.body["text"].as_str().expect("Slack's text");
+    assert!(text.starts_with("*Export done*\n10 rows for "), "{text}");
+    assert!(
+        text.contains("Download: http://127.0.0.1"),
+        "the link is appended: {text}"
+    );
+    let discord = find("/discord/");
+    assert_eq!(discord.query, "wait=true");
+    assert!(discord.body["content"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("**Export done**\n")));
+    assert_eq!(discord.body["allowed_mentions"], json!({"parse": []}));
+    let telegram = find("/bot");
+    assert_eq!(telegram.path, format!("/bot{TELEGRAM_TOKEN}/sendMessage"));
+    assert_eq!(telegram.body["chat_id"], "-1001234567890");
+    assert!(telegram.body["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("Export done\n\n10 rows")));
+
+    let recorded = notifications(&fx, &alice, &id).await;
+    assert_eq!(recorded.len(), 4);
+    assert!(
+        recorded
+            .iter()
+            .all(|d| d["status"] == "sent" && d["attempts"] == 1),
+        "{recorded:?}"
+    );
+    let email_id = recorded[0]["providerMessageId"]
+        .as_str()
+        .expect("SES's message id");
+    let raw = fx.sent_email(email_id).await.expect("moto has the email");
+    assert!(
+        raw.contains("To: <ops@example.com>") || raw.contains("To: ops@example.com"),
+        "{raw}"
+    );
+    assert!(raw.contains("Subject: Export done"));
+    assert!(
+        raw.contains("text/plain") && raw.contains("text/html"),
+        "two parts"
+    );
+    assert!(
+        raw.contains("Content-Disposition: attachment"),
+        "a small file is attached"
+    );
+    assert_eq!(
+        recorded[2]["providerMessageId"].as_str().map(|s| s.len()),
+        Some(7),
+        "Discord's id"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_job_sends_only_its_failure_messages_with_the_error() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let mut broken = integration_tests::reader_server::ReaderConfig::new(
+        integration_tests::READER_TOKEN,
+        READER_START,
+        60,
+    );
+    broken.always_fail = Some(503);
+    let (url, _) = integration_tests::reader_server::start(broken).await;
+    fx.reader =
+        exporter::adapters::reader::HttpReader::new(url, exporter::adapters::reader::Secret::new("x"))
+            .expect("client")
+            .with_retry(exporter::adapters::reader::Retry {
+                attempts: 1,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(1),
+            });
+    let alice = someone();
+    let mut failure = message(
+        "onFailure",
+        "slack",
+        Some(format!("{}/slack/failures", fx.chat_url)),
+    );
+    failure["text"] = json!("failed: {{error}}");
+    let messages = json!([
+        message("onSuccess", "slack", Some(format!("{}/slack/ok", fx.chat_url))),
+        failure
+    ]);
+    let (_, event) = ran(&fx, &alice, &body(messages)).await;
+    let summary = handle(fx.notify_deps(), event).await.expect("notifies");
+    assert_eq!(
+        summary,
+        Summary {
+            sent: 1,
+            failed: 0,
+            skipped: 1
+        }
+    );
+    let captured = fx.chat_state.captured();
+    assert_eq!(captured.len(), 1);
+    assert_eq!(captured[0].path, "/slack/failures");
+    let text = captured[0].body["text"].as_str().expect("text");
+    assert!(
+        text.contains("failed: item 0: reading `urn:dev:temperature` failed"),
+        "{text}"
+    );
+    assert!(!text.contains("Download:"), "no link for a failure");
+}
+
+#[tokio::test]
+async fn a_500_then_200_is_sent_after_a_retry_and_429_waits_for_retry_after() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    fx.chat_state.script(
+        "/slack/flaky",
+        &[Scripted {
+            status: 500,
+            retry_after: None,
+        }],
+    );
+    fx.chat_state.script(
+        "/discord/busy",
+        &[Scripted {
+            status: 429,
+            retry_after: Some(1),
+        }],
+    );
+    let messages = json!([
+        message("onSuccess", "slack", Some(format!("{}/slack/flaky", fx.chat_url))),
+        message(
+            "onSuccess",
+            "discord",
+            Some(format!("{}/discord/busy", fx.chat_url))
+        ),
+    ]);
+    let (id, event) = ran(&fx, &alice, &body(messages)).await;
+    let started = Instant::now();
+    let summary = handle(fx.notify_deps(), event).await.expect("notifies");
+    assert_eq!(summary.sent, 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    let captured = fx.chat_state.captured();
+    assert_eq!(captured.iter().filter(|c| c.path == "/slack/flaky").count(), 2);
+    assert_eq!(captured.iter().filter(|c| c.path == "/discord/busy").count(), 2);
+    let recorded = notifications(&fx, &alice, &id).await;
+    assert!(
+        recorded
+            .iter()
+            .all(|d| d["status"] == "sent" && d["attempts"] == 2),
+        "{recorded:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_is_recorded_and_the_other_messages_still_go_out() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    fx.chat_state.script(
+        "/slack/gone",
+        &[Scripted {
+            status: 404,
+            retry_after: None,
+        }],
+    );
+    let messages = json!([
+        message("onSuccess", "slack", Some(format!("{}/slack/gone", fx.chat_url))),
+        message("onSuccess", "telegram", Some("42".into())),
+        message("onSuccess", "email", None),
+    ]);
+    let (id, event) = ran(&fx, &alice, &body(messages)).await;
+    let summary = handle(fx.notify_deps(), event).await.expect("notifies");
+    assert_eq!(
+        summary,
+        Summary {
+            sent: 2,
+            failed: 1,
+            skipped: 0
+        }
+    );
+    let recorded = notifications(&fx, &alice, &id).await;
+    assert_eq!(recorded[0]["status"], "failed");
+    assert_eq!(recorded[0]["attempts"], 1, "a 404 is not retried");
+    assert!(
+        recorded[0]["reason"].as_str().is_some_and(|r| r.contains("404")),
+        "{recorded:?}"
+    );
+    assert!(
+        !recorded[0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("/slack/gone"),
+        "no URL in reasons"
+    );
+    assert_eq!(recorded[1]["status"], "sent");
+    assert_eq!(
+        recorded[2]["status"], "sent",
+        "email to the creator's email claim"
+    );
+    let raw = fx
+        .sent_email(recorded[2]["providerMessageId"].as_str().unwrap_or_default())
+        .await
+        .expect("sent");
+    assert!(raw.contains("someone@example.com"));
+}
+
+#[tokio::test]
+async fn invoking_notify_twice_for_one_job_sends_each_message_once() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let messages = json!([
+        message("onSuccess", "slack", Some(format!("{}/slack/once", fx.chat_url))),
+        message("onSuccess", "telegram", Some("7".into())),
+    ]);
+    let (id, event) = ran(&fx, &alice, &body(messages)).await;
+    assert_eq!(
+        handle(fx.notify_deps(), event.clone())
+            .await
+            .expect("notifies")
+            .sent,
+        2
+    );
+    let second = handle(fx.notify_deps(), event).await.expect("notifies");
+    assert_eq!(
+        second,
+        Summary {
+            sent: 0,
+            failed: 0,
+            skipped: 2
+        }
+    );
+    assert_eq!(fx.chat_state.captured().len(), 2);
+    assert_eq!(notifications(&fx, &alice, &id).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_file_over_the_attachment_limit_becomes_a_link() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.notify_config.attachment_max_bytes = 10;
+    let alice = someone();
+    let messages = json!([message("onSuccess", "email", Some("big@example.com".into()))]);
+    let (id, event) = ran(&fx, &alice, &body(messages)).await;
+    assert_eq!(handle(fx.notify_deps(), event).await.expect("notifies").sent, 1);
+    let recorded = notifications(&fx, &alice, &id).await;
+    let raw = fx
+        .sent_email(recorded[0]["providerMessageId"].as_str().unwrap_or_default())
+        .await
+        .expect("sent");
+    assert!(
+        !raw.contains("Content-Disposition: attachment"),
+        "no attachment over the limit"
+    );
+    assert!(raw.contains("Download: http://127.0.0.1"), "a link instead");
+    assert!(raw.contains("valid until"), "the link's expiry is stated");
+}
+
+#[tokio::test]
+async fn a_target_off_the_allow_list_is_refused_at_create_time_and_never_called() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let messages = json!([
+        message(
+            "onSuccess",
+            "slack",
+            Some("https://hooks.evil.example/services/T/B/X".into())
+        ),
+        message(
+            "onSuccess",
+            "discord",
+            Some("http://10.0.0.1/api/webhooks/1/x".into())
+        ),
+        message("onSuccess", "email", Some("not an email".into())),
+    ]);
+    let (status, answer) = fx.call("POST", "/exports", Some(&body(messages)), &alice).await;
+    assert_eq!(status, 400, "{answer}");
+    let paths: Vec<&str> = answer["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .filter_map(|d| d["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/notification/messages/0/target",
+            "/notification/messages/1/target",
+            "/notification/messages/2/target"
+        ]
+    );
+    assert!(fx.chat_state.captured().is_empty());
+}
