@@ -3,7 +3,7 @@
 # seed page's example export over HTTP (as API Gateway would deliver it, with the caller's claims
 # in the local identity header) and prints what it stored and armed; then runs the same example
 # as a one-time export, waits for its job, downloads the file through the API and prints its
-# first lines; and stops what it started.
+# first lines, and the email and chat posts its notifications sent; and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 trap 'scripts/stack.sh down' EXIT
@@ -60,6 +60,16 @@ body = json.load(open("tests/data/seed-body.json"))
 body["type"] = "oneTime"
 del body["periodicity"]
 body["format"]["timezone"] = {"name": "Europe/Rome"}
+chat = "http://127.0.0.1:9200"
+body["notification"]["messages"] += [
+    {"policy": "onSuccess", "medium": "slack", "title": "Export {{status}}",
+     "text": "{{rows}} rows in {{files}}", "target": chat + "/slack/T000/B000/demo"},
+    {"policy": "onSuccess", "medium": "discord", "title": "Export {{status}}",
+     "text": "{{rows}} rows: {{downloadUrl}}", "target": chat + "/discord/api/webhooks/1/demo"},
+    {"policy": "onSuccess", "medium": "telegram", "title": "Export {{status}}",
+     "text": "{{rows}} rows, link valid until {{expiresAt}}", "target": "-1001234567890"},
+    {"policy": "onFailure", "medium": "slack", "title": "Export failed", "text": "{{error}}",
+     "target": chat + "/slack/T000/B000/demo"}]
 body["format"]["columns"] = [{"id": "time", "label": "time"}, {"id": "value", "label": "share on"},
                              {"id": "count", "label": "points"}] + body["format"]["columns"]
 print(json.dumps(body))')
@@ -81,6 +91,32 @@ location=$(curl -s -o /dev/null -w '%{redirect_url}' "$API/exports/$id/download"
 echo "redirected to ${location%%\?*}?X-Amz-..."
 curl -sf "$location" -o "$STATE_DIR/export.csv"
 head -n 12 "$STATE_DIR/export.csv"
+
+echo
+echo "== The email the export sent (moto's /moto-api/data.json), headers and text part"
+py - <<'PY'
+import email, json, urllib.request
+data = json.load(urllib.request.urlopen("http://127.0.0.1:5123/moto-api/data.json"))
+for raw in data["ses"]["RawMessage"]:
+    message = email.message_from_string(raw["raw_data"])
+    print(f"  From: {message['From']}\n  To: {message['To']}\n  Subject: {message['Subject']}")
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            print("  " + part.get_payload(decode=True).decode().replace("\n", "\n  "))
+        elif part.get_filename():
+            print(f"  [attachment {part.get_filename()}, {len(part.get_payload(decode=True))} bytes]")
+PY
+
+echo
+echo "== The chat posts the export sent (local Slack, Discord and Telegram endpoints)"
+curl -sf "$LOCAL_CHAT_URL/captured" -o "$STATE_DIR/chat.json"
+py - "$STATE_DIR/chat.json" <<'PY'
+import json, sys
+for post in json.load(open(sys.argv[1])):
+    body = post["body"]
+    text = body.get("text") or body.get("content") or ""
+    print(f"  {post['method']} {post['path']}: {text[:160]!r}")
+PY
 
 echo
 echo "demo done; stopping the stack"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The local stack: moto (DynamoDB, Scheduler, S3, SES) and `cargo lambda watch` serving every
-# function, installed into the project's .venv when missing.
+# The local stack: moto (DynamoDB, Scheduler, S3, SES), the project's local reader and chat
+# endpoints, and `cargo lambda watch` serving every function; moto and cargo-lambda are installed
+# into the project's .venv when missing.
 #   scripts/stack.sh up     start both, create the resources, wait until the functions answer
 #   scripts/stack.sh down   stop what `up` started
 #   scripts/stack.sh env    print the environment that points clients at the stack
@@ -12,6 +13,7 @@ VENV=$ROOT/.venv
 MOTO_PORT=${MOTO_PORT:-5123}
 WATCH_PORT=${WATCH_PORT:-9000}
 READER_PORT=${READER_PORT:-9100}
+CHAT_PORT=${CHAT_PORT:-9200}
 MOTO=http://127.0.0.1:$MOTO_PORT
 WATCH=http://127.0.0.1:$WATCH_PORT
 
@@ -37,6 +39,13 @@ READER_URL=http://127.0.0.1:$READER_PORT
 READER_TOKEN=local-reader-token
 LOCAL_READER_ADDRESS=127.0.0.1:$READER_PORT
 NOTIFY_FUNCTION=notify
+EMAIL_FROM=exports@example.com
+LOCAL_CHAT_ADDRESS=127.0.0.1:$CHAT_PORT
+LOCAL_CHAT_URL=http://127.0.0.1:$CHAT_PORT
+TELEGRAM_API_URL=http://127.0.0.1:$CHAT_PORT
+TELEGRAM_BOT_TOKEN=123456:local-bot-token
+SLACK_ALLOWED_HOSTS=127.0.0.1
+DISCORD_ALLOWED_HOSTS=127.0.0.1
 LOCAL_IDENTITY=1
 RUST_LOG=info
 ENV
@@ -79,6 +88,8 @@ up() {
   cargo run -q -p integration-tests --bin local-setup
   "$ROOT/target/debug/local-reader" >"$STATE/reader.log" 2>&1 &
   echo $! >"$STATE/reader.pid"
+  "$ROOT/target/debug/local-chat" >"$STATE/chat.log" 2>&1 &
+  echo $! >"$STATE/chat.pid"
   # Functions inherit watch's environment; PATH gets .venv for zig and cargo-lambda's helpers.
   PATH=$VENV/bin:$PATH setsid "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$WATCH_PORT" \
     --ignore-changes >"$STATE/watch.log" 2>&1 &
@@ -94,7 +105,7 @@ up() {
 }
 
 down() {
-  for name in watch reader moto; do
+  for name in watch reader chat moto; do
     if [[ -f $STATE/$name.pid ]]; then
       pid=$(cat "$STATE/$name.pid")
       kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true

@@ -1,4 +1,5 @@
-//! Creates the local stack's resources on the emulator (table, schedule group, bucket), as the SAM
+//! Creates the local stack's resources on the emulator (table, schedule group, bucket, the SES
+//! sender identity), as the SAM
 //! template does in AWS. Safe to run again: what exists already is left as it is.
 
 use exporter::adapters::dynamodb::DynamoStore;
@@ -11,6 +12,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let table = required("TABLE_NAME")?;
     let group = required("SCHEDULE_GROUP")?;
     let bucket = required("BUCKET_NAME")?;
+    let sender = required("EMAIL_FROM")?;
     let aws = exporter::adapters::aws_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let scheduler = aws_sdk_scheduler::Client::new(&aws);
@@ -24,6 +26,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if s3.head_bucket().bucket(&bucket).send().await.is_err() {
         S3Files::create_bucket(&s3, &bucket).await?;
     }
-    println!("table {table}, schedule group {group} and bucket {bucket} are ready");
+    let ses = aws_sdk_sesv2::Client::new(&aws);
+    if ses.get_email_identity().email_identity(&sender).send().await.is_err() {
+        ses.create_email_identity().email_identity(&sender).send().await?;
+    }
+    println!("table {table}, schedule group {group}, bucket {bucket} and sender {sender} are ready");
     Ok(())
 }
