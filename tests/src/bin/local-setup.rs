@@ -27,7 +27,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         S3Files::create_bucket(&s3, &bucket).await?;
     }
     let ses = aws_sdk_sesv2::Client::new(&aws);
-    if ses.get_email_identity().email_identity(&sender).send().await.is_err() {
+    if ses
+        .get_email_identity()
+        .email_identity(&sender)
+        .send()
+        .await
+        .is_err()
+    {
         ses.create_email_identity().email_identity(&sender).send().await?;
     }
     println!("table {table}, schedule group {group}, bucket {bucket} and sender {sender} are ready");
