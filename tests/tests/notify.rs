@@ -396,3 +396,31 @@ async fn a_target_off_the_allow_list_is_refused_at_create_time_and_never_called(
     );
     assert!(fx.chat_state.captured().is_empty());
 }
+
+#[tokio::test]
+async fn a_redirect_is_refused_not_followed() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    fx.chat_state.script(
+        "/slack/moved",
+        &[Scripted {
+            status: 302,
+            retry_after: None,
+        }],
+    );
+    let messages = json!([message(
+        "onSuccess",
+        "slack",
+        Some(format!("{}/slack/moved", fx.chat_url))
+    )]);
+    let (id, event) = ran(&fx, &alice, &body(messages)).await;
+    assert_eq!(handle(fx.notify_deps(), event).await.expect("notifies").failed, 1);
+    assert_eq!(fx.chat_state.captured().len(), 1, "nothing followed the redirect");
+    let recorded = notifications(&fx, &alice, &id).await;
+    assert!(
+        recorded[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("redirect")),
+        "{recorded:?}"
+    );
+}
