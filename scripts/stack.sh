@@ -5,6 +5,7 @@
 #   scripts/stack.sh up     start both, create the resources, wait until the functions answer
 #   scripts/stack.sh down   stop what `up` started
 #   scripts/stack.sh env    print the environment that points clients at the stack
+#   scripts/stack.sh install  only install the Python tools into .venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -63,10 +64,10 @@ wait_for() { # url seconds what
 }
 
 install() {
-  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda ]]; then
-    echo "stack: installing moto[server] and cargo-lambda into .venv"
+  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda || ! -x $VENV/bin/cfn-lint ]]; then
+    echo "stack: installing moto[server], cargo-lambda and cfn-lint into .venv"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.8,<2'
+    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.8,<2' 'cfn-lint>=1.20,<2'
   fi
 }
 
@@ -117,6 +118,7 @@ down() {
 }
 
 case "${1:-}" in
+  install) install ;;
   up) up ;;
   down) down ;;
   env) stack_env ;;

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
+scripts/stack.sh install
+.venv/bin/cfn-lint infra/template.yaml && echo "cfn-lint: infra/template.yaml passes"
 trap 'scripts/stack.sh down' EXIT
 scripts/stack.sh up
 set -a; eval "$(scripts/stack.sh env)"; set +a

@@ -1,0 +1,327 @@
+//! The SAM template holds to the code: every function it deploys is a binary of the workspace,
+//! every environment variable a function reads is set for it, and each function's policy grants
+//! the AWS actions its code calls (and the adapters call no AWS operation this test does not
+//! know the action of).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The source with all white space removed, so calls split across lines by rustfmt still match.
+fn squeezed(path: &str) -> String {
+    read(path).chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// Variables only local runs set; a deployment must not (`LOCAL_IDENTITY`) or need not.
+const LOCAL_ONLY: [&str; 4] = [
+    "LOCAL_IDENTITY",
+    "S3_FORCE_PATH_STYLE",
+    "TELEGRAM_API_URL",
+    "RUST_LOG",
+];
+
+/// The environment variables a function's composition root reads.
+fn variables_read(function: &str) -> BTreeSet<String> {
+    let mut source = squeezed(&format!("functions/{function}/src/main.rs"));
+    if source.contains("schedule_settings()") {
+        let config = squeezed("shared/src/config.rs");
+        let start = config
+            .find("pubfnschedule_settings")
+            .expect("schedule_settings in config.rs");
+        source.push_str(&config[start..]);
+    }
+    let mut names = BTreeSet::new();
+    for reader in [
+        "required(\"",
+        "optional(\"",
+        "parsed_or(\"",
+        "flag(\"",
+        "list_or(\"",
+        ">(\"",
+    ] {
+        let mut rest = source.as_str();
+        while let Some(at) = rest.find(reader) {
+            let tail = &rest[at + reader.len()..];
+            let name: String = tail
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            if !name.is_empty() && tail[name.len()..].starts_with('"') {
+                names.insert(name);
+            }
+            rest = tail;
+        }
+    }
+    names
+}
+
+/// The IAM actions behind each port method the functions call (`field.method(` in their code).
+fn actions_of(call: &str) -> &'static [&'static str] {
+    match call {
+        "store.insert" => &["dynamodb:UpdateItem", "dynamodb:PutItem"],
+        "store.activate" | "store.record_next_run" | "store.start_job" | "store.finish_job" => {
+            &["dynamodb:UpdateItem"]
+        }
+        "store.settle_one_time" => &["dynamodb:UpdateItem"],
+        "store.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
+        "store.get" => &["dynamodb:GetItem"],
+        "store.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "store.open_job" => &["dynamodb:PutItem"],
+        "store.list_by_owner" | "store.jobs" => &["dynamodb:Query"],
+        "deliveries.claim_delivery" | "deliveries.record_delivery" => &["dynamodb:UpdateItem"],
+        "schedules.arm" => &[
+            "scheduler:CreateSchedule",
+            "scheduler:UpdateSchedule",
+            "iam:PassRole",
+        ],
+        "schedules.disarm" => &["scheduler:DeleteSchedule"],
+        "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
+        "files.begin" | "files.part" | "files.complete" => &["s3:PutObject"],
+        "files.abort" => &["s3:AbortMultipartUpload"],
+        "files.delete" => &["s3:DeleteObject"],
+        "files.presign" | "files.read" => &["s3:GetObject"],
+        "mailer.send" => &["ses:SendEmail"],
+        _ => &[],
+    }
+}
+
+/// The port methods, by field name as the functions' `Deps` name them.
+const PORT_CALLS: [(&str, &[&str]); 8] = [
+    (
+        "store",
+        &[
+            "insert",
+            "activate",
+            "record_next_run",
+            "discard",
+            "get",
+            "list_by_owner",
+            "soft_delete",
+            "open_job",
+            "start_job",
+            "finish_job",
+            "settle_one_time",
+            "jobs",
+        ],
+    ),
+    ("deliveries", &["claim_delivery", "record_delivery"]),
+    ("schedules", &["arm", "disarm"]),
+    ("launcher", &["launch"]),
+    ("notifier", &["job_ended"]),
+    (
+        "files",
+        &["begin", "part", "complete", "abort", "delete", "presign", "read"],
+    ),
+    ("mailer", &["send"]),
+    ("reader", &["read"]),
+];
+
+/// The actions a function's code needs.
+fn actions_needed(function: &str) -> BTreeSet<String> {
+    let dir = root().join(format!("functions/{function}/src"));
+    let mut code = String::new();
+    for entry in std::fs::read_dir(&dir).expect("the function's sources") {
+        let path = entry.expect("readable").path();
+        let relative = path
+            .strip_prefix(root())
+            .expect("under the root")
+            .to_string_lossy()
+            .into_owned();
+        code.push_str(&squeezed(&relative));
+    }
+    let mut needed = BTreeSet::new();
+    for (field, methods) in PORT_CALLS {
+        for method in methods {
+            if code.contains(&format!("{field}.{method}(")) {
+                needed.extend(
+                    actions_of(&format!("{field}.{method}"))
+                        .iter()
+                        .map(|a| (*a).to_owned()),
+                );
+            }
+        }
+    }
+    needed
+}
+
+struct Function {
+    binary: String,
+    variables: BTreeSet<String>,
+    actions: BTreeSet<String>,
+}
+
+fn text(yaml: &Yaml) -> Option<String> {
+    yaml.as_str().map(str::to_owned)
+}
+
+fn template_functions() -> BTreeMap<String, Function> {
+    let docs = YamlLoader::load_from_str(&read("infra/template.yaml")).expect("valid YAML");
+    let resources = docs[0]["Resources"].as_hash().expect("Resources");
+    let mut functions = BTreeMap::new();
+    for (_, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary =
+            text(&resource["Metadata"]["BuildProperties"]["Binary"]).expect("a Binary build property");
+        let variables = resource["Properties"]["Environment"]["Variables"]
+            .as_hash()
+            .map(|vars| vars.keys().filter_map(text).collect())
+            .unwrap_or_default();
+        let mut actions = BTreeSet::new();
+        for policy in resource["Properties"]["Policies"].as_vec().into_iter().flatten() {
+            for statement in policy["Statement"].as_vec().into_iter().flatten() {
+                match &statement["Action"] {
+                    Yaml::Array(list) => actions.extend(list.iter().filter_map(text)),
+                    single => actions.extend(text(single)),
+                }
+            }
+        }
+        functions.insert(
+            binary.clone(),
+            Function {
+                binary,
+                variables,
+                actions,
+            },
+        );
+    }
+    functions
+}
+
+#[test]
+fn every_function_in_the_template_is_a_binary_of_the_workspace() {
+    let functions = template_functions();
+    assert_eq!(
+        functions.keys().cloned().collect::<Vec<_>>(),
+        ["exports-api", "notify", "run-export"]
+    );
+    for function in functions.values() {
+        let manifest = read(&format!("functions/{}/Cargo.toml", function.binary));
+        assert!(
+            manifest.contains(&format!("name = \"{}\"", function.binary)),
+            "{}",
+            function.binary
+        );
+    }
+}
+
+#[test]
+fn every_variable_a_function_reads_is_set_for_it_in_the_template() {
+    for function in template_functions().values() {
+        let read = variables_read(&function.binary);
+        assert!(
+            read.contains("TABLE_NAME"),
+            "{}: the scan found {read:?}",
+            function.binary
+        );
+        let missing: Vec<&String> = read
+            .iter()
+            .filter(|v| !function.variables.contains(*v) && !LOCAL_ONLY.contains(&v.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{}: not set in the template: {missing:?}",
+            function.binary
+        );
+        let local: Vec<&String> = function
+            .variables
+            .iter()
+            .filter(|v| LOCAL_ONLY.contains(&v.as_str()))
+            .collect();
+        assert!(
+            local.is_empty(),
+            "{}: local-only variables in the template: {local:?}",
+            function.binary
+        );
+        let unread: Vec<&String> = function.variables.iter().filter(|v| !read.contains(*v)).collect();
+        assert!(
+            unread.is_empty(),
+            "{}: set but never read: {unread:?}",
+            function.binary
+        );
+    }
+}
+
+#[test]
+fn each_function_is_granted_exactly_the_actions_its_code_calls() {
+    for function in template_functions().values() {
+        let needed = actions_needed(&function.binary);
+        let missing: Vec<&String> = needed.difference(&function.actions).collect();
+        assert!(
+            missing.is_empty(),
+            "{}: the policy lacks {missing:?}",
+            function.binary
+        );
+        // SES authorises a raw v2 send as either action, so both are granted for it.
+        let extra: Vec<&String> = function
+            .actions
+            .difference(&needed)
+            .filter(|a| a.as_str() != "ses:SendRawEmail")
+            .collect();
+        assert!(
+            extra.is_empty(),
+            "{}: granted but never called: {extra:?}",
+            function.binary
+        );
+    }
+}
+
+#[test]
+fn the_adapters_call_only_operations_whose_actions_are_known() {
+    // Each SDK operation the adapters call, and the action the port table above charges for it.
+    let known: BTreeMap<&str, &str> = [
+        ("transact_write_items", "dynamodb:UpdateItem"),
+        ("update_item", "dynamodb:UpdateItem"),
+        ("put_item", "dynamodb:PutItem"),
+        ("get_item", "dynamodb:GetItem"),
+        ("query", "dynamodb:Query"),
+        ("create_schedule", "scheduler:CreateSchedule"),
+        ("update_schedule", "scheduler:UpdateSchedule"),
+        ("delete_schedule", "scheduler:DeleteSchedule"),
+        ("invoke", "lambda:InvokeFunction"),
+        ("create_multipart_upload", "s3:PutObject"),
+        ("upload_part", "s3:PutObject"),
+        ("complete_multipart_upload", "s3:PutObject"),
+        ("abort_multipart_upload", "s3:AbortMultipartUpload"),
+        ("delete_object", "s3:DeleteObject"),
+        ("get_object", "s3:GetObject"),
+        ("send_email", "ses:SendEmail"),
+    ]
+    .into_iter()
+    .collect();
+    // Operations used only to create resources locally and in tests, never by a function.
+    let setup_only = [
+        "create_table",
+        "update_time_to_live",
+        "create_schedule_group",
+        "create_bucket",
+    ];
+    for adapter in ["dynamodb", "scheduler", "lambda", "s3", "ses"] {
+        let source = squeezed(&format!("shared/src/adapters/{adapter}.rs"));
+        let mut rest = source.as_str();
+        while let Some(at) = rest.find("client.") {
+            let tail = &rest[at + "client.".len()..];
+            let operation: String = tail
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if tail[operation.len()..].starts_with("()") && !setup_only.contains(&operation.as_str()) {
+                assert!(
+                    known.contains_key(operation.as_str()),
+                    "{adapter}: unknown operation {operation}"
+                );
+            }
+            rest = tail;
+        }
+    }
+}
