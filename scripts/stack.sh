@@ -64,10 +64,12 @@ wait_for() { # url seconds what
 }
 
 install() {
-  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda || ! -x $VENV/bin/cfn-lint ]]; then
-    echo "stack: installing moto[server], cargo-lambda and cfn-lint into .venv"
+  if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda || ! -x $VENV/bin/cfn-lint \
+        || ! -x $VENV/bin/schemathesis ]]; then
+    echo "stack: installing moto[server], cargo-lambda, cfn-lint and schemathesis into .venv"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.8,<2' 'cfn-lint>=1.20,<2'
+    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.8,<2' 'cfn-lint>=1.20,<2' \
+      'schemathesis>=4.3,<5'
   fi
 }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: starts the local stack (moto, cargo lambda watch), runs the workspace's tests
-# against it, stops the stack again whatever happens, and closes with the totals on one line.
+# Runs every test: cfn-lint on the template; starts the local stack (moto, the local reader and
+# chat endpoints, cargo lambda watch); runs the workspace's tests and schemathesis (with the
+# OpenAPI description) against it; stops the stack whatever happens; closes with the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
@@ -12,6 +13,16 @@ set -a; eval "$(scripts/stack.sh env)"; set +a
 log=$(mktemp)
 status=0
 cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+# The OpenAPI description against the running API: no 5xx, every response as documented.
+identity='{"sub":"schemathesis","email":"st@example.com","scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete"}'
+SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks .venv/bin/schemathesis run docs/openapi.yaml \
+  --url "$WATCH_ENDPOINT/lambda-url/exports-api" -H "x-local-identity: $identity" \
+  -c not_a_server_error,response_schema_conformance,status_code_conformance \
+  --max-examples 25 --workers 1 --seed 20261127 --no-color 2>&1 | tee "$log.st" || status=$?
+if grep -qE '^Test cases:' -A1 "$log.st"; then
+  grep -A1 '^Test cases:' "$log.st" | tail -n 1 | sed 's/^ */schemathesis: /'
+fi
+rm -f "$log.st"
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 rm -f "$log"

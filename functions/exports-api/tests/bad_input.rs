@@ -643,6 +643,41 @@ async fn raw_bodies_that_are_not_requests_are_refused() {
 }
 
 #[tokio::test]
+async fn a_body_that_is_not_utf8_is_a_400() {
+    // API Gateway base64-encodes a body that is not text; lambda_http decodes it to bytes.
+    let mut event: Value = serde_json::from_str(&json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/exports", "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {
+            "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
+            "http": {"method": "POST", "path": "/exports", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"},
+            "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0,
+            "authorizer": {"jwt": {"claims": {"sub": "alice", "scope": "exporter:exports:create"}, "scopes": null}},
+        },
+        "isBase64Encoded": true,
+    }).to_string())
+    .unwrap_or_default();
+    event["body"] = json!("//4q3L4+CA=="); // 0xff 0xfe * 0xdc 0xbe > 0x08
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap_or_default();
+    let ports = Recorder::default();
+    let config = ApiConfig::default();
+    let deps = Deps {
+        store: &ports,
+        schedules: &ports,
+        launcher: &ports,
+        files: &ports,
+        clock: &FixedClock,
+        config: &config,
+    };
+    let response = match handle(deps, request).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    assert_eq!(response.status().as_u16(), 400);
+    assert!(ports.calls().is_empty());
+}
+
+#[tokio::test]
 async fn every_problem_is_reported_at_once() {
     let mut body = with(valid(), "/type", Some(json!("weekly")));
     body = with(body, "/format/extension", Some(json!("pdf")));
