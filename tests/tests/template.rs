@@ -21,12 +21,15 @@ fn squeezed(path: &str) -> String {
     read(path).chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// Variables only local runs set; a deployment must not (`LOCAL_IDENTITY`) or need not.
-const LOCAL_ONLY: [&str; 4] = [
+/// Variables only local runs set; a deployment must not (`LOCAL_IDENTITY`; secrets in plain text,
+/// where deployments name SSM parameters instead) or need not.
+const LOCAL_ONLY: [&str; 6] = [
     "LOCAL_IDENTITY",
     "S3_FORCE_PATH_STYLE",
     "TELEGRAM_API_URL",
     "RUST_LOG",
+    "READER_TOKEN",
+    "TELEGRAM_BOT_TOKEN",
 ];
 
 /// The environment variables a function's composition root reads.
@@ -47,6 +50,8 @@ fn variables_read(function: &str) -> BTreeSet<String> {
         "flag(\"",
         "list_or(\"",
         ">(\"",
+        "secret(&ssm,\"",
+        "\",\"",
     ] {
         let mut rest = source.as_str();
         while let Some(at) = rest.find(reader) {
@@ -139,6 +144,12 @@ fn actions_needed(function: &str) -> BTreeSet<String> {
         code.push_str(&squeezed(&relative));
     }
     let mut needed = BTreeSet::new();
+    if code.contains("secret(&ssm,") {
+        needed.insert("ssm:GetParameter".to_owned());
+    }
+    if code.contains("secret(&ssm,") {
+        needed.insert("ssm:GetParameter".to_owned());
+    }
     for (field, methods) in PORT_CALLS {
         for method in methods {
             if code.contains(&format!("{field}.{method}(")) {

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use exporter::adapters::chat::HttpChat;
 use exporter::adapters::dynamodb::DynamoStore;
-use exporter::adapters::reader::Secret;
 use exporter::adapters::s3::S3Files;
 use exporter::adapters::ses::SesMailer;
+use exporter::adapters::ssm::secret;
 use exporter::config::{self, flag, list_or, optional, parsed_or, required};
 use exporter::domain::request::WebhookHosts;
 use exporter::ports::SystemClock;
@@ -28,17 +28,18 @@ async fn main() -> Result<(), Error> {
         discord_default: optional("DISCORD_DEFAULT_WEBHOOK"),
         telegram_default: optional("TELEGRAM_DEFAULT_CHAT"),
     };
+    let aws = exporter::adapters::aws_config().await;
+    let ssm = aws_sdk_ssm::Client::new(&aws);
+    let telegram_token = secret(&ssm, "TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN_PARAMETER").await?;
     let hosts = WebhookHosts::default();
     let chat = HttpChat::new(
         optional("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into()),
-        optional("TELEGRAM_BOT_TOKEN").map(Secret::new),
+        telegram_token,
         WebhookHosts {
             slack: list_or("SLACK_ALLOWED_HOSTS", hosts.slack),
             discord: list_or("DISCORD_ALLOWED_HOSTS", hosts.discord),
         },
     )?;
-
-    let aws = exporter::adapters::aws_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let files = S3Files::new(S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")), bucket);
     let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&aws), sender);

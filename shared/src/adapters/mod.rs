@@ -7,6 +7,7 @@ pub mod reader;
 pub mod s3;
 pub mod scheduler;
 pub mod ses;
+pub mod ssm;
 
 /// The shared AWS configuration: region and credentials from the standard chain, and the
 /// endpoint from the SDK's standard `AWS_ENDPOINT_URL` (moto locally; unset in AWS).

@@ -1,0 +1,42 @@
+//! Secrets from SSM Parameter Store, read once at cold start: a deployment names a SecureString
+//! parameter (`<NAME>_PARAMETER`); a local run may give the value itself (`<NAME>`).
+
+use aws_sdk_ssm::Client;
+
+use crate::adapters::reader::Secret;
+use crate::config::{optional, ConfigError};
+
+/// The secret `value_var` names: fetched from the SSM parameter named by `parameter_var` when
+/// that is set, else the variable's own value; `None` when neither is set.
+///
+/// Fails when the parameter cannot be read (naming the variable, never the value).
+pub async fn secret(
+    client: &Client,
+    value_var: &'static str,
+    parameter_var: &'static str,
+) -> Result<Option<Secret>, ConfigError> {
+    if let Some(name) = optional(parameter_var) {
+        let output = client
+            .get_parameter()
+            .name(&name)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| ConfigError::Malformed {
+                name: parameter_var,
+                reason: format!(
+                    "cannot read SSM parameter {name}: {}",
+                    aws_sdk_ssm::error::DisplayErrorContext(&e)
+                ),
+            })?;
+        let value = output.parameter().and_then(|p| p.value()).unwrap_or_default();
+        if value.is_empty() {
+            return Err(ConfigError::Malformed {
+                name: parameter_var,
+                reason: format!("SSM parameter {name} is empty"),
+            });
+        }
+        return Ok(Some(Secret::new(value)));
+    }
+    Ok(optional(value_var).map(Secret::new))
+}
