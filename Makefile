@@ -1,5 +1,5 @@
 # The project's verbs. Each one is a single obvious command; the scripts say what they do.
-.PHONY: demo test lint build bench stack-up stack-down
+.PHONY: demo test lint build bench package stack-up stack-down
 
 ## Run the main job locally end to end: stack up, an export created, what it stored, stack down.
 demo:
@@ -25,3 +25,8 @@ stack-down:
 ## Figures of the export pipeline against DuckDB (1M and 10M points by default).
 bench:
 	scripts/bench.sh
+
+## Release build of every function for Lambda (arm64), once: target/lambda/<function>/bootstrap.
+package:
+	scripts/stack.sh install
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64

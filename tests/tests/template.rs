@@ -182,8 +182,13 @@ fn template_functions() -> BTreeMap<String, Function> {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
-        let binary =
-            text(&resource["Metadata"]["BuildProperties"]["Binary"]).expect("a Binary build property");
+        // Built once by `cargo lambda build`; each function is packaged from its binary's folder.
+        let code = text(&resource["Properties"]["CodeUri"]).expect("a CodeUri");
+        let binary = code
+            .trim_end_matches('/')
+            .strip_prefix("../target/lambda/")
+            .expect("CodeUri is ../target/lambda/<binary>/")
+            .to_owned();
         let variables = resource["Properties"]["Environment"]["Variables"]
             .as_hash()
             .map(|vars| vars.keys().filter_map(text).collect())
