@@ -172,7 +172,8 @@ impl Clock for FixedClock {
     }
 }
 
-fn event(body: Option<&str>) -> lambda_http::Request {
+/// A `POST /exports` event as API Gateway sends it; `base64` marks a body it had to encode.
+fn event_with(body: Option<&str>, base64: bool) -> lambda_http::Request {
     let event = json!({
         "version": "2.0", "routeKey": "$default", "rawPath": "/exports", "rawQueryString": "",
         "headers": {"content-type": "application/json"},
@@ -182,12 +183,16 @@ fn event(body: Option<&str>) -> lambda_http::Request {
             "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0,
             "authorizer": {"jwt": {"claims": {"sub": "alice", "scope": "exporter:exports:create"}, "scopes": null}},
         },
-        "body": body, "isBase64Encoded": false,
+        "body": body, "isBase64Encoded": base64,
     });
     lambda_http::request::from_str(&event.to_string()).unwrap_or_default()
 }
 
-async fn post(ports: &Recorder, body: Option<&str>) -> (u16, Value) {
+fn event(body: Option<&str>) -> lambda_http::Request {
+    event_with(body, false)
+}
+
+async fn send(ports: &Recorder, request: lambda_http::Request) -> (u16, Value) {
     let config = ApiConfig::default();
     let deps = Deps {
         store: ports,
@@ -197,7 +202,7 @@ async fn post(ports: &Recorder, body: Option<&str>) -> (u16, Value) {
         clock: &FixedClock,
         config: &config,
     };
-    let response = match handle(deps, event(body)).await {
+    let response = match handle(deps, request).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
@@ -207,6 +212,10 @@ async fn post(ports: &Recorder, body: Option<&str>) -> (u16, Value) {
         _ => Value::Null,
     };
     (status, body)
+}
+
+async fn post(ports: &Recorder, body: Option<&str>) -> (u16, Value) {
+    send(ports, event(body)).await
 }
 
 fn valid() -> Value {
@@ -645,35 +654,9 @@ async fn raw_bodies_that_are_not_requests_are_refused() {
 #[tokio::test]
 async fn a_body_that_is_not_utf8_is_a_400() {
     // API Gateway base64-encodes a body that is not text; lambda_http decodes it to bytes.
-    let mut event: Value = serde_json::from_str(&json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/exports", "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
-        "requestContext": {
-            "accountId": "1", "apiId": "a", "domainName": "d", "domainPrefix": "d",
-            "http": {"method": "POST", "path": "/exports", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "t"},
-            "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "t", "timeEpoch": 0,
-            "authorizer": {"jwt": {"claims": {"sub": "alice", "scope": "exporter:exports:create"}, "scopes": null}},
-        },
-        "isBase64Encoded": true,
-    }).to_string())
-    .unwrap_or_default();
-    event["body"] = json!("//4q3L4+CA=="); // 0xff 0xfe * 0xdc 0xbe > 0x08
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap_or_default();
     let ports = Recorder::default();
-    let config = ApiConfig::default();
-    let deps = Deps {
-        store: &ports,
-        schedules: &ports,
-        launcher: &ports,
-        files: &ports,
-        clock: &FixedClock,
-        config: &config,
-    };
-    let response = match handle(deps, request).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    assert_eq!(response.status().as_u16(), 400);
+    let (status, answer) = send(&ports, event_with(Some("//4q3L4+CA=="), true)).await; // ff fe 2a dc be 3e 08
+    assert_eq!(status, 400, "{answer}");
     assert!(ports.calls().is_empty());
 }
 

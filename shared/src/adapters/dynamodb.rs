@@ -211,6 +211,21 @@ impl DynamoStore {
     }
 }
 
+/// Whether a conditional write happened: `false` when its condition did not hold.
+fn conditional<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") => {
+            Ok(false)
+        }
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 /// The reason code of the `index`th action of a cancelled transaction.
 fn cancellation_code<R>(
     err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
@@ -289,15 +304,9 @@ impl ExportStore for DynamoStore {
                 .expression_attribute_values(":next", s(rfc3339(next))),
             None => update.update_expression("SET #status = :status, updatedAt = :at REMOVE nextRunAt"),
         };
-        update.send().await.map_err(|e| {
-            if e.as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception())
-            {
-                StoreError::NotFound
-            } else {
-                unavailable(e)
-            }
-        })?;
+        if !conditional(update.send().await)? {
+            return Err(StoreError::NotFound);
+        }
         Ok(())
     }
 
@@ -307,7 +316,8 @@ impl ExportStore for DynamoStore {
         next: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.client
+        let written = self
+            .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(export_key(id)))
@@ -316,16 +326,10 @@ impl ExportStore for DynamoStore {
             .expression_attribute_values(":next", s(rfc3339(next)))
             .expression_attribute_values(":at", s(rfc3339(at)))
             .send()
-            .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception())
-                {
-                    StoreError::NotFound
-                } else {
-                    unavailable(e)
-                }
-            })?;
+            .await;
+        if !conditional(written)? {
+            return Err(StoreError::NotFound);
+        }
         Ok(())
     }
 
@@ -440,16 +444,7 @@ impl ExportStore for DynamoStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(put)
     }
 
     async fn start_job(
@@ -679,16 +674,7 @@ impl DeliveryLog for DynamoStore {
             .expression_attribute_values(":failed", s(DeliveryStatus::Failed.as_str()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
+        conditional(result)
     }
 
     async fn record_delivery(
