@@ -277,6 +277,25 @@ impl Fixture {
         }
     }
 
+    /// Points the fixture's reader at a local reader that answers `status` to every request,
+    /// retried `attempts` times at most.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn break_reader(&mut self, status: u16, attempts: u32) {
+        let mut broken = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60);
+        broken.always_fail = Some(status);
+        let (url, _) = reader_server::start(broken).await;
+        let quick = Retry {
+            attempts,
+            base: std::time::Duration::from_millis(1),
+            cap: std::time::Duration::from_millis(2),
+        };
+        self.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
+            .expect("a reader client")
+            .with_retry(quick);
+    }
+
     /// run-export's dependencies on this fixture's resources.
     pub fn run_deps(&self) -> run_export::Deps<'_> {
         run_export::Deps {

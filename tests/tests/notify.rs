@@ -164,21 +164,7 @@ async fn a_failed_job_sends_only_its_failure_messages_with_the_error() {
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    let mut broken = integration_tests::reader_server::ReaderConfig::new(
-        integration_tests::READER_TOKEN,
-        READER_START,
-        60,
-    );
-    broken.always_fail = Some(503);
-    let (url, _) = integration_tests::reader_server::start(broken).await;
-    fx.reader =
-        exporter::adapters::reader::HttpReader::new(url, exporter::adapters::reader::Secret::new("x"))
-            .expect("client")
-            .with_retry(exporter::adapters::reader::Retry {
-                attempts: 1,
-                base: Duration::from_millis(1),
-                cap: Duration::from_millis(1),
-            });
+    fx.break_reader(503, 1).await;
     let alice = someone();
     let mut failure = message(
         "onFailure",

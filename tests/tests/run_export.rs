@@ -240,21 +240,7 @@ async fn a_reader_failing_forever_fails_the_job_with_its_message_and_leaves_no_f
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    let mut broken = integration_tests::reader_server::ReaderConfig::new(
-        integration_tests::READER_TOKEN,
-        READER_START,
-        60,
-    );
-    broken.always_fail = Some(500);
-    let (url, _) = integration_tests::reader_server::start(broken).await;
-    fx.reader =
-        exporter::adapters::reader::HttpReader::new(url, exporter::adapters::reader::Secret::new("x"))
-            .expect("client")
-            .with_retry(exporter::adapters::reader::Retry {
-                attempts: 2,
-                base: std::time::Duration::from_millis(1),
-                cap: std::time::Duration::from_millis(2),
-            });
+    fx.break_reader(500, 2).await;
     let alice = someone();
     let body = json!({
         "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
