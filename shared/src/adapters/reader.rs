@@ -146,6 +146,43 @@ pub fn parse_page(bytes: &[u8]) -> Result<WirePage<'_>, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
+/// The points of one page, oldest first, borrowing from the page's bytes.
+#[derive(yoke::Yokeable)]
+pub struct PagePoints<'a>(pub Vec<Point<'a>>);
+
+/// A parsed page that owns its bytes, so it can cross threads without copying its strings.
+pub type OwnedPage = yoke::Yoke<PagePoints<'static>, Vec<u8>>;
+
+/// Parses a page into its points, oldest first (upstream serves them newest first).
+pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, serde_json::Error> {
+    yoke::Yoke::try_attach_to_cart(bytes, |bytes: &[u8]| {
+        let page = parse_page(bytes)?;
+        let mut points: Vec<Point<'_>> = page
+            .messages
+            .into_iter()
+            .filter_map(WireMessage::into_point)
+            .collect();
+        points.reverse();
+        // Stable and linear on sorted input: a reader that breaks the order cannot break buckets.
+        points.sort_by_key(|p| p.time_ns);
+        Ok(PagePoints(points))
+    })
+}
+
+/// Waits for a page's parse and hands its points to the sink; returns how many there were.
+async fn deliver(
+    parsing: tokio::task::JoinHandle<Result<OwnedPage, serde_json::Error>>,
+    sink: &mut (dyn SliceSink + Send),
+) -> Result<u64, ReadError> {
+    let page = parsing
+        .await
+        .map_err(|e| ReadError::Permanent(format!("parsing a page stopped: {e}")))?
+        .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
+    let points = &page.get().0;
+    sink.accept(points).await.map_err(ReadError::Sink)?;
+    Ok(points.len() as u64)
+}
+
 /// Unix seconds with up to nine decimals, as the reader's `from`/`to` take them.
 fn unix_seconds(t: DateTime<Utc>) -> String {
     let nanos = t.timestamp_subsec_nanos();
@@ -290,30 +327,27 @@ impl SeriesReader for HttpReader {
                 pending.push((from, middle));
                 continue;
             }
-            let mut bodies = vec![first.clone()];
-            let mut offset = page.messages.len() as u64;
-            let mut last_len = page.messages.len();
             drop(page);
-            while offset < total && last_len > 0 {
-                let body = self.page(query, from, to, offset).await?;
-                let page = parse_page(&body)
-                    .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
-                last_len = page.messages.len();
-                offset += last_len as u64;
-                drop(page);
-                bodies.push(body);
+            // Upstream answers `limit` messages a page; the offsets follow from the total.
+            let mut bodies = vec![first];
+            let limit = u64::from(self.page_limit);
+            let mut offset = limit;
+            while offset < total {
+                bodies.push(self.page(query, from, to, offset).await?);
+                offset += limit;
             }
-            let mut points = Vec::with_capacity(total.min(self.max_slice_points) as usize);
-            for body in &bodies {
-                let page = parse_page(body)
-                    .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
-                points.extend(page.messages.into_iter().filter_map(WireMessage::into_point));
+            // Oldest page first; each page is parsed on the blocking pool while the sink writes
+            // the one before it, so parsing and writing overlap on two cores.
+            let mut parsing: Option<tokio::task::JoinHandle<Result<OwnedPage, serde_json::Error>>> = None;
+            for body in bodies.into_iter().rev() {
+                let next = tokio::task::spawn_blocking(move || parse_owned(Vec::from(body)));
+                if let Some(previous) = parsing.replace(next) {
+                    total_points += deliver(previous, sink).await?;
+                }
             }
-            // Newest first upstream; oldest first here. Stable, so equal times keep their order.
-            points.reverse();
-            points.sort_by_key(|p| p.time_ns);
-            total_points += points.len() as u64;
-            sink.accept(&points).await.map_err(ReadError::Sink)?;
+            if let Some(last) = parsing {
+                total_points += deliver(last, sink).await?;
+            }
         }
         Ok(total_points)
     }

@@ -7,14 +7,16 @@
 //!   first, to CSV in Europe/Rome (`buckets`: 15-minute avg and stddev); prints the figures.
 //! - `pipeline-bench xlsx DIR OUT`: raw rows to XLSX.
 //!
-//! The pipeline is the service's own code: `parse_page`, `SeriesRenderer`, the writers.
+//! The pipeline is the service's own code: `parse_owned` (as the reader client parses pages),
+//! `SeriesRenderer`, the writers. As in the reader client, pages are parsed on one core while
+//! the previous page is rendered on the other.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use exporter::adapters::reader::{parse_page, WireMessage};
+use exporter::adapters::reader::parse_owned;
 use exporter::domain::decimation::Decimator;
 use exporter::domain::request::{Aggregate, ColumnId};
 use exporter::render::csv_file::CsvFile;
@@ -130,20 +132,25 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         ));
     }
     let mut points_read = 0u64;
-    for page in &pages {
-        let bytes = std::fs::read(page)?;
-        let parsed = parse_page(&bytes)?;
-        let mut points: Vec<_> = parsed
-            .messages
-            .into_iter()
-            .filter_map(WireMessage::into_point)
-            .collect();
-        points.reverse();
+    let (parsed, ready) = std::sync::mpsc::sync_channel(4);
+    let parser = std::thread::spawn(move || -> Result<(), String> {
+        for page in pages {
+            let bytes = std::fs::read(&page).map_err(|e| e.to_string())?;
+            let owned = parse_owned(bytes).map_err(|e| e.to_string())?;
+            if parsed.send(owned).is_err() {
+                break; // the renderer stopped
+            }
+        }
+        Ok(())
+    });
+    for page in ready {
+        let points = &page.get().0;
         points_read += points.len() as u64;
         for (renderer, _) in &mut renderers {
-            renderer.push(&points)?;
+            renderer.push(points)?;
         }
     }
+    parser.join().map_err(|_| "the parser panicked")??;
     let mut rows = 0;
     for (renderer, mut file) in renderers {
         rows += renderer.finish(&mut file)?.rows;
