@@ -156,17 +156,9 @@ impl DynamoStore {
     }
 
     fn read_export(item: &Item) -> Result<Export, StoreError> {
-        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
+        let text = |name: &str| text_of(item, name);
         let corrupt = |what: &str| StoreError::Corrupt(format!("export item: {what}"));
-        let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-            text(name)
-                .map(|t| {
-                    DateTime::parse_from_rfc3339(t)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| corrupt(name))
-                })
-                .transpose()
-        };
+        let time = |name: &str| time_of(item, name, "export item");
         let id = text("pk")
             .and_then(|pk| pk.strip_prefix("EXPORT#"))
             .and_then(|id| id.parse().ok())
@@ -562,18 +554,26 @@ fn job_key(id: &ExportId, scheduled_at: DateTime<Utc>) -> Item {
     ])
 }
 
+/// A string attribute of an item.
+fn text_of<'i>(item: &'i Item, name: &str) -> Option<&'i str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// An RFC 3339 attribute of an item; `Corrupt` (naming `kind` and the attribute) when unreadable.
+fn time_of(item: &Item, name: &str, kind: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    text_of(item, name)
+        .map(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| StoreError::Corrupt(format!("{kind}: {name}")))
+        })
+        .transpose()
+}
+
 fn read_job(item: &Item) -> Result<Job, StoreError> {
-    let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let text = |name: &str| text_of(item, name);
     let corrupt = |what: &str| StoreError::Corrupt(format!("job item: {what}"));
-    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        text(name)
-            .map(|t| {
-                DateTime::parse_from_rfc3339(t)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| corrupt(name))
-            })
-            .transpose()
-    };
+    let time = |name: &str| time_of(item, name, "job item");
     let detail = match text("detail") {
         Some(json) => serde_json::from_str(json).map_err(|_| corrupt("detail"))?,
         None => JobDetail::default(),
