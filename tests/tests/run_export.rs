@@ -32,6 +32,15 @@ async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> (Strin
     (id, created_at)
 }
 
+/// A one-time CSV export of `items` with a time column and no messages.
+fn one_time_csv(items: Vec<Value>) -> Value {
+    json!({
+        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
+        "type": "oneTime", "items": items,
+        "notification": {"messages": []}
+    })
+}
+
 fn event(id: &str, at: DateTime<Utc>) -> RunEvent {
     RunEvent {
         export_id: id.parse().expect("an export id"),
@@ -242,11 +251,10 @@ async fn a_reader_failing_forever_fails_the_job_with_its_message_and_leaves_no_f
     };
     fx.break_reader(500, 2).await;
     let alice = someone();
-    let body = json!({
-        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
-        "type": "oneTime", "items": [item("urn:dev:a", READER_START, READER_START + 600), item("urn:dev:b", READER_START, READER_START + 600)],
-        "notification": {"messages": []}
-    });
+    let body = one_time_csv(vec![
+        item("urn:dev:a", READER_START, READER_START + 600),
+        item("urn:dev:b", READER_START, READER_START + 600),
+    ]);
     let (id, created_at) = created(&fx, &alice, &body).await;
     assert_eq!(
         handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
@@ -350,11 +358,7 @@ async fn an_s3_failure_in_the_middle_of_an_upload_aborts_it_and_fails_the_job() 
 async fn the_same_trigger_twice_gives_one_job_and_one_set_of_files() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let body = json!({
-        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
-        "type": "oneTime", "items": [item("urn:dev:a", READER_START, READER_START + 600)],
-        "notification": {"messages": []}
-    });
+    let body = one_time_csv(vec![item("urn:dev:a", READER_START, READER_START + 600)]);
     let (id, created_at) = created(&fx, &alice, &body).await;
     assert_eq!(
         handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
@@ -403,11 +407,7 @@ async fn an_expired_job_answers_410_on_download() {
     };
     fx.run_config.retention = TimeDelta::zero();
     let alice = someone();
-    let body = json!({
-        "format": {"extension": "csv", "columns": [{"id": "time", "label": "t"}]},
-        "type": "oneTime", "items": [item("urn:dev:a", READER_START, READER_START + 600)],
-        "notification": {"messages": []}
-    });
+    let body = one_time_csv(vec![item("urn:dev:a", READER_START, READER_START + 600)]);
     let (id, created_at) = created(&fx, &alice, &body).await;
     assert_eq!(
         handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),

@@ -218,6 +218,14 @@ where
     }
 }
 
+/// True when the `index`th action of a cancelled transaction failed its condition.
+fn condition_failed<R>(
+    err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
+    index: usize,
+) -> bool {
+    cancellation_code(err, index).as_deref() == Some("ConditionalCheckFailed")
+}
+
 /// The reason code of the `index`th action of a cancelled transaction.
 fn cancellation_code<R>(
     err: &SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, R>,
@@ -262,12 +270,8 @@ impl ExportStore for DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if cancellation_code(&e, 0).as_deref() == Some("ConditionalCheckFailed") => {
-                Err(StoreError::QuotaReached)
-            }
-            Err(e) if cancellation_code(&e, 1).as_deref() == Some("ConditionalCheckFailed") => {
-                Err(StoreError::AlreadyExists)
-            }
+            Err(e) if condition_failed(&e, 0) => Err(StoreError::QuotaReached),
+            Err(e) if condition_failed(&e, 1) => Err(StoreError::AlreadyExists),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -407,9 +411,7 @@ impl ExportStore for DynamoStore {
                 updated_at: at,
                 ..export
             }),
-            Err(e) if cancellation_code(&e, 0).as_deref() == Some("ConditionalCheckFailed") => {
-                Err(StoreError::NotFound)
-            }
+            Err(e) if condition_failed(&e, 0) => Err(StoreError::NotFound),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -522,7 +524,7 @@ impl ExportStore for DynamoStore {
         match transaction.send().await {
             Ok(_) => Ok(()),
             // Settled already (a retried run): nothing to give back twice.
-            Err(e) if cancellation_code(&e, 0).as_deref() == Some("ConditionalCheckFailed") => Ok(()),
+            Err(e) if condition_failed(&e, 0) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }
