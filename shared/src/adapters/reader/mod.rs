@@ -7,16 +7,17 @@
 //! backoff and full jitter, honouring `Retry-After`; any other answer fails with the reader's
 //! message. The token is never logged.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
-use crate::domain::series::{seconds_to_nanos, Point};
+use crate::domain::series::Point;
 use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
+
+mod page;
+pub use page::{parse_page, Page, PageError};
 
 /// A secret kept out of logs and debug output.
 #[derive(Clone)]
@@ -78,74 +79,6 @@ pub struct HttpReader {
     retry: Retry,
 }
 
-/// The reader's answer, as upstream serves it.
-#[derive(Debug, Deserialize)]
-pub struct WirePage<'a> {
-    pub total: u64,
-    #[serde(default)]
-    pub offset: u64,
-    #[serde(default)]
-    pub limit: u64,
-    #[serde(borrow, default)]
-    pub messages: Vec<WireMessage<'a>>,
-}
-
-/// A SenML message as the reader serves it: camelCase or snake_case, `sum` also as `valueSum`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub struct WireMessage<'a> {
-    #[serde(borrow)]
-    pub channel: Cow<'a, str>,
-    #[serde(borrow)]
-    pub subtopic: Cow<'a, str>,
-    #[serde(borrow)]
-    pub publisher: Cow<'a, str>,
-    #[serde(borrow)]
-    pub protocol: Cow<'a, str>,
-    #[serde(borrow)]
-    pub name: Cow<'a, str>,
-    #[serde(borrow)]
-    pub unit: Cow<'a, str>,
-    pub time: f64,
-    pub value: Option<f64>,
-    #[serde(borrow, alias = "string_value", alias = "stringValue")]
-    pub string_value: Option<Cow<'a, str>>,
-    #[serde(alias = "bool_value", alias = "boolValue")]
-    pub bool_value: Option<bool>,
-    #[serde(borrow, alias = "data_value", alias = "dataValue")]
-    pub data_value: Option<Cow<'a, str>>,
-    #[serde(alias = "valueSum", alias = "value_sum")]
-    pub sum: Option<f64>,
-    #[serde(alias = "update_time", alias = "updateTime")]
-    pub update_time: Option<f64>,
-}
-
-impl<'a> WireMessage<'a> {
-    /// The domain point; `None` when the time is not a representable instant.
-    pub fn into_point(self) -> Option<Point<'a>> {
-        Some(Point {
-            time_ns: seconds_to_nanos(self.time)?,
-            name: self.name,
-            unit: self.unit,
-            channel: self.channel,
-            subtopic: self.subtopic,
-            publisher: self.publisher,
-            protocol: self.protocol,
-            value: self.value,
-            string_value: self.string_value,
-            bool_value: self.bool_value,
-            data_value: self.data_value,
-            sum: self.sum,
-            update_time: self.update_time,
-        })
-    }
-}
-
-/// Parses one page; strings without escapes are borrowed from `bytes`.
-pub fn parse_page(bytes: &[u8]) -> Result<WirePage<'_>, serde_json::Error> {
-    serde_json::from_slice(bytes)
-}
-
 /// The points of one page, oldest first, borrowing from the page's bytes.
 #[derive(yoke::Yokeable)]
 pub struct PagePoints<'a>(pub Vec<Point<'a>>);
@@ -154,14 +87,9 @@ pub struct PagePoints<'a>(pub Vec<Point<'a>>);
 pub type OwnedPage = yoke::Yoke<PagePoints<'static>, Vec<u8>>;
 
 /// Parses a page into its points, oldest first (upstream serves them newest first).
-pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, serde_json::Error> {
+pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, PageError> {
     yoke::Yoke::try_attach_to_cart(bytes, |bytes: &[u8]| {
-        let page = parse_page(bytes)?;
-        let mut points: Vec<Point<'_>> = page
-            .messages
-            .into_iter()
-            .filter_map(WireMessage::into_point)
-            .collect();
+        let mut points = parse_page(bytes)?.points;
         points.reverse();
         // Stable and linear on sorted input: a reader that breaks the order cannot break buckets.
         points.sort_by_key(|p| p.time_ns);
@@ -171,7 +99,7 @@ pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, serde_json::Error> {
 
 /// Waits for a page's parse and hands its points to the sink; returns how many there were.
 async fn deliver(
-    parsing: tokio::task::JoinHandle<Result<OwnedPage, serde_json::Error>>,
+    parsing: tokio::task::JoinHandle<Result<OwnedPage, PageError>>,
     sink: &mut (dyn SliceSink + Send),
 ) -> Result<u64, ReadError> {
     let page = parsing
@@ -338,7 +266,7 @@ impl SeriesReader for HttpReader {
             }
             // Oldest page first; each page is parsed on the blocking pool while the sink writes
             // the one before it, so parsing and writing overlap on two cores.
-            let mut parsing: Option<tokio::task::JoinHandle<Result<OwnedPage, serde_json::Error>>> = None;
+            let mut parsing: Option<tokio::task::JoinHandle<Result<OwnedPage, PageError>>> = None;
             for body in bodies.into_iter().rev() {
                 let next = tokio::task::spawn_blocking(move || parse_owned(Vec::from(body)));
                 if let Some(previous) = parsing.replace(next) {
@@ -363,11 +291,7 @@ mod tests {
             {"channel":"c","name":"n","time":1.5,"stringValue":"s","boolValue":true,"valueSum":3,"updateTime":7},
             {"channel":"c","name":"n","time":2,"string_value":"t","bool_value":false,"data_value":"d","update_time":8,"extra":1}]}"#;
         let page = parse_page(body).expect("a page");
-        let points: Vec<Point<'_>> = page
-            .messages
-            .into_iter()
-            .filter_map(WireMessage::into_point)
-            .collect();
+        let points = page.points;
         assert_eq!(points[0].time_ns, 1_500_000_000);
         assert_eq!(points[0].string_value.as_deref(), Some("s"));
         assert_eq!(points[0].bool_value, Some(true));

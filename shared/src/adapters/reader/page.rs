@@ -1,0 +1,702 @@
+//! The reader's page, `{"total","offset","limit","messages":[...]}`, parsed in one pass straight
+//! into points.
+//!
+//! This is the export's hot path: a million points are a quarter of a gigabyte of JSON. The page
+//! is checked as UTF-8 once, then scanned byte by byte; strings without escapes are borrowed from
+//! it (the end of a string is found with `memchr`), field names are matched without building
+//! anything, unknown fields are skipped without being parsed, and times are read as exact
+//! nanoseconds from their decimal text rather than through a float. Numbers go through the
+//! standard library's correctly rounded `f64` parser, so a value is exactly the one the reader
+//! wrote. Messages accept camelCase and snake_case field names (`sum` also as `valueSum`), and
+//! `null` wherever a field may be absent.
+
+use std::borrow::Cow;
+
+use memchr::memchr2;
+
+use crate::domain::series::{seconds_to_nanos, Point};
+
+/// One page of the reader's answer: its counters and its points, in the order served.
+#[derive(Debug, Default, PartialEq)]
+pub struct Page<'a> {
+    pub total: u64,
+    pub offset: u64,
+    pub limit: u64,
+    /// The messages whose time is a representable instant, in the order of the answer.
+    pub points: Vec<Point<'a>>,
+}
+
+/// Why an answer is not a page: what was expected, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem} at byte {at}")]
+pub struct PageError {
+    pub at: usize,
+    pub problem: &'static str,
+}
+
+/// Parses a page; strings without escapes are borrowed from `bytes`.
+pub fn parse_page(bytes: &[u8]) -> Result<Page<'_>, PageError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| PageError {
+        at: e.valid_up_to(),
+        problem: "not UTF-8",
+    })?;
+    let mut cursor = Cursor { text, bytes, at: 0 };
+    let mut page = Page::default();
+    cursor.object(|c, key| {
+        match key {
+            Key::Known("total") => page.total = c.count()?,
+            Key::Known("offset") => page.offset = c.count()?,
+            Key::Known("limit") => page.limit = c.count()?,
+            Key::Known("messages") => {
+                if !c.null() {
+                    c.array(|c| {
+                        if let Some(point) = c.message()? {
+                            page.points.push(point);
+                        }
+                        Ok(())
+                    })?;
+                }
+            }
+            _ => c.skip_value()?,
+        }
+        Ok(())
+    })?;
+    cursor.skip_whitespace();
+    if cursor.at != bytes.len() {
+        return Err(cursor.error("trailing characters after the page"));
+    }
+    Ok(page)
+}
+
+/// A field name: borrowed when it has no escapes (every name this parser knows has none).
+enum Key<'a> {
+    Known(&'a str),
+    Escaped,
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn error(&self, problem: &'static str) -> PageError {
+        PageError { at: self.at, problem }
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.bytes.get(self.at).copied()
+    }
+
+    fn expect(&mut self, byte: u8, problem: &'static str) -> Result<(), PageError> {
+        if self.peek() == Some(byte) {
+            self.at += 1;
+            Ok(())
+        } else {
+            Err(self.error(problem))
+        }
+    }
+
+    /// The text between two positions that are both at ASCII bytes (so at char boundaries).
+    fn slice(&self, from: usize, to: usize) -> Result<&'a str, PageError> {
+        self.text.get(from..to).ok_or_else(|| self.error("broken text"))
+    }
+
+    /// Consumes `word` if it comes next.
+    fn literal(&mut self, word: &[u8]) -> bool {
+        self.skip_whitespace();
+        let found = self
+            .bytes
+            .get(self.at..)
+            .is_some_and(|rest| rest.starts_with(word));
+        if found {
+            self.at += word.len();
+        }
+        found
+    }
+
+    fn null(&mut self) -> bool {
+        self.literal(b"null")
+    }
+
+    /// Calls `field` for each member of an object, with the cursor at the member's value.
+    fn object(
+        &mut self,
+        mut field: impl FnMut(&mut Self, Key<'a>) -> Result<(), PageError>,
+    ) -> Result<(), PageError> {
+        self.expect(b'{', "expected an object")?;
+        if self.peek() == Some(b'}') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            let key = match self.string()? {
+                Cow::Borrowed(name) => Key::Known(name),
+                Cow::Owned(_) => Key::Escaped,
+            };
+            self.expect(b':', "expected ':' after a field name")?;
+            field(self, key)?;
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or '}' in an object")),
+            }
+        }
+    }
+
+    /// Calls `element` for each element of an array, with the cursor at the element.
+    fn array(
+        &mut self,
+        mut element: impl FnMut(&mut Self) -> Result<(), PageError>,
+    ) -> Result<(), PageError> {
+        self.expect(b'[', "expected an array")?;
+        if self.peek() == Some(b']') {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.peek() {
+                Some(b',') => self.at += 1,
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or ']' in an array")),
+            }
+        }
+    }
+
+    /// A string: borrowed when it has no escapes, decoded otherwise.
+    fn string(&mut self) -> Result<Cow<'a, str>, PageError> {
+        self.expect(b'"', "expected a string")?;
+        let start = self.at;
+        let end = start + self.string_run()?;
+        if self.bytes.get(end) == Some(&b'"') {
+            self.at = end + 1;
+            return self.slice(start, end).map(Cow::Borrowed);
+        }
+        let mut decoded = String::from(self.slice(start, end)?);
+        self.at = end;
+        loop {
+            match self.bytes.get(self.at) {
+                Some(b'"') => {
+                    self.at += 1;
+                    return Ok(Cow::Owned(decoded));
+                }
+                Some(b'\\') => {
+                    self.at += 1;
+                    let escaped = self.escape()?;
+                    decoded.push(escaped);
+                }
+                _ => {
+                    let run = self.string_run()?;
+                    decoded.push_str(self.slice(self.at, self.at + run)?);
+                    self.at += run;
+                }
+            }
+        }
+    }
+
+    /// How many bytes from the cursor to the next `"` or `\`.
+    fn string_run(&self) -> Result<usize, PageError> {
+        self.bytes
+            .get(self.at..)
+            .and_then(|rest| memchr2(b'"', b'\\', rest))
+            .ok_or_else(|| self.error("unterminated string"))
+    }
+
+    /// The character of an escape, with the cursor just after its backslash.
+    fn escape(&mut self) -> Result<char, PageError> {
+        let byte = self.bytes.get(self.at).copied();
+        self.at += 1;
+        Ok(match byte {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'u') => {
+                let unit = self.hex4()?;
+                let code = match unit {
+                    0xD800..=0xDBFF => {
+                        if !self.bytes.get(self.at..).is_some_and(|r| r.starts_with(b"\\u")) {
+                            return Err(self.error("unpaired surrogate in a string"));
+                        }
+                        self.at += 2;
+                        let low = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&low) {
+                            return Err(self.error("unpaired surrogate in a string"));
+                        }
+                        0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err(self.error("unpaired surrogate in a string")),
+                    _ => unit,
+                };
+                char::from_u32(code).ok_or_else(|| self.error("invalid escape in a string"))?
+            }
+            _ => return Err(self.error("invalid escape in a string")),
+        })
+    }
+
+    fn hex4(&mut self) -> Result<u32, PageError> {
+        let digits = self
+            .bytes
+            .get(self.at..self.at + 4)
+            .ok_or_else(|| self.error("invalid \\u escape"))?;
+        let mut unit = 0;
+        for &d in digits {
+            let value = (d as char)
+                .to_digit(16)
+                .ok_or_else(|| self.error("invalid \\u escape"))?;
+            unit = unit * 16 + value;
+        }
+        self.at += 4;
+        Ok(unit)
+    }
+
+    /// The text of a number (checked by whoever converts it).
+    fn number_text(&mut self) -> Result<&'a str, PageError> {
+        self.skip_whitespace();
+        let start = self.at;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.bytes.get(self.at) {
+            self.at += 1;
+        }
+        if self.at == start {
+            return Err(self.error("expected a number"));
+        }
+        self.slice(start, self.at)
+    }
+
+    /// A non-negative integer such as `total`.
+    fn count(&mut self) -> Result<u64, PageError> {
+        let start = self.at;
+        let text = self.number_text()?;
+        text.parse().map_err(|_| PageError {
+            at: start,
+            problem: "expected a non-negative integer",
+        })
+    }
+
+    fn float(&mut self) -> Result<f64, PageError> {
+        let start = self.at;
+        let text = self.number_text()?;
+        parse_json_float(text).ok_or(PageError {
+            at: start,
+            problem: "expected a number",
+        })
+    }
+
+    fn optional_float(&mut self) -> Result<Option<f64>, PageError> {
+        if self.null() {
+            Ok(None)
+        } else {
+            self.float().map(Some)
+        }
+    }
+
+    fn optional_string(&mut self) -> Result<Option<Cow<'a, str>>, PageError> {
+        if self.null() {
+            Ok(None)
+        } else {
+            self.string().map(Some)
+        }
+    }
+
+    /// A string field where absent and `null` both mean empty.
+    fn text_field(&mut self) -> Result<Cow<'a, str>, PageError> {
+        Ok(self.optional_string()?.unwrap_or_default())
+    }
+
+    fn optional_bool(&mut self) -> Result<Option<bool>, PageError> {
+        if self.literal(b"true") {
+            Ok(Some(true))
+        } else if self.literal(b"false") {
+            Ok(Some(false))
+        } else if self.null() {
+            Ok(None)
+        } else {
+            Err(self.error("expected true, false or null"))
+        }
+    }
+
+    /// A time in Unix seconds, as exact nanoseconds; `None` when `null` or not representable.
+    fn time(&mut self) -> Result<Option<i64>, PageError> {
+        if self.null() {
+            return Ok(None);
+        }
+        let start = self.at;
+        let text = self.number_text()?;
+        match exact_nanos(text) {
+            Some(nanos) => Ok(Some(nanos)),
+            None => parse_json_float(text).map(seconds_to_nanos).ok_or(PageError {
+                at: start,
+                problem: "expected a number",
+            }),
+        }
+    }
+
+    /// One SenML message; `None` when its time is not a representable instant.
+    fn message(&mut self) -> Result<Option<Point<'a>>, PageError> {
+        let mut point = Point::default();
+        let mut time = Some(0);
+        self.object(|c, key| {
+            let Key::Known(name) = key else {
+                return c.skip_value();
+            };
+            match name {
+                "channel" => point.channel = c.text_field()?,
+                "subtopic" => point.subtopic = c.text_field()?,
+                "publisher" => point.publisher = c.text_field()?,
+                "protocol" => point.protocol = c.text_field()?,
+                "name" => point.name = c.text_field()?,
+                "unit" => point.unit = c.text_field()?,
+                "time" => time = c.time()?,
+                "value" => point.value = c.optional_float()?,
+                "string_value" | "stringValue" => point.string_value = c.optional_string()?,
+                "bool_value" | "boolValue" => point.bool_value = c.optional_bool()?,
+                "data_value" | "dataValue" => point.data_value = c.optional_string()?,
+                "sum" | "valueSum" | "value_sum" => point.sum = c.optional_float()?,
+                "update_time" | "updateTime" => point.update_time = c.optional_float()?,
+                _ => c.skip_value()?,
+            }
+            Ok(())
+        })?;
+        Ok(time.map(|time_ns| Point { time_ns, ..point }))
+    }
+
+    /// Skips any JSON value (nested ones by counting brackets, strings by their quotes).
+    fn skip_value(&mut self) -> Result<(), PageError> {
+        match self.peek() {
+            Some(b'"') => {
+                self.at += 1;
+                self.skip_string_rest()
+            }
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.bytes.get(self.at) {
+                        Some(b'{' | b'[') => depth += 1,
+                        Some(b'}' | b']') => {
+                            depth -= 1;
+                            if depth == 0 {
+                                self.at += 1;
+                                return Ok(());
+                            }
+                        }
+                        Some(b'"') => {
+                            self.at += 1;
+                            self.skip_string_rest()?;
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => return Err(self.error("unterminated object or array")),
+                    }
+                    self.at += 1;
+                }
+            }
+            Some(b't' | b'f' | b'n') => {
+                if self.literal(b"true") || self.literal(b"false") || self.null() {
+                    Ok(())
+                } else {
+                    Err(self.error("expected a value"))
+                }
+            }
+            _ => self.float().map(drop),
+        }
+    }
+
+    /// Skips to just after the closing quote of a string whose opening quote is consumed.
+    fn skip_string_rest(&mut self) -> Result<(), PageError> {
+        loop {
+            self.at += self.string_run()?;
+            match self.bytes.get(self.at) {
+                Some(b'\\') => self.at += 2,
+                _ => {
+                    self.at += 1;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// A number in JSON's grammar (no `inf`, `nan`, leading `+` or bare `.5`), correctly rounded.
+fn parse_json_float(text: &str) -> Option<f64> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    digits.as_bytes().first().filter(|b| b.is_ascii_digit())?;
+    text.parse().ok()
+}
+
+/// Unix seconds written as `-?digits(.digits)?` to exact nanoseconds, rounding past the ninth
+/// decimal half away from zero; `None` for other forms (exponents) or out of range.
+fn exact_nanos(text: &str) -> Option<i64> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if whole.is_empty() || whole.len() > 11 || (!fraction.is_empty() && fraction.len() > 30) {
+        return None;
+    }
+    let mut seconds: i64 = 0;
+    for b in whole.bytes() {
+        seconds = seconds * 10 + i64::from(digit(b)?);
+    }
+    let mut nanos: i64 = 0;
+    let mut round_up = false;
+    for (i, b) in fraction.bytes().enumerate() {
+        let d = i64::from(digit(b)?);
+        match i {
+            0..=8 => nanos = nanos * 10 + d,
+            9 => round_up = d >= 5,
+            _ => {}
+        }
+    }
+    for _ in fraction.len()..9 {
+        nanos *= 10;
+    }
+    let magnitude = seconds.checked_mul(1_000_000_000)? + nanos + i64::from(round_up);
+    Some(if negative { -magnitude } else { magnitude })
+}
+
+fn digit(b: u8) -> Option<u8> {
+    b.is_ascii_digit().then(|| b - b'0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Deserialize;
+    use serde_json::{json, Value};
+
+    /// The reference: the same contract through serde_json (with correctly rounded floats).
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct WireMessage {
+        channel: String,
+        subtopic: String,
+        publisher: String,
+        protocol: String,
+        name: String,
+        unit: String,
+        time: f64,
+        value: Option<f64>,
+        #[serde(alias = "stringValue")]
+        string_value: Option<String>,
+        #[serde(alias = "boolValue")]
+        bool_value: Option<bool>,
+        #[serde(alias = "dataValue")]
+        data_value: Option<String>,
+        #[serde(alias = "valueSum", alias = "value_sum")]
+        sum: Option<f64>,
+        #[serde(alias = "updateTime")]
+        update_time: Option<f64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct WirePage {
+        total: u64,
+        #[serde(default)]
+        offset: u64,
+        #[serde(default)]
+        limit: u64,
+        #[serde(default)]
+        messages: Vec<WireMessage>,
+    }
+
+    fn reference(body: &[u8]) -> (u64, u64, u64, Vec<Point<'static>>) {
+        let page: WirePage = serde_json::from_slice(body).expect("the reference parses the page");
+        let points = page
+            .messages
+            .into_iter()
+            .filter_map(|m| {
+                Some(Point {
+                    time_ns: seconds_to_nanos(m.time)?,
+                    name: m.name.into(),
+                    unit: m.unit.into(),
+                    channel: m.channel.into(),
+                    subtopic: m.subtopic.into(),
+                    publisher: m.publisher.into(),
+                    protocol: m.protocol.into(),
+                    value: m.value,
+                    string_value: m.string_value.map(Cow::Owned),
+                    bool_value: m.bool_value,
+                    data_value: m.data_value.map(Cow::Owned),
+                    sum: m.sum,
+                    update_time: m.update_time,
+                })
+            })
+            .collect();
+        (page.total, page.offset, page.limit, points)
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z:.-]{0,12}",
+            any::<String>(),
+            Just("quote \" backslash \\ slash / tab \t nl \n ctl \u{1} é 😀".to_owned()),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Value> {
+        (
+            (text(), text(), text(), proptest::option::of(text())),
+            (0i64..4_000_000_000, 0u32..1_000_000_000, any::<bool>()),
+            proptest::option::of(any::<f64>().prop_filter("finite", |v| v.is_finite())),
+            proptest::option::of(any::<bool>()),
+            any::<bool>(),
+            proptest::option::of(-1e12f64..1e12),
+        )
+            .prop_map(
+                |((channel, name, unit, string), (secs, nanos, whole), value, flag, snake, sum)| {
+                    let time = if whole {
+                        json!(secs)
+                    } else {
+                        json!(secs as f64 + f64::from(nanos) / 1e9)
+                    };
+                    let (string_key, bool_key, sum_key) = if snake {
+                        ("string_value", "bool_value", "value_sum")
+                    } else {
+                        ("stringValue", "boolValue", "valueSum")
+                    };
+                    json!({
+                        "channel": channel, "name": name, "unit": unit, "time": time,
+                        "value": value, string_key: string, bool_key: flag, sum_key: sum,
+                        "extra": {"nested": [1, "x\"]", {"y": null}], "n": -1.5e3},
+                        "publisher": "p", "protocol": "mqtt", "subtopic": "a.b",
+                    })
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Any page the reader can serve parses exactly as serde_json parses it, compact or pretty.
+        #[test]
+        fn parses_as_serde_json_does(messages in proptest::collection::vec(message(), 0..20), pretty: bool) {
+            let page = json!({"total": messages.len(), "offset": 0, "limit": 1000, "messages": messages});
+            let body = if pretty {
+                serde_json::to_vec_pretty(&page)
+            } else {
+                serde_json::to_vec(&page)
+            }
+            .expect("serialisable");
+            let ours = parse_page(&body).expect("a page");
+            let (total, offset, limit, points) = reference(&body);
+            prop_assert_eq!((ours.total, ours.offset, ours.limit), (total, offset, limit));
+            prop_assert_eq!(ours.points.len(), points.len());
+            for (a, b) in ours.points.iter().zip(&points) {
+                // Times: ours are exact; the reference goes through f64.
+                prop_assert!((a.time_ns - b.time_ns).abs() <= 1024, "{} vs {}", a.time_ns, b.time_ns);
+                let a = Point { time_ns: 0, ..a.clone() };
+                let b = Point { time_ns: 0, ..b.clone() };
+                prop_assert_eq!(a, b);
+            }
+        }
+
+        /// Whatever the bytes, the parser answers without panicking.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = parse_page(&bytes);
+        }
+
+        /// A valid page cut anywhere is an error, never a panic nor a shorter page.
+        #[test]
+        fn a_cut_page_is_an_error(messages in proptest::collection::vec(message(), 1..4), cut in 0.0f64..1.0) {
+            let body = serde_json::to_vec(&json!({"total": 1, "messages": messages})).expect("serialisable");
+            let end = ((body.len() - 1) as f64 * cut) as usize;
+            prop_assert!(parse_page(&body[..end]).is_err());
+        }
+    }
+
+    #[test]
+    fn times_are_exact_nanoseconds() {
+        let body = br#"{"total":4,"messages":[{"time":1773323199.123456789},{"time":1773323199.1234567895},
+            {"time":-1.5},{"time":1.7e9},{"time":1e300},{"time":null}]}"#;
+        let times: Vec<i64> = parse_page(body)
+            .expect("a page")
+            .points
+            .iter()
+            .map(|p| p.time_ns)
+            .collect();
+        assert_eq!(
+            times,
+            [
+                1_773_323_199_123_456_789,
+                1_773_323_199_123_456_790,
+                -1_500_000_000,
+                1_700_000_000_000_000_000
+            ]
+        );
+    }
+
+    #[test]
+    fn values_are_correctly_rounded() {
+        let body = br#"{"total":3,"messages":[{"value":45.98},{"value":0.1},{"value":2.2250738585072011e-308},{"value":1e23}]}"#;
+        let values: Vec<f64> = parse_page(body)
+            .expect("a page")
+            .points
+            .iter()
+            .filter_map(|p| p.value)
+            .collect();
+        assert_eq!(values, [45.98, 0.1, 2.225_073_858_507_201e-308, 1e23]);
+    }
+
+    #[test]
+    fn escapes_are_decoded_and_plain_strings_borrowed() {
+        let body = br#"{"total":1,"messages":[{"name":"a\"b\\c\/d\u00e9\ud83d\ude00\n","unit":"Cel"}]}"#;
+        let page = parse_page(body).expect("a page");
+        assert_eq!(page.points[0].name, "a\"b\\c/dé😀\n");
+        assert!(matches!(page.points[0].unit, Cow::Borrowed("Cel")));
+    }
+
+    #[test]
+    fn bad_pages_say_what_and_where() {
+        for (body, problem) in [
+            (&br#"[]"#[..], "expected an object"),
+            (br#"{"total":-1}"#, "expected a non-negative integer"),
+            (br#"{"total":1} x"#, "trailing characters after the page"),
+            (br#"{"total":1,"messages":[{"value":"1"}]}"#, "expected a number"),
+            (br#"{"total":1,"messages":[{"value":nan}]}"#, "expected a number"),
+            (
+                br#"{"total":1,"messages":[{"name":"\ud800"}]}"#,
+                "unpaired surrogate in a string",
+            ),
+            (
+                br#"{"total":1,"messages":[{"name":"\x"}]}"#,
+                "invalid escape in a string",
+            ),
+            (b"{\"total\":1,\"messages\":[{\"name\":\"\xff\"}]}", "not UTF-8"),
+            (
+                br#"{"total":1,"messages":[{"boolValue":1}]}"#,
+                "expected true, false or null",
+            ),
+        ] {
+            let error = parse_page(body).expect_err("not a page");
+            assert_eq!(error.problem, problem, "{}", String::from_utf8_lossy(body));
+        }
+        assert_eq!(
+            parse_page(br#"{"total":1,"messages":[1]}"#)
+                .expect_err("not a page")
+                .to_string(),
+            "expected an object at byte 23"
+        );
+    }
+}
