@@ -11,7 +11,7 @@ sizes=("$@")
 VENV=.venv
 [[ -x $VENV/bin/python3 ]] || python3 -m venv "$VENV"
 "$VENV/bin/python3" -c 'import duckdb' 2>/dev/null || "$VENV/bin/pip" install -q 'duckdb>=1.1,<2'
-cargo build -q --release -p integration-tests --bin pipeline-bench
+CARGO_PROFILE_RELEASE_STRIP=false cargo build -q --release -p integration-tests --bin pipeline-bench
 bench=target/release/pipeline-bench
 work=target/bench
 mkdir -p "$work"
@@ -27,7 +27,11 @@ for n in "${sizes[@]}"; do
   fi
   echo "== $n points ($(du -sh "$pages" | cut -f1) of reader pages)"
   for mode in raw buckets; do
+    # Each run starts with no output file and nothing left to write back from the run before.
+    rm -f "$work"/ours-"$n"-* "$work"/duckdb-"$n"-*
+    sync
     ours=$("$bench" csv "$pages" "$mode" "$work/ours-$n-$mode.csv")
+    sync
     theirs=$("$VENV/bin/python3" scripts/bench_duckdb.py "$pages" "$mode" "$work/duckdb-$n-$mode.csv")
     echo "  $ours"
     echo "  $theirs"

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufWriter, Read, Seek, Write};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
@@ -211,13 +211,7 @@ async fn render_item(
     let render = |source| JobError::Render { item: index, source };
     let writer: Box<dyn RowWriter + Send> = match format.extension {
         Extension::Csv => Box::new(
-            CsvFile::new(
-                BufWriter::new(file.reopen()?),
-                format.csv_delimiter,
-                format.timezone,
-                &labels,
-            )
-            .map_err(render)?,
+            CsvFile::new(file.reopen()?, format.csv_delimiter, format.timezone, &labels).map_err(render)?,
         ),
         Extension::Xls | Extension::Xlsx => {
             Box::new(XlsxFile::new(format.timezone, &labels).map_err(render)?)

@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 use super::cells::{write_number, TimeFormatter};
 use super::{Cell, RenderError, RowWriter};
 
-/// A CSV file being written to `W`.
+/// A CSV file being written to `W` (buffered here: `W` need not be).
 pub struct CsvFile<W: Write> {
     writer: csv::Writer<W>,
     times: TimeFormatter,
@@ -21,7 +21,7 @@ impl<W: Write> CsvFile<W> {
     pub fn new(out: W, delimiter: u8, tz: Tz, labels: &[&str]) -> Result<Self, RenderError> {
         let mut writer = csv::WriterBuilder::new()
             .delimiter(delimiter)
-            .buffer_capacity(64 * 1024)
+            .buffer_capacity(256 * 1024)
             .from_writer(out);
         writer.write_record(labels)?;
         Ok(Self {
@@ -43,14 +43,17 @@ impl<W: Write> CsvFile<W> {
 impl<W: Write> RowWriter for CsvFile<W> {
     fn write_row(&mut self, cells: &mut dyn Iterator<Item = Cell<'_>>) -> Result<(), RenderError> {
         for cell in cells {
+            if let Cell::Text(text) = cell {
+                self.writer.write_field(text)?;
+                continue;
+            }
             self.field.clear();
             match cell {
-                Cell::Empty => {}
+                Cell::Empty | Cell::Text(_) => {}
                 Cell::Number(v) => write_number(v, &mut self.field),
                 Cell::Count(n) => self
                     .field
                     .extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
-                Cell::Text(s) => self.field.extend_from_slice(s.as_bytes()),
                 Cell::Bool(b) => self.field.extend_from_slice(if b { b"true" } else { b"false" }),
                 Cell::Time(t) => self.times.write(t, &mut self.field),
             }

@@ -8,8 +8,8 @@
 //! - `pipeline-bench xlsx DIR OUT`: raw rows to XLSX.
 //!
 //! The pipeline is the service's own code: `parse_owned` (as the reader client parses pages),
-//! `SeriesRenderer`, the writers. As in the reader client, pages are parsed on one core while
-//! the previous page is rendered on the other.
+//! `SeriesRenderer`, the writers. As in the reader client, two pages are parsed at a time on
+//! other threads while the renderer writes the one before them, in order.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -26,6 +26,7 @@ use exporter::render::{ItemContext, RowWriter};
 
 const START: i64 = 1_772_323_200; // 2026-03-01T00:00:00Z
 const PAGE: u64 = 1000;
+const PARSERS: usize = 2;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -117,12 +118,7 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         let writer: Box<dyn RowWriter + Send> = if xlsx {
             Box::new(XlsxFile::new(tz, &labels)?)
         } else {
-            Box::new(CsvFile::new(
-                BufWriter::with_capacity(1 << 20, file.try_clone()?),
-                b',',
-                tz,
-                &labels,
-            )?)
+            Box::new(CsvFile::new(file.try_clone()?, b',', tz, &labels)?)
         };
         let decimator =
             buckets.then(|| Decimator::new(tz, "15m".parse().unwrap_or_else(|_| unreachable!()), *function));
@@ -132,25 +128,37 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         ));
     }
     let mut points_read = 0u64;
-    let (parsed, ready) = std::sync::mpsc::sync_channel(4);
-    let parser = std::thread::spawn(move || -> Result<(), String> {
-        for page in pages {
-            let bytes = std::fs::read(&page).map_err(|e| e.to_string())?;
-            let owned = parse_owned(bytes).map_err(|e| e.to_string())?;
-            if parsed.send(owned).is_err() {
-                break; // the renderer stopped
+    // Two parsers take alternate pages; the renderer takes their pages back in order.
+    let mut parsers = Vec::new();
+    let mut queues = Vec::new();
+    for first in 0..PARSERS {
+        let (parsed, ready) = std::sync::mpsc::sync_channel(2);
+        let mine: Vec<PathBuf> = pages.iter().skip(first).step_by(PARSERS).cloned().collect();
+        parsers.push(std::thread::spawn(move || -> Result<(), String> {
+            for page in mine {
+                let bytes = std::fs::read(&page).map_err(|e| e.to_string())?;
+                let owned = parse_owned(bytes).map_err(|e| e.to_string())?;
+                if parsed.send(owned).is_err() {
+                    break; // the renderer stopped
+                }
             }
-        }
-        Ok(())
-    });
-    for page in ready {
+            Ok(())
+        }));
+        queues.push(ready);
+    }
+    for i in 0..pages.len() {
+        let Ok(page) = queues[i % PARSERS].recv() else {
+            break; // a parser failed: its error is reported below
+        };
         let points = &page.get().0;
         points_read += points.len() as u64;
         for (renderer, _) in &mut renderers {
             renderer.push(points)?;
         }
     }
-    parser.join().map_err(|_| "the parser panicked")??;
+    for parser in parsers {
+        parser.join().map_err(|_| "a parser panicked")??;
+    }
     let mut rows = 0;
     for (renderer, mut file) in renderers {
         rows += renderer.finish(&mut file)?.rows;

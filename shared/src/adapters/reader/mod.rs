@@ -7,6 +7,7 @@
 //! backoff and full jitter, honouring `Retry-After`; any other answer fails with the reader's
 //! message. The token is never logged.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
 
 mod page;
 pub use page::{parse_page, Page, PageError};
+
+/// Pages parsed at once while the sink writes an older one.
+const PAGES_IN_FLIGHT: usize = 2;
 
 /// A secret kept out of logs and debug output.
 #[derive(Clone)]
@@ -264,17 +268,19 @@ impl SeriesReader for HttpReader {
                 bodies.push(self.page(query, from, to, offset).await?);
                 offset += limit;
             }
-            // Oldest page first; each page is parsed on the blocking pool while the sink writes
-            // the one before it, so parsing and writing overlap on two cores.
-            let mut parsing: Option<tokio::task::JoinHandle<Result<OwnedPage, PageError>>> = None;
+            // Oldest page first; the next pages are parsed on the blocking pool while the sink
+            // writes the one before them, so parsing and writing overlap on every core.
+            let mut parsing = VecDeque::with_capacity(PAGES_IN_FLIGHT);
             for body in bodies.into_iter().rev() {
-                let next = tokio::task::spawn_blocking(move || parse_owned(Vec::from(body)));
-                if let Some(previous) = parsing.replace(next) {
-                    total_points += deliver(previous, sink).await?;
+                if parsing.len() == PAGES_IN_FLIGHT {
+                    if let Some(oldest) = parsing.pop_front() {
+                        total_points += deliver(oldest, sink).await?;
+                    }
                 }
+                parsing.push_back(tokio::task::spawn_blocking(move || parse_owned(Vec::from(body))));
             }
-            if let Some(last) = parsing {
-                total_points += deliver(last, sink).await?;
+            for page in parsing {
+                total_points += deliver(page, sink).await?;
             }
         }
         Ok(total_points)
