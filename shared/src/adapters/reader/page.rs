@@ -617,6 +617,20 @@ mod tests {
             let _ = parse_page(&bytes);
         }
 
+        /// A valid page with bytes changed into JSON's own punctuation never makes it panic.
+        #[test]
+        fn never_panics_on_damaged_pages(
+            messages in proptest::collection::vec(message(), 1..4),
+            damage in proptest::collection::vec((0.0f64..1.0, proptest::sample::select(&b"\"\\{}[],:0-.eEntu \xff"[..])), 1..6),
+        ) {
+            let mut body = serde_json::to_vec(&json!({"total": 1, "messages": messages})).expect("serialisable");
+            for (at, byte) in damage {
+                let at = ((body.len() - 1) as f64 * at) as usize;
+                body[at] = byte;
+            }
+            let _ = parse_page(&body);
+        }
+
         /// A valid page cut anywhere is an error, never a panic nor a shorter page.
         #[test]
         fn a_cut_page_is_an_error(messages in proptest::collection::vec(message(), 1..4), cut in 0.0f64..1.0) {
