@@ -66,15 +66,23 @@ pub trait ExportStore: Send + Sync {
     /// `NotFound` when the export is missing, another owner's, or already deleted.
     async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError>;
 
-    /// Records the job of one trigger as `notProcessed`, once: `false` when the job of this
-    /// `(export, scheduledAt)` exists already (a duplicate or retried trigger).
+    /// Claims the job of one trigger for this attempt until `lease_until`: records it as
+    /// `notProcessed` when it is new, or takes it over when an earlier attempt left it unfinished
+    /// (`notProcessed` or `inProgress`) and that attempt's lease has passed (it crashed or timed
+    /// out, or gave the job back). `false` when the job is finished or another attempt holds it:
+    /// a duplicate trigger.
     async fn open_job(
         &self,
         id: &ExportId,
         job_id: &str,
         scheduled_at: DateTime<Utc>,
         at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Gives back this attempt's claim on an unfinished job, so that a retry may take it at once;
+    /// does nothing to a finished job.
+    async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Marks a job `inProgress`.
     async fn start_job(

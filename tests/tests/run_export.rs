@@ -1,6 +1,6 @@
 //! run-export end to end on moto with the local reader: one-time and recurring exports, files
 //! downloaded through the API and checked cell by cell against values computed here; failure
-//! paths that must leave no file behind; duplicates and deleted exports.
+//! paths that must leave no file behind; duplicates, leases and deleted exports.
 
 use std::io::{Cursor, Read};
 
@@ -10,10 +10,11 @@ use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Europe::Rome;
 use serde_json::{json, Value};
 
-use exporter::domain::RunEvent;
-use exporter::ports::{FileError, FileStore};
+use exporter::domain::job::{Job, JobDetail, JobStatus};
+use exporter::domain::{Export, ExportId, ExportStatus, RunEvent};
+use exporter::ports::{ExportStore, FileError, FileStore, StoreError};
 use integration_tests::{expected_value, someone, Fixture, READER_START};
-use run_export::{handle, Outcome};
+use run_export::{handle, Outcome, RunError};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
 
@@ -423,4 +424,210 @@ async fn an_expired_job_answers_410_on_download() {
             .0,
         410
     );
+}
+
+/// The store, except that recording a job's end fails (DynamoDB unavailable) the first time.
+struct FinishFailsOnce<'a> {
+    store: &'a dyn ExportStore,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl ExportStore for FinishFailsOnce<'_> {
+    async fn insert(&self, export: &Export, max_queued: u32) -> Result<(), StoreError> {
+        self.store.insert(export, max_queued).await
+    }
+    async fn activate(
+        &self,
+        id: &ExportId,
+        status: ExportStatus,
+        next: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store.activate(id, status, next, at).await
+    }
+    async fn record_next_run(
+        &self,
+        id: &ExportId,
+        next: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store.record_next_run(id, next, at).await
+    }
+    async fn discard(&self, export: &Export) -> Result<(), StoreError> {
+        self.store.discard(export).await
+    }
+    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError> {
+        self.store.get(id).await
+    }
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError> {
+        self.store.list_by_owner(owner).await
+    }
+    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError> {
+        self.store.soft_delete(id, owner, at).await
+    }
+    async fn open_job(
+        &self,
+        id: &ExportId,
+        job_id: &str,
+        scheduled_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.store
+            .open_job(id, job_id, scheduled_at, at, lease_until)
+            .await
+    }
+    async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.store.release_job(id, scheduled_at).await
+    }
+    async fn start_job(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store.start_job(id, scheduled_at, at).await
+    }
+    async fn finish_job(
+        &self,
+        id: &ExportId,
+        scheduled_at: DateTime<Utc>,
+        status: JobStatus,
+        detail: &JobDetail,
+        at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("throttled".into()));
+        }
+        self.store
+            .finish_job(id, scheduled_at, status, detail, at, expires_at)
+            .await
+    }
+    async fn settle_one_time(
+        &self,
+        export: &Export,
+        status: ExportStatus,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.store.settle_one_time(export, status, at).await
+    }
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError> {
+        self.store.jobs(id).await
+    }
+}
+
+#[tokio::test]
+async fn an_attempt_stopped_by_an_error_gives_its_job_back_and_the_retry_runs_it() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let body = one_time_csv(vec![item("urn:dev:a", READER_START, READER_START + 600)]);
+    let (id, created_at) = created(&fx, &alice, &body).await;
+    let store = FinishFailsOnce {
+        store: &fx.store,
+        failed: false.into(),
+    };
+    let deps = run_export::Deps {
+        store: &store,
+        ..fx.run_deps()
+    };
+    assert!(matches!(
+        handle(deps, event(&id, created_at)).await,
+        Err(RunError::Retryable(_))
+    ));
+    // The runtime retries a minute later, well within the lease: the job was given back.
+    assert_eq!(
+        handle(deps, event(&id, created_at)).await.expect("runs"),
+        Outcome::Done
+    );
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["jobs"].as_array().map(Vec::len), Some(1), "{state}");
+    assert_eq!(state["jobs"][0]["status"], "done", "{state}");
+    assert_eq!(state["status"], "done", "{state}");
+    let job = fx
+        .items()
+        .await
+        .into_iter()
+        .find(|i| i.get("jobId").is_some())
+        .expect("the job's record");
+    assert_eq!(
+        job.get("attempts")
+            .and_then(|a| a.as_n().ok())
+            .map(String::as_str),
+        Some("2")
+    );
+    let step = fx.reader_state.step_seconds as usize;
+    assert_eq!(
+        csv_rows(&download(&fx, &alice, &id).await).len(),
+        1 + 600 / step,
+        "a header and every point of the ten minutes"
+    );
+}
+
+/// Claims the job of a one-time export for an attempt that started at `started` and holds it
+/// until `lease_until`, as an attempt does before it reads anything.
+async fn claimed(
+    fx: &Fixture,
+    alice: &[(String, String)],
+    started: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+) -> (String, DateTime<Utc>) {
+    let body = one_time_csv(vec![item("urn:dev:a", READER_START, READER_START + 600)]);
+    let (id, created_at) = created(fx, alice, &body).await;
+    let export_id: ExportId = id.parse().expect("an export id");
+    let job_id = event(&id, created_at).job_id();
+    assert!(fx
+        .store
+        .open_job(&export_id, &job_id, created_at, started, lease_until)
+        .await
+        .expect("claims"));
+    fx.store
+        .start_job(&export_id, created_at, started)
+        .await
+        .expect("starts");
+    (id, created_at)
+}
+
+#[tokio::test]
+async fn a_crashed_attempt_is_taken_over_only_once_its_lease_has_passed() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let now = Utc::now();
+
+    let (running, at) = claimed(
+        &fx,
+        &alice,
+        now - TimeDelta::minutes(10),
+        now + TimeDelta::minutes(5),
+    )
+    .await;
+    assert_eq!(
+        handle(fx.run_deps(), event(&running, at)).await.expect("runs"),
+        Outcome::Duplicate,
+        "an attempt within its lease keeps its job"
+    );
+    assert!(fx.objects().await.is_empty());
+
+    let (crashed, at) = claimed(
+        &fx,
+        &alice,
+        now - TimeDelta::minutes(17),
+        now - TimeDelta::minutes(1),
+    )
+    .await;
+    assert_eq!(
+        handle(fx.run_deps(), event(&crashed, at)).await.expect("runs"),
+        Outcome::Done,
+        "a retry takes over a job whose lease has passed"
+    );
+    assert_eq!(fx.objects().await.len(), 1);
+    assert_eq!(
+        handle(fx.run_deps(), event(&crashed, at)).await.expect("runs"),
+        Outcome::Duplicate,
+        "a finished job is never run again"
+    );
+    assert_eq!(fx.objects().await.len(), 1);
 }

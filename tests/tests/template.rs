@@ -80,7 +80,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "store.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
         "store.get" => &["dynamodb:GetItem"],
         "store.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
-        "store.open_job" => &["dynamodb:PutItem"],
+        "store.open_job" | "store.release_job" => &["dynamodb:UpdateItem"],
         "store.list_by_owner" | "store.jobs" => &["dynamodb:Query"],
         "deliveries.claim_delivery" | "deliveries.record_delivery" => &["dynamodb:UpdateItem"],
         "schedules.arm" => &[
@@ -112,6 +112,7 @@ const PORT_CALLS: [(&str, &[&str]); 8] = [
             "list_by_owner",
             "soft_delete",
             "open_job",
+            "release_job",
             "start_job",
             "finish_job",
             "settle_one_time",
@@ -340,4 +341,21 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
             rest = tail;
         }
     }
+}
+
+#[test]
+fn the_job_lease_outlasts_run_export_by_less_than_the_first_retry() {
+    let docs = YamlLoader::load_from_str(&read("infra/template.yaml")).expect("valid YAML");
+    let run_export = &docs[0]["Resources"]["RunExportFunction"]["Properties"];
+    let timeout = run_export["Timeout"].as_i64().expect("a Timeout");
+    let lease: i64 = run_export["Environment"]["Variables"]["JOB_LEASE_SECONDS"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("JOB_LEASE_SECONDS");
+    // Longer than any attempt can run; shorter than the minute Lambda waits before its first
+    // retry of a timed-out asynchronous invocation, so that retry takes the job over.
+    assert!(
+        timeout < lease && lease < timeout + 60,
+        "timeout {timeout}, lease {lease}"
+    );
 }

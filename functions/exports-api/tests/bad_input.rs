@@ -82,9 +82,14 @@ impl ExportStore for Recorder {
         _: &str,
         _: DateTime<Utc>,
         _: DateTime<Utc>,
+        _: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.note("open_job");
         Ok(true)
+    }
+    async fn release_job(&self, _: &ExportId, _: DateTime<Utc>) -> Result<(), StoreError> {
+        self.note("release_job");
+        Ok(())
     }
     async fn start_job(&self, _: &ExportId, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<(), StoreError> {
         self.note("start_job");

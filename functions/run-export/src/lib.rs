@@ -32,6 +32,9 @@ pub struct RunConfig {
     pub part_size: usize,
     /// Where temporary files go (Lambda: /tmp); the system default when unset.
     pub work_dir: Option<PathBuf>,
+    /// How long an attempt holds its job: longer than the function's timeout, so that only an
+    /// attempt that is surely over (crashed, timed out) can be taken over by a retry.
+    pub lease: TimeDelta,
 }
 
 impl Default for RunConfig {
@@ -40,6 +43,7 @@ impl Default for RunConfig {
             retention: TimeDelta::days(7),
             part_size: 8 * 1024 * 1024,
             work_dir: None,
+            lease: TimeDelta::seconds(930),
         }
     }
 }
@@ -132,28 +136,51 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError
         }
     };
     let job_id = event.job_id();
+    let now = deps.clock.now();
+    let lease_until = now + deps.config.lease;
     if !deps
         .store
-        .open_job(&export.id, &job_id, event.scheduled_at, deps.clock.now())
+        .open_job(&export.id, &job_id, event.scheduled_at, now, lease_until)
         .await?
     {
-        tracing::info!(export_id = %export.id, job_id, "job exists already; duplicate trigger ignored");
+        tracing::info!(export_id = %export.id, job_id, "job finished or held by another attempt; duplicate trigger ignored");
+        settle_if_finished(deps, &export, &job_id).await?;
         return Ok(Outcome::Duplicate);
     }
+    match run_claimed(deps, &export, &event, &job_id, occurrence).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            // Give the job back, so that the runtime's retry of this trigger can take it at once.
+            if let Err(release) = deps.store.release_job(&export.id, event.scheduled_at).await {
+                tracing::error!(export_id = %export.id, job_id, error = %release, "could not give the job back; a retry takes it once its lease passes");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs a job this attempt has claimed, to its recorded end and the hand-off to notify.
+async fn run_claimed(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    job_id: &str,
+    occurrence: Option<u64>,
+) -> Result<Outcome, RunError> {
     deps.store
         .start_job(&export.id, event.scheduled_at, deps.clock.now())
         .await?;
     tracing::info!(export_id = %export.id, job_id, "job started");
 
-    let (status, detail) =
-        match pipeline::run_job(deps, &export, &job_id, event.scheduled_at, occurrence).await {
-            Ok(detail) => (JobStatus::Done, detail),
-            Err((mut detail, error)) => {
-                tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
-                detail.error = Some(error.to_string());
-                (JobStatus::Failed, detail)
-            }
-        };
+    let (status, detail) = match pipeline::run_job(deps, export, job_id, event.scheduled_at, occurrence).await
+    {
+        Ok(detail) => (JobStatus::Done, detail),
+        Err((mut detail, error)) => {
+            tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
+            detail.error = Some(error.to_string());
+            (JobStatus::Failed, detail)
+        }
+    };
     let finished_at = deps.clock.now();
     let expires_at = (status == JobStatus::Done).then(|| finished_at + deps.config.retention);
     deps.store
@@ -166,17 +193,8 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError
             expires_at,
         )
         .await?;
-    if export.request.schedule == Schedule::OneTime {
-        let final_status = if status == JobStatus::Done {
-            ExportStatus::Done
-        } else {
-            ExportStatus::Failed
-        };
-        deps.store
-            .settle_one_time(&export, final_status, finished_at)
-            .await?;
-    }
-    if let Err(e) = deps.notifier.job_ended(&export.id, &job_id).await {
+    settle(deps, export, status, finished_at).await?;
+    if let Err(e) = deps.notifier.job_ended(&export.id, job_id).await {
         // The job's result stands; notify's own dead-letter queue and retries cover delivery.
         tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify");
     }
@@ -186,6 +204,40 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError
     } else {
         Outcome::Failed
     })
+}
+
+/// Gives a one-time export the final status of its job (once; again is a no-op).
+async fn settle(
+    deps: Deps<'_>,
+    export: &Export,
+    status: JobStatus,
+    at: DateTime<Utc>,
+) -> Result<(), RunError> {
+    if export.request.schedule != Schedule::OneTime {
+        return Ok(());
+    }
+    let final_status = match status {
+        JobStatus::Done | JobStatus::Expired => ExportStatus::Done,
+        JobStatus::Failed => ExportStatus::Failed,
+        JobStatus::NotProcessed | JobStatus::InProgress => return Ok(()),
+    };
+    Ok(deps.store.settle_one_time(export, final_status, at).await?)
+}
+
+/// On a duplicate trigger of a one-time export that is not settled: when its job did finish (an
+/// earlier attempt stopped between recording the job and settling), settle it now.
+async fn settle_if_finished(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), RunError> {
+    if export.request.schedule != Schedule::OneTime
+        || matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
+    {
+        return Ok(());
+    }
+    let jobs = deps.store.jobs(&export.id).await?;
+    if let Some(job) = jobs.iter().find(|j| j.job_id == job_id) {
+        let at = job.finished_at.unwrap_or_else(|| deps.clock.now());
+        settle(deps, export, job.status, at).await?;
+    }
+    Ok(())
 }
 
 /// Arms occurrence `k` of a recurring export and records it as the next run.

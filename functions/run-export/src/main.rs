@@ -25,6 +25,7 @@ async fn main() -> Result<(), Error> {
         retention: TimeDelta::days(parsed_or("RETENTION_DAYS", 7)?),
         part_size: parsed_or::<usize>("UPLOAD_PART_BYTES", 8 * 1024 * 1024)?.max(5 * 1024 * 1024),
         work_dir: optional("WORK_DIR").map(Into::into),
+        lease: TimeDelta::seconds(parsed_or("JOB_LEASE_SECONDS", 930)?),
     };
 
     let aws = exporter::adapters::aws_config().await;

@@ -422,23 +422,52 @@ impl ExportStore for DynamoStore {
         job_id: &str,
         scheduled_at: DateTime<Utc>,
         at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut item = job_key(id, scheduled_at);
-        item.extend([
-            ("jobId".into(), s(job_id)),
-            ("scheduledAt".into(), s(rfc3339(scheduled_at))),
-            ("status".into(), s("notProcessed")),
-            ("createdAt".into(), s(rfc3339(at))),
-        ]);
-        let put = self
+        // One conditional upsert: a new job, or an unfinished one whose lease has passed.
+        let claim = self
             .client
-            .put_item()
+            .update_item()
             .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .set_key(Some(job_key(id, scheduled_at)))
+            .update_expression(
+                "SET jobId = :job, scheduledAt = :scheduled, #status = :waiting, \
+                 createdAt = if_not_exists(createdAt, :at), leaseUntil = :lease, \
+                 attempts = if_not_exists(attempts, :zero) + :one",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR (#status IN (:waiting, :running) AND leaseUntil < :now)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":job", s(job_id))
+            .expression_attribute_values(":scheduled", s(rfc3339(scheduled_at)))
+            .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":lease", n(lease_until.timestamp()))
+            .expression_attribute_values(":now", n(at.timestamp()))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        conditional(put)
+        conditional(claim)
+    }
+
+    async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError> {
+        let release = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(id, scheduled_at)))
+            .update_expression("SET leaseUntil = :zero")
+            .condition_expression("#status IN (:waiting, :running)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        conditional(release).map(drop)
     }
 
     async fn start_job(
