@@ -4,6 +4,8 @@
 //! `4xx` on bad parameters. Its data is generated, deterministically and without storage: every
 //! `step_seconds` from `start` on, each (channel, subtopic, name) has one point. Names ending in
 //! `onoff` carry `boolValue`; others carry `value = 20 + (k mod 1000) / 8` where `k = t / step`.
+//! Or it serves recorded messages (see [`ReaderConfig::recorded`], loaded by [`load_messages`]):
+//! those of the channel, matching `subtopic` and `name` when given, in `[from, to)`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -29,6 +31,8 @@ pub struct ReaderConfig {
     pub fail_first: AtomicU32,
     /// Requests served, failures included.
     pub requests: AtomicU64,
+    /// Messages to serve instead of generated ones, newest first.
+    pub recorded: Option<Vec<Value>>,
 }
 
 impl ReaderConfig {
@@ -40,7 +44,37 @@ impl ReaderConfig {
             always_fail: None,
             fail_first: AtomicU32::new(0),
             requests: AtomicU64::new(0),
+            recorded: None,
         }
+    }
+
+    /// Serves these messages (SenML records as the reader answers them) instead of generated ones.
+    pub fn with_messages(mut self, mut messages: Vec<Value>) -> Self {
+        messages.sort_by(|a, b| time_of(b).total_cmp(&time_of(a)));
+        self.recorded = Some(messages);
+        self
+    }
+}
+
+fn time_of(message: &Value) -> f64 {
+    message["time"].as_f64().unwrap_or(0.0)
+}
+
+/// Messages from a file: a JSON array of SenML messages, or a reader answer
+/// (`{"messages": [...]}`), so a page saved from a real reader can be served again.
+pub fn load_messages(text: &str) -> Result<Vec<Value>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    let messages = match value {
+        Value::Array(messages) => messages,
+        Value::Object(mut page) => match page.remove("messages") {
+            Some(Value::Array(messages)) => messages,
+            _ => return Err("an object must have a \"messages\" array".into()),
+        },
+        _ => return Err("expected an array of messages or a reader answer".into()),
+    };
+    match messages.iter().position(|m| !m["time"].is_number()) {
+        Some(i) => Err(format!("message {i} has no numeric \"time\"")),
+        None => Ok(messages),
     }
 }
 
@@ -128,6 +162,25 @@ async fn messages(
     };
     let subtopic = params.get("subtopic").cloned().unwrap_or_default();
     let name = params.get("name").cloned().unwrap_or_default();
+    if let Some(recorded) = &config.recorded {
+        let matching: Vec<&Value> = recorded
+            .iter()
+            .filter(|m| {
+                m["channel"] == channel.as_str()
+                    && (subtopic.is_empty() || m["subtopic"] == subtopic.as_str())
+                    && (name.is_empty() || m["name"] == name.as_str())
+                    && (from..to).contains(&time_of(m))
+            })
+            .collect();
+        let page: Vec<&Value> = matching
+            .iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit as usize)
+            .copied()
+            .collect();
+        return Json(json!({"total": matching.len(), "offset": offset, "limit": limit, "messages": page}))
+            .into_response();
+    }
     // Point k is at start + k * step; those in [from, to) are k in [first, end).
     let step = config.step_seconds as f64;
     let first = ((from - config.start as f64) / step).ceil().max(0.0) as u64;

@@ -143,3 +143,33 @@ async fn a_wrong_token_is_a_permanent_failure_and_the_token_is_not_shown() {
     assert!(!format!("{error:?} {reader:?}").contains("wrong-secret"));
     assert_eq!(state.requests.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn recorded_messages_are_served_by_channel_subtopic_name_and_window_newest_first() {
+    let channel = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
+    let mut messages = Vec::new();
+    for k in 0..25 {
+        // Out of order on purpose, with other series mixed in.
+        let t = START + ((k * 7) % 25) * 60;
+        messages.push(serde_json::json!({"channel": channel, "subtopic": "events.data", "name": "urn:dev:temperature", "unit": "Cel", "time": t, "value": k}));
+        messages.push(serde_json::json!({"channel": channel, "subtopic": "events.other", "name": "urn:dev:temperature", "time": t, "value": -1}));
+        messages.push(serde_json::json!({"channel": channel, "subtopic": "events.data", "name": "urn:dev:humidity", "time": t, "value": -2}));
+    }
+    let file = serde_json::to_string(&serde_json::json!({"total": 75, "messages": messages})).expect("JSON");
+    let loaded = integration_tests::reader_server::load_messages(&file).expect("a reader answer loads");
+    let (url, _) = start(ReaderConfig::new("t0k3n", START, 60).with_messages(loaded)).await;
+    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
+        .expect("client")
+        .with_paging(4, 10)
+        .with_retry(quick());
+    let mut sink = Collect::default();
+    let read = reader
+        .read(&query(START + 60, START + 20 * 60), &mut sink)
+        .await
+        .expect("reads");
+    let expected: Vec<i64> = (1..20).map(|m| START + m * 60).collect();
+    assert_eq!(read, 19);
+    assert_eq!(sink.times, expected, "oldest first, half-open window, one series");
+    assert!(sink.values.iter().all(|v| v.is_some_and(|v| v >= 0.0)));
+    assert!(integration_tests::reader_server::load_messages("[{\"value\": 1}]").is_err());
+}

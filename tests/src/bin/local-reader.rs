@@ -1,17 +1,28 @@
-//! The local reader API for the demo: `LOCAL_READER_ADDRESS` (default 127.0.0.1:9100),
-//! `READER_TOKEN`, a point every `LOCAL_READER_STEP_SECONDS` (default 300) from 2025-01-01.
+//! The local reader API for the demo and manual runs: `LOCAL_READER_ADDRESS` (default
+//! 127.0.0.1:9100), `READER_TOKEN`; a point every `LOCAL_READER_STEP_SECONDS` (default 300) from
+//! 2025-01-01 for any channel, subtopic and name, or, with `LOCAL_READER_DATA=<file>`, the
+//! messages of that file (a JSON array of SenML messages, or a page saved from a real reader).
 
-use integration_tests::reader_server::{start_on, ReaderConfig};
+use integration_tests::reader_server::{load_messages, start_on, ReaderConfig};
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), String> {
     let address = std::env::var("LOCAL_READER_ADDRESS").unwrap_or_else(|_| "127.0.0.1:9100".into());
     let token = std::env::var("READER_TOKEN").unwrap_or_else(|_| "local-reader-token".into());
     let step = std::env::var("LOCAL_READER_STEP_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let (url, _) = start_on(ReaderConfig::new(&token, 1_735_689_600, step), &address).await;
+    let mut config = ReaderConfig::new(&token, 1_735_689_600, step);
+    if let Some(path) = std::env::var_os("LOCAL_READER_DATA").filter(|p| !p.is_empty()) {
+        let shown = path.to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("LOCAL_READER_DATA {shown}: {e}"))?;
+        let messages = load_messages(&text).map_err(|e| format!("LOCAL_READER_DATA {shown}: {e}"))?;
+        println!("serving {} messages from {shown}", messages.len());
+        config = config.with_messages(messages);
+    }
+    let (url, _) = start_on(config, &address).await;
     println!("local reader at {url}");
     std::future::pending::<()>().await;
+    Ok(())
 }
