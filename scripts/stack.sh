@@ -91,6 +91,7 @@ up() {
   cargo run -q -p integration-tests --bin local-setup
   "$ROOT/target/debug/local-reader" >"$STATE/reader.log" 2>&1 &
   echo $! >"$STATE/reader.pid"
+  wait_for "$READER_URL/" 30 "the local reader (LOCAL_READER_DATA=${LOCAL_READER_DATA:-unset})"
   "$ROOT/target/debug/local-chat" >"$STATE/chat.log" 2>&1 &
   echo $! >"$STATE/chat.pid"
   # Functions inherit watch's environment; PATH gets .venv for zig and cargo-lambda's helpers.
