@@ -6,6 +6,7 @@
 //! - `pipeline-bench csv DIR raw|buckets OUT`: the export pipeline over the pages, oldest
 //!   first, to CSV in Europe/Rome (`buckets`: 15-minute avg and stddev); prints the figures.
 //! - `pipeline-bench xlsx DIR OUT`: raw rows to XLSX.
+//! - `pipeline-bench parse DIR`: the page parser alone, on one thread, pages read beforehand.
 //!
 //! The pipeline is the service's own code: `parse_owned` (as the reader client parses pages),
 //! `SeriesRenderer`, the writers. As in the reader client, two pages are parsed at a time on
@@ -34,7 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("generate") => generate(args[2].parse()?, Path::new(&args[3])),
         Some("csv") => run(Path::new(&args[2]), &args[3], Path::new(&args[4]), false),
         Some("xlsx") => run(Path::new(&args[2]), "raw", Path::new(&args[3]), true),
-        _ => Err("usage: pipeline-bench generate N DIR | csv DIR raw|buckets OUT | xlsx DIR OUT".into()),
+        Some("parse") => parse_only(Path::new(&args[2])),
+        _ => Err("usage: pipeline-bench generate N DIR | csv DIR raw|buckets OUT | xlsx DIR OUT | parse DIR".into()),
     }
 }
 
@@ -169,6 +171,27 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         if xlsx { "xlsx" } else { "csv" },
         points_read as f64 / seconds,
         peak_rss_mib()
+    );
+    Ok(())
+}
+
+/// The parser alone, on one thread, over pages already in memory: its share of the pipeline.
+fn parse_only(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let bodies = pages(dir)?
+        .iter()
+        .map(std::fs::read)
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes: usize = bodies.iter().map(Vec::len).sum();
+    let started = Instant::now();
+    let mut points = 0;
+    for body in bodies {
+        points += parse_owned(body)?.get().0.len();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "parse    one thread: {points} points in {seconds:.3} s = {:.0} points/s, {:.0} MB/s",
+        points as f64 / seconds,
+        bytes as f64 / seconds / 1e6
     );
     Ok(())
 }
