@@ -546,6 +546,7 @@ async fn an_attempt_stopped_by_an_error_gives_its_job_back_and_the_retry_runs_it
         .await;
     assert_eq!(state["jobs"].as_array().map(Vec::len), Some(1), "{state}");
     assert_eq!(state["jobs"][0]["status"], "done", "{state}");
+    assert_eq!(state["jobs"][0]["attempts"], 2, "{state}");
     assert_eq!(state["status"], "done", "{state}");
     let job = fx
         .items()
@@ -624,6 +625,10 @@ async fn a_crashed_attempt_is_taken_over_only_once_its_lease_has_passed() {
         "a retry takes over a job whose lease has passed"
     );
     assert_eq!(fx.objects().await.len(), 1);
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{crashed}/status"), None, &alice)
+        .await;
+    assert_eq!(state["jobs"][0]["attempts"], 2, "{state}");
     assert_eq!(
         handle(fx.run_deps(), event(&crashed, at)).await.expect("runs"),
         Outcome::Duplicate,

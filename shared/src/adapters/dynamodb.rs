@@ -621,6 +621,11 @@ fn read_job(item: &Item) -> Result<Job, StoreError> {
             .and_then(JobStatus::parse)
             .ok_or_else(|| corrupt("status"))?,
         started_at: time("startedAt")?,
+        attempts: item
+            .get("attempts")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
         finished_at: time("finishedAt")?,
         expires_at,
         detail,

@@ -80,6 +80,9 @@ pub struct Job {
     pub scheduled_at: DateTime<Utc>,
     pub status: JobStatus,
     pub started_at: Option<DateTime<Utc>>,
+    /// How many attempts claimed the job: more than one when a retry took over an attempt that
+    /// crashed, timed out or stopped on an error.
+    pub attempts: u32,
     pub finished_at: Option<DateTime<Utc>>,
     /// When the files and the record expire (done jobs only).
     pub expires_at: Option<DateTime<Utc>>,
@@ -115,6 +118,7 @@ impl Job {
             "scheduledAt": rfc3339(self.scheduled_at),
             "status": self.status_at(now).as_str(),
             "startedAt": self.started_at.map(rfc3339),
+            "attempts": self.attempts,
             "finishedAt": self.finished_at.map(rfc3339),
             "expiresAt": self.expires_at.map(rfc3339),
             "windows": self.detail.windows,

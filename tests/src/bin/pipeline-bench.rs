@@ -36,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("csv") => run(Path::new(&args[2]), &args[3], Path::new(&args[4]), false),
         Some("xlsx") => run(Path::new(&args[2]), "raw", Path::new(&args[3]), true),
         Some("parse") => parse_only(Path::new(&args[2])),
-        _ => Err("usage: pipeline-bench generate N DIR | csv DIR raw|buckets OUT | xlsx DIR OUT | parse DIR".into()),
+        _ => Err(
+            "usage: pipeline-bench generate N DIR | csv DIR raw|buckets OUT | xlsx DIR OUT | parse DIR"
+                .into(),
+        ),
     }
 }
 
