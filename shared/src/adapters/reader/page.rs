@@ -42,9 +42,10 @@ pub fn parse_page(bytes: &[u8]) -> Result<Page<'_>, PageError> {
     })?;
     let mut cursor = Cursor { text, bytes, at: 0 };
     let mut page = Page::default();
+    let mut total = None;
     cursor.object(|c, key| {
         match key {
-            Key::Known("total") => page.total = c.count()?,
+            Key::Known("total") => total = Some(c.count()?),
             Key::Known("offset") => page.offset = c.count()?,
             Key::Known("limit") => page.limit = c.count()?,
             Key::Known("messages") => {
@@ -65,6 +66,8 @@ pub fn parse_page(bytes: &[u8]) -> Result<Page<'_>, PageError> {
     if cursor.at != bytes.len() {
         return Err(cursor.error("trailing characters after the page"));
     }
+    // Paging follows from the total: without it, later pages would be silently missed.
+    page.total = total.ok_or_else(|| cursor.error("the page has no total"))?;
     Ok(page)
 }
 
@@ -685,6 +688,7 @@ mod tests {
     fn bad_pages_say_what_and_where() {
         for (body, problem) in [
             (&br#"[]"#[..], "expected an object"),
+            (br#"{"messages":[]}"#, "the page has no total"),
             (br#"{"total":-1}"#, "expected a non-negative integer"),
             (br#"{"total":1} x"#, "trailing characters after the page"),
             (br#"{"total":1,"messages":[{"value":"1"}]}"#, "expected a number"),
