@@ -281,13 +281,16 @@ pub trait ChatPoster: Send + Sync {
 /// Where the deliveries of a job's messages are recorded.
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
-    /// Claims message `index` of a job for sending: `false` when it was sent, or is being sent,
-    /// already (so a second notify run sends nothing twice).
+    /// Claims message `index` of a job for sending until `claimed_until`: `false` when it was
+    /// sent already, or another run is sending it and its claim has not lapsed (so a second
+    /// notify run sends nothing twice, and a run that died does not keep a message unsent).
     async fn claim_delivery(
         &self,
         id: &ExportId,
         scheduled_at: DateTime<Utc>,
         index: usize,
+        at: DateTime<Utc>,
+        claimed_until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Records how a message's delivery ended.
     async fn record_delivery(

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use exporter::domain::RunEvent;
+use exporter::ports::{DeliveryLog, ExportStore};
 use integration_tests::chat_server::Scripted;
 use integration_tests::{someone, Fixture, READER_START, TELEGRAM_TOKEN};
 use notify::{handle, NotifyEvent, Summary};
@@ -409,4 +410,69 @@ async fn a_redirect_is_refused_not_followed() {
             .is_some_and(|r| r.contains("redirect")),
         "{recorded:?}"
     );
+}
+
+/// Claims message 0 of the export's job as a notify run that started at `at` would, holding it
+/// until `claimed_until`, and never records its end (the run died).
+async fn claimed_by_a_run(
+    fx: &Fixture,
+    event: &NotifyEvent,
+    at: DateTime<Utc>,
+    claimed_until: DateTime<Utc>,
+) {
+    let jobs = fx.store.jobs(&event.export_id).await.expect("jobs");
+    assert!(fx
+        .store
+        .claim_delivery(&event.export_id, jobs[0].scheduled_at, 0, at, claimed_until)
+        .await
+        .expect("claims"));
+}
+
+#[tokio::test]
+async fn a_message_claimed_by_a_run_that_died_is_sent_once_the_claim_lapses() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let slack = |name: &str| {
+        json!([message(
+            "onSuccess",
+            "slack",
+            Some(format!("{}/slack/{name}", fx.chat_url))
+        )])
+    };
+    let now = Utc::now();
+
+    let (_, sending) = ran(&fx, &alice, &body(slack("held"))).await;
+    claimed_by_a_run(&fx, &sending, now, now + chrono::TimeDelta::minutes(5)).await;
+    let held = handle(fx.notify_deps(), sending).await.expect("notifies");
+    assert_eq!(
+        (held.sent, held.skipped),
+        (0, 1),
+        "a live claim is left to its run"
+    );
+    assert!(fx.chat_state.captured().is_empty());
+
+    let (id, died) = ran(&fx, &alice, &body(slack("lapsed"))).await;
+    claimed_by_a_run(
+        &fx,
+        &died,
+        now - chrono::TimeDelta::minutes(6),
+        now - chrono::TimeDelta::minutes(1),
+    )
+    .await;
+    let retried = handle(fx.notify_deps(), died.clone()).await.expect("notifies");
+    assert_eq!(
+        (retried.sent, retried.skipped),
+        (1, 0),
+        "a lapsed claim is taken over"
+    );
+    assert_eq!(fx.chat_state.captured().len(), 1);
+    let recorded = notifications(&fx, &alice, &id).await;
+    assert_eq!(recorded[0]["status"], "sent", "{recorded:?}");
+    let again = handle(fx.notify_deps(), died).await.expect("notifies");
+    assert_eq!(
+        (again.sent, again.skipped),
+        (0, 1),
+        "a sent message is never sent again"
+    );
+    assert_eq!(fx.chat_state.captured().len(), 1);
 }

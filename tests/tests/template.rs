@@ -344,18 +344,23 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
 }
 
 #[test]
-fn the_job_lease_outlasts_run_export_by_less_than_the_first_retry() {
+fn claims_outlast_their_function_by_less_than_the_first_retry() {
     let docs = YamlLoader::load_from_str(&read("infra/template.yaml")).expect("valid YAML");
-    let run_export = &docs[0]["Resources"]["RunExportFunction"]["Properties"];
-    let timeout = run_export["Timeout"].as_i64().expect("a Timeout");
-    let lease: i64 = run_export["Environment"]["Variables"]["JOB_LEASE_SECONDS"]
-        .as_str()
-        .and_then(|s| s.parse().ok())
-        .expect("JOB_LEASE_SECONDS");
-    // Longer than any attempt can run; shorter than the minute Lambda waits before its first
-    // retry of a timed-out asynchronous invocation, so that retry takes the job over.
-    assert!(
-        timeout < lease && lease < timeout + 60,
-        "timeout {timeout}, lease {lease}"
-    );
+    for (function, variable) in [
+        ("RunExportFunction", "JOB_LEASE_SECONDS"),
+        ("NotifyFunction", "DELIVERY_CLAIM_SECONDS"),
+    ] {
+        let properties = &docs[0]["Resources"][function]["Properties"];
+        let timeout = properties["Timeout"].as_i64().expect("a Timeout");
+        let claim: i64 = properties["Environment"]["Variables"][variable]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect(variable);
+        // Longer than any invocation can run; shorter than the minute Lambda waits before its
+        // first retry of a timed-out asynchronous invocation, so that retry takes the work over.
+        assert!(
+            timeout < claim && claim < timeout + 60,
+            "{function}: timeout {timeout}, {variable} {claim}"
+        );
+    }
 }

@@ -4,7 +4,8 @@
 //! Each message whose policy matches the job's outcome goes out through its medium: email (SES
 //! v2, the file attached when small enough), Telegram, Slack or Discord. Every message is claimed
 //! before it is sent and its result recorded on the job, so a second invocation sends nothing
-//! that was sent already; transient failures are retried with backoff and jitter within a
+//! that was sent already or is being sent (a claim lapses after `claim`, so a run that died
+//! leaves its message to the next); transient failures are retried with backoff and jitter within a
 //! bound, honouring `Retry-After`; one channel's failure never stops the others.
 
 use std::time::Duration;
@@ -42,6 +43,9 @@ pub struct NotifyConfig {
     pub slack_default: Option<String>,
     pub discord_default: Option<String>,
     pub telegram_default: Option<String>,
+    /// How long a run holds a message it is sending: longer than the function's timeout, so
+    /// that only a run that is surely over (crashed, timed out) leaves it to a retry.
+    pub claim: chrono::TimeDelta,
 }
 
 impl Default for NotifyConfig {
@@ -58,6 +62,7 @@ impl Default for NotifyConfig {
             slack_default: None,
             discord_default: None,
             telegram_default: None,
+            claim: chrono::TimeDelta::seconds(330),
         }
     }
 }
@@ -132,17 +137,15 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Notif
     let facts = facts(deps, &export, &job).await;
     let mut summary = Summary::default();
     for (index, message) in export.request.messages.iter().enumerate() {
-        let done_before = job
-            .deliveries
-            .iter()
-            .any(|d| d.message == index && d.status != DeliveryStatus::Failed);
+        let now = deps.clock.now();
+        let done_before = job.deliveries.iter().any(|d| d.message == index && d.holds(now));
         if !applies(message.policy, job.status) || done_before {
             summary.skipped += 1;
             continue;
         }
         if !deps
             .deliveries
-            .claim_delivery(&export.id, job.scheduled_at, index)
+            .claim_delivery(&export.id, job.scheduled_at, index, now, now + deps.config.claim)
             .await?
         {
             summary.skipped += 1;
@@ -226,6 +229,7 @@ async fn deliver(
         attempts: 0,
         reason: None,
         provider_message_id: None,
+        claimed_until: None,
     };
     let prepared = match message.medium {
         Medium::Email => email(deps, export, job, message, &composed)

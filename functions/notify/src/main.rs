@@ -26,6 +26,7 @@ async fn main() -> Result<(), Error> {
         retry: defaults.retry,
         slack_default: optional("SLACK_DEFAULT_WEBHOOK"),
         discord_default: optional("DISCORD_DEFAULT_WEBHOOK"),
+        claim: chrono::TimeDelta::seconds(parsed_or("DELIVERY_CLAIM_SECONDS", defaults.claim.num_seconds())?),
         telegram_default: optional("TELEGRAM_DEFAULT_CHAT"),
     };
     let aws = exporter::adapters::aws_config().await;

@@ -657,6 +657,11 @@ fn read_deliveries(item: &Item) -> Vec<Delivery> {
                 attempts: number("attempts").unwrap_or(0) as u32,
                 reason: text("reason"),
                 provider_message_id: text("providerMessageId"),
+                claimed_until: map
+                    .get("claimedUntil")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse::<i64>().ok())
+                    .and_then(|secs| DateTime::from_timestamp(secs, 0)),
             })
         })
         .collect();
@@ -677,6 +682,9 @@ fn delivery_value(delivery: &Delivery) -> AttributeValue {
     if let Some(id) = &delivery.provider_message_id {
         map.insert("providerMessageId".into(), s(id));
     }
+    if let Some(until) = delivery.claimed_until {
+        map.insert("claimedUntil".into(), n(until.timestamp()));
+    }
     AttributeValue::M(map)
 }
 
@@ -687,6 +695,8 @@ impl DeliveryLog for DynamoStore {
         id: &ExportId,
         scheduled_at: DateTime<Utc>,
         index: usize,
+        at: DateTime<Utc>,
+        claimed_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let claim = Delivery {
             message: index,
@@ -695,6 +705,7 @@ impl DeliveryLog for DynamoStore {
             attempts: 0,
             reason: None,
             provider_message_id: None,
+            claimed_until: Some(claimed_until),
         };
         let result = self
             .client
@@ -702,12 +713,19 @@ impl DeliveryLog for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(job_key(id, scheduled_at)))
             .update_expression("SET #d = :claim")
-            // A failed delivery may be tried again by a later run; a sent or sending one never.
-            .condition_expression("attribute_exists(pk) AND (attribute_not_exists(#d) OR #d.#s = :failed)")
+            // A failed delivery may be tried again by a later run, and so may one whose sender
+            // died (its claim lapsed); a sent one never.
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(#d) OR #d.#s = :failed \
+                 OR (#d.#s = :sending AND #d.#c < :now))",
+            )
             .expression_attribute_names("#d", delivery_attribute(index))
             .expression_attribute_names("#s", "status")
+            .expression_attribute_names("#c", "claimedUntil")
             .expression_attribute_values(":claim", delivery_value(&claim))
             .expression_attribute_values(":failed", s(DeliveryStatus::Failed.as_str()))
+            .expression_attribute_values(":sending", s(DeliveryStatus::Sending.as_str()))
+            .expression_attribute_values(":now", n(at.timestamp()))
             .send()
             .await;
         conditional(result)

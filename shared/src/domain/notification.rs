@@ -113,7 +113,8 @@ pub fn max_chars(medium: Medium) -> usize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DeliveryStatus {
-    /// Claimed by a notify run that has not finished (or died): never sent again.
+    /// Claimed by a notify run that has not finished, or that died: sent again only once the
+    /// claim has lapsed.
     Sending,
     Sent,
     Failed,
@@ -146,6 +147,21 @@ pub struct Delivery {
     pub attempts: u32,
     pub reason: Option<String>,
     pub provider_message_id: Option<String>,
+    /// While `sending`: when the claim of the invocation sending it lapses.
+    #[serde(skip)]
+    pub claimed_until: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// Whether this record keeps the message from being sent at `now`: it was sent, or an
+    /// invocation is sending it and its claim has not lapsed.
+    pub fn holds(&self, now: DateTime<Utc>) -> bool {
+        match self.status {
+            DeliveryStatus::Sent => true,
+            DeliveryStatus::Failed => false,
+            DeliveryStatus::Sending => self.claimed_until.is_none_or(|until| until >= now),
+        }
+    }
 }
 
 #[cfg(test)]
