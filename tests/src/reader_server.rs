@@ -33,6 +33,28 @@ pub struct ReaderConfig {
     pub requests: AtomicU64,
     /// Messages to serve instead of generated ones, newest first.
     pub recorded: Option<Vec<Value>>,
+    /// How long each answer takes (a reader far away).
+    pub latency: std::time::Duration,
+    /// Requests being answered now, and the most there were at once.
+    pub in_flight: AtomicU64,
+    pub most_in_flight: AtomicU64,
+}
+
+/// Counts a request as in flight while it lives.
+struct Answering<'a>(&'a ReaderConfig);
+
+impl<'a> Answering<'a> {
+    fn new(config: &'a ReaderConfig) -> Self {
+        let now = config.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        config.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(config)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ReaderConfig {
@@ -45,6 +67,9 @@ impl ReaderConfig {
             fail_first: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             recorded: None,
+            latency: std::time::Duration::ZERO,
+            in_flight: AtomicU64::new(0),
+            most_in_flight: AtomicU64::new(0),
         }
     }
 
@@ -127,6 +152,10 @@ async fn messages(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     config.requests.fetch_add(1, Ordering::SeqCst);
+    let _answering = Answering::new(&config);
+    if !config.latency.is_zero() {
+        tokio::time::sleep(config.latency).await;
+    }
     if let Some(status) = config.always_fail {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error(status, "reader database unavailable");

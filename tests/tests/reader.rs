@@ -173,3 +173,27 @@ async fn recorded_messages_are_served_by_channel_subtopic_name_and_window_newest
     assert!(sink.values.iter().all(|v| v.is_some_and(|v| v >= 0.0)));
     assert!(integration_tests::reader_server::load_messages("[{\"value\": 1}]").is_err());
 }
+
+#[tokio::test]
+async fn pages_are_fetched_a_few_at_a_time_and_handed_over_in_order() {
+    let mut config = ReaderConfig::new("t0k3n", START, 60);
+    config.latency = Duration::from_millis(40);
+    let (url, state) = start(config).await;
+    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
+        .expect("client")
+        .with_paging(100, 1000)
+        .with_retry(quick());
+    let mut sink = Collect::default();
+    let read = reader
+        .read(&query(START, START + 86_400), &mut sink)
+        .await
+        .expect("read");
+    assert_eq!(read, 1440);
+    let expected: Vec<i64> = (0..1440).map(|k| START + k * 60).collect();
+    assert_eq!(
+        sink.times, expected,
+        "oldest first across pages fetched out of order"
+    );
+    let most = state.most_in_flight.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&most), "{most} requests at once");
+}

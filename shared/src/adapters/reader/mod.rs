@@ -2,10 +2,12 @@
 //! token, `from`/`to` half-open in Unix seconds, `limit` at most 1000, newest first.
 //!
 //! A series is read oldest first with bounded memory: the window is cut into slices of at most
-//! `max_slice_points` points (halving a slice that holds more), each slice is read whole, then
-//! sorted oldest first and handed over. Timeouts, `5xx` and `429` are retried with exponential
-//! backoff and full jitter, honouring `Retry-After`; any other answer fails with the reader's
-//! message. The token is never logged.
+//! `max_slice_points` points (halving a slice that holds more, which also keeps offsets small);
+//! a slice's pages are fetched from the oldest (highest offset), a few at a time, each parsed and
+//! sorted oldest first on other tasks and handed over in order, so memory holds only the pages
+//! in flight. Timeouts, `5xx` and `429` are retried with exponential backoff and full jitter,
+//! honouring `Retry-After`; any other answer fails with the reader's message. The token is
+//! never logged.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -20,8 +22,8 @@ use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
 mod page;
 pub use page::{parse_page, Page, PageError};
 
-/// Pages parsed at once while the sink writes an older one.
-const PAGES_IN_FLIGHT: usize = 2;
+/// Pages fetched and parsed at once while the sink writes an older one.
+const PAGES_IN_FLIGHT: usize = 4;
 
 /// A secret kept out of logs and debug output.
 #[derive(Clone)]
@@ -101,15 +103,48 @@ pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, PageError> {
     })
 }
 
-/// Waits for a page's parse and hands its points to the sink; returns how many there were.
-async fn deliver(
-    parsing: tokio::task::JoinHandle<Result<OwnedPage, PageError>>,
-    sink: &mut (dyn SliceSink + Send),
-) -> Result<u64, ReadError> {
-    let page = parsing
+/// A page on its way: fetched (unless it was already) and parsed on another task.
+type PageTask = tokio::task::JoinHandle<Result<OwnedPage, ReadError>>;
+
+/// The pages being fetched and parsed, oldest first; dropped early (an error), it stops them.
+#[derive(Default)]
+struct InFlight(VecDeque<PageTask>);
+
+impl InFlight {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn push(&mut self, task: PageTask) {
+        self.0.push_back(task);
+    }
+
+    fn pop(&mut self) -> Option<PageTask> {
+        self.0.pop_front()
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Parses a page's body on the blocking pool.
+async fn parse_in_background(body: bytes::Bytes) -> Result<OwnedPage, ReadError> {
+    tokio::task::spawn_blocking(move || parse_owned(Vec::from(body)))
         .await
         .map_err(|e| ReadError::Permanent(format!("parsing a page stopped: {e}")))?
-        .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
+        .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))
+}
+
+/// Waits for a page and hands its points to the sink; returns how many there were.
+async fn deliver(task: PageTask, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
+    let page = task
+        .await
+        .map_err(|e| ReadError::Permanent(format!("reading a page stopped: {e}")))??;
     let points = &page.get().0;
     sink.accept(points).await.map_err(ReadError::Sink)?;
     Ok(points.len() as u64)
@@ -260,27 +295,31 @@ impl SeriesReader for HttpReader {
                 continue;
             }
             drop(page);
-            // Upstream answers `limit` messages a page; the offsets follow from the total.
-            let mut bodies = vec![first];
+            // Upstream answers `limit` messages a page, newest first, so the oldest page has the
+            // highest offset. Pages are fetched and parsed a few at a time on other tasks, from
+            // the oldest, and handed to the sink in order: the reader's latency, the parsing
+            // and the writing overlap, and memory holds only the pages in flight.
             let limit = u64::from(self.page_limit);
-            let mut offset = limit;
-            while offset < total {
-                bodies.push(self.page(query, from, to, offset).await?);
-                offset += limit;
-            }
-            // Oldest page first; the next pages are parsed on the blocking pool while the sink
-            // writes the one before them, so parsing and writing overlap on every core.
-            let mut parsing = VecDeque::with_capacity(PAGES_IN_FLIGHT);
-            for body in bodies.into_iter().rev() {
-                if parsing.len() == PAGES_IN_FLIGHT {
-                    if let Some(oldest) = parsing.pop_front() {
-                        total_points += deliver(oldest, sink).await?;
+            let mut offsets = (1..total.div_ceil(limit.max(1))).rev().map(|k| k * limit);
+            let mut in_flight = InFlight::default();
+            let mut newest = Some(first);
+            loop {
+                while in_flight.len() < PAGES_IN_FLIGHT {
+                    if let Some(offset) = offsets.next() {
+                        let reader = self.clone();
+                        let (query, from, to) = (query.clone(), from, to);
+                        in_flight.push(tokio::spawn(async move {
+                            let body = reader.page(&query, from, to, offset).await?;
+                            parse_in_background(body).await
+                        }));
+                    } else if let Some(body) = newest.take() {
+                        in_flight.push(tokio::spawn(parse_in_background(body)));
+                    } else {
+                        break;
                     }
                 }
-                parsing.push_back(tokio::task::spawn_blocking(move || parse_owned(Vec::from(body))));
-            }
-            for page in parsing {
-                total_points += deliver(page, sink).await?;
+                let Some(next) = in_flight.pop() else { break };
+                total_points += deliver(next, sink).await?;
             }
         }
         Ok(total_points)
