@@ -8,6 +8,7 @@
 //! those of the channel, matching `subtopic` and `name` when given, in `[from, to)`.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -35,6 +36,10 @@ pub struct ReaderConfig {
     pub recorded: Option<Vec<Value>>,
     /// How long each answer takes (a reader far away).
     pub latency: std::time::Duration,
+    /// Compress answers for clients that accept gzip (a reader behind a compressing proxy).
+    pub gzip: bool,
+    /// Answers sent compressed.
+    pub compressed: AtomicU64,
     /// Requests being answered now, and the most there were at once.
     pub in_flight: AtomicU64,
     pub most_in_flight: AtomicU64,
@@ -68,6 +73,8 @@ impl ReaderConfig {
             requests: AtomicU64::new(0),
             recorded: None,
             latency: std::time::Duration::ZERO,
+            gzip: false,
+            compressed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
         }
@@ -207,8 +214,11 @@ async fn messages(
             .take(limit as usize)
             .copied()
             .collect();
-        return Json(json!({"total": matching.len(), "offset": offset, "limit": limit, "messages": page}))
-            .into_response();
+        return answer(
+            &config,
+            &headers,
+            &json!({"total": matching.len(), "offset": offset, "limit": limit, "messages": page}),
+        );
     }
     // Point k is at start + k * step; those in [from, to) are k in [first, end).
     let step = config.step_seconds as f64;
@@ -235,5 +245,35 @@ async fn messages(
             message
         })
         .collect();
-    Json(json!({"total": total, "offset": offset, "limit": limit, "messages": messages})).into_response()
+    answer(
+        &config,
+        &headers,
+        &json!({"total": total, "offset": offset, "limit": limit, "messages": messages}),
+    )
+}
+
+/// A page as JSON, gzip-compressed when the server is set to and the client accepts it.
+fn answer(config: &ReaderConfig, headers: &HeaderMap, page: &Value) -> Response {
+    let accepts_gzip = headers
+        .get("accept-encoding")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+    if !(config.gzip && accepts_gzip) {
+        return Json(page).into_response();
+    }
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let compressed = encoder
+        .write_all(page.to_string().as_bytes())
+        .and_then(|()| encoder.finish());
+    match compressed {
+        Ok(body) => {
+            config.compressed.fetch_add(1, Ordering::SeqCst);
+            (
+                [("content-type", "application/json"), ("content-encoding", "gzip")],
+                body,
+            )
+                .into_response()
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "compression failed"),
+    }
 }

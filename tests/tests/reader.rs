@@ -197,3 +197,26 @@ async fn pages_are_fetched_a_few_at_a_time_and_handed_over_in_order() {
     let most = state.most_in_flight.load(Ordering::SeqCst);
     assert!((2..=4).contains(&most), "{most} requests at once");
 }
+
+#[tokio::test]
+async fn compressed_answers_are_asked_for_and_read() {
+    let mut config = ReaderConfig::new("t0k3n", START, 60);
+    config.gzip = true;
+    let (url, state) = start(config).await;
+    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
+        .expect("client")
+        .with_paging(100, 1000);
+    let mut sink = Collect::default();
+    let read = reader
+        .read(&query(START, START + 3600), &mut sink)
+        .await
+        .expect("read");
+    assert_eq!(read, 60);
+    let expected: Vec<i64> = (0..60).map(|k| START + k * 60).collect();
+    assert_eq!(sink.times, expected);
+    assert_eq!(sink.values[1], Some(20.125));
+    assert!(
+        state.compressed.load(Ordering::SeqCst) > 0,
+        "the client asks for gzip"
+    );
+}
