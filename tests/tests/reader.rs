@@ -45,6 +45,23 @@ fn query(from: i64, to: i64) -> SeriesQuery {
     }
 }
 
+/// Reads `[from, to)` from the reader at `url` (token `t0k3n`) in pages of `limit` and slices of
+/// at most `slice` points; returns how many points the client counted and what the sink got.
+async fn read_through(url: &str, limit: u32, slice: u64, from: i64, to: i64) -> (u64, Collect) {
+    let reader = HttpReader::new(url, Secret::new("t0k3n"))
+        .expect("client")
+        .with_paging(limit, slice)
+        .with_retry(quick());
+    let mut sink = Collect::default();
+    let read = reader.read(&query(from, to), &mut sink).await.expect("read");
+    (read, sink)
+}
+
+/// A point a minute over `[from, to)`, as the local reader serves them at a step of 60 s.
+fn every_minute(from: i64, to: i64) -> Vec<i64> {
+    (from..to).step_by(60).collect()
+}
+
 fn quick() -> Retry {
     Retry {
         attempts: 4,
@@ -56,17 +73,9 @@ fn quick() -> Retry {
 #[tokio::test]
 async fn reads_a_day_oldest_first_in_bounded_slices() {
     let (url, _) = start(ReaderConfig::new("t0k3n", START, 60)).await;
-    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
-        .expect("client")
-        .with_paging(100, 300);
-    let mut sink = Collect::default();
-    let read = reader
-        .read(&query(START, START + 86_400), &mut sink)
-        .await
-        .expect("read");
+    let (read, sink) = read_through(&url, 100, 300, START, START + 86_400).await;
     assert_eq!(read, 1440);
-    let expected: Vec<i64> = (0..1440).map(|k| START + k * 60).collect();
-    assert_eq!(sink.times, expected);
+    assert_eq!(sink.times, every_minute(START, START + 86_400));
     assert!(
         sink.largest_slice <= 300,
         "a slice held {} points",
@@ -158,18 +167,13 @@ async fn recorded_messages_are_served_by_channel_subtopic_name_and_window_newest
     let file = serde_json::to_string(&serde_json::json!({"total": 75, "messages": messages})).expect("JSON");
     let loaded = integration_tests::reader_server::load_messages(&file).expect("a reader answer loads");
     let (url, _) = start(ReaderConfig::new("t0k3n", START, 60).with_messages(loaded)).await;
-    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
-        .expect("client")
-        .with_paging(4, 10)
-        .with_retry(quick());
-    let mut sink = Collect::default();
-    let read = reader
-        .read(&query(START + 60, START + 20 * 60), &mut sink)
-        .await
-        .expect("reads");
-    let expected: Vec<i64> = (1..20).map(|m| START + m * 60).collect();
+    let (read, sink) = read_through(&url, 4, 10, START + 60, START + 20 * 60).await;
     assert_eq!(read, 19);
-    assert_eq!(sink.times, expected, "oldest first, half-open window, one series");
+    assert_eq!(
+        sink.times,
+        every_minute(START + 60, START + 20 * 60),
+        "oldest first, half-open window, one series"
+    );
     assert!(sink.values.iter().all(|v| v.is_some_and(|v| v >= 0.0)));
     assert!(integration_tests::reader_server::load_messages("[{\"value\": 1}]").is_err());
 }
@@ -179,19 +183,11 @@ async fn pages_are_fetched_a_few_at_a_time_and_handed_over_in_order() {
     let mut config = ReaderConfig::new("t0k3n", START, 60);
     config.latency = Duration::from_millis(40);
     let (url, state) = start(config).await;
-    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
-        .expect("client")
-        .with_paging(100, 1000)
-        .with_retry(quick());
-    let mut sink = Collect::default();
-    let read = reader
-        .read(&query(START, START + 86_400), &mut sink)
-        .await
-        .expect("read");
+    let (read, sink) = read_through(&url, 100, 1000, START, START + 86_400).await;
     assert_eq!(read, 1440);
-    let expected: Vec<i64> = (0..1440).map(|k| START + k * 60).collect();
     assert_eq!(
-        sink.times, expected,
+        sink.times,
+        every_minute(START, START + 86_400),
         "oldest first across pages fetched out of order"
     );
     let most = state.most_in_flight.load(Ordering::SeqCst);
@@ -203,17 +199,9 @@ async fn compressed_answers_are_asked_for_and_read() {
     let mut config = ReaderConfig::new("t0k3n", START, 60);
     config.gzip = true;
     let (url, state) = start(config).await;
-    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
-        .expect("client")
-        .with_paging(100, 1000);
-    let mut sink = Collect::default();
-    let read = reader
-        .read(&query(START, START + 3600), &mut sink)
-        .await
-        .expect("read");
+    let (read, sink) = read_through(&url, 100, 1000, START, START + 3600).await;
     assert_eq!(read, 60);
-    let expected: Vec<i64> = (0..60).map(|k| START + k * 60).collect();
-    assert_eq!(sink.times, expected);
+    assert_eq!(sink.times, every_minute(START, START + 3600));
     assert_eq!(sink.values[1], Some(20.125));
     assert!(
         state.compressed.load(Ordering::SeqCst) > 0,

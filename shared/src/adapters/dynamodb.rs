@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
@@ -76,6 +77,14 @@ fn counts_as_queued(status: ExportStatus) -> bool {
 }
 
 impl DynamoStore {
+    /// An update of the job of `(id, scheduled_at)`.
+    fn update_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(id, scheduled_at)))
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -426,10 +435,7 @@ impl ExportStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         // One conditional upsert: a new job, or an unfinished one whose lease has passed.
         let claim = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(id, scheduled_at)))
+            .update_job(id, scheduled_at)
             .update_expression(
                 "SET jobId = :job, scheduledAt = :scheduled, #status = :waiting, \
                  createdAt = if_not_exists(createdAt, :at), leaseUntil = :lease, \
@@ -455,10 +461,7 @@ impl ExportStore for DynamoStore {
 
     async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError> {
         let release = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(id, scheduled_at)))
+            .update_job(id, scheduled_at)
             .update_expression("SET leaseUntil = :zero")
             .condition_expression("#status IN (:waiting, :running)")
             .expression_attribute_names("#status", "status")
@@ -476,10 +479,7 @@ impl ExportStore for DynamoStore {
         scheduled_at: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(id, scheduled_at)))
+        self.update_job(id, scheduled_at)
             .update_expression("SET #status = :status, startedAt = :at")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
@@ -502,10 +502,7 @@ impl ExportStore for DynamoStore {
     ) -> Result<(), StoreError> {
         let detail = serde_json::to_string(detail).map_err(unavailable)?;
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(id, scheduled_at)))
+            .update_job(id, scheduled_at)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", s(status.as_str()))
@@ -708,10 +705,7 @@ impl DeliveryLog for DynamoStore {
             claimed_until: Some(claimed_until),
         };
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(id, scheduled_at)))
+            .update_job(id, scheduled_at)
             .update_expression("SET #d = :claim")
             // A failed delivery may be tried again by a later run, and so may one whose sender
             // died (its claim lapsed); a sent one never.
@@ -737,10 +731,7 @@ impl DeliveryLog for DynamoStore {
         scheduled_at: DateTime<Utc>,
         delivery: &Delivery,
     ) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(id, scheduled_at)))
+        self.update_job(id, scheduled_at)
             .update_expression("SET #d = :delivery")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#d", delivery_attribute(delivery.message))
