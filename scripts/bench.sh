@@ -11,7 +11,7 @@ sizes=("$@")
 VENV=.venv
 [[ -x $VENV/bin/python3 ]] || python3 -m venv "$VENV"
 "$VENV/bin/python3" -c 'import duckdb' 2>/dev/null || "$VENV/bin/pip" install -q 'duckdb>=1.1,<2'
-CARGO_PROFILE_RELEASE_STRIP=false cargo build -q --release -p integration-tests --bin pipeline-bench
+CARGO_PROFILE_RELEASE_STRIP=false cargo build -q --release -p pipeline-bench
 bench=target/release/pipeline-bench
 work=target/bench
 mkdir -p "$work"

@@ -15,15 +15,16 @@ use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use exporter::adapters::chat::HttpChat;
-use exporter::adapters::dynamodb::DynamoStore;
-use exporter::adapters::lambda::LambdaLauncher;
-use exporter::adapters::reader::{HttpReader, Retry, Secret};
-use exporter::adapters::s3::S3Files;
-use exporter::adapters::scheduler::{EventBridgeSchedules, ScheduleSettings};
-use exporter::adapters::ses::SesMailer;
+use exporter::chat::HttpChat;
 use exporter::domain::request::WebhookHosts;
+use exporter::dynamodb::DynamoStore;
+use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
+use exporter::reader::HttpReader;
+use exporter::s3::S3Files;
+use exporter::scheduler::{EventBridgeSchedules, ScheduleSettings};
+use exporter::ses::SesMailer;
+use exporter::support::{Retry, Secret};
 use exports_api::{ApiConfig, Deps};
 
 /// The endpoint in `var`, or `None` after saying loudly that the test is not run.
@@ -268,7 +269,9 @@ impl Fixture {
 
     pub fn deps(&self) -> Deps<'_> {
         Deps {
-            store: &self.store,
+            exports: &self.store,
+            lifecycle: &self.store,
+            history: &self.store,
             schedules: &self.schedules,
             launcher: &self.launcher,
             files: &self.files,
@@ -299,7 +302,10 @@ impl Fixture {
     /// run-export's dependencies on this fixture's resources.
     pub fn run_deps(&self) -> run_export::Deps<'_> {
         run_export::Deps {
-            store: &self.store,
+            exports: &self.store,
+            runs: &self.store,
+            ledger: &self.store,
+            history: &self.store,
             schedules: &self.schedules,
             reader: &self.reader,
             files: &self.files,
@@ -312,7 +318,8 @@ impl Fixture {
     /// notify's dependencies on this fixture's resources.
     pub fn notify_deps(&self) -> notify::Deps<'_> {
         notify::Deps {
-            store: &self.store,
+            exports: &self.store,
+            history: &self.store,
             deliveries: &self.store,
             files: &self.files,
             mailer: &self.mailer,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use exporter::domain::RunEvent;
-use exporter::ports::{DeliveryLog, ExportStore};
+use exporter::ports::{DeliveryLog, JobHistory};
 use integration_tests::chat_server::Scripted;
 use integration_tests::{someone, Fixture, READER_START, TELEGRAM_TOKEN};
 use notify::{handle, NotifyEvent, Summary};

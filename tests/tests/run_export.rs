@@ -10,11 +10,17 @@ use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use chrono_tz::Europe::Rome;
 use serde_json::{json, Value};
 
-use exporter::domain::job::{Job, JobDetail, JobStatus};
-use exporter::domain::{Export, ExportId, ExportStatus, RunEvent};
-use exporter::ports::{ExportStore, FileError, FileStore, StoreError};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use exporter::domain::job::{JobDetail, JobStatus};
+use exporter::domain::{ExportId, RunEvent};
+use exporter::ports::{JobLedger, StoreError};
+use exporter::s3::S3Files;
 use integration_tests::{expected_value, someone, Fixture, READER_START};
-use run_export::{handle, Outcome, RunError};
+use run_export::{handle, Failure, Outcome};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
 
@@ -277,46 +283,33 @@ async fn a_reader_failing_forever_fails_the_job_with_its_message_and_leaves_no_f
     );
 }
 
-/// S3 that fails on the second part of any upload.
-struct FailingSecondPart<'a>(&'a dyn FileStore);
+/// S3 whose connection drops on the second part of any multipart upload.
+#[derive(Debug)]
+struct FailingSecondPart;
 
-#[async_trait]
-impl FileStore for FailingSecondPart<'_> {
-    async fn begin(&self, key: &str, content_type: &str) -> Result<String, FileError> {
-        self.0.begin(key, content_type).await
+impl Intercept for FailingSecondPart {
+    fn name(&self) -> &'static str {
+        "FailingSecondPart"
     }
-    async fn part(&self, key: &str, upload: &str, number: i32, bytes: Vec<u8>) -> Result<String, FileError> {
-        if number == 2 {
-            return Err(FileError::Unavailable(
-                "upload part".into(),
-                "connection reset".into(),
-            ));
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if context.request().uri().contains("partNumber=2") {
+            return Err("connection reset".into());
         }
-        self.0.part(key, upload, number, bytes).await
-    }
-    async fn complete(&self, key: &str, upload: &str, tags: Vec<String>) -> Result<(), FileError> {
-        self.0.complete(key, upload, tags).await
-    }
-    async fn abort(&self, key: &str, upload: &str) -> Result<(), FileError> {
-        self.0.abort(key, upload).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), FileError> {
-        self.0.delete(key).await
-    }
-    async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError> {
-        self.0.presign(key, expires_in).await
-    }
-    async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
-        self.0.read(key).await
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn an_s3_failure_in_the_middle_of_an_upload_aborts_it_and_fails_the_job() {
-    let Some(mut fx) = Fixture::new().await else {
+    let Some(fx) = Fixture::new().await else {
         return;
     };
-    fx.run_config.part_size = 5 * 1024 * 1024;
     let alice = someone();
     // A small first item (uploaded whole), then one of about 7 MiB: two parts.
     let body = json!({
@@ -326,7 +319,9 @@ async fn an_s3_failure_in_the_middle_of_an_upload_aborts_it_and_fails_the_job() 
         "notification": {"messages": []}
     });
     let (id, created_at) = created(&fx, &alice, &body).await;
-    let failing = FailingSecondPart(&fx.files);
+    let failing_s3 = fx.s3.config().to_builder().interceptor(FailingSecondPart).build();
+    let failing =
+        S3Files::new(aws_sdk_s3::Client::from_conf(failing_s3), &fx.bucket).with_part_size(5 * 1024 * 1024);
     let deps = run_export::Deps {
         files: &failing,
         ..fx.run_deps()
@@ -426,46 +421,14 @@ async fn an_expired_job_answers_410_on_download() {
     );
 }
 
-/// The store, except that recording a job's end fails (DynamoDB unavailable) the first time.
+/// The job ledger, except that recording a job's end fails (DynamoDB unavailable) the first time.
 struct FinishFailsOnce<'a> {
-    store: &'a dyn ExportStore,
+    ledger: &'a dyn JobLedger,
     failed: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
-impl ExportStore for FinishFailsOnce<'_> {
-    async fn insert(&self, export: &Export, max_queued: u32) -> Result<(), StoreError> {
-        self.store.insert(export, max_queued).await
-    }
-    async fn activate(
-        &self,
-        id: &ExportId,
-        status: ExportStatus,
-        next: Option<DateTime<Utc>>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.store.activate(id, status, next, at).await
-    }
-    async fn record_next_run(
-        &self,
-        id: &ExportId,
-        next: DateTime<Utc>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.store.record_next_run(id, next, at).await
-    }
-    async fn discard(&self, export: &Export) -> Result<(), StoreError> {
-        self.store.discard(export).await
-    }
-    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError> {
-        self.store.get(id).await
-    }
-    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError> {
-        self.store.list_by_owner(owner).await
-    }
-    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError> {
-        self.store.soft_delete(id, owner, at).await
-    }
+impl JobLedger for FinishFailsOnce<'_> {
     async fn open_job(
         &self,
         id: &ExportId,
@@ -474,12 +437,12 @@ impl ExportStore for FinishFailsOnce<'_> {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.store
+        self.ledger
             .open_job(id, job_id, scheduled_at, at, lease_until)
             .await
     }
     async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.store.release_job(id, scheduled_at).await
+        self.ledger.release_job(id, scheduled_at).await
     }
     async fn start_job(
         &self,
@@ -487,7 +450,7 @@ impl ExportStore for FinishFailsOnce<'_> {
         scheduled_at: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.store.start_job(id, scheduled_at, at).await
+        self.ledger.start_job(id, scheduled_at, at).await
     }
     async fn finish_job(
         &self,
@@ -501,20 +464,9 @@ impl ExportStore for FinishFailsOnce<'_> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("throttled".into()));
         }
-        self.store
+        self.ledger
             .finish_job(id, scheduled_at, status, detail, at, expires_at)
             .await
-    }
-    async fn settle_one_time(
-        &self,
-        export: &Export,
-        status: ExportStatus,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.store.settle_one_time(export, status, at).await
-    }
-    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError> {
-        self.store.jobs(id).await
     }
 }
 
@@ -524,17 +476,17 @@ async fn an_attempt_stopped_by_an_error_gives_its_job_back_and_the_retry_runs_it
     let alice = someone();
     let body = one_time_csv(vec![item("urn:dev:a", READER_START, READER_START + 600)]);
     let (id, created_at) = created(&fx, &alice, &body).await;
-    let store = FinishFailsOnce {
-        store: &fx.store,
+    let ledger = FinishFailsOnce {
+        ledger: &fx.store,
         failed: false.into(),
     };
     let deps = run_export::Deps {
-        store: &store,
+        ledger: &ledger,
         ..fx.run_deps()
     };
     assert!(matches!(
         handle(deps, event(&id, created_at)).await,
-        Err(RunError::Retryable(_))
+        Err(Failure::Retryable(_))
     ));
     // The runtime retries a minute later, well within the lease: the job was given back.
     assert_eq!(

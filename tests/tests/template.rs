@@ -32,15 +32,37 @@ const LOCAL_ONLY: [&str; 6] = [
     "TELEGRAM_BOT_TOKEN",
 ];
 
-/// The environment variables a function's composition root reads.
+/// A function's sources, squeezed and joined.
+fn function_code(function: &str) -> String {
+    let dir = root().join(format!("functions/{function}/src"));
+    let mut code = String::new();
+    for entry in std::fs::read_dir(&dir).expect("the function's sources") {
+        let path = entry.expect("readable").path();
+        let relative = path
+            .strip_prefix(root())
+            .expect("under the root")
+            .to_string_lossy()
+            .into_owned();
+        code.push_str(&squeezed(&relative));
+    }
+    code
+}
+
+/// The environment variables a function reads: in its own sources (its composition root and its
+/// configuration's `from_env`), and in the shared readers of `config.rs` that it calls.
 fn variables_read(function: &str) -> BTreeSet<String> {
-    let mut source = squeezed(&format!("functions/{function}/src/main.rs"));
-    if source.contains("schedule_settings()") {
-        let config = squeezed("shared/src/config.rs");
-        let start = config
-            .find("pubfnschedule_settings")
-            .expect("schedule_settings in config.rs");
-        source.push_str(&config[start..]);
+    let mut source = function_code(function);
+    let config = squeezed("shared/adapters/src/config.rs");
+    for reader in ["schedule_settings", "webhook_hosts"] {
+        if source.contains(&format!("{reader}()")) {
+            let start = config
+                .find(&format!("pubfn{reader}"))
+                .unwrap_or_else(|| panic!("{reader} in config.rs"));
+            let end = config[start + 5..]
+                .find("pubfn")
+                .map_or(config.len(), |at| start + 5 + at);
+            source.push_str(&config[start..end]);
+        }
     }
     let mut names = BTreeSet::new();
     for reader in [
@@ -72,16 +94,16 @@ fn variables_read(function: &str) -> BTreeSet<String> {
 /// The IAM actions behind each port method the functions call (`field.method(` in their code).
 fn actions_of(call: &str) -> &'static [&'static str] {
     match call {
-        "store.insert" => &["dynamodb:UpdateItem", "dynamodb:PutItem"],
-        "store.activate" | "store.record_next_run" | "store.start_job" | "store.finish_job" => {
+        "exports.get" => &["dynamodb:GetItem"],
+        "exports.list_by_owner" | "history.jobs" => &["dynamodb:Query"],
+        "lifecycle.insert" => &["dynamodb:UpdateItem", "dynamodb:PutItem"],
+        "lifecycle.activate" => &["dynamodb:UpdateItem"],
+        "lifecycle.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
+        "lifecycle.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "runs.record_next_run" | "runs.settle_one_time" => &["dynamodb:UpdateItem"],
+        "ledger.open_job" | "ledger.release_job" | "ledger.start_job" | "ledger.finish_job" => {
             &["dynamodb:UpdateItem"]
         }
-        "store.settle_one_time" => &["dynamodb:UpdateItem"],
-        "store.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
-        "store.get" => &["dynamodb:GetItem"],
-        "store.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
-        "store.open_job" | "store.release_job" => &["dynamodb:UpdateItem"],
-        "store.list_by_owner" | "store.jobs" => &["dynamodb:Query"],
         "deliveries.claim_delivery" | "deliveries.record_delivery" => &["dynamodb:UpdateItem"],
         "schedules.arm" => &[
             "scheduler:CreateSchedule",
@@ -90,9 +112,8 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         ],
         "schedules.disarm" => &["scheduler:DeleteSchedule"],
         "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
-        "files.begin" | "files.part" | "files.complete" => &["s3:PutObject"],
-        "files.abort" => &["s3:AbortMultipartUpload"],
-        "files.delete" => &["s3:DeleteObject"],
+        "files.put" => &["s3:PutObject", "s3:AbortMultipartUpload"],
+        "files.remove" => &["s3:DeleteObject"],
         "files.presign" | "files.read" => &["s3:GetObject"],
         "mailer.send" => &["ses:SendEmail"],
         _ => &[],
@@ -100,54 +121,25 @@ fn actions_of(call: &str) -> &'static [&'static str] {
 }
 
 /// The port methods, by field name as the functions' `Deps` name them.
-const PORT_CALLS: [(&str, &[&str]); 8] = [
-    (
-        "store",
-        &[
-            "insert",
-            "activate",
-            "record_next_run",
-            "discard",
-            "get",
-            "list_by_owner",
-            "soft_delete",
-            "open_job",
-            "release_job",
-            "start_job",
-            "finish_job",
-            "settle_one_time",
-            "jobs",
-        ],
-    ),
+const PORT_CALLS: [(&str, &[&str]); 12] = [
+    ("exports", &["get", "list_by_owner"]),
+    ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
+    ("runs", &["record_next_run", "settle_one_time"]),
+    ("history", &["jobs"]),
+    ("ledger", &["open_job", "release_job", "start_job", "finish_job"]),
     ("deliveries", &["claim_delivery", "record_delivery"]),
     ("schedules", &["arm", "disarm"]),
     ("launcher", &["launch"]),
     ("notifier", &["job_ended"]),
-    (
-        "files",
-        &["begin", "part", "complete", "abort", "delete", "presign", "read"],
-    ),
+    ("files", &["put", "remove", "presign", "read"]),
     ("mailer", &["send"]),
     ("reader", &["read"]),
 ];
 
 /// The actions a function's code needs.
 fn actions_needed(function: &str) -> BTreeSet<String> {
-    let dir = root().join(format!("functions/{function}/src"));
-    let mut code = String::new();
-    for entry in std::fs::read_dir(&dir).expect("the function's sources") {
-        let path = entry.expect("readable").path();
-        let relative = path
-            .strip_prefix(root())
-            .expect("under the root")
-            .to_string_lossy()
-            .into_owned();
-        code.push_str(&squeezed(&relative));
-    }
+    let code = function_code(function);
     let mut needed = BTreeSet::new();
-    if code.contains("secret(&ssm,") {
-        needed.insert("ssm:GetParameter".to_owned());
-    }
     if code.contains("secret(&ssm,") {
         needed.insert("ssm:GetParameter".to_owned());
     }
@@ -324,7 +316,7 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
         "create_bucket",
     ];
     for adapter in ["dynamodb", "scheduler", "lambda", "s3", "ses"] {
-        let source = squeezed(&format!("shared/src/adapters/{adapter}.rs"));
+        let source = squeezed(&format!("shared/adapters/src/{adapter}.rs"));
         let mut rest = source.as_str();
         while let Some(at) = rest.find("client.") {
             let tail = &rest[at + "client.".len()..];

@@ -10,11 +10,13 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
+use exporter::config::{flag, parsed_or, webhook_hosts, ConfigError};
 use exporter::domain::job::JobStatus;
+use exporter::domain::request::Limits;
 use exporter::domain::{
     Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
 };
-use exporter::ports::{Clock, ExportStore, FileStore, RunLauncher, RunSchedules};
+use exporter::ports::{Clock, ExportLifecycle, Exports, FileStore, JobHistory, RunLauncher, RunSchedules};
 
 pub use error::ApiError;
 pub use identity::Identity;
@@ -45,10 +47,39 @@ impl Default for ApiConfig {
     }
 }
 
-/// What the handler needs, borrowed from the composition root (or a test).
+impl ApiConfig {
+    /// Reads the limits, webhook hosts, quota, body limit, link validity and `LOCAL_IDENTITY`,
+    /// each falling back to its default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let limits = defaults.policy.limits;
+        Ok(Self {
+            policy: Policy {
+                limits: Limits {
+                    max_items: parsed_or("MAX_ITEMS", limits.max_items)?,
+                    max_columns: parsed_or("MAX_COLUMNS", limits.max_columns)?,
+                    max_messages: parsed_or("MAX_MESSAGES", limits.max_messages)?,
+                },
+                webhook_hosts: Some(webhook_hosts()),
+            },
+            max_body_bytes: parsed_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
+            max_queued_per_user: parsed_or("MAX_QUEUED_EXPORTS_PER_USER", defaults.max_queued_per_user)?,
+            local_identity: flag("LOCAL_IDENTITY"),
+            download_url_ttl: std::time::Duration::from_secs(parsed_or(
+                "DOWNLOAD_URL_SECONDS",
+                defaults.download_url_ttl.as_secs(),
+            )?),
+        })
+    }
+}
+
+/// What the handler needs, borrowed from the composition root (or a test): exports to read and
+/// to create and delete, jobs to read, the triggers, download links.
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
-    pub store: &'a dyn ExportStore,
+    pub exports: &'a dyn Exports,
+    pub lifecycle: &'a dyn ExportLifecycle,
+    pub history: &'a dyn JobHistory,
     pub schedules: &'a dyn RunSchedules,
     pub launcher: &'a dyn RunLauncher,
     pub files: &'a dyn FileStore,
@@ -147,7 +178,7 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
 /// The caller's export with this id, or `404` (missing, another user's, deleted, not armed).
 async fn visible(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Export, ApiError> {
     let id: ExportId = id.parse().map_err(|_| ApiError::NotFound)?;
-    match deps.store.get(&id).await? {
+    match deps.exports.get(&id).await? {
         Some(export) if export.owner == who.sub && export.is_visible() => Ok(export),
         _ => Err(ApiError::NotFound),
     }
@@ -211,7 +242,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         deleted_at: None,
         next_run_at: None,
     };
-    deps.store
+    deps.lifecycle
         .insert(&export, deps.config.max_queued_per_user)
         .await?;
     let event = RunEvent {
@@ -227,7 +258,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         return Err(e);
     }
     let next_run_at = matches!(export.request.schedule, Schedule::Recurring(_)).then_some(first_run);
-    if let Err(e) = deps.store.activate(&id, status, next_run_at, now).await {
+    if let Err(e) = deps.lifecycle.activate(&id, status, next_run_at, now).await {
         match export.request.schedule {
             Schedule::Recurring(_) => {
                 if let Err(disarm) = deps.schedules.disarm(&id).await {
@@ -250,7 +281,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
 
 /// Removes an export whose trigger failed, so no live export is left without one.
 async fn discard(deps: Deps<'_>, export: &Export) {
-    if let Err(e) = deps.store.discard(export).await {
+    if let Err(e) = deps.lifecycle.discard(export).await {
         // It stays in `creating`: invisible to the API and never run.
         tracing::error!(export_id = %export.id, error = %e, "could not discard an unarmed export");
     }
@@ -259,14 +290,14 @@ async fn discard(deps: Deps<'_>, export: &Export) {
 async fn list(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Response<Body>, ApiError> {
     let params = request.query_string_parameters();
     let query = ListQuery::parse(params.iter()).map_err(ApiError::Invalid)?;
-    let exports = deps.store.list_by_owner(&who.sub).await?;
+    let exports = deps.exports.list_by_owner(&who.sub).await?;
     Ok(json_response(200, &query.apply(exports).to_json()))
 }
 
 async fn delete(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
     let export = visible(deps, who, id).await?;
     let now: DateTime<Utc> = deps.clock.now();
-    let deleted = deps.store.soft_delete(&export.id, &who.sub, now).await?;
+    let deleted = deps.lifecycle.soft_delete(&export.id, &who.sub, now).await?;
     if matches!(deleted.request.schedule, Schedule::Recurring(_)) {
         if let Err(e) = deps.schedules.disarm(&deleted.id).await {
             // Harmless if left: run-export does nothing for a deleted export.
@@ -283,7 +314,7 @@ async fn status(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Bod
     let export = visible(deps, who, id).await?;
     let now = deps.clock.now();
     let jobs: Vec<Value> = deps
-        .store
+        .history
         .jobs(&export.id)
         .await?
         .iter()
@@ -304,7 +335,7 @@ async fn status(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Bod
 async fn download(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
     let export = visible(deps, who, id).await?;
     let now = deps.clock.now();
-    let jobs = deps.store.jobs(&export.id).await?;
+    let jobs = deps.history.jobs(&export.id).await?;
     let latest = jobs
         .iter()
         .filter(|j| matches!(j.status_at(now), JobStatus::Done | JobStatus::Expired))

@@ -2,6 +2,7 @@
 //! field, with nothing stored, scheduled or launched; and arbitrary JSON never causes a 5xx or
 //! a panic. The ports are recording doubles: validation must not reach them.
 
+use std::path::Path;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -9,11 +10,11 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use exporter::domain::job::{Job, JobDetail, JobStatus};
+use exporter::domain::job::Job;
 use exporter::domain::{Export, ExportId, ExportStatus, RunEvent};
 use exporter::ports::{
-    Clock, ExportStore, FileError, FileStore, LaunchError, RunLauncher, RunSchedules, ScheduleError,
-    StoreError,
+    Clock, ExportLifecycle, Exports, FileError, FileStore, JobHistory, LaunchError, RunLauncher,
+    RunSchedules, ScheduleError, StoreError,
 };
 use exports_api::{handle, ApiConfig, Deps};
 
@@ -36,7 +37,19 @@ impl Recorder {
 }
 
 #[async_trait]
-impl ExportStore for Recorder {
+impl Exports for Recorder {
+    async fn get(&self, _: &ExportId) -> Result<Option<Export>, StoreError> {
+        self.note("get");
+        Ok(None)
+    }
+    async fn list_by_owner(&self, _: &str) -> Result<Vec<Export>, StoreError> {
+        self.note("list");
+        Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl ExportLifecycle for Recorder {
     async fn insert(&self, _: &Export, _: u32) -> Result<(), StoreError> {
         self.note("insert");
         Ok(())
@@ -51,66 +64,18 @@ impl ExportStore for Recorder {
         self.note("activate");
         Ok(())
     }
-    async fn record_next_run(
-        &self,
-        _: &ExportId,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.note("record_next_run");
-        Ok(())
-    }
     async fn discard(&self, _: &Export) -> Result<(), StoreError> {
         self.note("discard");
         Ok(())
-    }
-    async fn get(&self, _: &ExportId) -> Result<Option<Export>, StoreError> {
-        self.note("get");
-        Ok(None)
-    }
-    async fn list_by_owner(&self, _: &str) -> Result<Vec<Export>, StoreError> {
-        self.note("list");
-        Ok(Vec::new())
     }
     async fn soft_delete(&self, _: &ExportId, _: &str, _: DateTime<Utc>) -> Result<Export, StoreError> {
         self.note("soft_delete");
         Err(StoreError::NotFound)
     }
-    async fn open_job(
-        &self,
-        _: &ExportId,
-        _: &str,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.note("open_job");
-        Ok(true)
-    }
-    async fn release_job(&self, _: &ExportId, _: DateTime<Utc>) -> Result<(), StoreError> {
-        self.note("release_job");
-        Ok(())
-    }
-    async fn start_job(&self, _: &ExportId, _: DateTime<Utc>, _: DateTime<Utc>) -> Result<(), StoreError> {
-        self.note("start_job");
-        Ok(())
-    }
-    async fn finish_job(
-        &self,
-        _: &ExportId,
-        _: DateTime<Utc>,
-        _: JobStatus,
-        _: &JobDetail,
-        _: DateTime<Utc>,
-        _: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        self.note("finish_job");
-        Ok(())
-    }
-    async fn settle_one_time(&self, _: &Export, _: ExportStatus, _: DateTime<Utc>) -> Result<(), StoreError> {
-        self.note("settle_one_time");
-        Ok(())
-    }
+}
+
+#[async_trait]
+impl JobHistory for Recorder {
     async fn jobs(&self, _: &ExportId) -> Result<Vec<Job>, StoreError> {
         self.note("jobs");
         Ok(Vec::new())
@@ -119,24 +84,12 @@ impl ExportStore for Recorder {
 
 #[async_trait]
 impl FileStore for Recorder {
-    async fn begin(&self, _: &str, _: &str) -> Result<String, FileError> {
-        self.note("begin");
-        Ok("upload".into())
+    async fn put(&self, _: &str, _: &Path, _: &str) -> Result<u64, FileError> {
+        self.note("put");
+        Ok(0)
     }
-    async fn part(&self, _: &str, _: &str, _: i32, _: Vec<u8>) -> Result<String, FileError> {
-        self.note("part");
-        Ok("tag".into())
-    }
-    async fn complete(&self, _: &str, _: &str, _: Vec<String>) -> Result<(), FileError> {
-        self.note("complete");
-        Ok(())
-    }
-    async fn abort(&self, _: &str, _: &str) -> Result<(), FileError> {
-        self.note("abort");
-        Ok(())
-    }
-    async fn delete(&self, _: &str) -> Result<(), FileError> {
-        self.note("delete");
+    async fn remove(&self, _: &str) -> Result<(), FileError> {
+        self.note("remove");
         Ok(())
     }
     async fn presign(&self, _: &str, _: std::time::Duration) -> Result<String, FileError> {
@@ -200,7 +153,9 @@ fn event(body: Option<&str>) -> lambda_http::Request {
 async fn send(ports: &Recorder, request: lambda_http::Request) -> (u16, Value) {
     let config = ApiConfig::default();
     let deps = Deps {
-        store: ports,
+        exports: ports,
+        lifecycle: ports,
+        history: ports,
         schedules: ports,
         launcher: ports,
         files: ports,

@@ -11,25 +11,21 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use exporter::adapters::reader::Retry;
+use exporter::config::{optional, parsed_or, ConfigError};
+use exporter::domain::files;
 use exporter::domain::job::{Job, JobStatus};
 use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
 use exporter::domain::request::{Medium, Message};
-use exporter::domain::{Export, ExportId};
+use exporter::domain::Export;
 use exporter::ports::{
-    Attachment, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, ExportStore, FileStore, Mailer,
-    StoreError,
+    Attachment, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore, JobHistory, Mailer,
 };
+use exporter::support::Retry;
 
-/// The hand-off from run-export when a job ends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NotifyEvent {
-    pub export_id: ExportId,
-    pub job_id: String,
-}
+pub use exporter::domain::NotifyEvent;
+pub use exporter::failure::Failure;
 
 /// Settings of notify.
 #[derive(Clone, Debug)]
@@ -67,10 +63,31 @@ impl Default for NotifyConfig {
     }
 }
 
-/// What notify needs.
+impl NotifyConfig {
+    /// Reads `ATTACHMENT_MAX_BYTES`, `LINK_TTL_SECONDS`, `DELIVERY_CLAIM_SECONDS` and the default
+    /// targets, each falling back to its default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            attachment_max_bytes: parsed_or("ATTACHMENT_MAX_BYTES", defaults.attachment_max_bytes)?,
+            link_ttl: Duration::from_secs(parsed_or("LINK_TTL_SECONDS", defaults.link_ttl.as_secs())?),
+            retry: defaults.retry,
+            slack_default: optional("SLACK_DEFAULT_WEBHOOK"),
+            discord_default: optional("DISCORD_DEFAULT_WEBHOOK"),
+            telegram_default: optional("TELEGRAM_DEFAULT_CHAT"),
+            claim: chrono::TimeDelta::seconds(parsed_or(
+                "DELIVERY_CLAIM_SECONDS",
+                defaults.claim.num_seconds(),
+            )?),
+        })
+    }
+}
+
+/// What notify needs: exports and jobs to read, the delivery log to write, and the media.
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
-    pub store: &'a dyn ExportStore,
+    pub exports: &'a dyn Exports,
+    pub history: &'a dyn JobHistory,
     pub deliveries: &'a dyn DeliveryLog,
     pub files: &'a dyn FileStore,
     pub mailer: &'a dyn Mailer,
@@ -88,48 +105,17 @@ pub struct Summary {
     pub skipped: usize,
 }
 
-/// Errors with a stable vocabulary for the runtime's `Diagnostic`.
-#[derive(Debug, thiserror::Error)]
-pub enum NotifyError {
-    #[error("retryable: {0}")]
-    Retryable(String),
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
-
-impl From<StoreError> for NotifyError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
-            other => Self::Permanent(other.to_string()),
-        }
-    }
-}
-
-impl From<NotifyError> for lambda_runtime::Diagnostic {
-    fn from(e: NotifyError) -> Self {
-        let error_type = match e {
-            NotifyError::Retryable(_) => "Retryable",
-            NotifyError::Permanent(_) => "Permanent",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: error_type.into(),
-            error_message: e.to_string(),
-        }
-    }
-}
-
 /// Sends a finished job's messages.
-pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, NotifyError> {
-    let Some(export) = deps.store.get(&event.export_id).await? else {
+pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failure> {
+    let Some(export) = deps.exports.get(&event.export_id).await? else {
         tracing::info!(export_id = %event.export_id, "export missing; nothing to notify");
         return Ok(Summary::default());
     };
-    let jobs = deps.store.jobs(&export.id).await?;
+    let jobs = deps.history.jobs(&export.id).await?;
     let job = jobs
         .into_iter()
         .find(|j| j.job_id == event.job_id)
-        .ok_or_else(|| NotifyError::Permanent(format!("export {} has no job {}", export.id, event.job_id)))?;
+        .ok_or_else(|| Failure::permanent(format!("export {} has no job {}", export.id, event.job_id)))?;
     if !matches!(job.status, JobStatus::Done | JobStatus::Failed) {
         tracing::warn!(export_id = %export.id, job_id = %job.job_id, "job has not ended; nothing to notify");
         return Ok(Summary::default());
@@ -206,7 +192,7 @@ async fn facts(deps: Deps<'_>, export: &Export, job: &Job) -> JobFacts {
             .detail
             .files
             .iter()
-            .map(|f| f.key.rsplit('/').next().unwrap_or_default().to_owned())
+            .map(|f| files::file_name(&f.key).to_owned())
             .collect(),
         rows: job.detail.files.iter().map(|f| f.rows).sum(),
     }
@@ -312,17 +298,10 @@ async fn email(
         {
             match deps.files.read(&file.key).await {
                 Ok(bytes) => {
-                    let name = file.key.rsplit('/').next().unwrap_or("export").to_owned();
-                    let content_type = if name.ends_with(".zip") {
-                        "application/zip"
-                    } else if name.ends_with(".xlsx") {
-                        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-                    } else {
-                        "text/csv"
-                    };
+                    let name = files::file_name(&file.key);
                     attachment = Some(Attachment {
-                        name,
-                        content_type: content_type.into(),
+                        name: name.to_owned(),
+                        content_type: files::content_type_of(name).into(),
                         bytes,
                     });
                 }

@@ -5,8 +5,7 @@
 //! *before* exporting, so a failed export never breaks the chain; record the job once per
 //! `(exportId, scheduledAt)` (a duplicate trigger stops there); read each item's window from
 //! the reader oldest first, decimate when asked, write the file to a local temporary file and
-//! upload it to S3 by multipart upload (aborted on any failure, and the job's earlier files
-//! removed, so no half result is ever visible); zip several files; record the job's end; hand
+//! store it whole (a failure removes the job's earlier files, so no half result is ever visible); zip several files; record the job's end; hand
 //! off to notify.
 
 mod pipeline;
@@ -15,21 +14,21 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use exporter::config::{optional, parsed_or, ConfigError};
 use exporter::domain::job::JobStatus;
-use exporter::domain::{Export, ExportStatus, RunEvent, Schedule};
+use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Clock, ExportStore, FileStore, JobNotifier, RunSchedules, ScheduleError, SeriesReader, StoreError,
+    Clock, ExportRuns, Exports, FileStore, JobHistory, JobLedger, JobNotifier, RunSchedules, SeriesReader,
 };
 
-pub use pipeline::{upload_file, JobError};
+pub use exporter::failure::Failure;
+pub use pipeline::JobError;
 
 /// Settings of a run.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     /// How long files and job records are kept (S3 lifecycle and DynamoDB TTL).
     pub retention: TimeDelta,
-    /// Multipart part size; S3 wants at least 5 MiB for all parts but the last.
-    pub part_size: usize,
     /// Where temporary files go (Lambda: /tmp); the system default when unset.
     pub work_dir: Option<PathBuf>,
     /// How long an attempt holds its job: longer than the function's timeout, so that only an
@@ -41,17 +40,31 @@ impl Default for RunConfig {
     fn default() -> Self {
         Self {
             retention: TimeDelta::days(7),
-            part_size: 8 * 1024 * 1024,
             work_dir: None,
             lease: TimeDelta::seconds(930),
         }
     }
 }
 
-/// What the run needs.
+impl RunConfig {
+    /// Reads `RETENTION_DAYS`, `WORK_DIR` and `JOB_LEASE_SECONDS`, each falling back to its default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            retention: TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
+            work_dir: optional("WORK_DIR").map(Into::into),
+            lease: TimeDelta::seconds(parsed_or("JOB_LEASE_SECONDS", defaults.lease.num_seconds())?),
+        })
+    }
+}
+
+/// What the run needs: the roles of the store it uses, and nothing else.
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
-    pub store: &'a dyn ExportStore,
+    pub exports: &'a dyn Exports,
+    pub runs: &'a dyn ExportRuns,
+    pub ledger: &'a dyn JobLedger,
+    pub history: &'a dyn JobHistory,
     pub schedules: &'a dyn RunSchedules,
     pub reader: &'a dyn SeriesReader,
     pub files: &'a dyn FileStore,
@@ -74,48 +87,9 @@ pub enum Outcome {
     Failed,
 }
 
-/// Errors with a stable vocabulary for the runtime's `Diagnostic`.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// Worth retrying: the store or the scheduler was unavailable.
-    #[error("retryable: {0}")]
-    Retryable(String),
-    /// Retrying cannot help.
-    #[error("permanent: {0}")]
-    Permanent(String),
-}
-
-impl From<StoreError> for RunError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_) => Self::Retryable(e.to_string()),
-            other => Self::Permanent(other.to_string()),
-        }
-    }
-}
-
-impl From<ScheduleError> for RunError {
-    fn from(e: ScheduleError) -> Self {
-        Self::Retryable(e.to_string())
-    }
-}
-
-impl From<RunError> for lambda_runtime::Diagnostic {
-    fn from(e: RunError) -> Self {
-        let error_type = match e {
-            RunError::Retryable(_) => "Retryable",
-            RunError::Permanent(_) => "Permanent",
-        };
-        lambda_runtime::Diagnostic {
-            error_type: error_type.into(),
-            error_message: e.to_string(),
-        }
-    }
-}
-
 /// Handles one trigger.
-pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError> {
-    let export = match deps.store.get(&event.export_id).await? {
+pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
+    let export = match deps.exports.get(&event.export_id).await? {
         Some(export) if export.deleted_at.is_none() => export,
         _ => {
             tracing::info!(export_id = %event.export_id, "export missing or deleted; nothing to run");
@@ -126,7 +100,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError
         Schedule::OneTime => None,
         Schedule::Recurring(recurrence) => {
             let k = recurrence.index_of(event.scheduled_at).ok_or_else(|| {
-                RunError::Permanent(format!(
+                Failure::permanent(format!(
                     "{} is not an occurrence of this export",
                     event.scheduled_at
                 ))
@@ -139,7 +113,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError
     let now = deps.clock.now();
     let lease_until = now + deps.config.lease;
     if !deps
-        .store
+        .ledger
         .open_job(&export.id, &job_id, event.scheduled_at, now, lease_until)
         .await?
     {
@@ -151,7 +125,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, RunError
         Ok(outcome) => Ok(outcome),
         Err(e) => {
             // Give the job back, so that the runtime's retry of this trigger can take it at once.
-            if let Err(release) = deps.store.release_job(&export.id, event.scheduled_at).await {
+            if let Err(release) = deps.ledger.release_job(&export.id, event.scheduled_at).await {
                 tracing::error!(export_id = %export.id, job_id, error = %release, "could not give the job back; a retry takes it once its lease passes");
             }
             Err(e)
@@ -166,8 +140,8 @@ async fn run_claimed(
     event: &RunEvent,
     job_id: &str,
     occurrence: Option<u64>,
-) -> Result<Outcome, RunError> {
-    deps.store
+) -> Result<Outcome, Failure> {
+    deps.ledger
         .start_job(&export.id, event.scheduled_at, deps.clock.now())
         .await?;
     tracing::info!(export_id = %export.id, job_id, "job started");
@@ -183,7 +157,7 @@ async fn run_claimed(
     };
     let finished_at = deps.clock.now();
     let expires_at = (status == JobStatus::Done).then(|| finished_at + deps.config.retention);
-    deps.store
+    deps.ledger
         .finish_job(
             &export.id,
             event.scheduled_at,
@@ -194,7 +168,14 @@ async fn run_claimed(
         )
         .await?;
     settle(deps, export, status, finished_at).await?;
-    if let Err(e) = deps.notifier.job_ended(&export.id, job_id).await {
+    if let Err(e) = deps
+        .notifier
+        .job_ended(&NotifyEvent {
+            export_id: export.id,
+            job_id: job_id.to_owned(),
+        })
+        .await
+    {
         // The job's result stands; notify's own dead-letter queue and retries cover delivery.
         tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify");
     }
@@ -212,7 +193,7 @@ async fn settle(
     export: &Export,
     status: JobStatus,
     at: DateTime<Utc>,
-) -> Result<(), RunError> {
+) -> Result<(), Failure> {
     if export.request.schedule != Schedule::OneTime {
         return Ok(());
     }
@@ -221,18 +202,18 @@ async fn settle(
         JobStatus::Failed => ExportStatus::Failed,
         JobStatus::NotProcessed | JobStatus::InProgress => return Ok(()),
     };
-    Ok(deps.store.settle_one_time(export, final_status, at).await?)
+    Ok(deps.runs.settle_one_time(export, final_status, at).await?)
 }
 
 /// On a duplicate trigger of a one-time export that is not settled: when its job did finish (an
 /// earlier attempt stopped between recording the job and settling), settle it now.
-async fn settle_if_finished(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), RunError> {
+async fn settle_if_finished(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), Failure> {
     if export.request.schedule != Schedule::OneTime
         || matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
     {
         return Ok(());
     }
-    let jobs = deps.store.jobs(&export.id).await?;
+    let jobs = deps.history.jobs(&export.id).await?;
     if let Some(job) = jobs.iter().find(|j| j.job_id == job_id) {
         let at = job.finished_at.unwrap_or_else(|| deps.clock.now());
         settle(deps, export, job.status, at).await?;
@@ -241,20 +222,20 @@ async fn settle_if_finished(deps: Deps<'_>, export: &Export, job_id: &str) -> Re
 }
 
 /// Arms occurrence `k` of a recurring export and records it as the next run.
-async fn rearm(deps: Deps<'_>, export: &Export, k: u64) -> Result<(), RunError> {
+async fn rearm(deps: Deps<'_>, export: &Export, k: u64) -> Result<(), Failure> {
     let Schedule::Recurring(recurrence) = export.request.schedule else {
         return Ok(());
     };
     let next: DateTime<Utc> = recurrence
         .occurrence(k)
-        .ok_or_else(|| RunError::Permanent("the next occurrence is out of range".into()))?;
+        .ok_or_else(|| Failure::permanent("the next occurrence is out of range"))?;
     deps.schedules
         .arm(&RunEvent {
             export_id: export.id,
             scheduled_at: next,
         })
         .await?;
-    deps.store
+    deps.runs
         .record_next_run(&export.id, next, deps.clock.now())
         .await?;
     Ok(())

@@ -1,15 +1,14 @@
 //! Composition root of run-export.
 
-use chrono::TimeDelta;
-use exporter::adapters::dynamodb::DynamoStore;
-use exporter::adapters::lambda::LambdaLauncher;
-use exporter::adapters::reader::HttpReader;
-use exporter::adapters::s3::S3Files;
-use exporter::adapters::scheduler::EventBridgeSchedules;
-use exporter::adapters::ssm::secret;
-use exporter::config::{self, flag, optional, parsed_or, required, schedule_settings};
+use exporter::config::{self, flag, parsed_or, required, schedule_settings};
 use exporter::domain::RunEvent;
+use exporter::dynamodb::DynamoStore;
+use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
+use exporter::reader::HttpReader;
+use exporter::s3::{S3Files, DEFAULT_PART_BYTES};
+use exporter::scheduler::EventBridgeSchedules;
+use exporter::ssm::secret;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use run_export::{handle, Deps, RunConfig};
 
@@ -21,14 +20,10 @@ async fn main() -> Result<(), Error> {
     let reader_url = required("READER_URL")?;
     let notify_function = required("NOTIFY_FUNCTION")?;
     let settings = schedule_settings()?;
-    let run_config = RunConfig {
-        retention: TimeDelta::days(parsed_or("RETENTION_DAYS", 7)?),
-        part_size: parsed_or::<usize>("UPLOAD_PART_BYTES", 8 * 1024 * 1024)?.max(5 * 1024 * 1024),
-        work_dir: optional("WORK_DIR").map(Into::into),
-        lease: TimeDelta::seconds(parsed_or("JOB_LEASE_SECONDS", 930)?),
-    };
+    let run_config = RunConfig::from_env()?;
+    let part_size = parsed_or("UPLOAD_PART_BYTES", DEFAULT_PART_BYTES)?;
 
-    let aws = exporter::adapters::aws_config().await;
+    let aws = exporter::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&aws);
     let reader_token = secret(&ssm, "READER_TOKEN", "READER_TOKEN_PARAMETER")
         .await?
@@ -39,11 +34,15 @@ async fn main() -> Result<(), Error> {
     );
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
-    let files = S3Files::new(S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")), bucket);
+    let files =
+        S3Files::new(S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")), bucket).with_part_size(part_size);
     let notifier = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), notify_function);
     let clock = SystemClock;
     let deps = Deps {
-        store: &store,
+        exports: &store,
+        runs: &store,
+        ledger: &store,
+        history: &store,
         schedules: &schedules,
         reader: &reader,
         files: &files,

@@ -1,20 +1,18 @@
 //! The work of one job: each item read, decimated, rendered to a temporary file and uploaded;
 //! a zip when there are several; the job's files removed again if anything fails.
 
-use std::collections::HashSet;
-use std::fs::File;
-use std::io::{Read, Seek, Write};
-use std::path::Path;
+use std::io::{Seek, Write};
 
 use chrono::{DateTime, Utc};
 use tempfile::NamedTempFile;
 
 use exporter::domain::decimation::Decimator;
 use exporter::domain::export::rfc3339;
+use exporter::domain::files;
 use exporter::domain::job::{FileRecord, ItemWindow, JobDetail};
 use exporter::domain::request::{Extension, Item};
 use exporter::domain::{Export, Schedule, Window};
-use exporter::ports::{FileError, FileStore, ReadError, SeriesQuery};
+use exporter::ports::{FileError, ReadError, SeriesQuery};
 use exporter::render::csv_file::CsvFile;
 use exporter::render::series::SeriesRenderer;
 use exporter::render::xlsx_file::XlsxFile;
@@ -69,7 +67,7 @@ pub(crate) async fn run_job(
     if let Err(error) = result {
         // Leave nothing half-done: the job's completed files go too.
         for file in detail.files.iter().chain(detail.archive.iter()) {
-            if let Err(e) = deps.files.delete(&file.key).await {
+            if let Err(e) = deps.files.remove(&file.key).await {
                 tracing::error!(key = %file.key, error = %e, "could not remove a file of a failed job");
             }
         }
@@ -91,8 +89,8 @@ async fn export_items(
 ) -> Result<(), JobError> {
     let format = &export.request.format;
     let extension = format.extension.file_extension();
-    let prefix = format!("exports/{}/{job_id}", export.id);
-    let mut names = HashSet::new();
+    let prefix = files::job_prefix(&export.id, job_id);
+    let mut names = files::Names::default();
     for (index, item) in export.request.items.iter().enumerate() {
         let window = match (export.request.schedule, occurrence) {
             (Schedule::Recurring(recurrence), Some(k)) => item.span.recurring_window(&recurrence, k),
@@ -103,95 +101,28 @@ async fn export_items(
             from: window.from.map(rfc3339),
             to: rfc3339(window.to),
         });
-        let name = unique(&mut names, file_stem(item, &window));
+        let name = names.unique(files::file_stem(item, &window));
         let (file, rows, warnings) = render_item(deps, export, index, item, window).await?;
         detail.warnings.extend(warnings);
         let key = format!("{prefix}/{name}.{extension}");
-        let bytes = upload_file(
-            deps.files,
-            &key,
-            file.path(),
-            content_type(format.extension),
-            deps.config.part_size,
-        )
-        .await?;
+        let bytes = deps
+            .files
+            .put(&key, file.path(), files::content_type(format.extension))
+            .await?;
         detail.files.push(FileRecord { key, rows, bytes });
         written.push((file, format!("{name}.{extension}")));
     }
     if written.len() > 1 {
         let archive = zip_files(deps, written)?;
-        let key = format!("{prefix}/export-{job_id}.zip");
-        let bytes = upload_file(
-            deps.files,
-            &key,
-            archive.path(),
-            "application/zip",
-            deps.config.part_size,
-        )
-        .await?;
+        let key = files::archive_key(&export.id, job_id);
+        let bytes = deps
+            .files
+            .put(&key, archive.path(), files::ZIP_CONTENT_TYPE)
+            .await?;
         let rows = detail.files.iter().map(|f| f.rows).sum();
         detail.archive = Some(FileRecord { key, rows, bytes });
     }
     Ok(())
-}
-
-fn content_type(extension: Extension) -> &'static str {
-    match extension {
-        Extension::Csv => "text/csv; charset=utf-8",
-        Extension::Xls | Extension::Xlsx => {
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-        }
-    }
-}
-
-/// A safe file name: the item's `filename`, or its label (else SenML name) and window.
-fn file_stem(item: &Item, window: &Window) -> String {
-    let stem = match &item.filename {
-        Some(name) => {
-            let name = name.as_str();
-            let lower = name.to_ascii_lowercase();
-            [".csv", ".xlsx", ".xls"]
-                .iter()
-                .find(|ext| lower.ends_with(*ext))
-                .map_or(name, |ext| &name[..name.len() - ext.len()])
-                .to_owned()
-        }
-        None => {
-            let subject = item.label.as_deref().unwrap_or(item.target.as_str());
-            let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
-            match window.from {
-                Some(from) => format!("{subject}_{}_{}", stamp(from), stamp(window.to)),
-                None => format!("{subject}_until_{}", stamp(window.to)),
-            }
-        }
-    };
-    let safe: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(120)
-        .collect();
-    let safe = safe.trim_matches('.').to_owned();
-    if safe.is_empty() {
-        "export".to_owned()
-    } else {
-        safe
-    }
-}
-
-fn unique(taken: &mut HashSet<String>, stem: String) -> String {
-    let mut name = stem.clone();
-    let mut n = 2;
-    while !taken.insert(name.to_ascii_lowercase()) {
-        name = format!("{stem}-{n}");
-        n += 1;
-    }
-    name
 }
 
 /// Renders one item into a temporary file; returns it, its row count and warnings.
@@ -284,63 +215,4 @@ fn zip_files(deps: Deps<'_>, files: &mut [(NamedTempFile, String)]) -> Result<Na
     }
     zip.finish().map_err(std::io::Error::other)?.flush()?;
     Ok(archive)
-}
-
-/// Uploads a local file to `key` in parts of `part_size`; aborts the upload on any failure, so
-/// the key never holds a partial file. Returns the file's size.
-pub async fn upload_file(
-    files: &dyn FileStore,
-    key: &str,
-    path: &Path,
-    content_type: &str,
-    part_size: usize,
-) -> Result<u64, JobError> {
-    let upload = files.begin(key, content_type).await?;
-    let sent = send_parts(files, key, &upload, path, part_size).await;
-    match sent {
-        Ok((tags, bytes)) => match files.complete(key, &upload, tags).await {
-            Ok(()) => Ok(bytes),
-            Err(e) => {
-                abort(files, key, &upload).await;
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            abort(files, key, &upload).await;
-            Err(e)
-        }
-    }
-}
-
-async fn abort(files: &dyn FileStore, key: &str, upload: &str) {
-    if let Err(e) = files.abort(key, upload).await {
-        tracing::error!(key, error = %e, "could not abort a multipart upload; the bucket's lifecycle rule will");
-    }
-}
-
-async fn send_parts(
-    files: &dyn FileStore,
-    key: &str,
-    upload: &str,
-    path: &Path,
-    part_size: usize,
-) -> Result<(Vec<String>, u64), JobError> {
-    let mut source = File::open(path)?;
-    let mut tags = Vec::new();
-    let mut total = 0u64;
-    loop {
-        let mut part = Vec::with_capacity(part_size);
-        (&mut source).take(part_size as u64).read_to_end(&mut part)?;
-        if part.is_empty() && !tags.is_empty() {
-            break;
-        }
-        let last = part.len() < part_size;
-        total += part.len() as u64;
-        let number = tags.len() as i32 + 1;
-        tags.push(files.part(key, upload, number, part).await?);
-        if last {
-            break;
-        }
-    }
-    Ok((tags, total))
 }

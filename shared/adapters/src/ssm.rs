@@ -3,8 +3,8 @@
 
 use aws_sdk_ssm::Client;
 
-use crate::adapters::reader::Secret;
 use crate::config::{optional, ConfigError};
+use crate::support::Secret;
 
 /// The secret `value_var` names: fetched from the SSM parameter named by `parameter_var` when
 /// that is set, else the variable's own value; `None` when neither is set.

@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use super::reader::Secret;
 use crate::domain::notification::{fit, max_chars, Composed};
 use crate::domain::request::{check_target, Medium, WebhookHosts};
 use crate::ports::{ChatPoster, DeliveryError};
+use crate::support::Secret;
 
 /// Posts to chats over HTTPS.
 #[derive(Clone, Debug)]

@@ -1,14 +1,18 @@
-//! The traits the functions depend on, speaking domain types. Adapters implement them; tests
-//! drive the handlers through the real adapters against emulated AWS.
+//! The traits the functions depend on, speaking domain types, each small and named for a role.
+//! A function's `Deps` takes only the roles it uses, so its ports mirror its IAM policy in the
+//! template (notify reads exports and jobs and writes only its delivery log). Adapters implement
+//! them; tests drive the handlers through the real adapters against emulated AWS, and a
+//! fault-injecting double overrides one method of one small trait.
 
 use std::error::Error as StdError;
+use std::path::Path;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::job::{Job, JobDetail, JobStatus};
 use crate::domain::series::Point;
-use crate::domain::{Export, ExportId, ExportStatus, RunEvent, Window};
+use crate::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Window};
 
 /// A boxed cause from an SDK or transport, kept for the log.
 pub type Cause = Box<dyn StdError + Send + Sync + 'static>;
@@ -28,9 +32,19 @@ pub enum StoreError {
     Unavailable(#[source] Cause),
 }
 
-/// Where exports live (one DynamoDB table in AWS).
+/// The exports as stored, read: every function reads them (DynamoDB `GetItem`, `Query`).
 #[async_trait]
-pub trait ExportStore: Send + Sync {
+pub trait Exports: Send + Sync {
+    /// The export with this id, whatever its state; `None` when there is none.
+    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError>;
+
+    /// Every export of an owner, deleted ones included (the caller filters).
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError>;
+}
+
+/// The API's writes to exports: create, arm, give up, delete; each with the owner's quota.
+#[async_trait]
+pub trait ExportLifecycle: Send + Sync {
     /// Stores a new export (status `creating`), counting it against its owner's quota of queued
     /// exports. Fails with `QuotaReached` at `max_queued`, `AlreadyExists` for a taken id.
     async fn insert(&self, export: &Export, max_queued: u32) -> Result<(), StoreError>;
@@ -45,6 +59,17 @@ pub trait ExportStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Removes an export whose trigger could not be armed, and gives its quota back.
+    async fn discard(&self, export: &Export) -> Result<(), StoreError>;
+
+    /// Sets `deletedAt` on a live export of `owner` and gives its quota back. Fails with
+    /// `NotFound` when the export is missing, another owner's, or already deleted.
+    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError>;
+}
+
+/// What a run writes on its export: the next armed occurrence, and a one-time export's end.
+#[async_trait]
+pub trait ExportRuns: Send + Sync {
     /// Records the next armed run of a live recurring export.
     async fn record_next_run(
         &self,
@@ -53,19 +78,25 @@ pub trait ExportStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Removes an export whose trigger could not be armed, and gives its quota back.
-    async fn discard(&self, export: &Export) -> Result<(), StoreError>;
+    /// Sets a one-time export's final status and gives its quota back, once.
+    async fn settle_one_time(
+        &self,
+        export: &Export,
+        status: ExportStatus,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+}
 
-    /// The export with this id, whatever its state; `None` when there is none.
-    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError>;
+/// The jobs of an export, read (status, download, notify, a duplicate trigger).
+#[async_trait]
+pub trait JobHistory: Send + Sync {
+    /// The jobs of an export, oldest first.
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError>;
+}
 
-    /// Every export of an owner, deleted ones included (the caller filters).
-    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError>;
-
-    /// Sets `deletedAt` on a live export of `owner` and gives its quota back. Fails with
-    /// `NotFound` when the export is missing, another owner's, or already deleted.
-    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError>;
-
+/// The job ledger of run-export: one job per trigger, held by one attempt at a time.
+#[async_trait]
+pub trait JobLedger: Send + Sync {
     /// Claims the job of one trigger for this attempt until `lease_until`: records it as
     /// `notProcessed` when it is new, or takes it over when an earlier attempt left it unfinished
     /// (`notProcessed` or `inProgress`) and that attempt's lease has passed (it crashed or timed
@@ -102,17 +133,6 @@ pub trait ExportStore: Send + Sync {
         at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
-
-    /// Sets a one-time export's final status and gives its quota back, once.
-    async fn settle_one_time(
-        &self,
-        export: &Export,
-        status: ExportStatus,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
-
-    /// The jobs of an export, oldest first.
-    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError>;
 }
 
 /// Why arming or disarming a schedule failed.
@@ -204,19 +224,14 @@ pub enum FileError {
     Unavailable(String, #[source] Cause),
 }
 
-/// Where files go (S3): multipart uploads, so a file is visible whole or not at all.
+/// Where files go (S3): each file visible whole or not at all.
 #[async_trait]
 pub trait FileStore: Send + Sync {
-    /// Starts an upload; returns its id.
-    async fn begin(&self, key: &str, content_type: &str) -> Result<String, FileError>;
-    /// Uploads part `number` (from 1); returns its tag. Parts but the last are at least 5 MiB.
-    async fn part(&self, key: &str, upload: &str, number: i32, bytes: Vec<u8>) -> Result<String, FileError>;
-    /// Makes the file visible from its parts, in order.
-    async fn complete(&self, key: &str, upload: &str, tags: Vec<String>) -> Result<(), FileError>;
-    /// Drops an upload and its parts.
-    async fn abort(&self, key: &str, upload: &str) -> Result<(), FileError>;
+    /// Stores the finished local file at `path` under `key` with its content type; returns its
+    /// size. Fails leaving nothing under `key` (how the bytes travel is the adapter's business).
+    async fn put(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, FileError>;
     /// Removes a file; removing a missing one succeeds.
-    async fn delete(&self, key: &str) -> Result<(), FileError>;
+    async fn remove(&self, key: &str) -> Result<(), FileError>;
     /// A time-limited URL to download a file.
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError>;
     /// A file's bytes (to attach it to an email).
@@ -226,7 +241,7 @@ pub trait FileStore: Send + Sync {
 /// The hand-off to notify when a job ends.
 #[async_trait]
 pub trait JobNotifier: Send + Sync {
-    async fn job_ended(&self, id: &ExportId, job_id: &str) -> Result<(), LaunchError>;
+    async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError>;
 }
 
 /// Why one attempt to deliver a message failed.

@@ -1,6 +1,11 @@
-//! S3 adapter of [`FileStore`]: multipart uploads (a file is visible whole or not at all),
-//! deletes, and presigned download URLs. Path-style addressing is a setting, for emulators.
+//! S3 adapter of [`FileStore`]: a finished local file stored by multipart upload in parts of
+//! `part_size` (so it is visible whole or not at all, and memory holds one part), the upload
+//! aborted on any failure; deletes; presigned download URLs. Path-style addressing is a setting,
+//! for emulators. Parts, ETags and S3's 5 MiB rule stay in here.
 
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +21,13 @@ use crate::ports::{Cause, FileError, FileStore};
 pub struct S3Files {
     client: Client,
     bucket: String,
+    part_size: usize,
 }
+
+/// S3's smallest part but the last.
+pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
+/// The default part size: a few parts for most files, little memory.
+pub const DEFAULT_PART_BYTES: usize = 8 * 1024 * 1024;
 
 fn failed<E: std::error::Error + Send + Sync + 'static>(what: &str) -> impl FnOnce(E) -> FileError + '_ {
     move |e| FileError::Unavailable(what.to_owned(), Box::new(e) as Cause)
@@ -35,7 +46,14 @@ impl S3Files {
         Self {
             client,
             bucket: bucket.into(),
+            part_size: DEFAULT_PART_BYTES,
         }
+    }
+
+    /// Uploads in parts of `bytes`, raised to S3's minimum of 5 MiB.
+    pub fn with_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(MIN_PART_BYTES);
+        self
     }
 
     /// Creates the bucket (local runs and tests; SAM creates it in AWS).
@@ -50,8 +68,7 @@ impl S3Files {
     }
 }
 
-#[async_trait]
-impl FileStore for S3Files {
+impl S3Files {
     async fn begin(&self, key: &str, content_type: &str) -> Result<String, FileError> {
         let output = self
             .client
@@ -70,7 +87,13 @@ impl FileStore for S3Files {
         })
     }
 
-    async fn part(&self, key: &str, upload: &str, number: i32, bytes: Vec<u8>) -> Result<String, FileError> {
+    async fn part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<CompletedPart, FileError> {
         let output = self
             .client
             .upload_part()
@@ -82,20 +105,44 @@ impl FileStore for S3Files {
             .send()
             .await
             .map_err(failed("upload part"))?;
-        Ok(output.e_tag().unwrap_or_default().to_owned())
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .e_tag(output.e_tag().unwrap_or_default())
+            .build())
     }
 
-    async fn complete(&self, key: &str, upload: &str, tags: Vec<String>) -> Result<(), FileError> {
-        let parts = tags
-            .into_iter()
-            .enumerate()
-            .map(|(i, tag)| {
-                CompletedPart::builder()
-                    .part_number(i as i32 + 1)
-                    .e_tag(tag)
-                    .build()
-            })
-            .collect();
+    /// Sends the file in parts of `part_size`, in order; returns them and the file's size.
+    async fn send_parts(
+        &self,
+        key: &str,
+        upload: &str,
+        path: &Path,
+    ) -> Result<(Vec<CompletedPart>, u64), FileError> {
+        let mut source = File::open(path).map_err(failed("open the local file"))?;
+        let mut parts = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let mut bytes = Vec::with_capacity(self.part_size);
+            (&mut source)
+                .take(self.part_size as u64)
+                .read_to_end(&mut bytes)
+                .map_err(failed("read the local file"))?;
+            // An empty file is one empty part; otherwise an empty read ends the file.
+            if bytes.is_empty() && !parts.is_empty() {
+                break;
+            }
+            let last = bytes.len() < self.part_size;
+            total += bytes.len() as u64;
+            let number = parts.len() as i32 + 1;
+            parts.push(self.part(key, upload, number, bytes).await?);
+            if last {
+                break;
+            }
+        }
+        Ok((parts, total))
+    }
+
+    async fn complete(&self, key: &str, upload: &str, parts: Vec<CompletedPart>) -> Result<(), FileError> {
         self.client
             .complete_multipart_upload()
             .bucket(&self.bucket)
@@ -108,19 +155,38 @@ impl FileStore for S3Files {
         Ok(())
     }
 
-    async fn abort(&self, key: &str, upload: &str) -> Result<(), FileError> {
-        self.client
+    /// Drops an upload and its parts; a failure is logged, as the bucket's lifecycle rule
+    /// removes incomplete uploads after a day anyway.
+    async fn abort(&self, key: &str, upload: &str) {
+        let aborted = self
+            .client
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload)
             .send()
-            .await
-            .map_err(failed("abort multipart upload"))?;
-        Ok(())
+            .await;
+        if let Err(e) = aborted {
+            tracing::error!(key, error = %e, "could not abort a multipart upload; the bucket's lifecycle rule will");
+        }
+    }
+}
+
+#[async_trait]
+impl FileStore for S3Files {
+    async fn put(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, FileError> {
+        let upload = self.begin(key, content_type).await?;
+        let sent = match self.send_parts(key, &upload, path).await {
+            Ok((parts, bytes)) => self.complete(key, &upload, parts).await.map(|()| bytes),
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
+            self.abort(key, &upload).await;
+        }
+        sent
     }
 
-    async fn delete(&self, key: &str) -> Result<(), FileError> {
+    async fn remove(&self, key: &str) -> Result<(), FileError> {
         self.client
             .delete_object()
             .bucket(&self.bucket)

@@ -65,8 +65,8 @@ pub fn init_tracing() {
 }
 
 /// The run schedules' settings, shared by the functions that arm them.
-pub fn schedule_settings() -> Result<crate::adapters::scheduler::ScheduleSettings, ConfigError> {
-    Ok(crate::adapters::scheduler::ScheduleSettings {
+pub fn schedule_settings() -> Result<crate::scheduler::ScheduleSettings, ConfigError> {
+    Ok(crate::scheduler::ScheduleSettings {
         group: required("SCHEDULE_GROUP")?,
         target_arn: required("RUN_EXPORT_ARN")?,
         role_arn: required("SCHEDULER_ROLE_ARN")?,
@@ -79,4 +79,14 @@ pub fn schedule_settings() -> Result<crate::adapters::scheduler::ScheduleSetting
 /// True when `name` is `1` or `true`.
 pub fn flag(name: &'static str) -> bool {
     optional(name).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// The hosts chat webhook targets may name: `SLACK_ALLOWED_HOSTS` and `DISCORD_ALLOWED_HOSTS`,
+/// else the official ones.
+pub fn webhook_hosts() -> crate::domain::request::WebhookHosts {
+    let defaults = crate::domain::request::WebhookHosts::default();
+    crate::domain::request::WebhookHosts {
+        slack: list_or("SLACK_ALLOWED_HOSTS", defaults.slack),
+        discord: list_or("DISCORD_ALLOWED_HOSTS", defaults.discord),
+    }
 }

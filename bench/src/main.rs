@@ -17,13 +17,13 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use exporter::adapters::reader::parse_owned;
-use exporter::domain::decimation::Decimator;
-use exporter::domain::request::{Aggregate, ColumnId};
-use exporter::render::csv_file::CsvFile;
-use exporter::render::series::SeriesRenderer;
-use exporter::render::xlsx_file::XlsxFile;
-use exporter::render::{ItemContext, RowWriter};
+use exporter_core::domain::decimation::Decimator;
+use exporter_core::domain::request::{Aggregate, ColumnId};
+use exporter_core::page::parse_owned;
+use exporter_core::render::csv_file::CsvFile;
+use exporter_core::render::series::SeriesRenderer;
+use exporter_core::render::xlsx_file::XlsxFile;
+use exporter_core::render::{ItemContext, RowWriter};
 
 const START: i64 = 1_772_323_200; // 2026-03-01T00:00:00Z
 const PAGE: u64 = 1000;

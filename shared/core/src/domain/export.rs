@@ -156,6 +156,14 @@ impl RunEvent {
     }
 }
 
+/// The hand-off from run-export to notify when a job ends: one type for both sides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotifyEvent {
+    pub export_id: ExportId,
+    pub job_id: String,
+}
+
 /// The order of a listing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sort {

@@ -5,6 +5,7 @@
 pub mod decimation;
 pub mod duration;
 pub mod export;
+pub mod files;
 pub mod granularity;
 pub mod job;
 pub mod notification;
@@ -13,7 +14,7 @@ pub mod request;
 pub mod series;
 
 pub use duration::IsoDuration;
-pub use export::{Export, ExportId, ExportStatus, ListPage, ListQuery, RunEvent};
+pub use export::{Export, ExportId, ExportStatus, ListPage, ListQuery, NotifyEvent, RunEvent};
 pub use granularity::Granularity;
 pub use recurrence::{ItemSpan, Recurrence, Window};
 pub use request::{ExportRequest, ExportType, Policy, Problem, Schedule};

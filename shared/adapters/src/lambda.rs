@@ -7,7 +7,7 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_lambda::Client;
 
-use crate::domain::{ExportId, RunEvent};
+use crate::domain::{NotifyEvent, RunEvent};
 use crate::ports::{Cause, JobNotifier, LaunchError, RunLauncher};
 
 /// Launches runs by invoking a Lambda function by name or ARN.
@@ -60,8 +60,7 @@ impl RunLauncher for LambdaLauncher {
 
 #[async_trait]
 impl JobNotifier for LambdaLauncher {
-    async fn job_ended(&self, id: &ExportId, job_id: &str) -> Result<(), LaunchError> {
-        self.invoke(&serde_json::json!({"exportId": id, "jobId": job_id}))
-            .await
+    async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
+        self.invoke(event).await
     }
 }

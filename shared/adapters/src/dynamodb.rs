@@ -1,4 +1,6 @@
-//! DynamoDB adapter of [`ExportStore`]: one table, exports and their jobs under one partition.
+//! DynamoDB adapter of the store's roles ([`Exports`], [`ExportLifecycle`], [`ExportRuns`],
+//! [`JobHistory`], [`JobLedger`], [`DeliveryLog`]): one table, exports and their jobs under one
+//! partition.
 //!
 //! | item | `pk` | `sk` | notes |
 //! |---|---|---|---|
@@ -26,7 +28,9 @@ use crate::domain::export::rfc3339;
 use crate::domain::job::{Job, JobDetail, JobStatus};
 use crate::domain::notification::{Delivery, DeliveryStatus};
 use crate::domain::{Export, ExportId, ExportRequest, ExportStatus, Policy};
-use crate::ports::{Cause, DeliveryLog, ExportStore, StoreError};
+use crate::ports::{
+    Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, StoreError,
+};
 
 /// Name of the index that lists an owner's exports by creation time.
 pub const OWNER_INDEX: &str = "byOwner";
@@ -252,7 +256,42 @@ fn cancellation_code<R>(
 }
 
 #[async_trait]
-impl ExportStore for DynamoStore {
+impl Exports for DynamoStore {
+    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(export_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map(Self::read_export).transpose()
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(OWNER_INDEX)
+            .key_condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .into_paginator()
+            .items()
+            .send();
+        let mut exports = Vec::new();
+        while let Some(item) = items.next().await {
+            exports.push(Self::read_export(&item.map_err(unavailable)?)?);
+        }
+        Ok(exports)
+    }
+}
+
+#[async_trait]
+impl ExportLifecycle for DynamoStore {
     async fn insert(&self, export: &Export, max_queued: u32) -> Result<(), StoreError> {
         let quota = Update::builder()
             .table_name(&self.table)
@@ -315,29 +354,6 @@ impl ExportStore for DynamoStore {
         Ok(())
     }
 
-    async fn record_next_run(
-        &self,
-        id: &ExportId,
-        next: DateTime<Utc>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let written = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(export_key(id)))
-            .update_expression("SET nextRunAt = :next, updatedAt = :at")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deletedAt)")
-            .expression_attribute_values(":next", s(rfc3339(next)))
-            .expression_attribute_values(":at", s(rfc3339(at)))
-            .send()
-            .await;
-        if !conditional(written)? {
-            return Err(StoreError::NotFound);
-        }
-        Ok(())
-    }
-
     async fn discard(&self, export: &Export) -> Result<(), StoreError> {
         let delete = Delete::builder()
             .table_name(&self.table)
@@ -355,38 +371,6 @@ impl ExportStore for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(export_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output.item().map(Self::read_export).transpose()
-    }
-
-    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError> {
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(OWNER_INDEX)
-            .key_condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .into_paginator()
-            .items()
-            .send();
-        let mut exports = Vec::new();
-        while let Some(item) = items.next().await {
-            exports.push(Self::read_export(&item.map_err(unavailable)?)?);
-        }
-        Ok(exports)
     }
 
     async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError> {
@@ -424,7 +408,93 @@ impl ExportStore for DynamoStore {
             Err(e) => Err(unavailable(e)),
         }
     }
+}
 
+#[async_trait]
+impl ExportRuns for DynamoStore {
+    async fn record_next_run(
+        &self,
+        id: &ExportId,
+        next: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(export_key(id)))
+            .update_expression("SET nextRunAt = :next, updatedAt = :at")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deletedAt)")
+            .expression_attribute_values(":next", s(rfc3339(next)))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .send()
+            .await;
+        if !conditional(written)? {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn settle_one_time(
+        &self,
+        export: &Export,
+        status: ExportStatus,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(export_key(&export.id)))
+            .update_expression("SET #status = :status, updatedAt = :at")
+            .condition_expression("#status IN (:creating, :queued, :running)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
+            .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
+            .expression_attribute_values(":running", s(ExportStatus::InProgress.as_str()))
+            .build()
+            .map_err(unavailable)?;
+        let mut transaction = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build());
+        if export.deleted_at.is_none() {
+            // A deleted export gave its quota back when it was deleted.
+            transaction = transaction.transact_items(self.quota_change(&export.owner, -1)?);
+        }
+        match transaction.send().await {
+            Ok(_) => Ok(()),
+            // Settled already (a retried run): nothing to give back twice.
+            Err(e) if condition_failed(&e, 0) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl JobHistory for DynamoStore {
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError> {
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
+            .expression_attribute_values(":pk", s(format!("EXPORT#{id}")))
+            .expression_attribute_values(":job", s("JOB#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut jobs = Vec::new();
+        while let Some(item) = items.next().await {
+            jobs.push(read_job(&item.map_err(unavailable)?)?);
+        }
+        Ok(jobs)
+    }
+}
+
+#[async_trait]
+impl JobLedger for DynamoStore {
     async fn open_job(
         &self,
         id: &ExportId,
@@ -518,60 +588,6 @@ impl ExportStore for DynamoStore {
         };
         update.send().await.map_err(unavailable)?;
         Ok(())
-    }
-
-    async fn settle_one_time(
-        &self,
-        export: &Export,
-        status: ExportStatus,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(export_key(&export.id)))
-            .update_expression("SET #status = :status, updatedAt = :at")
-            .condition_expression("#status IN (:creating, :queued, :running)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":at", s(rfc3339(at)))
-            .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
-            .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
-            .expression_attribute_values(":running", s(ExportStatus::InProgress.as_str()))
-            .build()
-            .map_err(unavailable)?;
-        let mut transaction = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build());
-        if export.deleted_at.is_none() {
-            // A deleted export gave its quota back when it was deleted.
-            transaction = transaction.transact_items(self.quota_change(&export.owner, -1)?);
-        }
-        match transaction.send().await {
-            Ok(_) => Ok(()),
-            // Settled already (a retried run): nothing to give back twice.
-            Err(e) if condition_failed(&e, 0) => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
-    async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError> {
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :job)")
-            .expression_attribute_values(":pk", s(format!("EXPORT#{id}")))
-            .expression_attribute_values(":job", s("JOB#"))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
-        let mut jobs = Vec::new();
-        while let Some(item) = items.next().await {
-            jobs.push(read_job(&item.map_err(unavailable)?)?);
-        }
-        Ok(jobs)
     }
 }
 

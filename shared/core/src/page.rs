@@ -481,6 +481,24 @@ fn digit(b: u8) -> Option<u8> {
     b.is_ascii_digit().then(|| b - b'0')
 }
 
+/// The points of one page, oldest first, borrowing from the page's bytes.
+#[derive(yoke::Yokeable)]
+pub struct PagePoints<'a>(pub Vec<Point<'a>>);
+
+/// A parsed page that owns its bytes, so it can cross threads without copying its strings.
+pub type OwnedPage = yoke::Yoke<PagePoints<'static>, Vec<u8>>;
+
+/// Parses a page into its points, oldest first (upstream serves them newest first).
+pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, PageError> {
+    yoke::Yoke::try_attach_to_cart(bytes, |bytes: &[u8]| {
+        let mut points = parse_page(bytes)?.points;
+        points.reverse();
+        // Stable and linear on sorted input: a reader that breaks the order cannot break buckets.
+        points.sort_by_key(|p| p.time_ns);
+        Ok(PagePoints(points))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

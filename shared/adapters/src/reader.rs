@@ -10,69 +10,18 @@
 //! never logged.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::series::Point;
 use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
+use crate::support::{Retry, Secret};
 
-mod page;
-pub use page::{parse_page, Page, PageError};
+pub use crate::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PagePoints};
 
 /// Pages fetched and parsed at once while the sink writes an older one.
 const PAGES_IN_FLIGHT: usize = 4;
-
-/// A secret kept out of logs and debug output.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-/// How hard to try a request before giving up.
-#[derive(Clone, Copy, Debug)]
-pub struct Retry {
-    pub attempts: u32,
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Self {
-            attempts: 6,
-            base: Duration::from_millis(200),
-            cap: Duration::from_secs(10),
-        }
-    }
-}
-
-impl Retry {
-    /// Full jitter: a random wait up to `min(cap, base x 2^attempt)`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(2u32.saturating_pow(attempt))
-            .min(self.cap);
-        ceiling.mul_f64(fastrand::f64())
-    }
-}
 
 /// The reader client.
 #[derive(Clone, Debug)]
@@ -83,24 +32,6 @@ pub struct HttpReader {
     page_limit: u32,
     max_slice_points: u64,
     retry: Retry,
-}
-
-/// The points of one page, oldest first, borrowing from the page's bytes.
-#[derive(yoke::Yokeable)]
-pub struct PagePoints<'a>(pub Vec<Point<'a>>);
-
-/// A parsed page that owns its bytes, so it can cross threads without copying its strings.
-pub type OwnedPage = yoke::Yoke<PagePoints<'static>, Vec<u8>>;
-
-/// Parses a page into its points, oldest first (upstream serves them newest first).
-pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, PageError> {
-    yoke::Yoke::try_attach_to_cart(bytes, |bytes: &[u8]| {
-        let mut points = parse_page(bytes)?.points;
-        points.reverse();
-        // Stable and linear on sorted input: a reader that breaks the order cannot break buckets.
-        points.sort_by_key(|p| p.time_ns);
-        Ok(PagePoints(points))
-    })
 }
 
 /// A page on its way: fetched (unless it was already) and parsed on another task.

@@ -1,0 +1,28 @@
+//! `exporter`: the adapters of the export service's ports onto AWS and HTTP, and the typed
+//! configuration the functions read at cold start.
+//!
+//! The pure part (requests, calendar arithmetic, decimation, rendering, the reader's page
+//! parser, and the ports themselves) is the `exporter-core` crate, re-exported here as
+//! [`domain`], [`render`], [`page`] and [`ports`] so a function depends on one crate. Each
+//! adapter module is the only code that knows its service's wire format; none of them holds a
+//! rule of the domain.
+
+pub use exporter_core::{domain, page, ports, render};
+
+pub mod chat;
+pub mod config;
+pub mod dynamodb;
+pub mod failure;
+pub mod lambda;
+pub mod reader;
+pub mod s3;
+pub mod scheduler;
+pub mod ses;
+pub mod ssm;
+pub mod support;
+
+/// The shared AWS configuration: region and credentials from the standard chain, and the
+/// endpoint from the SDK's standard `AWS_ENDPOINT_URL` (moto locally; unset in AWS).
+pub async fn aws_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}

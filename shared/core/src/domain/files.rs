@@ -1,0 +1,196 @@
+//! How a job's files are named: safe file stems from an item's `filename` or label and window,
+//! names made unique within a job, the keys they are stored under, their content types, and the
+//! file name a key ends with. Pure rules shared by run-export (which writes the files) and notify
+//! (which attaches and names them).
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use super::export::ExportId;
+use super::recurrence::Window;
+use super::request::{Extension, Item};
+
+/// The content type of a zip of a job's files.
+pub const ZIP_CONTENT_TYPE: &str = "application/zip";
+const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
+const XLSX_CONTENT_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// The longest file stem written, in characters.
+const MAX_STEM: usize = 120;
+
+/// The content type of files in `extension`'s format.
+pub fn content_type(extension: Extension) -> &'static str {
+    match extension {
+        Extension::Csv => CSV_CONTENT_TYPE,
+        Extension::Xls | Extension::Xlsx => XLSX_CONTENT_TYPE,
+    }
+}
+
+/// The content type of a stored file, from the extension its name ends with.
+pub fn content_type_of(name: &str) -> &'static str {
+    let lower = name.to_ascii_lowercase();
+    if lower.ends_with(".zip") {
+        ZIP_CONTENT_TYPE
+    } else if lower.ends_with(".xlsx") {
+        XLSX_CONTENT_TYPE
+    } else {
+        CSV_CONTENT_TYPE
+    }
+}
+
+/// The folder of a job's files: `exports/{exportId}/{jobId}`.
+pub fn job_prefix(export: &ExportId, job_id: &str) -> String {
+    format!("exports/{export}/{job_id}")
+}
+
+/// The key of the zip of a job's files.
+pub fn archive_key(export: &ExportId, job_id: &str) -> String {
+    format!("{}/export-{job_id}.zip", job_prefix(export, job_id))
+}
+
+/// The file name a key ends with (what a download or an attachment is called).
+pub fn file_name(key: &str) -> &str {
+    key.rsplit('/').next().unwrap_or(key)
+}
+
+/// A safe file stem: the item's `filename` (without a known extension), or its label (else its
+/// SenML name) and window; letters, digits and `-_.` only, at most 120 characters, never empty.
+pub fn file_stem(item: &Item, window: &Window) -> String {
+    let stem = match &item.filename {
+        Some(name) => {
+            let name = name.as_str();
+            let lower = name.to_ascii_lowercase();
+            [".csv", ".xlsx", ".xls"]
+                .iter()
+                .find(|ext| lower.ends_with(*ext))
+                .map_or(name, |ext| &name[..name.len() - ext.len()])
+                .to_owned()
+        }
+        None => {
+            let subject = item.label.as_deref().unwrap_or(item.target.as_str());
+            let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
+            match window.from {
+                Some(from) => format!("{subject}_{}_{}", stamp(from), stamp(window.to)),
+                None => format!("{subject}_until_{}", stamp(window.to)),
+            }
+        }
+    };
+    let safe: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(MAX_STEM)
+        .collect();
+    let safe = safe.trim_matches('.').to_owned();
+    if safe.is_empty() {
+        "export".to_owned()
+    } else {
+        safe
+    }
+}
+
+/// The names already taken in one job, compared without case (as the file systems people unzip
+/// onto do).
+#[derive(Debug, Default)]
+pub struct Names(HashSet<String>);
+
+impl Names {
+    /// `stem`, or `stem-2`, `stem-3`, ... when it is taken; the name returned is taken from now on.
+    pub fn unique(&mut self, stem: String) -> String {
+        let mut name = stem.clone();
+        let mut n = 2;
+        while !self.0.insert(name.to_ascii_lowercase()) {
+            name = format!("{stem}-{n}");
+            n += 1;
+        }
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::recurrence::ItemSpan;
+    use crate::domain::request::{Filename, SenmlName, Subtopic};
+
+    fn item(label: Option<&str>, filename: Option<&str>) -> Item {
+        Item {
+            target: SenmlName::parse("urn:dev:temp").expect("a name"),
+            label: label.map(str::to_owned),
+            channel_id: uuid::Uuid::nil(),
+            subtopic: Subtopic::parse("events.data").expect("a subtopic"),
+            span: ItemSpan {
+                from: None,
+                to: None,
+                period: None,
+            },
+            decimation: None,
+            filename: filename.map(|f| Filename::parse(f).expect("a file name")),
+        }
+    }
+
+    fn window(from: Option<i64>, to: i64) -> Window {
+        Window {
+            from: from.and_then(|t| DateTime::from_timestamp(t, 0)),
+            to: DateTime::from_timestamp(to, 0).expect("in range"),
+        }
+    }
+
+    #[test]
+    fn a_stem_is_the_label_and_the_window_in_utc() {
+        let stem = file_stem(
+            &item(Some("Kitchen"), None),
+            &window(Some(1_767_225_600), 1_767_312_000),
+        );
+        assert_eq!(stem, "Kitchen_20260101T000000Z_20260102T000000Z");
+        let open = file_stem(&item(None, None), &window(None, 1_767_312_000));
+        assert_eq!(open, "urn_dev_temp_until_20260102T000000Z");
+    }
+
+    #[test]
+    fn a_chosen_file_name_loses_its_extension_and_unsafe_characters() {
+        let w = window(None, 1_767_312_000);
+        assert_eq!(file_stem(&item(None, Some("Report é 1.CSV")), &w), "Report___1");
+        assert_eq!(file_stem(&item(None, Some("data.xlsx")), &w), "data");
+        let long = "x".repeat(119) + "yz";
+        assert_eq!(file_stem(&item(None, Some(&long[..120])), &w).len(), 120);
+    }
+
+    #[test]
+    fn a_stem_never_ends_in_a_dot_nor_holds_unsafe_characters() {
+        let w = window(None, 1_767_312_000);
+        assert_eq!(file_stem(&item(None, Some("Ω")), &w), "_");
+        assert_eq!(file_stem(&item(None, Some("x.")), &w), "x");
+    }
+
+    #[test]
+    fn names_are_unique_within_a_job_without_regard_to_case() {
+        let mut names = Names::default();
+        assert_eq!(names.unique("a".into()), "a");
+        assert_eq!(names.unique("A".into()), "A-2");
+        assert_eq!(names.unique("a".into()), "a-3");
+        assert_eq!(names.unique("b".into()), "b");
+    }
+
+    #[test]
+    fn keys_name_their_file_and_its_content_type() {
+        let id = ExportId::new_random();
+        let key = archive_key(&id, "20260101T000000000Z");
+        assert_eq!(
+            key,
+            format!("exports/{id}/20260101T000000000Z/export-20260101T000000000Z.zip")
+        );
+        assert_eq!(file_name(&key), "export-20260101T000000000Z.zip");
+        assert_eq!(file_name("plain"), "plain");
+        assert_eq!(content_type_of(&key), ZIP_CONTENT_TYPE);
+        assert_eq!(content_type_of("a.XLSX"), content_type(Extension::Xlsx));
+        assert_eq!(content_type_of("a.csv"), content_type(Extension::Csv));
+        assert_eq!(content_type(Extension::Xls), content_type(Extension::Xlsx));
+    }
+}
