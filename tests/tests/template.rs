@@ -73,6 +73,7 @@ fn variables_read(function: &str) -> BTreeSet<String> {
         "list_or(\"",
         ">(\"",
         "secret(&ssm,\"",
+        "default_target(\"",
         "\",\"",
     ] {
         let mut rest = source.as_str();

@@ -17,7 +17,7 @@ use exporter::config::{optional, parsed_or, ConfigError};
 use exporter::domain::files;
 use exporter::domain::job::{Job, JobStatus};
 use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
-use exporter::domain::request::{Medium, Message};
+use exporter::domain::request::{EmailAddress, Medium, Message, Target};
 use exporter::domain::Export;
 use exporter::ports::{
     Attachment, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore, JobHistory, Mailer,
@@ -36,9 +36,9 @@ pub struct NotifyConfig {
     pub link_ttl: Duration,
     pub retry: Retry,
     /// Targets used when a message names none.
-    pub slack_default: Option<String>,
-    pub discord_default: Option<String>,
-    pub telegram_default: Option<String>,
+    pub slack_default: Option<Target>,
+    pub discord_default: Option<Target>,
+    pub telegram_default: Option<Target>,
     /// How long a run holds a message it is sending: longer than the function's timeout, so
     /// that only a run that is surely over (crashed, timed out) leaves it to a retry.
     pub claim: chrono::TimeDelta,
@@ -72,15 +72,24 @@ impl NotifyConfig {
             attachment_max_bytes: parsed_or("ATTACHMENT_MAX_BYTES", defaults.attachment_max_bytes)?,
             link_ttl: Duration::from_secs(parsed_or("LINK_TTL_SECONDS", defaults.link_ttl.as_secs())?),
             retry: defaults.retry,
-            slack_default: optional("SLACK_DEFAULT_WEBHOOK"),
-            discord_default: optional("DISCORD_DEFAULT_WEBHOOK"),
-            telegram_default: optional("TELEGRAM_DEFAULT_CHAT"),
+            slack_default: default_target("SLACK_DEFAULT_WEBHOOK", Medium::Slack)?,
+            discord_default: default_target("DISCORD_DEFAULT_WEBHOOK", Medium::Discord)?,
+            telegram_default: default_target("TELEGRAM_DEFAULT_CHAT", Medium::Telegram)?,
             claim: chrono::TimeDelta::seconds(parsed_or(
                 "DELIVERY_CLAIM_SECONDS",
                 defaults.claim.num_seconds(),
             )?),
         })
     }
+}
+
+/// A configured default target, parsed at cold start (its host is checked before each post).
+fn default_target(name: &'static str, medium: Medium) -> Result<Option<Target>, ConfigError> {
+    optional(name)
+        .map(|text| {
+            Target::parse(medium, &text, None).map_err(|reason| ConfigError::Malformed { name, reason })
+        })
+        .transpose()
 }
 
 /// What notify needs: exports and jobs to read, the delivery log to write, and the media.
@@ -221,7 +230,7 @@ async fn deliver(
         Medium::Email => email(deps, export, job, message, &composed)
             .await
             .map(Outbound::Email),
-        medium => chat_target(deps.config, medium, message).map(|target| Outbound::Chat(medium, target)),
+        medium => chat_target(deps.config, medium, message).map(Outbound::Chat),
     };
     let outbound = match prepared {
         Ok(outbound) => outbound,
@@ -235,7 +244,7 @@ async fn deliver(
         delivery.attempts += 1;
         let result = match &outbound {
             Outbound::Email(email) => deps.mailer.send(email).await.map(Some),
-            Outbound::Chat(medium, target) => deps.chat.post(*medium, target, &composed).await,
+            Outbound::Chat(target) => deps.chat.post(target, &composed).await,
         };
         match result {
             Ok(id) => {
@@ -262,10 +271,10 @@ async fn deliver(
 
 enum Outbound {
     Email(Email),
-    Chat(Medium, String),
+    Chat(Target),
 }
 
-fn chat_target(config: &NotifyConfig, medium: Medium, message: &Message) -> Result<String, String> {
+fn chat_target(config: &NotifyConfig, medium: Medium, message: &Message) -> Result<Target, String> {
     let default = match medium {
         Medium::Slack => &config.slack_default,
         Medium::Discord => &config.discord_default,
@@ -285,11 +294,18 @@ async fn email(
     message: &Message,
     composed: &Composed,
 ) -> Result<Email, String> {
-    let to = message
-        .target
-        .clone()
-        .or_else(|| export.owner_email.clone())
-        .ok_or("no recipient: the message has no target and the creator's token had no email")?;
+    let to = match &message.target {
+        Some(Target::Email(address)) => address.clone(),
+        Some(_) => return Err("the message's target is not an email address".into()),
+        None => {
+            let claim = export
+                .owner_email
+                .as_deref()
+                .ok_or("no recipient: the message has no target and the creator's token had no email")?;
+            EmailAddress::parse(claim)
+                .map_err(|_| "no recipient: the creator's email claim is not an address")?
+        }
+    };
     let mut attachment = None;
     if job.status == JobStatus::Done {
         if let Some(file) = job

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use serde_json::{json, Value};
 
 use crate::domain::notification::{fit, max_chars, Composed};
-use crate::domain::request::{check_target, Medium, WebhookHosts};
+use crate::domain::request::{Medium, Target, WebhookHosts};
 use crate::ports::{ChatPoster, DeliveryError};
 use crate::support::Secret;
 
@@ -103,55 +103,48 @@ impl HttpChat {
 
 #[async_trait]
 impl ChatPoster for HttpChat {
-    async fn post(
-        &self,
-        medium: Medium,
-        target: &str,
-        message: &Composed,
-    ) -> Result<Option<String>, DeliveryError> {
-        match medium {
-            Medium::Telegram => {
+    async fn post(&self, target: &Target, message: &Composed) -> Result<Option<String>, DeliveryError> {
+        let medium = target.medium();
+        match target {
+            Target::Telegram(chat) => {
                 let token = self
                     .telegram_token
                     .as_ref()
                     .ok_or_else(|| DeliveryError::Permanent("no Telegram bot token is configured".into()))?;
-                check_target(Medium::Telegram, target, None).map_err(DeliveryError::Permanent)?;
                 let text = fit(
                     &format!("{}\n\n{}", message.title, message.text),
                     max_chars(medium),
                 );
                 let url = format!("{}/bot{}/sendMessage", self.telegram_api, token.expose());
-                let body = json!({"chat_id": target, "text": text, "disable_web_page_preview": true});
+                let body = json!({"chat_id": chat.as_str(), "text": text, "disable_web_page_preview": true});
                 let (_, answer) = self.send(medium, &url, &body).await?;
                 let id = serde_json::from_str::<Value>(&answer)
                     .ok()
                     .and_then(|v| v.pointer("/result/message_id").map(|id| id.to_string()));
                 Ok(id)
             }
-            Medium::Slack | Medium::Discord => {
-                check_target(medium, target, Some(&self.hosts)).map_err(DeliveryError::Permanent)?;
-                if medium == Medium::Slack {
-                    let text = fit(
-                        &format!("*{}*\n{}", message.title, message.text),
-                        max_chars(medium),
-                    );
-                    self.send(medium, target, &json!({"text": text})).await?;
-                    Ok(None)
-                } else {
-                    let content = fit(
-                        &format!("**{}**\n{}", message.title, message.text),
-                        max_chars(medium),
-                    );
-                    let separator = if target.contains('?') { '&' } else { '?' };
-                    let url = format!("{target}{separator}wait=true");
-                    let body = json!({"content": content, "allowed_mentions": {"parse": []}});
-                    let (_, answer) = self.send(medium, &url, &body).await?;
-                    Ok(serde_json::from_str::<Value>(&answer)
-                        .ok()
-                        .and_then(|v| v["id"].as_str().map(str::to_owned)))
-                }
+            Target::Slack(url) => {
+                target.allowed_by(&self.hosts).map_err(DeliveryError::Permanent)?;
+                let text = fit(
+                    &format!("*{}*\n{}", message.title, message.text),
+                    max_chars(medium),
+                );
+                self.send(medium, url.as_str(), &json!({"text": text})).await?;
+                Ok(None)
             }
-            Medium::Email => Err(DeliveryError::Permanent("email does not go through chat".into())),
+            Target::Discord(url) => {
+                target.allowed_by(&self.hosts).map_err(DeliveryError::Permanent)?;
+                let content = fit(
+                    &format!("**{}**\n{}", message.title, message.text),
+                    max_chars(medium),
+                );
+                let body = json!({"content": content, "allowed_mentions": {"parse": []}});
+                let (_, answer) = self.send(medium, &url.with_query("wait", "true"), &body).await?;
+                Ok(serde_json::from_str::<Value>(&answer)
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_owned)))
+            }
+            Target::Email(_) => Err(DeliveryError::Permanent("email does not go through chat".into())),
         }
     }
 }

@@ -59,7 +59,7 @@ impl Mailer for SesMailer {
             .from_email_address(&self.from)
             .destination(
                 aws_sdk_sesv2::types::Destination::builder()
-                    .to_addresses(&email.to)
+                    .to_addresses(email.to.as_str())
                     .build(),
             )
             .content(EmailContent::builder().raw(raw).build())

@@ -11,6 +11,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::job::{Job, JobDetail, JobStatus};
+use crate::domain::notification::Composed;
+use crate::domain::request::{EmailAddress, Target};
 use crate::domain::series::Point;
 use crate::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Window};
 
@@ -269,7 +271,7 @@ pub struct Attachment {
 /// An email to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email {
-    pub to: String,
+    pub to: EmailAddress,
     pub subject: String,
     pub text: String,
     pub html: String,
@@ -285,12 +287,8 @@ pub trait Mailer: Send + Sync {
 /// Posts chat messages (Telegram, Slack, Discord); returns the provider's message id if any.
 #[async_trait]
 pub trait ChatPoster: Send + Sync {
-    async fn post(
-        &self,
-        medium: crate::domain::request::Medium,
-        target: &str,
-        message: &crate::domain::notification::Composed,
-    ) -> Result<Option<String>, DeliveryError>;
+    /// Fails permanently for an email target, or a webhook whose host is no longer allowed.
+    async fn post(&self, target: &Target, message: &Composed) -> Result<Option<String>, DeliveryError>;
 }
 
 /// Where the deliveries of a job's messages are recorded.

@@ -1,0 +1,377 @@
+//! The export request of `POST /exports` (spec section 3): its validated domain types (here),
+//! the limits and policies it is checked against (`policy`), the validator (`walk` and
+//! `validate`: the JSON itself is walked, not a serde derive, so that *every* problem is
+//! reported at once with its JSON pointer and unknown fields are named), its normalised wire
+//! form (`wire`), and message targets parsed into types (`target`).
+
+mod policy;
+mod target;
+mod validate;
+mod walk;
+mod wire;
+
+use std::fmt;
+
+use chrono_tz::Tz;
+use uuid::Uuid;
+
+use super::granularity::Granularity;
+use super::recurrence::{ItemSpan, Recurrence};
+
+pub use policy::{Limits, Policy, WebhookHosts};
+pub use target::{EmailAddress, Target, TelegramChat, WebhookUrl};
+pub use wire::unix_json;
+
+/// One thing wrong with a request, at a JSON pointer (`/items/0/params/decimation/ds`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The output format of the files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extension {
+    Csv,
+    /// The seed's `xls`: written as an Office Open XML workbook named `.xlsx`.
+    Xls,
+    Xlsx,
+}
+
+impl Extension {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Xls => "xls",
+            Self::Xlsx => "xlsx",
+        }
+    }
+
+    /// The extension of the files written.
+    pub fn file_extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Xls | Self::Xlsx => "xlsx",
+        }
+    }
+}
+
+/// A column a file may contain (spec section 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnId {
+    Time,
+    Value,
+    Name,
+    Unit,
+    Channel,
+    Subtopic,
+    Publisher,
+    Protocol,
+    StringValue,
+    BoolValue,
+    DataValue,
+    Sum,
+    UpdateTime,
+    Count,
+}
+
+impl ColumnId {
+    pub const ALL: [ColumnId; 14] = [
+        Self::Time,
+        Self::Value,
+        Self::Name,
+        Self::Unit,
+        Self::Channel,
+        Self::Subtopic,
+        Self::Publisher,
+        Self::Protocol,
+        Self::StringValue,
+        Self::BoolValue,
+        Self::DataValue,
+        Self::Sum,
+        Self::UpdateTime,
+        Self::Count,
+    ];
+
+    /// The canonical (camelCase) id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Time => "time",
+            Self::Value => "value",
+            Self::Name => "name",
+            Self::Unit => "unit",
+            Self::Channel => "channel",
+            Self::Subtopic => "subtopic",
+            Self::Publisher => "publisher",
+            Self::Protocol => "protocol",
+            Self::StringValue => "stringValue",
+            Self::BoolValue => "boolValue",
+            Self::DataValue => "dataValue",
+            Self::Sum => "sum",
+            Self::UpdateTime => "updateTime",
+            Self::Count => "count",
+        }
+    }
+
+    /// Parses camelCase or snake_case (`stringValue`, `string_value`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let folded: String = text
+            .chars()
+            .filter(|&c| c != '_')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str().to_ascii_lowercase() == folded && (text.contains('_') || text == c.as_str()))
+    }
+}
+
+/// A column of the file: what it holds and its header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub id: ColumnId,
+    pub label: String,
+}
+
+/// The format of the export's files.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Format {
+    pub extension: Extension,
+    pub columns: Vec<Column>,
+    pub timezone: Tz,
+    pub csv_delimiter: u8,
+}
+
+/// The aggregate function of a decimation (`dsf`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    Avg,
+    Max,
+    Min,
+    Sum,
+    Stddev,
+    Variance,
+}
+
+impl Aggregate {
+    pub const ALL: [Aggregate; 6] = [
+        Self::Avg,
+        Self::Max,
+        Self::Min,
+        Self::Sum,
+        Self::Stddev,
+        Self::Variance,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Avg => "avg",
+            Self::Max => "max",
+            Self::Min => "min",
+            Self::Sum => "sum",
+            Self::Stddev => "stddev",
+            Self::Variance => "variance",
+        }
+    }
+}
+
+/// Decimation of one item: buckets of `ds`, reduced with `dsf`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decimation {
+    pub ds: Granularity,
+    pub dsf: Aggregate,
+}
+
+/// A SenML name, typically a URN (`urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:onoff`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SenmlName(String);
+
+impl SenmlName {
+    /// Accepts SenML's name characters (`A-Z a-z 0-9 - : . / _`), starting with a letter or digit;
+    /// a name starting with `urn:` must also be an RFC 8141 URN (`urn:<nid>:<nss>`).
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let first_ok = text.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first_ok || text.len() > 512 {
+            return Err("must be a SenML name: 1 to 512 characters starting with a letter or digit");
+        }
+        if !text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-:./_".contains(c))
+        {
+            return Err("must be a SenML name: only letters, digits and - : . / _");
+        }
+        if text.len() >= 4 && text[..4].eq_ignore_ascii_case("urn:") {
+            let mut parts = text[4..].splitn(2, ':');
+            let nid = parts.next().unwrap_or_default();
+            let nss = parts.next().unwrap_or_default();
+            let nid_ok = (2..=32).contains(&nid.len())
+                && nid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !nid.starts_with('-')
+                && !nid.ends_with('-');
+            if !nid_ok || nss.is_empty() {
+                return Err("must be a URN of the form urn:<namespace>:<specific string> (RFC 8141)");
+            }
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A message subtopic such as `events.data`: dot-separated tokens, no wildcards.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Subtopic(String);
+
+impl Subtopic {
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let token_ok =
+            |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_:".contains(c));
+        if text.is_empty() || text.len() > 256 || !text.split('.').all(token_ok) {
+            return Err("must be dot-separated tokens of letters, digits, - _ : (such as `events.data`), without wildcards");
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A file name chosen by the caller: a plain name, never a path.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Filename(String);
+
+impl Filename {
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        if text.trim().is_empty() || text.chars().count() > 120 {
+            return Err("must be a name of 1 to 120 characters");
+        }
+        if text.contains(['/', '\\']) || text == "." || text == ".." || text.starts_with('.') {
+            return Err("must be a file name, not a path (no `/`, `\\`, or leading `.`)");
+        }
+        if text.chars().any(|c| c.is_control() || "<>:\"|?*".contains(c)) {
+            return Err("must not contain control characters or any of < > : \" | ? *");
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One series to export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Item {
+    pub target: SenmlName,
+    pub label: Option<String>,
+    pub channel_id: Uuid,
+    pub subtopic: Subtopic,
+    pub span: ItemSpan,
+    pub decimation: Option<Decimation>,
+    pub filename: Option<Filename>,
+}
+
+/// When a message is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyPolicy {
+    OnSuccess,
+    OnFailure,
+}
+
+/// Through what a message is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Medium {
+    Email,
+    Telegram,
+    Slack,
+    Discord,
+}
+
+impl Medium {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Telegram => "telegram",
+            Self::Slack => "slack",
+            Self::Discord => "discord",
+        }
+    }
+}
+
+/// One notification message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub policy: NotifyPolicy,
+    pub medium: Medium,
+    pub title: String,
+    pub text: String,
+    /// Where it goes; `None`: the medium's default (the creator's email, a configured chat).
+    pub target: Option<Target>,
+}
+
+/// When the export runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    OneTime,
+    Recurring(Recurrence),
+}
+
+/// A validated export request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportRequest {
+    pub format: Format,
+    pub schedule: Schedule,
+    pub items: Vec<Item>,
+    pub messages: Vec<Message>,
+}
+
+/// The kind of an export, as the `type` field names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportType {
+    OneTime,
+    Recurring,
+}
+
+impl ExportType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OneTime => "oneTime",
+            Self::Recurring => "recurring",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "oneTime" => Some(Self::OneTime),
+            "recurring" => Some(Self::Recurring),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ExportType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ExportRequest {
+    pub fn export_type(&self) -> ExportType {
+        match self.schedule {
+            Schedule::OneTime => ExportType::OneTime,
+            Schedule::Recurring(_) => ExportType::Recurring,
+        }
+    }
+}

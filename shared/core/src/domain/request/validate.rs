@@ -1,0 +1,523 @@
+//! The request's rules, over the walker of `walk.rs`: formats, columns, timezones, items and
+//! their windows, decimations, messages and their targets. Every problem is reported at once,
+//! each at its JSON pointer. Nothing here reads a clock: the caller passes the creation time
+//! used as the default `periodStart`.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::target::Target;
+use super::walk::{type_name, Checker};
+use super::{
+    Aggregate, Column, ColumnId, Decimation, ExportRequest, ExportType, Extension, Filename, Format, Item,
+    Medium, Message, NotifyPolicy, Policy, Problem, Schedule, SenmlName, Subtopic,
+};
+use crate::domain::granularity::Granularity;
+use crate::domain::recurrence::{ItemSpan, Recurrence};
+
+impl ExportRequest {
+    /// Validates a request body. `now` is the default anchor of a recurrence.
+    ///
+    /// Fails with every problem found, each at its JSON pointer.
+    pub fn parse(body: &Value, now: DateTime<Utc>, policy: &Policy) -> Result<Self, Vec<Problem>> {
+        let mut check = Checker {
+            problems: Vec::new(),
+            policy,
+        };
+        let request = check.request(body, now);
+        match request {
+            Some(request) if check.problems.is_empty() => Ok(request),
+            _ => {
+                if check.problems.is_empty() {
+                    check
+                        .problems
+                        .push(Problem::new("", "is not a valid export request"));
+                }
+                Err(check.problems)
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    fn request(&mut self, body: &Value, now: DateTime<Utc>) -> Option<ExportRequest> {
+        const FIELDS: [&str; 6] = [
+            "format",
+            "type",
+            "items",
+            "periodicity",
+            "periodStart",
+            "notification",
+        ];
+        let map = self.object(body, "", &FIELDS)?;
+        let format = self.required(map, "", "format").and_then(|v| self.format(v));
+        let kind = self.required(map, "", "type").and_then(|v| {
+            self.one_of(
+                v,
+                "/type",
+                &[
+                    ("oneTime", ExportType::OneTime),
+                    ("recurring", ExportType::Recurring),
+                ],
+            )
+        });
+        let periodicity = match map.get("periodicity") {
+            None | Some(Value::Null) => None,
+            Some(v) => self.duration(v, "/periodicity").and_then(|d| {
+                if d.at_least_seconds(60) {
+                    Some(d)
+                } else {
+                    self.fail("/periodicity", "must be at least one minute (PT1M)");
+                    None
+                }
+            }),
+        };
+        let period_start = self.unix(map.get("periodStart"), "/periodStart");
+        let items = self.required(map, "", "items").and_then(|v| self.items(v, kind));
+        let messages = self
+            .required(map, "", "notification")
+            .and_then(|v| self.notification(v));
+
+        let schedule = match kind? {
+            ExportType::OneTime => {
+                if map.get("periodicity").is_some_and(|v| !v.is_null()) {
+                    self.fail("/periodicity", "must not be set when `type` is `oneTime`");
+                }
+                if period_start.flatten().is_some() {
+                    self.fail("/periodStart", "must not be set when `type` is `oneTime`");
+                }
+                Schedule::OneTime
+            }
+            ExportType::Recurring => {
+                if map.get("periodicity").is_none_or(Value::is_null) {
+                    self.fail("/periodicity", "is required when `type` is `recurring`");
+                }
+                // The default anchor is whole seconds: it is stored as Unix seconds and must
+                // read back as the very same instant, or occurrence times would drift.
+                let default_anchor = DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now);
+                Schedule::Recurring(Recurrence {
+                    anchor: period_start?.unwrap_or(default_anchor),
+                    every: periodicity?,
+                    tz: format.as_ref()?.timezone,
+                })
+            }
+        };
+        let format = format?;
+        let items = items?;
+        if format.columns.iter().any(|c| c.id == ColumnId::Count)
+            && items.iter().all(|i| i.decimation.is_none())
+        {
+            let at = format
+                .columns
+                .iter()
+                .position(|c| c.id == ColumnId::Count)
+                .unwrap_or_default();
+            self.fail(
+                &format!("/format/columns/{at}/id"),
+                "`count` needs an item with `decimation`",
+            );
+        }
+        Some(ExportRequest {
+            format,
+            schedule,
+            items,
+            messages: messages?,
+        })
+    }
+
+    fn format(&mut self, v: &Value) -> Option<Format> {
+        let map = self.object(
+            v,
+            "/format",
+            &["extension", "columns", "timezone", "csvDelimiter"],
+        )?;
+        let extension = self.required(map, "/format", "extension").and_then(|v| {
+            self.one_of(
+                v,
+                "/format/extension",
+                &[
+                    ("csv", Extension::Csv),
+                    ("xls", Extension::Xls),
+                    ("xlsx", Extension::Xlsx),
+                ],
+            )
+        });
+        let columns = self
+            .required(map, "/format", "columns")
+            .and_then(|v| self.columns(v));
+        let timezone = match map.get("timezone") {
+            None | Some(Value::Null) => Some(Tz::UTC),
+            Some(v) => self.timezone(v),
+        };
+        let csv_delimiter = match map.get("csvDelimiter") {
+            None | Some(Value::Null) => Some(b','),
+            Some(v) => self
+                .string(v, "/format/csvDelimiter", 1)
+                .and_then(|s| match s.as_bytes() {
+                    [c] if c.is_ascii()
+                        && !b"\"\r\n".contains(c)
+                        && (c.is_ascii_graphic() || *c == b'\t' || *c == b' ') =>
+                    {
+                        Some(*c)
+                    }
+                    _ => {
+                        self.fail(
+                            "/format/csvDelimiter",
+                            "must be one ASCII character other than a quote or a line break",
+                        );
+                        None
+                    }
+                }),
+        };
+        Some(Format {
+            extension: extension?,
+            columns: columns?,
+            timezone: timezone?,
+            csv_delimiter: csv_delimiter?,
+        })
+    }
+
+    fn columns(&mut self, v: &Value) -> Option<Vec<Column>> {
+        let max = self.policy.limits.max_columns;
+        let list = self.array(v, "/format/columns", 1, max)?;
+        let mut columns = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            let path = format!("/format/columns/{i}");
+            let Some(map) = self.object(entry, &path, &["id", "label"]) else {
+                ok = false;
+                continue;
+            };
+            let id = self.required(map, &path, "id").and_then(|v| {
+                let text = self.string(v, &format!("{path}/id"), 64)?;
+                let id = ColumnId::parse(text);
+                if id.is_none() {
+                    let valid: Vec<&str> = ColumnId::ALL.iter().map(|c| c.as_str()).collect();
+                    self.fail(
+                        &format!("{path}/id"),
+                        format!("unknown column `{text}`; valid ids: {}", valid.join(", ")),
+                    );
+                }
+                id
+            });
+            let label = self
+                .required(map, &path, "label")
+                .and_then(|v| self.string(v, &format!("{path}/label"), 256));
+            match (id, label) {
+                (Some(id), Some(label)) => columns.push(Column {
+                    id,
+                    label: label.to_owned(),
+                }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(columns)
+    }
+
+    fn timezone(&mut self, v: &Value) -> Option<Tz> {
+        let (name, path) = match v {
+            Value::String(s) => (s.as_str(), "/format/timezone".to_owned()),
+            Value::Object(_) => {
+                let map = self.object(v, "/format/timezone", &["name"])?;
+                match map.get("name") {
+                    None | Some(Value::Null) => return Some(Tz::UTC),
+                    Some(name) => (
+                        self.string(name, "/format/timezone/name", 64)?,
+                        "/format/timezone/name".to_owned(),
+                    ),
+                }
+            }
+            other => {
+                self.fail(
+                    "/format/timezone",
+                    format!(
+                        "must be an IANA zone name or {{\"name\": ...}}, found {}",
+                        type_name(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        if name.eq_ignore_ascii_case("utc") {
+            return Some(Tz::UTC);
+        }
+        let tz = name.parse::<Tz>().ok();
+        if tz.is_none() {
+            self.fail(
+                &path,
+                format!("unknown timezone `{name}`; use an IANA name such as `Europe/Rome`"),
+            );
+        }
+        tz
+    }
+
+    fn items(&mut self, v: &Value, kind: Option<ExportType>) -> Option<Vec<Item>> {
+        let max = self.policy.limits.max_items;
+        let list = self.array(v, "/items", 1, max)?;
+        let mut items = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            match self.item(entry, &format!("/items/{i}"), kind) {
+                Some(item) => items.push(item),
+                None => ok = false,
+            }
+        }
+        ok.then_some(items)
+    }
+
+    fn item(&mut self, v: &Value, path: &str, kind: Option<ExportType>) -> Option<Item> {
+        let map = self.object(v, path, &["params", "filename"])?;
+        let filename = match map.get("filename") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => {
+                let at = format!("{path}/filename");
+                self.string(v, &at, 1000).and_then(|s| match Filename::parse(s) {
+                    Ok(f) => Some(Some(f)),
+                    Err(e) => {
+                        self.fail(&at, e);
+                        None
+                    }
+                })
+            }
+        };
+        let params_path = format!("{path}/params");
+        let params = self.required(map, path, "params")?;
+        let params = self.object(
+            params,
+            &params_path,
+            &[
+                "target",
+                "channelId",
+                "subtopic",
+                "from",
+                "to",
+                "period",
+                "decimation",
+            ],
+        )?;
+        let p = params_path.as_str();
+        let target = self.required(params, p, "target").and_then(|v| {
+            let at = format!("{p}/target");
+            let map = self.object(v, &at, &["value", "label"])?;
+            let value = self.required(map, &at, "value").and_then(|v| {
+                let text = self.string(v, &format!("{at}/value"), 512)?;
+                SenmlName::parse(text)
+                    .map_err(|e| self.fail(&format!("{at}/value"), e))
+                    .ok()
+            });
+            let label = match map.get("label") {
+                None | Some(Value::Null) => Some(None),
+                Some(v) => self
+                    .string(v, &format!("{at}/label"), 256)
+                    .map(|s| Some(s.to_owned())),
+            };
+            Some((value?, label?))
+        });
+        let channel_id = self.required(params, p, "channelId").and_then(|v| {
+            let at = format!("{p}/channelId");
+            let text = self.string(v, &at, 64)?;
+            match Uuid::try_parse(text) {
+                Ok(id) if text.len() == 36 => Some(id),
+                _ => {
+                    self.fail(
+                        &at,
+                        format!(
+                            "must be a UUID such as 0115c85d-ef3e-4de9-9732-d0c5c4f2c482 (found `{text}`)"
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let subtopic = self.required(params, p, "subtopic").and_then(|v| {
+            let at = format!("{p}/subtopic");
+            let text = self.string(v, &at, 256)?;
+            Subtopic::parse(text).map_err(|e| self.fail(&at, e)).ok()
+        });
+        let from = self.unix(params.get("from"), &format!("{p}/from"));
+        let to = self.unix(params.get("to"), &format!("{p}/to"));
+        let period = match params.get("period") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.duration(v, &format!("{p}/period")).map(Some),
+        };
+        let decimation = match params.get("decimation") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.decimation(v, &format!("{p}/decimation")).map(Some),
+        };
+        let (from, to) = (from?, to?);
+        if kind == Some(ExportType::Recurring) {
+            for (name, value) in [("from", from), ("to", to)] {
+                if value.is_some() {
+                    self.fail(
+                        &format!("{p}/{name}"),
+                        "must be 0 or absent for a `recurring` export; its window follows the periodicity",
+                    );
+                }
+            }
+        }
+        if let (Some(f), Some(t)) = (from, to) {
+            if f >= t {
+                self.fail(
+                    &format!("{p}/to"),
+                    "must be later than `from` (the window is [from, to))",
+                );
+            }
+        }
+        let (target, label) = target?;
+        Some(Item {
+            target,
+            label,
+            channel_id: channel_id?,
+            subtopic: subtopic?,
+            span: ItemSpan {
+                from,
+                to,
+                period: period?,
+            },
+            decimation: decimation?,
+            filename: filename?,
+        })
+    }
+
+    fn decimation(&mut self, v: &Value, path: &str) -> Option<Decimation> {
+        let map = self.object(v, path, &["ds", "dsf"])?;
+        let ds = self.required(map, path, "ds").and_then(|v| {
+            let at = format!("{path}/ds");
+            let text = self.string(v, &at, 32)?;
+            match text.parse::<Granularity>() {
+                Ok(g) => Some(g),
+                Err(e) => {
+                    self.fail(&at, format!("`{text}` {e}"));
+                    None
+                }
+            }
+        });
+        let dsf = self.required(map, path, "dsf").and_then(|v| {
+            let options: Vec<(&str, Aggregate)> = Aggregate::ALL.iter().map(|a| (a.as_str(), *a)).collect();
+            self.one_of(v, &format!("{path}/dsf"), &options)
+        });
+        Some(Decimation { ds: ds?, dsf: dsf? })
+    }
+
+    fn notification(&mut self, v: &Value) -> Option<Vec<Message>> {
+        let map = self.object(v, "/notification", &["messages"])?;
+        let list = self.required(map, "/notification", "messages")?;
+        let max = self.policy.limits.max_messages;
+        let list = self.array(list, "/notification/messages", 0, max)?;
+        let mut messages = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            match self.message(entry, &format!("/notification/messages/{i}")) {
+                Some(m) => messages.push(m),
+                None => ok = false,
+            }
+        }
+        ok.then_some(messages)
+    }
+
+    fn message(&mut self, v: &Value, path: &str) -> Option<Message> {
+        let map = self.object(v, path, &["policy", "medium", "title", "text", "target"])?;
+        let policy = self.required(map, path, "policy").and_then(|v| {
+            self.one_of(
+                v,
+                &format!("{path}/policy"),
+                &[
+                    ("onSuccess", NotifyPolicy::OnSuccess),
+                    ("onFailure", NotifyPolicy::OnFailure),
+                ],
+            )
+        });
+        let medium = self.required(map, path, "medium").and_then(|v| {
+            self.one_of(
+                v,
+                &format!("{path}/medium"),
+                &[
+                    ("email", Medium::Email),
+                    ("telegram", Medium::Telegram),
+                    ("slack", Medium::Slack),
+                    ("discord", Medium::Discord),
+                ],
+            )
+        });
+        let title = self
+            .required(map, path, "title")
+            .and_then(|v| self.string(v, &format!("{path}/title"), 256));
+        let text = self
+            .required(map, path, "text")
+            .and_then(|v| self.string(v, &format!("{path}/text"), 4000));
+        let target = match map.get("target") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => {
+                let at = format!("{path}/target");
+                let text = self.string(v, &at, 2048);
+                match (text, medium) {
+                    (Some(text), Some(medium)) => {
+                        match Target::parse(medium, text, self.policy.webhook_hosts.as_ref()) {
+                            Ok(target) => Some(Some(target)),
+                            Err(e) => {
+                                self.fail(&at, e);
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                }
+            }
+        };
+        Some(Message {
+            policy: policy?,
+            medium: medium?,
+            title: title?.to_owned(),
+            text: text?.to_owned(),
+            target: target?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000, 0).expect("in range")
+    }
+
+    #[test]
+    fn accepts_snake_and_camel_case_column_ids() {
+        assert_eq!(ColumnId::parse("stringValue"), Some(ColumnId::StringValue));
+        assert_eq!(ColumnId::parse("string_value"), Some(ColumnId::StringValue));
+        assert_eq!(ColumnId::parse("stringvalue"), None);
+        assert_eq!(ColumnId::parse("update_time"), Some(ColumnId::UpdateTime));
+    }
+
+    #[test]
+    fn names_a_misspelt_field_and_suggests_the_right_one() {
+        let body = json!({"perodicity": "P1D"});
+        let problems = ExportRequest::parse(&body, now(), &Policy::default()).expect_err("invalid");
+        let typo = problems
+            .iter()
+            .find(|p| p.path == "/perodicity")
+            .expect("reported");
+        assert!(
+            typo.message.contains("did you mean `periodicity`"),
+            "{}",
+            typo.message
+        );
+        assert!(problems
+            .iter()
+            .any(|p| p.path == "/format" && p.message == "is required"));
+    }
+
+    #[test]
+    fn urns_must_have_a_namespace_and_a_specific_string() {
+        assert!(SenmlName::parse("urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:onoff").is_ok());
+        assert!(SenmlName::parse("temperature").is_ok());
+        assert!(SenmlName::parse("urn:x:").is_err());
+        assert!(SenmlName::parse("urn::abc").is_err());
+        assert!(SenmlName::parse("urn:cpt smartdevice").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! The request printed back in its normalised wire form (what the API answers): canonical column
+//! ids, the timezone as `{"name": ...}`, `periodStart` filled in, unset (`0`) times and absent
+//! options left out.
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Number, Value};
+
+use super::{ExportRequest, Item, Message, NotifyPolicy, Schedule};
+
+impl ExportRequest {
+    /// The normalised wire form: canonical column ids, the timezone as `{"name": ...}`,
+    /// `periodStart` filled in, unset (`0`) times and absent options left out.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::new();
+        out.insert(
+            "format".into(),
+            json!({
+                "extension": self.format.extension.as_str(),
+                "columns": self.format.columns.iter()
+                    .map(|c| json!({"id": c.id.as_str(), "label": c.label}))
+                    .collect::<Vec<_>>(),
+                "timezone": {"name": self.format.timezone.name()},
+                "csvDelimiter": char::from(self.format.csv_delimiter).to_string(),
+            }),
+        );
+        out.insert("type".into(), json!(self.export_type().as_str()));
+        out.insert(
+            "items".into(),
+            Value::Array(self.items.iter().map(item_json).collect()),
+        );
+        if let Schedule::Recurring(r) = &self.schedule {
+            out.insert("periodicity".into(), json!(r.every.to_string()));
+            out.insert("periodStart".into(), unix_json(r.anchor));
+        }
+        out.insert(
+            "notification".into(),
+            json!({"messages": self.messages.iter().map(message_json).collect::<Vec<_>>()}),
+        );
+        Value::Object(out)
+    }
+}
+
+fn item_json(item: &Item) -> Value {
+    let mut target = Map::new();
+    target.insert("value".into(), json!(item.target.as_str()));
+    if let Some(label) = &item.label {
+        target.insert("label".into(), json!(label));
+    }
+    let mut params = Map::new();
+    params.insert("target".into(), Value::Object(target));
+    params.insert("channelId".into(), json!(item.channel_id.to_string()));
+    params.insert("subtopic".into(), json!(item.subtopic.as_str()));
+    if let Some(from) = item.span.from {
+        params.insert("from".into(), unix_json(from));
+    }
+    if let Some(to) = item.span.to {
+        params.insert("to".into(), unix_json(to));
+    }
+    if let Some(period) = item.span.period {
+        params.insert("period".into(), json!(period.to_string()));
+    }
+    if let Some(d) = item.decimation {
+        params.insert(
+            "decimation".into(),
+            json!({"ds": d.ds.to_string(), "dsf": d.dsf.as_str()}),
+        );
+    }
+    let mut out = Map::new();
+    out.insert("params".into(), Value::Object(params));
+    if let Some(name) = &item.filename {
+        out.insert("filename".into(), json!(name.as_str()));
+    }
+    Value::Object(out)
+}
+
+fn message_json(m: &Message) -> Value {
+    let mut out = json!({
+        "policy": match m.policy { NotifyPolicy::OnSuccess => "onSuccess", NotifyPolicy::OnFailure => "onFailure" },
+        "medium": m.medium.as_str(),
+        "title": m.title,
+        "text": m.text,
+    });
+    if let (Some(target), Value::Object(map)) = (&m.target, &mut out) {
+        map.insert("target".into(), json!(target.as_str()));
+    }
+    out
+}
+
+/// Unix seconds as a JSON number: an integer when whole, else a fraction.
+pub fn unix_json(t: DateTime<Utc>) -> Value {
+    if t.timestamp_subsec_nanos() == 0 {
+        json!(t.timestamp())
+    } else {
+        Number::from_f64(t.timestamp() as f64 + f64::from(t.timestamp_subsec_nanos()) / 1e9)
+            .map_or(Value::Null, Value::Number)
+    }
+}
