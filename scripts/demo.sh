@@ -34,7 +34,7 @@ item = boto3.client("dynamodb").get_item(
     TableName="exports", Key={"pk": {"S": f"EXPORT#{sys.argv[1]}"}, "sk": {"S": "EXPORT"}})["Item"]
 for name, value in sorted(item.items()):
     text = next(iter(value.values()))
-    print(f"  {name:10} {text if name != 'request' else json.dumps(json.loads(text))[:100] + '...'}")
+    print(f"  {name:10} {text if name not in ('request', 'record') else json.dumps(json.loads(text))[:100] + '...'}")
 PY
 
 echo

@@ -219,7 +219,7 @@ impl Fixture {
         let chat = HttpChat::new(&chat_url, Some(Secret::new(TELEGRAM_TOKEN)), local_hosts.clone())
             .expect("a chat client");
         let mut config = ApiConfig::default();
-        config.policy.webhook_hosts = Some(local_hosts);
+        config.policy.webhook_hosts = local_hosts;
         let notify_config = notify::NotifyConfig {
             retry: Retry {
                 attempts: 3,

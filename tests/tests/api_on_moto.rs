@@ -51,9 +51,10 @@ async fn creates_reads_lists_shows_status_and_deletes_a_recurring_export() {
     assert_eq!(text(stored, "ownerEmail"), "someone@example.com");
     assert_eq!(text(stored, "status"), "scheduled");
     assert_eq!(text(stored, "type"), "recurring");
-    let request: Value = serde_json::from_str(&text(stored, "request")).expect("request JSON");
-    assert_eq!(request["periodicity"], "P1D");
-    assert_eq!(request["periodStart"], 1_767_222_000);
+    let record: Value = serde_json::from_str(&text(stored, "record")).expect("record JSON");
+    assert_eq!(record["version"], 1);
+    assert_eq!(record["recurrence"]["every"], "P1D");
+    assert_eq!(record["recurrence"]["anchor"], "2025-12-31T23:00:00Z");
 
     // The armed schedule: a one-time at() in UTC, flexible window off, input = the run event.
     let schedule = fx
@@ -353,4 +354,37 @@ async fn a_failure_to_create_the_schedule_leaves_no_live_export_behind() {
             .0,
         201
     );
+}
+
+#[tokio::test]
+async fn an_export_stored_before_versioned_records_still_reads() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let mut body = recurring_body("P1D");
+    body["periodStart"] = json!(1_767_222_000);
+    let (status, created) = fx.call("POST", "/exports", Some(&body), &alice).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("an id").to_owned();
+
+    // Rewrite the item as the service stored it before version 1: the API's request JSON.
+    let mut v0 = created.clone();
+    for field in ["id", "status", "createdAt", "updatedAt", "deletedAt", "nextRunAt"] {
+        v0.as_object_mut().expect("an object").remove(field);
+    }
+    fx.dynamo
+        .update_item()
+        .table_name(&fx.table)
+        .key("pk", AttributeValue::S(format!("EXPORT#{id}")))
+        .key("sk", AttributeValue::S("EXPORT".into()))
+        .update_expression("SET #request = :v0 REMOVE #record")
+        .expression_attribute_names("#request", "request")
+        .expression_attribute_names("#record", "record")
+        .expression_attribute_values(":v0", AttributeValue::S(v0.to_string()))
+        .send()
+        .await
+        .expect("moto updates");
+
+    let (status, read) = fx.call("GET", &format!("/exports/{id}"), None, &alice).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read, created, "a version 0 record reads as it was created");
 }

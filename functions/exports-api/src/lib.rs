@@ -60,7 +60,7 @@ impl ApiConfig {
                     max_columns: parsed_or("MAX_COLUMNS", limits.max_columns)?,
                     max_messages: parsed_or("MAX_MESSAGES", limits.max_messages)?,
                 },
-                webhook_hosts: Some(webhook_hosts()),
+                webhook_hosts: webhook_hosts(),
             },
             max_body_bytes: parsed_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
             max_queued_per_user: parsed_or("MAX_QUEUED_EXPORTS_PER_USER", defaults.max_queued_per_user)?,

@@ -4,7 +4,7 @@
 //!
 //! | item | `pk` | `sk` | notes |
 //! |---|---|---|---|
-//! | export | `EXPORT#<id>` | `EXPORT` | `owner`, `createdAt` feed the `byOwner` index; `request` is the normalised JSON |
+//! | export | `EXPORT#<id>` | `EXPORT` | `owner`, `createdAt` feed the `byOwner` index; `record` is the request's versioned record (`domain::record`; items written before version 1 hold `request`, read as version 0) |
 //! | job | `EXPORT#<id>` | `JOB#<scheduledAt>` | written by run-export |
 //! | quota | `OWNER#<sub>` | `QUOTA` | `queued`: the owner's exports that are queued or scheduled |
 //!
@@ -27,7 +27,8 @@ use chrono::{DateTime, Utc};
 use crate::domain::export::rfc3339;
 use crate::domain::job::{Job, JobDetail, JobStatus};
 use crate::domain::notification::{Delivery, DeliveryStatus};
-use crate::domain::{Export, ExportId, ExportRequest, ExportStatus, Policy};
+use crate::domain::record;
+use crate::domain::{Export, ExportId, ExportStatus};
 use crate::ports::{
     Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, StoreError,
 };
@@ -155,7 +156,7 @@ impl DynamoStore {
         item.insert("updatedAt".into(), s(rfc3339(export.updated_at)));
         item.insert("status".into(), s(export.status.as_str()));
         item.insert("type".into(), s(export.request.export_type().as_str()));
-        item.insert("request".into(), s(export.request.to_json().to_string()));
+        item.insert("record".into(), s(record::write_v1(&export.request)));
         if let Some(email) = &export.owner_email {
             item.insert("ownerEmail".into(), s(email));
         }
@@ -177,11 +178,13 @@ impl DynamoStore {
             .and_then(|id| id.parse().ok())
             .ok_or_else(|| corrupt("pk"))?;
         let created_at = time("createdAt")?.ok_or_else(|| corrupt("createdAt"))?;
-        let body: serde_json::Value =
-            serde_json::from_str(text("request").ok_or_else(|| corrupt("request"))?)
-                .map_err(|_| corrupt("request"))?;
-        let request =
-            ExportRequest::parse(&body, created_at, &Policy::stored()).map_err(|_| corrupt("request"))?;
+        // Version 1 in `record`; items written before it hold version 0 in `request`.
+        let request = match (text("record"), text("request")) {
+            (Some(v1), _) => record::read_v1(v1),
+            (None, Some(v0)) => record::read_v0(v0),
+            (None, None) => return Err(corrupt("record")),
+        }
+        .map_err(|e| StoreError::Corrupt(format!("export item: {e}")))?;
         Ok(Export {
             id,
             owner: text("owner").ok_or_else(|| corrupt("owner"))?.to_owned(),

@@ -9,6 +9,7 @@ pub mod files;
 pub mod granularity;
 pub mod job;
 pub mod notification;
+pub mod record;
 pub mod recurrence;
 pub mod request;
 pub mod series;

@@ -196,6 +196,12 @@ pub struct Decimation {
 pub struct SenmlName(String);
 
 impl SenmlName {
+    /// A value read back from storage: it was valid when written, and is not judged again by
+    /// today's rules.
+    pub(crate) fn stored(text: String) -> Self {
+        Self(text)
+    }
+
     /// Accepts SenML's name characters (`A-Z a-z 0-9 - : . / _`), starting with a letter or digit;
     /// a name starting with `urn:` must also be an RFC 8141 URN (`urn:<nid>:<nss>`).
     pub fn parse(text: &str) -> Result<Self, &'static str> {
@@ -234,6 +240,12 @@ impl SenmlName {
 pub struct Subtopic(String);
 
 impl Subtopic {
+    /// A value read back from storage: it was valid when written, and is not judged again by
+    /// today's rules.
+    pub(crate) fn stored(text: String) -> Self {
+        Self(text)
+    }
+
     pub fn parse(text: &str) -> Result<Self, &'static str> {
         let token_ok =
             |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_:".contains(c));
@@ -253,6 +265,12 @@ impl Subtopic {
 pub struct Filename(String);
 
 impl Filename {
+    /// A value read back from storage: it was valid when written, and is not judged again by
+    /// today's rules.
+    pub(crate) fn stored(text: String) -> Self {
+        Self(text)
+    }
+
     pub fn parse(text: &str) -> Result<Self, &'static str> {
         if text.trim().is_empty() || text.chars().count() > 120 {
             return Err("must be a name of 1 to 120 characters");

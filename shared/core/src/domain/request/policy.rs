@@ -36,33 +36,8 @@ impl Default for WebhookHosts {
 }
 
 /// What a request is validated against.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Policy {
     pub limits: Limits,
-    /// `None` trusts every webhook host: only for re-reading requests the service stored itself.
-    pub webhook_hosts: Option<WebhookHosts>,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            limits: Limits::default(),
-            webhook_hosts: Some(WebhookHosts::default()),
-        }
-    }
-}
-
-impl Policy {
-    /// The policy for requests read back from the store: validated once already at creation,
-    /// so limits and host checks (which may have changed since) do not apply again.
-    pub fn stored() -> Self {
-        Self {
-            limits: Limits {
-                max_items: usize::MAX,
-                max_columns: usize::MAX,
-                max_messages: usize::MAX,
-            },
-            webhook_hosts: None,
-        }
-    }
+    pub webhook_hosts: WebhookHosts,
 }

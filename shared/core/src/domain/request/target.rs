@@ -13,6 +13,11 @@ use super::{Medium, WebhookHosts};
 pub struct EmailAddress(String);
 
 impl EmailAddress {
+    /// A value read back from storage, not judged again by today's rules.
+    pub(crate) fn stored(text: String) -> Self {
+        Self(text)
+    }
+
     /// Fails with a message for the caller when `text` is not a plain address.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (local, domain) = text.rsplit_once('@').unwrap_or_default();
@@ -50,6 +55,11 @@ impl EmailAddress {
 pub struct TelegramChat(String);
 
 impl TelegramChat {
+    /// A value read back from storage, not judged again by today's rules.
+    pub(crate) fn stored(text: String) -> Self {
+        Self(text)
+    }
+
     /// Fails with a message for the caller when `text` is neither form.
     pub fn parse(text: &str) -> Result<Self, String> {
         let numeric = text.strip_prefix('-').unwrap_or(text);
@@ -77,6 +87,11 @@ impl TelegramChat {
 pub struct WebhookUrl(url::Url);
 
 impl WebhookUrl {
+    /// A value read back from storage: only parsed as a URL, not judged again by today's rules.
+    pub(crate) fn stored(text: &str) -> Result<Self, url::ParseError> {
+        url::Url::parse(text).map(Self)
+    }
+
     /// Fails with a message naming `example` when `text` is not such a URL.
     pub fn parse(text: &str, example: &str) -> Result<Self, String> {
         let url = url::Url::parse(text).map_err(|_| format!("must be a webhook URL such as {example}"))?;

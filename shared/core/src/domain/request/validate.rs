@@ -454,7 +454,7 @@ impl Checker<'_> {
                 let text = self.string(v, &at, 2048);
                 match (text, medium) {
                     (Some(text), Some(medium)) => {
-                        match Target::parse(medium, text, self.policy.webhook_hosts.as_ref()) {
+                        match Target::parse(medium, text, Some(&self.policy.webhook_hosts)) {
                             Ok(target) => Some(Some(target)),
                             Err(e) => {
                                 self.fail(&at, e);
