@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use exporter::domain::job::JobKey;
 use exporter::domain::RunEvent;
 use exporter::ports::{DeliveryLog, JobHistory};
 use integration_tests::chat_server::Scripted;
@@ -423,7 +424,15 @@ async fn claimed_by_a_run(
     let jobs = fx.store.jobs(&event.export_id).await.expect("jobs");
     assert!(fx
         .store
-        .claim_delivery(&event.export_id, jobs[0].scheduled_at, 0, at, claimed_until)
+        .claim_delivery(
+            &JobKey {
+                export_id: event.export_id,
+                scheduled_at: jobs[0].scheduled_at,
+            },
+            0,
+            at,
+            claimed_until,
+        )
         .await
         .expect("claims"));
 }

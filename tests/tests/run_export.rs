@@ -15,8 +15,8 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use exporter::domain::job::{JobDetail, JobStatus};
-use exporter::domain::{ExportId, RunEvent};
+use exporter::domain::job::{JobEnd, JobKey};
+use exporter::domain::RunEvent;
 use exporter::ports::{JobLedger, StoreError};
 use exporter::s3::S3Files;
 use integration_tests::{expected_value, someone, Fixture, READER_START};
@@ -431,42 +431,23 @@ struct FinishFailsOnce<'a> {
 impl JobLedger for FinishFailsOnce<'_> {
     async fn open_job(
         &self,
-        id: &ExportId,
-        job_id: &str,
-        scheduled_at: DateTime<Utc>,
+        job: &JobKey,
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.ledger
-            .open_job(id, job_id, scheduled_at, at, lease_until)
-            .await
+        self.ledger.open_job(job, at, lease_until).await
     }
-    async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.ledger.release_job(id, scheduled_at).await
+    async fn release_job(&self, job: &JobKey) -> Result<(), StoreError> {
+        self.ledger.release_job(job).await
     }
-    async fn start_job(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.ledger.start_job(id, scheduled_at, at).await
+    async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.ledger.start_job(job, at).await
     }
-    async fn finish_job(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        status: JobStatus,
-        detail: &JobDetail,
-        at: DateTime<Utc>,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("throttled".into()));
         }
-        self.ledger
-            .finish_job(id, scheduled_at, status, detail, at, expires_at)
-            .await
+        self.ledger.finish_job(job, end).await
     }
 }
 
@@ -530,17 +511,13 @@ async fn claimed(
 ) -> (String, DateTime<Utc>) {
     let body = one_time_csv(vec![item("urn:dev:a", READER_START, READER_START + 600)]);
     let (id, created_at) = created(fx, alice, &body).await;
-    let export_id: ExportId = id.parse().expect("an export id");
-    let job_id = event(&id, created_at).job_id();
+    let job = event(&id, created_at).job();
     assert!(fx
         .store
-        .open_job(&export_id, &job_id, created_at, started, lease_until)
+        .open_job(&job, started, lease_until)
         .await
         .expect("claims"));
-    fx.store
-        .start_job(&export_id, created_at, started)
-        .await
-        .expect("starts");
+    fx.store.start_job(&job, started).await.expect("starts");
     (id, created_at)
 }
 

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use exporter::config::{optional, parsed_or, ConfigError};
 use exporter::domain::files;
-use exporter::domain::job::{Job, JobStatus};
+use exporter::domain::job::{Job, JobKey, JobStatus};
 use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
 use exporter::domain::request::{EmailAddress, Medium, Message, Target};
 use exporter::domain::Export;
@@ -130,6 +130,10 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
         return Ok(Summary::default());
     }
     let facts = facts(deps, &export, &job).await;
+    let key = JobKey {
+        export_id: export.id,
+        scheduled_at: job.scheduled_at,
+    };
     let mut summary = Summary::default();
     for (index, message) in export.request.messages.iter().enumerate() {
         let now = deps.clock.now();
@@ -140,7 +144,7 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
         }
         if !deps
             .deliveries
-            .claim_delivery(&export.id, job.scheduled_at, index, now, now + deps.config.claim)
+            .claim_delivery(&key, index, now, now + deps.config.claim)
             .await?
         {
             summary.skipped += 1;
@@ -156,9 +160,7 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
             DeliveryStatus::Sent => summary.sent += 1,
             _ => summary.failed += 1,
         }
-        deps.deliveries
-            .record_delivery(&export.id, job.scheduled_at, &delivery)
-            .await?;
+        deps.deliveries.record_delivery(&key, &delivery).await?;
     }
     Ok(summary)
 }

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use exporter::config::{optional, parsed_or, ConfigError};
-use exporter::domain::job::JobStatus;
+use exporter::domain::job::{JobEnd, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
     Clock, ExportRuns, Exports, FileStore, JobHistory, JobLedger, JobNotifier, RunSchedules, SeriesReader,
@@ -112,11 +112,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
     let job_id = event.job_id();
     let now = deps.clock.now();
     let lease_until = now + deps.config.lease;
-    if !deps
-        .ledger
-        .open_job(&export.id, &job_id, event.scheduled_at, now, lease_until)
-        .await?
-    {
+    if !deps.ledger.open_job(&event.job(), now, lease_until).await? {
         tracing::info!(export_id = %export.id, job_id, "job finished or held by another attempt; duplicate trigger ignored");
         settle_if_finished(deps, &export, &job_id).await?;
         return Ok(Outcome::Duplicate);
@@ -125,7 +121,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
         Ok(outcome) => Ok(outcome),
         Err(e) => {
             // Give the job back, so that the runtime's retry of this trigger can take it at once.
-            if let Err(release) = deps.ledger.release_job(&export.id, event.scheduled_at).await {
+            if let Err(release) = deps.ledger.release_job(&event.job()).await {
                 tracing::error!(export_id = %export.id, job_id, error = %release, "could not give the job back; a retry takes it once its lease passes");
             }
             Err(e)
@@ -141,9 +137,7 @@ async fn run_claimed(
     job_id: &str,
     occurrence: Option<u64>,
 ) -> Result<Outcome, Failure> {
-    deps.ledger
-        .start_job(&export.id, event.scheduled_at, deps.clock.now())
-        .await?;
+    deps.ledger.start_job(&event.job(), deps.clock.now()).await?;
     tracing::info!(export_id = %export.id, job_id, "job started");
 
     let (status, detail) = match pipeline::run_job(deps, export, job_id, event.scheduled_at, occurrence).await
@@ -156,17 +150,13 @@ async fn run_claimed(
         }
     };
     let finished_at = deps.clock.now();
-    let expires_at = (status == JobStatus::Done).then(|| finished_at + deps.config.retention);
-    deps.ledger
-        .finish_job(
-            &export.id,
-            event.scheduled_at,
-            status,
-            &detail,
-            finished_at,
-            expires_at,
-        )
-        .await?;
+    let end = JobEnd {
+        status,
+        detail,
+        finished_at,
+        expires_at: (status == JobStatus::Done).then(|| finished_at + deps.config.retention),
+    };
+    deps.ledger.finish_job(&event.job(), &end).await?;
     settle(deps, export, status, finished_at).await?;
     if let Err(e) = deps
         .notifier

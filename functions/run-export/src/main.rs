@@ -5,7 +5,7 @@ use exporter::domain::RunEvent;
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
-use exporter::reader::HttpReader;
+use exporter::reader::{HttpReader, DEFAULT_PAGE_LIMIT, DEFAULT_SLICE_POINTS};
 use exporter::s3::{S3Files, DEFAULT_PART_BYTES};
 use exporter::scheduler::EventBridgeSchedules;
 use exporter::ssm::secret;
@@ -29,8 +29,8 @@ async fn main() -> Result<(), Error> {
         .await?
         .ok_or(config::ConfigError::Missing("READER_TOKEN_PARAMETER"))?;
     let reader = HttpReader::new(reader_url, reader_token)?.with_paging(
-        parsed_or("READER_PAGE_LIMIT", 1000)?,
-        parsed_or("READER_SLICE_POINTS", 50_000)?,
+        parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?,
+        parsed_or("READER_SLICE_POINTS", DEFAULT_SLICE_POINTS)?,
     );
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);

@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use crate::domain::export::rfc3339;
-use crate::domain::job::{Job, JobDetail, JobStatus};
+use crate::domain::job::{Job, JobDetail, JobEnd, JobKey, JobStatus};
 use crate::domain::notification::{Delivery, DeliveryStatus};
 use crate::domain::record;
 use crate::domain::{Export, ExportId, ExportStatus};
@@ -82,12 +82,12 @@ fn counts_as_queued(status: ExportStatus) -> bool {
 }
 
 impl DynamoStore {
-    /// An update of the job of `(id, scheduled_at)`.
-    fn update_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> UpdateItemFluentBuilder {
+    /// An update of a job's item.
+    fn update_job(&self, job: &JobKey) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(job_key(id, scheduled_at)))
+            .set_key(Some(job_key(job)))
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -500,15 +500,13 @@ impl JobHistory for DynamoStore {
 impl JobLedger for DynamoStore {
     async fn open_job(
         &self,
-        id: &ExportId,
-        job_id: &str,
-        scheduled_at: DateTime<Utc>,
+        job: &JobKey,
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         // One conditional upsert: a new job, or an unfinished one whose lease has passed.
         let claim = self
-            .update_job(id, scheduled_at)
+            .update_job(job)
             .update_expression(
                 "SET jobId = :job, scheduledAt = :scheduled, #status = :waiting, \
                  createdAt = if_not_exists(createdAt, :at), leaseUntil = :lease, \
@@ -518,8 +516,8 @@ impl JobLedger for DynamoStore {
                 "attribute_not_exists(pk) OR (#status IN (:waiting, :running) AND leaseUntil < :now)",
             )
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":job", s(job_id))
-            .expression_attribute_values(":scheduled", s(rfc3339(scheduled_at)))
+            .expression_attribute_values(":job", s(job.job_id()))
+            .expression_attribute_values(":scheduled", s(rfc3339(job.scheduled_at)))
             .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
             .expression_attribute_values(":at", s(rfc3339(at)))
@@ -532,9 +530,9 @@ impl JobLedger for DynamoStore {
         conditional(claim)
     }
 
-    async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn release_job(&self, job: &JobKey) -> Result<(), StoreError> {
         let release = self
-            .update_job(id, scheduled_at)
+            .update_job(job)
             .update_expression("SET leaseUntil = :zero")
             .condition_expression("#status IN (:waiting, :running)")
             .expression_attribute_names("#status", "status")
@@ -546,13 +544,8 @@ impl JobLedger for DynamoStore {
         conditional(release).map(drop)
     }
 
-    async fn start_job(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.update_job(id, scheduled_at)
+    async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.update_job(job)
             .update_expression("SET #status = :status, startedAt = :at")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
@@ -564,24 +557,16 @@ impl JobLedger for DynamoStore {
         Ok(())
     }
 
-    async fn finish_job(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        status: JobStatus,
-        detail: &JobDetail,
-        at: DateTime<Utc>,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError> {
-        let detail = serde_json::to_string(detail).map_err(unavailable)?;
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
+        let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
         let mut update = self
-            .update_job(id, scheduled_at)
+            .update_job(job)
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
             .expression_attribute_values(":detail", s(detail));
-        update = match expires_at {
+        update = match end.expires_at {
             Some(expiry) => update
                 .update_expression(format!(
                     "SET #status = :status, finishedAt = :at, detail = :detail, {TTL_ATTRIBUTE} = :ttl"
@@ -594,10 +579,10 @@ impl JobLedger for DynamoStore {
     }
 }
 
-fn job_key(id: &ExportId, scheduled_at: DateTime<Utc>) -> Item {
+fn job_key(job: &JobKey) -> Item {
     HashMap::from([
-        ("pk".into(), s(format!("EXPORT#{id}"))),
-        ("sk".into(), s(format!("JOB#{}", rfc3339(scheduled_at)))),
+        ("pk".into(), s(format!("EXPORT#{}", job.export_id))),
+        ("sk".into(), s(format!("JOB#{}", rfc3339(job.scheduled_at)))),
     ])
 }
 
@@ -708,8 +693,7 @@ fn delivery_value(delivery: &Delivery) -> AttributeValue {
 impl DeliveryLog for DynamoStore {
     async fn claim_delivery(
         &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
+        job: &JobKey,
         index: usize,
         at: DateTime<Utc>,
         claimed_until: DateTime<Utc>,
@@ -724,7 +708,7 @@ impl DeliveryLog for DynamoStore {
             claimed_until: Some(claimed_until),
         };
         let result = self
-            .update_job(id, scheduled_at)
+            .update_job(job)
             .update_expression("SET #d = :claim")
             // A failed delivery may be tried again by a later run, and so may one whose sender
             // died (its claim lapsed); a sent one never.
@@ -744,13 +728,8 @@ impl DeliveryLog for DynamoStore {
         conditional(result)
     }
 
-    async fn record_delivery(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        delivery: &Delivery,
-    ) -> Result<(), StoreError> {
-        self.update_job(id, scheduled_at)
+    async fn record_delivery(&self, job: &JobKey, delivery: &Delivery) -> Result<(), StoreError> {
+        self.update_job(job)
             .update_expression("SET #d = :delivery")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#d", delivery_attribute(delivery.message))

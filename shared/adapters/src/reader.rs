@@ -20,6 +20,11 @@ use crate::support::{Retry, Secret};
 
 pub use crate::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PagePoints};
 
+/// Messages per page by default: the most upstream serves.
+pub const DEFAULT_PAGE_LIMIT: u32 = 1000;
+/// The most points held at once by default; larger slices of a window are halved.
+pub const DEFAULT_SLICE_POINTS: u64 = 50_000;
+
 /// Pages fetched and parsed at once while the sink writes an older one.
 const PAGES_IN_FLIGHT: usize = 4;
 
@@ -104,15 +109,15 @@ impl HttpReader {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             token,
-            page_limit: 1000,
-            max_slice_points: 50_000,
+            page_limit: DEFAULT_PAGE_LIMIT,
+            max_slice_points: DEFAULT_SLICE_POINTS,
             retry: Retry::default(),
         })
     }
 
     /// Sets the page size (at most 1000, as upstream allows) and the largest slice held at once.
     pub fn with_paging(mut self, page_limit: u32, max_slice_points: u64) -> Self {
-        self.page_limit = page_limit.clamp(1, 1000);
+        self.page_limit = page_limit.clamp(1, DEFAULT_PAGE_LIMIT);
         self.max_slice_points = max_slice_points.max(u64::from(self.page_limit));
         self
     }

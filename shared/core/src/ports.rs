@@ -10,8 +10,8 @@ use std::path::Path;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::job::{Job, JobDetail, JobStatus};
-use crate::domain::notification::Composed;
+use crate::domain::job::{Job, JobEnd, JobKey};
+use crate::domain::notification::{Composed, Delivery};
 use crate::domain::request::{EmailAddress, Target};
 use crate::domain::series::Point;
 use crate::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Window};
@@ -106,35 +106,20 @@ pub trait JobLedger: Send + Sync {
     /// a duplicate trigger.
     async fn open_job(
         &self,
-        id: &ExportId,
-        job_id: &str,
-        scheduled_at: DateTime<Utc>,
+        job: &JobKey,
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
     /// Gives back this attempt's claim on an unfinished job, so that a retry may take it at once;
     /// does nothing to a finished job.
-    async fn release_job(&self, id: &ExportId, scheduled_at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn release_job(&self, job: &JobKey) -> Result<(), StoreError>;
 
     /// Marks a job `inProgress`.
-    async fn start_job(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Records how a job ended: `done` (with its files' expiry) or `failed`.
-    async fn finish_job(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        status: JobStatus,
-        detail: &JobDetail,
-        at: DateTime<Utc>,
-        expires_at: Option<DateTime<Utc>>,
-    ) -> Result<(), StoreError>;
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
 }
 
 /// Why arming or disarming a schedule failed.
@@ -299,17 +284,11 @@ pub trait DeliveryLog: Send + Sync {
     /// notify run sends nothing twice, and a run that died does not keep a message unsent).
     async fn claim_delivery(
         &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
+        job: &JobKey,
         index: usize,
         at: DateTime<Utc>,
         claimed_until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Records how a message's delivery ended.
-    async fn record_delivery(
-        &self,
-        id: &ExportId,
-        scheduled_at: DateTime<Utc>,
-        delivery: &crate::domain::notification::Delivery,
-    ) -> Result<(), StoreError>;
+    async fn record_delivery(&self, job: &JobKey, delivery: &Delivery) -> Result<(), StoreError>;
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::job::JobKey;
 use super::request::{ExportRequest, ExportType, Problem};
 
 /// The id of an export: a UUID chosen by the service.
@@ -152,7 +153,15 @@ impl RunEvent {
     /// The id of the job this trigger runs: its occurrence time, compact (`20260329T010000000Z`),
     /// so a duplicate trigger names the same job.
     pub fn job_id(&self) -> String {
-        self.scheduled_at.format("%Y%m%dT%H%M%S%3fZ").to_string()
+        self.job().job_id()
+    }
+
+    /// The job this trigger runs.
+    pub fn job(&self) -> JobKey {
+        JobKey {
+            export_id: self.export_id,
+            scheduled_at: self.scheduled_at,
+        }
     }
 }
 

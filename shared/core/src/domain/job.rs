@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::export::rfc3339;
+use super::export::{rfc3339, ExportId};
 use super::notification::Delivery;
 
 /// Where a job is.
@@ -41,6 +41,32 @@ impl JobStatus {
         .into_iter()
         .find(|s| s.as_str() == text)
     }
+}
+
+/// Which job: the one of an export's occurrence (its trigger's `scheduledAt`), so a duplicate
+/// trigger names the same job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct JobKey {
+    pub export_id: ExportId,
+    pub scheduled_at: DateTime<Utc>,
+}
+
+impl JobKey {
+    /// The job's id: its occurrence time, compact (`20260329T010000000Z`).
+    pub fn job_id(&self) -> String {
+        self.scheduled_at.format("%Y%m%dT%H%M%S%3fZ").to_string()
+    }
+}
+
+/// How a job ended, as it is recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobEnd {
+    /// `done` or `failed`.
+    pub status: JobStatus,
+    pub detail: JobDetail,
+    pub finished_at: DateTime<Utc>,
+    /// When the files and the record expire (done jobs only).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// A file a job wrote.
