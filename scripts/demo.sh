@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local demo: brings the stack up (moto, the local reader, cargo lambda watch), creates the
 # seed page's example export over HTTP (as API Gateway would deliver it, with the caller's claims
-# in the local identity header) and prints what it stored and armed; then runs the same example
+# in the local identity header and the user's own platform token, which the API forwards to the
+# reader to check that the user may read the channel) and prints what it stored and armed; then runs the same example
 # as a one-time export, waits for its job, downloads the file through the API and prints its
 # first lines, and the email and chat posts its notifications sent; and stops what it started.
 set -euo pipefail
@@ -17,14 +18,19 @@ py() { .venv/bin/python3 "$@"; }
 
 echo
 echo "== POST /exports with the seed page's example body"
-created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" \
+created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
   -H 'content-type: application/json' --data-binary @tests/data/seed-body.json)
 id=$(printf '%s' "$created" | py -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "created export $id"
 
 echo
+echo "== The same body with a token that may not read the channel: refused before anything is stored"
+curl -s -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_TENANT_TOKEN" \
+  -H 'content-type: application/json' --data-binary @tests/data/seed-body.json -w '\n  HTTP %{http_code}\n'
+
+echo
 echo "== GET /exports/$id"
-curl -sf "$API/exports/$id" -H "x-local-identity: $IDENTITY" | py -m json.tool
+curl -sf "$API/exports/$id" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" | py -m json.tool
 
 echo
 echo "== The stored item in DynamoDB (table $TABLE_NAME)"
@@ -50,7 +56,7 @@ PY
 
 echo
 echo "== GET /exports/$id/status"
-curl -sf "$API/exports/$id/status" -H "x-local-identity: $IDENTITY" | py -m json.tool
+curl -sf "$API/exports/$id/status" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" | py -m json.tool
 echo
 echo "== The seed's example as a one-time export (type oneTime, no periodicity; time, value and"
 echo "   count columns added so the file shows the data): the last 1.5 years, 15-minute averages"
@@ -73,12 +79,12 @@ body["notification"]["messages"] += [
 body["format"]["columns"] = [{"id": "time", "label": "time"}, {"id": "value", "label": "share on"},
                              {"id": "count", "label": "points"}] + body["format"]["columns"]
 print(json.dumps(body))')
-created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" \
+created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
   -H 'content-type: application/json' --data-binary "$one_time")
 id=$(printf '%s' "$created" | py -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "created export $id; waiting for its job"
 for _ in $(seq 1 120); do
-  state=$(curl -sf "$API/exports/$id/status" -H "x-local-identity: $IDENTITY")
+  state=$(curl -sf "$API/exports/$id/status" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
   status=$(printf '%s' "$state" | py -c 'import json,sys; print(json.load(sys.stdin)["status"])')
   [[ $status == done || $status == failed ]] && break
   sleep 1
@@ -87,7 +93,7 @@ printf '%s' "$state" | py -m json.tool
 
 echo
 echo "== GET /exports/$id/download (302 to a presigned S3 URL), first lines of the file"
-location=$(curl -s -o /dev/null -w '%{redirect_url}' "$API/exports/$id/download" -H "x-local-identity: $IDENTITY")
+location=$(curl -s -o /dev/null -w '%{redirect_url}' "$API/exports/$id/download" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
 echo "redirected to ${location%%\?*}?X-Amz-..."
 curl -sf "$location" -o "$STATE_DIR/export.csv"
 head -n 12 "$STATE_DIR/export.csv"

@@ -39,6 +39,9 @@ S3_FORCE_PATH_STYLE=true
 READER_URL=http://127.0.0.1:$READER_PORT
 READER_TOKEN=local-reader-token
 LOCAL_READER_ADDRESS=127.0.0.1:$READER_PORT
+LOCAL_USER_TOKEN=local-user-token
+LOCAL_TENANT_TOKEN=local-tenant-token
+LOCAL_READER_GRANTS='local-user-token=*;local-tenant-token=7d2ae7a6-0ae9-4bba-8d5b-1a1e5cbd3a4e'
 NOTIFY_FUNCTION=notify
 EMAIL_FROM=exports@example.com
 LOCAL_CHAT_ADDRESS=127.0.0.1:$CHAT_PORT

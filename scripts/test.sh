@@ -17,6 +17,7 @@ cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
 identity='{"sub":"schemathesis","email":"st@example.com","scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete"}'
 SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks .venv/bin/schemathesis run docs/openapi.yaml \
   --url "$WATCH_ENDPOINT/lambda-url/exports-api" -H "x-local-identity: $identity" \
+  -H "authorization: Bearer $LOCAL_USER_TOKEN" \
   -c not_a_server_error,response_schema_conformance,status_code_conformance \
   --max-examples 25 --workers 1 --seed 20261127 --no-color 2>&1 | tee "$log.st" || status=$?
 if grep -qE '^Test cases:' -A1 "$log.st"; then

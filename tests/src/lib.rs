@@ -15,6 +15,7 @@ use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use exporter::access::ReaderAccess;
 use exporter::chat::HttpChat;
 use exporter::domain::request::WebhookHosts;
 use exporter::dynamodb::DynamoStore;
@@ -73,12 +74,23 @@ pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/exports-sch
 pub const ALL_ACTIONS: &str =
     "exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete";
 
-/// A caller: a fresh `sub` with every permission.
+/// The bearer token of callers made by [`someone`]: the fixture's local reader lets it read
+/// every channel.
+pub const USER_TOKEN: &str = "user-token";
+
+/// A caller: a fresh `sub` with every permission, presenting [`USER_TOKEN`].
 pub fn someone() -> Vec<(String, String)> {
+    presenting(USER_TOKEN)
+}
+
+/// A caller like [`someone`] who presents `token` (an `authorization` entry is sent as the
+/// request's `Authorization` header, not as a claim).
+pub fn presenting(token: &str) -> Vec<(String, String)> {
     vec![
         ("sub".into(), format!("user-{}", Uuid::new_v4())),
         ("email".into(), "someone@example.com".into()),
         ("scope".into(), ALL_ACTIONS.into()),
+        ("authorization".into(), format!("Bearer {token}")),
     ]
 }
 
@@ -95,13 +107,21 @@ pub fn http_event(
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         parameters.insert(k.to_owned(), v.to_owned());
     }
-    let claims: HashMap<&str, &str> = claims.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut headers = json!({"content-type": "application/json", "host": "api.example.com"});
+    if let Some((_, credential)) = claims.iter().find(|(k, _)| k == "authorization") {
+        headers["authorization"] = json!(credential);
+    }
+    let claims: HashMap<&str, &str> = claims
+        .iter()
+        .filter(|(k, _)| k != "authorization")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
         "rawQueryString": query,
-        "headers": {"content-type": "application/json", "host": "api.example.com"},
+        "headers": headers,
         "queryStringParameters": if parameters.is_empty() { Value::Null } else { json!(parameters) },
         "requestContext": {
             "accountId": "123456789012",
@@ -148,6 +168,10 @@ pub struct Fixture {
     pub files: S3Files,
     pub reader: HttpReader,
     pub reader_state: std::sync::Arc<reader_server::ReaderConfig>,
+    /// Channel access as the API checks it by default: the local reader, asked as the caller.
+    pub access: ReaderAccess,
+    /// The base URL of the fixture's local reader (which also serves a policy endpoint).
+    pub reader_url: String,
     pub notifier: LambdaLauncher,
     pub run_config: run_export::RunConfig,
     pub moto: String,
@@ -195,12 +219,13 @@ impl Fixture {
             .expect("moto creates the bucket");
         let (reader_url, reader_state) =
             reader_server::start(reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60)).await;
+        reader_state.grant(USER_TOKEN, &["*"]);
         let quick = Retry {
             attempts: 3,
             base: std::time::Duration::from_millis(1),
             cap: std::time::Duration::from_millis(5),
         };
-        let reader = HttpReader::new(reader_url, Secret::new(READER_TOKEN))
+        let reader = HttpReader::new(&reader_url, Secret::new(READER_TOKEN))
             .expect("a reader client")
             .with_retry(quick);
         let lambda = aws_sdk_lambda::Client::new(&aws_at(&watch).await);
@@ -239,6 +264,8 @@ impl Fixture {
             files: S3Files::new(s3.clone(), &bucket),
             s3,
             bucket,
+            access: ReaderAccess::new(&reader_url).expect("an access client"),
+            reader_url: reader_url.clone(),
             reader,
             reader_state,
             notifier: LambdaLauncher::new(lambda.clone(), "notify"),
@@ -272,6 +299,7 @@ impl Fixture {
             exports: &self.store,
             lifecycle: &self.store,
             history: &self.store,
+            access: &self.access,
             schedules: &self.schedules,
             launcher: &self.launcher,
             files: &self.files,
@@ -310,6 +338,7 @@ impl Fixture {
             reader: &self.reader,
             files: &self.files,
             notifier: &self.notifier,
+            access: None,
             clock: &self.clock,
             config: &self.run_config,
         }
@@ -389,6 +418,23 @@ impl Fixture {
     ) -> (u16, Value) {
         let event = http_event(method, path, body, who);
         let response = match exports_api::handle(self.deps(), request(&event)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        status_and_json(response)
+    }
+
+    /// Sends one request through the handler with other dependencies (a port replaced).
+    pub async fn call_with(
+        deps: Deps<'_>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        who: &[(String, String)],
+    ) -> (u16, Value) {
+        let text = body.map(Value::to_string);
+        let event = http_event(method, path, text.as_deref(), who);
+        let response = match exports_api::handle(deps, request(&event)).await {
             Ok(response) => response,
             Err(never) => match never {},
         };

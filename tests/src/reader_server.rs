@@ -4,13 +4,16 @@
 //! `4xx` on bad parameters. Its data is generated, deterministically and without storage: every
 //! `step_seconds` from `start` on, each (channel, subtopic, name) has one point. Names ending in
 //! `onoff` carry `boolValue`; others carry `value = 20 + (k mod 1000) / 8` where `k = t / step`.
+//! Tokens other than the service's are users' (see [`ReaderConfig::grant`]): each reads only the
+//! channels granted to it, as the platform's own authorisation would decide. `GET /access` is a
+//! policy endpoint of the same platform (see [`ReaderConfig::allow`]).
 //! Or it serves recorded messages (see [`ReaderConfig::recorded`], loaded by [`load_messages`]):
 //! those of the channel, matching `subtopic` and `name` when given, in `[from, to)`.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -43,6 +46,12 @@ pub struct ReaderConfig {
     /// Requests being answered now, and the most there were at once.
     pub in_flight: AtomicU64,
     pub most_in_flight: AtomicU64,
+    /// Users' bearer tokens and the channels each may read (`*`: all), as the platform decides;
+    /// `token` (the service's) reads every channel. Another token is `401`, a channel not
+    /// granted `403`.
+    pub grants: Mutex<HashMap<String, Vec<String>>>,
+    /// The policy endpoint's answers: subjects and the channels each may read (`*`: all).
+    pub policy: Mutex<HashMap<String, Vec<String>>>,
 }
 
 /// Counts a request as in flight while it lives.
@@ -77,6 +86,28 @@ impl ReaderConfig {
             compressed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
+            grants: Mutex::new(HashMap::new()),
+            policy: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Lets a user's bearer token read these channels (`*`: all).
+    pub fn grant(&self, token: &str, channels: &[&str]) {
+        if let Ok(mut grants) = self.grants.lock() {
+            grants.insert(
+                token.to_owned(),
+                channels.iter().map(|c| (*c).to_owned()).collect(),
+            );
+        }
+    }
+
+    /// Tells the policy endpoint that `subject` may read these channels (`*`: all); none revokes.
+    pub fn allow(&self, subject: &str, channels: &[&str]) {
+        if let Ok(mut policy) = self.policy.lock() {
+            policy.insert(
+                subject.to_owned(),
+                channels.iter().map(|c| (*c).to_owned()).collect(),
+            );
         }
     }
 
@@ -126,6 +157,7 @@ pub async fn start_on(config: ReaderConfig, address: &str) -> (String, Arc<Reade
     let state = Arc::new(config);
     let app = Router::new()
         .route("/channels/{channel}/messages", get(messages))
+        .route("/access", get(access))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -137,6 +169,68 @@ pub async fn start_on(config: ReaderConfig, address: &str) -> (String, Arc<Reade
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
+}
+
+/// Who presents the request's bearer token.
+enum Reader {
+    Service,
+    User(Vec<String>),
+    Unknown,
+}
+
+fn reader_of(config: &ReaderConfig, headers: &HeaderMap) -> Reader {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Reader::Unknown;
+    };
+    if token == config.token {
+        return Reader::Service;
+    }
+    match config.grants.lock().ok().and_then(|g| g.get(token).cloned()) {
+        Some(channels) => Reader::User(channels),
+        None => Reader::Unknown,
+    }
+}
+
+fn may(channels: &[String], channel: &str) -> bool {
+    channels.iter().any(|c| c == "*" || c == channel)
+}
+
+/// The policy endpoint: `GET /access?subject=&channel=&action=read` with the service's token;
+/// `204` allowed, `403` not.
+async fn access(
+    State(config): State<Arc<ReaderConfig>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    config.requests.fetch_add(1, Ordering::SeqCst);
+    if let Some(status) = config.always_fail {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return error(status, "policy store unavailable");
+    }
+    if !matches!(reader_of(&config, &headers), Reader::Service) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid credentials provided",
+        );
+    }
+    let (Some(subject), Some(channel)) = (params.get("subject"), params.get("channel")) else {
+        return error(StatusCode::BAD_REQUEST, "subject and channel are required");
+    };
+    let allowed = config
+        .policy
+        .lock()
+        .ok()
+        .and_then(|p| p.get(subject).cloned())
+        .is_some_and(|channels| may(&channels, channel));
+    if allowed {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        error(StatusCode::FORBIDDEN, "not allowed")
+    }
 }
 
 /// Unix seconds of a parameter: `Ok(None)` when absent, `Err(())` when malformed.
@@ -171,12 +265,21 @@ async fn messages(
         config.fail_first.fetch_sub(1, Ordering::SeqCst);
         return error(StatusCode::INTERNAL_SERVER_ERROR, "temporary failure");
     }
-    let expected = format!("Bearer {}", config.token);
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or invalid credentials provided",
-        );
+    match reader_of(&config, &headers) {
+        Reader::Service => {}
+        Reader::User(channels) if may(&channels, &channel) => {}
+        Reader::User(_) => {
+            return error(
+                StatusCode::FORBIDDEN,
+                "failed to perform authorization over the entity",
+            )
+        }
+        Reader::Unknown => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing or invalid credentials provided",
+            )
+        }
     }
     if uuid::Uuid::try_parse(&channel).is_err() {
         return error(StatusCode::BAD_REQUEST, "invalid channel id");

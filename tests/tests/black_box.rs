@@ -9,6 +9,8 @@ struct Api {
     http: reqwest::Client,
     base: String,
     identity: String,
+    /// The user's own platform token, which the stack's local reader lets read every channel.
+    token: String,
 }
 
 impl Api {
@@ -19,6 +21,7 @@ impl Api {
             http: reqwest::Client::new(),
             base: format!("{watch}/lambda-url/exports-api"),
             identity: json!({"sub": sub, "email": "bb@example.com", "scope": ALL_ACTIONS}).to_string(),
+            token: std::env::var("LOCAL_USER_TOKEN").unwrap_or_else(|_| "local-user-token".into()),
         })
     }
 
@@ -27,6 +30,7 @@ impl Api {
             .http
             .request(method, format!("{}{path}", self.base))
             .header("x-local-identity", &self.identity)
+            .header("authorization", format!("Bearer {}", self.token))
             .timeout(std::time::Duration::from_secs(120));
         if let Some(body) = body {
             request = request
@@ -103,6 +107,7 @@ async fn a_one_time_export_runs_and_its_file_downloads_through_the_api() {
         .expect("a client")
         .get(format!("{}/exports/{id}/download", api.base))
         .header("x-local-identity", &api.identity)
+        .header("authorization", format!("Bearer {}", api.token))
         .send()
         .await
         .expect("watch answers");
@@ -134,4 +139,21 @@ async fn bad_input_is_a_4xx_with_the_field_named() {
         .await;
     assert_eq!(status, 400);
     assert_eq!(answer["details"][0]["path"], "/perodicity");
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_export_a_channel_the_platform_does_not_let_them_read() {
+    let Some(mut api) = Api::new() else { return };
+    // The stack's local reader lets this token read one channel only, not the seed's.
+    api.token = std::env::var("LOCAL_TENANT_TOKEN").unwrap_or_else(|_| "local-tenant-token".into());
+    let (status, refused) = api
+        .send(reqwest::Method::POST, "/exports", Some(seed_body()))
+        .await;
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(
+        refused["details"][0]["path"], "/items/0/params/channelId",
+        "{refused}"
+    );
+    let (status, listed) = api.send(reqwest::Method::GET, "/exports", None).await;
+    assert_eq!((status, &listed["total"]), (200, &json!(0)), "nothing stored");
 }

@@ -23,7 +23,8 @@ fn squeezed(path: &str) -> String {
 
 /// Variables only local runs set; a deployment must not (`LOCAL_IDENTITY`; secrets in plain text,
 /// where deployments name SSM parameters instead) or need not.
-const LOCAL_ONLY: [&str; 6] = [
+const LOCAL_ONLY: [&str; 7] = [
+    "ACCESS_POLICY_TOKEN",
     "LOCAL_IDENTITY",
     "S3_FORCE_PATH_STYLE",
     "TELEGRAM_API_URL",
@@ -52,16 +53,30 @@ fn function_code(function: &str) -> String {
 /// configuration's `from_env`), and in the shared readers of `config.rs` that it calls.
 fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
-    let config = squeezed("shared/adapters/src/config.rs");
-    for reader in ["schedule_settings", "webhook_hosts"] {
-        if source.contains(&format!("{reader}()")) {
-            let start = config
-                .find(&format!("pubfn{reader}"))
-                .unwrap_or_else(|| panic!("{reader} in config.rs"));
-            let end = config[start + 5..]
-                .find("pubfn")
-                .map_or(config.len(), |at| start + 5 + at);
-            source.push_str(&config[start..end]);
+    // Shared readers a function calls: (the call, its file, where its body starts and ends).
+    let shared: [(&str, &str, &str, &str); 3] = [
+        (
+            "schedule_settings()",
+            "config.rs",
+            "pubfnschedule_settings",
+            "pubfn",
+        ),
+        ("webhook_hosts()", "config.rs", "pubfnwebhook_hosts", "pubfn"),
+        (
+            "AccessMode::from_env()",
+            "access.rs",
+            "implAccessMode{",
+            "pubfnchecker",
+        ),
+    ];
+    for (call, file, start, end) in shared {
+        if source.contains(call) {
+            let code = squeezed(&format!("shared/adapters/src/{file}"));
+            let at = code.find(start).unwrap_or_else(|| panic!("{start} in {file}"));
+            let until = code[at + start.len()..]
+                .find(end)
+                .map_or(code.len(), |n| at + start.len() + n);
+            source.push_str(&code[at..until]);
         }
     }
     let mut names = BTreeSet::new();

@@ -5,7 +5,7 @@ use lambda_http::{Body, Response};
 use serde_json::json;
 
 use exporter::domain::Problem;
-use exporter::ports::{Cause, LaunchError, ScheduleError, StoreError};
+use exporter::ports::{AccessError, Cause, LaunchError, ScheduleError, StoreError};
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +16,8 @@ pub enum ApiError {
     MissingIdentity,
     #[error("Missing permission {0}")]
     Forbidden(&'static str),
+    #[error("Channel access denied")]
+    ChannelDenied(Vec<Problem>),
     #[error("Not found")]
     NotFound,
     #[error("No finished file yet")]
@@ -51,6 +53,15 @@ impl From<ScheduleError> for ApiError {
     }
 }
 
+impl From<AccessError> for ApiError {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::NoCredential => Self::ChannelDenied(vec![Problem::new("", e.to_string())]),
+            AccessError::Unavailable(_) => Self::Unavailable(Box::new(e)),
+        }
+    }
+}
+
 impl From<LaunchError> for ApiError {
     fn from(e: LaunchError) -> Self {
         Self::Unavailable(Box::new(e))
@@ -61,7 +72,7 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Invalid(_) | Self::MissingIdentity => 400,
-            Self::Forbidden(_) => 403,
+            Self::Forbidden(_) | Self::ChannelDenied(_) => 403,
             Self::NotFound | Self::NoFileYet => 404,
             Self::Expired => 410,
             Self::MethodNotAllowed(_) => 405,
@@ -82,7 +93,7 @@ impl ApiError {
             tracing::error!(status, error = %self, cause, "request failed");
         }
         let details: Vec<Problem> = match &self {
-            Self::Invalid(problems) => problems.clone(),
+            Self::Invalid(problems) | Self::ChannelDenied(problems) => problems.clone(),
             Self::Forbidden(action) => {
                 vec![Problem::new(
                     "",

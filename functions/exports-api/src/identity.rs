@@ -19,6 +19,9 @@ pub struct Identity {
     pub sub: String,
     pub email: Option<String>,
     pub permissions: HashSet<String>,
+    /// The request's `Authorization` header, as presented: what a channel access check that
+    /// asks the platform as the caller forwards. Never logged.
+    pub credential: Option<String>,
 }
 
 impl Identity {
@@ -50,12 +53,22 @@ impl Identity {
             sub,
             email,
             permissions,
+            credential: None,
         })
     }
 
     /// The caller of a request: the authorizer's claims, or (only when `local` is on and the
     /// request carries no authorizer claims) the local header.
     pub fn of(request: &Request, local: bool) -> Option<Self> {
+        let credential = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Self::claims_of(request, local).map(|who| Self { credential, ..who })
+    }
+
+    fn claims_of(request: &Request, local: bool) -> Option<Self> {
         let jwt = match request.request_context_ref() {
             Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()),
             _ => None,

@@ -5,6 +5,8 @@
 pub mod error;
 pub mod identity;
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -16,7 +18,10 @@ use exporter::domain::request::Limits;
 use exporter::domain::{
     Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
 };
-use exporter::ports::{Clock, ExportLifecycle, Exports, FileStore, JobHistory, RunLauncher, RunSchedules};
+use exporter::ports::{
+    Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileStore, JobHistory, RunLauncher,
+    RunSchedules,
+};
 
 pub use error::ApiError;
 pub use identity::Identity;
@@ -80,6 +85,8 @@ pub struct Deps<'a> {
     pub exports: &'a dyn Exports,
     pub lifecycle: &'a dyn ExportLifecycle,
     pub history: &'a dyn JobHistory,
+    /// Who may export which channel.
+    pub access: &'a dyn ChannelAccess,
     pub schedules: &'a dyn RunSchedules,
     pub launcher: &'a dyn RunLauncher,
     pub files: &'a dyn FileStore,
@@ -217,6 +224,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
     let body = body_json(deps, request)?;
     let now = deps.clock.now();
     let parsed = ExportRequest::parse(&body, now, &deps.config.policy).map_err(ApiError::Invalid)?;
+    check_channels(deps, who, &parsed).await?;
     let id = ExportId::new_random();
     // The first run, computed before anything is stored so an impossible one is a 400.
     let (status, first_run) = match parsed.schedule {
@@ -277,6 +285,47 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
     export.next_run_at = next_run_at;
     tracing::info!(export_id = %id, owner = %who.sub, status = status.as_str(), "export created");
     Ok(json_response(201, &export.to_json()))
+}
+
+/// Checks every item's channel for the caller (each distinct read once), before anything is
+/// stored: a denied item is a `403` at its pointer, a checker that cannot answer a `503`.
+async fn check_channels(deps: Deps<'_>, who: &Identity, request: &ExportRequest) -> Result<(), ApiError> {
+    let caller = Caller {
+        subject: &who.sub,
+        credential: who.credential.as_deref(),
+    };
+    let mut decided: HashMap<ChannelRead<'_>, bool> = HashMap::new();
+    let mut denied = Vec::new();
+    for (index, item) in request.items.iter().enumerate() {
+        let read = ChannelRead {
+            channel: item.channel_id,
+            subtopic: item.subtopic.as_str(),
+            name: item.target.as_str(),
+        };
+        let allowed = match decided.get(&read) {
+            Some(allowed) => *allowed,
+            None => {
+                let allowed = deps.access.may_read(&caller, &read).await?;
+                decided.insert(read, allowed);
+                allowed
+            }
+        };
+        if !allowed {
+            denied.push(Problem::new(
+                format!("/items/{index}/params/channelId"),
+                format!(
+                    "you may not read channel {} (subtopic `{}`, name `{}`)",
+                    read.channel, read.subtopic, read.name
+                ),
+            ));
+        }
+    }
+    if denied.is_empty() {
+        Ok(())
+    } else {
+        tracing::warn!(owner = %who.sub, denied = denied.len(), "export refused: channel access denied");
+        Err(ApiError::ChannelDenied(denied))
+    }
 }
 
 /// Removes an export whose trigger failed, so no live export is left without one.

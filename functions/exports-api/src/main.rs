@@ -1,11 +1,13 @@
 //! Composition root of the exports API: configuration, AWS clients, adapters, runtime.
 
+use exporter::access::{checker, AccessMode};
 use exporter::config::{self, flag, required, schedule_settings};
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
 use exporter::s3::S3Files;
 use exporter::scheduler::EventBridgeSchedules;
+use exporter::ssm::secret;
 use exports_api::{handle, ApiConfig, Deps};
 
 #[tokio::main]
@@ -23,7 +25,18 @@ async fn main() -> Result<(), lambda_http::Error> {
     let bucket = required("BUCKET_NAME")?;
     let run_export = required("RUN_EXPORT_FUNCTION")?;
 
+    let reader_url = required("READER_URL")?;
+    let access_mode = AccessMode::from_env()?;
+
     let aws = exporter::aws_config().await;
+    let policy_token = match access_mode {
+        AccessMode::Policy { .. } => {
+            let ssm = aws_sdk_ssm::Client::new(&aws);
+            secret(&ssm, "ACCESS_POLICY_TOKEN", "ACCESS_POLICY_TOKEN_PARAMETER").await?
+        }
+        _ => None,
+    };
+    let access = checker(access_mode, &reader_url, policy_token)?;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
     let launcher = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), run_export);
@@ -33,6 +46,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         exports: &store,
         lifecycle: &store,
         history: &store,
+        access: access.as_ref(),
         schedules: &schedules,
         launcher: &launcher,
         files: &files,

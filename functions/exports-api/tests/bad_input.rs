@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use exporter::domain::job::Job;
 use exporter::domain::{Export, ExportId, ExportStatus, RunEvent};
 use exporter::ports::{
-    Clock, ExportLifecycle, Exports, FileError, FileStore, JobHistory, LaunchError, RunLauncher,
-    RunSchedules, ScheduleError, StoreError,
+    AccessError, Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileError, FileStore,
+    JobHistory, LaunchError, RunLauncher, RunSchedules, ScheduleError, StoreError,
 };
 use exports_api::{handle, ApiConfig, Deps};
 
@@ -79,6 +79,14 @@ impl JobHistory for Recorder {
     async fn jobs(&self, _: &ExportId) -> Result<Vec<Job>, StoreError> {
         self.note("jobs");
         Ok(Vec::new())
+    }
+}
+
+#[async_trait]
+impl ChannelAccess for Recorder {
+    async fn may_read(&self, _: &Caller<'_>, _: &ChannelRead<'_>) -> Result<bool, AccessError> {
+        self.note("may_read");
+        Ok(true)
     }
 }
 
@@ -156,6 +164,7 @@ async fn send(ports: &Recorder, request: lambda_http::Request) -> (u16, Value) {
         exports: ports,
         lifecycle: ports,
         history: ports,
+        access: ports,
         schedules: ports,
         launcher: ports,
         files: ports,

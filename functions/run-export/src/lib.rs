@@ -15,10 +15,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use exporter::config::{optional, parsed_or, ConfigError};
-use exporter::domain::job::{JobEnd, JobStatus};
+use exporter::domain::job::{JobDetail, JobEnd, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Clock, ExportRuns, Exports, FileStore, JobHistory, JobLedger, JobNotifier, RunSchedules, SeriesReader,
+    Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, JobHistory, JobLedger,
+    JobNotifier, RunSchedules, SeriesReader,
 };
 
 pub use exporter::failure::Failure;
@@ -69,6 +70,9 @@ pub struct Deps<'a> {
     pub reader: &'a dyn SeriesReader,
     pub files: &'a dyn FileStore,
     pub notifier: &'a dyn JobNotifier,
+    /// Re-checks the owner's channel access before every run (`CHANNEL_ACCESS=policy`); `None`
+    /// when access is only checked at create time.
+    pub access: Option<&'a dyn ChannelAccess>,
     pub clock: &'a dyn Clock,
     pub config: &'a RunConfig,
 }
@@ -140,14 +144,23 @@ async fn run_claimed(
     deps.ledger.start_job(&event.job(), deps.clock.now()).await?;
     tracing::info!(export_id = %export.id, job_id, "job started");
 
-    let (status, detail) = match pipeline::run_job(deps, export, job_id, event.scheduled_at, occurrence).await
-    {
-        Ok(detail) => (JobStatus::Done, detail),
-        Err((mut detail, error)) => {
-            tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
-            detail.error = Some(error.to_string());
+    let (status, detail) = match revoked(deps, export).await? {
+        Some(reason) => {
+            tracing::warn!(export_id = %export.id, job_id, reason, "job refused: channel access revoked");
+            let detail = JobDetail {
+                error: Some(reason),
+                ..JobDetail::default()
+            };
             (JobStatus::Failed, detail)
         }
+        None => match pipeline::run_job(deps, export, job_id, event.scheduled_at, occurrence).await {
+            Ok(detail) => (JobStatus::Done, detail),
+            Err((mut detail, error)) => {
+                tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
+                detail.error = Some(error.to_string());
+                (JobStatus::Failed, detail)
+            }
+        },
     };
     let finished_at = deps.clock.now();
     let end = JobEnd {
@@ -175,6 +188,32 @@ async fn run_claimed(
     } else {
         Outcome::Failed
     })
+}
+
+/// When access is re-checked before runs: why the owner may no longer read one of the items'
+/// channels, if so. A checker that cannot answer fails the attempt (retryable), never the job.
+async fn revoked(deps: Deps<'_>, export: &Export) -> Result<Option<String>, Failure> {
+    let Some(access) = deps.access else {
+        return Ok(None);
+    };
+    let owner = Caller {
+        subject: &export.owner,
+        credential: None,
+    };
+    for (index, item) in export.request.items.iter().enumerate() {
+        let read = ChannelRead {
+            channel: item.channel_id,
+            subtopic: item.subtopic.as_str(),
+            name: item.target.as_str(),
+        };
+        if !access.may_read(&owner, &read).await? {
+            return Ok(Some(format!(
+                "item {index}: the owner may no longer read channel {} (subtopic `{}`, name `{}`); access was revoked after the export was created",
+                read.channel, read.subtopic, read.name
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// Gives a one-time export the final status of its job (once; again is a no-op).

@@ -1,5 +1,6 @@
 //! Composition root of run-export.
 
+use exporter::access::{checker, AccessMode};
 use exporter::config::{self, flag, parsed_or, required, schedule_settings};
 use exporter::domain::RunEvent;
 use exporter::dynamodb::DynamoStore;
@@ -21,6 +22,7 @@ async fn main() -> Result<(), Error> {
     let notify_function = required("NOTIFY_FUNCTION")?;
     let settings = schedule_settings()?;
     let run_config = RunConfig::from_env()?;
+    let access_mode = AccessMode::from_env()?;
     let part_size = parsed_or("UPLOAD_PART_BYTES", DEFAULT_PART_BYTES)?;
 
     let aws = exporter::aws_config().await;
@@ -32,6 +34,15 @@ async fn main() -> Result<(), Error> {
         parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?,
         parsed_or("READER_SLICE_POINTS", DEFAULT_SLICE_POINTS)?,
     );
+    // Only a policy endpoint can answer for the owner without their credential: then every run
+    // re-checks; otherwise access was checked when the export was created.
+    let access = match access_mode {
+        AccessMode::Policy { .. } => {
+            let token = secret(&ssm, "ACCESS_POLICY_TOKEN", "ACCESS_POLICY_TOKEN_PARAMETER").await?;
+            Some(checker(access_mode, "", token)?)
+        }
+        _ => None,
+    };
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
     let files =
@@ -47,6 +58,7 @@ async fn main() -> Result<(), Error> {
         reader: &reader,
         files: &files,
         notifier: &notifier,
+        access: access.as_deref(),
         clock: &clock,
         config: &run_config,
     };

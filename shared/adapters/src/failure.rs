@@ -3,7 +3,7 @@
 //! queue can help: a store or scheduler unavailable) or `Permanent` (they cannot). The cause is
 //! kept as the error's source, for the log.
 
-use crate::ports::{Cause, ScheduleError, StoreError};
+use crate::ports::{AccessError, Cause, ScheduleError, StoreError};
 
 /// Why an event function stopped.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,12 @@ impl From<StoreError> for Failure {
 
 impl From<ScheduleError> for Failure {
     fn from(e: ScheduleError) -> Self {
+        Self::Retryable(Box::new(e))
+    }
+}
+
+impl From<AccessError> for Failure {
+    fn from(e: AccessError) -> Self {
         Self::Retryable(Box::new(e))
     }
 }

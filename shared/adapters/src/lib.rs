@@ -9,6 +9,7 @@
 
 pub use exporter_core::{domain, page, ports, render};
 
+pub mod access;
 pub mod chat;
 pub mod config;
 pub mod dynamodb;

@@ -122,6 +122,41 @@ pub trait JobLedger: Send + Sync {
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
 }
 
+/// Who asks to read a channel: the subject of their token, and the credential they presented
+/// (the request's `Authorization` header), for checkers that ask the platform as the caller.
+/// A run re-checks with the owner's subject and no credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller<'a> {
+    pub subject: &'a str,
+    pub credential: Option<&'a str>,
+}
+
+/// One read an item makes: a channel, its subtopic, a SenML name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelRead<'a> {
+    pub channel: uuid::Uuid,
+    pub subtopic: &'a str,
+    pub name: &'a str,
+}
+
+/// Why a channel's access could not be decided.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    /// The checker did not answer, or answered something other than yes or no.
+    #[error("the channel access checker is unavailable")]
+    Unavailable(#[source] Cause),
+    /// This checker needs the caller's own credential, and there is none.
+    #[error("the request carries no credential to check channel access with")]
+    NoCredential,
+}
+
+/// Whether a caller may read a channel (the platform's answer, or a policy endpoint's).
+#[async_trait]
+pub trait ChannelAccess: Send + Sync {
+    /// `Ok(false)` when the caller may not read it.
+    async fn may_read(&self, caller: &Caller<'_>, read: &ChannelRead<'_>) -> Result<bool, AccessError>;
+}
+
 /// Why arming or disarming a schedule failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {

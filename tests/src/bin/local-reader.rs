@@ -2,6 +2,8 @@
 //! 127.0.0.1:9100), `READER_TOKEN`; a point every `LOCAL_READER_STEP_SECONDS` (default 300) from
 //! 2025-01-01 for any channel, subtopic and name, or, with `LOCAL_READER_DATA=<file>`, the
 //! messages of that file (a JSON array of SenML messages, or a page saved from a real reader).
+//! Users' tokens and what they may read: `LOCAL_READER_GRANTS=token=channel,channel;token=*`;
+//! the policy endpoint's subjects likewise in `LOCAL_READER_POLICY=subject=*;...`.
 
 use integration_tests::reader_server::{load_messages, start_on, ReaderConfig};
 
@@ -21,7 +23,21 @@ async fn main() -> Result<(), String> {
         println!("serving {} messages from {shown}", messages.len());
         config = config.with_messages(messages);
     }
-    let (url, _) = start_on(config, &address).await;
+    let (url, state) = start_on(config, &address).await;
+    for (variable, grant) in [
+        (
+            "LOCAL_READER_GRANTS",
+            ReaderConfig::grant as fn(&ReaderConfig, &str, &[&str]),
+        ),
+        ("LOCAL_READER_POLICY", ReaderConfig::allow),
+    ] {
+        for entry in std::env::var(variable).unwrap_or_default().split(';') {
+            if let Some((who, channels)) = entry.split_once('=') {
+                let channels: Vec<&str> = channels.split(',').map(str::trim).collect();
+                grant(&state, who.trim(), &channels);
+            }
+        }
+    }
     println!("local reader at {url}");
     std::future::pending::<()>().await;
     Ok(())
