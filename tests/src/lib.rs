@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use exporter::access::ReaderAccess;
 use exporter::chat::HttpChat;
-use exporter::domain::request::WebhookHosts;
+use exporter::domain::request::{Recipients, WebhookHosts};
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
@@ -245,12 +245,18 @@ impl Fixture {
             .expect("a chat client");
         let mut config = ApiConfig::default();
         config.policy.webhook_hosts = local_hosts;
+        // The operator's allow-lists of this fixture: one domain, and the chats the tests use.
+        config.recipients = Recipients {
+            emails: vec!["example.com".into()],
+            telegram_chats: vec!["-1001234567890".into(), "42".into(), "7".into()],
+        };
         let notify_config = notify::NotifyConfig {
             retry: Retry {
                 attempts: 3,
                 base: std::time::Duration::from_millis(1),
                 cap: std::time::Duration::from_secs(3),
             },
+            recipients: config.recipients.clone(),
             ..notify::NotifyConfig::default()
         };
         Some(Self {
@@ -334,6 +340,7 @@ impl Fixture {
             runs: &self.store,
             ledger: &self.store,
             history: &self.store,
+            budgets: &self.store,
             schedules: &self.schedules,
             reader: &self.reader,
             files: &self.files,
@@ -349,6 +356,7 @@ impl Fixture {
         notify::Deps {
             exports: &self.store,
             history: &self.store,
+            budgets: &self.store,
             deliveries: &self.store,
             files: &self.files,
             mailer: &self.mailer,

@@ -54,7 +54,8 @@ fn function_code(function: &str) -> String {
 fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
     // Shared readers a function calls: (the call, its file, where its body starts and ends).
-    let shared: [(&str, &str, &str, &str); 3] = [
+    let shared: [(&str, &str, &str, &str); 4] = [
+        ("recipients()", "config.rs", "pubfnrecipients", "pubfn"),
         (
             "schedule_settings()",
             "config.rs",
@@ -120,7 +121,9 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "ledger.open_job" | "ledger.release_job" | "ledger.start_job" | "ledger.finish_job" => {
             &["dynamodb:UpdateItem"]
         }
-        "deliveries.claim_delivery" | "deliveries.record_delivery" => &["dynamodb:UpdateItem"],
+        "deliveries.claim_delivery" | "deliveries.record_delivery" | "budgets.spend" => {
+            &["dynamodb:UpdateItem"]
+        }
         "schedules.arm" => &[
             "scheduler:CreateSchedule",
             "scheduler:UpdateSchedule",
@@ -137,7 +140,8 @@ fn actions_of(call: &str) -> &'static [&'static str] {
 }
 
 /// The port methods, by field name as the functions' `Deps` name them.
-const PORT_CALLS: [(&str, &[&str]); 12] = [
+const PORT_CALLS: [(&str, &[&str]); 13] = [
+    ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
     ("runs", &["record_next_run", "settle_one_time"]),
@@ -349,6 +353,28 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
             rest = tail;
         }
     }
+}
+
+#[test]
+fn the_event_functions_have_reserved_concurrency_so_a_flood_of_runs_cannot_starve_the_api() {
+    let docs = YamlLoader::load_from_str(&read("infra/template.yaml")).expect("valid YAML");
+    for (function, parameter) in [
+        ("RunExportFunction", "RunExportReservedConcurrency"),
+        ("NotifyFunction", "NotifyReservedConcurrency"),
+    ] {
+        let reserved = &docs[0]["Resources"][function]["Properties"]["ReservedConcurrentExecutions"];
+        // `!Ref Parameter`: the YAML reader keeps the parameter's name and drops the tag.
+        assert_eq!(reserved.as_str(), Some(parameter), "{function}");
+        let default = docs[0]["Parameters"][parameter]["Default"]
+            .as_i64()
+            .expect("a default");
+        assert!((1..=100).contains(&default), "{parameter}: {default}");
+    }
+    let api = &docs[0]["Resources"]["ExportsApiFunction"]["Properties"];
+    assert!(
+        api["ReservedConcurrentExecutions"].is_badvalue(),
+        "the API is not capped"
+    );
 }
 
 #[test]

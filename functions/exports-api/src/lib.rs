@@ -12,9 +12,9 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
-use exporter::config::{flag, parsed_or, webhook_hosts, ConfigError};
+use exporter::config::{flag, parsed_or, recipients, webhook_hosts, ConfigError};
 use exporter::domain::job::JobStatus;
-use exporter::domain::request::Limits;
+use exporter::domain::request::{Limits, Recipients};
 use exporter::domain::{
     Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
 };
@@ -38,6 +38,8 @@ pub struct ApiConfig {
     pub local_identity: bool,
     /// How long a download link stays valid.
     pub download_url_ttl: std::time::Duration,
+    /// Who messages may go to besides the caller's own address.
+    pub recipients: Recipients,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +50,7 @@ impl Default for ApiConfig {
             max_queued_per_user: 100,
             local_identity: false,
             download_url_ttl: std::time::Duration::from_secs(3600),
+            recipients: Recipients::default(),
         }
     }
 }
@@ -66,6 +69,10 @@ impl ApiConfig {
                     max_messages: parsed_or("MAX_MESSAGES", limits.max_messages)?,
                 },
                 webhook_hosts: webhook_hosts(),
+                min_periodicity_seconds: parsed_or(
+                    "MIN_PERIODICITY_SECONDS",
+                    defaults.policy.min_periodicity_seconds,
+                )?,
             },
             max_body_bytes: parsed_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
             max_queued_per_user: parsed_or("MAX_QUEUED_EXPORTS_PER_USER", defaults.max_queued_per_user)?,
@@ -74,6 +81,7 @@ impl ApiConfig {
                 "DOWNLOAD_URL_SECONDS",
                 defaults.download_url_ttl.as_secs(),
             )?),
+            recipients: recipients(),
         })
     }
 }
@@ -224,6 +232,13 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
     let body = body_json(deps, request)?;
     let now = deps.clock.now();
     let parsed = ExportRequest::parse(&body, now, &deps.config.policy).map_err(ApiError::Invalid)?;
+    let relayed = deps
+        .config
+        .recipients
+        .check(&parsed.messages, who.email.as_deref());
+    if !relayed.is_empty() {
+        return Err(ApiError::Invalid(relayed));
+    }
     check_channels(deps, who, &parsed).await?;
     let id = ExportId::new_random();
     // The first run, computed before anything is stored so an impossible one is a 400.

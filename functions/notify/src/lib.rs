@@ -13,14 +13,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use exporter::config::{optional, parsed_or, ConfigError};
+use exporter::config::{optional, parsed_or, recipients, ConfigError};
 use exporter::domain::files;
 use exporter::domain::job::{Job, JobKey, JobStatus};
 use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
-use exporter::domain::request::{EmailAddress, Medium, Message, Target};
+use exporter::domain::request::{EmailAddress, Medium, Message, Recipients, Target};
 use exporter::domain::Export;
 use exporter::ports::{
-    Attachment, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore, JobHistory, Mailer,
+    Attachment, Budgets, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore,
+    JobHistory, Mailer, Spend,
 };
 use exporter::support::Retry;
 
@@ -39,6 +40,11 @@ pub struct NotifyConfig {
     pub slack_default: Option<Target>,
     pub discord_default: Option<Target>,
     pub telegram_default: Option<Target>,
+    /// Who messages may go to besides the export owner's address (checked again before sending:
+    /// a record stored before the rule, or a list since narrowed, relays nothing).
+    pub recipients: Recipients,
+    /// Messages an owner's exports may send in a UTC day; past it, they are recorded not sent.
+    pub max_messages_per_day: u32,
     /// How long a run holds a message it is sending: longer than the function's timeout, so
     /// that only a run that is surely over (crashed, timed out) leaves it to a retry.
     pub claim: chrono::TimeDelta,
@@ -58,6 +64,8 @@ impl Default for NotifyConfig {
             slack_default: None,
             discord_default: None,
             telegram_default: None,
+            recipients: Recipients::default(),
+            max_messages_per_day: 1000,
             claim: chrono::TimeDelta::seconds(330),
         }
     }
@@ -75,6 +83,8 @@ impl NotifyConfig {
             slack_default: default_target("SLACK_DEFAULT_WEBHOOK", Medium::Slack)?,
             discord_default: default_target("DISCORD_DEFAULT_WEBHOOK", Medium::Discord)?,
             telegram_default: default_target("TELEGRAM_DEFAULT_CHAT", Medium::Telegram)?,
+            recipients: recipients(),
+            max_messages_per_day: parsed_or("MAX_MESSAGES_PER_DAY", defaults.max_messages_per_day)?,
             claim: chrono::TimeDelta::seconds(parsed_or(
                 "DELIVERY_CLAIM_SECONDS",
                 defaults.claim.num_seconds(),
@@ -97,6 +107,7 @@ fn default_target(name: &'static str, medium: Medium) -> Result<Option<Target>, 
 pub struct Deps<'a> {
     pub exports: &'a dyn Exports,
     pub history: &'a dyn JobHistory,
+    pub budgets: &'a dyn Budgets,
     pub deliveries: &'a dyn DeliveryLog,
     pub files: &'a dyn FileStore,
     pub mailer: &'a dyn Mailer,
@@ -150,7 +161,24 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
             summary.skipped += 1;
             continue;
         }
-        let delivery = deliver(deps, &export, &job, index, message, &facts).await;
+        let delivery = match refused(deps, &export, message) {
+            Some(reason) => not_sent(index, message, reason),
+            None => {
+                let limit = deps.config.max_messages_per_day;
+                if deps
+                    .budgets
+                    .spend(&export.owner, &key, Spend::Message(index), now, limit)
+                    .await?
+                {
+                    deliver(deps, &export, &job, index, message, &facts).await
+                } else {
+                    let reason = format!(
+                        "not sent: the owner's budget of {limit} messages a day (MAX_MESSAGES_PER_DAY) is spent for today (UTC)"
+                    );
+                    not_sent(index, message, reason)
+                }
+            }
+        };
         tracing::info!(
             export_id = %export.id, job_id = %job.job_id, message = index, medium = message.medium.as_str(),
             status = delivery.status.as_str(), attempts = delivery.attempts, reason = delivery.reason.as_deref(),
@@ -163,6 +191,31 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
         deps.deliveries.record_delivery(&key, &delivery).await?;
     }
     Ok(summary)
+}
+
+/// Why a message may not go to its target, if so: a record stored before the rule, or an
+/// allow-list narrowed since, relays nothing.
+fn refused(deps: Deps<'_>, export: &Export, message: &Message) -> Option<String> {
+    let target = message.target.as_ref()?;
+    let rule = deps
+        .config
+        .recipients
+        .allows(target, export.owner_email.as_deref())
+        .err()?;
+    Some(format!("not sent: the target is not allowed ({rule})"))
+}
+
+/// The record of a message that was not sent, and why.
+fn not_sent(index: usize, message: &Message, reason: String) -> Delivery {
+    Delivery {
+        message: index,
+        medium: message.medium.as_str().to_owned(),
+        status: DeliveryStatus::Failed,
+        attempts: 0,
+        reason: Some(reason),
+        provider_message_id: None,
+        claimed_until: None,
+    }
 }
 
 /// What the placeholders stand for; the download link is presigned now.

@@ -32,6 +32,7 @@ async fn main() -> Result<(), Error> {
     let deps = Deps {
         exports: &store,
         history: &store,
+        budgets: &store,
         deliveries: &store,
         files: &files,
         mailer: &mailer,

@@ -18,8 +18,8 @@ use exporter::config::{optional, parsed_or, ConfigError};
 use exporter::domain::job::{JobDetail, JobEnd, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, JobHistory, JobLedger,
-    JobNotifier, RunSchedules, SeriesReader,
+    Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, JobHistory,
+    JobLedger, JobNotifier, RunSchedules, SeriesReader, Spend,
 };
 
 pub use exporter::failure::Failure;
@@ -35,6 +35,8 @@ pub struct RunConfig {
     /// How long an attempt holds its job: longer than the function's timeout, so that only an
     /// attempt that is surely over (crashed, timed out) can be taken over by a retry.
     pub lease: TimeDelta,
+    /// Runs an owner's exports may make in a UTC day; past it, runs are recorded failed.
+    pub max_runs_per_day: u32,
 }
 
 impl Default for RunConfig {
@@ -43,18 +45,20 @@ impl Default for RunConfig {
             retention: TimeDelta::days(7),
             work_dir: None,
             lease: TimeDelta::seconds(930),
+            max_runs_per_day: 10_000,
         }
     }
 }
 
 impl RunConfig {
-    /// Reads `RETENTION_DAYS`, `WORK_DIR` and `JOB_LEASE_SECONDS`, each falling back to its default.
+    /// Reads `RETENTION_DAYS`, `WORK_DIR`, `JOB_LEASE_SECONDS` and `MAX_RUNS_PER_DAY`, each falling back to its default.
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Self::default();
         Ok(Self {
             retention: TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
             work_dir: optional("WORK_DIR").map(Into::into),
             lease: TimeDelta::seconds(parsed_or("JOB_LEASE_SECONDS", defaults.lease.num_seconds())?),
+            max_runs_per_day: parsed_or("MAX_RUNS_PER_DAY", defaults.max_runs_per_day)?,
         })
     }
 }
@@ -66,6 +70,7 @@ pub struct Deps<'a> {
     pub runs: &'a dyn ExportRuns,
     pub ledger: &'a dyn JobLedger,
     pub history: &'a dyn JobHistory,
+    pub budgets: &'a dyn Budgets,
     pub schedules: &'a dyn RunSchedules,
     pub reader: &'a dyn SeriesReader,
     pub files: &'a dyn FileStore,
@@ -144,9 +149,13 @@ async fn run_claimed(
     deps.ledger.start_job(&event.job(), deps.clock.now()).await?;
     tracing::info!(export_id = %export.id, job_id, "job started");
 
-    let (status, detail) = match revoked(deps, export).await? {
+    let refused = match over_budget(deps, export, event).await? {
+        Some(reason) => Some(reason),
+        None => revoked(deps, export).await?,
+    };
+    let (status, detail) = match refused {
         Some(reason) => {
-            tracing::warn!(export_id = %export.id, job_id, reason, "job refused: channel access revoked");
+            tracing::warn!(export_id = %export.id, job_id, reason, "job refused");
             let detail = JobDetail {
                 error: Some(reason),
                 ..JobDetail::default()
@@ -188,6 +197,21 @@ async fn run_claimed(
     } else {
         Outcome::Failed
     })
+}
+
+/// Spends one run of the owner's daily budget (once per job, whatever the attempts); why not,
+/// when it is spent.
+async fn over_budget(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Option<String>, Failure> {
+    let limit = deps.config.max_runs_per_day;
+    let spent = deps
+        .budgets
+        .spend(&export.owner, &event.job(), Spend::Run, deps.clock.now(), limit)
+        .await?;
+    Ok((!spent).then(|| {
+        format!(
+            "not run: the owner's budget of {limit} runs a day (MAX_RUNS_PER_DAY) is spent for today (UTC); later occurrences still run"
+        )
+    }))
 }
 
 /// When access is re-checked before runs: why the owner may no longer read one of the items'

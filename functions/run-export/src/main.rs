@@ -54,6 +54,7 @@ async fn main() -> Result<(), Error> {
         runs: &store,
         ledger: &store,
         history: &store,
+        budgets: &store,
         schedules: &schedules,
         reader: &reader,
         files: &files,

@@ -90,3 +90,14 @@ pub fn webhook_hosts() -> crate::domain::request::WebhookHosts {
         discord: list_or("DISCORD_ALLOWED_HOSTS", defaults.discord),
     }
 }
+
+/// Who messages may go to besides the caller's own address: `EMAIL_ALLOWED_RECIPIENTS`
+/// (addresses and domains) and `TELEGRAM_ALLOWED_CHATS`, with `TELEGRAM_DEFAULT_CHAT` allowed too.
+pub fn recipients() -> crate::domain::request::Recipients {
+    let mut telegram_chats = list_or("TELEGRAM_ALLOWED_CHATS", Vec::new());
+    telegram_chats.extend(optional("TELEGRAM_DEFAULT_CHAT"));
+    crate::domain::request::Recipients {
+        emails: list_or("EMAIL_ALLOWED_RECIPIENTS", Vec::new()),
+        telegram_chats,
+    }
+}

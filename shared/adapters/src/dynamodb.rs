@@ -7,6 +7,10 @@
 //! | export | `EXPORT#<id>` | `EXPORT` | `owner`, `createdAt` feed the `byOwner` index; `record` is the request's versioned record (`domain::record`; items written before version 1 hold `request`, read as version 0) |
 //! | job | `EXPORT#<id>` | `JOB#<scheduledAt>` | written by run-export |
 //! | quota | `OWNER#<sub>` | `QUOTA` | `queued`: the owner's exports that are queued or scheduled |
+//! | budget | `OWNER#<sub>` | `BUDGET#<yyyy-mm-dd>` | `runs`, `messages` spent that UTC day; expires two days later |
+//!
+//! A job item marks what it spent (`spentRun`, `spentMessage<i>`) in the same transaction as the
+//! budget, so a retried attempt never spends twice.
 //!
 //! The quota and the export change in one transaction, so the per-owner limit holds under
 //! concurrent requests. This is the only code that knows the item layout.
@@ -30,7 +34,8 @@ use crate::domain::notification::{Delivery, DeliveryStatus};
 use crate::domain::record;
 use crate::domain::{Export, ExportId, ExportStatus};
 use crate::ports::{
-    Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, StoreError,
+    Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, Spend,
+    StoreError,
 };
 
 /// Name of the index that lists an owner's exports by creation time.
@@ -738,5 +743,64 @@ impl DeliveryLog for DynamoStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Budgets for DynamoStore {
+    async fn spend(
+        &self,
+        owner: &str,
+        job: &JobKey,
+        spend: Spend,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let (mark, counter) = match spend {
+            Spend::Run => ("spentRun".to_owned(), "runs"),
+            Spend::Message(index) => (format!("spentMessage{index}"), "messages"),
+        };
+        let marked = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job)))
+            .update_expression("SET #mark = :true")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(#mark)")
+            .expression_attribute_names("#mark", mark)
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .build()
+            .map_err(unavailable)?;
+        let day = at.format("%Y-%m-%d");
+        let expiry = at + chrono::TimeDelta::days(2);
+        let counted = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(HashMap::from([
+                ("pk".into(), s(format!("OWNER#{owner}"))),
+                ("sk".into(), s(format!("BUDGET#{day}"))),
+            ])))
+            .update_expression(format!(
+                "SET #count = if_not_exists(#count, :zero) + :one, {TTL_ATTRIBUTE} = :expiry"
+            ))
+            .condition_expression("attribute_not_exists(#count) OR #count < :limit")
+            .expression_attribute_names("#count", counter)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":limit", n(limit))
+            .expression_attribute_values(":expiry", n(expiry.timestamp()))
+            .build()
+            .map_err(unavailable)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(marked).build())
+            .transact_items(TransactWriteItem::builder().update(counted).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Spent already by an earlier attempt of this job.
+            Err(e) if condition_failed(&e, 0) => Ok(true),
+            Err(e) if condition_failed(&e, 1) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }

@@ -157,6 +157,31 @@ pub trait ChannelAccess: Send + Sync {
     async fn may_read(&self, caller: &Caller<'_>, read: &ChannelRead<'_>) -> Result<bool, AccessError>;
 }
 
+/// What a daily budget counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spend {
+    /// A job run.
+    Run,
+    /// Message `index` of a job.
+    Message(usize),
+}
+
+/// Each owner's daily budgets of runs and messages, spent once per job and per message of a job.
+#[async_trait]
+pub trait Budgets: Send + Sync {
+    /// Spends one `spend` of `job` from `owner`'s budget for the UTC day of `at`: `true` when it
+    /// is spent now or was already (a retried attempt spends nothing twice), `false` when the
+    /// owner has spent `limit` that day.
+    async fn spend(
+        &self,
+        owner: &str,
+        job: &JobKey,
+        spend: Spend,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Why arming or disarming a schedule failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {

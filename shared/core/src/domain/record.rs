@@ -442,6 +442,7 @@ mod tests {
                 slack: vec!["hooks.example.net".into()],
                 discord: vec!["discord.com".into()],
             },
+            min_periodicity_seconds: 60,
         }
     }
 

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::granularity::Granularity;
 use super::recurrence::{ItemSpan, Recurrence};
 
-pub use policy::{Limits, Policy, WebhookHosts};
+pub use policy::{Limits, Policy, Recipients, WebhookHosts};
 pub use target::{EmailAddress, Target, TelegramChat, WebhookUrl};
 pub use wire::unix_json;
 

@@ -14,6 +14,7 @@ use super::{
     Aggregate, Column, ColumnId, Decimation, ExportRequest, ExportType, Extension, Filename, Format, Item,
     Medium, Message, NotifyPolicy, Policy, Problem, Schedule, SenmlName, Subtopic,
 };
+use crate::domain::duration::IsoDuration;
 use crate::domain::granularity::Granularity;
 use crate::domain::recurrence::{ItemSpan, Recurrence};
 
@@ -66,10 +67,20 @@ impl Checker<'_> {
         let periodicity = match map.get("periodicity") {
             None | Some(Value::Null) => None,
             Some(v) => self.duration(v, "/periodicity").and_then(|d| {
-                if d.at_least_seconds(60) {
+                let min = self.policy.min_periodicity_seconds.max(60);
+                if d.at_least_seconds(min) {
                     Some(d)
                 } else {
-                    self.fail("/periodicity", "must be at least one minute (PT1M)");
+                    let shortest = IsoDuration {
+                        hours: min / 3600,
+                        minutes: min % 3600 / 60,
+                        seconds: min % 60,
+                        ..IsoDuration::default()
+                    };
+                    self.fail(
+                        "/periodicity",
+                        format!("must be at least {shortest} on this deployment"),
+                    );
                     None
                 }
             }),
