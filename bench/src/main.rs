@@ -123,7 +123,7 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         let writer: Box<dyn RowWriter + Send> = if xlsx {
             Box::new(XlsxFile::new(tz, &labels)?)
         } else {
-            Box::new(CsvFile::new(file.try_clone()?, b',', tz, &labels)?)
+            Box::new(CsvFile::new(file.try_clone()?, b',', tz, &labels, true)?)
         };
         let decimator =
             buckets.then(|| Decimator::new(tz, "15m".parse().unwrap_or_else(|_| unreachable!()), *function));

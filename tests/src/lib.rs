@@ -449,6 +449,30 @@ impl Fixture {
         status_and_json(response)
     }
 
+    /// Follows the download route's redirect (checking the link's validity) and fetches the file.
+    ///
+    /// # Panics
+    /// When the route does not redirect or moto does not serve the file.
+    pub async fn download(&self, who: &[(String, String)], id: &str) -> Vec<u8> {
+        let event = http_event("GET", &format!("/exports/{id}/download"), None, who);
+        let response = match exports_api::handle(self.deps(), request(&event)).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        assert_eq!(response.status().as_u16(), 302);
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .expect("a location");
+        assert!(location.contains("X-Amz-Expires=3600"), "{location}");
+        let file = reqwest::get(location)
+            .await
+            .expect("moto serves the presigned URL");
+        assert_eq!(file.status().as_u16(), 200);
+        file.bytes().await.expect("the file").to_vec()
+    }
+
     /// Every item of the table (a scan: tests only).
     ///
     /// # Panics

@@ -55,25 +55,8 @@ fn event(id: &str, at: DateTime<Utc>) -> RunEvent {
     }
 }
 
-/// Follows the download route's redirect and fetches the file.
 async fn download(fx: &Fixture, who: &[(String, String)], id: &str) -> Vec<u8> {
-    let event = integration_tests::http_event("GET", &format!("/exports/{id}/download"), None, who);
-    let response = match exports_api::handle(fx.deps(), integration_tests::request(&event)).await {
-        Ok(r) => r,
-        Err(never) => match never {},
-    };
-    assert_eq!(response.status().as_u16(), 302);
-    let location = response
-        .headers()
-        .get("location")
-        .and_then(|l| l.to_str().ok())
-        .expect("a location");
-    assert!(location.contains("X-Amz-Expires=3600"), "{location}");
-    let file = reqwest::get(location)
-        .await
-        .expect("moto serves the presigned URL");
-    assert_eq!(file.status().as_u16(), 200);
-    file.bytes().await.expect("the file").to_vec()
+    fx.download(who, id).await
 }
 
 fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {

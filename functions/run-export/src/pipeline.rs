@@ -142,7 +142,14 @@ async fn render_item(
     let render = |source| JobError::Render { item: index, source };
     let writer: Box<dyn RowWriter + Send> = match format.extension {
         Extension::Csv => Box::new(
-            CsvFile::new(file.reopen()?, format.csv_delimiter, format.timezone, &labels).map_err(render)?,
+            CsvFile::new(
+                file.reopen()?,
+                format.csv_delimiter,
+                format.timezone,
+                &labels,
+                format.escape_formulas,
+            )
+            .map_err(render)?,
         ),
         Extension::Xls | Extension::Xlsx => {
             Box::new(XlsxFile::new(format.timezone, &labels).map_err(render)?)
@@ -191,6 +198,14 @@ async fn render_item(
         warnings.push(format!(
             "item {index}: {} points with neither a number nor a boolean were skipped",
             rendered.skipped
+        ));
+    }
+    if rendered.cut > 0 {
+        warnings.push(format!(
+            "item {index}: {} text cells longer than a spreadsheet cell holds ({} characters) were cut, ending with `{}`",
+            rendered.cut,
+            exporter::render::xlsx_file::MAX_CELL_CHARS,
+            exporter::render::xlsx_file::CELL_CUT_MARKER
         ));
     }
     Ok((file, rendered.rows, warnings))

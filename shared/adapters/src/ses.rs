@@ -25,12 +25,24 @@ impl SesMailer {
         }
     }
 
-    /// The message as MIME.
+    /// The message as MIME. Headers hold exactly what is set here whatever the values contain:
+    /// the mail builder writes a header value as given, so line breaks in a subject would start
+    /// new headers; they become spaces, and an address with a control character is refused.
     pub fn mime(&self, email: &Email) -> Result<Vec<u8>, DeliveryError> {
+        if email.to.as_str().chars().any(char::is_control) {
+            return Err(DeliveryError::Permanent(
+                "the recipient is not a valid address".into(),
+            ));
+        }
+        let subject: String = email
+            .subject
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let mut message = MessageBuilder::new()
             .from(self.from.as_str())
             .to(email.to.as_str())
-            .subject(email.subject.as_str())
+            .subject(subject)
             .text_body(email.text.as_str())
             .html_body(email.html.as_str());
         if let Some(attachment) = &email.attachment {
@@ -90,5 +102,53 @@ impl Mailer for SesMailer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::request::EmailAddress;
+
+    /// The names of a MIME message's top-level headers, folded lines joined.
+    fn header_names(mime: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(mime);
+        let head = text.split("\r\n\r\n").next().unwrap_or_default();
+        head.split("\r\n")
+            .filter(|line| !line.starts_with([' ', '\t']))
+            .filter_map(|line| line.split_once(':').map(|(name, _)| name.to_ascii_lowercase()))
+            .collect()
+    }
+
+    #[test]
+    fn a_subject_with_line_breaks_never_becomes_a_header() {
+        let config = aws_sdk_sesv2::Config::builder()
+            .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
+            .build();
+        let mailer = SesMailer::new(Client::from_conf(config), "exports@example.com");
+        let email = Email {
+            to: EmailAddress::parse("me@example.com").expect("an address"),
+            subject: "Report\r\nReply-To: attacker@evil.example\r\nBcc: x@evil.example".into(),
+            text: "body\r\nBcc: y@evil.example".into(),
+            html: "<p>body</p>".into(),
+            attachment: None,
+        };
+        let mime = mailer.mime(&email).expect("a message");
+        let mut names = header_names(&mime);
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "date",
+                "from",
+                "message-id",
+                "mime-version",
+                "subject",
+                "to"
+            ],
+            "{}",
+            String::from_utf8_lossy(&mime)
+        );
     }
 }

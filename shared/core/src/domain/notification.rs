@@ -79,9 +79,23 @@ pub fn compose(message: &Message, facts: &JobFacts) -> Composed {
         }
     }
     Composed {
-        title: fill(&message.title, facts),
+        title: one_line(&fill(&message.title, facts)),
         text,
     }
+}
+
+/// A title on one line: placeholders bring text from outside (a reader's error message), so
+/// any control character becomes a space whatever the stored title held.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The marker that ends a text cut to fit.
@@ -176,6 +190,19 @@ mod tests {
             text: text.into(),
             target: None,
         }
+    }
+
+    #[test]
+    fn a_title_stays_on_one_line_whatever_its_placeholders_bring() {
+        let mut failed = message(NotifyPolicy::OnFailure, "{{error}}");
+        failed.title = "Export {{error}}".into();
+        let facts = JobFacts {
+            error: Some("reader said:\r\nBcc: x@evil.example".into()),
+            ..facts()
+        };
+        let composed = compose(&failed, &facts);
+        assert_eq!(composed.title, "Export reader said:  Bcc: x@evil.example");
+        assert!(composed.text.contains("\r\n"), "the body keeps its lines");
     }
 
     fn facts() -> JobFacts {

@@ -61,6 +61,13 @@ pub struct FormatV1 {
     pub columns: Vec<(String, String)>,
     pub timezone: String,
     pub csv_delimiter: char,
+    /// Absent in records written before the option: on, as then.
+    #[serde(default = "on")]
+    pub escape_formulas: bool,
+}
+
+fn on() -> bool {
+    true
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,6 +117,7 @@ impl RecordV1 {
                     .collect(),
                 timezone: format.timezone.name().to_owned(),
                 csv_delimiter: char::from(format.csv_delimiter),
+                escape_formulas: format.escape_formulas,
             },
             recurrence: match request.schedule {
                 Schedule::OneTime => None,
@@ -215,6 +223,7 @@ impl RecordV1 {
                 columns,
                 timezone,
                 csv_delimiter,
+                escape_formulas: f.escape_formulas,
             },
             schedule,
             items,
@@ -405,6 +414,7 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
                 .chars()
                 .next()
                 .ok_or_else(|| bad("format.csvDelimiter", "empty"))?,
+            escape_formulas: true,
         },
         recurrence,
         items,

@@ -1,5 +1,8 @@
 //! CSV files: RFC 4180 through the `csv` crate, UTF-8, a header of the column labels, numbers in
-//! shortest round-trip form, times in ISO 8601 with the zone's offset.
+//! shortest round-trip form, times in ISO 8601 with the zone's offset. Text that a spreadsheet
+//! would run as a formula (a device's `stringValue` of `=HYPERLINK(...)`, a label starting with
+//! `+`) is written with a leading `'` unless the export turned that off (OWASP's CSV injection
+//! rule); numbers, times and booleans are never touched.
 
 use std::io::Write;
 
@@ -14,22 +17,51 @@ pub struct CsvFile<W: Write> {
     times: TimeFormatter,
     field: Vec<u8>,
     rows: u64,
+    escape_formulas: bool,
+}
+
+/// True when a spreadsheet would read `text` as a formula (or a DDE command).
+pub fn is_formula(text: &str) -> bool {
+    text.starts_with(['=', '+', '-', '@', '\t', '\r'])
 }
 
 impl<W: Write> CsvFile<W> {
-    /// Starts a file with its header row.
-    pub fn new(out: W, delimiter: u8, tz: Tz, labels: &[&str]) -> Result<Self, RenderError> {
-        let mut writer = csv::WriterBuilder::new()
+    /// Starts a file with its header row; `escape_formulas` guards text cells and labels.
+    pub fn new(
+        out: W,
+        delimiter: u8,
+        tz: Tz,
+        labels: &[&str],
+        escape_formulas: bool,
+    ) -> Result<Self, RenderError> {
+        let writer = csv::WriterBuilder::new()
             .delimiter(delimiter)
             .buffer_capacity(256 * 1024)
             .from_writer(out);
-        writer.write_record(labels)?;
-        Ok(Self {
+        let mut file = Self {
             writer,
             times: TimeFormatter::new(tz),
             field: Vec::with_capacity(64),
             rows: 0,
-        })
+            escape_formulas,
+        };
+        for label in labels {
+            file.write_text(label)?;
+        }
+        file.writer.write_record(None::<&[u8]>)?;
+        Ok(file)
+    }
+
+    fn write_text(&mut self, text: &str) -> Result<(), RenderError> {
+        if self.escape_formulas && is_formula(text) {
+            self.field.clear();
+            self.field.push(b'\'');
+            self.field.extend_from_slice(text.as_bytes());
+            self.writer.write_field(&self.field)?;
+        } else {
+            self.writer.write_field(text)?;
+        }
+        Ok(())
     }
 
     /// Flushes and hands back the destination.
@@ -44,7 +76,7 @@ impl<W: Write> RowWriter for CsvFile<W> {
     fn write_row(&mut self, cells: &mut dyn Iterator<Item = Cell<'_>>) -> Result<(), RenderError> {
         for cell in cells {
             if let Cell::Text(text) = cell {
-                self.writer.write_field(text)?;
+                self.write_text(text)?;
                 continue;
             }
             self.field.clear();
@@ -79,12 +111,40 @@ mod tests {
     use super::*;
 
     #[test]
+    fn text_a_spreadsheet_would_run_is_written_as_text_and_numbers_are_untouched() {
+        let mut file =
+            CsvFile::new(Vec::new(), b',', chrono_tz::UTC, &["+Total", "v", "s"], true).expect("header");
+        for (number, text) in [
+            (-3.5, "=HYPERLINK(\"http://evil.example\")"),
+            (1.0, "@SUM(A1)"),
+            (2.0, "-2"),
+            (3.0, "\tx"),
+            (4.0, "fine = ok"),
+        ] {
+            file.write_row(&mut [Cell::Text("=label"), Cell::Number(number), Cell::Text(text)].into_iter())
+                .expect("row");
+        }
+        let text = String::from_utf8(file.finish().expect("flushed")).expect("utf-8");
+        assert_eq!(
+            text,
+            "'+Total,v,s\n'=label,-3.5,\"'=HYPERLINK(\"\"http://evil.example\"\")\"\n'=label,1,'@SUM(A1)\n'=label,2,'-2\n'=label,3,'\tx\n'=label,4,fine = ok\n"
+        );
+        let mut raw = CsvFile::new(Vec::new(), b',', chrono_tz::UTC, &["+Total"], false).expect("header");
+        raw.write_row(&mut [Cell::Text("=1+1")].into_iter()).expect("row");
+        assert_eq!(
+            String::from_utf8(raw.finish().expect("flushed")).expect("utf-8"),
+            "+Total\n=1+1\n"
+        );
+    }
+
+    #[test]
     fn writes_a_header_and_quoted_fields() {
         let mut file = CsvFile::new(
             Vec::new(),
             b';',
             chrono_tz::Europe::Rome,
             &["Time", "Value", "Note"],
+            true,
         )
         .expect("header");
         file.write_row(

@@ -80,6 +80,10 @@ pub trait RowWriter {
     fn write_row(&mut self, cells: &mut dyn Iterator<Item = Cell<'_>>) -> Result<(), RenderError>;
     /// Rows written so far, the header not counted.
     fn rows(&self) -> u64;
+    /// Text cells cut to fit the format's limit (a workbook's 32,767 characters).
+    fn cut(&self) -> u64 {
+        0
+    }
     /// Ends the file: a CSV flushes what it buffered; a workbook is saved into `file`.
     fn finish_into(self: Box<Self>, file: &mut std::fs::File) -> Result<(), RenderError>;
 }

@@ -16,6 +16,8 @@ pub struct Rendered {
     pub rows: u64,
     /// Points a decimation skipped: neither a number nor a boolean.
     pub skipped: u64,
+    /// Text cells cut to fit a cell.
+    pub cut: u64,
 }
 
 /// Renders a series into a [`RowWriter`].
@@ -71,9 +73,9 @@ impl SeriesRenderer {
             }
             skipped = decimator.skipped;
         }
-        let rows = self.writer.rows();
+        let (rows, cut) = (self.writer.rows(), self.writer.cut());
         self.writer.finish_into(file)?;
-        Ok(Rendered { rows, skipped })
+        Ok(Rendered { rows, skipped, cut })
     }
 }
 

@@ -13,6 +13,20 @@ use super::{Cell, RenderError, RowWriter};
 /// Rows in one worksheet, the header included (Excel's limit).
 pub const ROWS_PER_SHEET: u32 = 1_048_576;
 
+/// The most characters a cell holds (Excel's limit).
+pub const MAX_CELL_CHARS: usize = 32_767;
+
+/// What ends a text cut to fit a cell.
+pub const CELL_CUT_MARKER: &str = "…[cut]";
+
+/// `text`, or its start and [`CELL_CUT_MARKER`] when a cell cannot hold it all.
+fn fitted(text: &str) -> Option<String> {
+    let end = text.char_indices().nth(MAX_CELL_CHARS)?.0;
+    let keep = MAX_CELL_CHARS - CELL_CUT_MARKER.chars().count();
+    let cut = text[..end].char_indices().nth(keep).map_or(end, |(at, _)| at);
+    Some(format!("{}{CELL_CUT_MARKER}", &text[..cut]))
+}
+
 /// A workbook being written.
 pub struct XlsxFile {
     workbook: Workbook,
@@ -23,6 +37,7 @@ pub struct XlsxFile {
     sheets: usize,
     next_row: u32,
     rows: u64,
+    cut: u64,
 }
 
 impl XlsxFile {
@@ -37,6 +52,7 @@ impl XlsxFile {
             sheets: 0,
             next_row: 0,
             rows: 0,
+            cut: 0,
         };
         file.add_sheet()?;
         Ok(file)
@@ -83,9 +99,15 @@ impl RowWriter for XlsxFile {
                 Cell::Count(n) => {
                     sheet.write_number(row, col, n as f64)?;
                 }
-                Cell::Text(s) => {
-                    sheet.write_string(row, col, s)?;
-                }
+                Cell::Text(s) => match fitted(s) {
+                    None => {
+                        sheet.write_string(row, col, s)?;
+                    }
+                    Some(fitted) => {
+                        sheet.write_string(row, col, &fitted)?;
+                        self.cut += 1;
+                    }
+                },
                 Cell::Bool(b) => {
                     sheet.write_boolean(row, col, b)?;
                 }
@@ -105,8 +127,27 @@ impl RowWriter for XlsxFile {
         self.rows
     }
 
+    fn cut(&self) -> u64 {
+        self.cut
+    }
+
     fn finish_into(self: Box<Self>, file: &mut std::fs::File) -> Result<(), RenderError> {
         (*self).finish(file)
+    }
+}
+
+#[cfg(test)]
+mod cut_tests {
+    use super::*;
+
+    #[test]
+    fn a_text_longer_than_a_cell_is_cut_with_a_marker_to_exactly_the_limit() {
+        assert_eq!(fitted("short"), None);
+        assert_eq!(fitted(&"é".repeat(MAX_CELL_CHARS)), None);
+        let long = "é".repeat(MAX_CELL_CHARS + 1);
+        let cut = fitted(&long).expect("cut");
+        assert_eq!(cut.chars().count(), MAX_CELL_CHARS);
+        assert!(cut.ends_with(CELL_CUT_MARKER));
     }
 }
 

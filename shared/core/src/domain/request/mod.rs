@@ -149,6 +149,9 @@ pub struct Format {
     pub columns: Vec<Column>,
     pub timezone: Tz,
     pub csv_delimiter: u8,
+    /// CSV text cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
+    /// `@`, tab or CR) get a leading `'`; off for machine consumers. Workbooks need none.
+    pub escape_formulas: bool,
 }
 
 /// The aggregate function of a decimation (`dsf`).

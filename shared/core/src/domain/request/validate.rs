@@ -142,7 +142,13 @@ impl Checker<'_> {
         let map = self.object(
             v,
             "/format",
-            &["extension", "columns", "timezone", "csvDelimiter"],
+            &[
+                "extension",
+                "columns",
+                "timezone",
+                "csvDelimiter",
+                "escapeFormulas",
+            ],
         )?;
         let extension = self.required(map, "/format", "extension").and_then(|v| {
             self.one_of(
@@ -182,11 +188,23 @@ impl Checker<'_> {
                     }
                 }),
         };
+        let escape_formulas = match map.get("escapeFormulas") {
+            None | Some(Value::Null) => Some(true),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.fail(
+                    "/format/escapeFormulas",
+                    format!("must be a boolean, found {}", type_name(other)),
+                );
+                None
+            }
+        };
         Some(Format {
             extension: extension?,
             columns: columns?,
             timezone: timezone?,
             csv_delimiter: csv_delimiter?,
+            escape_formulas: escape_formulas?,
         })
     }
 
@@ -215,7 +233,7 @@ impl Checker<'_> {
             });
             let label = self
                 .required(map, &path, "label")
-                .and_then(|v| self.string(v, &format!("{path}/label"), 256));
+                .and_then(|v| self.line(v, &format!("{path}/label"), 256));
             match (id, label) {
                 (Some(id), Some(label)) => columns.push(Column {
                     id,
@@ -321,7 +339,7 @@ impl Checker<'_> {
             let label = match map.get("label") {
                 None | Some(Value::Null) => Some(None),
                 Some(v) => self
-                    .string(v, &format!("{at}/label"), 256)
+                    .line(v, &format!("{at}/label"), 256)
                     .map(|s| Some(s.to_owned())),
             };
             Some((value?, label?))
@@ -454,7 +472,7 @@ impl Checker<'_> {
         });
         let title = self
             .required(map, path, "title")
-            .and_then(|v| self.string(v, &format!("{path}/title"), 256));
+            .and_then(|v| self.line(v, &format!("{path}/title"), 256));
         let text = self
             .required(map, path, "text")
             .and_then(|v| self.string(v, &format!("{path}/text"), 4000));
@@ -462,7 +480,7 @@ impl Checker<'_> {
             None | Some(Value::Null) => Some(None),
             Some(v) => {
                 let at = format!("{path}/target");
-                let text = self.string(v, &at, 2048);
+                let text = self.line(v, &at, 2048);
                 match (text, medium) {
                     (Some(text), Some(medium)) => {
                         match Target::parse(medium, text, Some(&self.policy.webhook_hosts)) {
@@ -521,6 +539,28 @@ mod tests {
         assert!(problems
             .iter()
             .any(|p| p.path == "/format" && p.message == "is required"));
+    }
+
+    #[test]
+    fn titles_labels_and_targets_are_one_line() {
+        let body = json!({
+            "format": {"extension": "csv", "columns": [{"id": "time", "label": "a\rb"}]},
+            "type": "oneTime",
+            "items": [{"params": {"target": {"value": "t", "label": "x\u{2028}y"}, "channelId": "0115c85d-ef3e-4de9-9732-d0c5c4f2c482", "subtopic": "s", "from": 1, "to": 2}}],
+            "notification": {"messages": [{"policy": "onSuccess", "medium": "email", "title": "Report\r\nReply-To: attacker@evil.example", "text": "two\nlines are fine", "target": "a@example.com\n"}]}
+        });
+        let problems = ExportRequest::parse(&body, now(), &Policy::default()).expect_err("invalid");
+        let paths: Vec<&str> = problems.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/format/columns/0/label",
+                "/items/0/params/target/label",
+                "/notification/messages/0/title",
+                "/notification/messages/0/target"
+            ]
+        );
+        assert!(problems[2].message.contains("U+000D"), "{}", problems[2].message);
     }
 
     #[test]

@@ -127,6 +127,28 @@ impl Checker<'_> {
         }
     }
 
+    /// A string on one line: no control characters but tab (CR and LF would split a mail
+    /// header or a CSV record; the rest have no place in a title, label or address).
+    pub(super) fn line<'v>(&mut self, v: &'v Value, path: &str, max_chars: usize) -> Option<&'v str> {
+        let text = self.string(v, path, max_chars)?;
+        match text
+            .chars()
+            .find(|c| (c.is_control() && *c != '\t') || is_format_breaker(*c))
+        {
+            None => Some(text),
+            Some(c) => {
+                self.fail(
+                    path,
+                    format!(
+                        "must be one line without control characters (found U+{:04X})",
+                        u32::from(c)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn array<'v>(
         &mut self,
         v: &'v Value,
@@ -201,4 +223,9 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// Line and paragraph separators: line breaks to some readers, though not control characters.
+fn is_format_breaker(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}')
 }

@@ -21,6 +21,7 @@ impl ExportRequest {
                     .collect::<Vec<_>>(),
                 "timezone": {"name": self.format.timezone.name()},
                 "csvDelimiter": char::from(self.format.csv_delimiter).to_string(),
+                "escapeFormulas": self.format.escape_formulas,
             }),
         );
         out.insert("type".into(), json!(self.export_type().as_str()));
