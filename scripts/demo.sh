@@ -125,4 +125,20 @@ for post in json.load(open(sys.argv[1])):
 PY
 
 echo
+echo "== The signed link in the Discord post, followed without any login"
+link=$(py - "$STATE_DIR/chat.json" <<'PY'
+import json, re, sys
+for post in json.load(open(sys.argv[1])):
+    found = re.search(r"http\S*/links/\S+", post["body"].get("content") or "")
+    if found:
+        print(found.group(0))
+        break
+PY
+)
+if [[ -n $link ]]; then
+  echo "  ${link%%\?*}?expires=...&key=...&signature=..."
+  echo "  -> HTTP $(curl -s -o /dev/null -w '%{http_code} to %{redirect_url}' "$link" | cut -c1-120)..."
+fi
+
+echo
 echo "demo done; stopping the stack"

@@ -52,6 +52,8 @@ TELEGRAM_ALLOWED_CHATS=-1001234567890
 EMAIL_ALLOWED_RECIPIENTS=example.com
 SLACK_ALLOWED_HOSTS=127.0.0.1
 DISCORD_ALLOWED_HOSTS=127.0.0.1
+LINK_SIGNING_KEYS=local:local-link-signing-key-0123456789abcdef
+PUBLIC_API_URL=$WATCH/lambda-url/exports-api
 LOCAL_IDENTITY=1
 RUST_LOG=info
 ENV
@@ -86,7 +88,8 @@ up() {
     echo "stack: something already listens on $MOTO; run 'scripts/stack.sh down' or set MOTO_PORT" >&2
     return 1
   fi
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
+  # moto_server, with DynamoDB's requests served one at a time (atomic, as DynamoDB's are).
+  "$VENV/bin/python3" "$ROOT/scripts/moto_server.py" 127.0.0.1 "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
   echo $! >"$STATE/moto.pid"
   wait_for "$MOTO/moto-api/" 60 moto
   # moto bug: /moto-api/data.json answers 500 after any multipart upload unless this is set.

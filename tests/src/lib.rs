@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use exporter::access::ReaderAccess;
 use exporter::chat::HttpChat;
+use exporter::domain::link::LinkSigner;
 use exporter::domain::request::{Recipients, WebhookHosts};
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
@@ -60,6 +61,8 @@ pub const TELEGRAM_TOKEN: &str = "123456:local-bot-token";
 /// The local reader's token and the instant of its first point (2025-01-01T00:00:00Z).
 pub const READER_TOKEN: &str = "reader-token";
 pub const READER_START: i64 = 1_735_689_600;
+/// The keys that sign the fixture's download links.
+pub const LINK_KEYS: &str = "test:test-link-signing-key-0123456789abcdef";
 
 /// The value the local reader serves for its `k`th point of a numeric series.
 pub fn expected_value(k: i64) -> f64 {
@@ -250,7 +253,13 @@ impl Fixture {
             emails: vec!["example.com".into()],
             telegram_chats: vec!["-1001234567890".into(), "42".into(), "7".into()],
         };
+        let signer = LinkSigner::parse(LINK_KEYS).expect("link keys");
+        config.links = Some(signer.clone());
         let notify_config = notify::NotifyConfig {
+            links: Some(notify::Links {
+                base_url: format!("{watch}/lambda-url/exports-api"),
+                signer,
+            }),
             retry: Retry {
                 attempts: 3,
                 base: std::time::Duration::from_millis(1),

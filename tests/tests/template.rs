@@ -23,7 +23,8 @@ fn squeezed(path: &str) -> String {
 
 /// Variables only local runs set; a deployment must not (`LOCAL_IDENTITY`; secrets in plain text,
 /// where deployments name SSM parameters instead) or need not.
-const LOCAL_ONLY: [&str; 7] = [
+const LOCAL_ONLY: [&str; 8] = [
+    "LINK_SIGNING_KEYS",
     "ACCESS_POLICY_TOKEN",
     "LOCAL_IDENTITY",
     "S3_FORCE_PATH_STYLE",
@@ -54,7 +55,8 @@ fn function_code(function: &str) -> String {
 fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
     // Shared readers a function calls: (the call, its file, where its body starts and ends).
-    let shared: [(&str, &str, &str, &str); 4] = [
+    let shared: [(&str, &str, &str, &str); 5] = [
+        ("link_signer(", "config.rs", "pubasyncfnlink_signer", "pubfn"),
         ("recipients()", "config.rs", "pubfnrecipients", "pubfn"),
         (
             "schedule_settings()",
@@ -89,6 +91,7 @@ fn variables_read(function: &str) -> BTreeSet<String> {
         "list_or(\"",
         ">(\"",
         "secret(&ssm,\"",
+        "secret(ssm,\"",
         "default_target(\"",
         "\",\"",
     ] {
@@ -160,7 +163,7 @@ const PORT_CALLS: [(&str, &[&str]); 13] = [
 fn actions_needed(function: &str) -> BTreeSet<String> {
     let code = function_code(function);
     let mut needed = BTreeSet::new();
-    if code.contains("secret(&ssm,") {
+    if code.contains("secret(&ssm,") || code.contains("link_signer(") {
         needed.insert("ssm:GetParameter".to_owned());
     }
     for (field, methods) in PORT_CALLS {

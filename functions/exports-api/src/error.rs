@@ -24,6 +24,8 @@ pub enum ApiError {
     NoFileYet,
     #[error("The files of the latest job have expired")]
     Expired,
+    #[error("The link has expired")]
+    LinkExpired,
     #[error("Method not allowed")]
     MethodNotAllowed(&'static str),
     #[error("Request body too large")]
@@ -74,7 +76,7 @@ impl ApiError {
             Self::Invalid(_) | Self::MissingIdentity => 400,
             Self::Forbidden(_) | Self::ChannelDenied(_) => 403,
             Self::NotFound | Self::NoFileYet => 404,
-            Self::Expired => 410,
+            Self::Expired | Self::LinkExpired => 410,
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge(_) => 413,
             Self::QuotaReached => 429,

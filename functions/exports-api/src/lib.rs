@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use exporter::config::{flag, parsed_or, recipients, webhook_hosts, ConfigError};
 use exporter::domain::job::JobStatus;
+use exporter::domain::link::{LinkError, LinkSigner, Signature};
 use exporter::domain::request::{Limits, Recipients};
 use exporter::domain::{
     Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
@@ -40,6 +41,8 @@ pub struct ApiConfig {
     pub download_url_ttl: std::time::Duration,
     /// Who messages may go to besides the caller's own address.
     pub recipients: Recipients,
+    /// Verifies the signed links of messages (`GET /links/...`); `None` answers them `404`.
+    pub links: Option<LinkSigner>,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +54,7 @@ impl Default for ApiConfig {
             local_identity: false,
             download_url_ttl: std::time::Duration::from_secs(3600),
             recipients: Recipients::default(),
+            links: None,
         }
     }
 }
@@ -82,6 +86,7 @@ impl ApiConfig {
                 defaults.download_url_ttl.as_secs(),
             )?),
             recipients: recipients(),
+            links: None,
         })
     }
 }
@@ -130,6 +135,8 @@ pub async fn handle(deps: Deps<'_>, request: Request) -> Result<Response<Body>, 
 }
 
 enum Route {
+    /// A signed link from a message: no login, the signature is the credential.
+    Link(String, String),
     Exports,
     Export(String),
     Status(String),
@@ -143,13 +150,21 @@ fn parse_route(path: &str) -> Option<Route> {
         ["exports", id] => Some(Route::Export((*id).to_owned())),
         ["exports", id, "status"] => Some(Route::Status((*id).to_owned())),
         ["exports", id, "download"] => Some(Route::Download((*id).to_owned())),
+        ["links", export, job] => Some(Route::Link((*export).to_owned(), (*job).to_owned())),
         _ => None,
     }
 }
 
 async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiError> {
+    let route = parse_route(request.uri().path());
+    if let Some(Route::Link(export, job)) = &route {
+        return match request.method() {
+            &Method::GET => link(deps, export, job, request).await,
+            _ => Err(ApiError::MethodNotAllowed("GET")),
+        };
+    }
     let who = Identity::of(request, deps.config.local_identity).ok_or(ApiError::MissingIdentity)?;
-    let route = parse_route(request.uri().path()).ok_or(ApiError::NotFound)?;
+    let route = route.ok_or(ApiError::NotFound)?;
     let method = request.method();
     let allow = |action: &'static str| {
         if who.may(action) {
@@ -186,7 +201,9 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
             allow(actions::DOWNLOAD)?;
             download(deps, &who, &id).await
         }
-        (Route::Status(_) | Route::Download(_), _) => Err(ApiError::MethodNotAllowed("GET")),
+        (Route::Status(_) | Route::Download(_) | Route::Link(..), _) => {
+            Err(ApiError::MethodNotAllowed("GET"))
+        }
     }
 }
 
@@ -409,9 +426,56 @@ async fn download(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<B
         return Err(ApiError::Expired);
     }
     let file = latest.download().ok_or(ApiError::NoFileYet)?;
+    redirect(deps, &file.key).await
+}
+
+/// A signed link from a message: `404` for a bad or unknown signature (as for no link at all),
+/// `410` past its expiry or once the files have expired, else `302` to a fresh presigned URL of
+/// the job's file, valid `download_url_ttl`. Presigned now, with the API's own credentials, so
+/// the link holds for as long as it says whatever the signing function's credentials did.
+async fn link(
+    deps: Deps<'_>,
+    export: &str,
+    job_id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let signer = deps.config.links.as_ref().ok_or(ApiError::NotFound)?;
+    let id: ExportId = export.parse().map_err(|_| ApiError::NotFound)?;
+    let params = request.query_string_parameters();
+    let text = |name: &str| params.first(name).map(str::to_owned).ok_or(ApiError::NotFound);
+    let signature = Signature {
+        expires: text("expires")?.parse().map_err(|_| ApiError::NotFound)?,
+        key: text("key")?,
+        signature: text("signature")?,
+    };
+    let now = deps.clock.now();
+    signer.verify(&id, job_id, &signature, now).map_err(|e| match e {
+        LinkError::Invalid => ApiError::NotFound,
+        LinkError::Expired => ApiError::LinkExpired,
+    })?;
+    match deps.exports.get(&id).await? {
+        Some(export) if export.deleted_at.is_none() => {}
+        _ => return Err(ApiError::NotFound),
+    }
+    let jobs = deps.history.jobs(&id).await?;
+    let job = jobs
+        .iter()
+        .find(|j| j.job_id == job_id)
+        .ok_or(ApiError::NotFound)?;
+    match job.status_at(now) {
+        JobStatus::Done => {}
+        JobStatus::Expired => return Err(ApiError::Expired),
+        _ => return Err(ApiError::NotFound),
+    }
+    let file = job.download().ok_or(ApiError::NotFound)?;
+    redirect(deps, &file.key).await
+}
+
+/// `302` to a presigned URL of `key`, valid `download_url_ttl`.
+async fn redirect(deps: Deps<'_>, key: &str) -> Result<Response<Body>, ApiError> {
     let url = deps
         .files
-        .presign(&file.key, deps.config.download_url_ttl)
+        .presign(key, deps.config.download_url_ttl)
         .await
         .map_err(|e| ApiError::Unavailable(Box::new(e)))?;
     let mut response = Response::new(Body::Empty);

@@ -1,7 +1,7 @@
 //! Composition root of the exports API: configuration, AWS clients, adapters, runtime.
 
 use exporter::access::{checker, AccessMode};
-use exporter::config::{self, flag, required, schedule_settings};
+use exporter::config::{self, flag, link_signer, required, schedule_settings};
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
@@ -37,6 +37,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         _ => None,
     };
     let access = checker(access_mode, &reader_url, policy_token)?;
+    let api_config = ApiConfig {
+        links: Some(link_signer(&aws_sdk_ssm::Client::new(&aws)).await?),
+        ..api_config
+    };
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
     let launcher = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), run_export);

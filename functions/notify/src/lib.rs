@@ -16,6 +16,7 @@ use serde::Serialize;
 use exporter::config::{optional, parsed_or, recipients, ConfigError};
 use exporter::domain::files;
 use exporter::domain::job::{Job, JobKey, JobStatus};
+use exporter::domain::link::LinkSigner;
 use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
 use exporter::domain::request::{EmailAddress, Medium, Message, Recipients, Target};
 use exporter::domain::Export;
@@ -28,13 +29,23 @@ use exporter::support::Retry;
 pub use exporter::domain::NotifyEvent;
 pub use exporter::failure::Failure;
 
+/// Where the download links of messages point: the API's link route, signed.
+#[derive(Clone, Debug)]
+pub struct Links {
+    /// The API's public base URL (`https://api.example.com`).
+    pub base_url: String,
+    pub signer: LinkSigner,
+}
+
 /// Settings of notify.
 #[derive(Clone, Debug)]
 pub struct NotifyConfig {
     /// Files up to this size are attached to emails (before base64, which adds a third).
     pub attachment_max_bytes: u64,
-    /// How long the download link in a message is valid.
+    /// How long the download link in a message is valid (capped by the files' expiry).
     pub link_ttl: Duration,
+    /// The signed links of messages; `None` leaves messages without a link.
+    pub links: Option<Links>,
     pub retry: Retry,
     /// Targets used when a message names none.
     pub slack_default: Option<Target>,
@@ -56,6 +67,7 @@ impl Default for NotifyConfig {
             // SES caps a message at 40 MB; 7 MiB stays under 10 MB once base64-encoded.
             attachment_max_bytes: 7 * 1024 * 1024,
             link_ttl: Duration::from_secs(7 * 24 * 3600),
+            links: None,
             retry: Retry {
                 attempts: 5,
                 base: Duration::from_millis(500),
@@ -79,6 +91,7 @@ impl NotifyConfig {
         Ok(Self {
             attachment_max_bytes: parsed_or("ATTACHMENT_MAX_BYTES", defaults.attachment_max_bytes)?,
             link_ttl: Duration::from_secs(parsed_or("LINK_TTL_SECONDS", defaults.link_ttl.as_secs())?),
+            links: None,
             retry: defaults.retry,
             slack_default: default_target("SLACK_DEFAULT_WEBHOOK", Medium::Slack)?,
             discord_default: default_target("DISCORD_DEFAULT_WEBHOOK", Medium::Discord)?,
@@ -224,26 +237,29 @@ async fn facts(deps: Deps<'_>, export: &Export, job: &Job) -> JobFacts {
     let file = (job.status == JobStatus::Done).then(|| job.download()).flatten();
     let mut download_url = None;
     let mut expires_at = None;
-    if let Some(file) = file {
-        // The link cannot outlive the file.
-        let until_expiry = job
+    if let (Some(_), Some(links)) = (file, &deps.config.links) {
+        // The link cannot outlive the files.
+        let until = job
             .expires_at
-            .and_then(|e| (e - now).to_std().ok())
-            .unwrap_or(deps.config.link_ttl);
-        let ttl = deps
-            .config
-            .link_ttl
-            .min(until_expiry)
-            .max(Duration::from_secs(60));
-        match deps.files.presign(&file.key, ttl).await {
-            Ok(url) => {
-                download_url = Some(url);
-                expires_at = chrono::TimeDelta::from_std(ttl).ok().map(|d| now + d);
-            }
-            Err(e) => {
-                tracing::error!(export_id = %export.id, error = %e, "could not presign the download link")
-            }
-        }
+            .into_iter()
+            .chain(
+                chrono::TimeDelta::from_std(deps.config.link_ttl)
+                    .ok()
+                    .map(|ttl| now + ttl),
+            )
+            .min()
+            .unwrap_or(now);
+        let signed = links.signer.sign(&export.id, &job.job_id, until);
+        download_url = Some(format!(
+            "{}/links/{}/{}?expires={}&key={}&signature={}",
+            links.base_url.trim_end_matches('/'),
+            export.id,
+            job.job_id,
+            signed.expires,
+            signed.key,
+            signed.signature
+        ));
+        expires_at = Some(until);
     }
     JobFacts {
         export_id: export.id.to_string(),

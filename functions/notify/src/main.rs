@@ -1,14 +1,14 @@
 //! Composition root of notify.
 
 use exporter::chat::HttpChat;
-use exporter::config::{self, flag, optional, required, webhook_hosts};
+use exporter::config::{self, flag, link_signer, optional, required, webhook_hosts};
 use exporter::dynamodb::DynamoStore;
 use exporter::ports::SystemClock;
 use exporter::s3::S3Files;
 use exporter::ses::SesMailer;
 use exporter::ssm::secret;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use notify::{handle, Deps, NotifyConfig, NotifyEvent};
+use notify::{handle, Deps, Links, NotifyConfig, NotifyEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -16,9 +16,14 @@ async fn main() -> Result<(), Error> {
     let table = required("TABLE_NAME")?;
     let bucket = required("BUCKET_NAME")?;
     let sender = required("EMAIL_FROM")?;
-    let notify_config = NotifyConfig::from_env()?;
+    let mut notify_config = NotifyConfig::from_env()?;
+    let public_api = required("PUBLIC_API_URL")?;
     let aws = exporter::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&aws);
+    notify_config.links = Some(Links {
+        base_url: public_api,
+        signer: link_signer(&ssm).await?,
+    });
     let telegram_token = secret(&ssm, "TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN_PARAMETER").await?;
     let chat = HttpChat::new(
         optional("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into()),

@@ -8,6 +8,7 @@ pub mod export;
 pub mod files;
 pub mod granularity;
 pub mod job;
+pub mod link;
 pub mod notification;
 pub mod record;
 pub mod recurrence;

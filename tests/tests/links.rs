@@ -1,0 +1,134 @@
+//! The links in messages, on moto: a signed route of the API that needs no login and answers
+//! with a fresh short-lived presigned redirect, so a link holds for the whole of its stated
+//! validity (here: followed six days after it was sent, long after the signing function's
+//! credentials would have expired); `410` past its expiry, `404` for any tampering.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use exporter::domain::RunEvent;
+use exporter::ports::Clock;
+use integration_tests::{http_event, one_time_body, request, someone, status_and_json, Fixture};
+use run_export::{handle, Outcome};
+
+/// A clock set to a given time.
+struct At(DateTime<Utc>);
+
+impl Clock for At {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// Follows `path_and_query` through the API as of `now`, without any login.
+async fn follow(fx: &Fixture, path_and_query: &str, now: DateTime<Utc>) -> (u16, Option<String>) {
+    let clock = At(now);
+    let deps = exports_api::Deps {
+        clock: &clock,
+        ..fx.deps()
+    };
+    let event = http_event("GET", path_and_query, None, &[]);
+    let response = match exports_api::handle(deps, request(&event)).await {
+        Ok(r) => r,
+        Err(never) => match never {},
+    };
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|l| l.to_str().ok())
+        .map(str::to_owned);
+    (status_and_json(response).0, location)
+}
+
+#[tokio::test]
+async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let mut body = one_time_body();
+    body["notification"]["messages"] = json!([{"policy": "onSuccess", "medium": "slack",
+        "title": "Export", "text": "{{downloadUrl}} until {{expiresAt}}",
+        "target": format!("{}/slack/links", fx.chat_url)}]);
+    let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
+    assert_eq!(status, 201, "{export}");
+    let event = RunEvent {
+        export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
+        scheduled_at: export["createdAt"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("createdAt"),
+    };
+    assert_eq!(
+        handle(fx.run_deps(), event.clone()).await.expect("runs"),
+        Outcome::Done
+    );
+    let sent_at = Utc::now();
+    let summary = notify::handle(
+        fx.notify_deps(),
+        notify::NotifyEvent {
+            export_id: event.export_id,
+            job_id: event.job_id(),
+        },
+    )
+    .await
+    .expect("notifies");
+    assert_eq!(summary.sent, 1);
+    let text = fx
+        .chat_state
+        .captured()
+        .into_iter()
+        .find(|c| c.path.starts_with("/slack/links"))
+        .and_then(|c| c.body["text"].as_str().map(str::to_owned))
+        .expect("the message");
+    let url = text
+        .split_whitespace()
+        .find(|w| w.contains("/links/"))
+        .expect("a link in the message");
+    let (link, stated) = (
+        &url[url.find("/links/").expect("the route")..],
+        text.rsplit(' ')
+            .next()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            .expect("the stated expiry"),
+    );
+    assert!(!url.contains("X-Amz"), "not a presigned S3 URL: {url}");
+    assert!(
+        stated - sent_at > TimeDelta::days(6),
+        "a week's validity, as the file's: {stated}"
+    );
+
+    // Six days later, when the signing function's credentials are long gone: a fresh redirect.
+    let (status, location) = follow(&fx, link, sent_at + TimeDelta::days(6)).await;
+    assert_eq!(status, 302);
+    let location = location.expect("a location");
+    assert!(location.contains("X-Amz-Expires=3600"), "{location}");
+    let file = reqwest::get(&location).await.expect("moto serves it");
+    assert_eq!(file.status().as_u16(), 200);
+    assert_eq!(
+        file.bytes().await.expect("a body"),
+        fx.download(&alice, &event.export_id.to_string()).await
+    );
+
+    // Not a second past what it said.
+    assert_eq!(follow(&fx, link, stated).await.0, 410);
+
+    // Any change is no link at all, and says nothing about what exists.
+    let tampered_expiry = link.replace("expires=", "expires=9");
+    let other_job = link.replace(&event.job_id(), "20200101T000000000Z");
+    let bad_signature = format!("{}x", link);
+    for forged in [
+        tampered_expiry.as_str(),
+        other_job.as_str(),
+        bad_signature.as_str(),
+    ] {
+        assert_eq!(follow(&fx, forged, sent_at).await.0, 404, "{forged}");
+    }
+    let no_signature = &link[..link.find('?').expect("a query")];
+    assert_eq!(follow(&fx, no_signature, sent_at).await.0, 404);
+
+    // A deleted export's links stop working.
+    let (status, _) = fx
+        .call("DELETE", &format!("/exports/{}", event.export_id), None, &alice)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(follow(&fx, link, sent_at).await.0, 404);
+}
