@@ -46,6 +46,9 @@ pub struct ReaderConfig {
     /// Requests being answered now, and the most there were at once.
     pub in_flight: AtomicU64,
     pub most_in_flight: AtomicU64,
+    /// Answer every request with a gzip-compressed body of this many bytes once decompressed
+    /// (a gzip bomb: a small answer that grows without bound).
+    pub bomb_bytes: Option<usize>,
     /// Users' bearer tokens and the channels each may read (`*`: all), as the platform decides;
     /// `token` (the service's) reads every channel. Another token is `401`, a channel not
     /// granted `403`.
@@ -86,6 +89,7 @@ impl ReaderConfig {
             compressed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             most_in_flight: AtomicU64::new(0),
+            bomb_bytes: None,
             grants: Mutex::new(HashMap::new()),
             policy: Mutex::new(HashMap::new()),
         }
@@ -260,6 +264,24 @@ async fn messages(
     if let Some(status) = config.always_fail {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return error(status, "reader database unavailable");
+    }
+    if let Some(size) = config.bomb_bytes {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![b' '; 1 << 20];
+        let mut left = size;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            if encoder.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n;
+        }
+        let body = encoder.finish().unwrap_or_default();
+        return (
+            [("content-type", "application/json"), ("content-encoding", "gzip")],
+            body,
+        )
+            .into_response();
     }
     if config.fail_first.load(Ordering::SeqCst) > 0 {
         config.fail_first.fetch_sub(1, Ordering::SeqCst);

@@ -209,3 +209,23 @@ async fn compressed_answers_are_asked_for_and_read() {
         "the client asks for gzip"
     );
 }
+
+#[tokio::test]
+async fn a_gzip_bomb_fails_the_read_by_its_size_and_never_fills_memory() {
+    let mut config = ReaderConfig::new("t", START, 60);
+    config.bomb_bytes = Some(256 * 1024 * 1024);
+    let (url, _) = start(config).await;
+    let reader = HttpReader::new(&url, Secret::new("t"))
+        .expect("client")
+        .with_retry(quick())
+        .with_max_page_bytes(1024 * 1024);
+    let mut sink = Collect::default();
+    let error = reader
+        .read(&query(START, START + 3600), &mut sink)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(&error, ReadError::Permanent(m) if m.contains("larger than 1048576 bytes")),
+        "{error}"
+    );
+}

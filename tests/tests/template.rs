@@ -23,7 +23,9 @@ fn squeezed(path: &str) -> String {
 
 /// Variables only local runs set; a deployment must not (`LOCAL_IDENTITY`; secrets in plain text,
 /// where deployments name SSM parameters instead) or need not.
-const LOCAL_ONLY: [&str; 8] = [
+const LOCAL_ONLY: [&str; 10] = [
+    "SLACK_DEFAULT_WEBHOOK",
+    "DISCORD_DEFAULT_WEBHOOK",
     "LINK_SIGNING_KEYS",
     "ACCESS_POLICY_TOKEN",
     "LOCAL_IDENTITY",
@@ -398,6 +400,88 @@ fn claims_outlast_their_function_by_less_than_the_first_retry() {
         assert!(
             timeout < claim && claim < timeout + 60,
             "{function}: timeout {timeout}, {variable} {claim}"
+        );
+    }
+}
+
+fn template() -> Yaml {
+    YamlLoader::load_from_str(&read("infra/template.yaml"))
+        .expect("valid YAML")
+        .remove(0)
+}
+
+/// Every statement of every function's policies.
+fn statements(doc: &Yaml) -> Vec<Yaml> {
+    let mut all = Vec::new();
+    for (_, resource) in doc["Resources"].as_hash().expect("Resources") {
+        for policy in resource["Properties"]["Policies"].as_vec().into_iter().flatten() {
+            all.extend(policy["Statement"].as_vec().into_iter().flatten().cloned());
+        }
+    }
+    all
+}
+
+#[test]
+fn a_function_may_pass_the_scheduler_role_only_to_the_scheduler() {
+    let doc = template();
+    let passes: Vec<Yaml> = statements(&doc)
+        .into_iter()
+        .filter(|s| s["Action"].as_str() == Some("iam:PassRole"))
+        .collect();
+    assert_eq!(passes.len(), 2, "exports-api and run-export pass the role");
+    for statement in passes {
+        assert_eq!(
+            statement["Condition"]["StringEquals"]["iam:PassedToService"].as_str(),
+            Some("scheduler.amazonaws.com"),
+            "{statement:?}"
+        );
+    }
+}
+
+#[test]
+fn the_bucket_refuses_every_request_not_over_tls() {
+    let doc = template();
+    let policy = &doc["Resources"]["ExportsBucketPolicy"]["Properties"];
+    assert_eq!(policy["Bucket"].as_str(), Some("ExportsBucket"));
+    let statements = policy["PolicyDocument"]["Statement"]
+        .as_vec()
+        .expect("statements");
+    assert!(
+        statements.iter().any(|s| s["Effect"].as_str() == Some("Deny")
+            && s["Action"].as_str() == Some("s3:*")
+            && s["Condition"]["Bool"]["aws:SecureTransport"].as_str() == Some("false")),
+        "{statements:?}"
+    );
+}
+
+#[test]
+fn every_function_logs_to_a_group_with_a_retention() {
+    let doc = template();
+    for (name, resource) in doc["Resources"].as_hash().expect("Resources") {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let group = resource["Properties"]["LoggingConfig"]["LogGroup"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name:?} names its log group"));
+        let group = &doc["Resources"][group];
+        assert_eq!(group["Type"].as_str(), Some("AWS::Logs::LogGroup"));
+        assert_eq!(
+            group["Properties"]["RetentionInDays"].as_str(),
+            Some("LogRetentionDays")
+        );
+    }
+}
+
+#[test]
+fn webhook_urls_come_from_ssm_never_from_the_environment() {
+    let doc = template();
+    let notify = &doc["Resources"]["NotifyFunction"]["Properties"]["Environment"]["Variables"];
+    for secret in ["SLACK_DEFAULT_WEBHOOK", "DISCORD_DEFAULT_WEBHOOK"] {
+        assert!(notify[secret].is_badvalue(), "{secret} in plain text");
+        assert!(
+            notify[format!("{secret}_PARAMETER").as_str()].as_str().is_some(),
+            "{secret}_PARAMETER"
         );
     }
 }

@@ -722,3 +722,17 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_body_of_thousands_of_unknown_keys_gets_a_bounded_answer() {
+    let ports = Recorder::default();
+    let keys: Vec<String> = (0..14_000).map(|i| format!("\"unknown{i:05}\":0")).collect();
+    let body = format!("{{{}}}", keys.join(","));
+    assert!(body.len() < 256 * 1024 && body.len() > 200 * 1024);
+    let (status, answer) = post(&ports, Some(&body)).await;
+    assert_eq!(status, 400);
+    let details = answer["details"].as_array().expect("details");
+    assert_eq!(details.len(), 101, "a hundred problems and a count of the rest");
+    assert!(answer.to_string().len() < 32 * 1024, "the answer stays small");
+    assert!(ports.calls().is_empty());
+}

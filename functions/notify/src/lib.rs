@@ -93,9 +93,15 @@ impl NotifyConfig {
             link_ttl: Duration::from_secs(parsed_or("LINK_TTL_SECONDS", defaults.link_ttl.as_secs())?),
             links: None,
             retry: defaults.retry,
-            slack_default: default_target("SLACK_DEFAULT_WEBHOOK", Medium::Slack)?,
-            discord_default: default_target("DISCORD_DEFAULT_WEBHOOK", Medium::Discord)?,
-            telegram_default: default_target("TELEGRAM_DEFAULT_CHAT", Medium::Telegram)?,
+            // Webhook URLs are secrets (whoever has one may post): read from SSM by the
+            // composition root, see `default_target`.
+            slack_default: None,
+            discord_default: None,
+            telegram_default: default_target(
+                "TELEGRAM_DEFAULT_CHAT",
+                Medium::Telegram,
+                optional("TELEGRAM_DEFAULT_CHAT").as_deref(),
+            )?,
             recipients: recipients(),
             max_messages_per_day: parsed_or("MAX_MESSAGES_PER_DAY", defaults.max_messages_per_day)?,
             claim: chrono::TimeDelta::seconds(parsed_or(
@@ -106,13 +112,17 @@ impl NotifyConfig {
     }
 }
 
-/// A configured default target, parsed at cold start (its host is checked before each post).
-fn default_target(name: &'static str, medium: Medium) -> Result<Option<Target>, ConfigError> {
-    optional(name)
-        .map(|text| {
-            Target::parse(medium, &text, None).map_err(|reason| ConfigError::Malformed { name, reason })
-        })
-        .transpose()
+/// A configured default target (the value of `name`, or of the SSM parameter it names),
+/// parsed at cold start; a webhook's host is checked before each post.
+pub fn default_target(
+    name: &'static str,
+    medium: Medium,
+    text: Option<&str>,
+) -> Result<Option<Target>, ConfigError> {
+    text.map(|text| {
+        Target::parse(medium, text, None).map_err(|reason| ConfigError::Malformed { name, reason })
+    })
+    .transpose()
 }
 
 /// What notify needs: exports and jobs to read, the delivery log to write, and the media.

@@ -2,13 +2,15 @@
 
 use exporter::chat::HttpChat;
 use exporter::config::{self, flag, link_signer, optional, required, webhook_hosts};
+use exporter::domain::request::Medium;
 use exporter::dynamodb::DynamoStore;
 use exporter::ports::SystemClock;
 use exporter::s3::S3Files;
 use exporter::ses::SesMailer;
 use exporter::ssm::secret;
+use exporter::support::Secret;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use notify::{handle, Deps, Links, NotifyConfig, NotifyEvent};
+use notify::{default_target, handle, Deps, Links, NotifyConfig, NotifyEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -24,6 +26,23 @@ async fn main() -> Result<(), Error> {
         base_url: public_api,
         signer: link_signer(&ssm).await?,
     });
+    let slack = secret(&ssm, "SLACK_DEFAULT_WEBHOOK", "SLACK_DEFAULT_WEBHOOK_PARAMETER").await?;
+    notify_config.slack_default = default_target(
+        "SLACK_DEFAULT_WEBHOOK_PARAMETER",
+        Medium::Slack,
+        slack.as_ref().map(Secret::expose),
+    )?;
+    let discord = secret(
+        &ssm,
+        "DISCORD_DEFAULT_WEBHOOK",
+        "DISCORD_DEFAULT_WEBHOOK_PARAMETER",
+    )
+    .await?;
+    notify_config.discord_default = default_target(
+        "DISCORD_DEFAULT_WEBHOOK_PARAMETER",
+        Medium::Discord,
+        discord.as_ref().map(Secret::expose),
+    )?;
     let telegram_token = secret(&ssm, "TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN_PARAMETER").await?;
     let chat = HttpChat::new(
         optional("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into()),

@@ -6,7 +6,7 @@ use exporter::domain::RunEvent;
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
-use exporter::reader::{HttpReader, DEFAULT_PAGE_LIMIT, DEFAULT_SLICE_POINTS};
+use exporter::reader::{HttpReader, DEFAULT_PAGE_LIMIT, DEFAULT_PAGE_MAX_BYTES, DEFAULT_SLICE_POINTS};
 use exporter::s3::{S3Files, DEFAULT_PART_BYTES};
 use exporter::scheduler::EventBridgeSchedules;
 use exporter::ssm::secret;
@@ -30,10 +30,12 @@ async fn main() -> Result<(), Error> {
     let reader_token = secret(&ssm, "READER_TOKEN", "READER_TOKEN_PARAMETER")
         .await?
         .ok_or(config::ConfigError::Missing("READER_TOKEN_PARAMETER"))?;
-    let reader = HttpReader::new(reader_url, reader_token)?.with_paging(
-        parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?,
-        parsed_or("READER_SLICE_POINTS", DEFAULT_SLICE_POINTS)?,
-    );
+    let reader = HttpReader::new(reader_url, reader_token)?
+        .with_paging(
+            parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?,
+            parsed_or("READER_SLICE_POINTS", DEFAULT_SLICE_POINTS)?,
+        )
+        .with_max_page_bytes(parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?);
     // Only a policy endpoint can answer for the owner without their credential: then every run
     // re-checks; otherwise access was checked when the export was created.
     let access = match access_mode {

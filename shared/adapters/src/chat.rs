@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::domain::notification::{fit, max_chars, Composed};
 use crate::domain::request::{Medium, Target, WebhookHosts};
 use crate::ports::{ChatPoster, DeliveryError};
-use crate::support::Secret;
+use crate::support::{capped_text, retry_after, wait_of, Secret};
 
 /// Posts to chats over HTTPS.
 #[derive(Clone, Debug)]
@@ -63,14 +63,9 @@ impl HttpChat {
                 retry_after: None,
             })?;
         let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
-        let text = response.text().await.unwrap_or_default();
+        let retry_after = retry_after(response.headers());
+        // An answer is a status and a few words; never read more than that.
+        let text = capped_text(response, 64 * 1024).await;
         match status {
             200..=299 => Ok((status, text)),
             300..=399 => Err(DeliveryError::Permanent(format!(
@@ -82,7 +77,7 @@ impl HttpChat {
                 let told = serde_json::from_str::<Value>(&text)
                     .ok()
                     .and_then(|v| v.pointer("/parameters/retry_after").and_then(Value::as_f64))
-                    .map(Duration::from_secs_f64);
+                    .and_then(wait_of);
                 Err(DeliveryError::Transient {
                     reason: format!("{} answered 429", medium.as_str()),
                     retry_after: retry_after.or(told),

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
-use crate::support::{Retry, Secret};
+use crate::support::{capped_body, capped_text, retry_after, BodyError, Retry, Secret};
 
 pub use crate::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PagePoints};
 
@@ -24,6 +24,10 @@ pub use crate::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PageP
 pub const DEFAULT_PAGE_LIMIT: u32 = 1000;
 /// The most points held at once by default; larger slices of a window are halved.
 pub const DEFAULT_SLICE_POINTS: u64 = 50_000;
+
+/// The largest page accepted by default, decompressed: pages of 1000 messages are a few hundred
+/// kilobytes, so this only stops an answer that is not a page (a gzip bomb, a runaway proxy).
+pub const DEFAULT_PAGE_MAX_BYTES: usize = 32 * 1024 * 1024;
 
 /// Pages fetched and parsed at once while the sink writes an older one.
 const PAGES_IN_FLIGHT: usize = 4;
@@ -36,6 +40,7 @@ pub struct HttpReader {
     token: Secret,
     page_limit: u32,
     max_slice_points: u64,
+    max_page_bytes: usize,
     retry: Retry,
 }
 
@@ -111,8 +116,15 @@ impl HttpReader {
             token,
             page_limit: DEFAULT_PAGE_LIMIT,
             max_slice_points: DEFAULT_SLICE_POINTS,
+            max_page_bytes: DEFAULT_PAGE_MAX_BYTES,
             retry: Retry::default(),
         })
+    }
+
+    /// Refuses pages larger than `bytes` once decompressed.
+    pub fn with_max_page_bytes(mut self, bytes: usize) -> Self {
+        self.max_page_bytes = bytes;
+        self
     }
 
     /// Sets the page size (at most 1000, as upstream allows) and the largest slice held at once.
@@ -154,19 +166,21 @@ impl HttpReader {
                 .send()
                 .await;
             let (wait, why) = match sent {
-                Ok(response) if response.status().is_success() => match response.bytes().await {
-                    Ok(body) => return Ok(body),
-                    Err(e) => (None, format!("reading the answer failed: {e}")),
-                },
+                Ok(response) if response.status().is_success() => {
+                    match capped_body(response, self.max_page_bytes).await {
+                        Ok(body) => return Ok(body),
+                        Err(BodyError::TooLarge(max)) => {
+                            return Err(ReadError::Permanent(format!(
+                                "the reader's answer is larger than {max} bytes once decompressed (READER_PAGE_MAX_BYTES); a smaller READER_PAGE_LIMIT may help"
+                            )))
+                        }
+                        Err(e) => (None, format!("{e}")),
+                    }
+                }
                 Ok(response) => {
                     let status = response.status();
-                    let retry_after = response
-                        .headers()
-                        .get("retry-after")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let message = reader_message(response.text().await.unwrap_or_default());
+                    let retry_after = retry_after(response.headers());
+                    let message = reader_message(capped_text(response, 64 * 1024).await);
                     let why = format!("the reader answered {status}: {message}");
                     if status.is_server_error() || status.as_u16() == 429 {
                         (retry_after.map(|d| d.min(self.retry.cap)), why)

@@ -23,20 +23,15 @@ impl ExportRequest {
     ///
     /// Fails with every problem found, each at its JSON pointer.
     pub fn parse(body: &Value, now: DateTime<Utc>, policy: &Policy) -> Result<Self, Vec<Problem>> {
-        let mut check = Checker {
-            problems: Vec::new(),
-            policy,
-        };
+        let mut check = Checker::new(policy);
         let request = check.request(body, now);
         match request {
-            Some(request) if check.problems.is_empty() => Ok(request),
+            Some(request) if check.is_clean() => Ok(request),
             _ => {
-                if check.problems.is_empty() {
-                    check
-                        .problems
-                        .push(Problem::new("", "is not a valid export request"));
+                if check.is_clean() {
+                    check.fail("", "is not a valid export request");
                 }
-                Err(check.problems)
+                Err(check.into_problems())
             }
         }
     }
@@ -539,6 +534,17 @@ mod tests {
         assert!(problems
             .iter()
             .any(|p| p.path == "/format" && p.message == "is required"));
+    }
+
+    #[test]
+    fn a_body_of_thousands_of_unknown_keys_gets_a_bounded_answer() {
+        let body: serde_json::Map<String, Value> = (0..20_000).map(|i| (format!("k{i}"), json!(0))).collect();
+        let problems =
+            ExportRequest::parse(&Value::Object(body), now(), &Policy::default()).expect_err("invalid");
+        assert_eq!(problems.len(), super::super::walk::MAX_PROBLEMS + 1);
+        let last = problems.last().expect("a summary");
+        assert!(last.message.starts_with("and "), "{}", last.message);
+        assert!(last.message.ends_with("more problems not listed"));
     }
 
     #[test]

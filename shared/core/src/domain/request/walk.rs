@@ -69,13 +69,46 @@ fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
 
 /// Walks one request, collecting its problems.
 pub(super) struct Checker<'p> {
-    pub(super) problems: Vec<Problem>,
+    problems: Vec<Problem>,
+    /// Problems found past [`MAX_PROBLEMS`], only counted.
+    more: usize,
     pub(super) policy: &'p Policy,
 }
 
-impl Checker<'_> {
+/// The most problems an answer lists: a hostile body of thousands of unknown keys gets a bounded
+/// answer, not one as large as itself.
+pub const MAX_PROBLEMS: usize = 100;
+
+impl<'p> Checker<'p> {
+    pub(super) fn new(policy: &'p Policy) -> Self {
+        Self {
+            problems: Vec::new(),
+            more: 0,
+            policy,
+        }
+    }
+
+    /// The problems found: at most [`MAX_PROBLEMS`], and a last one counting the rest.
+    pub(super) fn into_problems(mut self) -> Vec<Problem> {
+        if self.more > 0 {
+            self.problems.push(Problem::new(
+                "",
+                format!("and {} more problems not listed", self.more),
+            ));
+        }
+        self.problems
+    }
+
+    pub(super) fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
     pub(super) fn fail(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem::new(path, message));
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Problem::new(path, message));
+        } else {
+            self.more += 1;
+        }
     }
 
     pub(super) fn object<'v>(
