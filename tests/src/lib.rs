@@ -351,6 +351,7 @@ impl Fixture {
             history: &self.store,
             budgets: &self.store,
             schedules: &self.schedules,
+            launcher: &self.launcher,
             reader: &self.reader,
             files: &self.files,
             notifier: &self.notifier,

@@ -81,9 +81,11 @@ async fn creates_reads_lists_shows_status_and_deletes_a_recurring_export() {
     );
     assert!(target.dead_letter_config().and_then(|d| d.arn()).is_some());
     let input: Value = serde_json::from_str(target.input().expect("an input")).expect("JSON input");
+    // The occurrence's index travels with its time: t_k, k days after 1 January in Rome.
+    let k = (local.date_naive() - chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date")).num_days();
     assert_eq!(
         input,
-        json!({"exportId": id, "scheduledAt": created["nextRunAt"]})
+        json!({"exportId": id, "scheduledAt": created["nextRunAt"], "occurrence": k})
     );
 
     // Read, list, status.

@@ -4,7 +4,7 @@
 //! answer is a `503` with nothing stored, and with a policy endpoint every run re-checks, so a
 //! revoked access fails the next run, sends its `onFailure` message and keeps the chain armed.
 
-use chrono::{DateTime, TimeDelta};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use exporter::access::{PolicyAccess, ReaderAccess};
@@ -153,6 +153,7 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
     let event = |k: i64| RunEvent {
         export_id: id,
         scheduled_at: DateTime::from_timestamp(READER_START + k * 3600, 0).expect("in range"),
+        occurrence: None,
     };
     let runs = run_export::Deps {
         access: Some(&policy),
@@ -180,8 +181,10 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
         failed["files"].as_array().is_some_and(Vec::is_empty),
         "nothing read: {state}"
     );
-    // The chain stays armed: the next occurrence after the refused one.
-    let next = (second.scheduled_at + TimeDelta::hours(1))
+    // The chain stays armed, at the next occurrence that can still fire: the next full hour.
+    let hour = 3600;
+    let next = DateTime::from_timestamp((Utc::now().timestamp() / hour + 1) * hour, 0)
+        .expect("in range")
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
     assert_eq!(state["nextRunAt"], next, "{state}");

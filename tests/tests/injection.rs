@@ -53,6 +53,7 @@ async fn created_and_run(fx: &Fixture, who: &[(String, String)], body: &Value) -
             .as_str()
             .and_then(|t| t.parse::<DateTime<Utc>>().ok())
             .expect("createdAt"),
+        occurrence: None,
     };
     (id, handle(fx.run_deps(), event).await.expect("runs"))
 }

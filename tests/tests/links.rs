@@ -56,6 +56,7 @@ async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer(
             .as_str()
             .and_then(|t| t.parse().ok())
             .expect("createdAt"),
+        occurrence: None,
     };
     assert_eq!(
         handle(fx.run_deps(), event.clone()).await.expect("runs"),

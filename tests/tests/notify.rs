@@ -48,6 +48,7 @@ async fn ran(fx: &Fixture, who: &[(String, String)], body: &Value) -> (String, N
     let event = RunEvent {
         export_id: id.parse().expect("an id"),
         scheduled_at: at,
+        occurrence: None,
     };
     run_export::handle(fx.run_deps(), event.clone())
         .await

@@ -37,6 +37,7 @@ async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEve
             .as_str()
             .and_then(|t| t.parse::<DateTime<Utc>>().ok())
             .expect("createdAt"),
+        occurrence: None,
     }
 }
 

@@ -52,6 +52,7 @@ fn event(id: &str, at: DateTime<Utc>) -> RunEvent {
     RunEvent {
         export_id: id.parse().expect("an export id"),
         scheduled_at: at,
+        occurrence: None,
     }
 }
 
@@ -194,9 +195,23 @@ async fn a_recurring_export_to_xlsx_covers_the_dst_day_with_23_hourly_rows() {
         handle(fx.run_deps(), event(&id, t4)).await.expect("runs"),
         Outcome::Done
     );
-    // Re-armed for the next occurrence before exporting.
+    // Re-armed before exporting, for the next occurrence that can still fire: the first midnight
+    // in Rome after now (t_5 is long past: a schedule at a past time would never fire).
     let (_, export) = fx.call("GET", &format!("/exports/{id}"), None, &alice).await;
-    assert_eq!(export["nextRunAt"], "2025-03-31T22:00:00.000Z");
+    let now_in_rome = Utc::now().with_timezone(&Rome);
+    let next_midnight = Rome
+        .from_local_datetime(
+            &(now_in_rome.date_naive() + chrono::Days::new(1))
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight"),
+        )
+        .single()
+        .expect("unambiguous")
+        .with_timezone(&Utc);
+    assert_eq!(
+        export["nextRunAt"],
+        next_midnight.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    );
 
     let bytes = download(&fx, &alice, &id).await;
     let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes)).expect("an xlsx");
@@ -431,6 +446,9 @@ impl JobLedger for FinishFailsOnce<'_> {
             return Err(StoreError::Unavailable("throttled".into()));
         }
         self.ledger.finish_job(job, end).await
+    }
+    async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
+        self.ledger.record_unrun(job, end).await
     }
 }
 

@@ -259,16 +259,16 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
     check_channels(deps, who, &parsed).await?;
     let id = ExportId::new_random();
     // The first run, computed before anything is stored so an impossible one is a 400.
-    let (status, first_run) = match parsed.schedule {
-        Schedule::OneTime => (ExportStatus::Queued, now),
+    let (status, first_run, occurrence) = match parsed.schedule {
+        Schedule::OneTime => (ExportStatus::Queued, now, None),
         Schedule::Recurring(recurrence) => {
-            let (_, at) = recurrence.next_after(now).ok_or_else(|| {
+            let (k, at) = recurrence.next_after(now).ok_or_else(|| {
                 ApiError::Invalid(vec![Problem::new(
                     "/periodicity",
                     "has no next occurrence before the year 9999",
                 )])
             })?;
-            (ExportStatus::Scheduled, at)
+            (ExportStatus::Scheduled, at, Some(k))
         }
     };
     let mut export = Export {
@@ -288,6 +288,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
     let event = RunEvent {
         export_id: id,
         scheduled_at: first_run,
+        occurrence,
     };
     let armed = match export.request.schedule {
         Schedule::OneTime => deps.launcher.launch(&event).await.map_err(ApiError::from),

@@ -15,11 +15,12 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use exporter::config::{optional, parsed_or, ConfigError};
+use exporter::domain::export::rfc3339;
 use exporter::domain::job::{JobDetail, JobEnd, JobStatus};
-use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
+use exporter::domain::{Export, ExportStatus, NotifyEvent, Recurrence, RunEvent, Schedule};
 use exporter::ports::{
-    Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, JobHistory,
-    JobLedger, JobNotifier, RunSchedules, SeriesReader, Spend,
+    Advance, Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, JobHistory,
+    JobLedger, JobNotifier, RunLauncher, RunSchedules, SeriesReader, Spend,
 };
 
 pub use exporter::failure::Failure;
@@ -37,6 +38,9 @@ pub struct RunConfig {
     pub lease: TimeDelta,
     /// Runs an owner's exports may make in a UTC day; past it, runs are recorded failed.
     pub max_runs_per_day: u32,
+    /// How late an occurrence whose trigger never came may still run; older ones are recorded
+    /// as missed.
+    pub lateness: TimeDelta,
 }
 
 impl Default for RunConfig {
@@ -46,6 +50,7 @@ impl Default for RunConfig {
             work_dir: None,
             lease: TimeDelta::seconds(930),
             max_runs_per_day: 10_000,
+            lateness: TimeDelta::hours(1),
         }
     }
 }
@@ -59,6 +64,10 @@ impl RunConfig {
             work_dir: optional("WORK_DIR").map(Into::into),
             lease: TimeDelta::seconds(parsed_or("JOB_LEASE_SECONDS", defaults.lease.num_seconds())?),
             max_runs_per_day: parsed_or("MAX_RUNS_PER_DAY", defaults.max_runs_per_day)?,
+            lateness: TimeDelta::seconds(parsed_or(
+                "CATCH_UP_LATENESS_SECONDS",
+                defaults.lateness.num_seconds(),
+            )?),
         })
     }
 }
@@ -72,6 +81,8 @@ pub struct Deps<'a> {
     pub history: &'a dyn JobHistory,
     pub budgets: &'a dyn Budgets,
     pub schedules: &'a dyn RunSchedules,
+    /// Launches occurrences that passed without their trigger.
+    pub launcher: &'a dyn RunLauncher,
     pub reader: &'a dyn SeriesReader,
     pub files: &'a dyn FileStore,
     pub notifier: &'a dyn JobNotifier,
@@ -105,17 +116,34 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
             return Ok(Outcome::Skipped);
         }
     };
-    let occurrence = match export.request.schedule {
-        Schedule::OneTime => None,
+    let (event, occurrence) = match export.request.schedule {
+        Schedule::OneTime => (event, None),
         Schedule::Recurring(recurrence) => {
-            let k = recurrence.index_of(event.scheduled_at).ok_or_else(|| {
-                Failure::permanent(format!(
-                    "{} is not an occurrence of this export",
-                    event.scheduled_at
-                ))
-            })?;
-            rearm(deps, &export, k + 1).await?;
-            Some(k)
+            // The index the event carries identifies the occurrence; older events carry only
+            // its time (to the millisecond), which maps back to an index when it can.
+            let k = event
+                .occurrence
+                .or_else(|| recurrence.index_of(event.scheduled_at));
+            match k.and_then(|k| recurrence.occurrence(k).map(|t| (k, t))) {
+                Some((k, t)) => {
+                    rearm(deps, &export, &recurrence, k).await?;
+                    (RunEvent::occurrence(export.id, k, t), Some(k))
+                }
+                None => {
+                    // No input ends a chain: recorded, and the next occurrence after now armed.
+                    let reason = format!(
+                        "not run: {} is not an occurrence of this export; the next occurrence after now is armed",
+                        rfc3339(event.scheduled_at)
+                    );
+                    tracing::warn!(export_id = %export.id, reason, "a trigger that is no occurrence");
+                    record_unrun(deps, &event, reason).await?;
+                    let (next, _) = recurrence
+                        .next_after(deps.clock.now())
+                        .ok_or_else(|| Failure::permanent("the export has no next occurrence"))?;
+                    rearm(deps, &export, &recurrence, next - 1).await?;
+                    return Ok(Outcome::Failed);
+                }
+            }
         }
     };
     let job_id = event.job_id();
@@ -176,7 +204,8 @@ async fn run_claimed(
         status,
         detail,
         finished_at,
-        expires_at: (status == JobStatus::Done).then(|| finished_at + deps.config.retention),
+        // Failed jobs expire too, so an export's partition does not grow without bound.
+        expires_at: Some(finished_at + deps.config.retention),
     };
     deps.ledger.finish_job(&event.job(), &end).await?;
     settle(deps, export, status, finished_at).await?;
@@ -274,22 +303,94 @@ async fn settle_if_finished(deps: Deps<'_>, export: &Export, job_id: &str) -> Re
     Ok(())
 }
 
-/// Arms occurrence `k` of a recurring export and records it as the next run.
-async fn rearm(deps: Deps<'_>, export: &Export, k: u64) -> Result<(), Failure> {
-    let Schedule::Recurring(recurrence) = export.request.schedule else {
+/// After occurrence `k`: moves the export's next run forward to the first occurrence after now
+/// and arms it, never back (a late or replayed trigger of `k` finds a later one armed and does
+/// nothing). When occurrences between `k` and now were never triggered (the chain fell behind),
+/// the run that moved the chain forward launches those within `lateness` and records the older
+/// ones as missed.
+async fn rearm(deps: Deps<'_>, export: &Export, recurrence: &Recurrence, k: u64) -> Result<(), Failure> {
+    let now = deps.clock.now();
+    let out_of_range = || Failure::permanent("the next occurrence is out of range");
+    let mut next = k + 1;
+    let mut at = recurrence.occurrence(next).ok_or_else(out_of_range)?;
+    if at <= now {
+        (next, at) = recurrence.next_after(now).ok_or_else(out_of_range)?;
+    }
+    let advance = deps.runs.advance_next_run(&export.id, at, now).await?;
+    if advance == Advance::Behind {
+        tracing::info!(export_id = %export.id, k, "a later occurrence is armed already; the chain stays");
         return Ok(());
-    };
-    let next: DateTime<Utc> = recurrence
-        .occurrence(k)
-        .ok_or_else(|| Failure::permanent("the next occurrence is out of range"))?;
+    }
+    if advance == Advance::Advanced {
+        // Occurrences before the export existed were never due: no trigger is missing for them.
+        let first_due = recurrence
+            .next_after(export.created_at)
+            .map_or(next, |(first, _)| first);
+        catch_up(deps, export, recurrence, (k + 1).max(first_due)..next).await?;
+    }
     deps.schedules
-        .arm(&RunEvent {
-            export_id: export.id,
-            scheduled_at: next,
-        })
-        .await?;
-    deps.runs
-        .record_next_run(&export.id, next, deps.clock.now())
+        .arm(&RunEvent::occurrence(export.id, next, at))
         .await?;
     Ok(())
+}
+
+/// The most past occurrences one run launches or records; a longer gap is logged and skipped.
+const MAX_CATCH_UP: u64 = 1000;
+
+/// Occurrences `range` passed without a trigger: those within `lateness` run now, older ones
+/// are recorded as missed.
+async fn catch_up(
+    deps: Deps<'_>,
+    export: &Export,
+    recurrence: &Recurrence,
+    range: std::ops::Range<u64>,
+) -> Result<(), Failure> {
+    if range.is_empty() {
+        return Ok(());
+    }
+    let now = deps.clock.now();
+    let skipped = (range.end - range.start).saturating_sub(MAX_CATCH_UP);
+    if skipped > 0 {
+        tracing::error!(export_id = %export.id, skipped, "too many missed occurrences to record; the oldest are skipped");
+    }
+    for j in range.start + skipped..range.end {
+        let Some(at) = recurrence.occurrence(j) else {
+            continue;
+        };
+        let event = RunEvent::occurrence(export.id, j, at);
+        if now - at <= deps.config.lateness {
+            tracing::warn!(export_id = %export.id, occurrence = j, "an occurrence without its trigger: running it now");
+            if let Err(e) = deps.launcher.launch(&event).await {
+                tracing::error!(export_id = %export.id, occurrence = j, error = %e, "could not launch a missed occurrence");
+                record_unrun(
+                    deps,
+                    &event,
+                    format!("missed: its trigger never came and it could not be launched ({e})"),
+                )
+                .await?;
+            }
+        } else {
+            let reason = format!(
+                "missed: its trigger never came, and it is more than {} s late (CATCH_UP_LATENESS_SECONDS)",
+                deps.config.lateness.num_seconds()
+            );
+            record_unrun(deps, &event, reason).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the job of `event` as failed without running it.
+async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Result<(), Failure> {
+    let finished_at = deps.clock.now();
+    let end = JobEnd {
+        status: JobStatus::Failed,
+        detail: JobDetail {
+            error: Some(reason),
+            ..JobDetail::default()
+        },
+        finished_at,
+        expires_at: Some(finished_at + deps.config.retention),
+    };
+    Ok(deps.ledger.record_unrun(&event.job(), &end).await?)
 }

@@ -49,7 +49,10 @@ async fn main() -> Result<(), Error> {
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
     let files =
         S3Files::new(S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")), bucket).with_part_size(part_size);
-    let notifier = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), notify_function);
+    let lambda = aws_sdk_lambda::Client::new(&aws);
+    let notifier = LambdaLauncher::new(lambda.clone(), notify_function);
+    // Itself: occurrences that passed without their trigger run in invocations of their own.
+    let launcher = LambdaLauncher::new(lambda, required("RUN_EXPORT_FUNCTION")?);
     let clock = SystemClock;
     let deps = Deps {
         exports: &store,
@@ -58,6 +61,7 @@ async fn main() -> Result<(), Error> {
         history: &store,
         budgets: &store,
         schedules: &schedules,
+        launcher: &launcher,
         reader: &reader,
         files: &files,
         notifier: &notifier,

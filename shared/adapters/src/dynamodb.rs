@@ -34,7 +34,7 @@ use crate::domain::notification::{Delivery, DeliveryStatus};
 use crate::domain::record;
 use crate::domain::{Export, ExportId, ExportStatus};
 use crate::ports::{
-    Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, Spend,
+    Advance, Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, Spend,
     StoreError,
 };
 
@@ -420,27 +420,36 @@ impl ExportLifecycle for DynamoStore {
 
 #[async_trait]
 impl ExportRuns for DynamoStore {
-    async fn record_next_run(
+    async fn advance_next_run(
         &self,
         id: &ExportId,
         next: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Advance, StoreError> {
+        let next_text = rfc3339(next);
+        // Fixed-width RFC 3339 in UTC sorts as time, so `<` on the text is `<` on the instant.
         let written = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(export_key(id)))
             .update_expression("SET nextRunAt = :next, updatedAt = :at")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(deletedAt)")
-            .expression_attribute_values(":next", s(rfc3339(next)))
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(deletedAt) \
+                 AND (attribute_not_exists(nextRunAt) OR nextRunAt < :next)",
+            )
+            .expression_attribute_values(":next", s(&next_text))
             .expression_attribute_values(":at", s(rfc3339(at)))
             .send()
             .await;
-        if !conditional(written)? {
-            return Err(StoreError::NotFound);
+        if conditional(written)? {
+            return Ok(Advance::Advanced);
         }
-        Ok(())
+        let current = self.get(id).await?;
+        Ok(match current {
+            Some(export) if export.deleted_at.is_none() && export.next_run_at == Some(next) => Advance::Same,
+            _ => Advance::Behind,
+        })
     }
 
     async fn settle_one_time(
@@ -581,6 +590,29 @@ impl JobLedger for DynamoStore {
         };
         update.send().await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
+        let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
+        let mut update = self
+            .update_job(job)
+            .condition_expression("attribute_not_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":job", s(job.job_id()))
+            .expression_attribute_values(":scheduled", s(rfc3339(job.scheduled_at)))
+            .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
+            .expression_attribute_values(":detail", s(detail))
+            .expression_attribute_values(":zero", n(0));
+        let set = "SET jobId = :job, scheduledAt = :scheduled, #status = :status, createdAt = :at, \
+                   finishedAt = :at, detail = :detail, attempts = :zero";
+        update = match end.expires_at {
+            Some(expiry) => update
+                .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl"))
+                .expression_attribute_values(":ttl", n(expiry.timestamp())),
+            None => update.update_expression(set),
+        };
+        conditional(update.send().await).map(drop)
     }
 }
 

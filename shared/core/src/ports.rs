@@ -72,13 +72,15 @@ pub trait ExportLifecycle: Send + Sync {
 /// What a run writes on its export: the next armed occurrence, and a one-time export's end.
 #[async_trait]
 pub trait ExportRuns: Send + Sync {
-    /// Records the next armed run of a live recurring export.
-    async fn record_next_run(
+    /// Moves a live recurring export's next run forward to `next`, never back: `Advanced` when
+    /// it was earlier (or unset), `Same` when it is `next` already (a retried attempt), `Behind`
+    /// when a later occurrence is recorded (a late or replayed trigger) or the export is gone.
+    async fn advance_next_run(
         &self,
         id: &ExportId,
         next: DateTime<Utc>,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Advance, StoreError>;
 
     /// Sets a one-time export's final status and gives its quota back, once.
     async fn settle_one_time(
@@ -87,6 +89,14 @@ pub trait ExportRuns: Send + Sync {
         status: ExportStatus,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+}
+
+/// What moving the next run to an occurrence did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Advance {
+    Advanced,
+    Same,
+    Behind,
 }
 
 /// The jobs of an export, read (status, download, notify, a duplicate trigger).
@@ -120,6 +130,10 @@ pub trait JobLedger: Send + Sync {
 
     /// Records how a job ended: `done` (with its files' expiry) or `failed`.
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
+
+    /// Records a job that did not run (a missed occurrence, a trigger that is no occurrence) as
+    /// `failed` with its reason, unless the job exists already.
+    async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
 }
 
 /// Who asks to read a channel: the subject of their token, and the credential they presented

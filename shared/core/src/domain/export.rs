@@ -130,6 +130,11 @@ pub struct RunEvent {
     /// RFC 3339 in UTC: the occurrence this run is for (the creation time for `oneTime`).
     #[serde(with = "rfc3339_millis")]
     pub scheduled_at: DateTime<Utc>,
+    /// For a recurring export, the occurrence's index `k`: what identifies it exactly, whatever
+    /// precision `scheduledAt` travels with and whatever a newer timezone database computes.
+    /// Absent in events armed before it was added (and for one-time exports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<u64>,
 }
 
 /// Serde for times in the one format the service writes ([`rfc3339`]); reads any RFC 3339.
@@ -161,6 +166,15 @@ impl RunEvent {
         JobKey {
             export_id: self.export_id,
             scheduled_at: self.scheduled_at,
+        }
+    }
+
+    /// The event of occurrence `k` of a recurring export.
+    pub fn occurrence(export_id: ExportId, k: u64, at: DateTime<Utc>) -> Self {
+        Self {
+            export_id,
+            scheduled_at: at,
+            occurrence: Some(k),
         }
     }
 }
