@@ -169,7 +169,7 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
     let (_, state) = fx
         .call("GET", &format!("/exports/{id}/status"), None, &alice)
         .await;
-    let failed = &state["jobs"][1];
+    let failed = &state["jobs"][0]; // newest first
     assert_eq!(failed["status"], "failed", "{state}");
     assert!(
         failed["error"]

@@ -117,7 +117,8 @@ fn variables_read(function: &str) -> BTreeSet<String> {
 fn actions_of(call: &str) -> &'static [&'static str] {
     match call {
         "exports.get" => &["dynamodb:GetItem"],
-        "exports.list_by_owner" | "history.jobs" => &["dynamodb:Query"],
+        "exports.list_by_owner" | "history.jobs" | "history.recent_jobs" => &["dynamodb:Query"],
+        "history.job" => &["dynamodb:GetItem"],
         "lifecycle.insert" => &["dynamodb:UpdateItem", "dynamodb:PutItem"],
         "lifecycle.activate" => &["dynamodb:UpdateItem"],
         "lifecycle.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
@@ -150,7 +151,7 @@ const PORT_CALLS: [(&str, &[&str]); 13] = [
     ("exports", &["get", "list_by_owner"]),
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
     ("runs", &["record_next_run", "settle_one_time"]),
-    ("history", &["jobs"]),
+    ("history", &["jobs", "job", "recent_jobs"]),
     ("ledger", &["open_job", "release_job", "start_job", "finish_job"]),
     ("deliveries", &["claim_delivery", "record_delivery"]),
     ("schedules", &["arm", "disarm"]),

@@ -13,7 +13,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
 use exporter::config::{flag, parsed_or, recipients, webhook_hosts, ConfigError};
-use exporter::domain::job::JobStatus;
+use exporter::domain::job::{Job, JobKey, JobStatus};
 use exporter::domain::link::{LinkError, LinkSigner, Signature};
 use exporter::domain::request::{Limits, Recipients};
 use exporter::domain::{
@@ -43,6 +43,8 @@ pub struct ApiConfig {
     pub recipients: Recipients,
     /// Verifies the signed links of messages (`GET /links/...`); `None` answers them `404`.
     pub links: Option<LinkSigner>,
+    /// How long a deleted export's record is kept (then DynamoDB's TTL removes it).
+    pub retention: chrono::TimeDelta,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +57,7 @@ impl Default for ApiConfig {
             download_url_ttl: std::time::Duration::from_secs(3600),
             recipients: Recipients::default(),
             links: None,
+            retention: chrono::TimeDelta::days(7),
         }
     }
 }
@@ -87,6 +90,7 @@ impl ApiConfig {
             )?),
             recipients: recipients(),
             links: None,
+            retention: chrono::TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
         })
     }
 }
@@ -195,7 +199,7 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
         (Route::Export(_), _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
         (Route::Status(id), &Method::GET) => {
             allow(actions::GET)?;
-            status(deps, &who, &id).await
+            status(deps, &who, &id, request).await
         }
         (Route::Download(id), &Method::GET) => {
             allow(actions::DOWNLOAD)?;
@@ -290,27 +294,35 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         scheduled_at: first_run,
         occurrence,
     };
-    let armed = match export.request.schedule {
-        Schedule::OneTime => deps.launcher.launch(&event).await.map_err(ApiError::from),
-        Schedule::Recurring(_) => deps.schedules.arm(&event).await.map_err(ApiError::from),
-    };
-    if let Err(e) = armed {
-        discard(deps, &export).await;
-        return Err(e);
-    }
     let next_run_at = matches!(export.request.schedule, Schedule::Recurring(_)).then_some(first_run);
-    if let Err(e) = deps.lifecycle.activate(&id, status, next_run_at, now).await {
-        match export.request.schedule {
-            Schedule::Recurring(_) => {
+    match export.request.schedule {
+        // Queued before it is launched: a run never finds its export still `creating` (it
+        // would skip it), and a launch that fails takes the record away again.
+        Schedule::OneTime => {
+            deps.lifecycle
+                .activate(&id, status, None, now)
+                .await
+                .inspect_err(|_| {
+                    tracing::error!(export_id = %id, "could not mark an export queued");
+                })?;
+            if let Err(e) = deps.launcher.launch(&event).await {
+                discard(deps, &export).await;
+                return Err(e.into());
+            }
+        }
+        // Armed before it is marked scheduled: a crash in between leaves it `creating`, which
+        // never runs and which the reconciler removes with its schedule.
+        Schedule::Recurring(_) => {
+            if let Err(e) = deps.schedules.arm(&event).await {
+                discard(deps, &export).await;
+                return Err(e.into());
+            }
+            if let Err(e) = deps.lifecycle.activate(&id, status, next_run_at, now).await {
                 if let Err(disarm) = deps.schedules.disarm(&id).await {
                     tracing::error!(export_id = %id, error = %disarm, "could not remove the schedule of a failed create");
                 }
                 discard(deps, &export).await;
                 return Err(e.into());
-            }
-            // The run is already launched and takes the record over; answering 201 is the truth.
-            Schedule::OneTime => {
-                tracing::warn!(export_id = %id, error = %e, "could not mark a launched export queued")
             }
         }
     }
@@ -379,7 +391,11 @@ async fn list(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Respo
 async fn delete(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
     let export = visible(deps, who, id).await?;
     let now: DateTime<Utc> = deps.clock.now();
-    let deleted = deps.lifecycle.soft_delete(&export.id, &who.sub, now).await?;
+    let expires_at = now + deps.config.retention;
+    let deleted = deps
+        .lifecycle
+        .soft_delete(&export.id, &who.sub, now, expires_at)
+        .await?;
     if matches!(deleted.request.schedule, Schedule::Recurring(_)) {
         if let Err(e) = deps.schedules.disarm(&deleted.id).await {
             // Harmless if left: run-export does nothing for a deleted export.
@@ -392,24 +408,71 @@ async fn delete(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Bod
     Ok(response)
 }
 
-async fn status(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
+async fn status(
+    deps: Deps<'_>,
+    who: &Identity,
+    id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
     let export = visible(deps, who, id).await?;
+    let (limit, before) = jobs_page(request)?;
     let now = deps.clock.now();
-    let jobs: Vec<Value> = deps
-        .history
-        .jobs(&export.id)
-        .await?
-        .iter()
-        .map(|j| j.to_json(now))
-        .collect();
+    let page = deps.history.recent_jobs(&export.id, before, limit + 1).await?;
+    let more = page.len() > limit;
+    let jobs: Vec<&Job> = page.iter().take(limit).collect();
+    let next_before = if more {
+        jobs.last().map(|j| j.job_id.clone())
+    } else {
+        None
+    };
     let body = serde_json::json!({
         "exportId": export.id.to_string(),
         "type": export.request.export_type().as_str(),
         "status": export.status.as_str(),
         "nextRunAt": export.next_run_at.map(exporter::domain::export::rfc3339),
-        "jobs": jobs,
+        "jobs": jobs.iter().map(|j| j.to_json(now)).collect::<Vec<_>>(),
+        "nextBefore": next_before,
     });
     Ok(json_response(200, &body))
+}
+
+/// The largest page of jobs `status` answers.
+pub const MAX_JOBS_PAGE: usize = 100;
+
+/// `pageSize` (1 to 100, default 20) and `before` (a job id: jobs scheduled before it) of the
+/// status route; jobs come newest first.
+fn jobs_page(request: &Request) -> Result<(usize, Option<DateTime<Utc>>), ApiError> {
+    let params = request.query_string_parameters();
+    let mut problems = Vec::new();
+    let mut limit = 20;
+    let mut before = None;
+    for (name, value) in params.iter() {
+        match name {
+            "pageSize" => match value.parse::<usize>() {
+                Ok(n) if (1..=MAX_JOBS_PAGE).contains(&n) => limit = n,
+                _ => problems.push(Problem::new(
+                    "/query/pageSize",
+                    format!("must be a whole number from 1 to {MAX_JOBS_PAGE}"),
+                )),
+            },
+            "before" => match JobKey::of_job_id(ExportId::new_random(), value) {
+                Some(key) => before = Some(key.scheduled_at),
+                None => problems.push(Problem::new(
+                    "/query/before",
+                    "must be a job id such as 20261201T000000000Z (the page's `nextBefore`)",
+                )),
+            },
+            other => problems.push(Problem::new(
+                format!("/query/{other}"),
+                format!("unknown parameter `{other}`; expected pageSize or before"),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok((limit, before))
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
 }
 
 /// `302` to a presigned URL of the latest finished job's file; `404` before there is one,
@@ -417,12 +480,24 @@ async fn status(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Bod
 async fn download(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Response<Body>, ApiError> {
     let export = visible(deps, who, id).await?;
     let now = deps.clock.now();
-    let jobs = deps.history.jobs(&export.id).await?;
-    let latest = jobs
-        .iter()
-        .filter(|j| matches!(j.status_at(now), JobStatus::Done | JobStatus::Expired))
-        .max_by_key(|j| j.scheduled_at)
-        .ok_or(ApiError::NoFileYet)?;
+    // Newest first, page by page, until a finished one: most exports find it on the first page.
+    let mut before = None;
+    let latest = loop {
+        let page = deps
+            .history
+            .recent_jobs(&export.id, before, MAX_JOBS_PAGE)
+            .await?;
+        if let Some(job) = page
+            .iter()
+            .find(|j| matches!(j.status_at(now), JobStatus::Done | JobStatus::Expired))
+        {
+            break job.clone();
+        }
+        match page.last() {
+            Some(oldest) if page.len() == MAX_JOBS_PAGE => before = Some(oldest.scheduled_at),
+            _ => return Err(ApiError::NoFileYet),
+        }
+    };
     if latest.status_at(now) == JobStatus::Expired {
         return Err(ApiError::Expired);
     }

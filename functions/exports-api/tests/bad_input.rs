@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use exporter::domain::job::Job;
+use exporter::domain::job::{Job, JobKey};
 use exporter::domain::{Export, ExportId, ExportStatus, RunEvent};
 use exporter::ports::{
     AccessError, Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileError, FileStore,
@@ -68,7 +68,13 @@ impl ExportLifecycle for Recorder {
         self.note("discard");
         Ok(())
     }
-    async fn soft_delete(&self, _: &ExportId, _: &str, _: DateTime<Utc>) -> Result<Export, StoreError> {
+    async fn soft_delete(
+        &self,
+        _: &ExportId,
+        _: &str,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+    ) -> Result<Export, StoreError> {
         self.note("soft_delete");
         Err(StoreError::NotFound)
     }
@@ -78,6 +84,19 @@ impl ExportLifecycle for Recorder {
 impl JobHistory for Recorder {
     async fn jobs(&self, _: &ExportId) -> Result<Vec<Job>, StoreError> {
         self.note("jobs");
+        Ok(Vec::new())
+    }
+    async fn job(&self, _: &JobKey) -> Result<Option<Job>, StoreError> {
+        self.note("job");
+        Ok(None)
+    }
+    async fn recent_jobs(
+        &self,
+        _: &ExportId,
+        _: Option<DateTime<Utc>>,
+        _: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.note("recent_jobs");
         Ok(Vec::new())
     }
 }

@@ -154,20 +154,14 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
         tracing::info!(export_id = %event.export_id, "export missing; nothing to notify");
         return Ok(Summary::default());
     };
-    let jobs = deps.history.jobs(&export.id).await?;
-    let job = jobs
-        .into_iter()
-        .find(|j| j.job_id == event.job_id)
-        .ok_or_else(|| Failure::permanent(format!("export {} has no job {}", export.id, event.job_id)))?;
+    let no_job = || Failure::permanent(format!("export {} has no job {}", export.id, event.job_id));
+    let key = JobKey::of_job_id(export.id, &event.job_id).ok_or_else(no_job)?;
+    let job = deps.history.job(&key).await?.ok_or_else(no_job)?;
     if !matches!(job.status, JobStatus::Done | JobStatus::Failed) {
         tracing::warn!(export_id = %export.id, job_id = %job.job_id, "job has not ended; nothing to notify");
         return Ok(Summary::default());
     }
     let facts = facts(deps, &export, &job).await;
-    let key = JobKey {
-        export_id: export.id,
-        scheduled_at: job.scheduled_at,
-    };
     let mut summary = Summary::default();
     for (index, message) in export.request.messages.iter().enumerate() {
         let now = deps.clock.now();

@@ -110,9 +110,11 @@ pub enum Outcome {
 /// Handles one trigger.
 pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
     let export = match deps.exports.get(&event.export_id).await? {
-        Some(export) if export.deleted_at.is_none() => export,
+        Some(export) if export.deleted_at.is_none() && export.status != ExportStatus::Creating => export,
+        // `creating`: its create never finished (the reconciler removes it), so it is invisible
+        // to its owner and must not run or notify.
         _ => {
-            tracing::info!(export_id = %event.export_id, "export missing or deleted; nothing to run");
+            tracing::info!(export_id = %event.export_id, "export missing, deleted or never armed; nothing to run");
             return Ok(Outcome::Skipped);
         }
     };
@@ -151,7 +153,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
     let lease_until = now + deps.config.lease;
     if !deps.ledger.open_job(&event.job(), now, lease_until).await? {
         tracing::info!(export_id = %export.id, job_id, "job finished or held by another attempt; duplicate trigger ignored");
-        settle_if_finished(deps, &export, &job_id).await?;
+        after_duplicate(deps, &export, &event).await?;
         return Ok(Outcome::Duplicate);
     }
     match run_claimed(deps, &export, &event, &job_id, occurrence).await {
@@ -209,17 +211,7 @@ async fn run_claimed(
     };
     deps.ledger.finish_job(&event.job(), &end).await?;
     settle(deps, export, status, finished_at).await?;
-    if let Err(e) = deps
-        .notifier
-        .job_ended(&NotifyEvent {
-            export_id: export.id,
-            job_id: job_id.to_owned(),
-        })
-        .await
-    {
-        // The job's result stands; notify's own dead-letter queue and retries cover delivery.
-        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify");
-    }
+    hand_off(deps, export, job_id).await?;
     tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");
     Ok(if status == JobStatus::Done {
         Outcome::Done
@@ -287,20 +279,40 @@ async fn settle(
     Ok(deps.runs.settle_one_time(export, final_status, at).await?)
 }
 
-/// On a duplicate trigger of a one-time export that is not settled: when its job did finish (an
-/// earlier attempt stopped between recording the job and settling), settle it now.
-async fn settle_if_finished(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), Failure> {
-    if export.request.schedule != Schedule::OneTime
-        || matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
-    {
+/// On a duplicate trigger of a job that finished: an earlier attempt may have stopped between
+/// recording the job and settling the export or handing off to notify (a crash, a timeout, a
+/// hand-off that failed), so both happen again. Settling is once only; notify's per-message
+/// claims make a second hand-off send nothing twice.
+async fn after_duplicate(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<(), Failure> {
+    let Some(job) = deps.history.job(&event.job()).await? else {
+        return Ok(());
+    };
+    if !matches!(
+        job.status,
+        JobStatus::Done | JobStatus::Failed | JobStatus::Expired
+    ) {
         return Ok(());
     }
-    let jobs = deps.history.jobs(&export.id).await?;
-    if let Some(job) = jobs.iter().find(|j| j.job_id == job_id) {
+    if export.request.schedule == Schedule::OneTime
+        && !matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
+    {
         let at = job.finished_at.unwrap_or_else(|| deps.clock.now());
         settle(deps, export, job.status, at).await?;
     }
-    Ok(())
+    hand_off(deps, export, &job.job_id).await
+}
+
+/// Hands a finished job to notify; a failure is retryable, so the runtime's retry (a duplicate
+/// of a finished job) hands it off again rather than losing its messages.
+async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), Failure> {
+    let event = NotifyEvent {
+        export_id: export.id,
+        job_id: job_id.to_owned(),
+    };
+    deps.notifier.job_ended(&event).await.map_err(|e| {
+        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify; the retry will");
+        Failure::Retryable(Box::new(e))
+    })
 }
 
 /// After occurrence `k`: moves the export's next run forward to the first occurrence after now

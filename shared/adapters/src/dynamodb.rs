@@ -224,6 +224,49 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Writes `primary` and gives one back to `owner`'s quota in one transaction; `Ok(false)`
+    /// when `primary`'s condition did not hold (nothing written). The counter never blocks the
+    /// write: were it at zero already (a record lost, a count repaired), `primary` is written
+    /// alone.
+    async fn with_quota_back(&self, primary: TransactWriteItem, owner: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(primary.clone())
+            .transact_items(self.quota_change(owner, -1)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e, 0) => Ok(false),
+            Err(e) if condition_failed(&e, 1) => {
+                tracing::warn!(
+                    owner,
+                    "the queued-exports counter was at zero already; written without it"
+                );
+                self.alone(primary).await
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Writes `primary` on its own; `Ok(false)` when its condition did not hold.
+    async fn alone(&self, primary: TransactWriteItem) -> Result<bool, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(primary)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e, 0) => Ok(false),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
 /// Whether a conditional write happened: `false` when its condition did not hold.
 fn conditional<O, E, R>(result: Result<O, SdkError<E, R>>) -> Result<bool, StoreError>
 where
@@ -363,25 +406,29 @@ impl ExportLifecycle for DynamoStore {
     }
 
     async fn discard(&self, export: &Export) -> Result<(), StoreError> {
+        // `queued`: a one-time export is queued before it is launched, and discarded when the
+        // launch fails.
         let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(export_key(&export.id)))
-            .condition_expression("#status = :creating")
+            .condition_expression("#status IN (:creating, :queued)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
+            .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
             .build()
             .map_err(unavailable)?;
-        self.client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().delete(delete).build())
-            .transact_items(self.quota_change(&export.owner, -1)?)
-            .send()
-            .await
-            .map_err(unavailable)?;
+        self.with_quota_back(TransactWriteItem::builder().delete(delete).build(), &export.owner)
+            .await?;
         Ok(())
     }
 
-    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError> {
+    async fn soft_delete(
+        &self,
+        id: &ExportId,
+        owner: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Export, StoreError> {
         let export = match self.get(id).await? {
             Some(e) if e.owner == owner && e.is_visible() => e,
             _ => return Err(StoreError::NotFound),
@@ -390,8 +437,11 @@ impl ExportLifecycle for DynamoStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(export_key(id)))
-            .update_expression("SET deletedAt = :at, updatedAt = :at")
+            .update_expression(format!(
+                "SET deletedAt = :at, updatedAt = :at, {TTL_ATTRIBUTE} = :ttl"
+            ))
             .condition_expression("#owner = :owner AND #status = :status AND attribute_not_exists(deletedAt)")
+            .expression_attribute_values(":ttl", n(expires_at.timestamp()))
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":owner", s(owner))
@@ -399,22 +449,20 @@ impl ExportLifecycle for DynamoStore {
             .expression_attribute_values(":at", s(rfc3339(at)))
             .build()
             .map_err(unavailable)?;
-        let mut transaction = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build());
-        if counts_as_queued(export.status) {
-            transaction = transaction.transact_items(self.quota_change(owner, -1)?);
+        let update = TransactWriteItem::builder().update(update).build();
+        let written = if counts_as_queued(export.status) {
+            self.with_quota_back(update, owner).await?
+        } else {
+            self.alone(update).await?
+        };
+        if !written {
+            return Err(StoreError::NotFound);
         }
-        match transaction.send().await {
-            Ok(_) => Ok(Export {
-                deleted_at: Some(at),
-                updated_at: at,
-                ..export
-            }),
-            Err(e) if condition_failed(&e, 0) => Err(StoreError::NotFound),
-            Err(e) => Err(unavailable(e)),
-        }
+        Ok(Export {
+            deleted_at: Some(at),
+            updated_at: at,
+            ..export
+        })
     }
 }
 
@@ -458,33 +506,34 @@ impl ExportRuns for DynamoStore {
         status: ExportStatus,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let update = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(export_key(&export.id)))
-            .update_expression("SET #status = :status, updatedAt = :at")
-            .condition_expression("#status IN (:creating, :queued, :running)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(status.as_str()))
-            .expression_attribute_values(":at", s(rfc3339(at)))
-            .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
-            .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
-            .expression_attribute_values(":running", s(ExportStatus::InProgress.as_str()))
-            .build()
-            .map_err(unavailable)?;
-        let mut transaction = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(update).build());
-        if export.deleted_at.is_none() {
-            // A deleted export gave its quota back when it was deleted.
-            transaction = transaction.transact_items(self.quota_change(&export.owner, -1)?);
+        let settle = |not_deleted: bool| {
+            let unsettled = "#status IN (:creating, :queued, :running)";
+            Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(export_key(&export.id)))
+                .update_expression("SET #status = :status, updatedAt = :at")
+                .condition_expression(if not_deleted {
+                    format!("{unsettled} AND attribute_not_exists(deletedAt)")
+                } else {
+                    unsettled.to_owned()
+                })
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(status.as_str()))
+                .expression_attribute_values(":at", s(rfc3339(at)))
+                .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
+                .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
+                .expression_attribute_values(":running", s(ExportStatus::InProgress.as_str()))
+                .build()
+                .map(|u| TransactWriteItem::builder().update(u).build())
+                .map_err(unavailable)
+        };
+        // The quota comes back with the status, unless the export was deleted (its delete gave
+        // it back, even if that happened after this run read the export).
+        if self.with_quota_back(settle(true)?, &export.owner).await? {
+            return Ok(());
         }
-        match transaction.send().await {
-            Ok(_) => Ok(()),
-            // Settled already (a retried run): nothing to give back twice.
-            Err(e) if condition_failed(&e, 0) => Ok(()),
-            Err(e) => Err(unavailable(e)),
-        }
+        // Settled already (a retried run), or deleted: the status alone, once.
+        self.alone(settle(false)?).await.map(drop)
     }
 }
 
@@ -506,6 +555,52 @@ impl JobHistory for DynamoStore {
         while let Some(item) = items.next().await {
             jobs.push(read_job(&item.map_err(unavailable)?)?);
         }
+        Ok(jobs)
+    }
+
+    async fn job(&self, job: &JobKey) -> Result<Option<Job>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map(read_job).transpose()
+    }
+
+    async fn recent_jobs(
+        &self,
+        id: &ExportId,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
+        // `JOB#` sorts before every job key and `JOB$` after them all.
+        let upper = before.map_or_else(|| "JOB$".to_owned(), |t| format!("JOB#{}", rfc3339(t)));
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :low AND :high")
+            .expression_attribute_values(":pk", s(format!("EXPORT#{id}")))
+            .expression_attribute_values(":low", s("JOB#"))
+            .expression_attribute_values(":high", s(upper))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let mut jobs = output
+            .items()
+            .iter()
+            .map(read_job)
+            .collect::<Result<Vec<_>, _>>()?;
+        // BETWEEN is inclusive: the job at `before` itself was on the page before.
+        jobs.retain(|j| before.is_none_or(|b| j.scheduled_at < b));
+        jobs.truncate(limit);
         Ok(jobs)
     }
 }

@@ -64,9 +64,16 @@ pub trait ExportLifecycle: Send + Sync {
     /// Removes an export whose trigger could not be armed, and gives its quota back.
     async fn discard(&self, export: &Export) -> Result<(), StoreError>;
 
-    /// Sets `deletedAt` on a live export of `owner` and gives its quota back. Fails with
-    /// `NotFound` when the export is missing, another owner's, or already deleted.
-    async fn soft_delete(&self, id: &ExportId, owner: &str, at: DateTime<Utc>) -> Result<Export, StoreError>;
+    /// Sets `deletedAt` on a live export of `owner`, gives its quota back, and lets the record
+    /// expire at `expires_at`. Fails with `NotFound` when the export is missing, another
+    /// owner's, or already deleted.
+    async fn soft_delete(
+        &self,
+        id: &ExportId,
+        owner: &str,
+        at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Export, StoreError>;
 }
 
 /// What a run writes on its export: the next armed occurrence, and a one-time export's end.
@@ -102,8 +109,20 @@ pub enum Advance {
 /// The jobs of an export, read (status, download, notify, a duplicate trigger).
 #[async_trait]
 pub trait JobHistory: Send + Sync {
-    /// The jobs of an export, oldest first.
+    /// Every job of an export, oldest first (the partition expires with its jobs, so it stays
+    /// bounded by the retention; prefer the two below where they do).
     async fn jobs(&self, id: &ExportId) -> Result<Vec<Job>, StoreError>;
+
+    /// One job, read by its key.
+    async fn job(&self, job: &JobKey) -> Result<Option<Job>, StoreError>;
+
+    /// At most `limit` jobs, newest first, scheduled before `before` when given.
+    async fn recent_jobs(
+        &self,
+        id: &ExportId,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
 }
 
 /// The job ledger of run-export: one job per trigger, held by one attempt at a time.

@@ -54,9 +54,21 @@ pub struct JobKey {
 impl JobKey {
     /// The job's id: its occurrence time, compact (`20260329T010000000Z`).
     pub fn job_id(&self) -> String {
-        self.scheduled_at.format("%Y%m%dT%H%M%S%3fZ").to_string()
+        self.scheduled_at.format(JOB_ID_FORMAT).to_string()
+    }
+
+    /// The key of the job `job_id` names (the key's time to the millisecond, as job ids carry
+    /// it and job items are keyed); `None` when it is not a job id.
+    pub fn of_job_id(export_id: ExportId, job_id: &str) -> Option<Self> {
+        let at = chrono::NaiveDateTime::parse_from_str(job_id, JOB_ID_FORMAT).ok()?;
+        Some(Self {
+            export_id,
+            scheduled_at: at.and_utc(),
+        })
     }
 }
+
+const JOB_ID_FORMAT: &str = "%Y%m%dT%H%M%S%3fZ";
 
 /// How a job ended, as it is recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -154,5 +166,25 @@ impl Job {
             "error": self.detail.error,
             "notifications": self.deliveries,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_id_names_its_key_back() {
+        let export = ExportId::new_random();
+        let at = DateTime::from_timestamp(1_774_746_000, 123_456_789).expect("in range");
+        let key = JobKey {
+            export_id: export,
+            scheduled_at: at,
+        };
+        assert_eq!(key.job_id(), "20260329T010000123Z");
+        let back = JobKey::of_job_id(export, &key.job_id()).expect("a job id");
+        assert_eq!(back.job_id(), key.job_id());
+        assert_eq!(back.scheduled_at.timestamp_subsec_millis(), 123);
+        assert_eq!(JobKey::of_job_id(export, "warm-up"), None);
     }
 }
