@@ -358,6 +358,7 @@ impl Fixture {
             access: None,
             clock: &self.clock,
             config: &self.run_config,
+            stop_at: None,
         }
     }
 

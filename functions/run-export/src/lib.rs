@@ -41,6 +41,9 @@ pub struct RunConfig {
     /// How late an occurrence whose trigger never came may still run; older ones are recorded
     /// as missed.
     pub lateness: TimeDelta,
+    /// How long before the invocation's deadline a run stops reading, to remove its files,
+    /// record its job and hand off to notify.
+    pub deadline_margin: TimeDelta,
 }
 
 impl Default for RunConfig {
@@ -51,6 +54,7 @@ impl Default for RunConfig {
             lease: TimeDelta::seconds(930),
             max_runs_per_day: 10_000,
             lateness: TimeDelta::hours(1),
+            deadline_margin: TimeDelta::seconds(60),
         }
     }
 }
@@ -67,6 +71,10 @@ impl RunConfig {
             lateness: TimeDelta::seconds(parsed_or(
                 "CATCH_UP_LATENESS_SECONDS",
                 defaults.lateness.num_seconds(),
+            )?),
+            deadline_margin: TimeDelta::seconds(parsed_or(
+                "RUN_DEADLINE_MARGIN_SECONDS",
+                defaults.deadline_margin.num_seconds(),
             )?),
         })
     }
@@ -91,6 +99,9 @@ pub struct Deps<'a> {
     pub access: Option<&'a dyn ChannelAccess>,
     pub clock: &'a dyn Clock,
     pub config: &'a RunConfig,
+    /// When this attempt must stop working (the invocation's deadline less a margin), so that
+    /// it ends its job cleanly rather than being cut off; `None`: no limit.
+    pub stop_at: Option<DateTime<Utc>>,
 }
 
 /// What became of a trigger.

@@ -68,8 +68,16 @@ async fn main() -> Result<(), Error> {
         access: access.as_deref(),
         clock: &clock,
         config: &run_config,
+        stop_at: None,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RunEvent>| async move {
+        let deadline = i64::try_from(event.context.deadline)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis);
+        let deps = Deps {
+            stop_at: deadline.map(|d| d - run_config.deadline_margin),
+            ..deps
+        };
         handle(deps, event.payload).await
     }))
     .await

@@ -11,8 +11,9 @@ use exporter::domain::export::rfc3339;
 use exporter::domain::files;
 use exporter::domain::job::{FileRecord, ItemWindow, JobDetail};
 use exporter::domain::request::{Extension, Item};
+use exporter::domain::series::Point;
 use exporter::domain::{Export, Schedule, Window};
-use exporter::ports::{FileError, ReadError, SeriesQuery};
+use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink};
 use exporter::render::csv_file::CsvFile;
 use exporter::render::series::SeriesRenderer;
 use exporter::render::xlsx_file::XlsxFile;
@@ -42,6 +43,39 @@ pub enum JobError {
     Io(#[from] std::io::Error),
     #[error("item {0}: its window is out of range")]
     Window(usize),
+    #[error(
+        "ran out of time after {rows} rows of item {item}: the export takes longer than one run may \
+         (the function's timeout less RUN_DEADLINE_MARGIN_SECONDS); a shorter window or a decimation helps"
+    )]
+    OutOfTime { item: usize, rows: u64 },
+}
+
+/// The attempt's time is up: reading stops here.
+#[derive(Debug, thiserror::Error)]
+#[error("the run's time is up")]
+struct TimeUp;
+
+/// A sink that stops taking points once the attempt must stop working.
+struct Timed<'s> {
+    inner: &'s mut SeriesRenderer,
+    stop_at: Option<DateTime<Utc>>,
+    clock: &'s dyn Clock,
+}
+
+impl Timed<'_> {
+    fn time_is_up(&self) -> bool {
+        self.stop_at.is_some_and(|stop| self.clock.now() >= stop)
+    }
+}
+
+#[async_trait::async_trait]
+impl SliceSink for Timed<'_> {
+    async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause> {
+        if self.time_is_up() {
+            return Err(Box::new(TimeUp));
+        }
+        self.inner.accept(points).await
+    }
 }
 
 /// Runs the job; on failure returns what was recorded so far and the error.
@@ -92,6 +126,9 @@ async fn export_items(
     let prefix = files::job_prefix(&export.id, job_id);
     let mut names = files::Names::default();
     for (index, item) in export.request.items.iter().enumerate() {
+        if deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
+            return Err(JobError::OutOfTime { item: index, rows: 0 });
+        }
         let window = match (export.request.schedule, occurrence) {
             (Schedule::Recurring(recurrence), Some(k)) => item.span.recurring_window(&recurrence, k),
             _ => item.span.one_time_window(scheduled_at, format.timezone),
@@ -172,26 +209,31 @@ async fn render_item(
         name: item.target.as_str().to_owned(),
         window,
     };
-    deps.reader
-        .read(&query, &mut sink)
-        .await
-        .map_err(|source| match source {
-            ReadError::Sink(cause) => match cause.downcast::<RenderError>() {
-                Ok(source) => JobError::Render {
-                    item: index,
-                    source: *source,
-                },
-                Err(other) => JobError::Render {
-                    item: index,
-                    source: RenderError::Io(std::io::Error::other(other)),
-                },
-            },
-            source => JobError::Read {
+    let mut timed = Timed {
+        inner: &mut sink,
+        stop_at: deps.stop_at,
+        clock: deps.clock,
+    };
+    let read = deps.reader.read(&query, &mut timed).await;
+    let rows = sink.rows();
+    read.map_err(|source| match source {
+        ReadError::Sink(cause) if cause.is::<TimeUp>() => JobError::OutOfTime { item: index, rows },
+        ReadError::Sink(cause) => match cause.downcast::<RenderError>() {
+            Ok(source) => JobError::Render {
                 item: index,
-                name: item.target.as_str().to_owned(),
-                source,
+                source: *source,
             },
-        })?;
+            Err(other) => JobError::Render {
+                item: index,
+                source: RenderError::Io(std::io::Error::other(other)),
+            },
+        },
+        source => JobError::Read {
+            item: index,
+            name: item.target.as_str().to_owned(),
+            source,
+        },
+    })?;
     let rendered = sink.finish(file.as_file_mut()).map_err(render)?;
     let mut warnings = Vec::new();
     if rendered.skipped > 0 {

@@ -49,6 +49,11 @@ impl SeriesRenderer {
         self.writer.write_row(&mut cells)
     }
 
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.writer.rows()
+    }
+
     /// Adds points, oldest first.
     pub fn push(&mut self, points: &[Point<'_>]) -> Result<(), RenderError> {
         for point in points {
