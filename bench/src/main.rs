@@ -155,7 +155,7 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         let Ok(page) = queues[i % PARSERS].recv() else {
             break; // a parser failed: its error is reported below
         };
-        let points = &page.get().0;
+        let points = &page.get().points;
         points_read += points.len() as u64;
         for (renderer, _) in &mut renderers {
             renderer.push(points)?;
@@ -188,7 +188,7 @@ fn parse_only(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut points = 0;
     for body in bodies {
-        points += parse_owned(body)?.get().0.len();
+        points += parse_owned(body)?.get().points.len();
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

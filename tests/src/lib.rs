@@ -306,6 +306,7 @@ impl Fixture {
             dead_letter_arn: Some("arn:aws:sqs:us-east-1:123456789012:exports-dlq".into()),
             max_retries: 10,
             max_event_age_seconds: 86_400,
+            settle_seconds: 60,
         }
     }
 

@@ -37,6 +37,9 @@ pub struct ReaderConfig {
     pub requests: AtomicU64,
     /// Messages to serve instead of generated ones, newest first.
     pub recorded: Option<Vec<Value>>,
+    /// Late messages the platform ingests while a read is under way: after this many requests,
+    /// they join the recorded ones (newest first, as ever).
+    pub late: Mutex<Option<(u64, Vec<Value>)>>,
     /// How long each answer takes (a reader far away).
     pub latency: std::time::Duration,
     /// Compress answers for clients that accept gzip (a reader behind a compressing proxy).
@@ -84,6 +87,7 @@ impl ReaderConfig {
             fail_first: AtomicU32::new(0),
             requests: AtomicU64::new(0),
             recorded: None,
+            late: Mutex::new(None),
             latency: std::time::Duration::ZERO,
             gzip: false,
             compressed: AtomicU64::new(0),
@@ -324,8 +328,19 @@ async fn messages(
     let subtopic = params.get("subtopic").cloned().unwrap_or_default();
     let name = params.get("name").cloned().unwrap_or_default();
     if let Some(recorded) = &config.recorded {
-        let matching: Vec<&Value> = recorded
-            .iter()
+        let served = config.requests.load(Ordering::SeqCst);
+        let arrived: Vec<Value> = match config.late.lock() {
+            Ok(late) => late
+                .as_ref()
+                .filter(|(after, _)| served > *after)
+                .map(|(_, messages)| messages.clone())
+                .unwrap_or_default(),
+            Err(_) => Vec::new(),
+        };
+        let mut all: Vec<&Value> = recorded.iter().chain(arrived.iter()).collect();
+        all.sort_by(|a, b| time_of(b).total_cmp(&time_of(a)));
+        let matching: Vec<&Value> = all
+            .into_iter()
             .filter(|m| {
                 m["channel"] == channel.as_str()
                     && (subtopic.is_empty() || m["subtopic"] == subtopic.as_str())

@@ -65,7 +65,11 @@ async fn creates_reads_lists_shows_status_and_deletes_a_recurring_export() {
         .send()
         .await
         .expect("the schedule exists");
-    let expected_at = format!("at({})", next.format("%Y-%m-%dT%H:%M:%S"));
+    // A minute after the occurrence (the settle delay), so late-stamped data has arrived.
+    let expected_at = format!(
+        "at({})",
+        (next + chrono::TimeDelta::seconds(60)).format("%Y-%m-%dT%H:%M:%S")
+    );
     assert_eq!(schedule.schedule_expression(), Some(expected_at.as_str()));
     assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
     assert_eq!(

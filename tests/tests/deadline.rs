@@ -23,7 +23,7 @@ async fn a_run_that_reaches_its_deadline_stops_cleanly_and_says_how_far_it_got()
     let (url, _) = reader_server::start(slow).await;
     fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
         .expect("a reader client")
-        .with_paging(100, 50_000)
+        .with_page_limit(100)
         .with_retry(Retry::default());
     let alice = someone();
     let mut body = one_time_body();

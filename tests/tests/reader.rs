@@ -48,10 +48,10 @@ fn query(from: i64, to: i64) -> SeriesQuery {
 
 /// Reads `[from, to)` from the reader at `url` (token `t0k3n`) in pages of `limit` and slices of
 /// at most `slice` points; returns how many points the client counted and what the sink got.
-async fn read_through(url: &str, limit: u32, slice: u64, from: i64, to: i64) -> (u64, Collect) {
+async fn read_through(url: &str, limit: u32, from: i64, to: i64) -> (u64, Collect) {
     let reader = HttpReader::new(url, Secret::new("t0k3n"))
         .expect("client")
-        .with_paging(limit, slice)
+        .with_page_limit(limit)
         .with_retry(quick());
     let mut sink = Collect::default();
     let read = reader.read(&query(from, to), &mut sink).await.expect("read");
@@ -74,7 +74,7 @@ fn quick() -> Retry {
 #[tokio::test]
 async fn reads_a_day_oldest_first_in_bounded_slices() {
     let (url, _) = start(ReaderConfig::new("t0k3n", START, 60)).await;
-    let (read, sink) = read_through(&url, 100, 300, START, START + 86_400).await;
+    let (read, sink) = read_through(&url, 100, START, START + 86_400).await;
     assert_eq!(read, 1440);
     assert_eq!(sink.times, every_minute(START, START + 86_400));
     assert!(
@@ -168,7 +168,7 @@ async fn recorded_messages_are_served_by_channel_subtopic_name_and_window_newest
     let file = serde_json::to_string(&serde_json::json!({"total": 75, "messages": messages})).expect("JSON");
     let loaded = integration_tests::reader_server::load_messages(&file).expect("a reader answer loads");
     let (url, _) = start(ReaderConfig::new("t0k3n", START, 60).with_messages(loaded)).await;
-    let (read, sink) = read_through(&url, 4, 10, START + 60, START + 20 * 60).await;
+    let (read, sink) = read_through(&url, 4, START + 60, START + 20 * 60).await;
     assert_eq!(read, 19);
     assert_eq!(
         sink.times,
@@ -184,7 +184,7 @@ async fn pages_are_fetched_a_few_at_a_time_and_handed_over_in_order() {
     let mut config = ReaderConfig::new("t0k3n", START, 60);
     config.latency = Duration::from_millis(40);
     let (url, state) = start(config).await;
-    let (read, sink) = read_through(&url, 100, 1000, START, START + 86_400).await;
+    let (read, sink) = read_through(&url, 100, START, START + 86_400).await;
     assert_eq!(read, 1440);
     assert_eq!(
         sink.times,
@@ -200,7 +200,7 @@ async fn compressed_answers_are_asked_for_and_read() {
     let mut config = ReaderConfig::new("t0k3n", START, 60);
     config.gzip = true;
     let (url, state) = start(config).await;
-    let (read, sink) = read_through(&url, 100, 1000, START, START + 3600).await;
+    let (read, sink) = read_through(&url, 100, START, START + 3600).await;
     assert_eq!(read, 60);
     assert_eq!(sink.times, every_minute(START, START + 3600));
     assert_eq!(sink.values[1], Some(20.125));
@@ -227,5 +227,44 @@ async fn a_gzip_bomb_fails_the_read_by_its_size_and_never_fills_memory() {
     assert!(
         matches!(&error, ReadError::Permanent(m) if m.contains("larger than 1048576 bytes")),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn late_data_arriving_during_a_read_is_never_read_twice_nor_shifts_others_out() {
+    // 2,000 recorded messages a minute apart; after the third request the platform ingests four
+    // late ones stamped inside the window, near its end (newest first, so they shift offsets).
+    let message = |t: i64| {
+        serde_json::json!({"channel": "0115c85d-ef3e-4de9-9732-d0c5c4f2c482", "subtopic": "events.data",
+                           "name": "urn:dev:temperature", "time": t as f64, "value": (t - START) as f64})
+    };
+    let original: Vec<i64> = (0..2000).map(|k| START + 60 * k).collect();
+    let config =
+        ReaderConfig::new("t0k3n", START, 60).with_messages(original.iter().map(|t| message(*t)).collect());
+    let late: Vec<i64> = (0..4).map(|k| START + 60 * 1990 + 30 + k).collect();
+    if let Ok(mut slot) = config.late.lock() {
+        *slot = Some((3, late.iter().map(|t| message(*t)).collect()));
+    }
+    let (url, state) = start(config).await;
+    let (read, sink) = read_through(&url, 100, START, START + 60 * 2000).await;
+    assert!(
+        state.requests.load(Ordering::SeqCst) > 3,
+        "the late data arrived during the read"
+    );
+    assert!(
+        sink.times.windows(2).all(|w| w[0] < w[1]),
+        "oldest first, nothing twice: {:?}",
+        sink.times.windows(2).find(|w| w[0] >= w[1])
+    );
+    let got: std::collections::BTreeSet<i64> = sink.times.iter().copied().collect();
+    assert!(
+        original.iter().all(|t| got.contains(t)),
+        "no original message dropped"
+    );
+    assert_eq!(read as usize, sink.times.len());
+    assert!(
+        sink.times.len() == 2000 || sink.times.len() == 2004,
+        "{}",
+        sink.times.len()
     );
 }

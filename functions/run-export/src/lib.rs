@@ -44,6 +44,9 @@ pub struct RunConfig {
     /// How long before the invocation's deadline a run stops reading, to remove its files,
     /// record its job and hand off to notify.
     pub deadline_margin: TimeDelta,
+    /// How long after its occurrence a schedule fires (the schedules' settle delay): an
+    /// occurrence can still be armed until then.
+    pub settle: TimeDelta,
 }
 
 impl Default for RunConfig {
@@ -55,6 +58,7 @@ impl Default for RunConfig {
             max_runs_per_day: 10_000,
             lateness: TimeDelta::hours(1),
             deadline_margin: TimeDelta::seconds(60),
+            settle: TimeDelta::seconds(60),
         }
     }
 }
@@ -76,6 +80,8 @@ impl RunConfig {
                 "RUN_DEADLINE_MARGIN_SECONDS",
                 defaults.deadline_margin.num_seconds(),
             )?),
+            // Set by the composition root from the schedules' settings, which read it.
+            settle: defaults.settle,
         })
     }
 }
@@ -102,6 +108,18 @@ pub struct Deps<'a> {
     /// When this attempt must stop working (the invocation's deadline less a margin), so that
     /// it ends its job cleanly rather than being cut off; `None`: no limit.
     pub stop_at: Option<DateTime<Utc>>,
+}
+
+/// When an attempt whose invocation ends at `deadline` must stop working: `margin` before it, or
+/// half-way there when less time than twice the margin remains (a short timeout, an emulator);
+/// `None` without a deadline still ahead.
+pub fn stop_at(
+    deadline: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+    margin: TimeDelta,
+) -> Option<DateTime<Utc>> {
+    let deadline = deadline.filter(|d| *d > now)?;
+    Some(deadline - margin.min((deadline - now) / 2))
 }
 
 /// What became of a trigger.
@@ -151,7 +169,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
                     tracing::warn!(export_id = %export.id, reason, "a trigger that is no occurrence");
                     record_unrun(deps, &event, reason).await?;
                     let (next, _) = recurrence
-                        .next_after(deps.clock.now())
+                        .next_after(deps.clock.now() - deps.config.settle)
                         .ok_or_else(|| Failure::permanent("the export has no next occurrence"))?;
                     rearm(deps, &export, &recurrence, next - 1).await?;
                     return Ok(Outcome::Failed);
@@ -333,11 +351,13 @@ async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), F
 /// ones as missed.
 async fn rearm(deps: Deps<'_>, export: &Export, recurrence: &Recurrence, k: u64) -> Result<(), Failure> {
     let now = deps.clock.now();
+    // An occurrence can be armed while its schedule (which fires `settle` after it) is ahead.
+    let armable_after = now - deps.config.settle;
     let out_of_range = || Failure::permanent("the next occurrence is out of range");
     let mut next = k + 1;
     let mut at = recurrence.occurrence(next).ok_or_else(out_of_range)?;
-    if at <= now {
-        (next, at) = recurrence.next_after(now).ok_or_else(out_of_range)?;
+    if at <= armable_after {
+        (next, at) = recurrence.next_after(armable_after).ok_or_else(out_of_range)?;
     }
     let advance = deps.runs.advance_next_run(&export.id, at, now).await?;
     if advance == Advance::Behind {
@@ -416,4 +436,25 @@ async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Resul
         expires_at: Some(finished_at + deps.config.retention),
     };
     Ok(deps.ledger.record_unrun(&event.job(), &end).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_stops_a_margin_before_its_deadline_or_half_way_when_time_is_short() {
+        let now = DateTime::from_timestamp(1_000_000, 0).expect("in range");
+        let minute = TimeDelta::seconds(60);
+        assert_eq!(
+            stop_at(Some(now + TimeDelta::seconds(900)), now, minute),
+            Some(now + TimeDelta::seconds(840))
+        );
+        assert_eq!(
+            stop_at(Some(now + TimeDelta::seconds(30)), now, minute),
+            Some(now + TimeDelta::seconds(15))
+        );
+        assert_eq!(stop_at(Some(now - TimeDelta::seconds(1)), now, minute), None);
+        assert_eq!(stop_at(None, now, minute), None);
+    }
 }

@@ -6,7 +6,7 @@ use exporter::domain::RunEvent;
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
-use exporter::reader::{HttpReader, DEFAULT_PAGE_LIMIT, DEFAULT_PAGE_MAX_BYTES, DEFAULT_SLICE_POINTS};
+use exporter::reader::{HttpReader, DEFAULT_PAGE_LIMIT, DEFAULT_PAGE_MAX_BYTES};
 use exporter::s3::{S3Files, DEFAULT_PART_BYTES};
 use exporter::scheduler::EventBridgeSchedules;
 use exporter::ssm::secret;
@@ -21,7 +21,10 @@ async fn main() -> Result<(), Error> {
     let reader_url = required("READER_URL")?;
     let notify_function = required("NOTIFY_FUNCTION")?;
     let settings = schedule_settings()?;
-    let run_config = RunConfig::from_env()?;
+    let run_config = RunConfig {
+        settle: chrono::TimeDelta::seconds(settings.settle_seconds),
+        ..RunConfig::from_env()?
+    };
     let access_mode = AccessMode::from_env()?;
     let part_size = parsed_or("UPLOAD_PART_BYTES", DEFAULT_PART_BYTES)?;
 
@@ -31,10 +34,7 @@ async fn main() -> Result<(), Error> {
         .await?
         .ok_or(config::ConfigError::Missing("READER_TOKEN_PARAMETER"))?;
     let reader = HttpReader::new(reader_url, reader_token)?
-        .with_paging(
-            parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?,
-            parsed_or("READER_SLICE_POINTS", DEFAULT_SLICE_POINTS)?,
-        )
+        .with_page_limit(parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?)
         .with_max_page_bytes(parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?);
     // Only a policy endpoint can answer for the owner without their credential: then every run
     // re-checks; otherwise access was checked when the export was created.
@@ -75,7 +75,7 @@ async fn main() -> Result<(), Error> {
             .ok()
             .and_then(chrono::DateTime::from_timestamp_millis);
         let deps = Deps {
-            stop_at: deadline.map(|d| d - run_config.deadline_margin),
+            stop_at: run_export::stop_at(deadline, chrono::Utc::now(), run_config.deadline_margin),
             ..deps
         };
         handle(deps, event.payload).await

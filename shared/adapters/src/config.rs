@@ -73,6 +73,7 @@ pub fn schedule_settings() -> Result<crate::scheduler::ScheduleSettings, ConfigE
         dead_letter_arn: optional("SCHEDULE_DLQ_ARN"),
         max_retries: parsed_or("SCHEDULE_MAX_RETRIES", 10)?,
         max_event_age_seconds: parsed_or("SCHEDULE_MAX_EVENT_AGE_SECONDS", 86_400)?,
+        settle_seconds: parsed_or("SCHEDULE_SETTLE_SECONDS", 60)?,
     })
 }
 

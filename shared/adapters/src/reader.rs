@@ -1,11 +1,14 @@
 //! The platform's reader API (spec section 6): `GET {url}/channels/{id}/messages` with a bearer
 //! token, `from`/`to` half-open in Unix seconds, `limit` at most 1000, newest first.
 //!
-//! A series is read oldest first with bounded memory: the window is cut into slices of at most
-//! `max_slice_points` points (halving a slice that holds more, which also keeps offsets small);
-//! a slice's pages are fetched from the oldest (highest offset), a few at a time, each parsed and
-//! sorted oldest first on other tasks and handed over in order, so memory holds only the pages
-//! in flight. Timeouts, `5xx` and `429` are retried with exponential backoff and full jitter,
+//! A series is read oldest first with bounded memory, and consistently while the platform ingests
+//! late data: the window is cut by time into pieces that each fit in one answer (a piece whose
+//! answer does not hold all its messages is cut again, in proportion to its total), so every
+//! piece is one consistent snapshot and no message is read twice or missed because offsets
+//! shifted under the reader. Pieces are fetched a few at a time, each parsed and sorted oldest
+//! first on other tasks, and handed over in order, so memory holds only the pieces in flight.
+//! (A piece of more messages than a page within two milliseconds, which time cannot cut, is read
+//! by offsets.) Timeouts, `5xx` and `429` are retried with exponential backoff and full jitter,
 //! honouring `Retry-After`; any other answer fails with the reader's message. The token is
 //! never logged.
 
@@ -22,9 +25,6 @@ pub use crate::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PageP
 
 /// Messages per page by default: the most upstream serves.
 pub const DEFAULT_PAGE_LIMIT: u32 = 1000;
-/// The most points held at once by default; larger slices of a window are halved.
-pub const DEFAULT_SLICE_POINTS: u64 = 50_000;
-
 /// The largest page accepted by default, decompressed: pages of 1000 messages are a few hundred
 /// kilobytes, so this only stops an answer that is not a page (a gzip bomb, a runaway proxy).
 pub const DEFAULT_PAGE_MAX_BYTES: usize = 32 * 1024 * 1024;
@@ -39,38 +39,46 @@ pub struct HttpReader {
     base_url: String,
     token: Secret,
     page_limit: u32,
-    max_slice_points: u64,
     max_page_bytes: usize,
     retry: Retry,
 }
 
-/// A page on its way: fetched (unless it was already) and parsed on another task.
-type PageTask = tokio::task::JoinHandle<Result<OwnedPage, ReadError>>;
+/// A piece on its way: fetched and parsed on another task.
+type PieceTask = tokio::task::JoinHandle<Result<Piece, ReadError>>;
 
-/// The pages being fetched and parsed, oldest first; dropped early (an error), it stops them.
+/// What reading one piece of the window gave.
+enum Piece {
+    /// Every message of the piece, in one answer: a consistent snapshot.
+    Whole(OwnedPage),
+    /// More messages than one answer holds: read these parts of it instead, in order.
+    Split(Vec<(DateTime<Utc>, DateTime<Utc>)>),
+    /// More messages than a page within a width time cannot cut: read by offsets.
+    Dense(DateTime<Utc>, DateTime<Utc>, u64),
+}
+
+/// The pieces still to hand over, oldest first: the first few fetched on other tasks, the rest
+/// waiting. Dropped early (an error), it stops the tasks.
 #[derive(Default)]
-struct InFlight(VecDeque<PageTask>);
+struct Pieces(VecDeque<Slot>);
 
-impl InFlight {
-    fn len(&self) -> usize {
-        self.0.len()
-    }
+enum Slot {
+    Waiting(DateTime<Utc>, DateTime<Utc>),
+    Fetching(PieceTask),
+}
 
-    fn push(&mut self, task: PageTask) {
-        self.0.push_back(task);
-    }
-
-    fn pop(&mut self) -> Option<PageTask> {
-        self.0.pop_front()
+impl Drop for Pieces {
+    fn drop(&mut self) {
+        for slot in &self.0 {
+            if let Slot::Fetching(task) = slot {
+                task.abort();
+            }
+        }
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        for task in &self.0 {
-            task.abort();
-        }
-    }
+/// The narrowest piece time still cuts.
+fn narrowest() -> chrono::TimeDelta {
+    chrono::TimeDelta::milliseconds(2)
 }
 
 /// Parses a page's body on the blocking pool.
@@ -81,12 +89,9 @@ async fn parse_in_background(body: bytes::Bytes) -> Result<OwnedPage, ReadError>
         .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))
 }
 
-/// Waits for a page and hands its points to the sink; returns how many there were.
-async fn deliver(task: PageTask, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
-    let page = task
-        .await
-        .map_err(|e| ReadError::Permanent(format!("reading a page stopped: {e}")))??;
-    let points = &page.get().0;
+/// Hands a parsed page's points to the sink; returns how many there were.
+async fn deliver(page: &OwnedPage, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
+    let points = &page.get().points;
     sink.accept(points).await.map_err(ReadError::Sink)?;
     Ok(points.len() as u64)
 }
@@ -115,7 +120,6 @@ impl HttpReader {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             token,
             page_limit: DEFAULT_PAGE_LIMIT,
-            max_slice_points: DEFAULT_SLICE_POINTS,
             max_page_bytes: DEFAULT_PAGE_MAX_BYTES,
             retry: Retry::default(),
         })
@@ -127,10 +131,9 @@ impl HttpReader {
         self
     }
 
-    /// Sets the page size (at most 1000, as upstream allows) and the largest slice held at once.
-    pub fn with_paging(mut self, page_limit: u32, max_slice_points: u64) -> Self {
+    /// Sets the page size (at most 1000, as upstream allows).
+    pub fn with_page_limit(mut self, page_limit: u32) -> Self {
         self.page_limit = page_limit.clamp(1, DEFAULT_PAGE_LIMIT);
-        self.max_slice_points = max_slice_points.max(u64::from(self.page_limit));
         self
     }
 
@@ -222,54 +225,92 @@ fn without_url(e: &reqwest::Error) -> String {
     kind.to_owned()
 }
 
+impl HttpReader {
+    /// Reads `[from, to)` in one answer when it holds every message of it; else says how to cut it.
+    async fn piece(
+        &self,
+        query: &SeriesQuery,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Piece, ReadError> {
+        let page = parse_in_background(self.page(query, from, to, 0).await?).await?;
+        let (total, offset, messages) = {
+            let p = page.get();
+            (p.total, p.offset, p.messages)
+        };
+        if offset == 0 && messages >= total {
+            return Ok(Piece::Whole(page));
+        }
+        let width = to - from;
+        if width <= narrowest() {
+            return Ok(Piece::Dense(from, to, total));
+        }
+        // Parts of about four fifths of a page each, were the messages spread evenly: most then
+        // fit in one answer, and a denser one is cut again.
+        let per_part = (u64::from(self.page_limit) * 4 / 5).max(1);
+        let parts = total.div_ceil(per_part).clamp(2, 1 << 20);
+        let step = (width / i32::try_from(parts).unwrap_or(i32::MAX)).max(narrowest() / 2);
+        let mut cuts = Vec::new();
+        let mut start = from;
+        while start < to {
+            let end = (start + step).min(to);
+            cuts.push((start, end));
+            start = end;
+        }
+        Ok(Piece::Split(cuts))
+    }
+
+    /// Reads a piece too dense to cut by time page by page by offset, oldest page first.
+    async fn dense(
+        &self,
+        query: &SeriesQuery,
+        (from, to, total): (DateTime<Utc>, DateTime<Utc>, u64),
+        sink: &mut (dyn SliceSink + Send),
+    ) -> Result<u64, ReadError> {
+        let limit = u64::from(self.page_limit).max(1);
+        let mut read = 0;
+        for k in (0..total.div_ceil(limit)).rev() {
+            let page = parse_in_background(self.page(query, from, to, k * limit).await?).await?;
+            read += deliver(&page, sink).await?;
+        }
+        Ok(read)
+    }
+}
+
 #[async_trait]
 impl SeriesReader for HttpReader {
     async fn read(&self, query: &SeriesQuery, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
         let epoch = DateTime::<Utc>::UNIX_EPOCH;
-        let mut pending = vec![(query.window.from.unwrap_or(epoch), query.window.to)];
+        let mut pieces = Pieces::default();
+        pieces
+            .0
+            .push_back(Slot::Waiting(query.window.from.unwrap_or(epoch), query.window.to));
         let mut total_points = 0u64;
-        while let Some((from, to)) = pending.pop() {
-            if from >= to {
-                continue;
+        loop {
+            // The oldest few pieces are fetched and parsed on other tasks while the sink writes.
+            for slot in pieces.0.iter_mut().take(PAGES_IN_FLIGHT) {
+                if let Slot::Waiting(from, to) = *slot {
+                    let (reader, query) = (self.clone(), query.clone());
+                    *slot = Slot::Fetching(tokio::spawn(async move { reader.piece(&query, from, to).await }));
+                }
             }
-            let first = self.page(query, from, to, 0).await?;
-            let page = parse_page(&first)
-                .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
-            let total = page.total;
-            let width = to - from;
-            if total > self.max_slice_points && width > chrono::TimeDelta::milliseconds(2) {
-                // Too many points to hold: read the older half first, then the newer.
-                let middle = from + width / 2;
-                pending.push((middle, to));
-                pending.push((from, middle));
-                continue;
-            }
-            drop(page);
-            // Upstream answers `limit` messages a page, newest first, so the oldest page has the
-            // highest offset. Pages are fetched and parsed a few at a time on other tasks, from
-            // the oldest, and handed to the sink in order: the reader's latency, the parsing
-            // and the writing overlap, and memory holds only the pages in flight.
-            let limit = u64::from(self.page_limit);
-            let mut offsets = (1..total.div_ceil(limit.max(1))).rev().map(|k| k * limit);
-            let mut in_flight = InFlight::default();
-            let mut newest = Some(first);
-            loop {
-                while in_flight.len() < PAGES_IN_FLIGHT {
-                    if let Some(offset) = offsets.next() {
-                        let reader = self.clone();
-                        let (query, from, to) = (query.clone(), from, to);
-                        in_flight.push(tokio::spawn(async move {
-                            let body = reader.page(&query, from, to, offset).await?;
-                            parse_in_background(body).await
-                        }));
-                    } else if let Some(body) = newest.take() {
-                        in_flight.push(tokio::spawn(parse_in_background(body)));
-                    } else {
-                        break;
+            let Some(slot) = pieces.0.pop_front() else { break };
+            let Slot::Fetching(task) = slot else { continue };
+            let piece = task
+                .await
+                .map_err(|e| ReadError::Permanent(format!("reading a page stopped: {e}")))??;
+            match piece {
+                Piece::Whole(page) => total_points += deliver(&page, sink).await?,
+                Piece::Split(parts) => {
+                    for (from, to) in parts.into_iter().rev() {
+                        if from < to {
+                            pieces.0.push_front(Slot::Waiting(from, to));
+                        }
                     }
                 }
-                let Some(next) = in_flight.pop() else { break };
-                total_points += deliver(next, sink).await?;
+                Piece::Dense(from, to, total) => {
+                    total_points += self.dense(query, (from, to, total), sink).await?
+                }
             }
         }
         Ok(total_points)

@@ -26,6 +26,9 @@ pub struct ScheduleSettings {
     pub dead_letter_arn: Option<String>,
     pub max_retries: i32,
     pub max_event_age_seconds: i32,
+    /// How long after its occurrence a run fires (its window is unchanged), so that data the
+    /// devices stamped just before the occurrence has reached the platform's reader.
+    pub settle_seconds: i64,
 }
 
 /// The run schedules on EventBridge Scheduler.
@@ -98,7 +101,8 @@ impl EventBridgeSchedules {
 impl RunSchedules for EventBridgeSchedules {
     async fn arm(&self, event: &RunEvent) -> Result<(), ScheduleError> {
         let name = schedule_name(&event.export_id);
-        let expression = at_expression(event.scheduled_at);
+        let expression =
+            at_expression(event.scheduled_at + chrono::TimeDelta::seconds(self.settings.settle_seconds));
         let window = FlexibleTimeWindow::builder()
             .mode(FlexibleTimeWindowMode::Off)
             .build()

@@ -22,6 +22,8 @@ pub struct Page<'a> {
     pub total: u64,
     pub offset: u64,
     pub limit: u64,
+    /// How many messages the answer held, those without a usable time included.
+    pub messages: u64,
     /// The messages whose time is a representable instant, in the order of the answer.
     pub points: Vec<Point<'a>>,
 }
@@ -51,6 +53,7 @@ pub fn parse_page(bytes: &[u8]) -> Result<Page<'_>, PageError> {
             Key::Known("messages") => {
                 if !c.null() {
                     c.array(|c| {
+                        page.messages += 1;
                         if let Some(point) = c.message()? {
                             page.points.push(point);
                         }
@@ -481,9 +484,17 @@ fn digit(b: u8) -> Option<u8> {
     b.is_ascii_digit().then(|| b - b'0')
 }
 
-/// The points of one page, oldest first, borrowing from the page's bytes.
+/// The points of one page, oldest first, borrowing from the page's bytes, and its counters.
 #[derive(yoke::Yokeable)]
-pub struct PagePoints<'a>(pub Vec<Point<'a>>);
+pub struct PagePoints<'a> {
+    pub points: Vec<Point<'a>>,
+    /// The reader's count of the messages the query matches.
+    pub total: u64,
+    /// The offset the answer starts at.
+    pub offset: u64,
+    /// The messages the answer held.
+    pub messages: u64,
+}
 
 /// A parsed page that owns its bytes, so it can cross threads without copying its strings.
 pub type OwnedPage = yoke::Yoke<PagePoints<'static>, Vec<u8>>;
@@ -491,11 +502,17 @@ pub type OwnedPage = yoke::Yoke<PagePoints<'static>, Vec<u8>>;
 /// Parses a page into its points, oldest first (upstream serves them newest first).
 pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, PageError> {
     yoke::Yoke::try_attach_to_cart(bytes, |bytes: &[u8]| {
-        let mut points = parse_page(bytes)?.points;
+        let page = parse_page(bytes)?;
+        let mut points = page.points;
         points.reverse();
         // Stable and linear on sorted input: a reader that breaks the order cannot break buckets.
         points.sort_by_key(|p| p.time_ns);
-        Ok(PagePoints(points))
+        Ok(PagePoints {
+            points,
+            total: page.total,
+            offset: page.offset,
+            messages: page.messages,
+        })
     })
 }
 
