@@ -136,6 +136,9 @@ fn actions_of(call: &str) -> &'static [&'static str] {
             "iam:PassRole",
         ],
         "schedules.disarm" => &["scheduler:DeleteSchedule"],
+        "schedules.armed" => &["scheduler:ListSchedules"],
+        "sweep.all_exports" | "sweep.stalled_jobs" | "sweep.quotas" => &["dynamodb:Scan"],
+        "sweep.abandon_job" | "sweep.set_quota" => &["dynamodb:UpdateItem"],
         "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
         "files.put" => &["s3:PutObject", "s3:AbortMultipartUpload"],
         "files.remove" => &["s3:DeleteObject"],
@@ -146,7 +149,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
 }
 
 /// The port methods, by field name as the functions' `Deps` name them.
-const PORT_CALLS: [(&str, &[&str]); 13] = [
+const PORT_CALLS: [(&str, &[&str]); 14] = [
     ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
@@ -154,7 +157,17 @@ const PORT_CALLS: [(&str, &[&str]); 13] = [
     ("history", &["jobs", "job", "recent_jobs"]),
     ("ledger", &["open_job", "release_job", "start_job", "finish_job"]),
     ("deliveries", &["claim_delivery", "record_delivery"]),
-    ("schedules", &["arm", "disarm"]),
+    ("schedules", &["arm", "disarm", "armed"]),
+    (
+        "sweep",
+        &[
+            "all_exports",
+            "stalled_jobs",
+            "abandon_job",
+            "quotas",
+            "set_quota",
+        ],
+    ),
     ("launcher", &["launch"]),
     ("notifier", &["job_ended"]),
     ("files", &["put", "remove", "presign", "read"]),
@@ -238,7 +251,7 @@ fn every_function_in_the_template_is_a_binary_of_the_workspace() {
     let functions = template_functions();
     assert_eq!(
         functions.keys().cloned().collect::<Vec<_>>(),
-        ["exports-api", "notify", "run-export"]
+        ["exports-api", "notify", "reconcile", "run-export"]
     );
     for function in functions.values() {
         let manifest = read(&format!("functions/{}/Cargo.toml", function.binary));
@@ -323,6 +336,8 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
         ("create_schedule", "scheduler:CreateSchedule"),
         ("update_schedule", "scheduler:UpdateSchedule"),
         ("delete_schedule", "scheduler:DeleteSchedule"),
+        ("list_schedules", "scheduler:ListSchedules"),
+        ("scan", "dynamodb:Scan"),
         ("invoke", "lambda:InvokeFunction"),
         ("create_multipart_upload", "s3:PutObject"),
         ("upload_part", "s3:PutObject"),
@@ -429,7 +444,11 @@ fn a_function_may_pass_the_scheduler_role_only_to_the_scheduler() {
         .into_iter()
         .filter(|s| s["Action"].as_str() == Some("iam:PassRole"))
         .collect();
-    assert_eq!(passes.len(), 2, "exports-api and run-export pass the role");
+    assert_eq!(
+        passes.len(),
+        3,
+        "exports-api, run-export and reconcile pass the role"
+    );
     for statement in passes {
         assert_eq!(
             statement["Condition"]["StringEquals"]["iam:PassedToService"].as_str(),

@@ -35,7 +35,7 @@ use crate::domain::record;
 use crate::domain::{Export, ExportId, ExportStatus};
 use crate::ports::{
     Advance, Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, Spend,
-    StoreError,
+    StoreError, Sweep,
 };
 
 /// Name of the index that lists an owner's exports by creation time.
@@ -76,14 +76,6 @@ fn quota_key(owner: &str) -> Item {
 
 fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::Unavailable(Box::new(e) as Cause)
-}
-
-/// True when an export in this state counts against its owner's quota.
-fn counts_as_queued(status: ExportStatus) -> bool {
-    matches!(
-        status,
-        ExportStatus::Creating | ExportStatus::Queued | ExportStatus::Scheduled | ExportStatus::InProgress
-    )
 }
 
 impl DynamoStore {
@@ -450,7 +442,7 @@ impl ExportLifecycle for DynamoStore {
             .build()
             .map_err(unavailable)?;
         let update = TransactWriteItem::builder().update(update).build();
-        let written = if counts_as_queued(export.status) {
+        let written = if export.status.counts_against_quota() {
             self.with_quota_back(update, owner).await?
         } else {
             self.alone(update).await?
@@ -929,5 +921,122 @@ impl Budgets for DynamoStore {
             Err(e) if condition_failed(&e, 1) => Ok(false),
             Err(e) => Err(unavailable(e)),
         }
+    }
+}
+
+impl DynamoStore {
+    /// Every item a scan with `filter` finds (the reconciler's sweeps only).
+    async fn scan(&self, filter: &str, values: &[(&str, AttributeValue)]) -> Result<Vec<Item>, StoreError> {
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(filter)
+            .consistent_read(true);
+        for (name, value) in values {
+            scan = scan.expression_attribute_values(*name, value.clone());
+        }
+        if filter.contains("#status") {
+            scan = scan.expression_attribute_names("#status", "status");
+        }
+        let mut items = scan.into_paginator().items().send();
+        let mut found = Vec::new();
+        while let Some(item) = items.next().await {
+            found.push(item.map_err(unavailable)?);
+        }
+        Ok(found)
+    }
+}
+
+#[async_trait]
+impl Sweep for DynamoStore {
+    async fn all_exports(&self) -> Result<Vec<Export>, StoreError> {
+        self.scan("sk = :export", &[(":export", s("EXPORT"))])
+            .await?
+            .iter()
+            .map(Self::read_export)
+            .collect()
+    }
+
+    async fn stalled_jobs(&self, lease_before: DateTime<Utc>) -> Result<Vec<(ExportId, Job)>, StoreError> {
+        let items = self
+            .scan(
+                "begins_with(sk, :job) AND #status IN (:waiting, :running) AND leaseUntil < :before",
+                &[
+                    (":job", s("JOB#")),
+                    (":waiting", s(JobStatus::NotProcessed.as_str())),
+                    (":running", s(JobStatus::InProgress.as_str())),
+                    (":before", n(lease_before.timestamp())),
+                ],
+            )
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let id = text_of(item, "pk")
+                    .and_then(|pk| pk.strip_prefix("EXPORT#"))
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt("job item: pk".into()))?;
+                Ok((id, read_job(item)?))
+            })
+            .collect()
+    }
+
+    async fn abandon_job(
+        &self,
+        job: &JobKey,
+        end: &JobEnd,
+        lease_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
+        let mut update = self
+            .update_job(job)
+            .condition_expression("#status IN (:waiting, :running) AND leaseUntil < :before")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":before", n(lease_before.timestamp()))
+            .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
+            .expression_attribute_values(":detail", s(detail));
+        let set = "SET #status = :status, finishedAt = :at, detail = :detail";
+        update = match end.expires_at {
+            Some(expiry) => update
+                .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl"))
+                .expression_attribute_values(":ttl", n(expiry.timestamp())),
+            None => update.update_expression(set),
+        };
+        conditional(update.send().await)
+    }
+
+    async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let items = self.scan("sk = :quota", &[(":quota", s("QUOTA"))]).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let owner = text_of(item, "pk")?.strip_prefix("OWNER#")?.to_owned();
+                let queued = item.get("queued")?.as_n().ok()?.parse().ok()?;
+                Some((owner, queued))
+            })
+            .collect())
+    }
+
+    async fn set_quota(&self, owner: &str, from: i64, to: i64) -> Result<bool, StoreError> {
+        let written = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(quota_key(owner)))
+            .update_expression("SET queued = :to")
+            .condition_expression(if from == 0 {
+                "attribute_not_exists(queued) OR queued = :from"
+            } else {
+                "queued = :from"
+            })
+            .expression_attribute_values(":from", n(from))
+            .expression_attribute_values(":to", n(to))
+            .send()
+            .await;
+        conditional(written)
     }
 }

@@ -160,6 +160,29 @@ impl RunSchedules for EventBridgeSchedules {
             Err(e) => Err(unavailable(e)),
         }
     }
+
+    async fn armed(&self) -> Result<Vec<ExportId>, ScheduleError> {
+        let mut pages = self
+            .client
+            .list_schedules()
+            .group_name(&self.settings.group)
+            .name_prefix("export-")
+            .into_paginator()
+            .send();
+        let mut armed = Vec::new();
+        while let Some(page) = pages.next().await {
+            for schedule in page.map_err(unavailable)?.schedules() {
+                if let Some(id) = schedule
+                    .name()
+                    .and_then(|n| n.strip_prefix("export-"))
+                    .and_then(|id| id.parse().ok())
+                {
+                    armed.push(id);
+                }
+            }
+        }
+        Ok(armed)
+    }
 }
 
 #[cfg(test)]

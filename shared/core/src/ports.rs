@@ -215,6 +215,32 @@ pub trait Budgets: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// What the reconciler sweeps: every export record, unfinished jobs whose lease ended long ago,
+/// and the per-owner counters of queued exports.
+#[async_trait]
+pub trait Sweep: Send + Sync {
+    /// Every export record, whatever its state.
+    async fn all_exports(&self) -> Result<Vec<Export>, StoreError>;
+
+    /// Jobs still `notProcessed` or `inProgress` whose lease ended before `lease_before`.
+    async fn stalled_jobs(&self, lease_before: DateTime<Utc>) -> Result<Vec<(ExportId, Job)>, StoreError>;
+
+    /// Records a stalled job's end, only while it is still unfinished and its lease ended before
+    /// `lease_before` (a live attempt keeps it); `false` when it moved on meanwhile.
+    async fn abandon_job(
+        &self,
+        job: &JobKey,
+        end: &JobEnd,
+        lease_before: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Each owner's counter of queued exports.
+    async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError>;
+
+    /// Sets an owner's counter to `to`, only if it still reads `from`; `false` otherwise.
+    async fn set_quota(&self, owner: &str, from: i64, to: i64) -> Result<bool, StoreError>;
+}
+
 /// Why arming or disarming a schedule failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -230,6 +256,9 @@ pub trait RunSchedules: Send + Sync {
 
     /// Removes the export's schedule; removing one that is not there succeeds.
     async fn disarm(&self, id: &ExportId) -> Result<(), ScheduleError>;
+
+    /// The exports that have a schedule.
+    async fn armed(&self) -> Result<Vec<ExportId>, ScheduleError>;
 }
 
 /// Why a run could not be launched.

@@ -71,6 +71,14 @@ impl ExportStatus {
         }
     }
 
+    /// True when an export in this state counts against its owner's quota of queued exports.
+    pub fn counts_against_quota(self) -> bool {
+        matches!(
+            self,
+            Self::Creating | Self::Queued | Self::Scheduled | Self::InProgress
+        )
+    }
+
     pub fn parse(text: &str) -> Option<Self> {
         [Self::Creating]
             .into_iter()

@@ -1,0 +1,223 @@
+//! reconcile: the sweep that keeps every chain alive and every record true, run on a rate
+//! schedule (and safe to run at any time, twice, or concurrently: each repair is a conditional
+//! write or an idempotent call).
+//!
+//! - A live recurring export whose `nextRunAt` passed more than `grace` ago (its trigger never
+//!   came: re-arming failed past its retries, a schedule was lost) gets that occurrence launched:
+//!   run-export runs it and re-arms the chain forward, recording or running what it missed.
+//!   One whose next run is ahead but whose schedule is gone is armed again.
+//! - A job left unfinished whose lease ended more than `grace` ago (its attempt crashed or timed
+//!   out, and no retry came) is recorded `failed` with the reason, its one-time export settled,
+//!   and handed to notify for its `onFailure` messages.
+//! - A schedule whose export is missing, deleted, or not a live recurring export is removed; an
+//!   export left `creating` for longer than `grace` (a create that crashed) is discarded.
+//! - Each owner's counter of queued exports is recomputed from the records and corrected when it
+//!   still reads what was read before the records were (so a concurrent create is never undone).
+//!
+//! Every repair is logged and counted in the answer.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+
+use exporter::config::{parsed_or, ConfigError};
+use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
+use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
+use exporter::ports::{Clock, ExportLifecycle, ExportRuns, JobNotifier, RunLauncher, RunSchedules, Sweep};
+
+pub use exporter::failure::Failure;
+
+/// Settings of the sweep.
+#[derive(Clone, Debug)]
+pub struct ReconcileConfig {
+    /// How long past due something must be before the sweep repairs it: longer than a run's
+    /// lease and the schedules' retries take, so it never races a live attempt.
+    pub grace: TimeDelta,
+    /// How long abandoned jobs' records are kept.
+    pub retention: TimeDelta,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        Self {
+            grace: TimeDelta::minutes(20),
+            retention: TimeDelta::days(7),
+        }
+    }
+}
+
+impl ReconcileConfig {
+    /// Reads `RECONCILE_GRACE_SECONDS` and `RETENTION_DAYS`, each falling back to its default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        Ok(Self {
+            grace: TimeDelta::seconds(parsed_or(
+                "RECONCILE_GRACE_SECONDS",
+                defaults.grace.num_seconds(),
+            )?),
+            retention: TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
+        })
+    }
+}
+
+/// What the sweep needs.
+#[derive(Clone, Copy)]
+pub struct Deps<'a> {
+    pub sweep: &'a dyn Sweep,
+    pub lifecycle: &'a dyn ExportLifecycle,
+    pub runs: &'a dyn ExportRuns,
+    pub schedules: &'a dyn RunSchedules,
+    /// run-export, for chains whose trigger never came.
+    pub launcher: &'a dyn RunLauncher,
+    pub notifier: &'a dyn JobNotifier,
+    pub clock: &'a dyn Clock,
+    pub config: &'a ReconcileConfig,
+}
+
+/// The repairs one sweep made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Repairs {
+    /// Chains whose trigger never came, whose occurrence was launched.
+    pub chains_restarted: usize,
+    /// Live recurring exports whose schedule was gone, armed again.
+    pub schedules_rearmed: usize,
+    /// Unfinished jobs past their lease, recorded failed.
+    pub jobs_abandoned: usize,
+    /// Schedules of exports that are gone, deleted or not recurring, removed.
+    pub schedules_removed: usize,
+    /// Exports left `creating`, discarded.
+    pub creating_discarded: usize,
+    /// Owners whose counter of queued exports was corrected.
+    pub quotas_corrected: usize,
+}
+
+/// One sweep.
+pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
+    let now = deps.clock.now();
+    let overdue = now - deps.config.grace;
+    let mut repairs = Repairs::default();
+    // Counters first, records second: a write in between changes the counter, and the
+    // correction below, conditional on the counter read here, then leaves it alone.
+    let counters = deps.sweep.quotas().await?;
+    let exports = deps.sweep.all_exports().await?;
+    let armed: HashSet<_> = deps.schedules.armed().await?.into_iter().collect();
+
+    for export in &exports {
+        let live_recurring = export.deleted_at.is_none()
+            && export.status == ExportStatus::Scheduled
+            && matches!(export.request.schedule, Schedule::Recurring(_));
+        if !live_recurring && armed.contains(&export.id) && export.status != ExportStatus::Creating {
+            deps.schedules.disarm(&export.id).await?;
+            tracing::warn!(export_id = %export.id, status = export.status.as_str(), "removed the schedule of an export that is not a live recurring one");
+            repairs.schedules_removed += 1;
+        }
+        if export.status == ExportStatus::Creating && export.created_at < overdue {
+            if armed.contains(&export.id) {
+                deps.schedules.disarm(&export.id).await?;
+                repairs.schedules_removed += 1;
+            }
+            deps.lifecycle.discard(export).await?;
+            tracing::warn!(export_id = %export.id, "discarded an export whose create never finished");
+            repairs.creating_discarded += 1;
+        }
+        if live_recurring {
+            restart_chain(deps, export, &armed, overdue, &mut repairs).await?;
+        }
+    }
+
+    for (id, job) in deps.sweep.stalled_jobs(overdue).await? {
+        let Some(export) = exports.iter().find(|e| e.id == id) else {
+            continue;
+        };
+        let key = JobKey {
+            export_id: id,
+            scheduled_at: job.scheduled_at,
+        };
+        let end = JobEnd {
+            status: JobStatus::Failed,
+            detail: JobDetail {
+                error: Some(
+                    "the run stopped without recording its end (it crashed or timed out, and no retry took it over); recorded by the reconciler"
+                        .into(),
+                ),
+                ..job.detail.clone()
+            },
+            finished_at: now,
+            expires_at: Some(now + deps.config.retention),
+        };
+        if !deps.sweep.abandon_job(&key, &end, overdue).await? {
+            continue;
+        }
+        tracing::warn!(export_id = %id, job_id = %job.job_id, "recorded a stalled job failed");
+        repairs.jobs_abandoned += 1;
+        if export.request.schedule == Schedule::OneTime {
+            deps.runs
+                .settle_one_time(export, ExportStatus::Failed, now)
+                .await?;
+        }
+        deps.notifier
+            .job_ended(&NotifyEvent {
+                export_id: id,
+                job_id: job.job_id.clone(),
+            })
+            .await
+            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+    }
+
+    let mut queued: BTreeMap<&str, i64> = BTreeMap::new();
+    for export in exports
+        .iter()
+        .filter(|e| e.deleted_at.is_none() && e.status.counts_against_quota())
+    {
+        *queued.entry(export.owner.as_str()).or_default() += 1;
+    }
+    for (owner, stored) in &counters {
+        let actual = queued.get(owner.as_str()).copied().unwrap_or(0);
+        if *stored != actual && deps.sweep.set_quota(owner, *stored, actual).await? {
+            tracing::warn!(
+                owner,
+                stored,
+                actual,
+                "corrected an owner's counter of queued exports"
+            );
+            repairs.quotas_corrected += 1;
+        }
+    }
+    tracing::info!(repairs = ?repairs, exports = exports.len(), "reconciled");
+    Ok(repairs)
+}
+
+/// A live recurring export whose trigger never came gets that occurrence launched (run-export
+/// runs it and re-arms forward); one whose schedule is gone is armed again.
+async fn restart_chain(
+    deps: Deps<'_>,
+    export: &Export,
+    armed: &HashSet<exporter::domain::ExportId>,
+    overdue: DateTime<Utc>,
+    repairs: &mut Repairs,
+) -> Result<(), Failure> {
+    let Schedule::Recurring(recurrence) = export.request.schedule else {
+        return Ok(());
+    };
+    let next_run = export.next_run_at.unwrap_or(export.created_at);
+    // `nextRunAt` is kept to the millisecond: the occurrence at or just after it.
+    let Some((k, at)) = recurrence.next_after(next_run - TimeDelta::milliseconds(1)) else {
+        return Ok(());
+    };
+    let event = RunEvent::occurrence(export.id, k, at);
+    if next_run < overdue {
+        deps.launcher
+            .launch(&event)
+            .await
+            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+        tracing::warn!(export_id = %export.id, occurrence = k, "launched an occurrence whose trigger never came");
+        repairs.chains_restarted += 1;
+    } else if !armed.contains(&export.id) {
+        deps.schedules.arm(&event).await?;
+        tracing::warn!(export_id = %export.id, occurrence = k, "armed again a schedule that was gone");
+        repairs.schedules_rearmed += 1;
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! Composition root of reconcile.
+
+use exporter::config::{self, required, schedule_settings};
+use exporter::dynamodb::DynamoStore;
+use exporter::lambda::LambdaLauncher;
+use exporter::ports::SystemClock;
+use exporter::scheduler::EventBridgeSchedules;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use reconcile::{handle, Deps, ReconcileConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    config::init_tracing();
+    let table = required("TABLE_NAME")?;
+    let settings = schedule_settings()?;
+    let reconcile_config = ReconcileConfig::from_env()?;
+    let aws = exporter::aws_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
+    let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
+    let lambda = aws_sdk_lambda::Client::new(&aws);
+    let launcher = LambdaLauncher::new(lambda.clone(), required("RUN_EXPORT_FUNCTION")?);
+    let notifier = LambdaLauncher::new(lambda, required("NOTIFY_FUNCTION")?);
+    let clock = SystemClock;
+    let deps = Deps {
+        sweep: &store,
+        lifecycle: &store,
+        runs: &store,
+        schedules: &schedules,
+        launcher: &launcher,
+        notifier: &notifier,
+        clock: &clock,
+        config: &reconcile_config,
+    };
+    // The rate schedule's event carries nothing the sweep needs.
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+        handle(deps).await
+    }))
+    .await
+}

@@ -1,0 +1,303 @@
+//! The reconciler on moto: a chain whose re-arming failed past its retries is restarted; a job
+//! whose attempt died is recorded failed, notified and its one-time export settled; orphan
+//! schedules and unfinished creates are removed; quota counters are corrected from the records;
+//! and a second sweep finds nothing left to repair.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+
+use exporter::domain::{ExportId, NotifyEvent, RunEvent};
+use exporter::ports::{ExportLifecycle, JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules};
+use exporter::scheduler::schedule_name;
+use integration_tests::{one_time_body, recurring_body, someone, Fixture};
+use reconcile::{ReconcileConfig, Repairs};
+
+/// Runs a launched occurrence at once, in this process, as run-export would.
+struct InProcess<'a>(run_export::Deps<'a>);
+
+#[async_trait]
+impl RunLauncher for InProcess<'_> {
+    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
+        run_export::handle(self.0, event.clone())
+            .await
+            .map(drop)
+            .map_err(|e| LaunchError::Unavailable(Box::new(e)))
+    }
+}
+
+/// Records the hand-offs to notify.
+#[derive(Default)]
+struct HandOffs(Mutex<Vec<NotifyEvent>>);
+
+#[async_trait]
+impl JobNotifier for HandOffs {
+    async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push(event.clone());
+        }
+        Ok(())
+    }
+}
+
+async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
+    let config = ReconcileConfig {
+        grace: TimeDelta::minutes(1),
+        ..ReconcileConfig::default()
+    };
+    let launcher = InProcess(fx.run_deps());
+    let deps = reconcile::Deps {
+        sweep: &fx.store,
+        lifecycle: &fx.store,
+        runs: &fx.store,
+        schedules: &fx.schedules,
+        launcher: &launcher,
+        notifier,
+        clock: &fx.clock,
+        config: &config,
+    };
+    reconcile::handle(deps).await.expect("sweeps")
+}
+
+fn key(pk: String, sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
+
+async fn set(fx: &Fixture, pk: String, sk: &str, name: &str, value: AttributeValue) {
+    fx.dynamo
+        .update_item()
+        .table_name(&fx.table)
+        .set_key(Some(key(pk, sk)))
+        .update_expression("SET #n = :v")
+        .expression_attribute_names("#n", name)
+        .expression_attribute_values(":v", value)
+        .send()
+        .await
+        .expect("moto updates");
+}
+
+async fn armed(fx: &Fixture, id: &ExportId) -> Option<RunEvent> {
+    let schedule = fx
+        .scheduler
+        .get_schedule()
+        .group_name(&fx.group)
+        .name(schedule_name(id))
+        .send()
+        .await
+        .ok()?;
+    serde_json::from_str(schedule.target()?.input()?).ok()
+}
+
+fn millis(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+#[tokio::test]
+async fn a_chain_whose_rearming_failed_is_restarted_and_a_second_sweep_finds_nothing() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let mut body = recurring_body("PT1H");
+    body["periodStart"] = json!((Utc::now().timestamp() / 3600 - 5) * 3600);
+    body["items"][0]["params"]["period"] = json!("PT10M");
+    let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
+    assert_eq!(status, 201, "{export}");
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let next = armed(&fx, &id).await.expect("armed");
+    // Re-arming failed past every retry two hours ago: the schedule is gone, nextRunAt is past.
+    fx.schedules.disarm(&id).await.expect("disarms");
+    let stale = next.scheduled_at - TimeDelta::hours(2);
+    set(
+        &fx,
+        format!("EXPORT#{id}"),
+        "EXPORT",
+        "nextRunAt",
+        AttributeValue::S(millis(stale)),
+    )
+    .await;
+
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    assert_eq!(repairs.chains_restarted, 1, "{repairs:?}");
+    let rearmed = armed(&fx, &id).await.expect("armed again");
+    assert_eq!(
+        rearmed.occurrence, next.occurrence,
+        "at the first occurrence still ahead"
+    );
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["nextRunAt"], millis(next.scheduled_at), "{state}");
+    assert_eq!(
+        state["jobs"][0]["scheduledAt"],
+        millis(stale),
+        "the missed occurrence ran: {state}"
+    );
+    assert_eq!(state["jobs"][0]["status"], "done");
+
+    assert_eq!(
+        sweep(&fx, &hand_offs).await,
+        Repairs::default(),
+        "nothing left to repair"
+    );
+}
+
+#[tokio::test]
+async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
+    assert_eq!(status, 201);
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let at: DateTime<Utc> = export["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("createdAt");
+    let job = RunEvent {
+        export_id: id,
+        scheduled_at: at,
+        occurrence: None,
+    }
+    .job();
+    // An attempt claimed it an hour ago, started, and died; no retry came.
+    let then = Utc::now() - TimeDelta::hours(1);
+    assert!(fx
+        .store
+        .open_job(&job, then, then + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
+    fx.store.start_job(&job, then).await.expect("starts");
+
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    assert_eq!(repairs.jobs_abandoned, 1, "{repairs:?}");
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["status"], "failed", "{state}");
+    assert_eq!(state["jobs"][0]["status"], "failed");
+    assert!(state["jobs"][0]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("crashed or timed out")));
+    let sent: Vec<NotifyEvent> = hand_offs.0.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(
+        sent,
+        [NotifyEvent {
+            export_id: id,
+            job_id: job.job_id()
+        }],
+        "onFailure goes out"
+    );
+    let quota = fx
+        .dynamo
+        .get_item()
+        .table_name(&fx.table)
+        .set_key(Some(key(format!("OWNER#{}", alice[0].1), "QUOTA")))
+        .send()
+        .await
+        .expect("reads");
+    assert_eq!(
+        quota
+            .item()
+            .and_then(|i| i.get("queued"))
+            .and_then(|v| v.as_n().ok())
+            .map(String::as_str),
+        Some("0")
+    );
+}
+
+#[tokio::test]
+async fn orphan_schedules_unfinished_creates_and_wrong_counters_are_repaired() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let create = |body: serde_json::Value| {
+        let fx = &fx;
+        let alice = &alice;
+        async move {
+            let (status, export) = fx.call("POST", "/exports", Some(&body), alice).await;
+            assert_eq!(status, 201, "{export}");
+            export["id"]
+                .as_str()
+                .and_then(|i| i.parse::<ExportId>().ok())
+                .expect("an id")
+        }
+    };
+    // Deleted without its schedule removed (the delete's disarm failed).
+    let deleted = create(recurring_body("P1D")).await;
+    fx.store
+        .soft_delete(&deleted, &alice[0].1, Utc::now(), Utc::now() + TimeDelta::days(7))
+        .await
+        .expect("deletes");
+    // A create that crashed between arming and marking it scheduled, an hour ago.
+    let unfinished = create(recurring_body("P1D")).await;
+    set(
+        &fx,
+        format!("EXPORT#{unfinished}"),
+        "EXPORT",
+        "status",
+        AttributeValue::S("creating".into()),
+    )
+    .await;
+    let long_ago = millis(Utc::now() - TimeDelta::hours(1));
+    set(
+        &fx,
+        format!("EXPORT#{unfinished}"),
+        "EXPORT",
+        "createdAt",
+        AttributeValue::S(long_ago),
+    )
+    .await;
+    // One live export, and a counter that drifted.
+    let live = create(recurring_body("P1D")).await;
+    set(
+        &fx,
+        format!("OWNER#{}", alice[0].1),
+        "QUOTA",
+        "queued",
+        AttributeValue::N("7".into()),
+    )
+    .await;
+
+    let repairs = sweep(&fx, &HandOffs::default()).await;
+    assert_eq!(repairs.schedules_removed, 2, "{repairs:?}");
+    assert_eq!(repairs.creating_discarded, 1, "{repairs:?}");
+    assert!(armed(&fx, &deleted).await.is_none());
+    assert!(armed(&fx, &unfinished).await.is_none());
+    assert!(armed(&fx, &live).await.is_some(), "the live chain is left alone");
+    let gone = fx
+        .dynamo
+        .get_item()
+        .table_name(&fx.table)
+        .set_key(Some(key(format!("EXPORT#{unfinished}"), "EXPORT")))
+        .send()
+        .await
+        .expect("reads");
+    assert!(gone.item().is_none(), "the unfinished create is discarded");
+
+    // The discard moved the counter; the next sweep corrects it from the records.
+    let repairs = sweep(&fx, &HandOffs::default()).await;
+    assert_eq!(repairs.quotas_corrected, 1, "{repairs:?}");
+    let quota = fx
+        .dynamo
+        .get_item()
+        .table_name(&fx.table)
+        .set_key(Some(key(format!("OWNER#{}", alice[0].1), "QUOTA")))
+        .send()
+        .await
+        .expect("reads");
+    assert_eq!(
+        quota
+            .item()
+            .and_then(|i| i.get("queued"))
+            .and_then(|v| v.as_n().ok())
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(sweep(&fx, &HandOffs::default()).await, Repairs::default());
+}
