@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: cfn-lint on the template; starts the local stack (moto, the local reader and
-# chat endpoints, cargo lambda watch); runs the workspace's tests and schemathesis (with the
-# OpenAPI description) against it; stops the stack whatever happens; closes with the totals.
+# chat endpoints, cargo lambda watch); runs the workspace's tests, the fault soak (printing its
+# figures) and schemathesis (with the OpenAPI description) against it; stops the stack whatever
+# happens; closes with the totals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
@@ -12,7 +13,9 @@ scripts/stack.sh up
 set -a; eval "$(scripts/stack.sh env)"; set +a
 log=$(mktemp)
 status=0
-cargo test --workspace --all-targets 2>&1 | tee "$log" || status=$?
+cargo test --workspace --all-targets -- --skip fault_soak 2>&1 | tee "$log" || status=$?
+# The fault soak prints what it injected and checked.
+cargo test -p integration-tests --test soak -- --nocapture 2>&1 | tee -a "$log" | grep -E '^soak:|^test result|panicked' || status=$?
 # The OpenAPI description against the running API: no 5xx, every response as documented.
 identity='{"sub":"schemathesis","email":"st@example.com","scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete"}'
 SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks .venv/bin/schemathesis run docs/openapi.yaml \
