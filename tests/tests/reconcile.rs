@@ -51,6 +51,7 @@ async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
     };
     let launcher = InProcess(fx.run_deps());
     let deps = reconcile::Deps {
+        files: &fx.files,
         sweep: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,

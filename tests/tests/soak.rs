@@ -20,8 +20,8 @@ use serde_json::json;
 use exporter::domain::job::{JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Advance, Clock, ExportRuns, JobHistory, JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules,
-    ScheduleError, StoreError, Sweep,
+    Advance, Clock, ExportRuns, FileError, FileStore, JobHistory, JobLedger, JobNotifier, LaunchError,
+    RunLauncher, RunSchedules, ScheduleError, StoreError, Sweep,
 };
 use exporter::scheduler::schedule_name;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
@@ -144,6 +144,30 @@ impl JobLedger for FaultyLedger<'_> {
     }
 }
 
+struct FaultyFiles<'a>(&'a dyn FileStore, &'a Faults);
+
+#[async_trait]
+impl FileStore for FaultyFiles<'_> {
+    async fn put(&self, key: &str, path: &std::path::Path, content_type: &str) -> Result<u64, FileError> {
+        if self.1.roll("S3 failed to store a file", 0.04) {
+            return Err(FileError::Unavailable("put".into(), "injected".into()));
+        }
+        self.0.put(key, path, content_type).await
+    }
+    async fn remove(&self, key: &str) -> Result<(), FileError> {
+        self.0.remove(key).await
+    }
+    async fn remove_all(&self, prefix: &str) -> Result<u64, FileError> {
+        self.0.remove_all(prefix).await
+    }
+    async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError> {
+        self.0.presign(key, expires_in).await
+    }
+    async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
+        self.0.read(key).await
+    }
+}
+
 struct FaultyNotifier<'a>(&'a Faults);
 
 #[async_trait]
@@ -219,7 +243,9 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let runs = FaultyRuns(&fx.store, &faults);
     let ledger = FaultyLedger(&fx.store, &faults, &died);
     let notifier = FaultyNotifier(&faults);
+    let files = FaultyFiles(&fx.files, &faults);
     let run = run_export::Deps {
+        files: &files,
         runs: &runs,
         ledger: &ledger,
         schedules: &schedules,
@@ -238,6 +264,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         ..ReconcileConfig::default()
     };
     let reconciler = reconcile::Deps {
+        files: &fx.files,
         sweep: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,
@@ -271,6 +298,10 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     for step in 0..STEPS {
         clock.0.fetch_add(STEP.num_milliseconds(), Ordering::SeqCst);
         let now = clock.now();
+        // The reader answers 500 to the next requests now and then (the client retries).
+        if faults.roll("reader failed (500) for a while", 0.3) {
+            fx.reader_state.fail_first.store(2, Ordering::SeqCst);
+        }
         // What is due: armed schedules (each occurrence fires once, like a real one-time
         // schedule), what was launched, what was postponed.
         let mut due: Vec<RunEvent> = queue
@@ -446,6 +477,32 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                     .or_default() += 1;
             }
         }
+    }
+    // Files: every one belongs to a done job, and each done job's file holds its whole window
+    // (ten minutes of a chain's occurrence, a day for a one-time export), as a fault-free run's.
+    let done_files: HashSet<String> = {
+        let mut keys = HashSet::new();
+        for export in &exports {
+            for job in fx.store.jobs(&export.id).await.expect("jobs") {
+                if job.status == JobStatus::Done {
+                    let rows = if export.request.schedule == Schedule::OneTime {
+                        1440
+                    } else {
+                        10
+                    };
+                    for file in &job.detail.files {
+                        assert_eq!(file.rows, rows, "{}: a file of the job's whole window", file.key);
+                        keys.insert(file.key.clone());
+                        *checked.entry("done files complete").or_default() += 1;
+                    }
+                }
+            }
+        }
+        keys
+    };
+    for key in fx.objects().await {
+        assert!(done_files.contains(&key), "{key}: a file of no done job");
+        *checked.entry("stored files of done jobs only").or_default() += 1;
     }
     let mut queued: BTreeMap<String, i64> = BTreeMap::new();
     for export in exports

@@ -142,6 +142,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
         "files.put" => &["s3:PutObject", "s3:AbortMultipartUpload"],
         "files.remove" => &["s3:DeleteObject"],
+        "files.remove_all" => &["s3:ListBucket", "s3:DeleteObject"],
         "files.presign" | "files.read" => &["s3:GetObject"],
         "mailer.send" => &["ses:SendEmail"],
         _ => &[],
@@ -170,7 +171,7 @@ const PORT_CALLS: [(&str, &[&str]); 14] = [
     ),
     ("launcher", &["launch"]),
     ("notifier", &["job_ended"]),
-    ("files", &["put", "remove", "presign", "read"]),
+    ("files", &["put", "remove", "remove_all", "presign", "read"]),
     ("mailer", &["send"]),
     ("reader", &["read"]),
 ];
@@ -344,6 +345,7 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
         ("complete_multipart_upload", "s3:PutObject"),
         ("abort_multipart_upload", "s3:AbortMultipartUpload"),
         ("delete_object", "s3:DeleteObject"),
+        ("list_objects_v2", "s3:ListBucket"),
         ("get_object", "s3:GetObject"),
         ("send_email", "ses:SendEmail"),
     ]

@@ -119,6 +119,10 @@ impl FileStore for Recorder {
         self.note("remove");
         Ok(())
     }
+    async fn remove_all(&self, _: &str) -> Result<u64, FileError> {
+        self.note("remove_all");
+        Ok(0)
+    }
     async fn presign(&self, _: &str, _: std::time::Duration) -> Result<String, FileError> {
         self.note("presign");
         Ok("https://example.com/file".into())

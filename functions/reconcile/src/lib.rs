@@ -7,8 +7,8 @@
 //!   run-export runs it and re-arms the chain forward, recording or running what it missed.
 //!   One whose next run is ahead but whose schedule is gone is armed again.
 //! - A job left unfinished whose lease ended more than `grace` ago (its attempt crashed or timed
-//!   out, and no retry came) is recorded `failed` with the reason, its one-time export settled,
-//!   and handed to notify for its `onFailure` messages.
+//!   out, and no retry came) is recorded `failed` with the reason, the files it left removed, its
+//!   one-time export settled, and handed to notify for its `onFailure` messages.
 //! - A schedule whose export is missing, deleted, or not a live recurring export is removed; an
 //!   export left `creating` for longer than `grace` (a create that crashed) is discarded.
 //! - Each owner's counter of queued exports is recomputed from the records and corrected when it
@@ -22,9 +22,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
 use exporter::config::{parsed_or, ConfigError};
+use exporter::domain::files;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
-use exporter::ports::{Clock, ExportLifecycle, ExportRuns, JobNotifier, RunLauncher, RunSchedules, Sweep};
+use exporter::ports::{
+    Clock, ExportLifecycle, ExportRuns, FileStore, JobNotifier, RunLauncher, RunSchedules, Sweep,
+};
 
 pub use exporter::failure::Failure;
 
@@ -71,6 +74,8 @@ pub struct Deps<'a> {
     /// run-export, for chains whose trigger never came.
     pub launcher: &'a dyn RunLauncher,
     pub notifier: &'a dyn JobNotifier,
+    /// The files an attempt that died left behind.
+    pub files: &'a dyn FileStore,
     pub clock: &'a dyn Clock,
     pub config: &'a ReconcileConfig,
 }
@@ -150,7 +155,12 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         if !deps.sweep.abandon_job(&key, &end, overdue).await? {
             continue;
         }
-        tracing::warn!(export_id = %id, job_id = %job.job_id, "recorded a stalled job failed");
+        let left = deps
+            .files
+            .remove_all(&files::job_prefix(&id, &job.job_id))
+            .await
+            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+        tracing::warn!(export_id = %id, job_id = %job.job_id, files_removed = left, "recorded a stalled job failed");
         repairs.jobs_abandoned += 1;
         if export.request.schedule == Schedule::OneTime {
             deps.runs

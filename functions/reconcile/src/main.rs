@@ -1,9 +1,10 @@
 //! Composition root of reconcile.
 
-use exporter::config::{self, required, schedule_settings};
+use exporter::config::{self, flag, required, schedule_settings};
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
+use exporter::s3::S3Files;
 use exporter::scheduler::EventBridgeSchedules;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use reconcile::{handle, Deps, ReconcileConfig};
@@ -20,6 +21,10 @@ async fn main() -> Result<(), Error> {
     let lambda = aws_sdk_lambda::Client::new(&aws);
     let launcher = LambdaLauncher::new(lambda.clone(), required("RUN_EXPORT_FUNCTION")?);
     let notifier = LambdaLauncher::new(lambda, required("NOTIFY_FUNCTION")?);
+    let files = S3Files::new(
+        S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")),
+        required("BUCKET_NAME")?,
+    );
     let clock = SystemClock;
     let deps = Deps {
         sweep: &store,
@@ -28,6 +33,7 @@ async fn main() -> Result<(), Error> {
         schedules: &schedules,
         launcher: &launcher,
         notifier: &notifier,
+        files: &files,
         clock: &clock,
         config: &reconcile_config,
     };

@@ -197,6 +197,26 @@ impl FileStore for S3Files {
         Ok(())
     }
 
+    async fn remove_all(&self, prefix: &str) -> Result<u64, FileError> {
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
+        let mut removed = 0;
+        while let Some(page) = pages.next().await {
+            for object in page.map_err(failed("list objects"))?.contents() {
+                if let Some(key) = object.key() {
+                    self.remove(key).await?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
         let object = self
             .client

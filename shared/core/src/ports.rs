@@ -341,6 +341,9 @@ pub trait FileStore: Send + Sync {
     async fn put(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, FileError>;
     /// Removes a file; removing a missing one succeeds.
     async fn remove(&self, key: &str) -> Result<(), FileError>;
+    /// Removes every file whose key starts with `prefix` (what an attempt that died left);
+    /// returns how many there were.
+    async fn remove_all(&self, prefix: &str) -> Result<u64, FileError>;
     /// A time-limited URL to download a file.
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError>;
     /// A file's bytes (to attach it to an email).
