@@ -23,6 +23,8 @@ pub struct Captured {
     pub query: String,
     pub content_type: String,
     pub body: Value,
+    /// The status answered (a scripted failure's, else 200).
+    pub answered: u16,
 }
 
 /// A scripted answer: the status and an optional `Retry-After` in seconds.
@@ -101,7 +103,9 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
+    let scripted = state.next_scripted(&path);
     let capture = Captured {
+        answered: scripted.map_or(200, |a| a.status),
         method: method.to_string(),
         path: path.clone(),
         query: uri.query().unwrap_or_default().to_owned(),
@@ -119,7 +123,7 @@ async fn receive(
         all.push(capture);
         all.len()
     };
-    if let Some(answer) = state.next_scripted(&path) {
+    if let Some(answer) = scripted {
         let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (
             status,

@@ -450,6 +450,9 @@ impl JobLedger for FinishFailsOnce<'_> {
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
         self.ledger.record_unrun(job, end).await
     }
+    async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
+        self.ledger.handed_off(job).await
+    }
 }
 
 #[tokio::test]

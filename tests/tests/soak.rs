@@ -142,6 +142,9 @@ impl JobLedger for FaultyLedger<'_> {
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
         self.0.record_unrun(job, end).await
     }
+    async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
+        self.0.handed_off(job).await
+    }
 }
 
 struct FaultyFiles<'a>(&'a dyn FileStore, &'a Faults);
@@ -168,15 +171,44 @@ impl FileStore for FaultyFiles<'_> {
     }
 }
 
-struct FaultyNotifier<'a>(&'a Faults);
+/// The hand-off to notify, run in this process (as the asynchronous invoke would), failing now
+/// and then before it is made; Slack answers 500 now and then (notify retries, then records).
+struct FaultyNotifier<'a>(
+    &'a Faults,
+    notify::Deps<'a>,
+    &'a integration_tests::chat_server::ChatState,
+);
 
 #[async_trait]
 impl JobNotifier for FaultyNotifier<'_> {
-    async fn job_ended(&self, _: &NotifyEvent) -> Result<(), LaunchError> {
+    async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
         if self.0.roll("hand-off to notify failed", 0.05) {
             return Err(LaunchError::Unavailable("injected".into()));
         }
-        Ok(())
+        if self.0.roll("Slack answered 500 three times", 0.05) {
+            let failing = integration_tests::chat_server::Scripted {
+                status: 500,
+                retry_after: None,
+            };
+            self.2.script("/slack/soak", &[failing; 3]);
+        }
+        notify::handle(self.1, event.clone())
+            .await
+            .map(drop)
+            .map_err(|e| LaunchError::Unavailable(Box::new(e)))
+    }
+}
+
+/// The hand-off to notify, run in this process, without faults.
+struct QuietNotifier<'a>(notify::Deps<'a>);
+
+#[async_trait]
+impl JobNotifier for QuietNotifier<'_> {
+    async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
+        notify::handle(self.0, event.clone())
+            .await
+            .map(drop)
+            .map_err(|e| LaunchError::Unavailable(Box::new(e)))
     }
 }
 
@@ -242,7 +274,11 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let schedules = FaultySchedules(&fx.schedules, &faults);
     let runs = FaultyRuns(&fx.store, &faults);
     let ledger = FaultyLedger(&fx.store, &faults, &died);
-    let notifier = FaultyNotifier(&faults);
+    let notify_deps = notify::Deps {
+        clock: &clock,
+        ..fx.notify_deps()
+    };
+    let notifier = FaultyNotifier(&faults, notify_deps, &fx.chat_state);
     let files = FaultyFiles(&fx.files, &faults);
     let run = run_export::Deps {
         files: &files,
@@ -266,6 +302,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let reconciler = reconcile::Deps {
         files: &fx.files,
         sweep: &fx.store,
+        ledger: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,
         schedules: &fx.schedules,
@@ -283,6 +320,8 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
             let mut body = recurring_body(if i % 3 == 0 { "PT2H" } else { "PT1H" });
             body["periodStart"] = json!(start - 3600 * (i % 4));
             body["items"][0]["params"]["period"] = json!("PT10M");
+            body["notification"]["messages"] = json!([{"policy": "onSuccess", "medium": "slack",
+                "title": "Export", "text": "job {{jobId}} of {{exportId}}", "target": format!("{}/slack/soak", fx.chat_url)}]);
             body
         } else {
             one_time_body()
@@ -356,17 +395,18 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     if let Ok(mut rng) = faults.rng.lock() {
         *rng = fastrand::Rng::with_seed(SEED);
     }
+    let quiet_notifier = QuietNotifier(notify_deps);
     let quiet = run_export::Deps {
         runs: &fx.store,
         ledger: &fx.store,
         schedules: &fx.schedules,
         launcher: &queue,
-        notifier: &fx.notifier,
+        notifier: &quiet_notifier,
         clock: &clock,
         ..fx.run_deps()
     };
     let quiet_reconciler = reconcile::Deps {
-        notifier: &fx.notifier,
+        notifier: &quiet_notifier,
         ..reconciler
     };
     for _ in 0..4 {
@@ -501,9 +541,66 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         keys
     };
     for key in fx.objects().await {
-        assert!(done_files.contains(&key), "{key}: a file of no done job");
+        if !done_files.contains(&key) {
+            let mut found = Vec::new();
+            for export in &exports {
+                for job in fx.store.jobs(&export.id).await.expect("jobs") {
+                    if key.contains(&job.job_id) && key.contains(&export.id.to_string()) {
+                        found.push(format!(
+                            "{:?} attempts {} error {:?} deleted {:?}",
+                            job.status, job.attempts, job.detail.error, export.deleted_at
+                        ));
+                    }
+                }
+            }
+            panic!("{key}: a file of no done job; its job: {found:?}");
+        }
         *checked.entry("stored files of done jobs only").or_default() += 1;
     }
+    // Messages: each done job's message went out once, or its failure is recorded.
+    let posts: Vec<String> = fx
+        .chat_state
+        .captured()
+        .into_iter()
+        .filter(|c| c.path.starts_with("/slack/soak") && c.answered == 200)
+        .filter_map(|c| c.body["text"].as_str().map(str::to_owned))
+        .collect();
+    for export in exports.iter().filter(|e| !e.request.messages.is_empty()) {
+        for job in fx.store.jobs(&export.id).await.expect("jobs") {
+            if job.status != JobStatus::Done {
+                continue;
+            }
+            let sent = posts
+                .iter()
+                .filter(|t| t.contains(&format!("job {} of {}", job.job_id, export.id)))
+                .count();
+            let recorded = job
+                .deliveries
+                .iter()
+                .find(|d| d.message == 0)
+                .map(|d| d.status.as_str());
+            match recorded {
+                Some("sent") => assert_eq!(sent, 1, "{}: sent once", job.job_id),
+                Some("failed") => assert_eq!(sent, 0, "{}: a recorded failure was not sent", job.job_id),
+                other => panic!(
+                    "{} of {}: message neither sent nor recorded failed: {other:?}; attempts {}, deleted {:?}, deliveries {:?}",
+                    job.job_id, export.id, job.attempts, export.deleted_at, job.deliveries
+                ),
+            }
+            *checked
+                .entry("messages sent once or recorded failed")
+                .or_default() += 1;
+        }
+    }
+    let uploads = fx
+        .s3
+        .list_multipart_uploads()
+        .bucket(&fx.bucket)
+        .send()
+        .await
+        .expect("lists");
+    assert!(uploads.uploads().is_empty(), "no upload left open");
+    *checked.entry("no multipart upload left open").or_default() += 1;
     let mut queued: BTreeMap<String, i64> = BTreeMap::new();
     for export in exports
         .iter()

@@ -124,9 +124,8 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "lifecycle.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
         "lifecycle.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
         "runs.record_next_run" | "runs.settle_one_time" => &["dynamodb:UpdateItem"],
-        "ledger.open_job" | "ledger.release_job" | "ledger.start_job" | "ledger.finish_job" => {
-            &["dynamodb:UpdateItem"]
-        }
+        "ledger.open_job" | "ledger.release_job" | "ledger.start_job" | "ledger.finish_job"
+        | "ledger.handed_off" => &["dynamodb:UpdateItem"],
         "deliveries.claim_delivery" | "deliveries.record_delivery" | "budgets.spend" => {
             &["dynamodb:UpdateItem"]
         }
@@ -137,7 +136,9 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         ],
         "schedules.disarm" => &["scheduler:DeleteSchedule"],
         "schedules.armed" => &["scheduler:ListSchedules"],
-        "sweep.all_exports" | "sweep.stalled_jobs" | "sweep.quotas" => &["dynamodb:Scan"],
+        "sweep.all_exports" | "sweep.stalled_jobs" | "sweep.quotas" | "sweep.unhanded_jobs" => {
+            &["dynamodb:Scan"]
+        }
         "sweep.abandon_job" | "sweep.set_quota" => &["dynamodb:UpdateItem"],
         "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
         "files.put" => &["s3:PutObject", "s3:AbortMultipartUpload"],
@@ -156,7 +157,10 @@ const PORT_CALLS: [(&str, &[&str]); 14] = [
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
     ("runs", &["record_next_run", "settle_one_time"]),
     ("history", &["jobs", "job", "recent_jobs"]),
-    ("ledger", &["open_job", "release_job", "start_job", "finish_job"]),
+    (
+        "ledger",
+        &["open_job", "release_job", "start_job", "finish_job", "handed_off"],
+    ),
     ("deliveries", &["claim_delivery", "record_delivery"]),
     ("schedules", &["arm", "disarm", "armed"]),
     (

@@ -14,6 +14,8 @@
 //! - Each owner's counter of queued exports is recomputed from the records and corrected when it
 //!   still reads what was read before the records were (so a concurrent create is never undone).
 //!
+//! - A finished job never handed to notify (every attempt's hand-off failed) is handed now.
+//!
 //! Every repair is logged and counted in the answer.
 
 use std::collections::{BTreeMap, HashSet};
@@ -26,7 +28,7 @@ use exporter::domain::files;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Clock, ExportLifecycle, ExportRuns, FileStore, JobNotifier, RunLauncher, RunSchedules, Sweep,
+    Clock, ExportLifecycle, ExportRuns, FileStore, JobLedger, JobNotifier, RunLauncher, RunSchedules, Sweep,
 };
 
 pub use exporter::failure::Failure;
@@ -68,6 +70,8 @@ impl ReconcileConfig {
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
     pub sweep: &'a dyn Sweep,
+    /// To mark the jobs it hands to notify.
+    pub ledger: &'a dyn JobLedger,
     pub lifecycle: &'a dyn ExportLifecycle,
     pub runs: &'a dyn ExportRuns,
     pub schedules: &'a dyn RunSchedules,
@@ -96,6 +100,10 @@ pub struct Repairs {
     pub creating_discarded: usize,
     /// Owners whose counter of queued exports was corrected.
     pub quotas_corrected: usize,
+    /// Finished jobs never handed to notify, handed now.
+    pub jobs_handed_off: usize,
+    /// Hand-offs that failed (logged; the next sweep tries again).
+    pub hand_offs_failed: usize,
 }
 
 /// One sweep.
@@ -157,7 +165,7 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         }
         let left = deps
             .files
-            .remove_all(&files::job_prefix(&id, &job.job_id))
+            .remove_all(&format!("{}/", files::job_prefix(&id, &job.job_id)))
             .await
             .map_err(|e| Failure::Retryable(Box::new(e)))?;
         tracing::warn!(export_id = %id, job_id = %job.job_id, files_removed = left, "recorded a stalled job failed");
@@ -167,13 +175,17 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
                 .settle_one_time(export, ExportStatus::Failed, now)
                 .await?;
         }
-        deps.notifier
-            .job_ended(&NotifyEvent {
-                export_id: id,
-                job_id: job.job_id.clone(),
-            })
-            .await
-            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+        hand_off(deps, id, &job.job_id, job.scheduled_at, &mut repairs).await?;
+    }
+
+    // Finished jobs never handed to notify (every attempt's hand-off failed, or a crash came
+    // between), handed now once the grace has passed, for the last day's jobs.
+    for (id, job) in deps
+        .sweep
+        .unhanded_jobs(now - TimeDelta::days(1), overdue)
+        .await?
+    {
+        hand_off(deps, id, &job.job_id, job.scheduled_at, &mut repairs).await?;
     }
 
     let mut queued: BTreeMap<&str, i64> = BTreeMap::new();
@@ -197,6 +209,38 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     }
     tracing::info!(repairs = ?repairs, exports = exports.len(), "reconciled");
     Ok(repairs)
+}
+
+/// Hands a finished job to notify and marks it handed; a failure is logged and counted, and the
+/// next sweep tries again (the job stays unmarked).
+async fn hand_off(
+    deps: Deps<'_>,
+    id: exporter::domain::ExportId,
+    job_id: &str,
+    scheduled_at: DateTime<Utc>,
+    repairs: &mut Repairs,
+) -> Result<(), Failure> {
+    let event = NotifyEvent {
+        export_id: id,
+        job_id: job_id.to_owned(),
+    };
+    match deps.notifier.job_ended(&event).await {
+        Ok(()) => {
+            deps.ledger
+                .handed_off(&JobKey {
+                    export_id: id,
+                    scheduled_at,
+                })
+                .await?;
+            tracing::warn!(export_id = %id, job_id, "handed a finished job to notify");
+            repairs.jobs_handed_off += 1;
+        }
+        Err(e) => {
+            tracing::error!(export_id = %id, job_id, error = %e, "could not hand a finished job to notify");
+            repairs.hand_offs_failed += 1;
+        }
+    }
+    Ok(())
 }
 
 /// A live recurring export whose trigger never came gets that occurrence launched (run-export

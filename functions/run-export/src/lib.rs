@@ -16,7 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use exporter::config::{optional, parsed_or, ConfigError};
 use exporter::domain::export::rfc3339;
-use exporter::domain::job::{JobDetail, JobEnd, JobStatus};
+use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, Recurrence, RunEvent, Schedule};
 use exporter::ports::{
     Advance, Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, JobHistory,
@@ -339,9 +339,13 @@ async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), F
         job_id: job_id.to_owned(),
     };
     deps.notifier.job_ended(&event).await.map_err(|e| {
-        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify; the retry will");
+        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify; the retry (or the reconciler) will");
         Failure::Retryable(Box::new(e))
-    })
+    })?;
+    if let Some(key) = JobKey::of_job_id(export.id, job_id) {
+        deps.ledger.handed_off(&key).await?;
+    }
+    Ok(())
 }
 
 /// After occurrence `k`: moves the export's next run forward to the first occurrence after now

@@ -99,11 +99,11 @@ pub(crate) async fn run_job(
     )
     .await;
     if let Err(error) = result {
-        // Leave nothing half-done: the job's completed files go too.
-        for file in detail.files.iter().chain(detail.archive.iter()) {
-            if let Err(e) = deps.files.remove(&file.key).await {
-                tracing::error!(key = %file.key, error = %e, "could not remove a file of a failed job");
-            }
+        // Leave nothing half-done: every file under the job's prefix goes, this attempt's and
+        // any an earlier attempt of the same job left before it failed.
+        let prefix = format!("{}/", files::job_prefix(&export.id, job_id));
+        if let Err(e) = deps.files.remove_all(&prefix).await {
+            tracing::error!(prefix, error = %e, "could not remove the files of a failed job; they expire with the bucket's lifecycle rule");
         }
         detail.files.clear();
         detail.archive = None;

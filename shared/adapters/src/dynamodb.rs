@@ -690,9 +690,10 @@ impl JobLedger for DynamoStore {
             .expression_attribute_values(":status", s(end.status.as_str()))
             .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
             .expression_attribute_values(":detail", s(detail))
-            .expression_attribute_values(":zero", n(0));
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":true", AttributeValue::Bool(true));
         let set = "SET jobId = :job, scheduledAt = :scheduled, #status = :status, createdAt = :at, \
-                   finishedAt = :at, detail = :detail, attempts = :zero";
+                   finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true";
         update = match end.expires_at {
             Some(expiry) => update
                 .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl"))
@@ -700,6 +701,17 @@ impl JobLedger for DynamoStore {
             None => update.update_expression(set),
         };
         conditional(update.send().await).map(drop)
+    }
+
+    async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
+        let marked = self
+            .update_job(job)
+            .update_expression("SET handedOff = :true")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await;
+        conditional(marked).map(drop)
     }
 }
 
@@ -1007,6 +1019,36 @@ impl Sweep for DynamoStore {
             None => update.update_expression(set),
         };
         conditional(update.send().await)
+    }
+
+    async fn unhanded_jobs(
+        &self,
+        since: DateTime<Utc>,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<(ExportId, Job)>, StoreError> {
+        let items = self
+            .scan(
+                "begins_with(sk, :job) AND #status IN (:done, :failed) AND attribute_not_exists(handedOff) \
+                 AND finishedAt BETWEEN :since AND :before",
+                &[
+                    (":job", s("JOB#")),
+                    (":done", s(JobStatus::Done.as_str())),
+                    (":failed", s(JobStatus::Failed.as_str())),
+                    (":since", s(rfc3339(since))),
+                    (":before", s(rfc3339(before))),
+                ],
+            )
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let id = text_of(item, "pk")
+                    .and_then(|pk| pk.strip_prefix("EXPORT#"))
+                    .and_then(|id| id.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt("job item: pk".into()))?;
+                Ok((id, read_job(item)?))
+            })
+            .collect()
     }
 
     async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError> {

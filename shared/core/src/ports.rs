@@ -151,8 +151,11 @@ pub trait JobLedger: Send + Sync {
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
 
     /// Records a job that did not run (a missed occurrence, a trigger that is no occurrence) as
-    /// `failed` with its reason, unless the job exists already.
+    /// `failed` with its reason, unless the job exists already. It sends no messages.
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
+
+    /// Records that a finished job was handed to notify (so the reconciler need not).
+    async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError>;
 }
 
 /// Who asks to read a channel: the subject of their token, and the credential they presented
@@ -233,6 +236,13 @@ pub trait Sweep: Send + Sync {
         end: &JobEnd,
         lease_before: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+
+    /// Jobs that ended between `since` and `before` and were never handed to notify.
+    async fn unhanded_jobs(
+        &self,
+        since: DateTime<Utc>,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<(ExportId, Job)>, StoreError>;
 
     /// Each owner's counter of queued exports.
     async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError>;
