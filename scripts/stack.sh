@@ -88,7 +88,7 @@ up() {
     echo "stack: something already listens on $MOTO; run 'scripts/stack.sh down' or set MOTO_PORT" >&2
     return 1
   fi
-  # moto_server, with DynamoDB's requests served one at a time (atomic, as DynamoDB's are).
+  # moto_server, serving one request at a time (atomic, as DynamoDB's requests are).
   "$VENV/bin/python3" "$ROOT/scripts/moto_server.py" 127.0.0.1 "$MOTO_PORT" >"$STATE/moto.log" 2>&1 &
   echo $! >"$STATE/moto.pid"
   wait_for "$MOTO/moto-api/" 60 moto

@@ -4,15 +4,12 @@
 //! chain goes on, and occurrences that passed without their trigger are run (within the
 //! lateness) or recorded as missed.
 
-use std::sync::Mutex;
-
-use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
 use exporter::domain::{ExportId, RunEvent};
-use exporter::ports::{Clock, LaunchError, RunLauncher};
 use exporter::scheduler::schedule_name;
+use integration_tests::doubles::{At, Launches};
 use integration_tests::{recurring_body, someone, Fixture};
 use run_export::{handle, Outcome};
 
@@ -133,28 +130,6 @@ async fn a_late_replay_of_an_earlier_trigger_never_moves_the_chain_back() {
     assert_eq!(k2.occurrence, k.occurrence.map(|k| k + 2));
 }
 
-/// Records the runs it is asked to launch.
-#[derive(Default)]
-struct Launches(Mutex<Vec<RunEvent>>);
-
-#[async_trait]
-impl RunLauncher for Launches {
-    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
-        if let Ok(mut launched) = self.0.lock() {
-            launched.push(event.clone());
-        }
-        Ok(())
-    }
-}
-
-struct At(DateTime<Utc>);
-
-impl Clock for At {
-    fn now(&self) -> DateTime<Utc> {
-        self.0
-    }
-}
-
 #[tokio::test]
 async fn occurrences_that_passed_without_a_trigger_run_within_the_lateness_or_are_recorded_missed() {
     let Some(mut fx) = Fixture::new().await else {
@@ -177,7 +152,7 @@ async fn occurrences_that_passed_without_a_trigger_run_within_the_lateness_or_ar
     assert_eq!(handle(deps, k.clone()).await.expect("runs"), Outcome::Done);
 
     // k + 1 is 90 minutes late: recorded missed; k + 2 is 30 minutes late: launched now.
-    let launched = launches.0.lock().map(|l| l.clone()).unwrap_or_default();
+    let launched = launches.take();
     assert_eq!(
         launched.iter().map(|e| e.occurrence).collect::<Vec<_>>(),
         [Some(first + 2)]

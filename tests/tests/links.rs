@@ -7,18 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use exporter::domain::RunEvent;
-use exporter::ports::Clock;
+use integration_tests::doubles::At;
 use integration_tests::{http_event, one_time_body, request, someone, status_and_json, Fixture};
 use run_export::{handle, Outcome};
-
-/// A clock set to a given time.
-struct At(DateTime<Utc>);
-
-impl Clock for At {
-    fn now(&self) -> DateTime<Utc> {
-        self.0
-    }
-}
 
 /// Follows `path_and_query` through the API as of `now`, without any login.
 async fn follow(fx: &Fixture, path_and_query: &str, now: DateTime<Utc>) -> (u16, Option<String>) {

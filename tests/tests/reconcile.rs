@@ -4,52 +4,24 @@
 //! and a second sweep finds nothing left to repair.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
 use exporter::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter::ports::{ExportLifecycle, JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules};
+use exporter::ports::{ExportLifecycle, JobLedger, RunSchedules};
 use exporter::scheduler::schedule_name;
+use integration_tests::doubles::{HandOffs, RunsInProcess};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::{ReconcileConfig, Repairs};
-
-/// Runs a launched occurrence at once, in this process, as run-export would.
-struct InProcess<'a>(run_export::Deps<'a>);
-
-#[async_trait]
-impl RunLauncher for InProcess<'_> {
-    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
-        run_export::handle(self.0, event.clone())
-            .await
-            .map(drop)
-            .map_err(|e| LaunchError::Unavailable(Box::new(e)))
-    }
-}
-
-/// Records the hand-offs to notify.
-#[derive(Default)]
-struct HandOffs(Mutex<Vec<NotifyEvent>>);
-
-#[async_trait]
-impl JobNotifier for HandOffs {
-    async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
-        if let Ok(mut seen) = self.0.lock() {
-            seen.push(event.clone());
-        }
-        Ok(())
-    }
-}
 
 async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
     let config = ReconcileConfig {
         grace: TimeDelta::minutes(1),
         ..ReconcileConfig::default()
     };
-    let launcher = InProcess(fx.run_deps());
+    let launcher = RunsInProcess(fx.run_deps());
     let deps = reconcile::Deps {
         files: &fx.files,
         sweep: &fx.store,

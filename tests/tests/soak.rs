@@ -21,9 +21,10 @@ use exporter::domain::job::{JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
     Advance, Clock, ExportRuns, FileError, FileStore, JobHistory, JobLedger, JobNotifier, LaunchError,
-    RunLauncher, RunSchedules, ScheduleError, StoreError, Sweep,
+    RunSchedules, ScheduleError, StoreError, Sweep,
 };
 use exporter::scheduler::schedule_name;
+use integration_tests::doubles::{Launches, NotifiesInProcess};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::ReconcileConfig;
 
@@ -199,34 +200,6 @@ impl JobNotifier for FaultyNotifier<'_> {
     }
 }
 
-/// The hand-off to notify, run in this process, without faults.
-struct QuietNotifier<'a>(notify::Deps<'a>);
-
-#[async_trait]
-impl JobNotifier for QuietNotifier<'_> {
-    async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
-        notify::handle(self.0, event.clone())
-            .await
-            .map(drop)
-            .map_err(|e| LaunchError::Unavailable(Box::new(e)))
-    }
-}
-
-/// Launches go into the driver's queue, fired at the next step (run-export's catch-up, the
-/// reconciler's restarts, one-time creates).
-#[derive(Default)]
-struct Queue(Mutex<Vec<RunEvent>>);
-
-#[async_trait]
-impl RunLauncher for Queue {
-    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
-        if let Ok(mut queue) = self.0.lock() {
-            queue.push(event.clone());
-        }
-        Ok(())
-    }
-}
-
 /// The armed schedules whose time has come, each occurrence once (as a one-time schedule fires).
 async fn due_schedules(
     fx: &Fixture,
@@ -270,7 +243,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         injected: Mutex::new(BTreeMap::new()),
     };
     let died = AtomicU32::new(0);
-    let queue = Queue::default();
+    let queue = Launches::default();
     let schedules = FaultySchedules(&fx.schedules, &faults);
     let runs = FaultyRuns(&fx.store, &faults);
     let ledger = FaultyLedger(&fx.store, &faults, &died);
@@ -395,7 +368,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     if let Ok(mut rng) = faults.rng.lock() {
         *rng = fastrand::Rng::with_seed(SEED);
     }
-    let quiet_notifier = QuietNotifier(notify_deps);
+    let quiet_notifier = NotifiesInProcess(notify_deps);
     let quiet = run_export::Deps {
         runs: &fx.store,
         ledger: &fx.store,

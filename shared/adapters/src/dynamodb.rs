@@ -738,6 +738,15 @@ fn time_of(item: &Item, name: &str, kind: &str) -> Result<Option<DateTime<Utc>>,
         .transpose()
 }
 
+/// A job item and the export it belongs to.
+fn read_job_of_export(item: &Item) -> Result<(ExportId, Job), StoreError> {
+    let id = text_of(item, "pk")
+        .and_then(|pk| pk.strip_prefix("EXPORT#"))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("job item: pk".into()))?;
+    Ok((id, read_job(item)?))
+}
+
 fn read_job(item: &Item) -> Result<Job, StoreError> {
     let text = |name: &str| text_of(item, name);
     let corrupt = |what: &str| StoreError::Corrupt(format!("job item: {what}"));
@@ -982,16 +991,7 @@ impl Sweep for DynamoStore {
                 ],
             )
             .await?;
-        items
-            .iter()
-            .map(|item| {
-                let id = text_of(item, "pk")
-                    .and_then(|pk| pk.strip_prefix("EXPORT#"))
-                    .and_then(|id| id.parse().ok())
-                    .ok_or_else(|| StoreError::Corrupt("job item: pk".into()))?;
-                Ok((id, read_job(item)?))
-            })
-            .collect()
+        items.iter().map(read_job_of_export).collect()
     }
 
     async fn abandon_job(
@@ -1039,16 +1039,7 @@ impl Sweep for DynamoStore {
                 ],
             )
             .await?;
-        items
-            .iter()
-            .map(|item| {
-                let id = text_of(item, "pk")
-                    .and_then(|pk| pk.strip_prefix("EXPORT#"))
-                    .and_then(|id| id.parse().ok())
-                    .ok_or_else(|| StoreError::Corrupt("job item: pk".into()))?;
-                Ok((id, read_job(item)?))
-            })
-            .collect()
+        items.iter().map(read_job_of_export).collect()
     }
 
     async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError> {
