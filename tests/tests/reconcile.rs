@@ -25,6 +25,7 @@ async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
     let deps = reconcile::Deps {
         files: &fx.files,
         sweep: &fx.store,
+        history: &fx.store,
         ledger: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,

@@ -81,7 +81,7 @@ impl RunSchedules for FaultySchedules<'_> {
     }
 }
 
-struct FaultyRuns<'a>(&'a dyn ExportRuns, &'a Faults);
+struct FaultyRuns<'a>(&'a dyn ExportRuns, &'a Faults, &'a AtomicU32);
 
 #[async_trait]
 impl ExportRuns for FaultyRuns<'_> {
@@ -94,7 +94,12 @@ impl ExportRuns for FaultyRuns<'_> {
         if self.1.roll("store failed to move the next run", 0.05) {
             return Err(unavailable("advance_next_run"));
         }
-        self.0.advance_next_run(id, next, at).await
+        let advanced = self.0.advance_next_run(id, next, at).await?;
+        if self.1.roll("attempt died right after moving the chain", 0.03) {
+            self.2.store(1, Ordering::SeqCst);
+            return Err(unavailable("crash"));
+        }
+        Ok(advanced)
     }
     async fn settle_one_time(
         &self,
@@ -245,7 +250,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let died = AtomicU32::new(0);
     let queue = Launches::default();
     let schedules = FaultySchedules(&fx.schedules, &faults);
-    let runs = FaultyRuns(&fx.store, &faults);
+    let runs = FaultyRuns(&fx.store, &faults, &died);
     let ledger = FaultyLedger(&fx.store, &faults, &died);
     let notify_deps = notify::Deps {
         clock: &clock,
@@ -275,6 +280,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let reconciler = reconcile::Deps {
         files: &fx.files,
         sweep: &fx.store,
+        history: &fx.store,
         ledger: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,

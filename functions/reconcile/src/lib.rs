@@ -14,6 +14,8 @@
 //! - Each owner's counter of queued exports is recomputed from the records and corrected when it
 //!   still reads what was read before the records were (so a concurrent create is never undone).
 //!
+//! - A past occurrence of the last day with no job (its trigger's every attempt died after the
+//!   chain had moved on) is launched.
 //! - A finished job never handed to notify (every attempt's hand-off failed) is handed now.
 //!
 //! Every repair is logged and counted in the answer.
@@ -28,7 +30,8 @@ use exporter::domain::files;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Clock, ExportLifecycle, ExportRuns, FileStore, JobLedger, JobNotifier, RunLauncher, RunSchedules, Sweep,
+    Clock, ExportLifecycle, ExportRuns, FileStore, JobHistory, JobLedger, JobNotifier, RunLauncher,
+    RunSchedules, Sweep,
 };
 
 pub use exporter::failure::Failure;
@@ -70,6 +73,8 @@ impl ReconcileConfig {
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
     pub sweep: &'a dyn Sweep,
+    /// The recent jobs of live chains, to find occurrences that never ran.
+    pub history: &'a dyn JobHistory,
     /// To mark the jobs it hands to notify.
     pub ledger: &'a dyn JobLedger,
     pub lifecycle: &'a dyn ExportLifecycle,
@@ -100,6 +105,9 @@ pub struct Repairs {
     pub creating_discarded: usize,
     /// Owners whose counter of queued exports was corrected.
     pub quotas_corrected: usize,
+    /// Past occurrences of live chains that never ran (every attempt of their trigger died after
+    /// the chain moved on), launched.
+    pub occurrences_launched: usize,
     /// Finished jobs never handed to notify, handed now.
     pub jobs_handed_off: usize,
     /// Hand-offs that failed (logged; the next sweep tries again).
@@ -137,6 +145,7 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         }
         if live_recurring {
             restart_chain(deps, export, &armed, overdue, &mut repairs).await?;
+            launch_unrun(deps, export, overdue, &mut repairs).await?;
         }
     }
 
@@ -209,6 +218,56 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     }
     tracing::info!(repairs = ?repairs, exports = exports.len(), "reconciled");
     Ok(repairs)
+}
+
+/// The most occurrences of one chain the sweep looks back over (a day of `PT1M`), and launches.
+const LOOK_BACK: usize = 1440;
+const MAX_LAUNCHES: usize = 100;
+
+/// Occurrences of the last day before the chain's next run that are past due and have no job:
+/// their trigger's every attempt died after the chain had moved on. Each is launched (run-export
+/// runs a trigger that arrives, and leaves the chain where it is).
+async fn launch_unrun(
+    deps: Deps<'_>,
+    export: &Export,
+    overdue: DateTime<Utc>,
+    repairs: &mut Repairs,
+) -> Result<(), Failure> {
+    let Schedule::Recurring(recurrence) = export.request.schedule else {
+        return Ok(());
+    };
+    let Some(next_run) = export.next_run_at else {
+        return Ok(());
+    };
+    let since = export.created_at.max(deps.clock.now() - TimeDelta::days(1));
+    let Some((mut k, _)) = recurrence.next_after(since) else {
+        return Ok(());
+    };
+    let ran: HashSet<i64> = deps
+        .history
+        .recent_jobs(&export.id, None, LOOK_BACK)
+        .await?
+        .iter()
+        .map(|j| j.scheduled_at.timestamp_millis())
+        .collect();
+    let mut launched = 0;
+    for _ in 0..LOOK_BACK {
+        let Some(at) = recurrence.occurrence(k) else { break };
+        if at >= overdue || at.timestamp_millis() >= next_run.timestamp_millis() || launched >= MAX_LAUNCHES {
+            break;
+        }
+        if !ran.contains(&at.timestamp_millis()) {
+            deps.launcher
+                .launch(&RunEvent::occurrence(export.id, k, at))
+                .await
+                .map_err(|e| Failure::Retryable(Box::new(e)))?;
+            tracing::warn!(export_id = %export.id, occurrence = k, "launched a past occurrence that never ran");
+            launched += 1;
+        }
+        k += 1;
+    }
+    repairs.occurrences_launched += launched;
+    Ok(())
 }
 
 /// Hands a finished job to notify and marks it handed; a failure is logged and counted, and the

@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
     let clock = SystemClock;
     let deps = Deps {
         sweep: &store,
+        history: &store,
         ledger: &store,
         lifecycle: &store,
         runs: &store,
