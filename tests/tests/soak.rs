@@ -133,6 +133,10 @@ impl JobLedger for FaultyLedger<'_> {
         self.0.release_job(job).await
     }
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
+        if self.1.roll("attempt died right after claiming its job", 0.03) {
+            self.2.store(1, Ordering::SeqCst);
+            return Err(unavailable("crash"));
+        }
         self.0.start_job(job, at).await
     }
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
