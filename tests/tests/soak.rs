@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
 
 use exporter::domain::job::{JobEnd, JobKey, JobStatus};
@@ -207,6 +207,23 @@ impl JobNotifier for FaultyNotifier<'_> {
             .map(drop)
             .map_err(|e| LaunchError::Unavailable(Box::new(e)))
     }
+}
+
+/// The CSV a fault-free run writes for `[from, to)` of the fixture's series: a header, and a
+/// row a minute in Rome's time with the local reader's value (computed independently here).
+fn expected_csv(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let mut text = String::from("Time,Value\n");
+    let mut t = from.timestamp();
+    while t < to.timestamp() {
+        let local = chrono_tz::Europe::Rome
+            .timestamp_opt(t, 0)
+            .single()
+            .expect("an instant");
+        let value = integration_tests::expected_value((t - integration_tests::READER_START) / 60);
+        text.push_str(&format!("{},{value}\n", local.to_rfc3339()));
+        t += 60;
+    }
+    text
 }
 
 /// The armed schedules whose time has come, each occurrence once (as a one-time schedule fires).
@@ -515,6 +532,24 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                     };
                     for file in &job.detail.files {
                         assert_eq!(file.rows, rows, "{}: a file of the job's whole window", file.key);
+                        // Byte for byte what a fault-free run writes for the window, computed here.
+                        let window = &job.detail.windows[0];
+                        let from: DateTime<Utc> = window
+                            .from
+                            .as_deref()
+                            .and_then(|t| t.parse().ok())
+                            .expect("a start");
+                        let to: DateTime<Utc> = window.to.parse().expect("an end");
+                        let got = fx.files.read(&file.key).await.expect("the file");
+                        assert_eq!(
+                            String::from_utf8_lossy(&got),
+                            expected_csv(from, to),
+                            "{}",
+                            file.key
+                        );
+                        *checked
+                            .entry("files equal to a fault-free run, byte for byte")
+                            .or_default() += 1;
                         keys.insert(file.key.clone());
                         *checked.entry("done files complete").or_default() += 1;
                     }
