@@ -486,6 +486,23 @@ impl Fixture {
         file.bytes().await.expect("the file").to_vec()
     }
 
+    /// The event the export's schedule would fire, as moto stores it; `None` without a schedule.
+    ///
+    /// # Panics
+    /// When a stored schedule's input is not a run event.
+    pub async fn armed_event(&self, id: &exporter::domain::ExportId) -> Option<exporter::domain::RunEvent> {
+        let schedule = self
+            .scheduler
+            .get_schedule()
+            .group_name(&self.group)
+            .name(exporter::scheduler::schedule_name(id))
+            .send()
+            .await
+            .ok()?;
+        let input = schedule.target()?.input()?;
+        Some(serde_json::from_str(input).expect("a run event"))
+    }
+
     /// Every item of the table (a scan: tests only).
     ///
     /// # Panics

@@ -8,7 +8,6 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
 use exporter::domain::{ExportId, RunEvent};
-use exporter::scheduler::schedule_name;
 use integration_tests::doubles::{At, Launches};
 use integration_tests::{recurring_body, someone, Fixture};
 use run_export::{handle, Outcome};
@@ -17,16 +16,7 @@ const HOUR: i64 = 3600;
 
 /// The event the export's schedule would fire, as stored in moto.
 async fn armed(fx: &Fixture, id: &ExportId) -> RunEvent {
-    let schedule = fx
-        .scheduler
-        .get_schedule()
-        .group_name(&fx.group)
-        .name(schedule_name(id))
-        .send()
-        .await
-        .expect("an armed schedule");
-    let input = schedule.target().and_then(|t| t.input()).expect("an input");
-    serde_json::from_str(input).expect("a run event")
+    fx.armed_event(id).await.expect("an armed schedule")
 }
 
 /// An hourly export anchored `hours_ago` whole hours ago plus `fraction` of a second.

@@ -13,7 +13,6 @@ use serde_json::{json, Value};
 
 use exporter::domain::{ExportId, ExportStatus, NotifyEvent, RunEvent};
 use exporter::ports::{ExportRuns, Exports, JobNotifier, LaunchError};
-use exporter::scheduler::schedule_name;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use run_export::{handle, Failure, Outcome};
 
@@ -165,16 +164,7 @@ async fn an_export_left_creating_never_runs() {
         .send()
         .await
         .expect("moto updates");
-    let schedule = fx
-        .scheduler
-        .get_schedule()
-        .group_name(&fx.group)
-        .name(schedule_name(&id))
-        .send()
-        .await
-        .expect("armed");
-    let event: RunEvent =
-        serde_json::from_str(schedule.target().and_then(|t| t.input()).expect("an input")).expect("an event");
+    let event = fx.armed_event(&id).await.expect("armed");
     assert_eq!(
         handle(fx.run_deps(), event).await.expect("runs"),
         Outcome::Skipped
@@ -229,17 +219,7 @@ async fn the_status_route_pages_jobs_newest_first() {
     let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
     let mut fired = Vec::new();
     for _ in 0..3 {
-        let schedule = fx
-            .scheduler
-            .get_schedule()
-            .group_name(&fx.group)
-            .name(schedule_name(&id))
-            .send()
-            .await
-            .expect("armed");
-        let event: RunEvent =
-            serde_json::from_str(schedule.target().and_then(|t| t.input()).expect("an input"))
-                .expect("an event");
+        let event = fx.armed_event(&id).await.expect("armed");
         assert_eq!(
             handle(fx.run_deps(), event.clone()).await.expect("runs"),
             Outcome::Done

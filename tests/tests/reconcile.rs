@@ -11,7 +11,6 @@ use serde_json::json;
 
 use exporter::domain::{ExportId, NotifyEvent, RunEvent};
 use exporter::ports::{ExportLifecycle, JobLedger, RunSchedules};
-use exporter::scheduler::schedule_name;
 use integration_tests::doubles::{HandOffs, RunsInProcess};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::{ReconcileConfig, Repairs};
@@ -59,15 +58,7 @@ async fn set(fx: &Fixture, pk: String, sk: &str, name: &str, value: AttributeVal
 }
 
 async fn armed(fx: &Fixture, id: &ExportId) -> Option<RunEvent> {
-    let schedule = fx
-        .scheduler
-        .get_schedule()
-        .group_name(&fx.group)
-        .name(schedule_name(id))
-        .send()
-        .await
-        .ok()?;
-    serde_json::from_str(schedule.target()?.input()?).ok()
+    fx.armed_event(id).await
 }
 
 fn millis(t: DateTime<Utc>) -> String {
