@@ -183,7 +183,9 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
     );
     // The chain stays armed, at the next occurrence that can still fire: the next full hour.
     let hour = 3600;
-    let next = DateTime::from_timestamp((Utc::now().timestamp() / hour + 1) * hour, 0)
+    // (An occurrence is armable until its schedule, a minute after it, would fire.)
+    let armable_after = Utc::now().timestamp() - 60;
+    let next = DateTime::from_timestamp((armable_after / hour + 1) * hour, 0)
         .expect("in range")
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();

@@ -198,7 +198,8 @@ async fn a_recurring_export_to_xlsx_covers_the_dst_day_with_23_hourly_rows() {
     // Re-armed before exporting, for the next occurrence that can still fire: the first midnight
     // in Rome after now (t_5 is long past: a schedule at a past time would never fire).
     let (_, export) = fx.call("GET", &format!("/exports/{id}"), None, &alice).await;
-    let now_in_rome = Utc::now().with_timezone(&Rome);
+    // (An occurrence is armable until its schedule, a minute after it, would fire.)
+    let now_in_rome = (Utc::now() - TimeDelta::seconds(60)).with_timezone(&Rome);
     let next_midnight = Rome
         .from_local_datetime(
             &(now_in_rome.date_naive() + chrono::Days::new(1))
