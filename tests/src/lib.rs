@@ -503,6 +503,47 @@ impl Fixture {
         Some(serde_json::from_str(input).expect("a run event"))
     }
 
+    /// Runs notify for a job, in this process, as run-export's hand-off would.
+    ///
+    /// # Panics
+    /// When notify fails.
+    pub async fn notify_job(&self, export_id: exporter::domain::ExportId, job_id: String) -> notify::Summary {
+        notify::handle(self.notify_deps(), notify::NotifyEvent { export_id, job_id })
+            .await
+            .expect("notifies")
+    }
+
+    /// An owner's counter of queued exports, as stored; `None` before the owner has one.
+    ///
+    /// # Panics
+    /// When moto does not answer.
+    pub async fn queued(&self, owner: &str) -> Option<String> {
+        let key = HashMap::from([
+            (
+                "pk".to_owned(),
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("OWNER#{owner}")),
+            ),
+            (
+                "sk".to_owned(),
+                aws_sdk_dynamodb::types::AttributeValue::S("QUOTA".into()),
+            ),
+        ]);
+        let output = self
+            .dynamo
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("moto reads");
+        output
+            .item()
+            .and_then(|i| i.get("queued"))
+            .and_then(|v| v.as_n().ok())
+            .cloned()
+    }
+
     /// Every item of the table (a scan: tests only).
     ///
     /// # Panics

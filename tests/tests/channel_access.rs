@@ -203,15 +203,7 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
         .is_some_and(|e| e.starts_with("at(")));
 
     // The job's onFailure message says why.
-    let summary = notify::handle(
-        fx.notify_deps(),
-        notify::NotifyEvent {
-            export_id: id,
-            job_id: second.job_id(),
-        },
-    )
-    .await
-    .expect("notifies");
+    let summary = fx.notify_job(id, second.job_id()).await;
     assert_eq!(summary.sent, 1);
     let posted = fx
         .chat_state

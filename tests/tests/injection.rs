@@ -117,9 +117,7 @@ async fn the_email_ses_receives_has_exactly_the_headers_we_set() {
         .await
         .1;
     let job_id = jobs["jobs"][0]["jobId"].as_str().expect("a job").to_owned();
-    let summary = notify::handle(fx.notify_deps(), notify::NotifyEvent { export_id, job_id })
-        .await
-        .expect("notifies");
+    let summary = fx.notify_job(export_id, job_id).await;
     assert_eq!(summary.sent, 1);
     let (_, state) = fx
         .call("GET", &format!("/exports/{id}/status"), None, &alice)

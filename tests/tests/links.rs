@@ -54,15 +54,7 @@ async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer(
         Outcome::Done
     );
     let sent_at = Utc::now();
-    let summary = notify::handle(
-        fx.notify_deps(),
-        notify::NotifyEvent {
-            export_id: event.export_id,
-            job_id: event.job_id(),
-        },
-    )
-    .await
-    .expect("notifies");
+    let summary = fx.notify_job(event.export_id, event.job_id()).await;
     assert_eq!(summary.sent, 1);
     let text = fx
         .chat_state

@@ -164,22 +164,7 @@ async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
         }],
         "onFailure goes out"
     );
-    let quota = fx
-        .dynamo
-        .get_item()
-        .table_name(&fx.table)
-        .set_key(Some(key(format!("OWNER#{}", alice[0].1), "QUOTA")))
-        .send()
-        .await
-        .expect("reads");
-    assert_eq!(
-        quota
-            .item()
-            .and_then(|i| i.get("queued"))
-            .and_then(|v| v.as_n().ok())
-            .map(String::as_str),
-        Some("0")
-    );
+    assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("0"));
 }
 
 #[tokio::test]
@@ -253,21 +238,6 @@ async fn orphan_schedules_unfinished_creates_and_wrong_counters_are_repaired() {
     // The discard moved the counter; the next sweep corrects it from the records.
     let repairs = sweep(&fx, &HandOffs::default()).await;
     assert_eq!(repairs.quotas_corrected, 1, "{repairs:?}");
-    let quota = fx
-        .dynamo
-        .get_item()
-        .table_name(&fx.table)
-        .set_key(Some(key(format!("OWNER#{}", alice[0].1), "QUOTA")))
-        .send()
-        .await
-        .expect("reads");
-    assert_eq!(
-        quota
-            .item()
-            .and_then(|i| i.get("queued"))
-            .and_then(|v| v.as_n().ok())
-            .map(String::as_str),
-        Some("1")
-    );
+    assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("1"));
     assert_eq!(sweep(&fx, &HandOffs::default()).await, Repairs::default());
 }

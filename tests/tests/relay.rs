@@ -141,15 +141,7 @@ async fn a_stored_record_that_relays_is_not_sent() {
         handle(fx.run_deps(), event.clone()).await.expect("runs"),
         Outcome::Done
     );
-    let summary = notify::handle(
-        fx.notify_deps(),
-        notify::NotifyEvent {
-            export_id: event.export_id,
-            job_id: event.job_id(),
-        },
-    )
-    .await
-    .expect("notifies");
+    let summary = fx.notify_job(event.export_id, event.job_id()).await;
     assert_eq!((summary.sent, summary.failed), (0, 1));
     let (_, state) = fx
         .call(
@@ -309,15 +301,7 @@ async fn messages_past_the_daily_budget_are_recorded_not_sent() {
         handle(fx.run_deps(), event.clone()).await.expect("runs"),
         Outcome::Done
     );
-    let summary = notify::handle(
-        fx.notify_deps(),
-        notify::NotifyEvent {
-            export_id: event.export_id,
-            job_id: event.job_id(),
-        },
-    )
-    .await
-    .expect("notifies");
+    let summary = fx.notify_job(event.export_id, event.job_id()).await;
     assert_eq!((summary.sent, summary.failed), (1, 1));
     let posted = fx
         .chat_state
