@@ -40,6 +40,9 @@ pub struct ReaderConfig {
     /// Late messages the platform ingests while a read is under way: after this many requests,
     /// they join the recorded ones (newest first, as ever).
     pub late: Mutex<Option<(u64, Vec<Value>)>>,
+    /// Late points of the generated series: each joins it (for every channel and name, as the
+    /// generated points do) once this many requests were served.
+    pub late_points: Mutex<Vec<LatePoint>>,
     /// How long each answer takes (a reader far away).
     pub latency: std::time::Duration,
     /// Compress answers for clients that accept gzip (a reader behind a compressing proxy).
@@ -58,6 +61,15 @@ pub struct ReaderConfig {
     pub grants: Mutex<HashMap<String, Vec<String>>>,
     /// The policy endpoint's answers: subjects and the channels each may read (`*`: all).
     pub policy: Mutex<HashMap<String, Vec<String>>>,
+}
+
+/// A point the platform ingests late, stamped between the generated ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LatePoint {
+    /// It arrives once more requests than this were served.
+    pub after_request: u64,
+    pub time: i64,
+    pub value: f64,
 }
 
 /// Counts a request as in flight while it lives.
@@ -88,6 +100,7 @@ impl ReaderConfig {
             requests: AtomicU64::new(0),
             recorded: None,
             late: Mutex::new(None),
+            late_points: Mutex::new(Vec::new()),
             latency: std::time::Duration::ZERO,
             gzip: false,
             compressed: AtomicU64::new(0),
@@ -365,25 +378,58 @@ async fn messages(
     let first = ((from - config.start as f64) / step).ceil().max(0.0) as u64;
     let end = ((to - config.start as f64) / step).ceil().max(0.0) as u64;
     let total = end.saturating_sub(first);
+    let generated = |k: u64| {
+        let time = config.start + k as i64 * config.step_seconds;
+        let mut message = json!({
+            "channel": channel, "subtopic": subtopic, "publisher": "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
+            "protocol": "mqtt", "name": name, "unit": if name.ends_with("onoff") { "" } else { "Cel" },
+            "time": time as f64,
+        });
+        if name.ends_with("onoff") {
+            message["boolValue"] = json!(k.is_multiple_of(3));
+        } else {
+            message["value"] = json!(20.0 + (k % 1000) as f64 / 8.0);
+        }
+        message
+    };
+    let served = config.requests.load(Ordering::SeqCst);
+    let arrived: Vec<LatePoint> = config
+        .late_points
+        .lock()
+        .map(|points| {
+            points
+                .iter()
+                .filter(|p| served > p.after_request && (from..to).contains(&(p.time as f64)))
+                .copied()
+                .collect()
+        })
+        .unwrap_or_default();
+    if !arrived.is_empty() {
+        // Late points in the window: the whole window, merged and sorted, newest first.
+        let mut all: Vec<Value> = (first..end).map(generated).collect();
+        all.extend(arrived.iter().map(|p| {
+            json!({"channel": channel, "subtopic": subtopic, "publisher": "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
+                "protocol": "mqtt", "name": name, "unit": "Cel", "time": p.time as f64, "value": p.value})
+        }));
+        all.sort_by(|a, b| time_of(b).total_cmp(&time_of(a)));
+        let total = all.len();
+        let page: Vec<Value> = all
+            .into_iter()
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .take(limit as usize)
+            .collect();
+        return answer(
+            &config,
+            &headers,
+            &json!({"total": total, "offset": offset, "limit": limit, "messages": page}),
+        );
+    }
     let messages: Vec<Value> = (0..limit)
         .map_while(|i| {
             let index = offset + i;
             (index < total).then(|| end - 1 - index) // newest first
         })
-        .map(|k| {
-            let time = config.start + k as i64 * config.step_seconds;
-            let mut message = json!({
-                "channel": channel, "subtopic": subtopic, "publisher": "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
-                "protocol": "mqtt", "name": name, "unit": if name.ends_with("onoff") { "" } else { "Cel" },
-                "time": time as f64,
-            });
-            if name.ends_with("onoff") {
-                message["boolValue"] = json!(k % 3 == 0);
-            } else {
-                message["value"] = json!(20.0 + (k % 1000) as f64 / 8.0);
-            }
-            message
-        })
+        .map(generated)
         .collect();
     answer(
         &config,

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
+use exporter::domain::job::{JobDetail, JobEnd, JobStatus};
 use exporter::domain::{ExportId, NotifyEvent, RunEvent};
 use exporter::ports::{ExportLifecycle, JobLedger, RunSchedules};
 use integration_tests::doubles::{HandOffs, RunsInProcess};
@@ -165,6 +166,101 @@ async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
         "onFailure goes out"
     );
     assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_settled_and_handed_off() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
+    assert_eq!(status, 201);
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let at: DateTime<Utc> = export["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("createdAt");
+    let job = RunEvent {
+        export_id: id,
+        scheduled_at: at,
+        occurrence: None,
+    }
+    .job();
+    // An attempt ran the job an hour ago and recorded it done, then died before settling its
+    // export and handing off; no retry came.
+    let then = Utc::now() - TimeDelta::hours(1);
+    assert!(fx
+        .store
+        .open_job(&job, then, then + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
+    fx.store.start_job(&job, then).await.expect("starts");
+    let end = JobEnd {
+        status: JobStatus::Done,
+        detail: JobDetail::default(),
+        finished_at: then,
+        expires_at: None,
+    };
+    fx.store.finish_job(&job, &end).await.expect("records");
+
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    assert_eq!(repairs.exports_settled, 1, "{repairs:?}");
+    assert_eq!(repairs.jobs_handed_off, 1, "{repairs:?}");
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["status"], "done", "{state}");
+    assert_eq!(
+        fx.queued(&alice[0].1).await.as_deref(),
+        Some("0"),
+        "its quota slot is back"
+    );
+    assert_eq!(
+        sweep(&fx, &hand_offs).await,
+        Repairs::default(),
+        "nothing left to repair"
+    );
+}
+
+#[tokio::test]
+async fn a_one_time_export_whose_launch_was_lost_is_launched_again() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    // The create's launch went to the stack's run-export, which knows nothing of this
+    // fixture's table: as if the invoke was lost (its every attempt failed, or the create died
+    // between queueing the export and launching it). It stays queued, holding its quota slot.
+    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
+    assert_eq!(status, 201);
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let hand_offs = HandOffs::default();
+    assert_eq!(
+        sweep(&fx, &hand_offs).await.one_time_launched,
+        0,
+        "within the grace, a launch may still be under way"
+    );
+    let then = Utc::now() - TimeDelta::hours(1);
+    set(
+        &fx,
+        format!("EXPORT#{id}"),
+        "EXPORT",
+        "createdAt",
+        AttributeValue::S(millis(then)),
+    )
+    .await;
+
+    let repairs = sweep(&fx, &hand_offs).await;
+    assert_eq!(repairs.one_time_launched, 1, "{repairs:?}");
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["status"], "done", "it ran: {state}");
+    assert_eq!(state["jobs"].as_array().map(Vec::len), Some(1), "{state}");
+    assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("0"));
+    assert_eq!(
+        sweep(&fx, &hand_offs).await,
+        Repairs::default(),
+        "nothing left to repair"
+    );
 }
 
 #[tokio::test]

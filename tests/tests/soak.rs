@@ -1,16 +1,24 @@
 //! A fault soak on moto: a driver plays EventBridge Scheduler (moto stores schedules and never
 //! fires them) on a fast clock for a dozen recurring exports and a few one-time ones, while
 //! faults are injected at random but reproducibly (a fixed seed): schedule fires that come late,
-//! twice, or never; the scheduler, the store's next-run and job writes, and the hand-off to
-//! notify failing (retried twice, as Lambda's asynchronous retries do, then dropped as into a
-//! dead-letter queue); attempts that die holding their job; deletes between runs. The
-//! reconciler runs every step. At the end the invariants hold: every due occurrence of a live
-//! recurring export has exactly one finished job (done, or failed with its reason); every live
-//! chain is armed at its true next occurrence; no job is left unfinished; no schedule outlives
-//! its export; the quota counters equal the records. It prints what it injected and checked.
+//! twice, or never; launches that are lost; the scheduler, the store's next-run and job writes,
+//! S3, the reader and Slack failing (retried as Lambda's asynchronous invocations are, then
+//! dropped as into a dead-letter queue); attempts that die after any step that changes
+//! something (moving the chain, arming, claiming, starting, spending the budget, storing a file,
+//! removing a failed job's files, recording the job, settling, handing off, marking the
+//! hand-off; a dead attempt does nothing more and its trigger is lost); late data that arrives
+//! while a window is read page by page; deletes between runs. The reconciler runs every step.
+//! At the end the invariants hold: every due occurrence of a live recurring export has exactly
+//! one finished job (done, or failed with its reason); every one-time export ran once and is
+//! settled as its job ended; every live chain is armed at its true next occurrence; no job is
+//! left unfinished; no schedule outlives its export; every stored file belongs to a done job and
+//! equals, byte for byte, a fault-free run of its window (each late point once, in its place, or
+//! not at all when it came after its slice was read); every message went out once or is
+//! recorded failed; no upload is left open; the quota counters equal the records. It prints what
+//! it injected and checked.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -20,11 +28,14 @@ use serde_json::json;
 use exporter::domain::job::{JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Advance, Clock, ExportRuns, FileError, FileStore, JobHistory, JobLedger, JobNotifier, LaunchError,
-    RunSchedules, ScheduleError, StoreError, Sweep,
+    Advance, Budgets, Clock, ExportRuns, FileError, FileStore, JobHistory, JobLedger, JobNotifier,
+    LaunchError, RunLauncher, RunSchedules, ScheduleError, Spend, StoreError, Sweep,
 };
+use exporter::reader::HttpReader;
 use exporter::scheduler::schedule_name;
+use exporter::support::{Retry, Secret};
 use integration_tests::doubles::{Launches, NotifiesInProcess};
+use integration_tests::reader_server::LatePoint;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::ReconcileConfig;
 
@@ -63,17 +74,62 @@ fn unavailable(what: &str) -> StoreError {
     StoreError::Unavailable(format!("injected: {what}").into())
 }
 
-struct FaultySchedules<'a>(&'a dyn RunSchedules, &'a Faults);
+/// An attempt's process: it may die after any step that changes something. Once dead, every
+/// later call of the attempt fails and changes nothing (a dead process does nothing more), and
+/// the trigger is lost (its retries, if any, died with it: only the reconciler heals it).
+struct Attempt<'a> {
+    faults: &'a Faults,
+    dead: AtomicBool,
+}
+
+impl Attempt<'_> {
+    fn alive(&self) -> Result<(), StoreError> {
+        if self.dead.load(Ordering::SeqCst) {
+            return Err(unavailable("the attempt is dead"));
+        }
+        Ok(())
+    }
+    /// Rolls a death right after `step` was done.
+    fn dies_after(&self, step: &'static str) -> Result<(), StoreError> {
+        self.dies_after_at(step, CRASH)
+    }
+    /// Rolls a death right after `step`, a step rarely taken, with its own chance.
+    fn dies_after_at(&self, step: &'static str, chance: f64) -> Result<(), StoreError> {
+        if self.faults.roll(step, chance) {
+            self.dead.store(true, Ordering::SeqCst);
+            return Err(unavailable("crash"));
+        }
+        Ok(())
+    }
+    /// Whether the attempt died, and a fresh process for the next one.
+    fn buried(&self) -> bool {
+        self.dead.swap(false, Ordering::SeqCst)
+    }
+}
+
+/// The chance of dying after each step.
+const CRASH: f64 = 0.025;
+
+fn scheduler_down(e: StoreError) -> ScheduleError {
+    ScheduleError::Unavailable(Box::new(e))
+}
+
+struct FaultySchedules<'a>(&'a dyn RunSchedules, &'a Attempt<'a>);
 
 #[async_trait]
 impl RunSchedules for FaultySchedules<'_> {
     async fn arm(&self, event: &RunEvent) -> Result<(), ScheduleError> {
-        if self.1.roll("scheduler failed to arm", 0.08) {
+        self.1.alive().map_err(scheduler_down)?;
+        if self.1.faults.roll("scheduler failed to arm", 0.08) {
             return Err(ScheduleError::Unavailable("injected".into()));
         }
-        self.0.arm(event).await
+        self.0.arm(event).await?;
+        self.1
+            .dies_after("attempt died after arming the next occurrence")
+            .map_err(scheduler_down)
     }
     async fn disarm(&self, id: &ExportId) -> Result<(), ScheduleError> {
+        self.1.alive().map_err(scheduler_down)?;
         self.0.disarm(id).await
     }
     async fn armed(&self) -> Result<Vec<ExportId>, ScheduleError> {
@@ -81,7 +137,7 @@ impl RunSchedules for FaultySchedules<'_> {
     }
 }
 
-struct FaultyRuns<'a>(&'a dyn ExportRuns, &'a Faults, &'a AtomicU32);
+struct FaultyRuns<'a>(&'a dyn ExportRuns, &'a Attempt<'a>);
 
 #[async_trait]
 impl ExportRuns for FaultyRuns<'_> {
@@ -91,14 +147,12 @@ impl ExportRuns for FaultyRuns<'_> {
         next: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<Advance, StoreError> {
-        if self.1.roll("store failed to move the next run", 0.05) {
+        self.1.alive()?;
+        if self.1.faults.roll("store failed to move the next run", 0.05) {
             return Err(unavailable("advance_next_run"));
         }
         let advanced = self.0.advance_next_run(id, next, at).await?;
-        if self.1.roll("attempt died right after moving the chain", 0.03) {
-            self.2.store(1, Ordering::SeqCst);
-            return Err(unavailable("crash"));
-        }
+        self.1.dies_after("attempt died after moving the chain")?;
         Ok(advanced)
     }
     async fn settle_one_time(
@@ -107,13 +161,16 @@ impl ExportRuns for FaultyRuns<'_> {
         status: ExportStatus,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.0.settle_one_time(export, status, at).await
+        self.1.alive()?;
+        self.0.settle_one_time(export, status, at).await?;
+        self.1
+            .dies_after_at("attempt died after settling a one-time export", 0.3)
     }
 }
 
-/// The ledger, whose writes fail now and then, and whose attempts sometimes die holding their
-/// job (the job stays `inProgress` under a live lease, and the attempt never reports back).
-struct FaultyLedger<'a>(&'a dyn JobLedger, &'a Faults, &'a AtomicU32);
+/// The ledger, whose writes fail now and then; an attempt that dies holding its job leaves it
+/// unfinished under a live lease.
+struct FaultyLedger<'a>(&'a dyn JobLedger, &'a Attempt<'a>);
 
 #[async_trait]
 impl JobLedger for FaultyLedger<'_> {
@@ -123,55 +180,104 @@ impl JobLedger for FaultyLedger<'_> {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.0.open_job(job, at, lease_until).await
+        self.1.alive()?;
+        let opened = self.0.open_job(job, at, lease_until).await?;
+        self.1.dies_after("attempt died after claiming its job")?;
+        Ok(opened)
     }
     async fn release_job(&self, job: &JobKey) -> Result<(), StoreError> {
-        if self.2.swap(0, Ordering::SeqCst) > 0 {
-            // The attempt died: it gives nothing back.
-            return Ok(());
-        }
+        self.1.alive()?;
         self.0.release_job(job).await
     }
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
-        if self.1.roll("attempt died right after claiming its job", 0.03) {
-            self.2.store(1, Ordering::SeqCst);
-            return Err(unavailable("crash"));
-        }
-        self.0.start_job(job, at).await
+        self.1.alive()?;
+        self.0.start_job(job, at).await?;
+        self.1.dies_after("attempt died after starting its job")
     }
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
-        if self.1.roll("attempt died before recording its job", 0.04) {
-            self.2.store(1, Ordering::SeqCst);
-            return Err(unavailable("crash"));
-        }
-        if self.1.roll("store failed to record a job", 0.05) {
+        self.1.alive()?;
+        if self.1.faults.roll("store failed to record a job", 0.05) {
             return Err(unavailable("finish_job"));
         }
-        self.0.finish_job(job, end).await
+        self.0.finish_job(job, end).await?;
+        self.1.dies_after_at("attempt died after recording its job", 0.05)
     }
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
-        self.0.record_unrun(job, end).await
+        self.1.alive()?;
+        self.0.record_unrun(job, end).await?;
+        self.1
+            .dies_after_at("attempt died after recording a missed occurrence", 0.2)
     }
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
-        self.0.handed_off(job).await
+        self.1.alive()?;
+        self.0.handed_off(job).await?;
+        self.1.dies_after("attempt died after marking its hand-off")
     }
 }
 
-struct FaultyFiles<'a>(&'a dyn FileStore, &'a Faults);
+struct FaultyBudgets<'a>(&'a dyn Budgets, &'a Attempt<'a>);
+
+#[async_trait]
+impl Budgets for FaultyBudgets<'_> {
+    async fn spend(
+        &self,
+        owner: &str,
+        job: &JobKey,
+        spend: Spend,
+        at: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        self.1.alive()?;
+        let spent = self.0.spend(owner, job, spend, at, limit).await?;
+        self.1.dies_after("attempt died after spending its budget")?;
+        Ok(spent)
+    }
+}
+
+struct FaultyLauncher<'a>(&'a dyn RunLauncher, &'a Attempt<'a>);
+
+#[async_trait]
+impl RunLauncher for FaultyLauncher<'_> {
+    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
+        let dead = |e: StoreError| LaunchError::Unavailable(Box::new(e));
+        self.1.alive().map_err(dead)?;
+        self.0.launch(event).await?;
+        self.1
+            .dies_after_at("attempt died after launching a missed occurrence", 0.2)
+            .map_err(dead)
+    }
+}
+
+struct FaultyFiles<'a>(&'a dyn FileStore, &'a Attempt<'a>);
+
+fn s3_down(e: StoreError) -> FileError {
+    FileError::Unavailable("dead".into(), Box::new(e))
+}
 
 #[async_trait]
 impl FileStore for FaultyFiles<'_> {
     async fn put(&self, key: &str, path: &std::path::Path, content_type: &str) -> Result<u64, FileError> {
-        if self.1.roll("S3 failed to store a file", 0.04) {
+        self.1.alive().map_err(s3_down)?;
+        if self.1.faults.roll("S3 failed to store a file", 0.04) {
             return Err(FileError::Unavailable("put".into(), "injected".into()));
         }
-        self.0.put(key, path, content_type).await
+        let size = self.0.put(key, path, content_type).await?;
+        self.1
+            .dies_after("attempt died after storing a file")
+            .map_err(s3_down)?;
+        Ok(size)
     }
     async fn remove(&self, key: &str) -> Result<(), FileError> {
+        self.1.alive().map_err(s3_down)?;
         self.0.remove(key).await
     }
     async fn remove_all(&self, prefix: &str) -> Result<u64, FileError> {
-        self.0.remove_all(prefix).await
+        self.1.alive().map_err(s3_down)?;
+        let removed = self.0.remove_all(prefix).await?;
+        self.1
+            .dies_after_at("attempt died after removing a failed job's files", 0.3)
+            .map_err(s3_down)?;
+        Ok(removed)
     }
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError> {
         self.0.presign(key, expires_in).await
@@ -183,47 +289,71 @@ impl FileStore for FaultyFiles<'_> {
 
 /// The hand-off to notify, run in this process (as the asynchronous invoke would), failing now
 /// and then before it is made; Slack answers 500 now and then (notify retries, then records).
-struct FaultyNotifier<'a>(
-    &'a Faults,
-    notify::Deps<'a>,
-    &'a integration_tests::chat_server::ChatState,
-);
+/// A run's attempt may die right after handing off; the reconciler's never does.
+struct FaultyNotifier<'a> {
+    faults: &'a Faults,
+    notify: notify::Deps<'a>,
+    chat: &'a integration_tests::chat_server::ChatState,
+    attempt: Option<&'a Attempt<'a>>,
+}
 
 #[async_trait]
 impl JobNotifier for FaultyNotifier<'_> {
     async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
-        if self.0.roll("hand-off to notify failed", 0.05) {
+        let dead = |e: StoreError| LaunchError::Unavailable(Box::new(e));
+        if let Some(attempt) = self.attempt {
+            attempt.alive().map_err(dead)?;
+        }
+        if self.faults.roll("hand-off to notify failed", 0.05) {
             return Err(LaunchError::Unavailable("injected".into()));
         }
-        if self.0.roll("Slack answered 500 three times", 0.05) {
+        if self.faults.roll("Slack answered 500 three times", 0.05) {
             let failing = integration_tests::chat_server::Scripted {
                 status: 500,
                 retry_after: None,
             };
-            self.2.script("/slack/soak", &[failing; 3]);
+            self.chat.script("/slack/soak", &[failing; 3]);
         }
-        notify::handle(self.1, event.clone())
+        notify::handle(self.notify, event.clone())
             .await
-            .map(drop)
-            .map_err(|e| LaunchError::Unavailable(Box::new(e)))
+            .map_err(|e| LaunchError::Unavailable(Box::new(e)))?;
+        if let Some(attempt) = self.attempt {
+            attempt
+                .dies_after("attempt died after handing off to notify")
+                .map_err(dead)?;
+        }
+        Ok(())
     }
 }
 
 /// The CSV a fault-free run writes for `[from, to)` of the fixture's series: a header, and a
 /// row a minute in Rome's time with the local reader's value (computed independently here).
-fn expected_csv(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
-    let mut text = String::from("Time,Value\n");
+/// `late` are the points that arrived late (during reads): each row of the window, with whether
+/// it is a late one (a file holds it when it arrived before its slice was read).
+fn expected_rows(from: DateTime<Utc>, to: DateTime<Utc>, late: &[LatePoint]) -> Vec<(String, bool)> {
+    let mut points: Vec<(i64, f64, bool)> = Vec::new();
     let mut t = from.timestamp();
     while t < to.timestamp() {
-        let local = chrono_tz::Europe::Rome
-            .timestamp_opt(t, 0)
-            .single()
-            .expect("an instant");
         let value = integration_tests::expected_value((t - integration_tests::READER_START) / 60);
-        text.push_str(&format!("{},{value}\n", local.to_rfc3339()));
+        points.push((t, value, false));
         t += 60;
     }
-    text
+    points.extend(
+        late.iter()
+            .filter(|p| (from.timestamp()..to.timestamp()).contains(&p.time))
+            .map(|p| (p.time, p.value, true)),
+    );
+    points.sort_by_key(|p| p.0);
+    points
+        .into_iter()
+        .map(|(t, value, late)| {
+            let local = chrono_tz::Europe::Rome
+                .timestamp_opt(t, 0)
+                .single()
+                .expect("an instant");
+            (format!("{},{value}", local.to_rfc3339()), late)
+        })
+        .collect()
 }
 
 /// The armed schedules whose time has come, each occurrence once (as a one-time schedule fires).
@@ -268,24 +398,50 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         rng: Mutex::new(fastrand::Rng::with_seed(SEED)),
         injected: Mutex::new(BTreeMap::new()),
     };
-    let died = AtomicU32::new(0);
+    let attempt = Attempt {
+        faults: &faults,
+        dead: AtomicBool::new(false),
+    };
     let queue = Launches::default();
-    let schedules = FaultySchedules(&fx.schedules, &faults);
-    let runs = FaultyRuns(&fx.store, &faults, &died);
-    let ledger = FaultyLedger(&fx.store, &faults, &died);
+    let schedules = FaultySchedules(&fx.schedules, &attempt);
+    let runs = FaultyRuns(&fx.store, &attempt);
+    let ledger = FaultyLedger(&fx.store, &attempt);
+    let budgets = FaultyBudgets(&fx.store, &attempt);
+    let launcher = FaultyLauncher(&queue, &attempt);
     let notify_deps = notify::Deps {
         clock: &clock,
         ..fx.notify_deps()
     };
-    let notifier = FaultyNotifier(&faults, notify_deps, &fx.chat_state);
-    let files = FaultyFiles(&fx.files, &faults);
+    let run_notifier = FaultyNotifier {
+        faults: &faults,
+        notify: notify_deps,
+        chat: &fx.chat_state,
+        attempt: Some(&attempt),
+    };
+    let notifier = FaultyNotifier {
+        attempt: None,
+        ..run_notifier
+    };
+    let files = FaultyFiles(&fx.files, &attempt);
+    // Small pages, so that a window is read in several requests and late data can arrive
+    // between them.
+    let paged = HttpReader::new(&fx.reader_url, Secret::new(integration_tests::READER_TOKEN))
+        .expect("a reader client")
+        .with_page_limit(4)
+        .with_retry(Retry {
+            attempts: 3,
+            base: std::time::Duration::from_millis(1),
+            cap: std::time::Duration::from_millis(5),
+        });
     let run = run_export::Deps {
         files: &files,
         runs: &runs,
         ledger: &ledger,
+        budgets: &budgets,
         schedules: &schedules,
-        launcher: &queue,
-        notifier: &notifier,
+        launcher: &launcher,
+        notifier: &run_notifier,
+        reader: &paged,
         clock: &clock,
         ..fx.run_deps()
     };
@@ -331,6 +487,29 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         owners.push(who);
     }
 
+    // Late data for the one-time exports' day, arriving while they are read (page by page).
+    let served = || fx.reader_state.requests.load(Ordering::SeqCst);
+    let mut late: Vec<LatePoint> = Vec::new();
+    let mut arrive_late = |faults: &Faults, window_start: i64, minutes: i64, within: u64| {
+        let (minute, after) = match faults.rng.lock() {
+            Ok(mut rng) => (rng.i64(0..minutes), rng.u64(0..within)),
+            Err(_) => return,
+        };
+        let point = LatePoint {
+            after_request: served() + after,
+            // Between the minutes, and at a second of its own (no two late points coincide).
+            time: window_start + minute * 60 + 1 + (late.len() % 59) as i64,
+            value: 900.5 + late.len() as f64,
+        };
+        late.push(point);
+        if let Ok(mut points) = fx.reader_state.late_points.lock() {
+            points.push(point);
+        }
+    };
+    for _ in 0..3 {
+        arrive_late(&faults, 1_767_225_600, 1440, 600);
+    }
+
     let mut fired: HashSet<(ExportId, u64)> = HashSet::new();
     let mut postponed: Vec<(u32, RunEvent)> = Vec::new();
     let mut deletes = 0;
@@ -341,13 +520,18 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         if faults.roll("reader failed (500) for a while", 0.3) {
             fx.reader_state.fail_first.store(2, Ordering::SeqCst);
         }
+        // Data stamped in the window of the occurrence now due arrives while it is read.
+        if faults.roll("late data arrived during a read", 0.4) {
+            let hour = now.timestamp() / 3600 * 3600;
+            arrive_late(&faults, hour - 600, 10, 12);
+        }
         // What is due: armed schedules (each occurrence fires once, like a real one-time
         // schedule), what was launched, what was postponed.
         let mut due: Vec<RunEvent> = queue
-            .0
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default();
+            .take()
+            .into_iter()
+            .filter(|_| !faults.roll("a launch was lost", 0.15))
+            .collect();
         for event in due_schedules(&fx, now, &mut fired).await {
             if faults.roll("trigger never came", 0.05) {
                 continue;
@@ -369,12 +553,10 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
             };
             for _ in 0..copies {
                 // Lambda's asynchronous invocation: two retries, then the dead-letter queue.
-                for _attempt in 0..3 {
-                    if run_export::handle(run, event.clone()).await.is_ok() {
-                        break;
-                    }
-                    if died.load(Ordering::SeqCst) > 0 {
-                        died.store(0, Ordering::SeqCst);
+                // A process that died takes its trigger with it.
+                for _try in 0..3 {
+                    let ran = run_export::handle(run, event.clone()).await;
+                    if attempt.buried() || ran.is_ok() {
                         break;
                     }
                 }
@@ -456,6 +638,19 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 .or_default() += 1;
         }
         let live = export.deleted_at.is_none();
+        if live && export.request.schedule == Schedule::OneTime && export.status != ExportStatus::Creating {
+            let job = jobs
+                .first()
+                .unwrap_or_else(|| panic!("{}: a one-time export never ran", export.id));
+            let settled = match job.status {
+                JobStatus::Done => ExportStatus::Done,
+                _ => ExportStatus::Failed,
+            };
+            assert_eq!(export.status, settled, "{}: settled as its job ended", export.id);
+            *checked
+                .entry("one-time exports settled as their job")
+                .or_default() += 1;
+        }
         match export.request.schedule {
             Schedule::Recurring(recurrence) if live && export.status == ExportStatus::Scheduled => {
                 let (first, _) = recurrence
@@ -519,40 +714,46 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         }
     }
     // Files: every one belongs to a done job, and each done job's file holds its whole window
-    // (ten minutes of a chain's occurrence, a day for a one-time export), as a fault-free run's.
+    // (ten minutes of a chain's occurrence, a day for a one-time export) byte for byte as a
+    // fault-free run writes it: every point once, in order, and each late point either in it
+    // (it arrived before its slice was read) or not (it came after), never twice or misplaced.
     let done_files: HashSet<String> = {
         let mut keys = HashSet::new();
         for export in &exports {
             for job in fx.store.jobs(&export.id).await.expect("jobs") {
-                if job.status == JobStatus::Done {
-                    let rows = if export.request.schedule == Schedule::OneTime {
-                        1440
-                    } else {
-                        10
-                    };
-                    for file in &job.detail.files {
-                        assert_eq!(file.rows, rows, "{}: a file of the job's whole window", file.key);
-                        // Byte for byte what a fault-free run writes for the window, computed here.
-                        let window = &job.detail.windows[0];
-                        let from: DateTime<Utc> = window
-                            .from
-                            .as_deref()
-                            .and_then(|t| t.parse().ok())
-                            .expect("a start");
-                        let to: DateTime<Utc> = window.to.parse().expect("an end");
-                        let got = fx.files.read(&file.key).await.expect("the file");
-                        assert_eq!(
-                            String::from_utf8_lossy(&got),
-                            expected_csv(from, to),
-                            "{}",
-                            file.key
-                        );
-                        *checked
-                            .entry("files equal to a fault-free run, byte for byte")
-                            .or_default() += 1;
-                        keys.insert(file.key.clone());
-                        *checked.entry("done files complete").or_default() += 1;
-                    }
+                if job.status != JobStatus::Done {
+                    continue;
+                }
+                let whole = if export.request.schedule == Schedule::OneTime {
+                    1440
+                } else {
+                    10
+                };
+                for file in &job.detail.files {
+                    let window = &job.detail.windows[0];
+                    let from: DateTime<Utc> = window
+                        .from
+                        .as_deref()
+                        .and_then(|t| t.parse().ok())
+                        .expect("a start");
+                    let to: DateTime<Utc> = window.to.parse().expect("an end");
+                    let got = String::from_utf8_lossy(&fx.files.read(&file.key).await.expect("the file"))
+                        .into_owned();
+                    let held: HashSet<&str> = got.lines().collect();
+                    let rows: Vec<String> = expected_rows(from, to, &late)
+                        .into_iter()
+                        .filter(|(row, late)| !late || held.contains(row.as_str()))
+                        .map(|(row, _)| row)
+                        .collect();
+                    let late_held = rows.len() - whole;
+                    let expected = format!("Time,Value\n{}\n", rows.join("\n"));
+                    assert_eq!(got, expected, "{}", file.key);
+                    assert_eq!(file.rows, rows.len() as u64, "{}: rows recorded", file.key);
+                    *checked
+                        .entry("files equal to a fault-free run, byte for byte")
+                        .or_default() += 1;
+                    *checked.entry("late points in files, once each").or_default() += late_held;
+                    keys.insert(file.key.clone());
                 }
             }
         }

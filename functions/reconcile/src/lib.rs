@@ -16,7 +16,9 @@
 //!
 //! - A past occurrence of the last day with no job (its trigger's every attempt died after the
 //!   chain had moved on) is launched.
-//! - A finished job never handed to notify (every attempt's hand-off failed) is handed now.
+//! - A one-time export queued past the grace with no job (its launch was lost) is launched.
+//! - A finished job never handed to notify (every attempt's hand-off failed) is handed now, its
+//!   one-time export settled first when the attempt died before settling it.
 //!
 //! Every repair is logged and counted in the answer.
 
@@ -108,8 +110,13 @@ pub struct Repairs {
     /// Past occurrences of live chains that never ran (every attempt of their trigger died after
     /// the chain moved on), launched.
     pub occurrences_launched: usize,
+    /// One-time exports queued past the grace with no job (their launch was lost), launched.
+    pub one_time_launched: usize,
     /// Finished jobs never handed to notify, handed now.
     pub jobs_handed_off: usize,
+    /// One-time exports whose job finished but that were never given its end (the attempt died
+    /// between recording the job and settling the export), settled now.
+    pub exports_settled: usize,
     /// Hand-offs that failed (logged; the next sweep tries again).
     pub hand_offs_failed: usize,
 }
@@ -146,6 +153,13 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         if live_recurring {
             restart_chain(deps, export, &armed, overdue, &mut repairs).await?;
             launch_unrun(deps, export, overdue, &mut repairs).await?;
+        }
+        if export.request.schedule == Schedule::OneTime
+            && export.status == ExportStatus::Queued
+            && export.deleted_at.is_none()
+            && export.created_at < overdue
+        {
+            relaunch_one_time(deps, export, &mut repairs).await?;
         }
     }
 
@@ -194,6 +208,22 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         .unhanded_jobs(now - TimeDelta::days(1), overdue)
         .await?
     {
+        let unsettled = exports.iter().find(|e| {
+            e.id == id
+                && e.deleted_at.is_none()
+                && e.request.schedule == Schedule::OneTime
+                && e.status.counts_against_quota()
+        });
+        if let Some(export) = unsettled {
+            let status = match job.status {
+                JobStatus::Done | JobStatus::Expired => ExportStatus::Done,
+                _ => ExportStatus::Failed,
+            };
+            let at = job.finished_at.unwrap_or(now);
+            deps.runs.settle_one_time(export, status, at).await?;
+            tracing::warn!(export_id = %id, job_id = %job.job_id, status = status.as_str(), "settled a one-time export whose job had ended");
+            repairs.exports_settled += 1;
+        }
         hand_off(deps, id, &job.job_id, job.scheduled_at, &mut repairs).await?;
     }
 
@@ -267,6 +297,27 @@ async fn launch_unrun(
         k += 1;
     }
     repairs.occurrences_launched += launched;
+    Ok(())
+}
+
+/// A one-time export queued past the grace whose job was never opened (the create died between
+/// queueing and launching it, or the invoke's every attempt failed) is launched again; a launch
+/// that arrives twice is a duplicate of one job, run once.
+async fn relaunch_one_time(deps: Deps<'_>, export: &Export, repairs: &mut Repairs) -> Result<(), Failure> {
+    let event = RunEvent {
+        export_id: export.id,
+        scheduled_at: export.created_at,
+        occurrence: None,
+    };
+    if deps.history.job(&event.job()).await?.is_some() {
+        return Ok(());
+    }
+    deps.launcher
+        .launch(&event)
+        .await
+        .map_err(|e| Failure::Retryable(Box::new(e)))?;
+    tracing::warn!(export_id = %export.id, "launched a one-time export whose launch was lost");
+    repairs.one_time_launched += 1;
     Ok(())
 }
 
