@@ -68,6 +68,7 @@ async fn a_fractional_anchor_runs_its_occurrences_and_keeps_its_chain() {
     // maps to the anchor's nanoseconds. It is recorded, and the chain stays armed.
     let legacy = RunEvent {
         occurrence: None,
+        leg: None,
         ..second.clone()
     };
     assert_eq!(

@@ -1,4 +1,4 @@
-//! A run that reaches its invocation's deadline stops cleanly, on moto with a slow local reader:
+//! A run that reaches its invocation's deadline and may not continue stops cleanly, on moto with a slow local reader:
 //! the job is recorded failed saying how far it got, no file is left, and a one-time export
 //! gives its quota back; nothing is left `inProgress`.
 
@@ -38,7 +38,10 @@ async fn a_run_that_reaches_its_deadline_stops_cleanly_and_says_how_far_it_got()
             .and_then(|t| t.parse::<DateTime<Utc>>().ok())
             .expect("createdAt"),
         occurrence: None,
+        leg: None,
     };
+    // A job that may not continue (RUN_MAX_CONTINUATIONS=0) ends when its time is up.
+    fx.run_config.max_legs = 0;
     let deps = run_export::Deps {
         stop_at: Some(Utc::now() + TimeDelta::milliseconds(250)),
         ..fx.run_deps()

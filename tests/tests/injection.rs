@@ -54,6 +54,7 @@ async fn created_and_run(fx: &Fixture, who: &[(String, String)], body: &Value) -
             .and_then(|t| t.parse::<DateTime<Utc>>().ok())
             .expect("createdAt"),
         occurrence: None,
+        leg: None,
     };
     (id, handle(fx.run_deps(), event).await.expect("runs"))
 }

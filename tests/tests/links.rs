@@ -48,6 +48,7 @@ async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer(
             .and_then(|t| t.parse().ok())
             .expect("createdAt"),
         occurrence: None,
+        leg: None,
     };
     assert_eq!(
         handle(fx.run_deps(), event.clone()).await.expect("runs"),

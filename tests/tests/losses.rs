@@ -57,6 +57,7 @@ async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> (Expor
             export_id: id,
             scheduled_at: at,
             occurrence: None,
+            leg: None,
         },
     )
 }

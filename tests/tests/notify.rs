@@ -49,6 +49,7 @@ async fn ran(fx: &Fixture, who: &[(String, String)], body: &Value) -> (String, N
         export_id: id.parse().expect("an id"),
         scheduled_at: at,
         occurrence: None,
+        leg: None,
     };
     run_export::handle(fx.run_deps(), event.clone())
         .await

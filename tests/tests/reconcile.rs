@@ -134,6 +134,7 @@ async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
         export_id: id,
         scheduled_at: at,
         occurrence: None,
+        leg: None,
     }
     .job();
     // An attempt claimed it an hour ago, started, and died; no retry came.
@@ -183,6 +184,7 @@ async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_sett
         export_id: id,
         scheduled_at: at,
         occurrence: None,
+        leg: None,
     }
     .job();
     // An attempt ran the job an hour ago and recorded it done, then died before settling its

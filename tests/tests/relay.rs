@@ -38,6 +38,7 @@ async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEve
             .and_then(|t| t.parse::<DateTime<Utc>>().ok())
             .expect("createdAt"),
         occurrence: None,
+        leg: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn event(id: &str, at: DateTime<Utc>) -> RunEvent {
         export_id: id.parse().expect("an export id"),
         scheduled_at: at,
         occurrence: None,
+        leg: None,
     }
 }
 
@@ -453,6 +454,18 @@ impl JobLedger for FinishFailsOnce<'_> {
     }
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
         self.ledger.handed_off(job).await
+    }
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
+        self.ledger.checkpoint_job(job, leg).await
+    }
+    async fn resume_job(
+        &self,
+        job: &JobKey,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.ledger.resume_job(job, leg, at, lease_until).await
     }
 }
 

@@ -213,6 +213,20 @@ impl JobLedger for FaultyLedger<'_> {
         self.0.handed_off(job).await?;
         self.1.dies_after("attempt died after marking its hand-off")
     }
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
+        self.1.alive()?;
+        self.0.checkpoint_job(job, leg).await
+    }
+    async fn resume_job(
+        &self,
+        job: &JobKey,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.1.alive()?;
+        self.0.resume_job(job, leg, at, lease_until).await
+    }
 }
 
 struct FaultyBudgets<'a>(&'a dyn Budgets, &'a Attempt<'a>);
@@ -284,6 +298,33 @@ impl FileStore for FaultyFiles<'_> {
     }
     async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
         self.0.read(key).await
+    }
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
+        self.1.alive().map_err(s3_down)?;
+        self.0.put_bytes(key, bytes).await
+    }
+    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, FileError> {
+        self.1.alive().map_err(s3_down)?;
+        self.0.begin_upload(key, content_type).await
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, FileError> {
+        self.1.alive().map_err(s3_down)?;
+        self.0.upload_part(key, upload, number, bytes).await
+    }
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), FileError> {
+        self.1.alive().map_err(s3_down)?;
+        self.0.complete_upload(key, upload, parts).await
     }
 }
 

@@ -124,8 +124,13 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "lifecycle.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
         "lifecycle.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
         "runs.record_next_run" | "runs.settle_one_time" => &["dynamodb:UpdateItem"],
-        "ledger.open_job" | "ledger.release_job" | "ledger.start_job" | "ledger.finish_job"
-        | "ledger.handed_off" => &["dynamodb:UpdateItem"],
+        "ledger.open_job"
+        | "ledger.release_job"
+        | "ledger.start_job"
+        | "ledger.finish_job"
+        | "ledger.handed_off"
+        | "ledger.checkpoint_job"
+        | "ledger.resume_job" => &["dynamodb:UpdateItem"],
         "deliveries.claim_delivery" | "deliveries.record_delivery" | "budgets.spend" => {
             &["dynamodb:UpdateItem"]
         }
@@ -143,7 +148,15 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
         "files.put" => &["s3:PutObject", "s3:AbortMultipartUpload"],
         "files.remove" => &["s3:DeleteObject"],
-        "files.remove_all" => &["s3:ListBucket", "s3:DeleteObject"],
+        "files.remove_all" => &[
+            "s3:ListBucket",
+            "s3:DeleteObject",
+            "s3:ListBucketMultipartUploads",
+            "s3:AbortMultipartUpload",
+        ],
+        "files.put_bytes" | "files.begin_upload" | "files.upload_part" | "files.complete_upload" => {
+            &["s3:PutObject"]
+        }
         "files.presign" | "files.read" => &["s3:GetObject"],
         "mailer.send" => &["ses:SendEmail"],
         _ => &[],
@@ -159,7 +172,15 @@ const PORT_CALLS: [(&str, &[&str]); 14] = [
     ("history", &["jobs", "job", "recent_jobs"]),
     (
         "ledger",
-        &["open_job", "release_job", "start_job", "finish_job", "handed_off"],
+        &[
+            "open_job",
+            "release_job",
+            "start_job",
+            "finish_job",
+            "handed_off",
+            "checkpoint_job",
+            "resume_job",
+        ],
     ),
     ("deliveries", &["claim_delivery", "record_delivery"]),
     ("schedules", &["arm", "disarm", "armed"]),
@@ -175,7 +196,20 @@ const PORT_CALLS: [(&str, &[&str]); 14] = [
     ),
     ("launcher", &["launch"]),
     ("notifier", &["job_ended"]),
-    ("files", &["put", "remove", "remove_all", "presign", "read"]),
+    (
+        "files",
+        &[
+            "put",
+            "remove",
+            "remove_all",
+            "presign",
+            "read",
+            "put_bytes",
+            "begin_upload",
+            "upload_part",
+            "complete_upload",
+        ],
+    ),
     ("mailer", &["send"]),
     ("reader", &["read"]),
 ];
@@ -350,6 +384,8 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
         ("abort_multipart_upload", "s3:AbortMultipartUpload"),
         ("delete_object", "s3:DeleteObject"),
         ("list_objects_v2", "s3:ListBucket"),
+        ("list_multipart_uploads", "s3:ListBucketMultipartUploads"),
+        ("put_object", "s3:PutObject"),
         ("get_object", "s3:GetObject"),
         ("send_email", "ses:SendEmail"),
     ]

@@ -6,6 +6,9 @@
 //!   came: re-arming failed past its retries, a schedule was lost) gets that occurrence launched:
 //!   run-export runs it and re-arms the chain forward, recording or running what it missed.
 //!   One whose next run is ahead but whose schedule is gone is armed again.
+//! - A job that continued across invocations and was left unfinished past its lease and `grace`
+//!   (its continuation was lost, or the attempt running it died) is launched again from its
+//!   last checkpoint, a few times at most.
 //! - A job left unfinished whose lease ended more than `grace` ago (its attempt crashed or timed
 //!   out, and no retry came) is recorded `failed` with the reason, the files it left removed, its
 //!   one-time export settled, and handed to notify for its `onFailure` messages.
@@ -101,6 +104,8 @@ pub struct Repairs {
     pub schedules_rearmed: usize,
     /// Unfinished jobs past their lease, recorded failed.
     pub jobs_abandoned: usize,
+    /// Unfinished jobs that had continued, launched again from their last checkpoint.
+    pub jobs_continued: usize,
     /// Schedules of exports that are gone, deleted or not recurring, removed.
     pub schedules_removed: usize,
     /// Exports left `creating`, discarded.
@@ -171,6 +176,23 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
             export_id: id,
             scheduled_at: job.scheduled_at,
         };
+        // A job that continued goes on from its last checkpoint (its continuation was lost, or
+        // the attempt running it died), unless its attempts keep dying there.
+        if job.leg > 0 && job.attempts <= job.leg + MAX_ATTEMPTS_PER_LEG {
+            let continuation = RunEvent {
+                export_id: id,
+                scheduled_at: job.scheduled_at,
+                occurrence: None,
+                leg: Some(job.leg),
+            };
+            deps.launcher
+                .launch(&continuation)
+                .await
+                .map_err(|e| Failure::Retryable(Box::new(e)))?;
+            tracing::warn!(export_id = %id, job_id = %job.job_id, leg = job.leg, "launched a stalled job's continuation from its last checkpoint");
+            repairs.jobs_continued += 1;
+            continue;
+        }
         let end = JobEnd {
             status: JobStatus::Failed,
             detail: JobDetail {
@@ -250,6 +272,10 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     Ok(repairs)
 }
 
+/// How many attempts beyond one per leg a job that continued may take before the sweep gives up
+/// on it and records it failed.
+const MAX_ATTEMPTS_PER_LEG: u32 = 3;
+
 /// The most occurrences of one chain the sweep looks back over (a day of `PT1M`), and launches.
 const LOOK_BACK: usize = 1440;
 const MAX_LAUNCHES: usize = 100;
@@ -308,6 +334,7 @@ async fn relaunch_one_time(deps: Deps<'_>, export: &Export, repairs: &mut Repair
         export_id: export.id,
         scheduled_at: export.created_at,
         occurrence: None,
+        leg: None,
     };
     if deps.history.job(&event.job()).await?.is_some() {
         return Ok(());

@@ -16,6 +16,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use exporter::config::{optional, parsed_or, ConfigError};
 use exporter::domain::export::rfc3339;
+use exporter::domain::files;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, Recurrence, RunEvent, Schedule};
 use exporter::ports::{
@@ -24,7 +25,8 @@ use exporter::ports::{
 };
 
 pub use exporter::failure::Failure;
-pub use pipeline::JobError;
+use pipeline::Progress;
+pub use pipeline::{Checkpoint, JobError};
 
 /// Settings of a run.
 #[derive(Clone, Debug)]
@@ -47,6 +49,14 @@ pub struct RunConfig {
     /// How long after its occurrence a schedule fires (the schedules' settle delay): an
     /// occurrence can still be armed until then.
     pub settle: TimeDelta,
+    /// How long one invocation works on a job before it saves a checkpoint and continues in a
+    /// fresh one; `None`: until the deadline's margin.
+    pub budget: Option<TimeDelta>,
+    /// How many times a job may continue; past it, a job out of time fails.
+    pub max_legs: u32,
+    /// The size of the parts a file continued across invocations is uploaded in (the store's
+    /// minimum at least).
+    pub part_bytes: usize,
 }
 
 impl Default for RunConfig {
@@ -59,6 +69,9 @@ impl Default for RunConfig {
             lateness: TimeDelta::hours(1),
             deadline_margin: TimeDelta::seconds(60),
             settle: TimeDelta::seconds(60),
+            budget: None,
+            max_legs: 200,
+            part_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -82,6 +95,16 @@ impl RunConfig {
             )?),
             // Set by the composition root from the schedules' settings, which read it.
             settle: defaults.settle,
+            budget: optional("RUN_BUDGET_SECONDS")
+                .map(|s| s.parse::<i64>().map(TimeDelta::seconds))
+                .transpose()
+                .map_err(|e| ConfigError::Malformed {
+                    name: "RUN_BUDGET_SECONDS",
+                    reason: e.to_string(),
+                })?,
+            max_legs: parsed_or("RUN_MAX_CONTINUATIONS", defaults.max_legs)?,
+            // Set by the composition root with the store's part size.
+            part_bytes: defaults.part_bytes,
         })
     }
 }
@@ -134,10 +157,22 @@ pub enum Outcome {
     Done,
     /// The job ran and failed; the failure is recorded on the job.
     Failed,
+    /// The job's budget ran out: it saved a checkpoint and continues in a fresh invocation.
+    Continued,
 }
 
-/// Handles one trigger.
+/// Handles one trigger, or one continuation of a job.
 pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
+    // The invocation works until its budget or its deadline's margin, whichever comes first.
+    let budget_end = deps.config.budget.map(|b| deps.clock.now() + b);
+    let stop_at = match (deps.stop_at, budget_end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let deps = Deps { stop_at, ..deps };
+    if let Some(leg) = event.leg {
+        return continue_job(deps, event, leg).await;
+    }
     let export = match deps.exports.get(&event.export_id).await? {
         Some(export) if export.deleted_at.is_none() && export.status != ExportStatus::Creating => export,
         // `creating`: its create never finished (the reconciler removes it), so it is invisible
@@ -185,7 +220,12 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
         after_duplicate(deps, &export, &event).await?;
         return Ok(Outcome::Duplicate);
     }
-    match run_claimed(deps, &export, &event, &job_id, occurrence).await {
+    let claimed = async {
+        deps.ledger.start_job(&event.job(), deps.clock.now()).await?;
+        tracing::info!(export_id = %export.id, job_id, "job started");
+        run_claimed(deps, &export, &event, &job_id, Start::Fresh(occurrence)).await
+    };
+    match claimed.await {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
             // Give the job back, so that the runtime's retry of this trigger can take it at once.
@@ -197,39 +237,152 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
     }
 }
 
-/// Runs a job this attempt has claimed, to its recorded end and the hand-off to notify.
+/// A continuation of a job: claims the job at its leg, reads the leg's checkpoint and runs the
+/// job on from there.
+async fn continue_job(deps: Deps<'_>, event: RunEvent, leg: u32) -> Result<Outcome, Failure> {
+    // A deleted export's job goes on to its end, as a run under way in one invocation does.
+    let Some(export) = deps.exports.get(&event.export_id).await? else {
+        tracing::info!(export_id = %event.export_id, "export missing; nothing to continue");
+        return Ok(Outcome::Skipped);
+    };
+    let job_id = event.job_id();
+    let now = deps.clock.now();
+    if !deps
+        .ledger
+        .resume_job(&event.job(), leg, now, now + deps.config.lease)
+        .await?
+    {
+        tracing::info!(export_id = %export.id, job_id, leg, "continuation held by another attempt, or stale; ignored");
+        return Ok(Outcome::Duplicate);
+    }
+    let resumed = async {
+        let key = pipeline::checkpoint_key(&files::job_prefix(&export.id, &job_id), leg);
+        let bytes = deps
+            .files
+            .read(&key)
+            .await
+            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+        let checkpoint: Checkpoint = serde_json::from_slice(&bytes)
+            .map_err(|e| Failure::permanent(format!("the checkpoint of leg {leg} is unreadable: {e}")))?;
+        tracing::info!(export_id = %export.id, job_id, leg, "job continues");
+        run_claimed(
+            deps,
+            &export,
+            &event,
+            &job_id,
+            Start::Resume(Box::new(checkpoint), leg),
+        )
+        .await
+    };
+    match resumed.await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            if let Err(release) = deps.ledger.release_job(&event.job()).await {
+                tracing::error!(export_id = %export.id, job_id, error = %release, "could not give the job back; the reconciler continues it once its lease passes");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Where a claimed job starts.
+enum Start {
+    /// From the beginning, for this occurrence (recurring) or none (one-time).
+    Fresh(Option<u64>),
+    /// From a checkpoint, in this leg.
+    Resume(Box<Checkpoint>, u32),
+}
+
+/// Runs a job this attempt has claimed, to its recorded end and the hand-off to notify, or to
+/// a checkpoint and its continuation.
 async fn run_claimed(
     deps: Deps<'_>,
     export: &Export,
     event: &RunEvent,
     job_id: &str,
-    occurrence: Option<u64>,
+    start: Start,
 ) -> Result<Outcome, Failure> {
-    deps.ledger.start_job(&event.job(), deps.clock.now()).await?;
-    tracing::info!(export_id = %export.id, job_id, "job started");
-
-    let refused = match over_budget(deps, export, event).await? {
-        Some(reason) => Some(reason),
-        None => revoked(deps, export).await?,
-    };
-    let (status, detail) = match refused {
-        Some(reason) => {
-            tracing::warn!(export_id = %export.id, job_id, reason, "job refused");
-            let detail = JobDetail {
-                error: Some(reason),
-                ..JobDetail::default()
+    let (resume, leg) = match start {
+        Start::Fresh(occurrence) => {
+            let refused = match over_budget(deps, export, event).await? {
+                Some(reason) => Some(reason),
+                None => revoked(deps, export).await?,
             };
+            if let Some(reason) = refused {
+                tracing::warn!(export_id = %export.id, job_id, reason, "job refused");
+                let detail = JobDetail {
+                    error: Some(reason),
+                    ..JobDetail::default()
+                };
+                return end_job(deps, export, event, job_id, JobStatus::Failed, detail).await;
+            }
+            let checkpoint = Checkpoint {
+                occurrence,
+                ..Checkpoint::default()
+            };
+            (checkpoint, 0)
+        }
+        Start::Resume(checkpoint, leg) => (*checkpoint, leg),
+    };
+    let (status, detail) = match pipeline::run_job(deps, export, job_id, event.scheduled_at, resume, leg)
+        .await
+    {
+        Ok(Progress::Done(detail)) => (JobStatus::Done, detail),
+        Ok(Progress::Paused(checkpoint)) => return pause(deps, export, event, &checkpoint, leg + 1).await,
+        Err((mut detail, error)) => {
+            tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
+            detail.error = Some(error.to_string());
             (JobStatus::Failed, detail)
         }
-        None => match pipeline::run_job(deps, export, job_id, event.scheduled_at, occurrence).await {
-            Ok(detail) => (JobStatus::Done, detail),
-            Err((mut detail, error)) => {
-                tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
-                detail.error = Some(error.to_string());
-                (JobStatus::Failed, detail)
-            }
-        },
     };
+    end_job(deps, export, event, job_id, status, detail).await
+}
+
+/// Saves the checkpoint of leg `leg`, commits it on the job (which gives the job back), and
+/// launches the continuation. A continuation that cannot be launched is the reconciler's: it
+/// finds the job unheld past the grace and launches it.
+async fn pause(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    checkpoint: &Checkpoint,
+    leg: u32,
+) -> Result<Outcome, Failure> {
+    let job_id = event.job_id();
+    let key = pipeline::checkpoint_key(&files::job_prefix(&export.id, &job_id), leg);
+    let bytes = serde_json::to_vec(checkpoint).map_err(|e| Failure::permanent(e.to_string()))?;
+    deps.files
+        .put_bytes(&key, bytes)
+        .await
+        .map_err(|e| Failure::Retryable(Box::new(e)))?;
+    if !deps.ledger.checkpoint_job(&event.job(), leg).await? {
+        tracing::warn!(export_id = %export.id, job_id, leg, "another attempt moved the job on; this one stops");
+        return Ok(Outcome::Duplicate);
+    }
+    let continuation = RunEvent {
+        leg: Some(leg),
+        ..event.clone()
+    };
+    match deps.launcher.launch(&continuation).await {
+        Ok(()) => {
+            tracing::info!(export_id = %export.id, job_id, leg, "job paused; it continues in a fresh invocation")
+        }
+        Err(e) => {
+            tracing::error!(export_id = %export.id, job_id, leg, error = %e, "could not launch the continuation; the reconciler will")
+        }
+    }
+    Ok(Outcome::Continued)
+}
+
+/// Records a job's end, settles a one-time export and hands the job to notify.
+async fn end_job(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    job_id: &str,
+    status: JobStatus,
+    detail: JobDetail,
+) -> Result<Outcome, Failure> {
     let finished_at = deps.clock.now();
     let end = JobEnd {
         status,

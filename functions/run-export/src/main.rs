@@ -21,12 +21,13 @@ async fn main() -> Result<(), Error> {
     let reader_url = required("READER_URL")?;
     let notify_function = required("NOTIFY_FUNCTION")?;
     let settings = schedule_settings()?;
+    let part_size = parsed_or("UPLOAD_PART_BYTES", DEFAULT_PART_BYTES)?;
     let run_config = RunConfig {
         settle: chrono::TimeDelta::seconds(settings.settle_seconds),
+        part_bytes: part_size,
         ..RunConfig::from_env()?
     };
     let access_mode = AccessMode::from_env()?;
-    let part_size = parsed_or("UPLOAD_PART_BYTES", DEFAULT_PART_BYTES)?;
 
     let aws = exporter::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&aws);

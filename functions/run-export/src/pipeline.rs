@@ -1,7 +1,14 @@
 //! The work of one job: each item read, decimated, rendered to a temporary file and uploaded;
 //! a zip when there are several; the job's files removed again if anything fails.
+//!
+//! A CSV job whose invocation's budget runs out pauses at the next boundary between the
+//! reader's pieces (everything before it written, nothing after): the file's full parts go to a
+//! multipart upload, the bytes after them to a tail object, and a [`Checkpoint`] says where each
+//! item stands (the decimator's open bucket included). The next leg reads the tail back, goes on
+//! writing after it from the boundary, and completes the upload: the file is byte for byte the
+//! one a run that never stopped writes.
 
-use std::io::{Seek, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 
 use chrono::{DateTime, Utc};
 use tempfile::NamedTempFile;
@@ -15,7 +22,7 @@ use exporter::domain::series::Point;
 use exporter::domain::{Export, Schedule, Window};
 use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink};
 use exporter::render::csv_file::CsvFile;
-use exporter::render::series::SeriesRenderer;
+use exporter::render::series::{Paused, SeriesRenderer};
 use exporter::render::xlsx_file::XlsxFile;
 use exporter::render::{ItemContext, RenderError, RowWriter};
 
@@ -55,11 +62,20 @@ pub enum JobError {
 #[error("the run's time is up")]
 struct TimeUp;
 
-/// A sink that stops taking points once the attempt must stop working.
+/// The attempt's budget is spent at a place where the series can go on later.
+#[derive(Debug, thiserror::Error)]
+#[error("the run pauses to continue in a fresh invocation")]
+struct Pause;
+
+/// A sink that stops taking points once the attempt must stop working: at the next boundary
+/// between pieces when the file can go on later, at once when it cannot.
 struct Timed<'s> {
     inner: &'s mut SeriesRenderer,
     stop_at: Option<DateTime<Utc>>,
     clock: &'s dyn Clock,
+    pausable: bool,
+    /// Everything before this instant was taken, nothing after.
+    until: Option<DateTime<Utc>>,
 }
 
 impl Timed<'_> {
@@ -71,114 +87,254 @@ impl Timed<'_> {
 #[async_trait::async_trait]
 impl SliceSink for Timed<'_> {
     async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause> {
-        if self.time_is_up() {
+        if !self.pausable && self.time_is_up() {
             return Err(Box::new(TimeUp));
         }
         self.inner.accept(points).await
     }
+
+    async fn boundary(&mut self, until: DateTime<Utc>) -> Result<(), Cause> {
+        self.until = Some(until);
+        match (self.time_is_up(), self.pausable) {
+            (false, _) => Ok(()),
+            (true, true) => Err(Box::new(Pause)),
+            (true, false) => Err(Box::new(TimeUp)),
+        }
+    }
 }
 
-/// Runs the job; on failure returns what was recorded so far and the error.
+/// Where a job stands between two invocations: the items finished, and how far the current
+/// one got. Stored as JSON under the job's prefix, committed by the job's leg.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// The occurrence of a recurring export's job (what its windows are computed from).
+    pub occurrence: Option<u64>,
+    /// The finished items' files, every started item's window, the warnings so far.
+    pub detail: JobDetail,
+    pub current: Option<ItemProgress>,
+}
+
+/// How far one item got: where its reading goes on, the writer's and decimator's state, the
+/// parts of its file already uploaded and the bytes after them (the tail, kept in the store).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemProgress {
+    pub index: usize,
+    /// Reading goes on from here (Unix nanoseconds).
+    pub from_ns: i64,
+    pub paused: Paused,
+    pub upload: Option<String>,
+    pub parts: Vec<(i32, String)>,
+    /// Bytes in the uploaded parts.
+    pub uploaded: u64,
+    /// The key of the bytes written after the parts, when there are some.
+    pub tail: Option<String>,
+}
+
+/// What became of a job in this invocation.
+pub(crate) enum Progress {
+    Done(JobDetail),
+    /// The budget ran out: the job goes on from this checkpoint.
+    Paused(Box<Checkpoint>),
+}
+
+/// The key of a job's checkpoint of `leg`.
+pub(crate) fn checkpoint_key(prefix: &str, leg: u32) -> String {
+    format!("{prefix}/.resume/leg-{leg}.json")
+}
+
+/// Runs the job from `resume` (or from its start) in leg `leg`; on failure returns what was
+/// recorded so far and the error, the job's files removed.
 pub(crate) async fn run_job(
     deps: Deps<'_>,
     export: &Export,
     job_id: &str,
     scheduled_at: DateTime<Utc>,
-    occurrence: Option<u64>,
-) -> Result<JobDetail, (JobDetail, JobError)> {
-    let mut detail = JobDetail::default();
-    let mut written: Vec<(NamedTempFile, String)> = Vec::new();
+    mut checkpoint: Checkpoint,
+    leg: u32,
+) -> Result<Progress, (JobDetail, JobError)> {
+    let occurrence = checkpoint.occurrence;
     let result = export_items(
         deps,
         export,
         job_id,
-        scheduled_at,
-        occurrence,
-        &mut detail,
-        &mut written,
+        (scheduled_at, occurrence),
+        &mut checkpoint,
+        leg,
     )
     .await;
-    if let Err(error) = result {
-        // Leave nothing half-done: every file under the job's prefix goes, this attempt's and
-        // any an earlier attempt of the same job left before it failed.
-        let prefix = format!("{}/", files::job_prefix(&export.id, job_id));
-        if let Err(e) = deps.files.remove_all(&prefix).await {
-            tracing::error!(prefix, error = %e, "could not remove the files of a failed job; they expire with the bucket's lifecycle rule");
+    let prefix = files::job_prefix(&export.id, job_id);
+    match result {
+        Ok(true) => {
+            // The checkpoints and tails have served.
+            if leg > 0 {
+                if let Err(e) = deps.files.remove_all(&format!("{prefix}/.resume/")).await {
+                    tracing::warn!(prefix, error = %e, "could not remove a finished job's checkpoints; they expire with the bucket's lifecycle rule");
+                }
+            }
+            Ok(Progress::Done(checkpoint.detail))
         }
-        detail.files.clear();
-        detail.archive = None;
-        return Err((detail, error));
+        Ok(false) => Ok(Progress::Paused(Box::new(checkpoint))),
+        Err(error) => {
+            // Leave nothing half-done: every file under the job's prefix goes, this attempt's and
+            // any an earlier attempt or leg of the same job left, open uploads included.
+            if let Err(e) = deps.files.remove_all(&format!("{prefix}/")).await {
+                tracing::error!(prefix, error = %e, "could not remove the files of a failed job; they expire with the bucket's lifecycle rule");
+            }
+            let mut detail = checkpoint.detail;
+            detail.files.clear();
+            detail.archive = None;
+            Err((detail, error))
+        }
     }
-    Ok(detail)
 }
 
+/// Exports the items from where `checkpoint` stands; `false` when it paused (the checkpoint
+/// then says where it stands), `true` when every file (and the zip) is stored.
 async fn export_items(
     deps: Deps<'_>,
     export: &Export,
     job_id: &str,
-    scheduled_at: DateTime<Utc>,
-    occurrence: Option<u64>,
-    detail: &mut JobDetail,
-    written: &mut Vec<(NamedTempFile, String)>,
-) -> Result<(), JobError> {
+    (scheduled_at, occurrence): (DateTime<Utc>, Option<u64>),
+    checkpoint: &mut Checkpoint,
+    leg: u32,
+) -> Result<bool, JobError> {
     let format = &export.request.format;
     let extension = format.extension.file_extension();
     let prefix = files::job_prefix(&export.id, job_id);
+    // Windows and names are the same in every leg: computed from the request alone.
     let mut names = files::Names::default();
+    let mut plan = Vec::new();
     for (index, item) in export.request.items.iter().enumerate() {
-        if deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
-            return Err(JobError::OutOfTime { item: index, rows: 0 });
-        }
         let window = match (export.request.schedule, occurrence) {
             (Schedule::Recurring(recurrence), Some(k)) => item.span.recurring_window(&recurrence, k),
             _ => item.span.one_time_window(scheduled_at, format.timezone),
         }
         .ok_or(JobError::Window(index))?;
-        detail.windows.push(ItemWindow {
-            from: window.from.map(rfc3339),
-            to: rfc3339(window.to),
-        });
-        let name = names.unique(files::file_stem(item, &window));
-        let (file, rows, warnings) = render_item(deps, export, index, item, window).await?;
-        detail.warnings.extend(warnings);
-        let key = format!("{prefix}/{name}.{extension}");
-        let bytes = deps
-            .files
-            .put(&key, file.path(), files::content_type(format.extension))
-            .await?;
-        detail.files.push(FileRecord { key, rows, bytes });
-        written.push((file, format!("{name}.{extension}")));
+        let name = format!("{}.{extension}", names.unique(files::file_stem(item, &window)));
+        plan.push((item, window, name));
     }
-    if written.len() > 1 {
-        let archive = zip_files(deps, written)?;
+    // This invocation's files, by item; earlier legs' files are read back for the zip.
+    let mut local: Vec<Option<NamedTempFile>> = Vec::new();
+    let may_pause = leg < deps.config.max_legs;
+    for (index, (item, window, name)) in plan.iter().enumerate().skip(checkpoint.detail.files.len()) {
+        let progress = checkpoint.current.take().filter(|p| p.index == index);
+        if progress.is_none() && deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
+            if may_pause && format.extension == Extension::Csv {
+                return Ok(false);
+            }
+            return Err(JobError::OutOfTime { item: index, rows: 0 });
+        }
+        if checkpoint.detail.windows.len() <= index {
+            checkpoint.detail.windows.push(ItemWindow {
+                from: window.from.map(rfc3339),
+                to: rfc3339(window.to),
+            });
+        }
+        let key = format!("{prefix}/{name}");
+        let target = Target {
+            index,
+            key: &key,
+            tail_key: format!("{prefix}/.resume/item-{index}-leg-{}.tail", leg + 1),
+            may_pause,
+        };
+        match render_item(deps, export, item, *window, target, progress).await? {
+            Rendered::Paused(progress) => {
+                checkpoint.current = Some(progress);
+                return Ok(false);
+            }
+            Rendered::Stored {
+                file,
+                record,
+                warnings,
+            } => {
+                checkpoint.detail.warnings.extend(warnings);
+                checkpoint.detail.files.push(record);
+                while local.len() < index {
+                    local.push(None);
+                }
+                local.push(file);
+            }
+        }
+    }
+    if plan.len() > 1 {
+        let mut written = Vec::new();
+        for (index, (_, _, name)) in plan.iter().enumerate() {
+            let file = match local.get_mut(index).and_then(Option::take) {
+                Some(file) => file,
+                None => {
+                    // Written by an earlier leg: read back from the store.
+                    let mut file = temp_file(deps)?;
+                    let bytes = deps.files.read(&checkpoint.detail.files[index].key).await?;
+                    file.write_all(&bytes)?;
+                    file
+                }
+            };
+            written.push((file, name.clone()));
+        }
+        let archive = zip_files(deps, &mut written)?;
         let key = files::archive_key(&export.id, job_id);
         let bytes = deps
             .files
             .put(&key, archive.path(), files::ZIP_CONTENT_TYPE)
             .await?;
-        let rows = detail.files.iter().map(|f| f.rows).sum();
-        detail.archive = Some(FileRecord { key, rows, bytes });
+        let rows = checkpoint.detail.files.iter().map(|f| f.rows).sum();
+        checkpoint.detail.archive = Some(FileRecord { key, rows, bytes });
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Renders one item into a temporary file; returns it, its row count and warnings.
+fn temp_file(deps: Deps<'_>) -> Result<NamedTempFile, JobError> {
+    Ok(match &deps.config.work_dir {
+        Some(dir) => NamedTempFile::new_in(dir)?,
+        None => NamedTempFile::new()?,
+    })
+}
+
+/// Where an item's file goes.
+struct Target<'k> {
+    index: usize,
+    key: &'k str,
+    /// Where the bytes after the uploaded parts go when the item pauses.
+    tail_key: String,
+    /// Whether the job may continue in another leg.
+    may_pause: bool,
+}
+
+/// What became of an item in this invocation.
+enum Rendered {
+    /// Its file is stored (and kept locally when this invocation wrote all of it, for the zip).
+    Stored {
+        file: Option<NamedTempFile>,
+        record: FileRecord,
+        warnings: Vec<String>,
+    },
+    Paused(ItemProgress),
+}
+
+/// Renders one item, from `progress` when an earlier leg began it, into a temporary file, and
+/// stores it; or pauses it when the budget runs out.
 async fn render_item(
     deps: Deps<'_>,
     export: &Export,
-    index: usize,
     item: &Item,
     window: Window,
-) -> Result<(NamedTempFile, u64, Vec<String>), JobError> {
+    target: Target<'_>,
+    progress: Option<ItemProgress>,
+) -> Result<Rendered, JobError> {
+    let index = target.index;
     let format = &export.request.format;
     let labels: Vec<&str> = format.columns.iter().map(|c| c.label.as_str()).collect();
-    let mut file = match &deps.config.work_dir {
-        Some(dir) => NamedTempFile::new_in(dir)?,
-        None => NamedTempFile::new()?,
-    };
+    let mut file = temp_file(deps)?;
+    if let Some(tail) = progress.as_ref().and_then(|p| p.tail.as_deref()) {
+        let bytes = deps.files.read(tail).await?;
+        file.write_all(&bytes)?;
+        file.flush()?;
+    }
     let render = |source| JobError::Render { item: index, source };
-    let writer: Box<dyn RowWriter + Send> = match format.extension {
-        Extension::Csv => Box::new(
+    let writer: Box<dyn RowWriter + Send> = match (format.extension, &progress) {
+        (Extension::Csv, None) => Box::new(
             CsvFile::new(
                 file.reopen()?,
                 format.csv_delimiter,
@@ -188,7 +344,18 @@ async fn render_item(
             )
             .map_err(render)?,
         ),
-        Extension::Xls | Extension::Xlsx => {
+        (Extension::Csv, Some(p)) => {
+            let mut out = file.reopen()?;
+            out.seek(SeekFrom::End(0))?;
+            Box::new(CsvFile::continued(
+                out,
+                format.csv_delimiter,
+                format.timezone,
+                p.paused.rows,
+                format.escape_formulas,
+            ))
+        }
+        (Extension::Xls | Extension::Xlsx, _) => {
             Box::new(XlsxFile::new(format.timezone, &labels).map_err(render)?)
         }
     };
@@ -199,41 +366,97 @@ async fn render_item(
         subtopic: item.subtopic.as_str().to_owned(),
     };
     let columns = format.columns.iter().map(|c| c.id).collect();
-    let decimator = item
-        .decimation
-        .map(|d| Decimator::new(format.timezone, d.ds, d.dsf));
+    let decimator =
+        item.decimation.map(
+            |d| match progress.as_ref().and_then(|p| p.paused.decimator.as_ref()) {
+                Some(state) => Decimator::restore(format.timezone, d.ds, d.dsf, state),
+                None => Decimator::new(format.timezone, d.ds, d.dsf),
+            },
+        );
     let mut sink = SeriesRenderer::new(writer, columns, context, decimator);
+    let from = match &progress {
+        Some(p) => Some(DateTime::from_timestamp_nanos(p.from_ns)),
+        None => window.from,
+    };
     let query = SeriesQuery {
         channel: item.channel_id.to_string(),
         subtopic: item.subtopic.as_str().to_owned(),
         name: item.target.as_str().to_owned(),
-        window,
+        window: Window { from, to: window.to },
     };
     let mut timed = Timed {
+        pausable: target.may_pause && sink.pausable(),
         inner: &mut sink,
         stop_at: deps.stop_at,
         clock: deps.clock,
+        until: None,
     };
     let read = deps.reader.read(&query, &mut timed).await;
+    let until = timed.until;
     let rows = sink.rows();
-    read.map_err(|source| match source {
-        ReadError::Sink(cause) if cause.is::<TimeUp>() => JobError::OutOfTime { item: index, rows },
-        ReadError::Sink(cause) => match cause.downcast::<RenderError>() {
-            Ok(source) => JobError::Render {
-                item: index,
-                source: *source,
-            },
-            Err(other) => JobError::Render {
-                item: index,
-                source: RenderError::Io(std::io::Error::other(other)),
-            },
-        },
-        source => JobError::Read {
-            item: index,
-            name: item.target.as_str().to_owned(),
-            source,
-        },
-    })?;
+    let (upload, parts, uploaded) = match progress {
+        Some(p) => (p.upload, p.parts, p.uploaded),
+        None => (None, Vec::new(), 0),
+    };
+    let mut sent = Sent {
+        key: target.key,
+        upload,
+        parts,
+        uploaded,
+    };
+    match read {
+        Err(ReadError::Sink(cause)) if cause.is::<Pause>() => {
+            let from_ns = until
+                .and_then(|t| t.timestamp_nanos_opt())
+                .ok_or(JobError::Window(index))?;
+            let paused = sink.pause().map_err(render)?;
+            let tail = sent
+                .send(
+                    deps,
+                    file.as_file_mut(),
+                    false,
+                    files::content_type(format.extension),
+                )
+                .await?;
+            let tail = match tail {
+                Some(bytes) => {
+                    deps.files.put_bytes(&target.tail_key, bytes).await?;
+                    Some(target.tail_key)
+                }
+                None => None,
+            };
+            return Ok(Rendered::Paused(ItemProgress {
+                index,
+                from_ns,
+                paused,
+                upload: sent.upload,
+                parts: sent.parts,
+                uploaded: sent.uploaded,
+                tail,
+            }));
+        }
+        Err(source) => {
+            return Err(match source {
+                ReadError::Sink(cause) if cause.is::<TimeUp>() => JobError::OutOfTime { item: index, rows },
+                ReadError::Sink(cause) => match cause.downcast::<RenderError>() {
+                    Ok(source) => JobError::Render {
+                        item: index,
+                        source: *source,
+                    },
+                    Err(other) => JobError::Render {
+                        item: index,
+                        source: RenderError::Io(std::io::Error::other(other)),
+                    },
+                },
+                source => JobError::Read {
+                    item: index,
+                    name: item.target.as_str().to_owned(),
+                    source,
+                },
+            })
+        }
+        Ok(_) => {}
+    }
     let rendered = sink.finish(file.as_file_mut()).map_err(render)?;
     let mut warnings = Vec::new();
     if rendered.skipped > 0 {
@@ -250,15 +473,86 @@ async fn render_item(
             exporter::render::xlsx_file::CELL_CUT_MARKER
         ));
     }
-    Ok((file, rendered.rows, warnings))
+    let content_type = files::content_type(format.extension);
+    let (bytes, whole) = if sent.upload.is_some() {
+        // Begun in an earlier leg: the rest goes as the last parts.
+        sent.send(deps, file.as_file_mut(), true, content_type).await?;
+        (sent.uploaded, false)
+    } else {
+        (deps.files.put(target.key, file.path(), content_type).await?, true)
+    };
+    Ok(Rendered::Stored {
+        // A file this invocation did not write whole is read back from the store for the zip.
+        file: whole.then_some(file),
+        record: FileRecord {
+            key: target.key.to_owned(),
+            rows: rendered.rows,
+            bytes,
+        },
+        warnings,
+    })
+}
+
+/// An item's file on its way to the store in parts, across legs.
+struct Sent<'k> {
+    key: &'k str,
+    upload: Option<String>,
+    parts: Vec<(i32, String)>,
+    uploaded: u64,
+}
+
+impl Sent<'_> {
+    /// Sends the local file's full parts (and, when `last`, the rest, completing the upload);
+    /// returns the bytes left after the full parts when not `last`.
+    async fn send(
+        &mut self,
+        deps: Deps<'_>,
+        file: &mut std::fs::File,
+        last: bool,
+        content_type: &str,
+    ) -> Result<Option<Vec<u8>>, JobError> {
+        let part_bytes = deps.config.part_bytes.max(1);
+        file.flush()?;
+        file.rewind()?;
+        loop {
+            let mut bytes = Vec::with_capacity(part_bytes);
+            (&mut *file).take(part_bytes as u64).read_to_end(&mut bytes)?;
+            let full = bytes.len() == part_bytes;
+            if !full && !last {
+                return Ok((!bytes.is_empty()).then_some(bytes));
+            }
+            if bytes.is_empty() && !self.parts.is_empty() {
+                break;
+            }
+            let upload = match &self.upload {
+                Some(upload) => upload.clone(),
+                None => {
+                    let upload = deps.files.begin_upload(self.key, content_type).await?;
+                    self.upload = Some(upload.clone());
+                    upload
+                }
+            };
+            let number = self.parts.len() as i32 + 1;
+            let size = bytes.len() as u64;
+            let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
+            self.parts.push((number, tag));
+            self.uploaded += size;
+            if !full {
+                break;
+            }
+        }
+        if last {
+            if let Some(upload) = &self.upload {
+                deps.files.complete_upload(self.key, upload, &self.parts).await?;
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// Zips the job's files into a temporary file.
 fn zip_files(deps: Deps<'_>, files: &mut [(NamedTempFile, String)]) -> Result<NamedTempFile, JobError> {
-    let archive = match &deps.config.work_dir {
-        Some(dir) => NamedTempFile::new_in(dir)?,
-        None => NamedTempFile::new()?,
-    };
+    let archive = temp_file(deps)?;
     let mut zip = zip::ZipWriter::new(archive.reopen()?);
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)

@@ -605,7 +605,8 @@ impl JobLedger for DynamoStore {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // One conditional upsert: a new job, or an unfinished one whose lease has passed.
+        // One conditional upsert: a new job, or an unfinished one whose lease has passed and
+        // that never continued (a continuation is resumed by its own event, never restarted).
         let claim = self
             .update_job(job)
             .update_expression(
@@ -614,7 +615,8 @@ impl JobLedger for DynamoStore {
                  attempts = if_not_exists(attempts, :zero) + :one",
             )
             .condition_expression(
-                "attribute_not_exists(pk) OR (#status IN (:waiting, :running) AND leaseUntil < :now)",
+                "attribute_not_exists(pk) OR (#status IN (:waiting, :running) AND leaseUntil < :now \
+                 AND attribute_not_exists(leg))",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":job", s(job.job_id()))
@@ -625,6 +627,51 @@ impl JobLedger for DynamoStore {
             .expression_attribute_values(":lease", n(lease_until.timestamp()))
             .expression_attribute_values(":now", n(at.timestamp()))
             .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        conditional(claim)
+    }
+
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
+        let previous = leg
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::Corrupt("leg 0 has no checkpoint".into()))?;
+        let at_previous = if previous == 0 {
+            "attribute_not_exists(leg)"
+        } else {
+            "leg = :previous"
+        };
+        let mut update = self
+            .update_job(job)
+            .update_expression("SET leg = :leg, leaseUntil = :zero")
+            .condition_expression(format!("#status = :running AND {at_previous}"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":leg", n(i64::from(leg)))
+            .expression_attribute_values(":zero", n(0));
+        if previous > 0 {
+            update = update.expression_attribute_values(":previous", n(i64::from(previous)));
+        }
+        conditional(update.send().await)
+    }
+
+    async fn resume_job(
+        &self,
+        job: &JobKey,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let claim = self
+            .update_job(job)
+            .update_expression("SET leaseUntil = :lease, attempts = attempts + :one")
+            .condition_expression("#status = :running AND leg = :leg AND leaseUntil < :now")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":leg", n(i64::from(leg)))
+            .expression_attribute_values(":lease", n(lease_until.timestamp()))
+            .expression_attribute_values(":now", n(at.timestamp()))
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
@@ -772,6 +819,11 @@ fn read_job(item: &Item) -> Result<Job, StoreError> {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .unwrap_or(1),
+        leg: item
+            .get("leg")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
         finished_at: time("finishedAt")?,
         expires_at,
         detail,

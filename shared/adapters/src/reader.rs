@@ -48,8 +48,8 @@ type PieceTask = tokio::task::JoinHandle<Result<Piece, ReadError>>;
 
 /// What reading one piece of the window gave.
 enum Piece {
-    /// Every message of the piece, in one answer: a consistent snapshot.
-    Whole(OwnedPage),
+    /// Every message of the piece, in one answer: a consistent snapshot; the piece's end.
+    Whole(OwnedPage, DateTime<Utc>),
     /// More messages than one answer holds: read these parts of it instead, in order.
     Split(Vec<(DateTime<Utc>, DateTime<Utc>)>),
     /// More messages than a page within a width time cannot cut: read by offsets.
@@ -239,7 +239,7 @@ impl HttpReader {
             (p.total, p.offset, p.messages)
         };
         if offset == 0 && messages >= total {
-            return Ok(Piece::Whole(page));
+            return Ok(Piece::Whole(page, to));
         }
         let width = to - from;
         if width <= narrowest() {
@@ -300,7 +300,10 @@ impl SeriesReader for HttpReader {
                 .await
                 .map_err(|e| ReadError::Permanent(format!("reading a page stopped: {e}")))??;
             match piece {
-                Piece::Whole(page) => total_points += deliver(&page, sink).await?,
+                Piece::Whole(page, to) => {
+                    total_points += deliver(&page, sink).await?;
+                    sink.boundary(to).await.map_err(ReadError::Sink)?;
+                }
                 Piece::Split(parts) => {
                     for (from, to) in parts.into_iter().rev() {
                         if from < to {
@@ -309,7 +312,8 @@ impl SeriesReader for HttpReader {
                     }
                 }
                 Piece::Dense(from, to, total) => {
-                    total_points += self.dense(query, (from, to, total), sink).await?
+                    total_points += self.dense(query, (from, to, total), sink).await?;
+                    sink.boundary(to).await.map_err(ReadError::Sink)?;
                 }
             }
         }

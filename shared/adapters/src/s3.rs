@@ -214,6 +214,21 @@ impl FileStore for S3Files {
                 }
             }
         }
+        // Uploads left open under the prefix (a job that continued across invocations).
+        let uploads = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .map_err(failed("list multipart uploads"))?;
+        for upload in uploads.uploads() {
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                self.abort(key, id).await;
+                removed += 1;
+            }
+        }
         Ok(removed)
     }
 
@@ -228,6 +243,46 @@ impl FileStore for S3Files {
             .map_err(failed("get object"))?;
         let bytes = object.body.collect().await.map_err(failed("read object"))?;
         Ok(bytes.into_bytes().to_vec())
+    }
+
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(failed("put object"))?;
+        Ok(())
+    }
+
+    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, FileError> {
+        self.begin(key, content_type).await
+    }
+
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, FileError> {
+        let part = self.part(key, upload, number, bytes).await?;
+        Ok(part.e_tag().unwrap_or_default().to_owned())
+    }
+
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), FileError> {
+        let parts = parts
+            .iter()
+            .map(|(number, tag)| CompletedPart::builder().part_number(*number).e_tag(tag).build())
+            .collect();
+        self.complete(key, upload, parts).await
     }
 
     async fn presign(&self, key: &str, expires_in: Duration) -> Result<String, FileError> {

@@ -156,6 +156,21 @@ pub trait JobLedger: Send + Sync {
 
     /// Records that a finished job was handed to notify (so the reconciler need not).
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError>;
+
+    /// Commits leg `leg`'s checkpoint of an unfinished job this attempt holds at leg `leg - 1`:
+    /// the job's leg becomes `leg` and its lease is given back, so that the continuation may
+    /// take it at once. `false` when the job is not at leg `leg - 1` (another writer moved it).
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError>;
+
+    /// Claims an unfinished job at leg `leg` for a continuation until `lease_until`, when no
+    /// attempt holds it; `false` otherwise (a duplicate continuation, a stale one).
+    async fn resume_job(
+        &self,
+        job: &JobKey,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Who asks to read a channel: the subject of their token, and the credential they presented
@@ -326,6 +341,12 @@ pub enum ReadError {
 #[async_trait]
 pub trait SliceSink {
     async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause>;
+    /// Every point before `until` has been accepted, and none at or after it: a place where
+    /// reading can stop and later go on from `until` (an error stops the read there).
+    async fn boundary(&mut self, until: DateTime<Utc>) -> Result<(), Cause> {
+        let _ = until;
+        Ok(())
+    }
 }
 
 /// The platform's reader API.
@@ -358,6 +379,26 @@ pub trait FileStore: Send + Sync {
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError>;
     /// A file's bytes (to attach it to an email).
     async fn read(&self, key: &str) -> Result<Vec<u8>, FileError>;
+    /// Stores small bytes under `key` at once (a checkpoint, a tail kept between invocations).
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError>;
+    /// Starts an upload of a file sent in parts across invocations; returns its id.
+    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, FileError>;
+    /// Sends part `number` (from 1; every part but the last at least the store's minimum);
+    /// returns its tag.
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, FileError>;
+    /// Ends an upload with its parts, in order: the file appears whole.
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), FileError>;
 }
 
 /// The hand-off to notify when a job ends.

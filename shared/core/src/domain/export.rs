@@ -143,6 +143,10 @@ pub struct RunEvent {
     /// Absent in events armed before it was added (and for one-time exports).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurrence: Option<u64>,
+    /// A continuation of a job that ran out of its invocation's budget: which leg of the job it
+    /// is (1 for the first continuation). The job's checkpoint of that leg says where it stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leg: Option<u32>,
 }
 
 /// Serde for times in the one format the service writes ([`rfc3339`]); reads any RFC 3339.
@@ -183,6 +187,7 @@ impl RunEvent {
             export_id,
             scheduled_at: at,
             occurrence: Some(k),
+            leg: None,
         }
     }
 }

@@ -121,6 +121,8 @@ pub struct Job {
     /// How many attempts claimed the job: more than one when a retry took over an attempt that
     /// crashed, timed out or stopped on an error.
     pub attempts: u32,
+    /// The job's leg: how many times it continued in a fresh invocation (0: never).
+    pub leg: u32,
     pub finished_at: Option<DateTime<Utc>>,
     /// When the files and the record expire (done jobs only).
     pub expires_at: Option<DateTime<Utc>>,

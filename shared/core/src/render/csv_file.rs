@@ -52,6 +52,22 @@ impl<W: Write> CsvFile<W> {
         Ok(file)
     }
 
+    /// Goes on with a file an earlier invocation began: `rows` rows (and the header) were
+    /// written before; `out` writes after them.
+    pub fn continued(out: W, delimiter: u8, tz: Tz, rows: u64, escape_formulas: bool) -> Self {
+        let writer = csv::WriterBuilder::new()
+            .delimiter(delimiter)
+            .buffer_capacity(256 * 1024)
+            .from_writer(out);
+        Self {
+            writer,
+            times: TimeFormatter::new(tz),
+            field: Vec::with_capacity(64),
+            rows,
+            escape_formulas,
+        }
+    }
+
     fn write_text(&mut self, text: &str) -> Result<(), RenderError> {
         if self.escape_formulas && is_formula(text) {
             self.field.clear();
@@ -101,6 +117,15 @@ impl<W: Write> RowWriter for CsvFile<W> {
     }
 
     fn finish_into(self: Box<Self>, _file: &mut std::fs::File) -> Result<(), RenderError> {
+        self.finish()?.flush()?;
+        Ok(())
+    }
+
+    fn pausable(&self) -> bool {
+        true
+    }
+
+    fn pause(self: Box<Self>) -> Result<(), RenderError> {
         self.finish()?.flush()?;
         Ok(())
     }

@@ -86,6 +86,17 @@ pub trait RowWriter {
     }
     /// Ends the file: a CSV flushes what it buffered; a workbook is saved into `file`.
     fn finish_into(self: Box<Self>, file: &mut std::fs::File) -> Result<(), RenderError>;
+    /// Whether the file can stop here and go on in another process (what is written so far
+    /// stays as it is): a CSV can, a workbook (saved whole at its end) cannot.
+    fn pausable(&self) -> bool {
+        false
+    }
+    /// Stops a pausable file here: what it buffered is written out.
+    fn pause(self: Box<Self>) -> Result<(), RenderError> {
+        Err(RenderError::Io(std::io::Error::other(
+            "this file cannot stop and go on",
+        )))
+    }
 }
 
 /// Why a file could not be written.

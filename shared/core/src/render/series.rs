@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use crate::domain::decimation::Decimator;
+use crate::domain::decimation::{Decimator, DecimatorState};
 use crate::domain::request::ColumnId;
 use crate::domain::series::Point;
 use crate::ports::{Cause, SliceSink};
@@ -18,6 +18,15 @@ pub struct Rendered {
     pub skipped: u64,
     /// Text cells cut to fit a cell.
     pub cut: u64,
+}
+
+/// Where a paused series stands: what must survive until it goes on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Paused {
+    pub rows: u64,
+    pub cut: u64,
+    pub decimator: Option<DecimatorState>,
 }
 
 /// Renders a series into a [`RowWriter`].
@@ -67,6 +76,23 @@ impl SeriesRenderer {
             }
         }
         Ok(())
+    }
+
+    /// Whether the series can stop and go on in another process.
+    pub fn pausable(&self) -> bool {
+        self.writer.pausable()
+    }
+
+    /// Stops here, the open bucket kept open: what was written is flushed to the file, and the
+    /// state to go on from is returned.
+    pub fn pause(self) -> Result<Paused, RenderError> {
+        let paused = Paused {
+            rows: self.writer.rows(),
+            cut: self.writer.cut(),
+            decimator: self.decimator.as_ref().map(Decimator::state),
+        };
+        self.writer.pause()?;
+        Ok(paused)
     }
 
     /// Writes the last bucket and ends the file (a workbook is saved into `file`).

@@ -1,0 +1,349 @@
+//! Runs that continue past one invocation, on moto with a slowed local reader: with a budget of
+//! a fraction of a second a job pauses at a boundary between the reader's pieces, saves its
+//! checkpoint and continues in fresh invocations (played here one after the other, as Lambda's
+//! asynchronous invokes would run them), and its files are byte for byte those of a run that
+//! never stopped; an invocation killed between checkpoints is resumed by the reconciler from
+//! the last checkpoint, not from the start.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{json, Value};
+
+use exporter::domain::job::JobStatus;
+use exporter::domain::{ExportId, RunEvent};
+use exporter::ports::{FileStore, JobHistory};
+use exporter::reader::HttpReader;
+use exporter::support::{Retry, Secret};
+use integration_tests::doubles::{HandOffs, Launches};
+use integration_tests::{reader_server, someone, Fixture, READER_START, READER_TOKEN};
+use run_export::{handle, Outcome, RunConfig};
+
+const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
+
+/// Three days of a point a minute (4,320 points), raw, and their 15-minute standard deviations.
+fn body() -> Value {
+    let window = |name: &str| {
+        json!({"params": {"target": {"value": name}, "channelId": CHANNEL, "subtopic": "events.data",
+            "from": READER_START, "to": READER_START + 3 * 86_400}})
+    };
+    let mut decimated = window("urn:dev:b");
+    decimated["params"]["decimation"] = json!({"ds": "15m", "dsf": "stddev"});
+    json!({
+        "format": {"extension": "csv", "timezone": "Europe/Rome",
+            "columns": [{"id": "time", "label": "t"}, {"id": "value", "label": "v"}, {"id": "count", "label": "n"}]},
+        "type": "oneTime", "items": [window("urn:dev:a"), decimated],
+        "notification": {"messages": []}
+    })
+}
+
+/// A local reader that takes `latency` per answer, in pages of 100.
+async fn slow_reader(fx: &mut Fixture, latency: Duration) -> std::sync::Arc<reader_server::ReaderConfig> {
+    let mut slow = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60);
+    slow.latency = latency;
+    let (url, state) = reader_server::start(slow).await;
+    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
+        .expect("a reader client")
+        .with_page_limit(100)
+        .with_retry(Retry::default());
+    state
+}
+
+async fn create(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEvent {
+    let (status, export) = fx.call("POST", "/exports", Some(body), who).await;
+    assert_eq!(status, 201, "{export}");
+    RunEvent {
+        export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
+        scheduled_at: export["createdAt"]
+            .as_str()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            .expect("createdAt"),
+        occurrence: None,
+        leg: None,
+    }
+}
+
+/// Runs `first` and every continuation it launches, one invocation after the other; returns
+/// each invocation's outcome.
+async fn run_to_end(deps: run_export::Deps<'_>, queue: &Launches, first: RunEvent) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut pending = vec![first];
+    while let Some(event) = pending.pop() {
+        outcomes.push(handle(deps, event).await.expect("runs"));
+        pending.extend(queue.take());
+        assert!(outcomes.len() < 500, "a job that never ends");
+    }
+    outcomes
+}
+
+/// The files stored for an export, by name, with their bytes.
+async fn files_of(fx: &Fixture, id: &ExportId) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    for key in fx.objects().await {
+        if key.contains(&id.to_string()) {
+            let name = key.rsplit('/').next().unwrap_or_default().to_owned();
+            files.insert(name, fx.files.read(&key).await.expect("the file"));
+        }
+    }
+    files
+}
+
+#[tokio::test]
+async fn a_csv_job_continues_across_invocations_and_writes_the_files_of_a_run_that_never_stopped() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let _reader = slow_reader(&mut fx, Duration::from_millis(25)).await;
+    let alice = someone();
+    let queue = Launches::default();
+
+    // The reference: a run that never stops.
+    let whole = create(&fx, &alice, &body()).await;
+    let unbounded = run_export::Deps {
+        launcher: &queue,
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        run_to_end(unbounded, &queue, whole.clone()).await,
+        [Outcome::Done]
+    );
+
+    let budgeted = create(&fx, &alice, &body()).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(150)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let outcomes = run_to_end(deps, &queue, budgeted.clone()).await;
+    println!("continuation: {} invocations: {outcomes:?}", outcomes.len());
+    assert!(outcomes.len() >= 3, "at least three invocations: {outcomes:?}");
+    assert_eq!(outcomes.last(), Some(&Outcome::Done));
+    assert!(outcomes[..outcomes.len() - 1]
+        .iter()
+        .all(|o| *o == Outcome::Continued));
+
+    let job = fx
+        .store
+        .job(&budgeted.job())
+        .await
+        .expect("reads")
+        .expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    assert_eq!(job.leg as usize, outcomes.len() - 1, "one leg per continuation");
+    let expected = files_of(&fx, &whole.export_id).await;
+    let got = files_of(&fx, &budgeted.export_id).await;
+    // The zip's name carries its job's id; the items' files are named alike.
+    let names = |files: &BTreeMap<String, Vec<u8>>| {
+        files
+            .keys()
+            .map(|k| {
+                if k.ends_with(".zip") {
+                    "export.zip".to_owned()
+                } else {
+                    k.clone()
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(&got),
+        names(&expected),
+        "the same files, and no checkpoint or tail left"
+    );
+    for (name, bytes) in &expected {
+        if name.ends_with(".csv") {
+            assert!(
+                got[name] == *bytes,
+                "{name}: byte for byte the file of a run that never stopped"
+            );
+        }
+    }
+    let reference = fx.store.job(&whole.job()).await.expect("reads").expect("a job");
+    let rows = |j: &exporter::domain::job::Job| {
+        j.detail
+            .files
+            .iter()
+            .map(|f| (f.rows, f.bytes))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&job), rows(&reference), "rows and sizes recorded alike");
+    assert_eq!(job.detail.files[0].rows, 4320);
+    let uploads = fx
+        .s3
+        .list_multipart_uploads()
+        .bucket(&fx.bucket)
+        .send()
+        .await
+        .expect("lists");
+    assert!(uploads.uploads().is_empty(), "no upload left open");
+}
+
+#[tokio::test]
+async fn a_file_larger_than_a_part_is_uploaded_in_parts_across_invocations() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    // A point a second: 200,000 points make a file of about 6.4 MiB, more than a 5 MiB part.
+    let mut dense = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 1);
+    dense.latency = Duration::from_millis(2);
+    let (url, _) = reader_server::start(dense).await;
+    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
+        .expect("a reader client")
+        .with_retry(Retry::default());
+    let alice = someone();
+    let mut request = body();
+    request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
+    request["items"] = json!([{"params": {"target": {"value": "urn:dev:a"}, "channelId": CHANNEL,
+        "subtopic": "events.data", "from": READER_START, "to": READER_START + 200_000}}]);
+    let queue = Launches::default();
+    let whole = create(&fx, &alice, &request).await;
+    let unbounded = run_export::Deps {
+        launcher: &queue,
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        run_to_end(unbounded, &queue, whole.clone()).await,
+        [Outcome::Done]
+    );
+    let budgeted = create(&fx, &alice, &request).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(400)),
+        part_bytes: 5 * 1024 * 1024,
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let outcomes = run_to_end(deps, &queue, budgeted.clone()).await;
+    println!("parts: {} invocations", outcomes.len());
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
+    let expected = files_of(&fx, &whole.export_id).await;
+    let got = files_of(&fx, &budgeted.export_id).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "one file, no checkpoint or tail left: {:?}",
+        got.keys()
+    );
+    let (name, bytes) = expected.iter().next().expect("a file");
+    assert!(
+        bytes.len() > 5 * 1024 * 1024,
+        "larger than a part: {}",
+        bytes.len()
+    );
+    assert!(
+        got[name] == *bytes,
+        "byte for byte the file of a run that never stopped"
+    );
+}
+
+#[tokio::test]
+async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let reader = slow_reader(&mut fx, Duration::from_millis(25)).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let whole = create(&fx, &alice, &body()).await;
+    let unbounded = run_export::Deps {
+        launcher: &queue,
+        ..fx.run_deps()
+    };
+    let requests = || reader.requests.load(std::sync::atomic::Ordering::SeqCst);
+    let start = requests();
+    run_to_end(unbounded, &queue, whole.clone()).await;
+    let whole_requests = requests() - start;
+
+    let job = create(&fx, &alice, &body()).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(150)),
+        lease: TimeDelta::seconds(1),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    assert_eq!(handle(deps, job.clone()).await.expect("runs"), Outcome::Continued);
+    let first = queue.take();
+    assert_eq!(first.len(), 1, "one continuation launched");
+    assert_eq!(
+        handle(deps, first[0].clone()).await.expect("runs"),
+        Outcome::Continued
+    );
+    let second = queue.take();
+    assert_eq!(second[0].leg, Some(2));
+    // The invocation of leg 2 is killed half-way through its budget: its future is dropped,
+    // as a process that dies does nothing more. The job stays held at leg 2.
+    let killed = tokio::time::timeout(Duration::from_millis(75), handle(deps, second[0].clone())).await;
+    assert!(killed.is_err(), "killed before it ended");
+    assert!(queue.take().is_empty(), "it launched nothing");
+    let held = fx.store.job(&job.job()).await.expect("reads").expect("a job");
+    assert_eq!((held.status, held.leg), (JobStatus::InProgress, 2));
+    // A duplicate of the continuation while the lease holds does nothing.
+    assert_eq!(
+        handle(deps, second[0].clone()).await.expect("runs"),
+        Outcome::Duplicate
+    );
+
+    // Once the lease has passed, the reconciler launches the job's continuation from leg 2.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = requests();
+    let reconcile_config = reconcile::ReconcileConfig {
+        grace: TimeDelta::zero(),
+        ..reconcile::ReconcileConfig::default()
+    };
+    let hand_offs = HandOffs::default();
+    let sweep = reconcile::Deps {
+        files: &fx.files,
+        sweep: &fx.store,
+        history: &fx.store,
+        ledger: &fx.store,
+        lifecycle: &fx.store,
+        runs: &fx.store,
+        schedules: &fx.schedules,
+        launcher: &queue,
+        notifier: &hand_offs,
+        clock: &fx.clock,
+        config: &reconcile_config,
+    };
+    let repairs = reconcile::handle(sweep).await.expect("sweeps");
+    assert_eq!(repairs.jobs_continued, 1, "{repairs:?}");
+    assert_eq!(repairs.jobs_abandoned, 0, "{repairs:?}");
+    let resumed = queue.take();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].leg, Some(2), "from the last checkpoint");
+    // Without a budget now, so that its reads compare with the whole job's.
+    let outcomes = run_to_end(unbounded, &queue, resumed[0].clone()).await;
+    assert_eq!(outcomes.last(), Some(&Outcome::Done), "{outcomes:?}");
+    let after_resume = requests() - before;
+    let ended = fx.store.job(&job.job()).await.expect("reads").expect("a job");
+    assert_eq!(ended.status, JobStatus::Done, "{:?}", ended.detail.error);
+    println!("resume: {after_resume} reader requests after the resume, {whole_requests} for the whole job");
+    assert!(
+        after_resume < whole_requests,
+        "the resume read on from its checkpoint: {after_resume} requests of {whole_requests}"
+    );
+    let expected = files_of(&fx, &whole.export_id).await;
+    let got = files_of(&fx, &job.export_id).await;
+    for (name, bytes) in &expected {
+        if name.ends_with(".csv") {
+            assert!(got[name] == *bytes, "{name}: no row lost or repeated");
+        }
+    }
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "no checkpoint or tail left: {:?}",
+        got.keys()
+    );
+}
