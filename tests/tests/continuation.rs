@@ -12,8 +12,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
 use exporter::domain::job::JobStatus;
-use exporter::domain::{ExportId, RunEvent};
-use exporter::ports::{FileStore, JobHistory};
+use exporter::domain::{ExportId, ExportStatus, RunEvent};
+use exporter::ports::{ExportLifecycle, Exports, FileStore, JobHistory};
 use exporter::reader::HttpReader;
 use exporter::support::{Retry, Secret};
 use integration_tests::doubles::{HandOffs, Launches};
@@ -346,4 +346,116 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
         "no checkpoint or tail left: {:?}",
         got.keys()
     );
+}
+
+/// The same export, with the same id and creation time, in a fresh fixture of its own with the
+/// same slow reader: its job is the same job, so its files must be the same, byte for byte.
+async fn twin(fx: &Fixture, id: &ExportId, latency: Duration) -> Fixture {
+    let mut other = Fixture::new().await.expect("the stack runs");
+    slow_reader(&mut other, latency).await;
+    let mut export = fx.store.get(id).await.expect("reads").expect("the export");
+    export.status = ExportStatus::Creating;
+    other.store.insert(&export, 10).await.expect("inserts");
+    other
+        .store
+        .activate(id, ExportStatus::Queued, None, export.created_at)
+        .await
+        .expect("activates");
+    other
+}
+
+#[tokio::test]
+async fn an_xlsx_job_stages_its_rows_across_invocations_and_renders_the_workbook_of_a_run_that_never_stopped()
+{
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let latency = Duration::from_millis(25);
+    slow_reader(&mut fx, latency).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let mut request = body();
+    request["format"]["extension"] = json!("xlsx");
+    let event = create(&fx, &alice, &request).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(150)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let outcomes = run_to_end(deps, &queue, event.clone()).await;
+    println!("xlsx: {} invocations", outcomes.len());
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
+    assert_eq!(outcomes.last(), Some(&Outcome::Done));
+
+    // The reference: the same job, run without a budget.
+    let other = twin(&fx, &event.export_id, latency).await;
+    let unbounded = run_export::Deps {
+        launcher: &queue,
+        ..other.run_deps()
+    };
+    assert_eq!(
+        run_to_end(unbounded, &queue, event.clone()).await,
+        [Outcome::Done]
+    );
+    let expected = files_of(&other, &event.export_id).await;
+    let got = files_of(&fx, &event.export_id).await;
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same files, and no stage, checkpoint or tail left"
+    );
+    for (name, bytes) in &expected {
+        assert!(
+            got[name] == *bytes,
+            "{name}: byte for byte the workbook of a run that never stopped"
+        );
+    }
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.detail.files[0].rows, 4320);
+    assert!(job.leg >= 2);
+}
+
+#[tokio::test]
+async fn past_the_xlsx_row_cap_a_job_fails_early_and_says_to_use_csv() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let reader = slow_reader(&mut fx, Duration::from_millis(5)).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let mut request = body();
+    request["format"]["extension"] = json!("xlsx");
+    request["items"] = json!([request["items"][0].clone()]);
+    request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
+    // A year of a point a minute: 525,600 rows, far past a cap of 1,000.
+    request["items"][0]["params"]["to"] = json!(READER_START + 365 * 86_400);
+    let event = create(&fx, &alice, &request).await;
+    let config = RunConfig {
+        xlsx_max_rows: 1000,
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    assert_eq!(run_to_end(deps, &queue, event.clone()).await, [Outcome::Failed]);
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    let error = job.detail.error.unwrap_or_default();
+    assert!(
+        error.starts_with("item 0: more than 1000 rows")
+            && error.contains("XLSX_MAX_ROWS")
+            && error.contains("CSV"),
+        "{error}"
+    );
+    let requests = reader.requests.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        requests < 40,
+        "it stopped as the count passed the cap, not at the end: {requests} requests"
+    );
+    assert!(files_of(&fx, &event.export_id).await.is_empty(), "no file left");
 }

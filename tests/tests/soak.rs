@@ -299,6 +299,10 @@ impl FileStore for FaultyFiles<'_> {
     async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
         self.0.read(key).await
     }
+    async fn download(&self, key: &str, path: &std::path::Path) -> Result<u64, FileError> {
+        self.1.alive().map_err(s3_down)?;
+        self.0.download(key, path).await
+    }
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
         self.1.alive().map_err(s3_down)?;
         self.0.put_bytes(key, bytes).await

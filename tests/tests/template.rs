@@ -157,7 +157,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "files.put_bytes" | "files.begin_upload" | "files.upload_part" | "files.complete_upload" => {
             &["s3:PutObject"]
         }
-        "files.presign" | "files.read" => &["s3:GetObject"],
+        "files.presign" | "files.read" | "files.download" => &["s3:GetObject"],
         "mailer.send" => &["ses:SendEmail"],
         _ => &[],
     }
@@ -208,6 +208,7 @@ const PORT_CALLS: [(&str, &[&str]); 14] = [
             "begin_upload",
             "upload_part",
             "complete_upload",
+            "download",
         ],
     ),
     ("mailer", &["send"]),

@@ -131,6 +131,10 @@ impl FileStore for Recorder {
         self.note("read");
         Ok(Vec::new())
     }
+    async fn download(&self, _: &str, _: &Path) -> Result<u64, FileError> {
+        self.note("download");
+        Ok(0)
+    }
     async fn put_bytes(&self, _: &str, _: Vec<u8>) -> Result<(), FileError> {
         self.note("put_bytes");
         Ok(())

@@ -57,6 +57,8 @@ pub struct RunConfig {
     /// The size of the parts a file continued across invocations is uploaded in (the store's
     /// minimum at least).
     pub part_bytes: usize,
+    /// The most rows one item's workbook may hold; a job past it fails as soon as it gets there.
+    pub xlsx_max_rows: u64,
 }
 
 impl Default for RunConfig {
@@ -72,6 +74,7 @@ impl Default for RunConfig {
             budget: None,
             max_legs: 200,
             part_bytes: 8 * 1024 * 1024,
+            xlsx_max_rows: 5_000_000,
         }
     }
 }
@@ -105,6 +108,7 @@ impl RunConfig {
             max_legs: parsed_or("RUN_MAX_CONTINUATIONS", defaults.max_legs)?,
             // Set by the composition root with the store's part size.
             part_bytes: defaults.part_bytes,
+            xlsx_max_rows: parsed_or("XLSX_MAX_ROWS", defaults.xlsx_max_rows)?,
         })
     }
 }

@@ -23,6 +23,7 @@ use exporter::domain::{Export, Schedule, Window};
 use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink};
 use exporter::render::csv_file::CsvFile;
 use exporter::render::series::{Paused, SeriesRenderer};
+use exporter::render::stage::{render_stage, StageFile};
 use exporter::render::xlsx_file::XlsxFile;
 use exporter::render::{ItemContext, RenderError, RowWriter};
 
@@ -48,6 +49,11 @@ pub enum JobError {
     File(#[from] FileError),
     #[error("a temporary file failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "item {item}: more than {cap} rows, the most an Excel export may hold here (XLSX_MAX_ROWS); \
+         export it as CSV (no such limit), or decimate it"
+    )]
+    TooManyRows { item: usize, cap: u64 },
     #[error("item {0}: its window is out of range")]
     Window(usize),
     #[error(
@@ -221,7 +227,7 @@ async fn export_items(
     for (index, (item, window, name)) in plan.iter().enumerate().skip(checkpoint.detail.files.len()) {
         let progress = checkpoint.current.take().filter(|p| p.index == index);
         if progress.is_none() && deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
-            if may_pause && format.extension == Extension::Csv {
+            if may_pause {
                 return Ok(false);
             }
             return Err(JobError::OutOfTime { item: index, rows: 0 });
@@ -237,6 +243,8 @@ async fn export_items(
             index,
             key: &key,
             tail_key: format!("{prefix}/.resume/item-{index}-leg-{}.tail", leg + 1),
+            stage_key: format!("{prefix}/.resume/item-{index}.stage"),
+            created_at: scheduled_at,
             may_pause,
         };
         match render_item(deps, export, item, *window, target, progress).await? {
@@ -298,6 +306,10 @@ struct Target<'k> {
     key: &'k str,
     /// Where the bytes after the uploaded parts go when the item pauses.
     tail_key: String,
+    /// Where a workbook's stage goes when it is larger than a part.
+    stage_key: String,
+    /// The workbook's creation time: the job's, so that it renders the same in any leg.
+    created_at: DateTime<Utc>,
     /// Whether the job may continue in another leg.
     may_pause: bool,
 }
@@ -355,10 +367,15 @@ async fn render_item(
                 format.escape_formulas,
             ))
         }
-        (Extension::Xls | Extension::Xlsx, _) => {
-            Box::new(XlsxFile::new(format.timezone, &labels).map_err(render)?)
+        // A workbook's rows are staged, and the workbook rendered from the stage at the end.
+        (Extension::Xls | Extension::Xlsx, progress) => {
+            let mut out = file.reopen()?;
+            out.seek(SeekFrom::End(0))?;
+            let rows = progress.as_ref().map_or(0, |p| p.paused.rows);
+            Box::new(StageFile::new(out, rows, deps.config.xlsx_max_rows))
         }
     };
+    let workbook = format.extension != Extension::Csv;
     let context = ItemContext {
         label: item.label.clone(),
         target: item.target.as_str().to_owned(),
@@ -398,8 +415,9 @@ async fn render_item(
         Some(p) => (p.upload, p.parts, p.uploaded),
         None => (None, Vec::new(), 0),
     };
+    // A workbook's parts are its stage's, under a key of their own.
     let mut sent = Sent {
-        key: target.key,
+        key: if workbook { &target.stage_key } else { target.key },
         upload,
         parts,
         uploaded,
@@ -439,9 +457,9 @@ async fn render_item(
             return Err(match source {
                 ReadError::Sink(cause) if cause.is::<TimeUp>() => JobError::OutOfTime { item: index, rows },
                 ReadError::Sink(cause) => match cause.downcast::<RenderError>() {
-                    Ok(source) => JobError::Render {
-                        item: index,
-                        source: *source,
+                    Ok(source) => match *source {
+                        RenderError::TooManyRows(cap) => JobError::TooManyRows { item: index, cap },
+                        source => JobError::Render { item: index, source },
                     },
                     Err(other) => JobError::Render {
                         item: index,
@@ -457,7 +475,32 @@ async fn render_item(
         }
         Ok(_) => {}
     }
-    let rendered = sink.finish(file.as_file_mut()).map_err(render)?;
+    let mut rendered = sink.finish(file.as_file_mut()).map_err(render)?;
+    let content_type = files::content_type(format.extension);
+    if workbook {
+        // The stage is whole: in the local file, or (larger than a part) in the store.
+        let stage = if sent.upload.is_some() {
+            sent.send(deps, file.as_file_mut(), true, content_type).await?;
+            let mut whole = temp_file(deps)?;
+            deps.files.download(&target.stage_key, whole.path()).await?;
+            whole.rewind()?;
+            whole
+        } else {
+            file.rewind()?;
+            file
+        };
+        let mut xlsx = XlsxFile::new(format.timezone, &labels)
+            .map_err(render)?
+            .created_at(target.created_at);
+        render_stage(stage.reopen()?, &mut xlsx).map_err(render)?;
+        rendered.cut = xlsx.cut();
+        file = temp_file(deps)?;
+        Box::new(xlsx).finish_into(file.as_file_mut()).map_err(render)?;
+        if let Err(e) = deps.files.remove(&target.stage_key).await {
+            tracing::warn!(key = target.stage_key, error = %e, "could not remove a rendered stage; it expires with the bucket's lifecycle rule");
+        }
+        sent.upload = None;
+    }
     let mut warnings = Vec::new();
     if rendered.skipped > 0 {
         warnings.push(format!(
@@ -473,7 +516,6 @@ async fn render_item(
             exporter::render::xlsx_file::CELL_CUT_MARKER
         ));
     }
-    let content_type = files::content_type(format.extension);
     let (bytes, whole) = if sent.upload.is_some() {
         // Begun in an earlier leg: the rest goes as the last parts.
         sent.send(deps, file.as_file_mut(), true, content_type).await?;

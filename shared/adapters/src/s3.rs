@@ -4,7 +4,7 @@
 //! for emulators. Parts, ETags and S3's 5 MiB rule stay in here.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
@@ -243,6 +243,26 @@ impl FileStore for S3Files {
             .map_err(failed("get object"))?;
         let bytes = object.body.collect().await.map_err(failed("read object"))?;
         Ok(bytes.into_bytes().to_vec())
+    }
+
+    async fn download(&self, key: &str, path: &Path) -> Result<u64, FileError> {
+        let mut object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(failed("get object"))?;
+        let mut out = std::io::BufWriter::new(File::create(path).map_err(failed("create the local file"))?);
+        let mut size = 0u64;
+        while let Some(chunk) = object.body.next().await {
+            let chunk = chunk.map_err(failed("read object"))?;
+            out.write_all(&chunk).map_err(failed("write the local file"))?;
+            size += chunk.len() as u64;
+        }
+        out.flush().map_err(failed("write the local file"))?;
+        Ok(size)
     }
 
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {

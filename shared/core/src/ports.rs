@@ -379,6 +379,8 @@ pub trait FileStore: Send + Sync {
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError>;
     /// A file's bytes (to attach it to an email).
     async fn read(&self, key: &str) -> Result<Vec<u8>, FileError>;
+    /// Copies a file into the local file at `path`, streaming; returns its size.
+    async fn download(&self, key: &str, path: &Path) -> Result<u64, FileError>;
     /// Stores small bytes under `key` at once (a checkpoint, a tail kept between invocations).
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError>;
     /// Starts an upload of a file sent in parts across invocations; returns its id.

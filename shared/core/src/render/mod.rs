@@ -5,6 +5,7 @@
 pub mod cells;
 pub mod csv_file;
 pub mod series;
+pub mod stage;
 pub mod xlsx_file;
 
 use crate::domain::decimation::BucketRow;
@@ -108,4 +109,7 @@ pub enum RenderError {
     Csv(#[from] csv::Error),
     #[error("writing the workbook failed")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    /// A workbook would hold more rows than allowed.
+    #[error("more than {0} rows")]
+    TooManyRows(u64),
 }

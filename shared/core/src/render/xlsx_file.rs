@@ -69,6 +69,14 @@ impl XlsxFile {
         Ok(())
     }
 
+    /// Records `at` as the workbook's creation time (else it is the time it is saved): a
+    /// workbook rendered again from the same rows is then the same, byte for byte.
+    pub fn created_at(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.workbook
+            .set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&at));
+        self
+    }
+
     /// Sheets written so far.
     pub fn sheets(&self) -> usize {
         self.sheets
