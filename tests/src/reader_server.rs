@@ -45,6 +45,11 @@ pub struct ReaderConfig {
     pub late_points: Mutex<Vec<LatePoint>>,
     /// How long each answer takes (a reader far away).
     pub latency: std::time::Duration,
+    /// Answer `429` to a request that arrives while this many are being answered already (a
+    /// reader that sheds load).
+    pub throttle_above: Option<u64>,
+    /// Requests answered `429` for load.
+    pub throttled: AtomicU64,
     /// Compress answers for clients that accept gzip (a reader behind a compressing proxy).
     pub gzip: bool,
     /// Answers sent compressed.
@@ -102,6 +107,8 @@ impl ReaderConfig {
             late: Mutex::new(None),
             late_points: Mutex::new(Vec::new()),
             latency: std::time::Duration::ZERO,
+            throttle_above: None,
+            throttled: AtomicU64::new(0),
             gzip: false,
             compressed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -275,6 +282,13 @@ async fn messages(
 ) -> Response {
     config.requests.fetch_add(1, Ordering::SeqCst);
     let _answering = Answering::new(&config);
+    if config
+        .throttle_above
+        .is_some_and(|most| config.in_flight.load(Ordering::SeqCst) > most)
+    {
+        config.throttled.fetch_add(1, Ordering::SeqCst);
+        return error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+    }
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
     }

@@ -192,7 +192,65 @@ async fn pages_are_fetched_a_few_at_a_time_and_handed_over_in_order() {
         "oldest first across pages fetched out of order"
     );
     let most = state.most_in_flight.load(Ordering::SeqCst);
-    assert!((2..=4).contains(&most), "{most} requests at once");
+    assert!((2..=8).contains(&most), "{most} requests at once");
+}
+
+/// Reads ten days of minutes in pages of 100 with at most `max` pieces in flight; returns the
+/// times read.
+async fn read_adaptively(url: &str, max: usize) -> Vec<i64> {
+    let reader = HttpReader::new(url, Secret::new("t0k3n"))
+        .expect("client")
+        .with_page_limit(100)
+        .with_max_in_flight(max)
+        .with_retry(Retry {
+            attempts: 10,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(20),
+        });
+    let mut sink = Collect::default();
+    let read = reader
+        .read(&query(START, START + 10 * 86_400), &mut sink)
+        .await
+        .expect("read");
+    assert_eq!(read, 14_400);
+    sink.times
+}
+
+#[tokio::test]
+async fn pages_in_flight_grow_while_latency_holds_up_to_the_most_and_no_further() {
+    let mut config = ReaderConfig::new("t0k3n", START, 60);
+    config.latency = Duration::from_millis(20);
+    let (url, state) = start(config).await;
+    let times = read_adaptively(&url, 6).await;
+    assert_eq!(times, every_minute(START, START + 10 * 86_400));
+    let most = state.most_in_flight.load(Ordering::SeqCst);
+    assert!(
+        (5..=6).contains(&most),
+        "grew from 2 towards the most of 6: {most}"
+    );
+}
+
+#[tokio::test]
+async fn the_adaptive_reader_backs_off_a_reader_that_answers_429_under_load_and_stays_within_its_bounds() {
+    let mut config = ReaderConfig::new("t0k3n", START, 60);
+    config.latency = Duration::from_millis(10);
+    config.throttle_above = Some(3);
+    let (url, state) = start(config).await;
+    let times = read_adaptively(&url, 8).await;
+    assert_eq!(
+        times,
+        every_minute(START, START + 10 * 86_400),
+        "every point once, in order"
+    );
+    let most = state.most_in_flight.load(Ordering::SeqCst);
+    let throttled = state.throttled.load(Ordering::SeqCst);
+    let requests = state.requests.load(Ordering::SeqCst);
+    println!("adaptive: {requests} requests, {throttled} answered 429, at most {most} at once");
+    assert!(most <= 8, "within the most: {most}");
+    assert!(
+        throttled * 10 < requests,
+        "it backs off rather than hammering: {throttled} of {requests} answered 429"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ use exporter::access::{checker, AccessMode};
 use exporter::config::{self, flag, parsed_or, required, schedule_settings};
 use exporter::domain::RunEvent;
 use exporter::dynamodb::DynamoStore;
+use exporter::flow::DEFAULT_MAX_IN_FLIGHT;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
 use exporter::reader::{HttpReader, DEFAULT_PAGE_LIMIT, DEFAULT_PAGE_MAX_BYTES};
@@ -36,7 +37,8 @@ async fn main() -> Result<(), Error> {
         .ok_or(config::ConfigError::Missing("READER_TOKEN_PARAMETER"))?;
     let reader = HttpReader::new(reader_url, reader_token)?
         .with_page_limit(parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?)
-        .with_max_page_bytes(parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?);
+        .with_max_page_bytes(parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?)
+        .with_max_in_flight(parsed_or("READER_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?);
     // Only a policy endpoint can answer for the owner without their credential: then every run
     // re-checks; otherwise access was checked when the export was created.
     let access = match access_mode {

@@ -14,6 +14,7 @@ pub mod chat;
 pub mod config;
 pub mod dynamodb;
 pub mod failure;
+pub mod flow;
 pub mod lambda;
 pub mod reader;
 pub mod s3;

@@ -5,7 +5,7 @@
 //! late data: the window is cut by time into pieces that each fit in one answer (a piece whose
 //! answer does not hold all its messages is cut again, in proportion to its total), so every
 //! piece is one consistent snapshot and no message is read twice or missed because offsets
-//! shifted under the reader. Pieces are fetched a few at a time, each parsed and sorted oldest
+//! shifted under the reader. Pieces are fetched a few at a time (as many as [`Flow`] allows), each parsed and sorted oldest
 //! first on other tasks, and handed over in order, so memory holds only the pieces in flight.
 //! (A piece of more messages than a page within two milliseconds, which time cannot cut, is read
 //! by offsets.) Timeouts, `5xx` and `429` are retried with exponential backoff and full jitter,
@@ -13,11 +13,13 @@
 //! never logged.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::flow::{Flow, DEFAULT_MAX_IN_FLIGHT};
 use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
 use crate::support::{capped_body, capped_text, retry_after, BodyError, Retry, Secret};
 
@@ -29,9 +31,6 @@ pub const DEFAULT_PAGE_LIMIT: u32 = 1000;
 /// kilobytes, so this only stops an answer that is not a page (a gzip bomb, a runaway proxy).
 pub const DEFAULT_PAGE_MAX_BYTES: usize = 32 * 1024 * 1024;
 
-/// Pages fetched and parsed at once while the sink writes an older one.
-const PAGES_IN_FLIGHT: usize = 4;
-
 /// The reader client.
 #[derive(Clone, Debug)]
 pub struct HttpReader {
@@ -41,7 +40,12 @@ pub struct HttpReader {
     page_limit: u32,
     max_page_bytes: usize,
     retry: Retry,
+    /// The most pieces in flight; how many are is adapted to the reader ([`Flow`]).
+    max_in_flight: usize,
 }
+
+/// A read's flow controller, shared with the tasks fetching its pieces.
+type SharedFlow = Arc<Mutex<Flow>>;
 
 /// A piece on its way: fetched and parsed on another task.
 type PieceTask = tokio::task::JoinHandle<Result<Piece, ReadError>>;
@@ -122,6 +126,7 @@ impl HttpReader {
             page_limit: DEFAULT_PAGE_LIMIT,
             max_page_bytes: DEFAULT_PAGE_MAX_BYTES,
             retry: Retry::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         })
     }
 
@@ -137,6 +142,12 @@ impl HttpReader {
         self
     }
 
+    /// Sets the most pieces a read keeps in flight (at least one).
+    pub fn with_max_in_flight(mut self, pages: usize) -> Self {
+        self.max_in_flight = pages.max(1);
+        self
+    }
+
     pub fn with_retry(mut self, retry: Retry) -> Self {
         self.retry = retry;
         self
@@ -146,9 +157,8 @@ impl HttpReader {
     async fn page(
         &self,
         query: &SeriesQuery,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        offset: u64,
+        (from, to, offset): (DateTime<Utc>, DateTime<Utc>, u64),
+        flow: &SharedFlow,
     ) -> Result<bytes::Bytes, ReadError> {
         let url = format!("{}/channels/{}/messages", self.base_url, query.channel);
         let params = [
@@ -161,6 +171,7 @@ impl HttpReader {
         ];
         let mut attempt = 0;
         loop {
+            let started = std::time::Instant::now();
             let sent = self
                 .http
                 .get(&url)
@@ -171,7 +182,12 @@ impl HttpReader {
             let (wait, why) = match sent {
                 Ok(response) if response.status().is_success() => {
                     match capped_body(response, self.max_page_bytes).await {
-                        Ok(body) => return Ok(body),
+                        Ok(body) => {
+                            if let Ok(mut flow) = flow.lock() {
+                                flow.answered(started.elapsed());
+                            }
+                            return Ok(body);
+                        }
                         Err(BodyError::TooLarge(max)) => {
                             return Err(ReadError::Permanent(format!(
                                 "the reader's answer is larger than {max} bytes once decompressed (READER_PAGE_MAX_BYTES); a smaller READER_PAGE_LIMIT may help"
@@ -186,6 +202,9 @@ impl HttpReader {
                     let message = reader_message(capped_text(response, 64 * 1024).await);
                     let why = format!("the reader answered {status}: {message}");
                     if status.is_server_error() || status.as_u16() == 429 {
+                        if let Ok(mut flow) = flow.lock() {
+                            flow.throttled();
+                        }
                         (retry_after.map(|d| d.min(self.retry.cap)), why)
                     } else {
                         return Err(ReadError::Permanent(why));
@@ -232,8 +251,9 @@ impl HttpReader {
         query: &SeriesQuery,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        flow: &SharedFlow,
     ) -> Result<Piece, ReadError> {
-        let page = parse_in_background(self.page(query, from, to, 0).await?).await?;
+        let page = parse_in_background(self.page(query, (from, to, 0), flow).await?).await?;
         let (total, offset, messages) = {
             let p = page.get();
             (p.total, p.offset, p.messages)
@@ -266,11 +286,12 @@ impl HttpReader {
         query: &SeriesQuery,
         (from, to, total): (DateTime<Utc>, DateTime<Utc>, u64),
         sink: &mut (dyn SliceSink + Send),
+        flow: &SharedFlow,
     ) -> Result<u64, ReadError> {
         let limit = u64::from(self.page_limit).max(1);
         let mut read = 0;
         for k in (0..total.div_ceil(limit)).rev() {
-            let page = parse_in_background(self.page(query, from, to, k * limit).await?).await?;
+            let page = parse_in_background(self.page(query, (from, to, k * limit), flow).await?).await?;
             read += deliver(&page, sink).await?;
         }
         Ok(read)
@@ -286,12 +307,17 @@ impl SeriesReader for HttpReader {
             .0
             .push_back(Slot::Waiting(query.window.from.unwrap_or(epoch), query.window.to));
         let mut total_points = 0u64;
+        let flow: SharedFlow = Arc::new(Mutex::new(Flow::new(self.max_in_flight)));
         loop {
-            // The oldest few pieces are fetched and parsed on other tasks while the sink writes.
-            for slot in pieces.0.iter_mut().take(PAGES_IN_FLIGHT) {
+            // The oldest few pieces are fetched and parsed on other tasks while the sink writes;
+            // how many, the flow decides (pieces already under way are let finish).
+            let allowed = flow.lock().map_or(1, |f| f.allowed());
+            for slot in pieces.0.iter_mut().take(allowed) {
                 if let Slot::Waiting(from, to) = *slot {
-                    let (reader, query) = (self.clone(), query.clone());
-                    *slot = Slot::Fetching(tokio::spawn(async move { reader.piece(&query, from, to).await }));
+                    let (reader, query, flow) = (self.clone(), query.clone(), flow.clone());
+                    *slot = Slot::Fetching(tokio::spawn(async move {
+                        reader.piece(&query, from, to, &flow).await
+                    }));
                 }
             }
             let Some(slot) = pieces.0.pop_front() else { break };
@@ -312,7 +338,7 @@ impl SeriesReader for HttpReader {
                     }
                 }
                 Piece::Dense(from, to, total) => {
-                    total_points += self.dense(query, (from, to, total), sink).await?;
+                    total_points += self.dense(query, (from, to, total), sink, &flow).await?;
                     sink.boundary(to).await.map_err(ReadError::Sink)?;
                 }
             }
