@@ -285,7 +285,12 @@ impl Fixture {
             reader,
             reader_state,
             notifier: LambdaLauncher::new(lambda.clone(), "notify"),
-            run_config: run_export::RunConfig::default(),
+            // Items one after the other by default: most tests watch one invocation; the
+            // parallel items are tested on their own (tests/tests/items.rs).
+            run_config: run_export::RunConfig {
+                fan_out: 1,
+                ..run_export::RunConfig::default()
+            },
             store: DynamoStore::new(dynamo.clone(), &table),
             schedules: EventBridgeSchedules::new(scheduler.clone(), Self::settings(&group)),
             launcher: LambdaLauncher::new(lambda, "run-export"),
@@ -350,6 +355,7 @@ impl Fixture {
             exports: &self.store,
             runs: &self.store,
             ledger: &self.store,
+            items: &self.store,
             history: &self.store,
             budgets: &self.store,
             schedules: &self.schedules,

@@ -69,6 +69,7 @@ async fn a_fractional_anchor_runs_its_occurrences_and_keeps_its_chain() {
     let legacy = RunEvent {
         occurrence: None,
         leg: None,
+        item: None,
         ..second.clone()
     };
     assert_eq!(

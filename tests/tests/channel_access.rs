@@ -155,6 +155,7 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
         scheduled_at: DateTime::from_timestamp(READER_START + k * 3600, 0).expect("in range"),
         occurrence: None,
         leg: None,
+        item: None,
     };
     let runs = run_export::Deps {
         access: Some(&policy),

@@ -61,6 +61,7 @@ async fn create(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEven
             .expect("createdAt"),
         occurrence: None,
         leg: None,
+        item: None,
     }
 }
 
@@ -308,6 +309,7 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
         sweep: &fx.store,
         history: &fx.store,
         ledger: &fx.store,
+        items: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,
         schedules: &fx.schedules,

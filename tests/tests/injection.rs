@@ -55,6 +55,7 @@ async fn created_and_run(fx: &Fixture, who: &[(String, String)], body: &Value) -
             .expect("createdAt"),
         occurrence: None,
         leg: None,
+        item: None,
     };
     (id, handle(fx.run_deps(), event).await.expect("runs"))
 }

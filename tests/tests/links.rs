@@ -49,6 +49,7 @@ async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer(
             .expect("createdAt"),
         occurrence: None,
         leg: None,
+        item: None,
     };
     assert_eq!(
         handle(fx.run_deps(), event.clone()).await.expect("runs"),

@@ -58,6 +58,7 @@ async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> (Expor
             scheduled_at: at,
             occurrence: None,
             leg: None,
+            item: None,
         },
     )
 }

@@ -50,6 +50,7 @@ async fn ran(fx: &Fixture, who: &[(String, String)], body: &Value) -> (String, N
         scheduled_at: at,
         occurrence: None,
         leg: None,
+        item: None,
     };
     run_export::handle(fx.run_deps(), event.clone())
         .await

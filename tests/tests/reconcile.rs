@@ -27,6 +27,7 @@ async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
         sweep: &fx.store,
         history: &fx.store,
         ledger: &fx.store,
+        items: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,
         schedules: &fx.schedules,
@@ -135,6 +136,7 @@ async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
         scheduled_at: at,
         occurrence: None,
         leg: None,
+        item: None,
     }
     .job();
     // An attempt claimed it an hour ago, started, and died; no retry came.
@@ -185,6 +187,7 @@ async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_sett
         scheduled_at: at,
         occurrence: None,
         leg: None,
+        item: None,
     }
     .job();
     // An attempt ran the job an hour ago and recorded it done, then died before settling its

@@ -39,6 +39,7 @@ async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEve
             .expect("createdAt"),
         occurrence: None,
         leg: None,
+        item: None,
     }
 }
 

@@ -54,6 +54,7 @@ fn event(id: &str, at: DateTime<Utc>) -> RunEvent {
         scheduled_at: at,
         occurrence: None,
         leg: None,
+        item: None,
     }
 }
 

@@ -504,6 +504,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         sweep: &fx.store,
         history: &fx.store,
         ledger: &fx.store,
+        items: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,
         schedules: &fx.schedules,

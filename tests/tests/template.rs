@@ -145,6 +145,11 @@ fn actions_of(call: &str) -> &'static [&'static str] {
             &["dynamodb:Scan"]
         }
         "sweep.abandon_job" | "sweep.set_quota" => &["dynamodb:UpdateItem"],
+        "items.spread_job" | "items.launch_item" | "items.next_item" | "items.claim_item" | "items.release_item"
+        | "items.checkpoint_item" | "items.end_spread_job" => &["dynamodb:UpdateItem"],
+        "items.item_done" => &["dynamodb:UpdateItem", "dynamodb:GetItem"],
+        "items.item_outcomes" => &["dynamodb:GetItem"],
+        "items.item_runs" => &["dynamodb:Query"],
         "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
         "files.put" => &["s3:PutObject", "s3:AbortMultipartUpload"],
         "files.remove" => &["s3:DeleteObject"],
@@ -164,7 +169,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
 }
 
 /// The port methods, by field name as the functions' `Deps` name them.
-const PORT_CALLS: [(&str, &[&str]); 14] = [
+const PORT_CALLS: [(&str, &[&str]); 15] = [
     ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
@@ -192,6 +197,21 @@ const PORT_CALLS: [(&str, &[&str]); 14] = [
             "abandon_job",
             "quotas",
             "set_quota",
+        ],
+    ),
+    (
+        "items",
+        &[
+            "spread_job",
+            "launch_item",
+            "next_item",
+            "claim_item",
+            "release_item",
+            "checkpoint_item",
+            "item_done",
+            "item_outcomes",
+            "item_runs",
+            "end_spread_job",
         ],
     ),
     ("launcher", &["launch"]),

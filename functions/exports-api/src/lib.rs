@@ -294,6 +294,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         scheduled_at: first_run,
         occurrence,
         leg: None,
+        item: None,
     };
     let next_run_at = matches!(export.request.schedule, Schedule::Recurring(_)).then_some(first_run);
     match export.request.schedule {

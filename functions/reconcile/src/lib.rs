@@ -9,6 +9,8 @@
 //! - A job that continued across invocations and was left unfinished past its lease and `grace`
 //!   (its continuation was lost, or the attempt running it died) is launched again from its
 //!   last checkpoint, a few times at most.
+//! - A job spread over parallel item runs gets its stopped or lost item runs relaunched (from
+//!   their last checkpoint), or, when every item is done and it never ended, a run that ends it.
 //! - A job left unfinished whose lease ended more than `grace` ago (its attempt crashed or timed
 //!   out, and no retry came) is recorded `failed` with the reason, the files it left removed, its
 //!   one-time export settled, and handed to notify for its `onFailure` messages.
@@ -35,8 +37,8 @@ use exporter::domain::files;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Clock, ExportLifecycle, ExportRuns, FileStore, JobHistory, JobLedger, JobNotifier, RunLauncher,
-    RunSchedules, Sweep,
+    Clock, ExportLifecycle, ExportRuns, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
+    RunLauncher, RunSchedules, Sweep,
 };
 
 pub use exporter::failure::Failure;
@@ -82,6 +84,8 @@ pub struct Deps<'a> {
     pub history: &'a dyn JobHistory,
     /// To mark the jobs it hands to notify.
     pub ledger: &'a dyn JobLedger,
+    /// The item runs of spread jobs.
+    pub items: &'a dyn ItemLedger,
     pub lifecycle: &'a dyn ExportLifecycle,
     pub runs: &'a dyn ExportRuns,
     pub schedules: &'a dyn RunSchedules,
@@ -106,6 +110,8 @@ pub struct Repairs {
     pub jobs_abandoned: usize,
     /// Unfinished jobs that had continued, launched again from their last checkpoint.
     pub jobs_continued: usize,
+    /// Item runs of spread jobs relaunched (lost, or stopped past their lease).
+    pub items_relaunched: usize,
     /// Schedules of exports that are gone, deleted or not recurring, removed.
     pub schedules_removed: usize,
     /// Exports left `creating`, discarded.
@@ -176,14 +182,22 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
             export_id: id,
             scheduled_at: job.scheduled_at,
         };
+        // A spread job's items that stopped go on (their runs relaunched), unless one keeps
+        // dying; then the job is abandoned as below.
+        if let Some(spread) = &job.spread {
+            if relaunch_items(deps, &key, &job, spread, overdue, &mut repairs).await? {
+                continue;
+            }
+        }
         // A job that continued goes on from its last checkpoint (its continuation was lost, or
         // the attempt running it died), unless its attempts keep dying there.
-        if job.leg > 0 && job.attempts <= job.leg + MAX_ATTEMPTS_PER_LEG {
+        if job.spread.is_none() && job.leg > 0 && job.attempts <= job.leg + MAX_ATTEMPTS_PER_LEG {
             let continuation = RunEvent {
                 export_id: id,
                 scheduled_at: job.scheduled_at,
                 occurrence: None,
                 leg: Some(job.leg),
+                item: None,
             };
             deps.launcher
                 .launch(&continuation)
@@ -272,6 +286,58 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     Ok(repairs)
 }
 
+/// Relaunches what a spread job needs to go on: the runs of launched items that never started
+/// or stopped past their lease and the grace (from their last checkpoint), or, when every item
+/// is done and the job never ended (the last item's run died), a run of the last item, which
+/// ends it. `false` when an item's attempts keep dying: the job is to be abandoned.
+async fn relaunch_items(
+    deps: Deps<'_>,
+    key: &JobKey,
+    job: &exporter::domain::job::Job,
+    spread: &exporter::domain::job::Spread,
+    overdue: DateTime<Utc>,
+    repairs: &mut Repairs,
+) -> Result<bool, Failure> {
+    let event = |item: u32, leg: u32| RunEvent {
+        export_id: key.export_id,
+        scheduled_at: key.scheduled_at,
+        occurrence: None,
+        leg: (leg > 0).then_some(leg),
+        item: Some(item),
+    };
+    let mut launches = Vec::new();
+    if spread.left == 0 {
+        launches.push(event(spread.items.saturating_sub(1), 0));
+    } else {
+        let runs = deps.items.item_runs(key).await?;
+        for item in 0..spread.launched {
+            if spread.done.contains(&item) {
+                continue;
+            }
+            match runs.iter().find(|r| r.item == item) {
+                // Launched, never recorded: the launch died with its launcher.
+                None if job.started_at.is_some_and(|t| t < overdue) => launches.push(event(item, 0)),
+                Some(run) if !run.done && run.lease_until < overdue && run.launched_at < overdue => {
+                    if run.attempts > run.leg + MAX_ATTEMPTS_PER_LEG {
+                        return Ok(false);
+                    }
+                    launches.push(event(item, run.leg));
+                }
+                _ => {}
+            }
+        }
+    }
+    for launch in launches {
+        deps.launcher
+            .launch(&launch)
+            .await
+            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+        tracing::warn!(export_id = %key.export_id, job_id = %job.job_id, item = launch.item, leg = launch.leg, "relaunched a spread job's item run");
+        repairs.items_relaunched += 1;
+    }
+    Ok(true)
+}
+
 /// How many attempts beyond one per leg a job that continued may take before the sweep gives up
 /// on it and records it failed.
 const MAX_ATTEMPTS_PER_LEG: u32 = 3;
@@ -335,6 +401,7 @@ async fn relaunch_one_time(deps: Deps<'_>, export: &Export, repairs: &mut Repair
         scheduled_at: export.created_at,
         occurrence: None,
         leg: None,
+        item: None,
     };
     if deps.history.job(&event.job()).await?.is_some() {
         return Ok(());

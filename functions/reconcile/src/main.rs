@@ -30,6 +30,7 @@ async fn main() -> Result<(), Error> {
         sweep: &store,
         history: &store,
         ledger: &store,
+        items: &store,
         lifecycle: &store,
         runs: &store,
         schedules: &schedules,

@@ -8,6 +8,7 @@
 //! store it whole (a failure removes the job's earlier files, so no half result is ever visible); zip several files; record the job's end; hand
 //! off to notify.
 
+mod items;
 mod pipeline;
 
 use std::path::PathBuf;
@@ -20,8 +21,8 @@ use exporter::domain::files;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, Recurrence, RunEvent, Schedule};
 use exporter::ports::{
-    Advance, Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, JobHistory,
-    JobLedger, JobNotifier, RunLauncher, RunSchedules, SeriesReader, Spend,
+    Advance, Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, ItemLedger,
+    JobHistory, JobLedger, JobNotifier, RunLauncher, RunSchedules, SeriesReader, Spend,
 };
 
 pub use exporter::failure::Failure;
@@ -59,6 +60,9 @@ pub struct RunConfig {
     pub part_bytes: usize,
     /// The most rows one item's workbook may hold; a job past it fails as soon as it gets there.
     pub xlsx_max_rows: u64,
+    /// How many items of a job run at once, each in an invocation of its own; 1: a job's items
+    /// run one after the other in the job's invocation.
+    pub fan_out: u32,
 }
 
 impl Default for RunConfig {
@@ -75,6 +79,7 @@ impl Default for RunConfig {
             max_legs: 200,
             part_bytes: 8 * 1024 * 1024,
             xlsx_max_rows: 5_000_000,
+            fan_out: 4,
         }
     }
 }
@@ -109,6 +114,7 @@ impl RunConfig {
             // Set by the composition root with the store's part size.
             part_bytes: defaults.part_bytes,
             xlsx_max_rows: parsed_or("XLSX_MAX_ROWS", defaults.xlsx_max_rows)?,
+            fan_out: parsed_or("ITEM_FAN_OUT", defaults.fan_out)?,
         })
     }
 }
@@ -119,6 +125,8 @@ pub struct Deps<'a> {
     pub exports: &'a dyn Exports,
     pub runs: &'a dyn ExportRuns,
     pub ledger: &'a dyn JobLedger,
+    /// The runs of the items of jobs spread over parallel invocations.
+    pub items: &'a dyn ItemLedger,
     pub history: &'a dyn JobHistory,
     pub budgets: &'a dyn Budgets,
     pub schedules: &'a dyn RunSchedules,
@@ -163,6 +171,10 @@ pub enum Outcome {
     Failed,
     /// The job's budget ran out: it saved a checkpoint and continues in a fresh invocation.
     Continued,
+    /// The job's items were launched to run in parallel.
+    Spread,
+    /// An item of a spread job finished; others are still running.
+    ItemDone,
 }
 
 /// Handles one trigger, or one continuation of a job.
@@ -174,6 +186,9 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
         (a, b) => a.or(b),
     };
     let deps = Deps { stop_at, ..deps };
+    if let Some(item) = event.item {
+        return items::run(deps, event, item).await;
+    }
     if let Some(leg) = event.leg {
         return continue_job(deps, event, leg).await;
     }
@@ -319,6 +334,10 @@ async fn run_claimed(
                     ..JobDetail::default()
                 };
                 return end_job(deps, export, event, job_id, JobStatus::Failed, detail).await;
+            }
+            let items = export.request.items.len();
+            if items > 1 && deps.config.fan_out > 1 {
+                return items::spread(deps, export, event, occurrence).await;
             }
             let checkpoint = Checkpoint {
                 occurrence,

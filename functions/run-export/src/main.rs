@@ -61,6 +61,7 @@ async fn main() -> Result<(), Error> {
         exports: &store,
         runs: &store,
         ledger: &store,
+        items: &store,
         history: &store,
         budgets: &store,
         schedules: &schedules,

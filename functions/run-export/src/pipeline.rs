@@ -16,7 +16,7 @@ use tempfile::NamedTempFile;
 use exporter::domain::decimation::Decimator;
 use exporter::domain::export::rfc3339;
 use exporter::domain::files;
-use exporter::domain::job::{FileRecord, ItemWindow, JobDetail};
+use exporter::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
 use exporter::domain::request::{Extension, Item};
 use exporter::domain::series::Point;
 use exporter::domain::{Export, Schedule, Window};
@@ -206,21 +206,8 @@ async fn export_items(
     checkpoint: &mut Checkpoint,
     leg: u32,
 ) -> Result<bool, JobError> {
-    let format = &export.request.format;
-    let extension = format.extension.file_extension();
     let prefix = files::job_prefix(&export.id, job_id);
-    // Windows and names are the same in every leg: computed from the request alone.
-    let mut names = files::Names::default();
-    let mut plan = Vec::new();
-    for (index, item) in export.request.items.iter().enumerate() {
-        let window = match (export.request.schedule, occurrence) {
-            (Schedule::Recurring(recurrence), Some(k)) => item.span.recurring_window(&recurrence, k),
-            _ => item.span.one_time_window(scheduled_at, format.timezone),
-        }
-        .ok_or(JobError::Window(index))?;
-        let name = format!("{}.{extension}", names.unique(files::file_stem(item, &window)));
-        plan.push((item, window, name));
-    }
+    let plan = plan(export, scheduled_at, occurrence)?;
     // This invocation's files, by item; earlier legs' files are read back for the zip.
     let mut local: Vec<Option<NamedTempFile>> = Vec::new();
     let may_pause = leg < deps.config.max_legs;
@@ -267,30 +254,143 @@ async fn export_items(
         }
     }
     if plan.len() > 1 {
-        let mut written = Vec::new();
-        for (index, (_, _, name)) in plan.iter().enumerate() {
-            let file = match local.get_mut(index).and_then(Option::take) {
-                Some(file) => file,
-                None => {
-                    // Written by an earlier leg: read back from the store.
-                    let mut file = temp_file(deps)?;
-                    let bytes = deps.files.read(&checkpoint.detail.files[index].key).await?;
-                    file.write_all(&bytes)?;
-                    file
-                }
-            };
-            written.push((file, name.clone()));
-        }
-        let archive = zip_files(deps, &mut written)?;
-        let key = files::archive_key(&export.id, job_id);
-        let bytes = deps
-            .files
-            .put(&key, archive.path(), files::ZIP_CONTENT_TYPE)
-            .await?;
-        let rows = checkpoint.detail.files.iter().map(|f| f.rows).sum();
-        checkpoint.detail.archive = Some(FileRecord { key, rows, bytes });
+        let names: Vec<String> = plan.into_iter().map(|(_, _, name)| name).collect();
+        checkpoint.detail.archive =
+            Some(archive(deps, export, job_id, &checkpoint.detail.files, &names, local).await?);
     }
     Ok(true)
+}
+
+/// Each item with its window and its file's name: the same in every leg and every item run,
+/// computed from the request alone.
+fn plan(
+    export: &Export,
+    scheduled_at: DateTime<Utc>,
+    occurrence: Option<u64>,
+) -> Result<Vec<(&Item, Window, String)>, JobError> {
+    let format = &export.request.format;
+    let extension = format.extension.file_extension();
+    let mut names = files::Names::default();
+    let mut plan = Vec::new();
+    for (index, item) in export.request.items.iter().enumerate() {
+        let window = match (export.request.schedule, occurrence) {
+            (Schedule::Recurring(recurrence), Some(k)) => item.span.recurring_window(&recurrence, k),
+            _ => item.span.one_time_window(scheduled_at, format.timezone),
+        }
+        .ok_or(JobError::Window(index))?;
+        let name = format!("{}.{extension}", names.unique(files::file_stem(item, &window)));
+        plan.push((item, window, name));
+    }
+    Ok(plan)
+}
+
+/// Zips the job's files (those not written whole by this invocation read back from the store)
+/// and stores the zip.
+async fn archive(
+    deps: Deps<'_>,
+    export: &Export,
+    job_id: &str,
+    records: &[FileRecord],
+    names: &[String],
+    mut local: Vec<Option<NamedTempFile>>,
+) -> Result<FileRecord, JobError> {
+    let mut written = Vec::new();
+    for (index, (record, name)) in records.iter().zip(names).enumerate() {
+        let file = match local.get_mut(index).and_then(Option::take) {
+            Some(file) => file,
+            None => {
+                let file = temp_file(deps)?;
+                deps.files.download(&record.key, file.path()).await?;
+                file
+            }
+        };
+        written.push((file, name.clone()));
+    }
+    let archive = zip_files(deps, &mut written)?;
+    let key = files::archive_key(&export.id, job_id);
+    let bytes = deps
+        .files
+        .put(&key, archive.path(), files::ZIP_CONTENT_TYPE)
+        .await?;
+    let rows = records.iter().map(|f| f.rows).sum();
+    Ok(FileRecord { key, rows, bytes })
+}
+
+/// What became of one item's run in this invocation.
+pub(crate) enum ItemProgressed {
+    Done(ItemOutcome),
+    Paused(Box<Checkpoint>),
+}
+
+/// Runs item `index` of a spread job from `resume` (or from its start) in leg `leg`. On
+/// failure, the job's files are for the caller to remove (once, by whoever fails the job).
+pub(crate) async fn run_item(
+    deps: Deps<'_>,
+    export: &Export,
+    job_id: &str,
+    scheduled_at: DateTime<Utc>,
+    index: usize,
+    resume: Checkpoint,
+    leg: u32,
+) -> Result<ItemProgressed, JobError> {
+    let occurrence = resume.occurrence;
+    let plan = plan(export, scheduled_at, occurrence)?;
+    let (item, window, name) = plan.get(index).ok_or(JobError::Window(index))?;
+    let prefix = files::job_prefix(&export.id, job_id);
+    let key = format!("{prefix}/{name}");
+    let target = Target {
+        index,
+        key: &key,
+        tail_key: format!("{prefix}/.resume/item-{index}-leg-{}.tail", leg + 1),
+        stage_key: format!("{prefix}/.resume/item-{index}.stage"),
+        created_at: scheduled_at,
+        may_pause: leg < deps.config.max_legs,
+    };
+    let progress = resume.current.filter(|p| p.index == index);
+    match render_item(deps, export, item, *window, target, progress).await? {
+        Rendered::Paused(progress) => Ok(ItemProgressed::Paused(Box::new(Checkpoint {
+            occurrence,
+            detail: JobDetail::default(),
+            current: Some(progress),
+        }))),
+        Rendered::Stored { record, warnings, .. } => Ok(ItemProgressed::Done(ItemOutcome {
+            window: ItemWindow {
+                from: window.from.map(rfc3339),
+                to: rfc3339(window.to),
+            },
+            file: record,
+            warnings,
+        })),
+    }
+}
+
+/// The job of a spread job's items, once the last is done: their windows, files and warnings
+/// in item order, and the zip of their files.
+pub(crate) async fn assemble(
+    deps: Deps<'_>,
+    export: &Export,
+    job_id: &str,
+    scheduled_at: DateTime<Utc>,
+    occurrence: Option<u64>,
+    outcomes: Vec<(u32, ItemOutcome)>,
+) -> Result<JobDetail, JobError> {
+    let names: Vec<String> = plan(export, scheduled_at, occurrence)?
+        .into_iter()
+        .map(|(_, _, name)| name)
+        .collect();
+    let mut detail = JobDetail::default();
+    for (_, outcome) in outcomes {
+        detail.windows.push(outcome.window);
+        detail.files.push(outcome.file);
+        detail.warnings.extend(outcome.warnings);
+    }
+    if detail.files.len() != names.len() {
+        return Err(JobError::Window(detail.files.len()));
+    }
+    if names.len() > 1 {
+        detail.archive = Some(archive(deps, export, job_id, &detail.files, &names, Vec::new()).await?);
+    }
+    Ok(detail)
 }
 
 fn temp_file(deps: Deps<'_>) -> Result<NamedTempFile, JobError> {

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, Delete, GlobalSecondaryIndex, KeySchemaElement,
@@ -29,13 +29,13 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
 use crate::domain::export::rfc3339;
-use crate::domain::job::{Job, JobDetail, JobEnd, JobKey, JobStatus};
+use crate::domain::job::{Counted, ItemOutcome, ItemRun, Job, JobDetail, JobEnd, JobKey, JobStatus, Spread};
 use crate::domain::notification::{Delivery, DeliveryStatus};
 use crate::domain::record;
 use crate::domain::{Export, ExportId, ExportStatus};
 use crate::ports::{
-    Advance, Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, JobHistory, JobLedger, Spend,
-    StoreError, Sweep,
+    Advance, Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, ItemLedger, JobHistory,
+    JobLedger, Spend, StoreError, Sweep,
 };
 
 /// Name of the index that lists an owner's exports by creation time.
@@ -598,6 +598,270 @@ impl JobHistory for DynamoStore {
 }
 
 #[async_trait]
+impl ItemLedger for DynamoStore {
+    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError> {
+        let spread = self
+            .update_job(job)
+            .update_expression(
+                "SET #items = :items, itemsLaunched = :launched, itemsLeft = :items, outcomes = :none, \
+                 leaseUntil = :zero",
+            )
+            .condition_expression("#status = :running AND attribute_not_exists(#items)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#items", "items")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":items", n(items))
+            .expression_attribute_values(":launched", n(launched))
+            .expression_attribute_values(":none", AttributeValue::M(HashMap::new()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        conditional(spread)
+    }
+
+    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(job, item)))
+            .update_expression(format!(
+                "SET #status = if_not_exists(#status, :running), launchedAt = if_not_exists(launchedAt, :at), \
+                 leaseUntil = if_not_exists(leaseUntil, :zero), attempts = if_not_exists(attempts, :zero), \
+                 {TTL_ATTRIBUTE} = :ttl"
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":zero", n(0))
+            // Item records outlive any job's retention, then go.
+            .expression_attribute_values(":ttl", n((at + chrono::TimeDelta::days(400)).timestamp()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError> {
+        let taken = self
+            .update_job(job)
+            .update_expression("SET itemsLaunched = itemsLaunched + :one")
+            .condition_expression("#status = :running AND itemsLaunched < :items")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":items", n(items))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match taken {
+            Ok(output) => Ok(output
+                .attributes()
+                .and_then(|a| number_of(a, "itemsLaunched"))
+                .and_then(|n| u32::try_from(n - 1).ok())),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn claim_item(
+        &self,
+        job: &JobKey,
+        item: u32,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let at_leg = if leg == 0 {
+            "attribute_not_exists(leg)"
+        } else {
+            "leg = :leg"
+        };
+        let mut claim = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(job, item)))
+            .update_expression("SET leaseUntil = :lease, attempts = attempts + :one")
+            .condition_expression(format!("#status = :running AND leaseUntil < :now AND {at_leg}"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":lease", n(lease_until.timestamp()))
+            .expression_attribute_values(":now", n(at.timestamp()))
+            .expression_attribute_values(":one", n(1));
+        if leg > 0 {
+            claim = claim.expression_attribute_values(":leg", n(leg));
+        }
+        conditional(claim.send().await)
+    }
+
+    async fn release_item(&self, job: &JobKey, item: u32) -> Result<(), StoreError> {
+        let release = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(job, item)))
+            .update_expression("SET leaseUntil = :zero")
+            .condition_expression("#status = :running")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        conditional(release).map(drop)
+    }
+
+    async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> Result<bool, StoreError> {
+        let previous = leg
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::Corrupt("leg 0 has no checkpoint".into()))?;
+        let at_previous = if previous == 0 {
+            "attribute_not_exists(leg)"
+        } else {
+            "leg = :previous"
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(job, item)))
+            .update_expression("SET leg = :leg, leaseUntil = :zero")
+            .condition_expression(format!("#status = :running AND {at_previous}"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":leg", n(leg))
+            .expression_attribute_values(":zero", n(0));
+        if previous > 0 {
+            update = update.expression_attribute_values(":previous", n(previous));
+        }
+        conditional(update.send().await)
+    }
+
+    async fn item_done(&self, job: &JobKey, item: u32, outcome: &ItemOutcome) -> Result<Counted, StoreError> {
+        let json = serde_json::to_string(outcome).map_err(unavailable)?;
+        let counted = self
+            .update_job(job)
+            .update_expression("SET outcomes.#item = :outcome, itemsLeft = itemsLeft - :one")
+            .condition_expression("#status = :running AND attribute_not_exists(outcomes.#item)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#item", item.to_string())
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":outcome", s(json))
+            .expression_attribute_values(":one", n(1))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        let counted = match counted {
+            Ok(output) => Counted::Left(
+                output
+                    .attributes()
+                    .and_then(|a| number_of(a, "itemsLeft"))
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| StoreError::Corrupt("job item: itemsLeft".into()))?,
+            ),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") =>
+            {
+                match JobHistory::job(self, job).await? {
+                    Some(j) if j.status == JobStatus::InProgress => Counted::Already,
+                    _ => Counted::JobEnded,
+                }
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(job, item)))
+            .update_expression("SET #status = :done, leaseUntil = :zero")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":done", s(JobStatus::Done.as_str()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(counted)
+    }
+
+    async fn item_outcomes(&self, job: &JobKey) -> Result<Vec<(u32, ItemOutcome)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output.item().map_or(Ok(Vec::new()), read_outcomes)
+    }
+
+    async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(format!("EXPORT#{}", job.export_id)))
+            .expression_attribute_values(":prefix", s(item_prefix(job)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let corrupt = || StoreError::Corrupt("item run".into());
+        output
+            .items()
+            .iter()
+            .map(|record| {
+                let item = text_of(record, "sk")
+                    .and_then(|sk| sk.rsplit('#').next())
+                    .and_then(|i| i.parse().ok())
+                    .ok_or_else(corrupt)?;
+                let count = |name| {
+                    number_of(record, name)
+                        .and_then(|n| u32::try_from(n).ok())
+                        .unwrap_or(0)
+                };
+                Ok(ItemRun {
+                    item,
+                    done: text_of(record, "status") == Some(JobStatus::Done.as_str()),
+                    leg: count("leg"),
+                    attempts: count("attempts"),
+                    lease_until: number_of(record, "leaseUntil")
+                        .and_then(|t| DateTime::from_timestamp(t, 0))
+                        .unwrap_or_default(),
+                    launched_at: time_of(record, "launchedAt", "item run")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn end_spread_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
+        let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
+        let mut update = self
+            .update_job(job)
+            .condition_expression("#status = :running")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
+            .expression_attribute_values(":detail", s(detail));
+        update = match end.expires_at {
+            Some(expiry) => update
+                .update_expression(format!(
+                    "SET #status = :status, finishedAt = :at, detail = :detail, {TTL_ATTRIBUTE} = :ttl"
+                ))
+                .expression_attribute_values(":ttl", n(expiry.timestamp())),
+            None => update.update_expression("SET #status = :status, finishedAt = :at, detail = :detail"),
+        };
+        conditional(update.send().await)
+    }
+}
+
+#[async_trait]
 impl JobLedger for DynamoStore {
     async fn open_job(
         &self,
@@ -762,6 +1026,43 @@ impl JobLedger for DynamoStore {
     }
 }
 
+/// The record of one item's run of a spread job: `ITEM#<scheduledAt>#<item>` (not under `JOB#`,
+/// so job queries and scans never see it).
+fn item_key(job: &JobKey, item: u32) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("EXPORT#{}", job.export_id))),
+        ("sk".into(), s(format!("{}{item:04}", item_prefix(job)))),
+    ])
+}
+
+fn item_prefix(job: &JobKey) -> String {
+    format!("ITEM#{}#", rfc3339(job.scheduled_at))
+}
+
+fn number_of(item: &Item, name: &str) -> Option<i64> {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
+/// The outcomes a spread job's record holds, by item.
+fn read_outcomes(item: &Item) -> Result<Vec<(u32, ItemOutcome)>, StoreError> {
+    let Some(map) = item.get("outcomes").and_then(|v| v.as_m().ok()) else {
+        return Ok(Vec::new());
+    };
+    let corrupt = || StoreError::Corrupt("job item: outcomes".into());
+    let mut outcomes = map
+        .iter()
+        .map(|(index, json)| {
+            let index = index.parse().map_err(|_| corrupt())?;
+            let json = json.as_s().map_err(|_| corrupt())?;
+            Ok((index, serde_json::from_str(json).map_err(|_| corrupt())?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    outcomes.sort_by_key(|(index, _)| *index);
+    Ok(outcomes)
+}
+
 fn job_key(job: &JobKey) -> Item {
     HashMap::from([
         ("pk".into(), s(format!("EXPORT#{}", job.export_id))),
@@ -824,6 +1125,25 @@ fn read_job(item: &Item) -> Result<Job, StoreError> {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
+        spread: number_of(item, "items").map(|items| {
+            let count = |name| {
+                number_of(item, name)
+                    .and_then(|n| u32::try_from(n).ok())
+                    .unwrap_or(0)
+            };
+            let mut done: Vec<u32> = item
+                .get("outcomes")
+                .and_then(|v| v.as_m().ok())
+                .map(|m| m.keys().filter_map(|k| k.parse().ok()).collect())
+                .unwrap_or_default();
+            done.sort_unstable();
+            Spread {
+                items: u32::try_from(items).unwrap_or(0),
+                launched: count("itemsLaunched"),
+                left: count("itemsLeft"),
+                done,
+            }
+        }),
         finished_at: time("finishedAt")?,
         expires_at,
         detail,

@@ -10,7 +10,7 @@ use std::path::Path;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::job::{Job, JobEnd, JobKey};
+use crate::domain::job::{Counted, ItemOutcome, ItemRun, Job, JobEnd, JobKey};
 use crate::domain::notification::{Composed, Delivery};
 use crate::domain::request::{EmailAddress, Target};
 use crate::domain::series::Point;
@@ -171,6 +171,52 @@ pub trait JobLedger: Send + Sync {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+}
+
+/// The runs of the items of a job spread over parallel invocations: each item claimed, leased,
+/// checkpointed and continued like a job; their outcomes counted on the job with one atomic
+/// write, so exactly one item (the last) assembles the job.
+#[async_trait]
+pub trait ItemLedger: Send + Sync {
+    /// Spreads an unfinished job over `items` item runs, `launched` of them to be launched now.
+    /// `false` when it was spread already.
+    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError>;
+
+    /// Records that item `item` is launched (before its invocation is asked for), so that a
+    /// launch that never arrives is found.
+    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Takes the next item to launch, when one is left.
+    async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError>;
+
+    /// Claims item `item` at leg `leg` until `lease_until` when no attempt holds it; `false`
+    /// for a duplicate, a stale continuation, or an item done.
+    async fn claim_item(
+        &self,
+        job: &JobKey,
+        item: u32,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives back this attempt's claim on an item.
+    async fn release_item(&self, job: &JobKey, item: u32) -> Result<(), StoreError>;
+
+    /// Commits an item's checkpoint of leg `leg` (from leg `leg - 1`) and gives its claim back.
+    async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> Result<bool, StoreError>;
+
+    /// Records an item's outcome on its job and counts it, atomically.
+    async fn item_done(&self, job: &JobKey, item: u32, outcome: &ItemOutcome) -> Result<Counted, StoreError>;
+
+    /// The outcomes of a spread job's items, by index.
+    async fn item_outcomes(&self, job: &JobKey) -> Result<Vec<(u32, ItemOutcome)>, StoreError>;
+
+    /// The runs of a spread job's launched items.
+    async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError>;
+
+    /// Ends a spread job still in progress (an item failed it); `false` when it had ended.
+    async fn end_spread_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError>;
 }
 
 /// Who asks to read a channel: the subject of their token, and the credential they presented

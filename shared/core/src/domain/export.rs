@@ -147,6 +147,9 @@ pub struct RunEvent {
     /// is (1 for the first continuation). The job's checkpoint of that leg says where it stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leg: Option<u32>,
+    /// The run of one item of a job spread over parallel invocations: its index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<u32>,
 }
 
 /// Serde for times in the one format the service writes ([`rfc3339`]); reads any RFC 3339.
@@ -188,6 +191,7 @@ impl RunEvent {
             scheduled_at: at,
             occurrence: Some(k),
             leg: None,
+            item: None,
         }
     }
 }

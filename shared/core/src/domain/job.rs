@@ -111,6 +111,52 @@ pub struct JobDetail {
     pub error: Option<String>,
 }
 
+/// What one item of a job spread over parallel item runs ended with: its window, its file and
+/// its warnings, kept on the job until the last item assembles them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemOutcome {
+    pub window: ItemWindow,
+    pub file: FileRecord,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// How a job is spread over parallel item runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Spread {
+    /// The job's items.
+    pub items: u32,
+    /// Items launched so far (the first `items` indexes below it).
+    pub launched: u32,
+    /// Items not yet done.
+    pub left: u32,
+    /// The items done, by index.
+    pub done: Vec<u32>,
+}
+
+/// The run of one item of a spread job: whether it is running or done, its leg, its lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemRun {
+    pub item: u32,
+    pub done: bool,
+    pub leg: u32,
+    pub attempts: u32,
+    pub lease_until: DateTime<Utc>,
+    pub launched_at: DateTime<Utc>,
+}
+
+/// What counting a finished item on its job gave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// Counted: this many items are still to finish (0: this one was the last).
+    Left(u32),
+    /// This item was counted before (a retry of an item that had finished).
+    Already,
+    /// The job is no longer in progress (another item failed it).
+    JobEnded,
+}
+
 /// One run of an export.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
@@ -123,6 +169,8 @@ pub struct Job {
     pub attempts: u32,
     /// The job's leg: how many times it continued in a fresh invocation (0: never).
     pub leg: u32,
+    /// When its items run in parallel, how they stand.
+    pub spread: Option<Spread>,
     pub finished_at: Option<DateTime<Utc>>,
     /// When the files and the record expire (done jobs only).
     pub expires_at: Option<DateTime<Utc>>,

@@ -1,0 +1,272 @@
+//! Items in parallel. A job of several items, once claimed and allowed to run, is spread: the
+//! job records its items' counters and gives its claim back, and the first `ITEM_FAN_OUT` items
+//! are launched, each as an invocation of its own (`"item": i` in the event). An item run claims
+//! its item (a lease, a leg, like a job's), writes its file (pausing and continuing as a job
+//! does), then records its outcome on the job and counts it in one atomic write: while items are
+//! left it launches the next one not yet launched; the last one zips the files, records the job,
+//! settles the export and hands off to notify. An item that fails fails the job once (a write
+//! conditional on the job still running), naming the item, and removes the job's files; an item
+//! that finishes after that finds the job ended and removes its own.
+
+use exporter::domain::files;
+use exporter::domain::job::{Counted, JobDetail, JobEnd, JobStatus};
+use exporter::domain::{Export, RunEvent, Schedule};
+
+use crate::pipeline::{self, Checkpoint, ItemProgressed, JobError};
+use crate::{end_job, hand_off, settle, Deps, Failure, Outcome};
+
+/// Spreads a claimed job over its items' runs and launches the first of them.
+pub(crate) async fn spread(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    occurrence: Option<u64>,
+) -> Result<Outcome, Failure> {
+    let items =
+        u32::try_from(export.request.items.len()).map_err(|_| Failure::permanent("too many items"))?;
+    let launched = deps.config.fan_out.clamp(1, items);
+    if !deps.items.spread_job(&event.job(), items, launched).await? {
+        tracing::info!(export_id = %export.id, "job spread already; its items are under way");
+        return Ok(Outcome::Duplicate);
+    }
+    tracing::info!(export_id = %export.id, items, launched, "job spread over its items");
+    let first = RunEvent {
+        occurrence,
+        ..event.clone()
+    };
+    for item in 0..launched {
+        launch(deps, &first, item, None).await;
+    }
+    Ok(Outcome::Spread)
+}
+
+/// Records an item launched and launches its run (leg `leg`); a failure is logged, and the
+/// reconciler launches it later.
+async fn launch(deps: Deps<'_>, event: &RunEvent, item: u32, leg: Option<u32>) {
+    let run = RunEvent {
+        leg,
+        item: Some(item),
+        ..event.clone()
+    };
+    let launched = match deps.items.launch_item(&event.job(), item, deps.clock.now()).await {
+        Ok(()) => deps.launcher.launch(&run).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = launched {
+        tracing::error!(export_id = %event.export_id, item, error, "could not launch an item's run; the reconciler will");
+    }
+}
+
+/// The checkpoint of item `item`'s leg `leg`.
+fn checkpoint_key(prefix: &str, item: u32, leg: u32) -> String {
+    format!("{prefix}/.resume/item-{item}/leg-{leg}.json")
+}
+
+/// One item's run (or one leg of it).
+pub(crate) async fn run(deps: Deps<'_>, event: RunEvent, item: u32) -> Result<Outcome, Failure> {
+    let Some(export) = deps.exports.get(&event.export_id).await? else {
+        tracing::info!(export_id = %event.export_id, "export missing; nothing to run");
+        return Ok(Outcome::Skipped);
+    };
+    // An item run relaunched by the reconciler names no occurrence: its time does.
+    let event = match export.request.schedule {
+        Schedule::Recurring(recurrence) if event.occurrence.is_none() => RunEvent {
+            occurrence: recurrence.index_of(event.scheduled_at),
+            ..event
+        },
+        _ => event,
+    };
+    let leg = event.leg.unwrap_or(0);
+    let now = deps.clock.now();
+    if !deps
+        .items
+        .claim_item(&event.job(), item, leg, now, now + deps.config.lease)
+        .await?
+    {
+        return after_duplicate(deps, &export, &event, item).await;
+    }
+    let ran = run_claimed(deps, &export, &event, item, leg).await;
+    if ran.is_err() {
+        if let Err(e) = deps.items.release_item(&event.job(), item).await {
+            tracing::error!(export_id = %export.id, item, error = %e, "could not give the item back; the reconciler relaunches it once its lease passes");
+        }
+    }
+    ran
+}
+
+/// A duplicate item event: nothing to do, unless every item is done and the job still waits
+/// for its end (the last item's run died before ending it): then this one ends it.
+async fn after_duplicate(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    item: u32,
+) -> Result<Outcome, Failure> {
+    let job = deps.history.job(&event.job()).await?;
+    let waiting = job.is_some_and(|j| {
+        j.status == JobStatus::InProgress && j.spread.is_some_and(|s| s.left == 0 && s.items > 0)
+    });
+    if waiting {
+        tracing::warn!(export_id = %export.id, item, "every item is done and the job never ended; ending it");
+        return finish(deps, export, event).await;
+    }
+    tracing::info!(export_id = %export.id, item, "item held by another attempt, done, or stale; ignored");
+    Ok(Outcome::Duplicate)
+}
+
+async fn run_claimed(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    item: u32,
+    leg: u32,
+) -> Result<Outcome, Failure> {
+    let job = event.job();
+    let job_id = event.job_id();
+    let prefix = files::job_prefix(&export.id, &job_id);
+    let spread = match deps.history.job(&job).await? {
+        Some(j) if j.status == JobStatus::InProgress => j.spread,
+        _ => None,
+    };
+    let Some(spread) = spread else {
+        // Another item failed the job meanwhile: what this item left goes.
+        remove(deps, &format!("{prefix}/.resume/item-{item}")).await;
+        return Ok(Outcome::Skipped);
+    };
+    let resume = if leg > 0 {
+        let bytes = deps
+            .files
+            .read(&checkpoint_key(&prefix, item, leg))
+            .await
+            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::permanent(format!(
+                "the checkpoint of item {item}'s leg {leg} is unreadable: {e}"
+            ))
+        })?
+    } else {
+        Checkpoint {
+            occurrence: event.occurrence,
+            ..Checkpoint::default()
+        }
+    };
+    let ran = pipeline::run_item(
+        deps,
+        export,
+        &job_id,
+        event.scheduled_at,
+        item as usize,
+        resume,
+        leg,
+    )
+    .await;
+    match ran {
+        Ok(ItemProgressed::Paused(checkpoint)) => {
+            let next = leg + 1;
+            let bytes = serde_json::to_vec(&checkpoint).map_err(|e| Failure::permanent(e.to_string()))?;
+            deps.files
+                .put_bytes(&checkpoint_key(&prefix, item, next), bytes)
+                .await
+                .map_err(|e| Failure::Retryable(Box::new(e)))?;
+            if !deps.items.checkpoint_item(&job, item, next).await? {
+                tracing::warn!(export_id = %export.id, item, leg, "another attempt moved the item on; this one stops");
+                return Ok(Outcome::Duplicate);
+            }
+            launch(deps, event, item, Some(next)).await;
+            Ok(Outcome::Continued)
+        }
+        Ok(ItemProgressed::Done(outcome)) => match deps.items.item_done(&job, item, &outcome).await? {
+            Counted::Left(0) => finish(deps, export, event).await,
+            Counted::Left(left) => {
+                tracing::info!(export_id = %export.id, item, left, "item done");
+                if let Some(next) = deps.items.next_item(&job, spread.items).await? {
+                    let first = RunEvent {
+                        leg: None,
+                        item: None,
+                        ..event.clone()
+                    };
+                    launch(deps, &first, next, None).await;
+                }
+                Ok(Outcome::ItemDone)
+            }
+            Counted::Already => Ok(Outcome::ItemDone),
+            Counted::JobEnded => {
+                remove(deps, &outcome.file.key).await;
+                remove(deps, &format!("{prefix}/.resume/item-{item}")).await;
+                Ok(Outcome::Skipped)
+            }
+        },
+        Err(error) => fail(deps, export, event, item, &error).await,
+    }
+}
+
+/// Ends a spread job whose items are all done: its files zipped, its record written, its
+/// export settled, notify handed the job.
+async fn finish(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Outcome, Failure> {
+    let job_id = event.job_id();
+    let outcomes = deps.items.item_outcomes(&event.job()).await?;
+    match pipeline::assemble(
+        deps,
+        export,
+        &job_id,
+        event.scheduled_at,
+        event.occurrence,
+        outcomes,
+    )
+    .await
+    {
+        Ok(detail) => {
+            remove(
+                deps,
+                &format!("{}/.resume/", files::job_prefix(&export.id, &job_id)),
+            )
+            .await;
+            end_job(deps, export, event, &job_id, JobStatus::Done, detail).await
+        }
+        Err(error) => fail(deps, export, event, 0, &error).await,
+    }
+}
+
+/// Fails a spread job because of item `item` (once: the first failure wins), removing the job's
+/// files; a later failure only removes what is left.
+async fn fail(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    item: u32,
+    error: &JobError,
+) -> Result<Outcome, Failure> {
+    let job_id = event.job_id();
+    let reason = error.to_string();
+    let reason = if reason.starts_with("item ") {
+        reason
+    } else {
+        format!("item {item}: {reason}")
+    };
+    tracing::warn!(export_id = %export.id, job_id, reason, "job failed");
+    let finished_at = deps.clock.now();
+    let end = JobEnd {
+        status: JobStatus::Failed,
+        detail: JobDetail {
+            error: Some(reason),
+            ..JobDetail::default()
+        },
+        finished_at,
+        expires_at: Some(finished_at + deps.config.retention),
+    };
+    let first = deps.items.end_spread_job(&event.job(), &end).await?;
+    remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
+    if first {
+        settle(deps, export, JobStatus::Failed, finished_at).await?;
+        hand_off(deps, export, &job_id).await?;
+    }
+    Ok(Outcome::Failed)
+}
+
+/// Removes what is under `prefix` (a key is its own prefix); a failure is logged: the bucket's
+/// lifecycle rule removes it in time.
+async fn remove(deps: Deps<'_>, prefix: &str) {
+    if let Err(e) = deps.files.remove_all(prefix).await {
+        tracing::error!(prefix, error = %e, "could not remove files; they expire with the bucket's lifecycle rule");
+    }
+}

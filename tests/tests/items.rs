@@ -1,0 +1,353 @@
+//! Items in parallel, on moto with a slowed local reader: a job of several items is spread,
+//! its items run as invocations of their own (played here concurrently, as Lambda would run
+//! them), at most `ITEM_FAN_OUT` at a time, continuing when their budget runs out; the last one
+//! zips the files, records the job once and hands off to notify once. One item's failure fails
+//! the job once, naming the item, and leaves no file.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::{json, Value};
+
+use exporter::domain::job::JobStatus;
+use exporter::domain::{NotifyEvent, RunEvent};
+use exporter::ports::{FileStore, JobHistory, LaunchError, RunLauncher};
+use exporter::reader::HttpReader;
+use exporter::support::{Retry, Secret};
+use integration_tests::doubles::HandOffs;
+use integration_tests::{reader_server, someone, Fixture, READER_START, READER_TOKEN};
+use run_export::{handle, Outcome, RunConfig};
+
+const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
+
+/// `n` items of two days of minutes each, to CSV.
+fn body(n: usize) -> Value {
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            json!({"params": {"target": {"value": format!("urn:dev:{i}")}, "channelId": CHANNEL,
+                "subtopic": "events.data", "from": READER_START, "to": READER_START + 2 * 86_400}})
+        })
+        .collect();
+    json!({
+        "format": {"extension": "csv", "timezone": "Europe/Rome",
+            "columns": [{"id": "time", "label": "t"}, {"id": "value", "label": "v"}, {"id": "name", "label": "n"}]},
+        "type": "oneTime", "items": items,
+        "notification": {"messages": []}
+    })
+}
+
+async fn slow_reader(fx: &mut Fixture, latency: Duration) -> std::sync::Arc<reader_server::ReaderConfig> {
+    let mut slow = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60);
+    slow.latency = latency;
+    let (url, state) = reader_server::start(slow).await;
+    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
+        .expect("a reader client")
+        .with_page_limit(100)
+        .with_retry(Retry::default());
+    state
+}
+
+async fn create(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEvent {
+    let (status, export) = fx.call("POST", "/exports", Some(body), who).await;
+    assert_eq!(status, 201, "{export}");
+    RunEvent {
+        export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
+        scheduled_at: export["createdAt"]
+            .as_str()
+            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
+            .expect("createdAt"),
+        occurrence: None,
+        leg: None,
+        item: None,
+    }
+}
+
+/// Collects launched events.
+#[derive(Default)]
+struct Queue(Mutex<Vec<RunEvent>>);
+
+#[async_trait]
+impl RunLauncher for Queue {
+    async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
+        if let Ok(mut q) = self.0.lock() {
+            q.push(event.clone());
+        }
+        Ok(())
+    }
+}
+
+/// One invocation: its event, when it ran, what it gave.
+struct Invocation {
+    event: RunEvent,
+    span: (Instant, Instant),
+    outcome: Outcome,
+}
+
+/// Runs `first`, then every launched event, those launched together concurrently (as Lambda
+/// runs asynchronous invokes), until nothing is left.
+async fn run_all(deps: run_export::Deps<'_>, queue: &Queue, first: RunEvent) -> Vec<Invocation> {
+    let mut done = Vec::new();
+    let mut pending = vec![first];
+    while !pending.is_empty() {
+        let runs = pending.drain(..).map(|event| async move {
+            let start = Instant::now();
+            let outcome = handle(deps, event.clone()).await.expect("runs");
+            Invocation {
+                event,
+                span: (start, Instant::now()),
+                outcome,
+            }
+        });
+        done.extend(futures::future::join_all(runs).await);
+        pending = queue
+            .0
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default();
+        assert!(done.len() < 500, "a job that never ends");
+    }
+    done
+}
+
+#[tokio::test]
+async fn a_job_of_several_items_runs_them_in_parallel_and_ends_with_one_zip_one_record_one_hand_off() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    slow_reader(&mut fx, Duration::from_millis(20)).await;
+    let alice = someone();
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+
+    // The reference: the same items one after the other.
+    let sequential = create(&fx, &alice, &body(5)).await;
+    let one_by_one = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        ..fx.run_deps()
+    };
+    run_all(one_by_one, &queue, sequential.clone()).await;
+
+    let event = create(&fx, &alice, &body(5)).await;
+    let config = RunConfig {
+        fan_out: 3,
+        budget: Some(TimeDelta::milliseconds(300)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let invocations = run_all(deps, &queue, event.clone()).await;
+    println!("items: {} invocations", invocations.len());
+    assert_eq!(invocations[0].outcome, Outcome::Spread);
+    let items: Vec<&Invocation> = invocations.iter().filter(|i| i.event.item.is_some()).collect();
+    // At most three items at once: the first wave is three, each next item launched by one
+    // that finished.
+    let first_wave = invocations
+        .iter()
+        .skip(1)
+        .take_while(|i| i.event.item.is_some_and(|n| n < 3) && i.event.leg.is_none())
+        .count();
+    assert_eq!(first_wave, 3, "the first three items launched together");
+    let overlapping = items.iter().any(|a| {
+        items
+            .iter()
+            .any(|b| a.event.item != b.event.item && a.span.0 < b.span.1 && b.span.0 < a.span.1)
+    });
+    assert!(overlapping, "item runs overlap");
+    assert!(
+        items.iter().any(|i| i.outcome == Outcome::Continued),
+        "items continue past their budget too"
+    );
+    assert_eq!(
+        invocations.iter().filter(|i| i.outcome == Outcome::Done).count(),
+        1,
+        "one run ends the job"
+    );
+
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    assert_eq!(job.detail.files.len(), 5);
+    assert_eq!(job.detail.windows.len(), 5);
+    assert!(job.detail.archive.is_some(), "one zip");
+    let reference = fx
+        .store
+        .job(&sequential.job())
+        .await
+        .expect("reads")
+        .expect("a job");
+    for (got, want) in job.detail.files.iter().zip(&reference.detail.files) {
+        assert_eq!(
+            got.key.rsplit('/').next(),
+            want.key.rsplit('/').next(),
+            "files in item order"
+        );
+        assert_eq!((got.rows, got.bytes), (want.rows, want.bytes));
+        let a = fx.files.read(&got.key).await.expect("the file");
+        let b = fx.files.read(&want.key).await.expect("the file");
+        assert!(a == b, "{}: as the items one after the other wrote it", got.key);
+    }
+    let sent: Vec<NotifyEvent> = hand_offs.0.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(
+        sent.iter().filter(|e| e.export_id == event.export_id).count(),
+        1,
+        "one hand-off to notify"
+    );
+    let left: Vec<String> = fx
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&event.export_id.to_string()) && k.contains("/.resume/"))
+        .collect();
+    assert!(left.is_empty(), "no checkpoint or tail left: {left:?}");
+    let (_, state) = fx
+        .call(
+            "GET",
+            &format!("/exports/{}/status", event.export_id),
+            None,
+            &alice,
+        )
+        .await;
+    assert_eq!(state["status"], "done", "{state}");
+    assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn one_failing_item_fails_the_job_once_naming_it_and_leaves_no_file() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    slow_reader(&mut fx, Duration::from_millis(5)).await;
+    let alice = someone();
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    // Item 2 reads a channel the local reader refuses (not a UUID it knows: a 400).
+    let mut request = body(4);
+    request["format"]["extension"] = json!("xlsx");
+    request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
+    request["items"][2]["params"]["to"] = json!(READER_START + 60 * 86_400);
+    let event = create(&fx, &alice, &request).await;
+    let config = RunConfig {
+        fan_out: 4,
+        xlsx_max_rows: 10_000,
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let invocations = run_all(deps, &queue, event.clone()).await;
+    let failed = invocations
+        .iter()
+        .filter(|i| i.outcome == Outcome::Failed)
+        .count();
+    assert_eq!(failed, 1, "one item fails the job");
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.detail.error.unwrap_or_default();
+    assert!(error.starts_with("item 2: more than 10000 rows"), "{error}");
+    let sent: Vec<NotifyEvent> = hand_offs.0.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(sent.len(), 1, "one hand-off, for onFailure");
+    let left: Vec<String> = fx
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&event.export_id.to_string()))
+        .collect();
+    assert!(left.is_empty(), "no file left: {left:?}");
+    let (_, state) = fx
+        .call(
+            "GET",
+            &format!("/exports/{}/status", event.export_id),
+            None,
+            &alice,
+        )
+        .await;
+    assert_eq!(state["status"], "failed", "{state}");
+    assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn an_item_run_whose_launch_was_lost_is_relaunched_by_the_reconciler_and_the_job_ends() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    slow_reader(&mut fx, Duration::from_millis(5)).await;
+    let alice = someone();
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    let event = create(&fx, &alice, &body(3)).await;
+    let config = RunConfig {
+        fan_out: 3,
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        ..fx.run_deps()
+    };
+    assert_eq!(handle(deps, event.clone()).await.expect("runs"), Outcome::Spread);
+    let mut launched = queue
+        .0
+        .lock()
+        .map(|mut q| std::mem::take(&mut *q))
+        .unwrap_or_default();
+    assert_eq!(launched.len(), 3);
+    // Item 2's invocation never comes; the others run.
+    launched.retain(|e| e.item != Some(2));
+    for run in launched {
+        assert_eq!(handle(deps, run).await.expect("runs"), Outcome::ItemDone);
+    }
+    let waiting = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(waiting.status, JobStatus::InProgress);
+    assert_eq!(waiting.spread.as_ref().map(|s| s.left), Some(1));
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let reconcile_config = reconcile::ReconcileConfig {
+        grace: TimeDelta::zero(),
+        ..reconcile::ReconcileConfig::default()
+    };
+    let sweep = reconcile::Deps {
+        files: &fx.files,
+        sweep: &fx.store,
+        history: &fx.store,
+        ledger: &fx.store,
+        items: &fx.store,
+        lifecycle: &fx.store,
+        runs: &fx.store,
+        schedules: &fx.schedules,
+        launcher: &queue,
+        notifier: &hand_offs,
+        clock: &fx.clock,
+        config: &reconcile_config,
+    };
+    let repairs = reconcile::handle(sweep).await.expect("sweeps");
+    assert_eq!(repairs.items_relaunched, 1, "{repairs:?}");
+    assert_eq!(repairs.jobs_abandoned, 0, "{repairs:?}");
+    let relaunched = queue
+        .0
+        .lock()
+        .map(|mut q| std::mem::take(&mut *q))
+        .unwrap_or_default();
+    assert_eq!(relaunched.iter().map(|e| e.item).collect::<Vec<_>>(), [Some(2)]);
+    let outcomes = run_all(deps, &queue, relaunched[0].clone()).await;
+    assert_eq!(outcomes.last().map(|i| i.outcome), Some(Outcome::Done));
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    assert_eq!(job.detail.files.len(), 3);
+    assert_eq!(
+        reconcile::handle(sweep).await.expect("sweeps").items_relaunched,
+        0,
+        "nothing left to relaunch"
+    );
+    let sent: Vec<NotifyEvent> = hand_offs.0.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(sent.len(), 1, "one hand-off");
+}
