@@ -145,8 +145,13 @@ fn actions_of(call: &str) -> &'static [&'static str] {
             &["dynamodb:Scan"]
         }
         "sweep.abandon_job" | "sweep.set_quota" => &["dynamodb:UpdateItem"],
-        "items.spread_job" | "items.launch_item" | "items.next_item" | "items.claim_item" | "items.release_item"
-        | "items.checkpoint_item" | "items.end_spread_job" => &["dynamodb:UpdateItem"],
+        "items.spread_job"
+        | "items.launch_item"
+        | "items.next_item"
+        | "items.claim_item"
+        | "items.release_item"
+        | "items.checkpoint_item"
+        | "items.end_spread_job" => &["dynamodb:UpdateItem"],
         "items.item_done" => &["dynamodb:UpdateItem", "dynamodb:GetItem"],
         "items.item_outcomes" => &["dynamodb:GetItem"],
         "items.item_runs" => &["dynamodb:Query"],

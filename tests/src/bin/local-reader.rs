@@ -2,6 +2,7 @@
 //! 127.0.0.1:9100), `READER_TOKEN`; a point every `LOCAL_READER_STEP_SECONDS` (default 300) from
 //! 2025-01-01 for any channel, subtopic and name, or, with `LOCAL_READER_DATA=<file>`, the
 //! messages of that file (a JSON array of SenML messages, or a page saved from a real reader).
+//! `LOCAL_READER_LATENCY_MS` delays every answer (a reader far away).
 //! Users' tokens and what they may read: `LOCAL_READER_GRANTS=token=channel,channel;token=*`;
 //! the policy endpoint's subjects likewise in `LOCAL_READER_POLICY=subject=*;...`.
 
@@ -16,6 +17,13 @@ async fn main() -> Result<(), String> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
     let mut config = ReaderConfig::new(&token, 1_735_689_600, step);
+    // A reader far away: each answer takes this long (the end-to-end benchmark sets it).
+    if let Some(ms) = std::env::var("LOCAL_READER_LATENCY_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        config.latency = std::time::Duration::from_millis(ms);
+    }
     if let Some(path) = std::env::var_os("LOCAL_READER_DATA").filter(|p| !p.is_empty()) {
         let shown = path.to_string_lossy().into_owned();
         let text = std::fs::read_to_string(&path).map_err(|e| format!("LOCAL_READER_DATA {shown}: {e}"))?;
