@@ -42,3 +42,30 @@ for n in "${sizes[@]}"; do
     echo "  $("$bench" xlsx "$pages" "$work/ours-$n.xlsx")"
   fi
 done
+
+# End to end through run-export: its handler in a release build, on the local stack (moto), from
+# a local reader in a process of its own that takes E2E_LATENCY_MS an answer.
+e2e_sizes=(${E2E_SIZES:-1000000 10000000})
+e2e_continue=(${E2E_CONTINUE:-100000000 60})
+latency=${E2E_LATENCY_MS:-20}
+port=${E2E_READER_PORT:-9210}
+echo "== end to end through run-export (release) on the local stack"
+cargo build -q --release -p integration-tests --bin e2e-bench --bin local-reader
+scripts/stack.sh up >/dev/null
+reader_pid=
+cleanup() {
+  [[ -n $reader_pid ]] && kill "$reader_pid" 2>/dev/null || true
+  scripts/stack.sh down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+LOCAL_READER_ADDRESS=127.0.0.1:$port LOCAL_READER_STEP_SECONDS=1 LOCAL_READER_LATENCY_MS=$latency \
+  READER_TOKEN=bench-token target/release/local-reader >"$work/e2e-reader.log" 2>&1 &
+reader_pid=$!
+for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+(
+  set -a
+  eval "$(scripts/stack.sh env)"
+  set +a
+  READER_URL=http://127.0.0.1:$port READER_TOKEN=bench-token READER_LATENCY_MS=$latency WORK_DIR=$work \
+    RUST_LOG=warn target/release/e2e-bench "${e2e_sizes[@]}" --continue "${e2e_continue[@]}"
+)

@@ -5,7 +5,7 @@
 //!   2026-03-01 in one series, so 10M points cross the 2026 DST change in Rome.
 //! - `pipeline-bench csv DIR raw|buckets OUT`: the export pipeline over the pages, oldest
 //!   first, to CSV in Europe/Rome (`buckets`: 15-minute avg and stddev); prints the figures.
-//! - `pipeline-bench xlsx DIR OUT`: raw rows to XLSX.
+//! - `pipeline-bench xlsx DIR OUT`: raw rows to XLSX, staged then rendered as run-export does.
 //! - `pipeline-bench parse DIR`: the page parser alone, on one thread, pages read beforehand.
 //!
 //! The pipeline is the service's own code: `parse_owned` (as the reader client parses pages),
@@ -22,6 +22,7 @@ use exporter_core::domain::request::{Aggregate, ColumnId};
 use exporter_core::page::parse_owned;
 use exporter_core::render::csv_file::CsvFile;
 use exporter_core::render::series::SeriesRenderer;
+use exporter_core::render::stage::{render_stage, StageFile};
 use exporter_core::render::xlsx_file::XlsxFile;
 use exporter_core::render::{ItemContext, RowWriter};
 
@@ -120,8 +121,13 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
                 vec!["time", "value", "name", "unit"],
             )
         };
+        // A workbook goes as run-export writes it: rows staged, then rendered from the stage.
         let writer: Box<dyn RowWriter + Send> = if xlsx {
-            Box::new(XlsxFile::new(tz, &labels)?)
+            Box::new(StageFile::new(
+                File::create(out.with_extension("stage"))?,
+                0,
+                u64::MAX,
+            ))
         } else {
             Box::new(CsvFile::new(file.try_clone()?, b',', tz, &labels, true)?)
         };
@@ -167,6 +173,12 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
     let mut rows = 0;
     for (renderer, mut file) in renderers {
         rows += renderer.finish(&mut file)?.rows;
+        if xlsx {
+            let labels = ["time", "value", "name", "unit"];
+            let mut workbook = XlsxFile::new(tz, &labels)?;
+            render_stage(File::open(out.with_extension("stage"))?, &mut workbook)?;
+            Box::new(workbook).finish_into(&mut file)?;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

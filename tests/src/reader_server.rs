@@ -274,23 +274,35 @@ fn seconds(text: Option<&String>) -> Result<Option<f64>, ()> {
     }
 }
 
+/// Answers a page, taking `latency` in all (the time to build the answer included, so that a
+/// benchmark's reader-bound limit is what it says).
 async fn messages(
+    state: State<Arc<ReaderConfig>>,
+    channel: Path<String>,
+    headers: HeaderMap,
+    params: Query<HashMap<String, String>>,
+) -> Response {
+    let started = tokio::time::Instant::now();
+    let config = state.0.clone();
+    config.requests.fetch_add(1, Ordering::SeqCst);
+    let _answering = Answering::new(&config);
+    let answer = messages_now(state, channel, headers, params).await;
+    tokio::time::sleep_until(started + config.latency).await;
+    answer
+}
+
+async fn messages_now(
     State(config): State<Arc<ReaderConfig>>,
     Path(channel): Path<String>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    config.requests.fetch_add(1, Ordering::SeqCst);
-    let _answering = Answering::new(&config);
     if config
         .throttle_above
         .is_some_and(|most| config.in_flight.load(Ordering::SeqCst) > most)
     {
         config.throttled.fetch_add(1, Ordering::SeqCst);
         return error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
-    }
-    if !config.latency.is_zero() {
-        tokio::time::sleep(config.latency).await;
     }
     if let Some(status) = config.always_fail {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

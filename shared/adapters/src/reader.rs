@@ -44,8 +44,65 @@ pub struct HttpReader {
     max_in_flight: usize,
 }
 
-/// A read's flow controller, shared with the tasks fetching its pieces.
-type SharedFlow = Arc<Mutex<Flow>>;
+/// A read's requests under way, held to what its flow controller allows; shared with the tasks
+/// fetching its pieces. Only a request holds a pass: parsing a page, waiting for an older piece
+/// to be handed over, or a retry's pause do not, so the reader always has as many requests as
+/// the flow allows.
+struct Gate {
+    state: Mutex<(Flow, usize)>,
+    freed: tokio::sync::Notify,
+}
+
+type SharedFlow = Arc<Gate>;
+
+/// A request's place under the gate, given back when dropped.
+struct Pass<'g>(&'g Gate);
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.0.state.lock() {
+            state.1 = state.1.saturating_sub(1);
+        }
+        self.0.freed.notify_waiters();
+    }
+}
+
+impl Gate {
+    fn new(max: usize) -> Self {
+        Self {
+            state: Mutex::new((Flow::new(max), 0)),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Waits until one more request may go.
+    async fn enter(&self) -> Pass<'_> {
+        loop {
+            let freed = self.freed.notified();
+            if let Ok(mut state) = self.state.lock() {
+                if state.1 < state.0.allowed() {
+                    state.1 += 1;
+                    return Pass(self);
+                }
+            }
+            freed.await;
+        }
+    }
+
+    fn answered(&self, latency: Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0.answered(latency);
+        }
+        // The flow may allow more now.
+        self.freed.notify_waiters();
+    }
+
+    fn throttled(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0.throttled();
+        }
+    }
+}
 
 /// A piece on its way: fetched and parsed on another task.
 type PieceTask = tokio::task::JoinHandle<Result<Piece, ReadError>>;
@@ -171,6 +228,7 @@ impl HttpReader {
         ];
         let mut attempt = 0;
         loop {
+            let pass = flow.enter().await;
             let started = std::time::Instant::now();
             let sent = self
                 .http
@@ -183,9 +241,7 @@ impl HttpReader {
                 Ok(response) if response.status().is_success() => {
                     match capped_body(response, self.max_page_bytes).await {
                         Ok(body) => {
-                            if let Ok(mut flow) = flow.lock() {
-                                flow.answered(started.elapsed());
-                            }
+                            flow.answered(started.elapsed());
                             return Ok(body);
                         }
                         Err(BodyError::TooLarge(max)) => {
@@ -202,9 +258,7 @@ impl HttpReader {
                     let message = reader_message(capped_text(response, 64 * 1024).await);
                     let why = format!("the reader answered {status}: {message}");
                     if status.is_server_error() || status.as_u16() == 429 {
-                        if let Ok(mut flow) = flow.lock() {
-                            flow.throttled();
-                        }
+                        flow.throttled();
                         (retry_after.map(|d| d.min(self.retry.cap)), why)
                     } else {
                         return Err(ReadError::Permanent(why));
@@ -212,6 +266,7 @@ impl HttpReader {
                 }
                 Err(e) => (None, format!("the reader did not answer: {}", without_url(&e))),
             };
+            drop(pass);
             attempt += 1;
             if attempt >= self.retry.attempts {
                 return Err(ReadError::Exhausted(why));
@@ -265,9 +320,9 @@ impl HttpReader {
         if width <= narrowest() {
             return Ok(Piece::Dense(from, to, total));
         }
-        // Parts of about four fifths of a page each, were the messages spread evenly: most then
+        // Parts of about nineteen twentieths of a page each, were the messages spread evenly: most then
         // fit in one answer, and a denser one is cut again.
-        let per_part = (u64::from(self.page_limit) * 4 / 5).max(1);
+        let per_part = (u64::from(self.page_limit) * 19 / 20).max(1);
         let parts = total.div_ceil(per_part).clamp(2, 1 << 20);
         let step = (width / i32::try_from(parts).unwrap_or(i32::MAX)).max(narrowest() / 2);
         let mut cuts = Vec::new();
@@ -307,12 +362,12 @@ impl SeriesReader for HttpReader {
             .0
             .push_back(Slot::Waiting(query.window.from.unwrap_or(epoch), query.window.to));
         let mut total_points = 0u64;
-        let flow: SharedFlow = Arc::new(Mutex::new(Flow::new(self.max_in_flight)));
+        let flow: SharedFlow = Arc::new(Gate::new(self.max_in_flight));
         loop {
-            // The oldest few pieces are fetched and parsed on other tasks while the sink writes;
-            // how many, the flow decides (pieces already under way are let finish).
-            let allowed = flow.lock().map_or(1, |f| f.allowed());
-            for slot in pieces.0.iter_mut().take(allowed) {
+            // The oldest pieces are fetched and parsed on other tasks while the sink writes: up
+            // to twice the most requests in flight are under way (memory is bounded by that),
+            // their requests held by the gate to what the flow allows.
+            for slot in pieces.0.iter_mut().take(2 * self.max_in_flight) {
                 if let Slot::Waiting(from, to) = *slot {
                     let (reader, query, flow) = (self.clone(), query.clone(), flow.clone());
                     *slot = Slot::Fetching(tokio::spawn(async move {

@@ -14,12 +14,37 @@ use serde_json::json;
 
 use exporter::domain::job::JobStatus;
 use exporter::domain::RunEvent;
-use exporter::ports::JobHistory;
+use exporter::ports::{JobHistory, ReadError, SeriesQuery, SeriesReader, SliceSink};
 use exporter::reader::HttpReader;
 use exporter::support::Secret;
 use integration_tests::doubles::{HandOffs, Launches};
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, RunConfig};
+
+/// The reader, timed: how long its reads took (the rest of a run is writing the file's last
+/// bytes and storing it).
+struct Clocked(HttpReader, std::sync::Mutex<std::time::Duration>);
+
+#[async_trait::async_trait]
+impl SeriesReader for Clocked {
+    async fn read(&self, query: &SeriesQuery, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
+        let started = Instant::now();
+        let read = self.0.read(query, sink).await;
+        if let Ok(mut total) = self.1.lock() {
+            *total += started.elapsed();
+        }
+        read
+    }
+}
+
+impl Clocked {
+    fn take(&self) -> f64 {
+        self.1
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t).as_secs_f64())
+            .unwrap_or_default()
+    }
+}
 
 /// The process's peak resident set, in MiB (Linux's `VmHWM`).
 fn peak_rss_mib() -> f64 {
@@ -80,24 +105,63 @@ async fn main() {
         (size, budget)
     });
     let sizes: Vec<i64> = args.iter().filter_map(|a| a.parse().ok()).collect();
-    let mut fx = Fixture::new()
+    let fx = Fixture::new()
         .await
         .expect("the local stack runs (scripts/stack.sh up)");
-    let url = std::env::var("READER_URL").expect("READER_URL: the benchmark's local reader");
+    let mut inproc = None;
+    let url = match std::env::var("READER_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            // No reader given: one in this process (its work then counts in this process's figures).
+            let mut config =
+                integration_tests::reader_server::ReaderConfig::new("local-reader-token", READER_START, 1);
+            config.latency = std::time::Duration::from_millis(env_or("READER_LATENCY_MS", 20));
+            let (url, state) = integration_tests::reader_server::start(config).await;
+            inproc = Some(state);
+            url
+        }
+    };
     let token = std::env::var("READER_TOKEN").unwrap_or_else(|_| "local-reader-token".into());
+    let token = if inproc.is_some() {
+        "local-reader-token".to_owned()
+    } else {
+        token
+    };
     let latency_ms: f64 = env_or("READER_LATENCY_MS", 20.0);
     let in_flight: usize = env_or("READER_MAX_IN_FLIGHT", 8);
-    fx.reader = HttpReader::new(url, Secret::new(token))
-        .expect("a reader client")
-        .with_max_in_flight(in_flight);
+    let reader = Clocked(
+        HttpReader::new(url.clone(), Secret::new(token.clone()))
+            .expect("a reader client")
+            .with_max_in_flight(in_flight),
+        std::sync::Mutex::default(),
+    );
     let limit = in_flight as f64 * 1000.0 / (latency_ms / 1000.0);
+    // What one page actually takes from this reader, one request at a time: the set latency,
+    // plus the timer's rounding and the loopback's round trip.
+    let answer_ms = {
+        let client = reqwest::Client::new();
+        let page = format!(
+            "{url}/channels/0115c85d-ef3e-4de9-9732-d0c5c4f2c482/messages?subtopic=events.data&name=x&from={READER_START}&to={}&limit=1000",
+            READER_START + 1000
+        );
+        let started = Instant::now();
+        for _ in 0..20 {
+            let _ = client
+                .get(&page)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status());
+        }
+        started.elapsed().as_secs_f64() * 1000.0 / 20.0
+    };
+    let measured_limit = in_flight as f64 * 1000.0 / (answer_ms / 1000.0);
     let alice = someone();
     let queue = Launches::default();
     let hand_offs = HandOffs::default();
     let work = std::env::var("WORK_DIR").ok().map(Into::into);
     println!(
-        "reader: {latency_ms} ms an answer, at most {in_flight} pages in flight: a limit of {:.0} points/s",
-        limit
+        "reader: {latency_ms} ms an answer set ({answer_ms:.1} ms measured), at most {in_flight} pages in flight: a limit of {limit:.0} points/s ({measured_limit:.0} with the measured answer time)"
     );
     for points in sizes {
         let event = create(&fx, &alice, points).await;
@@ -109,23 +173,36 @@ async fn main() {
             launcher: &queue,
             notifier: &hand_offs,
             config: &config,
+            reader: &reader,
             ..fx.run_deps()
         };
         let started = Instant::now();
         handle(deps, event.clone()).await.expect("runs");
+        let reading = reader.take();
         let took = started.elapsed();
         let job = fx.store.job(&event.job()).await.ok().flatten().expect("a job");
         assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
         let rows = job.detail.files.first().map_or(0, |f| f.rows);
         assert_eq!(rows, points as u64, "every point a row");
         let rate = points as f64 / took.as_secs_f64();
+        let read_rate = points as f64 / reading;
         println!(
-            "e2e {points} points to CSV: {:.2} s, {rate:.0} points/s, {:.0}% of the reader-bound limit, {:.1} MiB file, peak RSS {:.1} MiB",
+            "e2e {points} points to CSV: {:.2} s, {rate:.0} points/s ({:.0}% of the reader-bound limit, {:.0}% of the measured one); reading {reading:.2} s, {read_rate:.0} points/s ({:.0}%, {:.0}%); {:.1} MiB file, peak RSS {:.1} MiB",
             took.as_secs_f64(),
             100.0 * rate / limit,
+            100.0 * rate / measured_limit,
+            100.0 * read_rate / limit,
+            100.0 * read_rate / measured_limit,
             job.detail.files[0].bytes as f64 / 1048576.0,
             peak_rss_mib()
         );
+        if let Some(state) = &inproc {
+            println!(
+                "  reader: {} requests, at most {} at once",
+                state.requests.swap(0, std::sync::atomic::Ordering::SeqCst),
+                state.most_in_flight.swap(0, std::sync::atomic::Ordering::SeqCst)
+            );
+        }
     }
     if let Some((points, budget)) = continued {
         let event = create(&fx, &alice, points).await;
@@ -138,6 +215,7 @@ async fn main() {
             launcher: &queue,
             notifier: &hand_offs,
             config: &config,
+            reader: &reader,
             ..fx.run_deps()
         };
         let started = Instant::now();
