@@ -461,3 +461,60 @@ async fn past_the_xlsx_row_cap_a_job_fails_early_and_says_to_use_csv() {
     );
     assert!(files_of(&fx, &event.export_id).await.is_empty(), "no file left");
 }
+
+#[tokio::test]
+async fn a_job_pauses_when_its_local_file_reaches_the_most_an_invocation_may_write() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    // A point a second: 100,000 points make a file of about 3.2 MiB.
+    let mut dense = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 1);
+    dense.latency = Duration::from_millis(1);
+    let (url, _) = reader_server::start(dense).await;
+    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
+        .expect("a reader client")
+        .with_retry(Retry::default());
+    let alice = someone();
+    let mut request = body();
+    request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
+    request["items"] = json!([{"params": {"target": {"value": "urn:dev:a"}, "channelId": CHANNEL,
+        "subtopic": "events.data", "from": READER_START, "to": READER_START + 100_000}}]);
+    let queue = Launches::default();
+    let whole = create(&fx, &alice, &request).await;
+    let unbounded = run_export::Deps {
+        launcher: &queue,
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        run_to_end(unbounded, &queue, whole.clone()).await,
+        [Outcome::Done]
+    );
+    // No time budget: only the local file's size (past the CSV writer's 256 KiB buffer) makes
+    // it pause.
+    let bounded = create(&fx, &alice, &request).await;
+    let config = RunConfig {
+        max_local_bytes: 1_000_000,
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let outcomes = run_to_end(deps, &queue, bounded.clone()).await;
+    println!("local bytes: {} invocations", outcomes.len());
+    assert!(outcomes.len() >= 3, "{outcomes:?}");
+    let expected = files_of(&fx, &whole.export_id).await;
+    let got = files_of(&fx, &bounded.export_id).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "one file, no checkpoint or tail left: {:?}",
+        got.keys()
+    );
+    let (name, bytes) = expected.iter().next().expect("a file");
+    assert!(
+        got[name] == *bytes,
+        "byte for byte the file of a run that never stopped"
+    );
+}

@@ -60,6 +60,9 @@ pub struct RunConfig {
     pub part_bytes: usize,
     /// The most rows one item's workbook may hold; a job past it fails as soon as it gets there.
     pub xlsx_max_rows: u64,
+    /// The most bytes of a file one invocation writes locally before it pauses (its full parts
+    /// uploaded) and continues in a fresh one: the function's local storage is bounded by it.
+    pub max_local_bytes: u64,
     /// How many items of a job run at once, each in an invocation of its own; 1: a job's items
     /// run one after the other in the job's invocation.
     pub fan_out: u32,
@@ -80,6 +83,7 @@ impl Default for RunConfig {
             part_bytes: 8 * 1024 * 1024,
             xlsx_max_rows: 5_000_000,
             fan_out: 4,
+            max_local_bytes: 1 << 30,
         }
     }
 }
@@ -115,6 +119,7 @@ impl RunConfig {
             part_bytes: defaults.part_bytes,
             xlsx_max_rows: parsed_or("XLSX_MAX_ROWS", defaults.xlsx_max_rows)?,
             fan_out: parsed_or("ITEM_FAN_OUT", defaults.fan_out)?,
+            max_local_bytes: parsed_or("RUN_MAX_LOCAL_BYTES", defaults.max_local_bytes)?,
         })
     }
 }

@@ -82,11 +82,18 @@ struct Timed<'s> {
     pausable: bool,
     /// Everything before this instant was taken, nothing after.
     until: Option<DateTime<Utc>>,
+    /// The local file, and the most it may hold in one invocation: past it, a pausable series
+    /// pauses (its full parts go up), so the function's local storage is never exhausted.
+    local: (&'s std::path::Path, u64),
 }
 
 impl Timed<'_> {
     fn time_is_up(&self) -> bool {
         self.stop_at.is_some_and(|stop| self.clock.now() >= stop)
+    }
+
+    fn local_is_full(&self) -> bool {
+        std::fs::metadata(self.local.0).is_ok_and(|m| m.len() >= self.local.1)
     }
 }
 
@@ -102,6 +109,7 @@ impl SliceSink for Timed<'_> {
     async fn boundary(&mut self, until: DateTime<Utc>) -> Result<(), Cause> {
         self.until = Some(until);
         match (self.time_is_up(), self.pausable) {
+            (false, true) if self.local_is_full() => Err(Box::new(Pause)),
             (false, _) => Ok(()),
             (true, true) => Err(Box::new(Pause)),
             (true, false) => Err(Box::new(TimeUp)),
@@ -439,8 +447,10 @@ async fn render_item(
     let format = &export.request.format;
     let labels: Vec<&str> = format.columns.iter().map(|c| c.label.as_str()).collect();
     let mut file = temp_file(deps)?;
+    let mut carried = 0u64;
     if let Some(tail) = progress.as_ref().and_then(|p| p.tail.as_deref()) {
         let bytes = deps.files.read(tail).await?;
+        carried = bytes.len() as u64;
         file.write_all(&bytes)?;
         file.flush()?;
     }
@@ -507,6 +517,8 @@ async fn render_item(
         stop_at: deps.stop_at,
         clock: deps.clock,
         until: None,
+        // The tail carried over (less than a part) does not count: each leg writes its share.
+        local: (file.path(), carried.saturating_add(deps.config.max_local_bytes)),
     };
     let read = deps.reader.read(&query, &mut timed).await;
     let until = timed.until;
