@@ -1,5 +1,6 @@
 //! A fault soak on moto: a driver plays EventBridge Scheduler (moto stores schedules and never
-//! fires them) on a fast clock for a dozen recurring exports and a few one-time ones, while
+//! fires them) on a fast clock for a dozen recurring exports (three of two items, spread over
+//! item runs) and a few one-time ones, while
 //! faults are injected at random but reproducibly (a fixed seed): schedule fires that come late,
 //! twice, or never; launches that are lost; the scheduler, the store's next-run and job writes,
 //! S3, the reader and Slack failing (retried as Lambda's asynchronous invocations are, then
@@ -28,8 +29,8 @@ use serde_json::json;
 use exporter::domain::job::{JobEnd, JobKey, JobStatus};
 use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Advance, Budgets, Clock, ExportRuns, FileError, FileStore, JobHistory, JobLedger, JobNotifier,
-    LaunchError, RunLauncher, RunSchedules, ScheduleError, Spend, StoreError, Sweep,
+    Advance, Budgets, Clock, ExportRuns, FileError, FileStore, ItemLedger, JobHistory, JobLedger,
+    JobNotifier, LaunchError, RunLauncher, RunSchedules, ScheduleError, Spend, StoreError, Sweep,
 };
 use exporter::reader::HttpReader;
 use exporter::scheduler::schedule_name;
@@ -226,6 +227,75 @@ impl JobLedger for FaultyLedger<'_> {
     ) -> Result<bool, StoreError> {
         self.1.alive()?;
         self.0.resume_job(job, leg, at, lease_until).await
+    }
+}
+
+/// The runs of spread jobs' items: a dead attempt writes nothing; attempts die after spreading
+/// a job, claiming an item, or counting one done.
+struct FaultyItems<'a>(&'a dyn ItemLedger, &'a Attempt<'a>);
+
+#[async_trait]
+impl ItemLedger for FaultyItems<'_> {
+    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError> {
+        self.1.alive()?;
+        let spread = self.0.spread_job(job, items, launched).await?;
+        self.1.dies_after("attempt died after spreading its job")?;
+        Ok(spread)
+    }
+    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.1.alive()?;
+        self.0.launch_item(job, item, at).await
+    }
+    async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError> {
+        self.1.alive()?;
+        self.0.next_item(job, items).await
+    }
+    async fn claim_item(
+        &self,
+        job: &JobKey,
+        item: u32,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.1.alive()?;
+        let claimed = self.0.claim_item(job, item, leg, at, lease_until).await?;
+        self.1.dies_after("attempt died after claiming an item")?;
+        Ok(claimed)
+    }
+    async fn release_item(&self, job: &JobKey, item: u32) -> Result<(), StoreError> {
+        self.1.alive()?;
+        self.0.release_item(job, item).await
+    }
+    async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> Result<bool, StoreError> {
+        self.1.alive()?;
+        self.0.checkpoint_item(job, item, leg).await
+    }
+    async fn item_done(
+        &self,
+        job: &JobKey,
+        item: u32,
+        outcome: &exporter::domain::job::ItemOutcome,
+    ) -> Result<exporter::domain::job::Counted, StoreError> {
+        self.1.alive()?;
+        let counted = self.0.item_done(job, item, outcome).await?;
+        self.1
+            .dies_after_at("attempt died after counting its item done", 0.1)?;
+        Ok(counted)
+    }
+    async fn item_outcomes(
+        &self,
+        job: &JobKey,
+    ) -> Result<Vec<(u32, exporter::domain::job::ItemOutcome)>, StoreError> {
+        self.1.alive()?;
+        self.0.item_outcomes(job).await
+    }
+    async fn item_runs(&self, job: &JobKey) -> Result<Vec<exporter::domain::job::ItemRun>, StoreError> {
+        self.0.item_runs(job).await
+    }
+    async fn end_spread_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
+        self.1.alive()?;
+        self.0.end_spread_job(job, end).await
     }
 }
 
@@ -452,6 +522,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let runs = FaultyRuns(&fx.store, &attempt);
     let ledger = FaultyLedger(&fx.store, &attempt);
     let budgets = FaultyBudgets(&fx.store, &attempt);
+    let items = FaultyItems(&fx.store, &attempt);
     let launcher = FaultyLauncher(&queue, &attempt);
     let notify_deps = notify::Deps {
         clock: &clock,
@@ -478,7 +549,14 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
             base: std::time::Duration::from_millis(1),
             cap: std::time::Duration::from_millis(5),
         });
+    // Jobs of several items spread over item runs, two at a time.
+    let soak_config = run_export::RunConfig {
+        fan_out: 2,
+        ..fx.run_config.clone()
+    };
     let run = run_export::Deps {
+        config: &soak_config,
+        items: &items,
         files: &files,
         runs: &runs,
         ledger: &ledger,
@@ -522,6 +600,12 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
             let mut body = recurring_body(if i % 3 == 0 { "PT2H" } else { "PT1H" });
             body["periodStart"] = json!(start - 3600 * (i % 4));
             body["items"][0]["params"]["period"] = json!("PT10M");
+            if i % 4 == 1 {
+                // Two items: the job is spread over two item runs.
+                let mut second = body["items"][0].clone();
+                second["params"]["target"] = json!({"value": "urn:dev:second"});
+                body["items"] = json!([body["items"][0].clone(), second]);
+            }
             body["notification"]["messages"] = json!([{"policy": "onSuccess", "medium": "slack",
                 "title": "Export", "text": "job {{jobId}} of {{exportId}}", "target": format!("{}/slack/soak", fx.chat_url)}]);
             body
@@ -625,6 +709,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     }
     let quiet_notifier = NotifiesInProcess(notify_deps);
     let quiet = run_export::Deps {
+        config: &soak_config,
         runs: &fx.store,
         ledger: &fx.store,
         schedules: &fx.schedules,
@@ -649,10 +734,14 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
             .unwrap_or_default();
         due.extend(postponed.drain(..).map(|(_, e)| e));
         due.extend(due_schedules(&fx, clock.now(), &mut fired).await);
-        for event in due {
-            run_export::handle(quiet, event)
-                .await
-                .expect("runs when nothing fails");
+        // What the runs launch (items, continuations, missed occurrences) runs too, at once.
+        while !due.is_empty() {
+            for event in due {
+                run_export::handle(quiet, event)
+                    .await
+                    .expect("runs when nothing fails");
+            }
+            due = queue.take();
         }
     }
     reconcile::handle(quiet_reconciler).await.expect("sweeps");
@@ -665,15 +754,29 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     for export in &exports {
         let jobs = fx.store.jobs(&export.id).await.expect("jobs");
         for job in &jobs {
+            let runs = match &job.spread {
+                Some(_) => fx
+                    .store
+                    .item_runs(&JobKey {
+                        export_id: export.id,
+                        scheduled_at: job.scheduled_at,
+                    })
+                    .await
+                    .expect("item runs"),
+                None => Vec::new(),
+            };
             assert!(
                 matches!(
                     job.status,
                     JobStatus::Done | JobStatus::Failed | JobStatus::Expired
                 ),
-                "{}: job {} left {:?}",
+                "{}: job {} left {:?}: attempts {}, leg {}, spread {:?}, item runs {runs:?}",
                 export.id,
                 job.job_id,
-                job.status
+                job.status,
+                job.attempts,
+                job.leg,
+                job.spread
             );
             assert!(
                 job.status != JobStatus::Failed || job.detail.error.is_some(),
@@ -775,8 +878,12 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 } else {
                     10
                 };
-                for file in &job.detail.files {
-                    let window = &job.detail.windows[0];
+                if let Some(archive) = &job.detail.archive {
+                    keys.insert(archive.key.clone());
+                    *checked.entry("spread jobs zipped").or_default() += 1;
+                }
+                for (index, file) in job.detail.files.iter().enumerate() {
+                    let window = &job.detail.windows[index];
                     let from: DateTime<Utc> = window
                         .from
                         .as_deref()

@@ -675,22 +675,30 @@ impl ItemLedger for DynamoStore {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let at_leg = if leg == 0 {
-            "attribute_not_exists(leg)"
+        // A first run may find no record: its launcher died between launching and recording.
+        let condition = if leg == 0 {
+            "attribute_not_exists(pk) OR (#status = :running AND leaseUntil < :now AND attribute_not_exists(leg))"
         } else {
-            "leg = :leg"
+            "#status = :running AND leg = :leg AND leaseUntil < :now"
         };
         let mut claim = self
             .client
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item_key(job, item)))
-            .update_expression("SET leaseUntil = :lease, attempts = attempts + :one")
-            .condition_expression(format!("#status = :running AND leaseUntil < :now AND {at_leg}"))
+            .update_expression(format!(
+                "SET #status = if_not_exists(#status, :running), launchedAt = if_not_exists(launchedAt, :at), \
+                 leaseUntil = :lease, attempts = if_not_exists(attempts, :zero) + :one, \
+                 {TTL_ATTRIBUTE} = if_not_exists({TTL_ATTRIBUTE}, :ttl)"
+            ))
+            .condition_expression(condition)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
             .expression_attribute_values(":lease", n(lease_until.timestamp()))
             .expression_attribute_values(":now", n(at.timestamp()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":ttl", n((at + chrono::TimeDelta::days(400)).timestamp()))
             .expression_attribute_values(":one", n(1));
         if leg > 0 {
             claim = claim.expression_attribute_values(":leg", n(leg));
