@@ -370,6 +370,67 @@ impl Fixture {
         }
     }
 
+    /// Creates an export through the API as `who`; returns the event of its first run (a
+    /// one-time export's).
+    ///
+    /// # Panics
+    /// When the API does not answer `201`.
+    pub async fn create_run(&self, who: &[(String, String)], body: &Value) -> exporter::domain::RunEvent {
+        let (status, export) = self.call("POST", "/exports", Some(body), who).await;
+        assert_eq!(status, 201, "{export}");
+        exporter::domain::RunEvent {
+            export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
+            scheduled_at: export["createdAt"]
+                .as_str()
+                .and_then(|t| t.parse().ok())
+                .expect("createdAt"),
+            occurrence: None,
+            leg: None,
+            item: None,
+        }
+    }
+
+    /// Points the fixture's reader at a new local reader that takes `latency` an answer and
+    /// serves a point every `step_seconds`, read in pages of `page_limit`; returns its state.
+    pub async fn slow_reader(
+        &mut self,
+        latency: std::time::Duration,
+        step_seconds: i64,
+        page_limit: u32,
+    ) -> std::sync::Arc<reader_server::ReaderConfig> {
+        let mut slow = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, step_seconds);
+        slow.latency = latency;
+        let (url, state) = reader_server::start(slow).await;
+        self.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
+            .expect("a reader client")
+            .with_page_limit(page_limit)
+            .with_retry(Retry::default());
+        state
+    }
+
+    /// The reconciler's dependencies on this fixture's resources.
+    pub fn reconcile_deps<'a>(
+        &'a self,
+        launcher: &'a dyn exporter::ports::RunLauncher,
+        notifier: &'a dyn exporter::ports::JobNotifier,
+        config: &'a reconcile::ReconcileConfig,
+    ) -> reconcile::Deps<'a> {
+        reconcile::Deps {
+            files: &self.files,
+            sweep: &self.store,
+            history: &self.store,
+            ledger: &self.store,
+            items: &self.store,
+            lifecycle: &self.store,
+            runs: &self.store,
+            schedules: &self.schedules,
+            launcher,
+            notifier,
+            clock: &self.clock,
+            config,
+        }
+    }
+
     /// notify's dependencies on this fixture's resources.
     pub fn notify_deps(&self) -> notify::Deps<'_> {
         notify::Deps {

@@ -8,16 +8,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use serde_json::{json, Value};
 
 use exporter::domain::job::JobStatus;
 use exporter::domain::{ExportId, ExportStatus, RunEvent};
 use exporter::ports::{ExportLifecycle, Exports, FileStore, JobHistory};
-use exporter::reader::HttpReader;
-use exporter::support::{Retry, Secret};
 use integration_tests::doubles::{HandOffs, Launches};
-use integration_tests::{reader_server, someone, Fixture, READER_START, READER_TOKEN};
+use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
@@ -36,33 +34,6 @@ fn body() -> Value {
         "type": "oneTime", "items": [window("urn:dev:a"), decimated],
         "notification": {"messages": []}
     })
-}
-
-/// A local reader that takes `latency` per answer, in pages of 100.
-async fn slow_reader(fx: &mut Fixture, latency: Duration) -> std::sync::Arc<reader_server::ReaderConfig> {
-    let mut slow = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60);
-    slow.latency = latency;
-    let (url, state) = reader_server::start(slow).await;
-    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
-        .expect("a reader client")
-        .with_page_limit(100)
-        .with_retry(Retry::default());
-    state
-}
-
-async fn create(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEvent {
-    let (status, export) = fx.call("POST", "/exports", Some(body), who).await;
-    assert_eq!(status, 201, "{export}");
-    RunEvent {
-        export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
-        scheduled_at: export["createdAt"]
-            .as_str()
-            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-            .expect("createdAt"),
-        occurrence: None,
-        leg: None,
-        item: None,
-    }
 }
 
 /// Runs `first` and every continuation it launches, one invocation after the other; returns
@@ -95,12 +66,12 @@ async fn a_csv_job_continues_across_invocations_and_writes_the_files_of_a_run_th
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    let _reader = slow_reader(&mut fx, Duration::from_millis(25)).await;
+    let _reader = fx.slow_reader(Duration::from_millis(25), 60, 100).await;
     let alice = someone();
     let queue = Launches::default();
 
     // The reference: a run that never stops.
-    let whole = create(&fx, &alice, &body()).await;
+    let whole = fx.create_run(&alice, &body()).await;
     let unbounded = run_export::Deps {
         launcher: &queue,
         ..fx.run_deps()
@@ -110,7 +81,7 @@ async fn a_csv_job_continues_across_invocations_and_writes_the_files_of_a_run_th
         [Outcome::Done]
     );
 
-    let budgeted = create(&fx, &alice, &body()).await;
+    let budgeted = fx.create_run(&alice, &body()).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(150)),
         ..fx.run_config.clone()
@@ -190,19 +161,14 @@ async fn a_file_larger_than_a_part_is_uploaded_in_parts_across_invocations() {
         return;
     };
     // A point a second: 200,000 points make a file of about 6.4 MiB, more than a 5 MiB part.
-    let mut dense = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 1);
-    dense.latency = Duration::from_millis(2);
-    let (url, _) = reader_server::start(dense).await;
-    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
-        .expect("a reader client")
-        .with_retry(Retry::default());
+    fx.slow_reader(Duration::from_millis(2), 1, 1000).await;
     let alice = someone();
     let mut request = body();
     request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
     request["items"] = json!([{"params": {"target": {"value": "urn:dev:a"}, "channelId": CHANNEL,
         "subtopic": "events.data", "from": READER_START, "to": READER_START + 200_000}}]);
     let queue = Launches::default();
-    let whole = create(&fx, &alice, &request).await;
+    let whole = fx.create_run(&alice, &request).await;
     let unbounded = run_export::Deps {
         launcher: &queue,
         ..fx.run_deps()
@@ -211,7 +177,7 @@ async fn a_file_larger_than_a_part_is_uploaded_in_parts_across_invocations() {
         run_to_end(unbounded, &queue, whole.clone()).await,
         [Outcome::Done]
     );
-    let budgeted = create(&fx, &alice, &request).await;
+    let budgeted = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(400)),
         part_bytes: 5 * 1024 * 1024,
@@ -250,10 +216,10 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    let reader = slow_reader(&mut fx, Duration::from_millis(25)).await;
+    let reader = fx.slow_reader(Duration::from_millis(25), 60, 100).await;
     let alice = someone();
     let queue = Launches::default();
-    let whole = create(&fx, &alice, &body()).await;
+    let whole = fx.create_run(&alice, &body()).await;
     let unbounded = run_export::Deps {
         launcher: &queue,
         ..fx.run_deps()
@@ -263,7 +229,7 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
     run_to_end(unbounded, &queue, whole.clone()).await;
     let whole_requests = requests() - start;
 
-    let job = create(&fx, &alice, &body()).await;
+    let job = fx.create_run(&alice, &body()).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(150)),
         lease: TimeDelta::seconds(1),
@@ -304,20 +270,7 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
         ..reconcile::ReconcileConfig::default()
     };
     let hand_offs = HandOffs::default();
-    let sweep = reconcile::Deps {
-        files: &fx.files,
-        sweep: &fx.store,
-        history: &fx.store,
-        ledger: &fx.store,
-        items: &fx.store,
-        lifecycle: &fx.store,
-        runs: &fx.store,
-        schedules: &fx.schedules,
-        launcher: &queue,
-        notifier: &hand_offs,
-        clock: &fx.clock,
-        config: &reconcile_config,
-    };
+    let sweep = fx.reconcile_deps(&queue, &hand_offs, &reconcile_config);
     let repairs = reconcile::handle(sweep).await.expect("sweeps");
     assert_eq!(repairs.jobs_continued, 1, "{repairs:?}");
     assert_eq!(repairs.jobs_abandoned, 0, "{repairs:?}");
@@ -354,7 +307,7 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
 /// same slow reader: its job is the same job, so its files must be the same, byte for byte.
 async fn twin(fx: &Fixture, id: &ExportId, latency: Duration) -> Fixture {
     let mut other = Fixture::new().await.expect("the stack runs");
-    slow_reader(&mut other, latency).await;
+    other.slow_reader(latency, 60, 100).await;
     let mut export = fx.store.get(id).await.expect("reads").expect("the export");
     export.status = ExportStatus::Creating;
     other.store.insert(&export, 10).await.expect("inserts");
@@ -373,12 +326,12 @@ async fn an_xlsx_job_stages_its_rows_across_invocations_and_renders_the_workbook
         return;
     };
     let latency = Duration::from_millis(25);
-    slow_reader(&mut fx, latency).await;
+    fx.slow_reader(latency, 60, 100).await;
     let alice = someone();
     let queue = Launches::default();
     let mut request = body();
     request["format"]["extension"] = json!("xlsx");
-    let event = create(&fx, &alice, &request).await;
+    let event = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(150)),
         ..fx.run_config.clone()
@@ -426,7 +379,7 @@ async fn past_the_xlsx_row_cap_a_job_fails_early_and_says_to_use_csv() {
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    let reader = slow_reader(&mut fx, Duration::from_millis(5)).await;
+    let reader = fx.slow_reader(Duration::from_millis(5), 60, 100).await;
     let alice = someone();
     let queue = Launches::default();
     let mut request = body();
@@ -435,7 +388,7 @@ async fn past_the_xlsx_row_cap_a_job_fails_early_and_says_to_use_csv() {
     request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
     // A year of a point a minute: 525,600 rows, far past a cap of 1,000.
     request["items"][0]["params"]["to"] = json!(READER_START + 365 * 86_400);
-    let event = create(&fx, &alice, &request).await;
+    let event = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         xlsx_max_rows: 1000,
         ..fx.run_config.clone()
@@ -468,19 +421,14 @@ async fn a_job_pauses_when_its_local_file_reaches_the_most_an_invocation_may_wri
         return;
     };
     // A point a second: 100,000 points make a file of about 3.2 MiB.
-    let mut dense = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 1);
-    dense.latency = Duration::from_millis(1);
-    let (url, _) = reader_server::start(dense).await;
-    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
-        .expect("a reader client")
-        .with_retry(Retry::default());
+    fx.slow_reader(Duration::from_millis(1), 1, 1000).await;
     let alice = someone();
     let mut request = body();
     request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
     request["items"] = json!([{"params": {"target": {"value": "urn:dev:a"}, "channelId": CHANNEL,
         "subtopic": "events.data", "from": READER_START, "to": READER_START + 100_000}}]);
     let queue = Launches::default();
-    let whole = create(&fx, &alice, &request).await;
+    let whole = fx.create_run(&alice, &request).await;
     let unbounded = run_export::Deps {
         launcher: &queue,
         ..fx.run_deps()
@@ -491,7 +439,7 @@ async fn a_job_pauses_when_its_local_file_reaches_the_most_an_invocation_may_wri
     );
     // No time budget: only the local file's size (past the CSV writer's 256 KiB buffer) makes
     // it pause.
-    let bounded = create(&fx, &alice, &request).await;
+    let bounded = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         max_local_bytes: 1_000_000,
         ..fx.run_config.clone()

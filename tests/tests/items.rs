@@ -8,16 +8,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use serde_json::{json, Value};
 
 use exporter::domain::job::JobStatus;
 use exporter::domain::{NotifyEvent, RunEvent};
 use exporter::ports::{FileStore, JobHistory, LaunchError, RunLauncher};
-use exporter::reader::HttpReader;
-use exporter::support::{Retry, Secret};
 use integration_tests::doubles::HandOffs;
-use integration_tests::{reader_server, someone, Fixture, READER_START, READER_TOKEN};
+use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
@@ -36,32 +34,6 @@ fn body(n: usize) -> Value {
         "type": "oneTime", "items": items,
         "notification": {"messages": []}
     })
-}
-
-async fn slow_reader(fx: &mut Fixture, latency: Duration) -> std::sync::Arc<reader_server::ReaderConfig> {
-    let mut slow = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60);
-    slow.latency = latency;
-    let (url, state) = reader_server::start(slow).await;
-    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
-        .expect("a reader client")
-        .with_page_limit(100)
-        .with_retry(Retry::default());
-    state
-}
-
-async fn create(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEvent {
-    let (status, export) = fx.call("POST", "/exports", Some(body), who).await;
-    assert_eq!(status, 201, "{export}");
-    RunEvent {
-        export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
-        scheduled_at: export["createdAt"]
-            .as_str()
-            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-            .expect("createdAt"),
-        occurrence: None,
-        leg: None,
-        item: None,
-    }
 }
 
 /// Collects launched events.
@@ -116,13 +88,13 @@ async fn a_job_of_several_items_runs_them_in_parallel_and_ends_with_one_zip_one_
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    slow_reader(&mut fx, Duration::from_millis(20)).await;
+    fx.slow_reader(Duration::from_millis(20), 60, 100).await;
     let alice = someone();
     let queue = Queue::default();
     let hand_offs = HandOffs::default();
 
     // The reference: the same items one after the other.
-    let sequential = create(&fx, &alice, &body(5)).await;
+    let sequential = fx.create_run(&alice, &body(5)).await;
     let one_by_one = run_export::Deps {
         launcher: &queue,
         notifier: &hand_offs,
@@ -130,7 +102,7 @@ async fn a_job_of_several_items_runs_them_in_parallel_and_ends_with_one_zip_one_
     };
     run_all(one_by_one, &queue, sequential.clone()).await;
 
-    let event = create(&fx, &alice, &body(5)).await;
+    let event = fx.create_run(&alice, &body(5)).await;
     let config = RunConfig {
         fan_out: 3,
         budget: Some(TimeDelta::milliseconds(300)),
@@ -222,7 +194,7 @@ async fn one_failing_item_fails_the_job_once_naming_it_and_leaves_no_file() {
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    slow_reader(&mut fx, Duration::from_millis(5)).await;
+    fx.slow_reader(Duration::from_millis(5), 60, 100).await;
     let alice = someone();
     let queue = Queue::default();
     let hand_offs = HandOffs::default();
@@ -231,7 +203,7 @@ async fn one_failing_item_fails_the_job_once_naming_it_and_leaves_no_file() {
     request["format"]["extension"] = json!("xlsx");
     request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
     request["items"][2]["params"]["to"] = json!(READER_START + 60 * 86_400);
-    let event = create(&fx, &alice, &request).await;
+    let event = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         fan_out: 4,
         xlsx_max_rows: 10_000,
@@ -279,11 +251,11 @@ async fn an_item_run_whose_launch_was_lost_is_relaunched_by_the_reconciler_and_t
     let Some(mut fx) = Fixture::new().await else {
         return;
     };
-    slow_reader(&mut fx, Duration::from_millis(5)).await;
+    fx.slow_reader(Duration::from_millis(5), 60, 100).await;
     let alice = someone();
     let queue = Queue::default();
     let hand_offs = HandOffs::default();
-    let event = create(&fx, &alice, &body(3)).await;
+    let event = fx.create_run(&alice, &body(3)).await;
     let config = RunConfig {
         fan_out: 3,
         ..fx.run_config.clone()
@@ -315,20 +287,7 @@ async fn an_item_run_whose_launch_was_lost_is_relaunched_by_the_reconciler_and_t
         grace: TimeDelta::zero(),
         ..reconcile::ReconcileConfig::default()
     };
-    let sweep = reconcile::Deps {
-        files: &fx.files,
-        sweep: &fx.store,
-        history: &fx.store,
-        ledger: &fx.store,
-        items: &fx.store,
-        lifecycle: &fx.store,
-        runs: &fx.store,
-        schedules: &fx.schedules,
-        launcher: &queue,
-        notifier: &hand_offs,
-        clock: &fx.clock,
-        config: &reconcile_config,
-    };
+    let sweep = fx.reconcile_deps(&queue, &hand_offs, &reconcile_config);
     let repairs = reconcile::handle(sweep).await.expect("sweeps");
     assert_eq!(repairs.items_relaunched, 1, "{repairs:?}");
     assert_eq!(repairs.jobs_abandoned, 0, "{repairs:?}");

@@ -4,11 +4,10 @@
 //! also under concurrent creates and runs.
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde_json::{json, Value};
 
 use exporter::domain::job::JobKey;
-use exporter::domain::RunEvent;
 use exporter::ports::{Budgets, JobLedger, Spend};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use run_export::{handle, Outcome};
@@ -25,22 +24,6 @@ fn email(target: Option<&str>) -> Value {
         m["target"] = json!(target);
     }
     m
-}
-
-/// Creates a one-time export; returns its run event.
-async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> RunEvent {
-    let (status, export) = fx.call("POST", "/exports", Some(body), who).await;
-    assert_eq!(status, 201, "{export}");
-    RunEvent {
-        export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
-        scheduled_at: export["createdAt"]
-            .as_str()
-            .and_then(|t| t.parse::<DateTime<Utc>>().ok())
-            .expect("createdAt"),
-        occurrence: None,
-        leg: None,
-        item: None,
-    }
 }
 
 #[tokio::test]
@@ -104,7 +87,7 @@ async fn a_stored_record_that_relays_is_not_sent() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
     let body = with_messages(one_time_body(), json!([email(Some("ops@example.com"))]));
-    let event = created(&fx, &alice, &body).await;
+    let event = fx.create_run(&alice, &body).await;
     // As if stored before the rule: the record's target rewritten to a stranger.
     let key = [
         ("pk", AttributeValue::S(format!("EXPORT#{}", event.export_id))),
@@ -190,7 +173,7 @@ async fn concurrent_runs_never_spend_more_than_the_daily_budget() {
     let alice = someone();
     let mut events = Vec::new();
     for _ in 0..5 {
-        events.push(created(&fx, &alice, &one_time_body()).await);
+        events.push(fx.create_run(&alice, &one_time_body()).await);
     }
     let runs = events.iter().map(|e| handle(fx.run_deps(), e.clone()));
     let outcomes: Vec<Outcome> = futures_outcomes(runs).await;
@@ -259,8 +242,8 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
 async fn a_retried_attempt_spends_its_budget_once() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let first = created(&fx, &alice, &one_time_body()).await;
-    let second = created(&fx, &alice, &one_time_body()).await;
+    let first = fx.create_run(&alice, &one_time_body()).await;
+    let second = fx.create_run(&alice, &one_time_body()).await;
     for event in [&first, &second] {
         let job = event.job();
         assert!(fx
@@ -293,12 +276,12 @@ async fn messages_past_the_daily_budget_are_recorded_not_sent() {
         json!({"policy": "onSuccess", "medium": "slack", "title": "t", "text": "x",
                "target": format!("{}/slack/budget/{n}", fx.chat_url)})
     };
-    let event = created(
-        &fx,
-        &alice,
-        &with_messages(one_time_body(), json!([slack(1), slack(2)])),
-    )
-    .await;
+    let event = fx
+        .create_run(
+            &alice,
+            &with_messages(one_time_body(), json!([slack(1), slack(2)])),
+        )
+        .await;
     assert_eq!(
         handle(fx.run_deps(), event.clone()).await.expect("runs"),
         Outcome::Done
