@@ -9,11 +9,11 @@
 //! that finishes after that finds the job ended and removes its own.
 
 use exporter::domain::files;
-use exporter::domain::job::{Counted, JobDetail, JobEnd, JobStatus};
+use exporter::domain::job::{Counted, JobStatus};
 use exporter::domain::{Export, RunEvent, Schedule};
 
 use crate::pipeline::{self, Checkpoint, ItemProgressed, JobError};
-use crate::{end_job, hand_off, settle, Deps, Failure, Outcome};
+use crate::{end_job, failed_end, hand_off, settle, Deps, Failure, Outcome};
 
 /// Spreads a claimed job over its items' runs and launches the first of them.
 pub(crate) async fn spread(
@@ -244,16 +244,8 @@ async fn fail(
         format!("item {item}: {reason}")
     };
     tracing::warn!(export_id = %export.id, job_id, reason, "job failed");
-    let finished_at = deps.clock.now();
-    let end = JobEnd {
-        status: JobStatus::Failed,
-        detail: JobDetail {
-            error: Some(reason),
-            ..JobDetail::default()
-        },
-        finished_at,
-        expires_at: Some(finished_at + deps.config.retention),
-    };
+    let end = failed_end(deps, reason);
+    let finished_at = end.finished_at;
     let first = deps.items.end_spread_job(&event.job(), &end).await?;
     remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
     if first {

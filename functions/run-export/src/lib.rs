@@ -610,8 +610,16 @@ async fn catch_up(
 
 /// Records the job of `event` as failed without running it.
 async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Result<(), Failure> {
+    Ok(deps
+        .ledger
+        .record_unrun(&event.job(), &failed_end(deps, reason))
+        .await?)
+}
+
+/// The end of a job that failed for `reason`, now; it expires like any job.
+fn failed_end(deps: Deps<'_>, reason: String) -> JobEnd {
     let finished_at = deps.clock.now();
-    let end = JobEnd {
+    JobEnd {
         status: JobStatus::Failed,
         detail: JobDetail {
             error: Some(reason),
@@ -619,8 +627,7 @@ async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Resul
         },
         finished_at,
         expires_at: Some(finished_at + deps.config.retention),
-    };
-    Ok(deps.ledger.record_unrun(&event.job(), &end).await?)
+    }
 }
 
 #[cfg(test)]

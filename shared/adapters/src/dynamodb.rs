@@ -87,6 +87,26 @@ impl DynamoStore {
             .set_key(Some(job_key(job)))
     }
 
+    /// The write that records a job's end (its status, time, detail and expiry); the caller
+    /// adds the condition.
+    fn ending(&self, job: &JobKey, end: &JobEnd) -> Result<UpdateItemFluentBuilder, StoreError> {
+        let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
+        let update = self
+            .update_job(job)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", s(end.status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
+            .expression_attribute_values(":detail", s(detail));
+        Ok(match end.expires_at {
+            Some(expiry) => update
+                .update_expression(format!(
+                    "SET #status = :status, finishedAt = :at, detail = :detail, {TTL_ATTRIBUTE} = :ttl"
+                ))
+                .expression_attribute_values(":ttl", n(expiry.timestamp())),
+            None => update.update_expression("SET #status = :status, finishedAt = :at, detail = :detail"),
+        })
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
             client,
@@ -848,23 +868,10 @@ impl ItemLedger for DynamoStore {
     }
 
     async fn end_spread_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
-        let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
-        let mut update = self
-            .update_job(job)
+        let update = self
+            .ending(job, end)?
             .condition_expression("#status = :running")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":status", s(end.status.as_str()))
-            .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
-            .expression_attribute_values(":detail", s(detail));
-        update = match end.expires_at {
-            Some(expiry) => update
-                .update_expression(format!(
-                    "SET #status = :status, finishedAt = :at, detail = :detail, {TTL_ATTRIBUTE} = :ttl"
-                ))
-                .expression_attribute_values(":ttl", n(expiry.timestamp())),
-            None => update.update_expression("SET #status = :status, finishedAt = :at, detail = :detail"),
-        };
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()));
         conditional(update.send().await)
     }
 }
@@ -978,23 +985,11 @@ impl JobLedger for DynamoStore {
     }
 
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
-        let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
-        let mut update = self
-            .update_job(job)
+        self.ending(job, end)?
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", s(end.status.as_str()))
-            .expression_attribute_values(":at", s(rfc3339(end.finished_at)))
-            .expression_attribute_values(":detail", s(detail));
-        update = match end.expires_at {
-            Some(expiry) => update
-                .update_expression(format!(
-                    "SET #status = :status, finishedAt = :at, detail = :detail, {TTL_ATTRIBUTE} = :ttl"
-                ))
-                .expression_attribute_values(":ttl", n(expiry.timestamp())),
-            None => update.update_expression("SET #status = :status, finishedAt = :at, detail = :detail"),
-        };
-        update.send().await.map_err(unavailable)?;
+            .send()
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
