@@ -75,8 +75,12 @@ struct Pause;
 
 /// A sink that stops taking points once the attempt must stop working: at the next boundary
 /// between pieces when the file can go on later, at once when it cannot.
-struct Timed<'s> {
+struct Timed<'s, 'k> {
     inner: &'s mut SeriesRenderer,
+    /// The file's parts on their way: full parts go up as the file grows, while it is read.
+    sent: &'s mut Sent<'k>,
+    deps: Deps<'s>,
+    content_type: &'static str,
     stop_at: Option<DateTime<Utc>>,
     clock: &'s dyn Clock,
     pausable: bool,
@@ -87,7 +91,7 @@ struct Timed<'s> {
     local: (&'s std::path::Path, u64),
 }
 
-impl Timed<'_> {
+impl Timed<'_, '_> {
     fn time_is_up(&self) -> bool {
         self.stop_at.is_some_and(|stop| self.clock.now() >= stop)
     }
@@ -98,7 +102,7 @@ impl Timed<'_> {
 }
 
 #[async_trait::async_trait]
-impl SliceSink for Timed<'_> {
+impl SliceSink for Timed<'_, '_> {
     async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause> {
         if !self.pausable && self.time_is_up() {
             return Err(Box::new(TimeUp));
@@ -110,7 +114,11 @@ impl SliceSink for Timed<'_> {
         self.until = Some(until);
         match (self.time_is_up(), self.pausable) {
             (false, true) if self.local_is_full() => Err(Box::new(Pause)),
-            (false, _) => Ok(()),
+            (false, _) => self
+                .sent
+                .send_ready(self.deps, self.local.0, self.content_type)
+                .await
+                .map_err(|e| Box::new(e) as Cause),
             (true, true) => Err(Box::new(Pause)),
             (true, false) => Err(Box::new(TimeUp)),
         }
@@ -511,18 +519,6 @@ async fn render_item(
         name: item.target.as_str().to_owned(),
         window: Window { from, to: window.to },
     };
-    let mut timed = Timed {
-        pausable: target.may_pause && sink.pausable(),
-        inner: &mut sink,
-        stop_at: deps.stop_at,
-        clock: deps.clock,
-        until: None,
-        // The tail carried over (less than a part) does not count: each leg writes its share.
-        local: (file.path(), carried.saturating_add(deps.config.max_local_bytes)),
-    };
-    let read = deps.reader.read(&query, &mut timed).await;
-    let until = timed.until;
-    let rows = sink.rows();
     let (upload, parts, uploaded) = match progress {
         Some(p) => (p.upload, p.parts, p.uploaded),
         None => (None, Vec::new(), 0),
@@ -533,7 +529,24 @@ async fn render_item(
         upload,
         parts,
         uploaded,
+        local: 0,
     };
+    let content_type = files::content_type(format.extension);
+    let mut timed = Timed {
+        pausable: target.may_pause && sink.pausable(),
+        sent: &mut sent,
+        deps,
+        content_type,
+        inner: &mut sink,
+        stop_at: deps.stop_at,
+        clock: deps.clock,
+        until: None,
+        // The tail carried over (less than a part) does not count: each leg writes its share.
+        local: (file.path(), carried.saturating_add(deps.config.max_local_bytes)),
+    };
+    let read = deps.reader.read(&query, &mut timed).await;
+    let until = timed.until;
+    let rows = sink.rows();
     match read {
         Err(ReadError::Sink(cause)) if cause.is::<Pause>() => {
             let from_ns = until
@@ -568,6 +581,13 @@ async fn render_item(
         Err(source) => {
             return Err(match source {
                 ReadError::Sink(cause) if cause.is::<TimeUp>() => JobError::OutOfTime { item: index, rows },
+                ReadError::Sink(cause) if cause.is::<FileError>() => match cause.downcast::<FileError>() {
+                    Ok(e) => JobError::File(*e),
+                    Err(other) => JobError::Render {
+                        item: index,
+                        source: RenderError::Io(std::io::Error::other(other)),
+                    },
+                },
                 ReadError::Sink(cause) => match cause.downcast::<RenderError>() {
                     Ok(source) => match *source {
                         RenderError::TooManyRows(cap) => JobError::TooManyRows { item: index, cap },
@@ -588,7 +608,6 @@ async fn render_item(
         Ok(_) => {}
     }
     let mut rendered = sink.finish(file.as_file_mut()).map_err(render)?;
-    let content_type = files::content_type(format.extension);
     if workbook {
         // The stage is whole: in the local file, or (larger than a part) in the store.
         let stage = if sent.upload.is_some() {
@@ -653,9 +672,43 @@ struct Sent<'k> {
     upload: Option<String>,
     parts: Vec<(i32, String)>,
     uploaded: u64,
+    /// Bytes of this leg's local file already sent as parts.
+    local: u64,
 }
 
 impl Sent<'_> {
+    /// Sends the full parts the local file at `path` holds beyond what was sent, while the file
+    /// is still being written (what is on disk is a prefix of it).
+    async fn send_ready(
+        &mut self,
+        deps: Deps<'_>,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<(), FileError> {
+        let part_bytes = deps.config.part_bytes.max(1) as u64;
+        let failed = |e: std::io::Error| FileError::Unavailable("read the local file".into(), Box::new(e));
+        while std::fs::metadata(path).map_err(failed)?.len() >= self.local + part_bytes {
+            let mut source = std::fs::File::open(path).map_err(failed)?;
+            source.seek(SeekFrom::Start(self.local)).map_err(failed)?;
+            let mut bytes = Vec::with_capacity(part_bytes as usize);
+            source.take(part_bytes).read_to_end(&mut bytes).map_err(failed)?;
+            let upload = match &self.upload {
+                Some(upload) => upload.clone(),
+                None => {
+                    let upload = deps.files.begin_upload(self.key, content_type).await?;
+                    self.upload = Some(upload.clone());
+                    upload
+                }
+            };
+            let number = self.parts.len() as i32 + 1;
+            let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
+            self.parts.push((number, tag));
+            self.uploaded += part_bytes;
+            self.local += part_bytes;
+        }
+        Ok(())
+    }
+
     /// Sends the local file's full parts (and, when `last`, the rest, completing the upload);
     /// returns the bytes left after the full parts when not `last`.
     async fn send(
@@ -667,7 +720,7 @@ impl Sent<'_> {
     ) -> Result<Option<Vec<u8>>, JobError> {
         let part_bytes = deps.config.part_bytes.max(1);
         file.flush()?;
-        file.rewind()?;
+        file.seek(SeekFrom::Start(self.local))?;
         loop {
             let mut bytes = Vec::with_capacity(part_bytes);
             (&mut *file).take(part_bytes as u64).read_to_end(&mut bytes)?;
@@ -691,6 +744,7 @@ impl Sent<'_> {
             let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
             self.parts.push((number, tag));
             self.uploaded += size;
+            self.local += size;
             if !full {
                 break;
             }
