@@ -196,7 +196,7 @@ async fn a_csv_of_device_strings_starting_with_equals_opens_as_text() {
     raw["format"]["escapeFormulas"] = json!(false);
     let (id, _) = created_and_run(&fx, &alice, &raw).await;
     let text = String::from_utf8(fx.download(&alice, &id).await).expect("utf-8");
-    assert!(text.starts_with("time,+note,name\n"), "{text}");
+    assert!(text.starts_with("time,+note,name\r\n"), "{text}");
     assert!(text.contains(",+1+1,"), "{text}");
 }
 

@@ -899,7 +899,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                         .map(|(row, _)| row)
                         .collect();
                     let late_held = rows.len() - whole;
-                    let expected = format!("Time,Value\n{}\n", rows.join("\n"));
+                    let expected = format!("Time,Value\r\n{}\r\n", rows.join("\r\n"));
                     assert_eq!(got, expected, "{}", file.key);
                     assert_eq!(file.rows, rows.len() as u64, "{}: rows recorded", file.key);
                     *checked

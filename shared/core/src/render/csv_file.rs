@@ -1,5 +1,5 @@
-//! CSV files: RFC 4180 through the `csv` crate, UTF-8, a header of the column labels, numbers in
-//! shortest round-trip form, times in ISO 8601 with the zone's offset. Text that a spreadsheet
+//! CSV files: RFC 4180 through the `csv` crate (records end with CRLF), UTF-8, a header of the
+//! column labels, numbers in shortest round-trip form, times in ISO 8601 with the zone's offset. Text that a spreadsheet
 //! would run as a formula (a device's `stringValue` of `=HYPERLINK(...)`, a label starting with
 //! `+`) is written with a leading `'` unless the export turned that off (OWASP's CSV injection
 //! rule); numbers, times and booleans are never touched.
@@ -36,6 +36,7 @@ impl<W: Write> CsvFile<W> {
     ) -> Result<Self, RenderError> {
         let writer = csv::WriterBuilder::new()
             .delimiter(delimiter)
+            .terminator(csv::Terminator::CRLF)
             .buffer_capacity(256 * 1024)
             .from_writer(out);
         let mut file = Self {
@@ -57,6 +58,7 @@ impl<W: Write> CsvFile<W> {
     pub fn continued(out: W, delimiter: u8, tz: Tz, rows: u64, escape_formulas: bool) -> Self {
         let writer = csv::WriterBuilder::new()
             .delimiter(delimiter)
+            .terminator(csv::Terminator::CRLF)
             .buffer_capacity(256 * 1024)
             .from_writer(out);
         Self {
@@ -152,13 +154,13 @@ mod tests {
         let text = String::from_utf8(file.finish().expect("flushed")).expect("utf-8");
         assert_eq!(
             text,
-            "'+Total,v,s\n'=label,-3.5,\"'=HYPERLINK(\"\"http://evil.example\"\")\"\n'=label,1,'@SUM(A1)\n'=label,2,'-2\n'=label,3,'\tx\n'=label,4,fine = ok\n"
+            "'+Total,v,s\r\n'=label,-3.5,\"'=HYPERLINK(\"\"http://evil.example\"\")\"\r\n'=label,1,'@SUM(A1)\r\n'=label,2,'-2\r\n'=label,3,'\tx\r\n'=label,4,fine = ok\r\n"
         );
         let mut raw = CsvFile::new(Vec::new(), b',', chrono_tz::UTC, &["+Total"], false).expect("header");
         raw.write_row(&mut [Cell::Text("=1+1")].into_iter()).expect("row");
         assert_eq!(
             String::from_utf8(raw.finish().expect("flushed")).expect("utf-8"),
-            "+Total\n=1+1\n"
+            "+Total\r\n=1+1\r\n"
         );
     }
 
@@ -187,7 +189,7 @@ mod tests {
         let text = String::from_utf8(file.finish().expect("flushed")).expect("utf-8");
         assert_eq!(
             text,
-            "Time;Value;Note\n2026-03-29T03:00:00+02:00;21.5;\"a;b \"\"c\"\"\"\n1970-01-01T01:00:00+01:00;;true\n"
+            "Time;Value;Note\r\n2026-03-29T03:00:00+02:00;21.5;\"a;b \"\"c\"\"\"\r\n1970-01-01T01:00:00+01:00;;true\r\n"
         );
     }
 }
