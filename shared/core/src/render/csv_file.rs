@@ -1,8 +1,8 @@
 //! CSV files: RFC 4180 through the `csv` crate (records end with CRLF), UTF-8, a header of the
 //! column labels, numbers in shortest round-trip form, times in ISO 8601 with the zone's offset.
-//! Text that a spreadsheet would run as a formula (a device's `stringValue` of `=HYPERLINK(...)`, a label starting with
-//! `+`) is written with a leading `'` unless the export turned that off (OWASP's CSV injection
-//! rule); numbers, times and booleans are never touched.
+//! Text that a spreadsheet would run as a formula (a device's `stringValue` of `=HYPERLINK(...)`,
+//! a label starting with `+`) is written with a leading `'` unless the export turned that off
+//! (OWASP's CSV injection rule); numbers, times and booleans are never touched.
 
 use std::io::Write;
 
