@@ -36,6 +36,15 @@ fn body() -> Value {
     })
 }
 
+/// One raw item of `points` seconds (a point each from a reader at a step of 1 s), to CSV.
+fn dense_body(points: i64) -> Value {
+    let mut request = body();
+    request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
+    request["items"] = json!([{"params": {"target": {"value": "urn:dev:a"}, "channelId": CHANNEL,
+        "subtopic": "events.data", "from": READER_START, "to": READER_START + points}}]);
+    request
+}
+
 /// Runs `first` and every continuation it launches, one invocation after the other; returns
 /// each invocation's outcome.
 async fn run_to_end(deps: run_export::Deps<'_>, queue: &Launches, first: RunEvent) -> Vec<Outcome> {
@@ -163,10 +172,7 @@ async fn a_file_larger_than_a_part_is_uploaded_in_parts_across_invocations() {
     // A point a second: 200,000 points make a file of about 6.4 MiB, more than a 5 MiB part.
     fx.slow_reader(Duration::from_millis(2), 1, 1000).await;
     let alice = someone();
-    let mut request = body();
-    request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
-    request["items"] = json!([{"params": {"target": {"value": "urn:dev:a"}, "channelId": CHANNEL,
-        "subtopic": "events.data", "from": READER_START, "to": READER_START + 200_000}}]);
+    let request = dense_body(200_000);
     let queue = Launches::default();
     let whole = fx.create_run(&alice, &request).await;
     let unbounded = run_export::Deps {
@@ -423,10 +429,7 @@ async fn a_job_pauses_when_its_local_file_reaches_the_most_an_invocation_may_wri
     // A point a second: 100,000 points make a file of about 3.2 MiB.
     fx.slow_reader(Duration::from_millis(1), 1, 1000).await;
     let alice = someone();
-    let mut request = body();
-    request["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
-    request["items"] = json!([{"params": {"target": {"value": "urn:dev:a"}, "channelId": CHANNEL,
-        "subtopic": "events.data", "from": READER_START, "to": READER_START + 100_000}}]);
+    let request = dense_body(100_000);
     let queue = Launches::default();
     let whole = fx.create_run(&alice, &request).await;
     let unbounded = run_export::Deps {

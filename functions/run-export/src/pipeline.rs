@@ -692,20 +692,32 @@ impl Sent<'_> {
             source.seek(SeekFrom::Start(self.local)).map_err(failed)?;
             let mut bytes = Vec::with_capacity(part_bytes as usize);
             source.take(part_bytes).read_to_end(&mut bytes).map_err(failed)?;
-            let upload = match &self.upload {
-                Some(upload) => upload.clone(),
-                None => {
-                    let upload = deps.files.begin_upload(self.key, content_type).await?;
-                    self.upload = Some(upload.clone());
-                    upload
-                }
-            };
-            let number = self.parts.len() as i32 + 1;
-            let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
-            self.parts.push((number, tag));
-            self.uploaded += part_bytes;
-            self.local += part_bytes;
+            self.send_part(deps, bytes, content_type).await?;
         }
+        Ok(())
+    }
+
+    /// Sends the next part (the upload begun with the first), counted as sent.
+    async fn send_part(
+        &mut self,
+        deps: Deps<'_>,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), FileError> {
+        let upload = match &self.upload {
+            Some(upload) => upload.clone(),
+            None => {
+                let upload = deps.files.begin_upload(self.key, content_type).await?;
+                self.upload = Some(upload.clone());
+                upload
+            }
+        };
+        let number = self.parts.len() as i32 + 1;
+        let size = bytes.len() as u64;
+        let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
+        self.parts.push((number, tag));
+        self.uploaded += size;
+        self.local += size;
         Ok(())
     }
 
@@ -731,20 +743,7 @@ impl Sent<'_> {
             if bytes.is_empty() && !self.parts.is_empty() {
                 break;
             }
-            let upload = match &self.upload {
-                Some(upload) => upload.clone(),
-                None => {
-                    let upload = deps.files.begin_upload(self.key, content_type).await?;
-                    self.upload = Some(upload.clone());
-                    upload
-                }
-            };
-            let number = self.parts.len() as i32 + 1;
-            let size = bytes.len() as u64;
-            let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
-            self.parts.push((number, tag));
-            self.uploaded += size;
-            self.local += size;
+            self.send_part(deps, bytes, content_type).await?;
             if !full {
                 break;
             }
