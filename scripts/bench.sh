@@ -3,7 +3,7 @@
 # buckets in Europe/Rome, for each size (default 1M and 10M points), by the service's own code
 # and by DuckDB over the same pages; prints points per second, peak RSS and the ratio; and
 # times 1M raw rows to XLSX. Figures only: nothing here passes or fails on speed.
-#   scripts/bench.sh [SIZE ...]
+#   scripts/bench.sh [SIZE ...]        (E2E_ONLY=1: only the end-to-end part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=("$@")
@@ -18,6 +18,7 @@ mkdir -p "$work"
 
 rate() { sed -E 's/.* = ([0-9]+) points\/s.*/\1/' <<<"$1"; }
 
+[[ -n ${E2E_ONLY:-} ]] && sizes=()
 for n in "${sizes[@]}"; do
   pages=$work/pages-$n
   if [[ ! -f $pages/.complete ]]; then
@@ -66,6 +67,8 @@ for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; 
   set -a
   eval "$(scripts/stack.sh env)"
   set +a
+  # As the template sets it for run-export: large buffers mapped and given back when freed.
+  export MALLOC_MMAP_THRESHOLD_=1048576
   READER_URL=http://127.0.0.1:$port READER_TOKEN=bench-token READER_LATENCY_MS=$latency WORK_DIR=$work \
     RUST_LOG=warn target/release/e2e-bench "${e2e_sizes[@]}" --continue "${e2e_continue[@]}"
 )

@@ -129,7 +129,7 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
                 u64::MAX,
             ))
         } else {
-            Box::new(CsvFile::new(file.try_clone()?, b',', tz, &labels, true)?)
+            Box::new(CsvFile::new(file.try_clone()?, Default::default(), tz, &labels)?)
         };
         let decimator =
             buckets.then(|| Decimator::new(tz, "15m".parse().unwrap_or_else(|_| unreachable!()), *function));

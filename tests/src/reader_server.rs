@@ -404,19 +404,16 @@ async fn messages_now(
     let first = ((from - config.start as f64) / step).ceil().max(0.0) as u64;
     let end = ((to - config.start as f64) / step).ceil().max(0.0) as u64;
     let total = end.saturating_sub(first);
-    let generated = |k: u64| {
-        let time = config.start + k as i64 * config.step_seconds;
-        let mut message = json!({
-            "channel": channel, "subtopic": subtopic, "publisher": "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
-            "protocol": "mqtt", "name": name, "unit": if name.ends_with("onoff") { "" } else { "Cel" },
-            "time": time as f64,
-        });
-        if name.ends_with("onoff") {
-            message["boolValue"] = json!(k.is_multiple_of(3));
-        } else {
-            message["value"] = json!(20.0 + (k % 1000) as f64 / 8.0);
-        }
-        message
+    let generated = |k: u64| Generated {
+        channel: &channel,
+        subtopic: &subtopic,
+        publisher: "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
+        protocol: "mqtt",
+        name: &name,
+        unit: if name.ends_with("onoff") { "" } else { "Cel" },
+        time: (config.start + k as i64 * config.step_seconds) as f64,
+        value: (!name.ends_with("onoff")).then(|| 20.0 + (k % 1000) as f64 / 8.0),
+        bool_value: name.ends_with("onoff").then(|| k.is_multiple_of(3)),
     };
     let served = config.requests.load(Ordering::SeqCst);
     let arrived: Vec<LatePoint> = config
@@ -432,7 +429,10 @@ async fn messages_now(
         .unwrap_or_default();
     if !arrived.is_empty() {
         // Late points in the window: the whole window, merged and sorted, newest first.
-        let mut all: Vec<Value> = (first..end).map(generated).collect();
+        let mut all: Vec<Value> = (first..end)
+            .map(generated)
+            .filter_map(|m| serde_json::to_value(m).ok())
+            .collect();
         all.extend(arrived.iter().map(|p| {
             json!({"channel": channel, "subtopic": subtopic, "publisher": "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
                 "protocol": "mqtt", "name": name, "unit": "Cel", "time": p.time as f64, "value": p.value})
@@ -450,7 +450,7 @@ async fn messages_now(
             &json!({"total": total, "offset": offset, "limit": limit, "messages": page}),
         );
     }
-    let messages: Vec<Value> = (0..limit)
+    let messages: Vec<Generated> = (0..limit)
         .map_while(|i| {
             let index = offset + i;
             (index < total).then(|| end - 1 - index) // newest first
@@ -460,12 +460,42 @@ async fn messages_now(
     answer(
         &config,
         &headers,
-        &json!({"total": total, "offset": offset, "limit": limit, "messages": messages}),
+        &GeneratedPage {
+            total,
+            offset,
+            limit,
+            messages,
+        },
     )
 }
 
+/// A generated message, serialized as the reader sends it (built without a map per message, so
+/// that the server's own work stays small beside the latency it is set to take).
+#[derive(serde::Serialize)]
+struct Generated<'a> {
+    channel: &'a str,
+    subtopic: &'a str,
+    publisher: &'static str,
+    protocol: &'static str,
+    name: &'a str,
+    unit: &'static str,
+    time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<f64>,
+    #[serde(rename = "boolValue", skip_serializing_if = "Option::is_none")]
+    bool_value: Option<bool>,
+}
+
+#[derive(serde::Serialize)]
+struct GeneratedPage<'a> {
+    total: u64,
+    offset: u64,
+    limit: u64,
+    messages: Vec<Generated<'a>>,
+}
+
 /// A page as JSON, gzip-compressed when the server is set to and the client accepts it.
-fn answer(config: &ReaderConfig, headers: &HeaderMap, page: &Value) -> Response {
+fn answer(config: &ReaderConfig, headers: &HeaderMap, page: &impl serde::Serialize) -> Response {
     let accepts_gzip = headers
         .get("accept-encoding")
         .and_then(|v| v.to_str().ok())
@@ -474,8 +504,9 @@ fn answer(config: &ReaderConfig, headers: &HeaderMap, page: &Value) -> Response 
         return Json(page).into_response();
     }
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    let compressed = encoder
-        .write_all(page.to_string().as_bytes())
+    let compressed = serde_json::to_vec(page)
+        .map_err(std::io::Error::other)
+        .and_then(|body| encoder.write_all(&body))
         .and_then(|()| encoder.finish());
     match compressed {
         Ok(body) => {

@@ -218,7 +218,12 @@ async fn a_recurring_export_to_xlsx_covers_the_dst_day_with_23_hourly_rows() {
 
     let bytes = download(&fx, &alice, &id).await;
     let mut book: Xlsx<_> = calamine::open_workbook_from_rs(Cursor::new(bytes)).expect("an xlsx");
-    let sheet = book.worksheet_range("Sheet1").expect("a sheet");
+    // Named after the item (made valid), with its chart on a sheet of its own.
+    assert_eq!(
+        book.sheet_names(),
+        ["urn_dev_temperature", "urn_dev_temperature chart"]
+    );
+    let sheet = book.worksheet_range("urn_dev_temperature").expect("a sheet");
     assert_eq!(sheet.height(), 24, "header and 23 hours");
     assert_eq!(sheet.get((0, 0)), Some(&Data::String("Hour".into())));
     let day_start = midnight(30).timestamp();

@@ -583,6 +583,36 @@ async fn bad_bodies_are_refused_with_the_field_and_nothing_is_written() {
             "/format/csvDelimiter",
         ),
         (
+            "unknown fill",
+            with(valid(), "/items/0/params/decimation/fill", Some(json!("linear"))),
+            400,
+            "/items/0/params/decimation/fill",
+        ),
+        (
+            "unknown transform",
+            with(valid(), "/items/0/params/transform", Some(json!("rate"))),
+            400,
+            "/items/0/params/transform",
+        ),
+        (
+            "decimal comma with a comma delimiter",
+            with(valid(), "/format/csvDecimalSeparator", Some(json!(","))),
+            400,
+            "/format/csvDecimalSeparator",
+        ),
+        (
+            "decimal separator not a point or a comma",
+            with(valid(), "/format/csvDecimalSeparator", Some(json!("·"))),
+            400,
+            "/format/csvDecimalSeparator",
+        ),
+        (
+            "byte-order mark not a boolean",
+            with(valid(), "/format/csvBom", Some(json!("yes"))),
+            400,
+            "/format/csvBom",
+        ),
+        (
             "filename with a path",
             with(valid(), "/items/0/filename", Some(json!("../etc/passwd"))),
             400,

@@ -60,6 +60,8 @@ pub struct RunConfig {
     pub part_bytes: usize,
     /// The most rows one item's workbook may hold; a job past it fails as soon as it gets there.
     pub xlsx_max_rows: u64,
+    /// The most rows of a decimated item's workbook that get a native line chart; 0: none.
+    pub xlsx_chart_max_rows: u64,
     /// The most bytes of a file one invocation writes locally before it pauses (its full parts
     /// uploaded) and continues in a fresh one: the function's local storage is bounded by it.
     pub max_local_bytes: u64,
@@ -82,6 +84,7 @@ impl Default for RunConfig {
             max_legs: 200,
             part_bytes: 8 * 1024 * 1024,
             xlsx_max_rows: 5_000_000,
+            xlsx_chart_max_rows: 10_000,
             fan_out: 4,
             max_local_bytes: 1 << 30,
         }
@@ -118,6 +121,7 @@ impl RunConfig {
             // Set by the composition root with the store's part size.
             part_bytes: defaults.part_bytes,
             xlsx_max_rows: parsed_or("XLSX_MAX_ROWS", defaults.xlsx_max_rows)?,
+            xlsx_chart_max_rows: parsed_or("XLSX_CHART_MAX_ROWS", defaults.xlsx_chart_max_rows)?,
             fan_out: parsed_or("ITEM_FAN_OUT", defaults.fan_out)?,
             max_local_bytes: parsed_or("RUN_MAX_LOCAL_BYTES", defaults.max_local_bytes)?,
         })

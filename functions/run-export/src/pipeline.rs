@@ -13,18 +13,18 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use chrono::{DateTime, Utc};
 use tempfile::NamedTempFile;
 
-use exporter::domain::decimation::Decimator;
+use exporter::domain::decimation::{Decimator, Filler};
 use exporter::domain::export::rfc3339;
 use exporter::domain::files;
 use exporter::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
-use exporter::domain::request::{Extension, Item};
+use exporter::domain::request::{ColumnId, Extension, Fill, Item, Transform};
 use exporter::domain::series::Point;
 use exporter::domain::{Export, Schedule, Window};
 use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink};
 use exporter::render::csv_file::CsvFile;
 use exporter::render::series::{Paused, SeriesRenderer};
 use exporter::render::stage::{render_stage, StageFile};
-use exporter::render::xlsx_file::XlsxFile;
+use exporter::render::xlsx_file::{ChartSpec, Look, XlsxFile};
 use exporter::render::{ItemContext, RenderError, RowWriter};
 
 use crate::Deps;
@@ -252,7 +252,7 @@ async fn export_items(
         };
         match render_item(deps, export, item, *window, target, progress).await? {
             Rendered::Paused(progress) => {
-                checkpoint.current = Some(progress);
+                checkpoint.current = Some(*progress);
                 return Ok(false);
             }
             Rendered::Stored {
@@ -367,7 +367,7 @@ pub(crate) async fn run_item(
         Rendered::Paused(progress) => Ok(ItemProgressed::Paused(Box::new(Checkpoint {
             occurrence,
             detail: JobDetail::default(),
-            current: Some(progress),
+            current: Some(*progress),
         }))),
         Rendered::Stored { record, warnings, .. } => Ok(ItemProgressed::Done(ItemOutcome {
             window: ItemWindow {
@@ -438,7 +438,7 @@ enum Rendered {
         record: FileRecord,
         warnings: Vec<String>,
     },
-    Paused(ItemProgress),
+    Paused(Box<ItemProgress>),
 }
 
 /// Renders one item, from `progress` when an earlier leg began it, into a temporary file, and
@@ -464,25 +464,17 @@ async fn render_item(
     }
     let render = |source| JobError::Render { item: index, source };
     let writer: Box<dyn RowWriter + Send> = match (format.extension, &progress) {
-        (Extension::Csv, None) => Box::new(
-            CsvFile::new(
-                file.reopen()?,
-                format.csv_delimiter,
-                format.timezone,
-                &labels,
-                format.escape_formulas,
-            )
-            .map_err(render)?,
-        ),
+        (Extension::Csv, None) => {
+            Box::new(CsvFile::new(file.reopen()?, format.into(), format.timezone, &labels).map_err(render)?)
+        }
         (Extension::Csv, Some(p)) => {
             let mut out = file.reopen()?;
             out.seek(SeekFrom::End(0))?;
             Box::new(CsvFile::continued(
                 out,
-                format.csv_delimiter,
+                format.into(),
                 format.timezone,
                 p.paused.rows,
-                format.escape_formulas,
             ))
         }
         // A workbook's rows are staged, and the workbook rendered from the stage at the end.
@@ -508,7 +500,19 @@ async fn render_item(
                 None => Decimator::new(format.timezone, d.ds, d.dsf),
             },
         );
+    let paused = progress.as_ref().map(|p| &p.paused);
     let mut sink = SeriesRenderer::new(writer, columns, context, decimator);
+    if let Some(d) = item.decimation.filter(|d| d.fill != Fill::None) {
+        let state = paused.and_then(|p| p.fill.clone()).unwrap_or_default();
+        let bounds = (
+            window.from.and_then(|f| f.timestamp_nanos_opt()),
+            window.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
+        );
+        sink = sink.with_filler(Filler::new(format.timezone, d.ds, d.fill, bounds, state));
+    }
+    if item.transform == Some(Transform::Delta) {
+        sink = sink.with_delta(paused.and_then(|p| p.previous));
+    }
     let from = match &progress {
         Some(p) => Some(DateTime::from_timestamp_nanos(p.from_ns)),
         None => window.from,
@@ -568,7 +572,7 @@ async fn render_item(
                 }
                 None => None,
             };
-            return Ok(Rendered::Paused(ItemProgress {
+            return Ok(Rendered::Paused(Box::new(ItemProgress {
                 index,
                 from_ns,
                 paused,
@@ -576,7 +580,7 @@ async fn render_item(
                 parts: sent.parts,
                 uploaded: sent.uploaded,
                 tail,
-            }));
+            })));
         }
         Err(source) => {
             return Err(match source {
@@ -620,7 +624,7 @@ async fn render_item(
             file.rewind()?;
             file
         };
-        let mut xlsx = XlsxFile::new(format.timezone, &labels)
+        let mut xlsx = XlsxFile::with_look(format.timezone, &labels, look(deps, export, item))
             .map_err(render)?
             .created_at(target.created_at);
         render_stage(stage.reopen()?, &mut xlsx).map_err(render)?;
@@ -664,6 +668,39 @@ async fn render_item(
         },
         warnings,
     })
+}
+
+/// How an item's workbook looks: sheets named after the item's label (else its SenML name),
+/// titled with the label and the export, and a line chart of a decimated series of times and
+/// values short enough for one.
+fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
+    let name = item
+        .label
+        .clone()
+        .unwrap_or_else(|| item.target.as_str().to_owned());
+    let columns = &export.request.format.columns;
+    let at = |id: ColumnId| {
+        columns
+            .iter()
+            .position(|c| c.id == id)
+            .and_then(|i| u16::try_from(i).ok())
+    };
+    let chart = match (item.decimation, at(ColumnId::Time), at(ColumnId::Value)) {
+        (Some(_), Some(time_column), Some(value_column)) if deps.config.xlsx_chart_max_rows > 0 => {
+            Some(ChartSpec {
+                time_column,
+                value_column,
+                name: name.clone(),
+                max_rows: deps.config.xlsx_chart_max_rows,
+            })
+        }
+        _ => None,
+    };
+    Look {
+        title: format!("{name} (export {})", export.id),
+        sheet: name,
+        chart,
+    }
 }
 
 /// An item's file on its way to the store in parts, across legs.
@@ -714,7 +751,14 @@ impl Sent<'_> {
         };
         let number = self.parts.len() as i32 + 1;
         let size = bytes.len() as u64;
+        let began = std::time::Instant::now();
         let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
+        tracing::debug!(
+            number,
+            size,
+            took_ms = began.elapsed().as_millis() as u64,
+            "part sent"
+        );
         self.parts.push((number, tag));
         self.uploaded += size;
         self.local += size;

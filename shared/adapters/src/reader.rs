@@ -51,6 +51,15 @@ pub struct HttpReader {
 struct Gate {
     state: Mutex<(Flow, usize)>,
     freed: tokio::sync::Notify,
+    tally: Mutex<Tally>,
+}
+
+/// What a read's requests did, logged at its end (debug): how many answers, their mean
+/// latency, and the pages in flight on average (Little's law: the answers' time over the read's).
+#[derive(Debug, Default)]
+struct Tally {
+    answers: u64,
+    latency: Duration,
 }
 
 type SharedFlow = Arc<Gate>;
@@ -72,6 +81,7 @@ impl Gate {
         Self {
             state: Mutex::new((Flow::new(max), 0)),
             freed: tokio::sync::Notify::new(),
+            tally: Mutex::default(),
         }
     }
 
@@ -93,6 +103,10 @@ impl Gate {
         if let Ok(mut state) = self.state.lock() {
             state.0.answered(latency);
         }
+        if let Ok(mut tally) = self.tally.lock() {
+            tally.answers += 1;
+            tally.latency += latency;
+        }
         // The flow may allow more now.
         self.freed.notify_waiters();
     }
@@ -111,31 +125,89 @@ type PieceTask = tokio::task::JoinHandle<Result<Piece, ReadError>>;
 enum Piece {
     /// Every message of the piece, in one answer: a consistent snapshot; the piece's end.
     Whole(OwnedPage, DateTime<Utc>),
-    /// More messages than one answer holds: read these parts of it instead, in order.
-    Split(Vec<(DateTime<Utc>, DateTime<Utc>)>),
+    /// More messages than one answer holds (the piece and how many): read it in smaller pieces.
+    Split(DateTime<Utc>, DateTime<Utc>, u64),
     /// More messages than a page within a width time cannot cut: read by offsets.
     Dense(DateTime<Utc>, DateTime<Utc>, u64),
 }
 
 /// The pieces still to hand over, oldest first: the first few fetched on other tasks, the rest
-/// waiting. Dropped early (an error), it stops the tasks.
+/// waiting or not cut yet. Dropped early (an error), it stops the tasks.
 #[derive(Default)]
 struct Pieces(VecDeque<Slot>);
 
 enum Slot {
+    /// A piece to fetch.
     Waiting(DateTime<Utc>, DateTime<Utc>),
-    Fetching(PieceTask),
+    /// A range known to hold this many messages, cut into pieces of about a page as they are
+    /// fetched.
+    Uncut(DateTime<Utc>, DateTime<Utc>, u64),
+    /// A piece being fetched; whether it was cut from a range by estimate.
+    Fetching(PieceTask, bool),
 }
 
 impl Drop for Pieces {
     fn drop(&mut self) {
         for slot in &self.0 {
-            if let Slot::Fetching(task) = slot {
+            if let Slot::Fetching(task, _) = slot {
                 task.abort();
             }
         }
     }
 }
+
+/// A range of the window and how many messages it holds (known, or estimated).
+type Range = (DateTime<Utc>, DateTime<Utc>, u64);
+
+/// How full a piece cut from a range is meant to be, as a share of a page, were its messages
+/// spread evenly: it starts at nineteen twentieths and moves towards [`Cutter::FULLEST`] while
+/// pieces fit in one answer, and drops by a tenth when one does not (its messages are bunched,
+/// and a piece that overflows costs a round trip more).
+#[derive(Debug)]
+struct Cutter {
+    fill: f64,
+    page: u64,
+}
+
+impl Cutter {
+    const FIRST: f64 = 0.95;
+    const FULLEST: f64 = 0.99;
+    const EMPTIEST: f64 = 0.5;
+
+    fn new(page: u32) -> Self {
+        Self {
+            fill: Self::FIRST,
+            page: u64::from(page.max(1)),
+        }
+    }
+
+    fn fitted(&mut self) {
+        self.fill += (Self::FULLEST - self.fill) * 0.1;
+    }
+
+    fn overflowed(&mut self) {
+        self.fill = (self.fill * 0.9).max(Self::EMPTIEST);
+    }
+
+    /// Cuts the first piece off `[from, to)`, which holds `total` messages; the rest, if any,
+    /// with the messages it is estimated to hold.
+    fn cut(&self, (from, to, total): Range) -> ((DateTime<Utc>, DateTime<Utc>), Option<Range>) {
+        let per_piece = (self.page as f64 * self.fill).max(1.0);
+        let width = (to - from).num_nanoseconds().unwrap_or(i64::MAX) as f64;
+        let step = (width * per_piece / total.max(1) as f64) as i64;
+        let step = chrono::TimeDelta::nanoseconds(step).max(narrowest() / 2);
+        let end = from.checked_add_signed(step).map_or(to, |end| end.min(to));
+        if end >= to || total as f64 <= per_piece {
+            return ((from, to), None);
+        }
+        let left = total.saturating_sub(per_piece as u64).max(1);
+        ((from, end), Some((end, to, left)))
+    }
+}
+
+/// How many times the most requests in flight a read keeps under way: answers that come back
+/// before an older slow one wait for it, so the reader still has requests to answer.
+const LOOK_AHEAD: usize = 3;
 
 /// The narrowest piece time still cuts.
 fn narrowest() -> chrono::TimeDelta {
@@ -320,19 +392,7 @@ impl HttpReader {
         if width <= narrowest() {
             return Ok(Piece::Dense(from, to, total));
         }
-        // Parts of about nineteen twentieths of a page each, were the messages spread evenly: most then
-        // fit in one answer, and a denser one is cut again.
-        let per_part = (u64::from(self.page_limit) * 19 / 20).max(1);
-        let parts = total.div_ceil(per_part).clamp(2, 1 << 20);
-        let step = (width / i32::try_from(parts).unwrap_or(i32::MAX)).max(narrowest() / 2);
-        let mut cuts = Vec::new();
-        let mut start = from;
-        while start < to {
-            let end = (start + step).min(to);
-            cuts.push((start, end));
-            start = end;
-        }
-        Ok(Piece::Split(cuts))
+        Ok(Piece::Split(from, to, total))
     }
 
     /// Reads a piece too dense to cut by time page by page by offset, oldest page first.
@@ -363,40 +423,68 @@ impl SeriesReader for HttpReader {
             .push_back(Slot::Waiting(query.window.from.unwrap_or(epoch), query.window.to));
         let mut total_points = 0u64;
         let flow: SharedFlow = Arc::new(Gate::new(self.max_in_flight));
+        let mut cutter = Cutter::new(self.page_limit);
+        let began = std::time::Instant::now();
         loop {
             // The oldest pieces are fetched and parsed on other tasks while the sink writes: up
-            // to twice the most requests in flight are under way (memory is bounded by that),
-            // their requests held by the gate to what the flow allows.
-            for slot in pieces.0.iter_mut().take(2 * self.max_in_flight) {
-                if let Slot::Waiting(from, to) = *slot {
+            // to LOOK_AHEAD times the most requests in flight are under way (memory is bounded
+            // by that; a slow answer at the head then does not stall the others), their requests
+            // held by the gate to what the flow allows.
+            let mut at = 0;
+            while at < LOOK_AHEAD * self.max_in_flight && at < pieces.0.len() {
+                let piece = match pieces.0[at] {
+                    Slot::Waiting(from, to) => Some((from, to, false)),
+                    Slot::Uncut(from, to, total) => {
+                        let ((from, end), rest) = cutter.cut((from, to, total));
+                        if let Some((end, to, left)) = rest {
+                            pieces.0.insert(at + 1, Slot::Uncut(end, to, left));
+                        }
+                        Some((from, end, true))
+                    }
+                    Slot::Fetching(..) => None,
+                };
+                if let Some((from, to, cut)) = piece {
                     let (reader, query, flow) = (self.clone(), query.clone(), flow.clone());
-                    *slot = Slot::Fetching(tokio::spawn(async move {
-                        reader.piece(&query, from, to, &flow).await
-                    }));
+                    pieces.0[at] = Slot::Fetching(
+                        tokio::spawn(async move { reader.piece(&query, from, to, &flow).await }),
+                        cut,
+                    );
                 }
+                at += 1;
             }
             let Some(slot) = pieces.0.pop_front() else { break };
-            let Slot::Fetching(task) = slot else { continue };
+            let Slot::Fetching(task, cut) = slot else { continue };
             let piece = task
                 .await
                 .map_err(|e| ReadError::Permanent(format!("reading a page stopped: {e}")))??;
             match piece {
                 Piece::Whole(page, to) => {
+                    if cut {
+                        cutter.fitted();
+                    }
                     total_points += deliver(&page, sink).await?;
                     sink.boundary(to).await.map_err(ReadError::Sink)?;
                 }
-                Piece::Split(parts) => {
-                    for (from, to) in parts.into_iter().rev() {
-                        if from < to {
-                            pieces.0.push_front(Slot::Waiting(from, to));
-                        }
+                Piece::Split(from, to, total) => {
+                    if cut {
+                        cutter.overflowed();
                     }
+                    pieces.0.push_front(Slot::Uncut(from, to, total));
                 }
                 Piece::Dense(from, to, total) => {
                     total_points += self.dense(query, (from, to, total), sink, &flow).await?;
                     sink.boundary(to).await.map_err(ReadError::Sink)?;
                 }
             }
+        }
+        if let Ok(tally) = flow.tally.lock() {
+            tracing::debug!(
+                points = total_points,
+                answers = tally.answers,
+                mean_latency_ms = tally.latency.as_secs_f64() * 1000.0 / tally.answers.max(1) as f64,
+                mean_in_flight = tally.latency.as_secs_f64() / began.elapsed().as_secs_f64().max(1e-9),
+                "read done"
+            );
         }
         Ok(total_points)
     }
@@ -421,6 +509,33 @@ mod tests {
         assert_eq!(points[1].string_value.as_deref(), Some("t"));
         assert_eq!(points[1].data_value.as_deref(), Some("d"));
         assert_eq!(points[1].bool_value, Some(false));
+    }
+
+    #[test]
+    fn pieces_grow_towards_a_full_page_while_they_fit_and_shrink_when_one_does_not() {
+        let at = |s: i64| DateTime::from_timestamp(s, 0).expect("in range");
+        let mut cutter = Cutter::new(1000);
+        // A million messages, one a second: the first piece is cut at nineteen twentieths.
+        let ((from, end), rest) = cutter.cut((at(0), at(1_000_000), 1_000_000));
+        assert_eq!((from, end), (at(0), at(950)));
+        assert_eq!(rest, Some((at(950), at(1_000_000), 999_050)));
+        for _ in 0..100 {
+            cutter.fitted();
+        }
+        let ((_, end), _) = cutter.cut((at(0), at(1_000_000), 1_000_000));
+        assert!((at(989)..=at(990)).contains(&end), "{end}");
+        cutter.overflowed();
+        let ((_, end), _) = cutter.cut((at(0), at(1_000_000), 1_000_000));
+        assert!((at(890)..=at(891)).contains(&end), "{end}");
+        for _ in 0..100 {
+            cutter.overflowed();
+        }
+        let ((_, end), _) = cutter.cut((at(0), at(1_000_000), 1_000_000));
+        assert_eq!(end, at(500), "never below half a page");
+        // A range that fits is one piece; a piece is never cut narrower than time can.
+        assert_eq!(cutter.cut((at(0), at(10), 400)), ((at(0), at(10)), None));
+        let ((from, end), _) = cutter.cut((at(0), at(1), 1_000_000_000));
+        assert_eq!(end - from, narrowest() / 2);
     }
 
     #[test]

@@ -91,6 +91,10 @@ async fn create(fx: &Fixture, who: &[(String, String)], points: i64) -> RunEvent
 
 #[tokio::main]
 async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let continued = args.iter().position(|a| a == "--continue").map(|at| {
         let rest: Vec<String> = args.drain(at..).skip(1).collect();
@@ -108,25 +112,8 @@ async fn main() {
     let fx = Fixture::new()
         .await
         .expect("the local stack runs (scripts/stack.sh up)");
-    let mut inproc = None;
-    let url = match std::env::var("READER_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            // No reader given: one in this process (its work then counts in this process's figures).
-            let mut config =
-                integration_tests::reader_server::ReaderConfig::new("local-reader-token", READER_START, 1);
-            config.latency = std::time::Duration::from_millis(env_or("READER_LATENCY_MS", 20));
-            let (url, state) = integration_tests::reader_server::start(config).await;
-            inproc = Some(state);
-            url
-        }
-    };
+    let url = std::env::var("READER_URL").expect("READER_URL: a local reader (scripts/bench.sh starts one)");
     let token = std::env::var("READER_TOKEN").unwrap_or_else(|_| "local-reader-token".into());
-    let token = if inproc.is_some() {
-        "local-reader-token".to_owned()
-    } else {
-        token
-    };
     let latency_ms: f64 = env_or("READER_LATENCY_MS", 20.0);
     let in_flight: usize = env_or("READER_MAX_IN_FLIGHT", 8);
     let reader = Clocked(
@@ -196,13 +183,6 @@ async fn main() {
             job.detail.files[0].bytes as f64 / 1048576.0,
             peak_rss_mib()
         );
-        if let Some(state) = &inproc {
-            println!(
-                "  reader: {} requests, at most {} at once",
-                state.requests.swap(0, std::sync::atomic::Ordering::SeqCst),
-                state.most_in_flight.swap(0, std::sync::atomic::Ordering::SeqCst)
-            );
-        }
     }
     if let Some((points, budget)) = continued {
         let event = create(&fx, &alice, points).await;

@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 
 use super::duration::resolve_local;
 use super::granularity::{Granularity, GranularityUnit};
-use super::request::Aggregate;
+use super::request::{Aggregate, Fill};
 use super::series::Point;
 
 /// A bucket `[start_ns, end_ns)` in Unix nanoseconds.
@@ -204,6 +204,120 @@ pub struct BucketRow {
     pub protocol: String,
 }
 
+/// Writes the buckets of a window that a decimation leaves out, having no point
+/// (`decimation.fill`): between the window's first bucket (the one holding its start; without
+/// a start, the first with a point) and its last (the one holding its end's last instant),
+/// each as a row of count 0 whose value is empty (`null`) or the last value written
+/// (`previous`; empty before the first).
+#[derive(Debug)]
+pub struct Filler {
+    bucketer: Bucketer,
+    fill: Fill,
+    from_ns: Option<i64>,
+    to_ns: i64,
+    state: FillState,
+}
+
+/// Where a [`Filler`] stands between invocations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FillState {
+    /// Where the next bucket starts: the end of the last row written.
+    pub next_ns: Option<i64>,
+    /// The last value written, as its bits.
+    pub last: Option<u64>,
+    pub unit: String,
+    pub publisher: String,
+    pub protocol: String,
+}
+
+impl Filler {
+    /// A filler of the window `[from_ns, to_ns)` going on from `state`.
+    pub fn new(
+        tz: Tz,
+        granularity: Granularity,
+        fill: Fill,
+        (from_ns, to_ns): (Option<i64>, i64),
+        state: FillState,
+    ) -> Self {
+        Self {
+            bucketer: Bucketer::new(tz, granularity),
+            fill,
+            from_ns,
+            to_ns,
+            state,
+        }
+    }
+
+    pub fn state(&self) -> &FillState {
+        &self.state
+    }
+
+    /// Writes the empty buckets before `row` (the next row with points), then notes `row`.
+    pub fn before<E>(
+        &mut self,
+        row: &BucketRow,
+        write: &mut impl FnMut(&BucketRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.until(row.start_ns, write)?;
+        self.state.next_ns = self.bucketer.bucket_of(row.start_ns).map(|b| b.end_ns);
+        self.state.last = row.value.map(f64::to_bits);
+        if self.state.unit != row.unit
+            || self.state.publisher != row.publisher
+            || self.state.protocol != row.protocol
+        {
+            self.state.unit.clone_from(&row.unit);
+            self.state.publisher.clone_from(&row.publisher);
+            self.state.protocol.clone_from(&row.protocol);
+        }
+        Ok(())
+    }
+
+    /// Writes the empty buckets after the last row, to the window's end.
+    pub fn finish<E>(&mut self, write: &mut impl FnMut(&BucketRow) -> Result<(), E>) -> Result<(), E> {
+        self.until(self.to_ns, write)
+    }
+
+    /// Writes the empty buckets that start before `limit_ns`.
+    fn until<E>(
+        &mut self,
+        limit_ns: i64,
+        write: &mut impl FnMut(&BucketRow) -> Result<(), E>,
+    ) -> Result<(), E> {
+        if self.fill == Fill::None {
+            return Ok(());
+        }
+        let first = match (self.state.next_ns, self.from_ns) {
+            (Some(next), _) => Some(next),
+            (None, Some(from)) => self.bucketer.bucket_of(from).map(|b| b.start_ns),
+            (None, None) => None,
+        };
+        let Some(mut at) = first else { return Ok(()) };
+        let mut row = BucketRow {
+            start_ns: 0,
+            count: 0,
+            value: None,
+            unit: self.state.unit.clone(),
+            publisher: self.state.publisher.clone(),
+            protocol: self.state.protocol.clone(),
+        };
+        while at < limit_ns {
+            let Some(bucket) = self.bucketer.bucket_of(at) else {
+                break;
+            };
+            row.start_ns = bucket.start_ns;
+            row.value = match self.fill {
+                Fill::Previous => self.state.last.map(f64::from_bits),
+                Fill::Null | Fill::None => None,
+            };
+            write(&row)?;
+            at = bucket.end_ns;
+            self.state.next_ns = Some(at);
+        }
+        Ok(())
+    }
+}
+
 /// A decimator's state between invocations.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -357,6 +471,56 @@ mod tests {
     use chrono::{NaiveDateTime, TimeZone, Utc};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_filler_stopped_and_restored_from_its_state_writes_the_same_rows() {
+        let g: Granularity = "1h".parse().expect("a granularity");
+        let (from, to) = (0i64, 10 * 3_600_000_000_000);
+        let row = |hour: i64, value: f64| BucketRow {
+            start_ns: hour * 3_600_000_000_000,
+            count: 1,
+            value: Some(value),
+            unit: "u".into(),
+            publisher: "p".into(),
+            protocol: "m".into(),
+        };
+        let rows = [row(2, 1.5), row(5, 2.5)];
+        let run = |stop_after: usize| {
+            let mut out: Vec<(i64, Option<f64>, u64)> = Vec::new();
+            let mut write = |r: &BucketRow| -> Result<(), ()> {
+                out.push((r.start_ns / 3_600_000_000_000, r.value, r.count));
+                Ok(())
+            };
+            let mut filler = Filler::new(Tz::UTC, g, Fill::Previous, (Some(from), to), FillState::default());
+            for (i, r) in rows.iter().enumerate() {
+                if i == stop_after {
+                    let state = filler.state().clone();
+                    filler = Filler::new(Tz::UTC, g, Fill::Previous, (Some(from), to), state);
+                }
+                filler.before(r, &mut write).expect("written");
+                write(r).expect("written");
+            }
+            filler.finish(&mut write).expect("written");
+            out
+        };
+        let whole = run(usize::MAX);
+        assert_eq!(
+            whole,
+            [
+                (0, None, 0),
+                (1, None, 0),
+                (2, Some(1.5), 1),
+                (3, Some(1.5), 0),
+                (4, Some(1.5), 0),
+                (5, Some(2.5), 1),
+                (6, Some(2.5), 0),
+                (7, Some(2.5), 0),
+                (8, Some(2.5), 0),
+                (9, Some(2.5), 0)
+            ]
+        );
+        assert_eq!(run(1), whole);
+    }
 
     /// The reference bucket start: walk the local calendar one obvious step at a time.
     fn reference_start(tz: Tz, g: Granularity, t_ns: i64) -> i64 {

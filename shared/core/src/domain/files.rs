@@ -131,6 +131,7 @@ mod tests {
                 period: None,
             },
             decimation: None,
+            transform: None,
             filename: filename.map(|f| Filename::parse(f).expect("a file name")),
         }
     }

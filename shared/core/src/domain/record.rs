@@ -19,8 +19,9 @@ use uuid::Uuid;
 
 use super::recurrence::{ItemSpan, Recurrence};
 use super::request::{
-    Aggregate, Column, ColumnId, Decimation, EmailAddress, ExportRequest, Extension, Filename, Format, Item,
-    Medium, Message, NotifyPolicy, Schedule, SenmlName, Subtopic, Target, TelegramChat, WebhookUrl,
+    Aggregate, Column, ColumnId, Decimation, EmailAddress, ExportRequest, Extension, Filename, Fill, Format,
+    Item, Medium, Message, NotifyPolicy, Schedule, SenmlName, Subtopic, Target, TelegramChat, Transform,
+    WebhookUrl,
 };
 
 /// The version this code writes.
@@ -64,6 +65,12 @@ pub struct FormatV1 {
     /// Absent in records written before the option: on, as then.
     #[serde(default = "on")]
     pub escape_formulas: bool,
+    /// Absent in records written before the option: off, as then.
+    #[serde(default)]
+    pub csv_bom: bool,
+    /// Absent in records written before the option: a decimal point, as then.
+    #[serde(default)]
+    pub csv_decimal_comma: bool,
 }
 
 fn on() -> bool {
@@ -89,6 +96,12 @@ pub struct ItemV1 {
     pub period: Option<String>,
     /// `(granularity, function)`, such as `("15m", "avg")`.
     pub decimation: Option<(String, String)>,
+    /// `decimation.fill`; absent in records written before the option (and for `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill: Option<String>,
+    /// `transform`; absent in records written before the option (and for none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<String>,
     pub filename: Option<String>,
 }
 
@@ -118,6 +131,8 @@ impl RecordV1 {
                 timezone: format.timezone.name().to_owned(),
                 csv_delimiter: char::from(format.csv_delimiter),
                 escape_formulas: format.escape_formulas,
+                csv_bom: format.csv_bom,
+                csv_decimal_comma: format.csv_decimal_comma,
             },
             recurrence: match request.schedule {
                 Schedule::OneTime => None,
@@ -140,6 +155,11 @@ impl RecordV1 {
                     decimation: item
                         .decimation
                         .map(|d| (d.ds.to_string(), d.dsf.as_str().to_owned())),
+                    fill: item
+                        .decimation
+                        .filter(|d| d.fill != Fill::None)
+                        .map(|d| d.fill.as_str().to_owned()),
+                    transform: item.transform.map(|t| t.as_str().to_owned()),
                     filename: item.filename.as_ref().map(|f| f.as_str().to_owned()),
                 })
                 .collect(),
@@ -224,6 +244,8 @@ impl RecordV1 {
                 timezone,
                 csv_delimiter,
                 escape_formulas: f.escape_formulas,
+                csv_bom: f.csv_bom,
+                csv_decimal_comma: f.csv_decimal_comma,
             },
             schedule,
             items,
@@ -243,7 +265,19 @@ impl ItemV1 {
                     .into_iter()
                     .find(|a| a.as_str() == dsf)
                     .ok_or_else(|| bad(&field("decimation"), format!("unknown function `{dsf}`")))?,
+                fill: match self.fill.as_deref() {
+                    None => Fill::None,
+                    Some(name) => Fill::ALL
+                        .into_iter()
+                        .find(|f| f.as_str() == name)
+                        .ok_or_else(|| bad(&field("fill"), format!("unknown fill `{name}`")))?,
+                },
             }),
+        };
+        let transform = match self.transform.as_deref() {
+            None => None,
+            Some("delta") => Some(Transform::Delta),
+            Some(other) => return Err(bad(&field("transform"), format!("unknown transform `{other}`"))),
         };
         Ok(Item {
             target: SenmlName::stored(self.name.clone()),
@@ -261,6 +295,7 @@ impl ItemV1 {
                     .map_err(|e| bad(&field("period"), e))?,
             },
             decimation,
+            transform,
             filename: self.filename.clone().map(Filename::stored),
         })
     }
@@ -383,6 +418,8 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
                         text(&d["dsf"], &field("decimation.dsf"))?,
                     )),
                 },
+                fill: None,
+                transform: None,
                 filename: optional_text(&item["filename"]),
             })
         })
@@ -415,6 +452,8 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
                 .next()
                 .ok_or_else(|| bad("format.csvDelimiter", "empty"))?,
             escape_formulas: true,
+            csv_bom: false,
+            csv_decimal_comma: false,
         },
         recurrence,
         items,

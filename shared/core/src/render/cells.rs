@@ -86,6 +86,12 @@ impl TimeFormatter {
         })
     }
 
+    /// Appends the zone's offset from UTC at `t_ns` (`+02:00`): what tells the two 02:30 of an
+    /// autumn night apart in a column of local times.
+    pub fn write_offset(&self, t_ns: i64, out: &mut Vec<u8>) {
+        write_offset(out, self.offset_at(t_ns));
+    }
+
     fn offset_at(&self, t_ns: i64) -> i32 {
         let instant = DateTime::from_timestamp_nanos(t_ns);
         self.tz
@@ -116,6 +122,10 @@ fn write_parts(out: &mut Vec<u8>, prefix: &[u8; 11], secs_of_day: i64, nanos: i6
         out.extend(std::iter::repeat_n(b'0', digits - text.len()));
         out.extend_from_slice(text.as_bytes());
     }
+    write_offset(out, offset);
+}
+
+fn write_offset(out: &mut Vec<u8>, offset: i32) {
     out.push(if offset < 0 { b'-' } else { b'+' });
     let minutes = offset.unsigned_abs() / 60;
     push2(out, minutes / 60);

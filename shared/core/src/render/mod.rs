@@ -22,6 +22,8 @@ pub enum Cell<'x> {
     Bool(bool),
     /// Unix nanoseconds, written in the export's timezone.
     Time(i64),
+    /// The zone's offset from UTC at these Unix nanoseconds (`+02:00`).
+    Offset(i64),
 }
 
 /// What a row knows of its item: the name written (the target's label, else the SenML name),
@@ -50,6 +52,8 @@ impl<'r> Row<'r, '_> {
         match (self, column) {
             (Row::Raw(p), ColumnId::Time) => Cell::Time(p.time_ns),
             (Row::Bucket(b), ColumnId::Time) => Cell::Time(b.start_ns),
+            (Row::Raw(p), ColumnId::UtcOffset) => Cell::Offset(p.time_ns),
+            (Row::Bucket(b), ColumnId::UtcOffset) => Cell::Offset(b.start_ns),
             (Row::Raw(p), ColumnId::Value) => number(p.value),
             (Row::Bucket(b), ColumnId::Value) => number(b.value),
             (Row::Raw(p), ColumnId::Name) => text(item.label.as_deref().unwrap_or(&p.name)),

@@ -1,9 +1,10 @@
-//! One series on its way into a file: points in (oldest first), decimated when asked, each row's
-//! cells taken from its columns and written. No allocation per row.
+//! One series on its way into a file: points in (oldest first), turned into deltas and
+//! decimated when asked (empty buckets filled when asked), each row's cells taken from its
+//! columns and written. No allocation per row.
 
 use async_trait::async_trait;
 
-use crate::domain::decimation::{Decimator, DecimatorState};
+use crate::domain::decimation::{BucketRow, Decimator, DecimatorState, FillState, Filler};
 use crate::domain::request::ColumnId;
 use crate::domain::series::Point;
 use crate::ports::{Cause, SliceSink};
@@ -27,6 +28,12 @@ pub struct Paused {
     pub rows: u64,
     pub cut: u64,
     pub decimator: Option<DecimatorState>,
+    /// Where filling empty buckets stands (absent without `decimation.fill`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill: Option<FillState>,
+    /// With `transform: delta`: the last value seen, as its bits (`None` before the first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<u64>,
 }
 
 /// Renders a series into a [`RowWriter`].
@@ -35,6 +42,9 @@ pub struct SeriesRenderer {
     columns: Vec<ColumnId>,
     context: ItemContext,
     decimator: Option<Decimator>,
+    filler: Option<Filler>,
+    /// With `transform: delta`: `Some`, holding the last value seen (`None` before the first).
+    delta: Option<Option<f64>>,
 }
 
 impl SeriesRenderer {
@@ -49,7 +59,32 @@ impl SeriesRenderer {
             columns,
             context,
             decimator,
+            filler: None,
+            delta: None,
         }
+    }
+
+    /// Fills empty buckets as `filler` says.
+    pub fn with_filler(mut self, filler: Filler) -> Self {
+        self.filler = Some(filler);
+        self
+    }
+
+    /// Writes each value minus the one before it, `previous` (bits) being the last one seen by
+    /// an earlier invocation.
+    pub fn with_delta(mut self, previous: Option<u64>) -> Self {
+        self.delta = Some(previous.map(f64::from_bits));
+        self
+    }
+
+    /// Writes a decimated row, the empty buckets before it first.
+    fn write_bucket(&mut self, bucket: &BucketRow) -> Result<(), RenderError> {
+        if let Some(mut filler) = self.filler.take() {
+            let filled = filler.before(bucket, &mut |row| self.write(Row::Bucket(row)));
+            self.filler = Some(filler);
+            filled?;
+        }
+        self.write(Row::Bucket(bucket))
     }
 
     fn write(&mut self, row: Row<'_, '_>) -> Result<(), RenderError> {
@@ -66,10 +101,28 @@ impl SeriesRenderer {
     /// Adds points, oldest first.
     pub fn push(&mut self, points: &[Point<'_>]) -> Result<(), RenderError> {
         for point in points {
+            let delta;
+            let point = match &mut self.delta {
+                Some(previous) if point.value.is_some() => {
+                    let value = point.value.unwrap_or_default();
+                    let change = previous.map(|p| value - p);
+                    *previous = Some(value);
+                    if change.is_none() && self.decimator.is_some() {
+                        // The window's first point has no delta: nothing to count.
+                        continue;
+                    }
+                    delta = Point {
+                        value: change,
+                        ..point.clone()
+                    };
+                    &delta
+                }
+                _ => point,
+            };
             match &mut self.decimator {
                 Some(decimator) => {
                     if let Some(bucket) = decimator.push(point) {
-                        self.write(Row::Bucket(&bucket))?;
+                        self.write_bucket(&bucket)?;
                     }
                 }
                 None => self.write(Row::Raw(point))?,
@@ -90,6 +143,8 @@ impl SeriesRenderer {
             rows: self.writer.rows(),
             cut: self.writer.cut(),
             decimator: self.decimator.as_ref().map(Decimator::state),
+            fill: self.filler.as_ref().map(|f| f.state().clone()),
+            previous: self.delta.flatten().map(f64::to_bits),
         };
         self.writer.pause()?;
         Ok(paused)
@@ -100,7 +155,10 @@ impl SeriesRenderer {
         let mut skipped = 0;
         if let Some(mut decimator) = self.decimator.take() {
             if let Some(bucket) = decimator.finish() {
-                self.write(Row::Bucket(&bucket))?;
+                self.write_bucket(&bucket)?;
+            }
+            if let Some(mut filler) = self.filler.take() {
+                filler.finish(&mut |row| self.write(Row::Bucket(row)))?;
             }
             skipped = decimator.skipped;
         }

@@ -3,7 +3,8 @@
 //! on anywhere, like a CSV) and the workbook is rendered from it in a last step, streaming.
 //!
 //! Each row is its cell count (`u16`), then each cell: a tag byte and its value in little-endian
-//! (`e` empty, `n` a number as its `f64` bits, `c` a count, `t` a time in Unix nanoseconds, `b` a
+//! (`e` empty, `n` a number as its `f64` bits, `c` a count, `t` a time in Unix nanoseconds, `o` the
+//! zone's offset at a time in Unix nanoseconds, `b` a
 //! boolean, `s` a text as its UTF-8 length in a `u32` and its bytes). Exact: a staged row renders
 //! as the row itself would have. The count of rows is checked as it grows: past `cap`, writing
 //! fails at once, not after hours of work.
@@ -67,6 +68,10 @@ impl<W: Write> RowWriter for StageFile<W> {
                     row.push(b't');
                     row.extend_from_slice(&t.to_le_bytes());
                 }
+                Cell::Offset(t) => {
+                    row.push(b'o');
+                    row.extend_from_slice(&t.to_le_bytes());
+                }
                 Cell::Bool(b) => row.extend_from_slice(&[b'b', u8::from(b)]),
                 Cell::Text(s) => {
                     let length = u32::try_from(s.len())
@@ -107,6 +112,7 @@ enum Staged {
     Number(f64),
     Count(u64),
     Time(i64),
+    Offset(i64),
     Bool(bool),
     Text(String),
 }
@@ -118,6 +124,7 @@ impl Staged {
             Self::Number(v) => Cell::Number(*v),
             Self::Count(n) => Cell::Count(*n),
             Self::Time(t) => Cell::Time(*t),
+            Self::Offset(t) => Cell::Offset(*t),
             Self::Bool(b) => Cell::Bool(*b),
             Self::Text(s) => Cell::Text(s),
         }
@@ -157,6 +164,7 @@ pub fn render_stage(input: impl Read, writer: &mut dyn RowWriter) -> Result<u64,
                 b'n' => Staged::Number(f64::from_bits(u64::from_le_bytes(array(&mut input)?))),
                 b'c' => Staged::Count(u64::from_le_bytes(array(&mut input)?)),
                 b't' => Staged::Time(i64::from_le_bytes(array(&mut input)?)),
+                b'o' => Staged::Offset(i64::from_le_bytes(array(&mut input)?)),
                 b'b' => Staged::Bool(array::<1>(&mut input)?[0] != 0),
                 b's' => {
                     let length = u32::from_le_bytes(array(&mut input)?) as usize;

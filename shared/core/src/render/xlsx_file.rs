@@ -1,13 +1,18 @@
-//! XLSX files with `rust_xlsxwriter` in constant-memory mode: a header row, real numbers and
-//! real date-times (local time of the export's timezone); past Excel's 1,048,576 rows a sheet
-//! the data continues on a new sheet with the header repeated.
+//! XLSX files with `rust_xlsxwriter` in constant-memory mode: a bold header row, frozen and
+//! with an autofilter; real numbers and real date-times (local time of the export's timezone);
+//! columns as wide as their content; sheets named after the item; past Excel's 1,048,576 rows a
+//! sheet the data continues on a new sheet with the header repeated. A decimated series short
+//! enough gets a native line chart on a sheet of its own. The workbook's title and creation
+//! time are set, the latter to the job's, so the same rows give the same bytes.
 
+use std::collections::HashSet;
 use std::io::{Seek, Write};
 
 use chrono::{DateTime, TimeZone};
 use chrono_tz::Tz;
-use rust_xlsxwriter::{Format, Workbook};
+use rust_xlsxwriter::{Chart, ChartType, DocProperties, Format, Workbook};
 
+use super::cells::TimeFormatter;
 use super::{Cell, RenderError, RowWriter};
 
 /// Rows in one worksheet, the header included (Excel's limit).
@@ -19,6 +24,15 @@ pub const MAX_CELL_CHARS: usize = 32_767;
 /// What ends a text cut to fit a cell.
 pub const CELL_CUT_MARKER: &str = "…[cut]";
 
+/// The longest sheet name Excel takes, in characters.
+pub const MAX_SHEET_NAME: usize = 31;
+
+/// The widest and narrowest a column is made, in characters.
+const WIDEST: usize = 60;
+const NARROWEST: usize = 8;
+/// The width of a date-time as shown (`yyyy-mm-dd hh:mm:ss.000`).
+const DATETIME_CHARS: usize = 23;
+
 /// `text`, or its start and [`CELL_CUT_MARKER`] when a cell cannot hold it all.
 fn fitted(text: &str) -> Option<String> {
     let end = text.char_indices().nth(MAX_CELL_CHARS)?.0;
@@ -27,43 +41,140 @@ fn fitted(text: &str) -> Option<String> {
     Some(format!("{}{CELL_CUT_MARKER}", &text[..cut]))
 }
 
+/// Sheet names made valid for Excel and unique within a workbook: no `[]:*?/\` (each becomes
+/// `_`), no control characters, no leading or trailing `'`, at most 31 characters, not
+/// `History` (reserved), never empty, and unique ignoring case (` (2)`, ` (3)`... added, the
+/// name shortened to make room).
+#[derive(Debug, Default)]
+pub struct SheetNames(HashSet<String>);
+
+impl SheetNames {
+    /// A valid name, unique among those given so far, as close to `wanted` as can be.
+    pub fn name(&mut self, wanted: &str) -> String {
+        let cleaned: String = wanted
+            .chars()
+            .map(|c| {
+                if "[]:*?/\\".contains(c) || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let mut base = cleaned.trim().trim_matches('\'').trim().to_owned();
+        if base.is_empty() {
+            base = "Data".to_owned();
+        }
+        if base.eq_ignore_ascii_case("history") {
+            base.push('_');
+        }
+        let mut n = 1;
+        loop {
+            let suffix = if n == 1 { String::new() } else { format!(" ({n})") };
+            let room = MAX_SHEET_NAME - suffix.chars().count();
+            let head: String = base.chars().take(room).collect();
+            let name = format!("{}{suffix}", head.trim_end_matches('\'').trim_end());
+            if self.0.insert(name.to_lowercase()) {
+                return name;
+            }
+            n += 1;
+        }
+    }
+}
+
+/// A line chart of a series on a sheet of its own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChartSpec {
+    /// The columns of the times (categories) and the values.
+    pub time_column: u16,
+    pub value_column: u16,
+    /// The series' name (the item's label).
+    pub name: String,
+    /// No chart past this many rows (a chart of millions of points helps nobody and is slow
+    /// to open).
+    pub max_rows: u64,
+}
+
+/// How a workbook looks beyond its rows.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Look {
+    /// The data sheets' name (the item's label), made valid; empty: Excel's `Sheet1`...
+    pub sheet: String,
+    /// The workbook's title property.
+    pub title: String,
+    pub chart: Option<ChartSpec>,
+}
+
 /// A workbook being written.
 pub struct XlsxFile {
     workbook: Workbook,
     labels: Vec<String>,
     tz: Tz,
+    offsets: TimeFormatter,
     header: Format,
     datetime: Format,
+    look: Look,
+    names: SheetNames,
+    sheet_names: Vec<String>,
+    /// Per column, the widest content seen, in characters.
+    widths: Vec<usize>,
     sheets: usize,
     next_row: u32,
     rows: u64,
     cut: u64,
+    field: Vec<u8>,
 }
 
 impl XlsxFile {
-    /// Starts a workbook with its first sheet and header row.
+    /// Starts a plain workbook (sheets `Sheet1`...) with its first sheet and header row.
     pub fn new(tz: Tz, labels: &[&str]) -> Result<Self, RenderError> {
+        Self::with_look(tz, labels, Look::default())
+    }
+
+    /// Starts a workbook that looks as `look` says.
+    pub fn with_look(tz: Tz, labels: &[&str], look: Look) -> Result<Self, RenderError> {
+        let mut workbook = Workbook::new();
+        if !look.title.is_empty() {
+            workbook.set_properties(&DocProperties::new().set_title(&look.title));
+        }
         let mut file = Self {
-            workbook: Workbook::new(),
+            workbook,
             labels: labels.iter().map(|l| (*l).to_owned()).collect(),
             tz,
+            offsets: TimeFormatter::new(tz),
             header: Format::new().set_bold(),
             datetime: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss.000"),
+            widths: labels
+                .iter()
+                // Room for the autofilter's arrow beside the label.
+                .map(|l| l.chars().count() + 3)
+                .collect(),
+            look,
+            names: SheetNames::default(),
+            sheet_names: Vec::new(),
             sheets: 0,
             next_row: 0,
             rows: 0,
             cut: 0,
+            field: Vec::with_capacity(32),
         };
         file.add_sheet()?;
         Ok(file)
     }
 
     fn add_sheet(&mut self) -> Result<(), RenderError> {
+        let name = if self.look.sheet.is_empty() {
+            format!("Sheet{}", self.sheets + 1)
+        } else {
+            self.names.name(&self.look.sheet)
+        };
         let sheet = self.workbook.add_worksheet_with_constant_memory();
+        sheet.set_name(&name)?;
+        sheet.set_freeze_panes(1, 0)?;
         for (col, label) in self.labels.iter().enumerate() {
             sheet.write_string_with_format(0, col as u16, label, &self.header)?;
-            sheet.set_column_width(col as u16, if col == 0 { 24 } else { 16 })?;
         }
+        self.sheet_names.push(name);
         self.sheets += 1;
         self.next_row = 1;
         Ok(())
@@ -72,8 +183,11 @@ impl XlsxFile {
     /// Records `at` as the workbook's creation time (else it is the time it is saved): a
     /// workbook rendered again from the same rows is then the same, byte for byte.
     pub fn created_at(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
-        self.workbook
-            .set_properties(&rust_xlsxwriter::DocProperties::new().set_creation_datetime(&at));
+        let mut properties = DocProperties::new().set_creation_datetime(&at);
+        if !self.look.title.is_empty() {
+            properties = properties.set_title(&self.look.title);
+        }
+        self.workbook.set_properties(&properties);
         self
     }
 
@@ -82,9 +196,59 @@ impl XlsxFile {
         self.sheets
     }
 
-    /// Writes the finished workbook.
+    /// The names of the data sheets, in order.
+    pub fn sheet_names(&self) -> &[String] {
+        &self.sheet_names
+    }
+
+    /// Writes the finished workbook: each sheet's column widths and autofilter, and the chart.
     pub fn finish<W: Write + Seek + Send>(mut self, out: W) -> Result<(), RenderError> {
+        let columns = self.labels.len() as u16;
+        for index in 0..self.sheets {
+            let last_row = if index + 1 == self.sheets {
+                self.next_row - 1
+            } else {
+                ROWS_PER_SHEET - 1
+            };
+            let sheet = self.workbook.worksheet_from_index(index)?;
+            for (col, width) in self.widths.iter().enumerate() {
+                let chars = (width + 1).clamp(NARROWEST, WIDEST);
+                sheet.set_column_width(col as u16, chars as f64)?;
+            }
+            if columns > 0 {
+                sheet.autofilter(0, 0, last_row, columns - 1)?;
+            }
+        }
+        if let Some(spec) = self.look.chart.clone() {
+            if self.sheets == 1 && self.rows > 0 && self.rows <= spec.max_rows {
+                self.add_chart(&spec)?;
+            }
+        }
         self.workbook.save_to_writer(out)?;
+        Ok(())
+    }
+
+    fn add_chart(&mut self, spec: &ChartSpec) -> Result<(), RenderError> {
+        let data = self.sheet_names[0].clone();
+        let last = self.next_row - 1;
+        let mut chart = Chart::new(ChartType::Line);
+        chart
+            .add_series()
+            .set_name(spec.name.as_str())
+            .set_categories((data.as_str(), 1, spec.time_column, last, spec.time_column))
+            .set_values((data.as_str(), 1, spec.value_column, last, spec.value_column));
+        chart.title().set_name(spec.name.as_str());
+        chart
+            .x_axis()
+            .set_date_axis(true)
+            .set_num_format("yyyy-mm-dd hh:mm");
+        chart.legend().set_hidden();
+        // The label shortened so that the sheet still says it is the chart.
+        let label: String = self.look.sheet.chars().take(MAX_SHEET_NAME - 6).collect();
+        let name = self.names.name(&format!("{} chart", label.trim_end()));
+        let sheet = self.workbook.add_chartsheet();
+        sheet.set_name(&name)?;
+        sheet.insert_chart(0, 0, &chart)?;
         Ok(())
     }
 }
@@ -98,32 +262,54 @@ impl RowWriter for XlsxFile {
         let sheet = self.workbook.worksheet_from_index(self.sheets - 1)?;
         for (col, cell) in cells.enumerate() {
             let col = col as u16;
+            let mut chars = 0;
             match cell {
                 Cell::Empty => {}
                 Cell::Number(v) if v.is_finite() => {
                     sheet.write_number(row, col, v)?;
+                    chars = ryu::Buffer::new().format_finite(v).len();
                 }
                 Cell::Number(_) => {}
                 Cell::Count(n) => {
                     sheet.write_number(row, col, n as f64)?;
+                    chars = itoa::Buffer::new().format(n).len();
                 }
-                Cell::Text(s) => match fitted(s) {
-                    None => {
-                        sheet.write_string(row, col, s)?;
+                Cell::Text(s) => {
+                    // Past the widest a column is made, counting is no use.
+                    chars = if s.len() <= WIDEST {
+                        s.chars().count()
+                    } else {
+                        WIDEST
+                    };
+                    match fitted(s) {
+                        None => {
+                            sheet.write_string(row, col, s)?;
+                        }
+                        Some(fitted) => {
+                            sheet.write_string(row, col, &fitted)?;
+                            self.cut += 1;
+                        }
                     }
-                    Some(fitted) => {
-                        sheet.write_string(row, col, &fitted)?;
-                        self.cut += 1;
-                    }
-                },
+                }
                 Cell::Bool(b) => {
                     sheet.write_boolean(row, col, b)?;
+                    chars = 5;
                 }
                 Cell::Time(t) => {
                     let utc = DateTime::from_timestamp_nanos(t).naive_utc();
                     let local = self.tz.from_utc_datetime(&utc).naive_local();
                     sheet.write_datetime_with_format(row, col, local, &self.datetime)?;
+                    chars = DATETIME_CHARS;
                 }
+                Cell::Offset(t) => {
+                    self.field.clear();
+                    self.offsets.write_offset(t, &mut self.field);
+                    sheet.write_string(row, col, String::from_utf8_lossy(&self.field))?;
+                    chars = self.field.len();
+                }
+            }
+            if let Some(width) = self.widths.get_mut(usize::from(col)) {
+                *width = (*width).max(chars);
             }
         }
         self.next_row += 1;
@@ -147,6 +333,30 @@ impl RowWriter for XlsxFile {
 #[cfg(test)]
 mod cut_tests {
     use super::*;
+
+    #[test]
+    fn sheet_names_are_valid_for_excel_and_unique() {
+        let mut names = SheetNames::default();
+        assert_eq!(
+            names.name("Hall/B [north]: température moyenne*"),
+            "Hall_B _north__ température moy"
+        );
+        assert_eq!(
+            names.name("Hall/B [north]: température moyenne*"),
+            "Hall_B _north__ température (2)"
+        );
+        assert_eq!(
+            names.name("hall_b _north__ température moy"),
+            "hall_b _north__ température (3)",
+            "unique ignoring case"
+        );
+        assert_eq!(names.name("'quoted'"), "quoted");
+        assert_eq!(names.name("  "), "Data");
+        assert_eq!(names.name("History"), "History_");
+        assert_eq!(names.name("a\tb?"), "a_b_");
+        let long = "é".repeat(40);
+        assert_eq!(names.name(&long).chars().count(), MAX_SHEET_NAME);
+    }
 
     #[test]
     fn a_text_longer_than_a_cell_is_cut_with_a_marker_to_exactly_the_limit() {

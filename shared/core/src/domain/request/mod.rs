@@ -82,10 +82,13 @@ pub enum ColumnId {
     Sum,
     UpdateTime,
     Count,
+    /// The zone's offset from UTC at the row's time (`+02:00`): tells the repeated autumn hour
+    /// apart.
+    UtcOffset,
 }
 
 impl ColumnId {
-    pub const ALL: [ColumnId; 14] = [
+    pub const ALL: [ColumnId; 15] = [
         Self::Time,
         Self::Value,
         Self::Name,
@@ -100,6 +103,7 @@ impl ColumnId {
         Self::Sum,
         Self::UpdateTime,
         Self::Count,
+        Self::UtcOffset,
     ];
 
     /// The canonical (camelCase) id.
@@ -119,6 +123,7 @@ impl ColumnId {
             Self::Sum => "sum",
             Self::UpdateTime => "updateTime",
             Self::Count => "count",
+            Self::UtcOffset => "utcOffset",
         }
     }
 
@@ -152,6 +157,11 @@ pub struct Format {
     /// CSV text cells that a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
     /// `@`, tab or CR) get a leading `'`; off for machine consumers. Workbooks need none.
     pub escape_formulas: bool,
+    /// A CSV file starts with a UTF-8 byte-order mark (so Excel reads non-ASCII labels right).
+    pub csv_bom: bool,
+    /// A CSV file's numbers use a decimal comma (`21,5`), for locales that write them so; never
+    /// with a `,` delimiter.
+    pub csv_decimal_comma: bool,
 }
 
 /// The aggregate function of a decimation (`dsf`).
@@ -187,11 +197,53 @@ impl Aggregate {
     }
 }
 
-/// Decimation of one item: buckets of `ds`, reduced with `dsf`.
+/// Decimation of one item: buckets of `ds`, reduced with `dsf`; empty buckets as `fill` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decimation {
     pub ds: Granularity,
     pub dsf: Aggregate,
+    pub fill: Fill,
+}
+
+/// What a decimation writes for a bucket of the window with no point (`decimation.fill`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fill {
+    /// No row (the default).
+    #[default]
+    None,
+    /// A row with empty values and a count of 0.
+    Null,
+    /// A row carrying the last value forward (empty before the first), count 0.
+    Previous,
+}
+
+impl Fill {
+    pub const ALL: [Fill; 3] = [Self::None, Self::Null, Self::Previous];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Null => "null",
+            Self::Previous => "previous",
+        }
+    }
+}
+
+/// What is done to an item's values before they are written or decimated (`transform`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transform {
+    /// Each value minus the one before it in the series (for counters): the window's first
+    /// point has none (an empty value; not counted in a decimation); a counter reset shows as
+    /// a negative value.
+    Delta,
+}
+
+impl Transform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delta => "delta",
+        }
+    }
 }
 
 /// A SenML name, typically a URN (`urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:onoff`).
@@ -301,6 +353,7 @@ pub struct Item {
     pub subtopic: Subtopic,
     pub span: ItemSpan,
     pub decimation: Option<Decimation>,
+    pub transform: Option<Transform>,
     pub filename: Option<Filename>,
 }
 

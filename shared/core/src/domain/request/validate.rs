@@ -11,8 +11,8 @@ use uuid::Uuid;
 use super::target::Target;
 use super::walk::{type_name, Checker};
 use super::{
-    Aggregate, Column, ColumnId, Decimation, ExportRequest, ExportType, Extension, Filename, Format, Item,
-    Medium, Message, NotifyPolicy, Policy, Problem, Schedule, SenmlName, Subtopic,
+    Aggregate, Column, ColumnId, Decimation, ExportRequest, ExportType, Extension, Filename, Fill, Format,
+    Item, Medium, Message, NotifyPolicy, Policy, Problem, Schedule, SenmlName, Subtopic, Transform,
 };
 use crate::domain::duration::IsoDuration;
 use crate::domain::granularity::Granularity;
@@ -143,6 +143,8 @@ impl Checker<'_> {
                 "timezone",
                 "csvDelimiter",
                 "escapeFormulas",
+                "csvBom",
+                "csvDecimalSeparator",
             ],
         )?;
         let extension = self.required(map, "/format", "extension").and_then(|v| {
@@ -194,12 +196,36 @@ impl Checker<'_> {
                 None
             }
         };
+        let csv_bom = match map.get("csvBom") {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.fail(
+                    "/format/csvBom",
+                    format!("must be a boolean, found {}", type_name(other)),
+                );
+                None
+            }
+        };
+        let csv_decimal_comma = match map.get("csvDecimalSeparator") {
+            None | Some(Value::Null) => Some(false),
+            Some(v) => self.one_of(v, "/format/csvDecimalSeparator", &[(".", false), (",", true)]),
+        };
+        if csv_decimal_comma == Some(true) && csv_delimiter == Some(b',') {
+            self.fail(
+                "/format/csvDecimalSeparator",
+                "cannot be `,` while `csvDelimiter` is `,` (numbers would split into two fields): set `csvDelimiter` to `;`",
+            );
+            return None;
+        }
         Some(Format {
             extension: extension?,
             columns: columns?,
             timezone: timezone?,
             csv_delimiter: csv_delimiter?,
             escape_formulas: escape_formulas?,
+            csv_bom: csv_bom?,
+            csv_decimal_comma: csv_decimal_comma?,
         })
     }
 
@@ -319,6 +345,7 @@ impl Checker<'_> {
                 "to",
                 "period",
                 "decimation",
+                "transform",
             ],
         )?;
         let p = params_path.as_str();
@@ -370,6 +397,14 @@ impl Checker<'_> {
             None | Some(Value::Null) => Some(None),
             Some(v) => self.decimation(v, &format!("{p}/decimation")).map(Some),
         };
+        let transform = match params.get("transform") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self.one_of(
+                v,
+                &format!("{p}/transform"),
+                &[("none", None), ("delta", Some(Transform::Delta))],
+            ),
+        };
         let (from, to) = (from?, to?);
         if kind == Some(ExportType::Recurring) {
             for (name, value) in [("from", from), ("to", to)] {
@@ -401,12 +436,13 @@ impl Checker<'_> {
                 period: period?,
             },
             decimation: decimation?,
+            transform: transform?,
             filename: filename?,
         })
     }
 
     fn decimation(&mut self, v: &Value, path: &str) -> Option<Decimation> {
-        let map = self.object(v, path, &["ds", "dsf"])?;
+        let map = self.object(v, path, &["ds", "dsf", "fill"])?;
         let ds = self.required(map, path, "ds").and_then(|v| {
             let at = format!("{path}/ds");
             let text = self.string(v, &at, 32)?;
@@ -422,7 +458,18 @@ impl Checker<'_> {
             let options: Vec<(&str, Aggregate)> = Aggregate::ALL.iter().map(|a| (a.as_str(), *a)).collect();
             self.one_of(v, &format!("{path}/dsf"), &options)
         });
-        Some(Decimation { ds: ds?, dsf: dsf? })
+        let fill = match map.get("fill") {
+            None | Some(Value::Null) => Some(Fill::None),
+            Some(v) => {
+                let options: Vec<(&str, Fill)> = Fill::ALL.iter().map(|f| (f.as_str(), *f)).collect();
+                self.one_of(v, &format!("{path}/fill"), &options)
+            }
+        };
+        Some(Decimation {
+            ds: ds?,
+            dsf: dsf?,
+            fill: fill?,
+        })
     }
 
     fn notification(&mut self, v: &Value) -> Option<Vec<Message>> {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Number, Value};
 
-use super::{ExportRequest, Item, Message, NotifyPolicy, Schedule};
+use super::{ExportRequest, Fill, Item, Message, NotifyPolicy, Schedule};
 
 impl ExportRequest {
     /// The normalised wire form: canonical column ids, the timezone as `{"name": ...}`,
@@ -22,6 +22,8 @@ impl ExportRequest {
                 "timezone": {"name": self.format.timezone.name()},
                 "csvDelimiter": char::from(self.format.csv_delimiter).to_string(),
                 "escapeFormulas": self.format.escape_formulas,
+                "csvBom": self.format.csv_bom,
+                "csvDecimalSeparator": if self.format.csv_decimal_comma { "," } else { "." },
             }),
         );
         out.insert("type".into(), json!(self.export_type().as_str()));
@@ -61,10 +63,14 @@ fn item_json(item: &Item) -> Value {
         params.insert("period".into(), json!(period.to_string()));
     }
     if let Some(d) = item.decimation {
-        params.insert(
-            "decimation".into(),
-            json!({"ds": d.ds.to_string(), "dsf": d.dsf.as_str()}),
-        );
+        let mut decimation = json!({"ds": d.ds.to_string(), "dsf": d.dsf.as_str()});
+        if d.fill != Fill::None {
+            decimation["fill"] = json!(d.fill.as_str());
+        }
+        params.insert("decimation".into(), decimation);
+    }
+    if let Some(t) = item.transform {
+        params.insert("transform".into(), json!(t.as_str()));
     }
     let mut out = Map::new();
     out.insert("params".into(), Value::Object(params));
