@@ -51,3 +51,26 @@ fn the_create_event_carries_the_seed_example_as_it_is() {
         serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
     assert_eq!(event["body"].as_str(), Some(integration_tests::seed_body()));
 }
+
+#[test]
+fn the_excel_ready_create_event_is_a_valid_request_of_every_new_option() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/exports-api.create-excel-ready.json");
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
+    let body: serde_json::Value =
+        serde_json::from_str(event["body"].as_str().expect("a body")).expect("JSON");
+    let request = exporter::domain::request::ExportRequest::parse(
+        &body,
+        chrono::Utc::now(),
+        &exporter::domain::request::Policy::default(),
+    )
+    .expect("valid");
+    let format = &request.format;
+    assert!(format.csv_bom && format.csv_decimal_comma && format.csv_delimiter == b';');
+    let item = &request.items[0];
+    assert_eq!(item.transform, Some(exporter::domain::request::Transform::Delta));
+    assert_eq!(
+        item.decimation.map(|d| d.fill),
+        Some(exporter::domain::request::Fill::Null)
+    );
+}
