@@ -20,12 +20,13 @@ use run_export::{handle, Outcome, RunConfig};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
 
-/// `n` items of two days of minutes each, to CSV.
+/// `n` items of three days of minutes each, to CSV (about forty pieces of a hundred: more than
+/// one budget of 150 ms).
 fn body(n: usize) -> Value {
     let items: Vec<Value> = (0..n)
         .map(|i| {
             json!({"params": {"target": {"value": format!("urn:dev:{i}")}, "channelId": CHANNEL,
-                "subtopic": "events.data", "from": READER_START, "to": READER_START + 2 * 86_400}})
+                "subtopic": "events.data", "from": READER_START, "to": READER_START + 3 * 86_400}})
         })
         .collect();
     json!({
@@ -105,7 +106,7 @@ async fn a_job_of_several_items_runs_them_in_parallel_and_ends_with_one_zip_one_
     let event = fx.create_run(&alice, &body(5)).await;
     let config = RunConfig {
         fan_out: 3,
-        budget: Some(TimeDelta::milliseconds(300)),
+        budget: Some(TimeDelta::milliseconds(150)),
         ..fx.run_config.clone()
     };
     let deps = run_export::Deps {
