@@ -583,6 +583,50 @@ async fn bad_bodies_are_refused_with_the_field_and_nothing_is_written() {
             "/format/csvDelimiter",
         ),
         (
+            "more labels than targets",
+            with(
+                valid(),
+                "/items/0/params/target",
+                Some(json!({"value": "urn:dev:a,urn:dev:b", "label": "a,b,c"})),
+            ),
+            400,
+            "/items/0/params/target/label",
+        ),
+        (
+            "a target named twice",
+            with(
+                valid(),
+                "/items/0/params/target",
+                Some(json!({"value": "urn:dev:a,urn:dev:a"})),
+            ),
+            400,
+            "/items/0/params/target/value",
+        ),
+        (
+            "an empty target among several",
+            with(
+                valid(),
+                "/items/0/params/target",
+                Some(json!({"value": "urn:dev:a,"})),
+            ),
+            400,
+            "/items/0/params/target/value",
+        ),
+        (
+            "a name column in a wide file",
+            with(
+                with(
+                    valid(),
+                    "/items/0/params/target",
+                    Some(json!({"value": "urn:dev:a,urn:dev:b"})),
+                ),
+                "/format/columns/1/id",
+                Some(json!("name")),
+            ),
+            400,
+            "/format/columns/1/id",
+        ),
+        (
             "unknown fill",
             with(valid(), "/items/0/params/decimation/fill", Some(json!("linear"))),
             400,

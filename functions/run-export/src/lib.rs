@@ -9,6 +9,7 @@
 //! off to notify.
 
 mod items;
+mod merge;
 mod pipeline;
 
 use std::path::PathBuf;

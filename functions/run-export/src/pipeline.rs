@@ -22,8 +22,9 @@ use exporter::domain::series::Point;
 use exporter::domain::{Export, Schedule, Window};
 use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink};
 use exporter::render::csv_file::CsvFile;
-use exporter::render::series::{Paused, SeriesRenderer};
+use exporter::render::series::{Paused, SeriesRenderer, SeriesSink};
 use exporter::render::stage::{render_stage, StageFile};
+use exporter::render::wide::{wide_columns, WideDecimation, WideRenderer};
 use exporter::render::xlsx_file::{ChartSpec, Look, XlsxFile};
 use exporter::render::{ItemContext, RenderError, RowWriter};
 
@@ -76,7 +77,7 @@ struct Pause;
 /// A sink that stops taking points once the attempt must stop working: at the next boundary
 /// between pieces when the file can go on later, at once when it cannot.
 struct Timed<'s, 'k> {
-    inner: &'s mut SeriesRenderer,
+    inner: &'s mut dyn SeriesSink,
     /// The file's parts on their way: full parts go up as the file grows, while it is read.
     sent: &'s mut Sent<'k>,
     deps: Deps<'s>,
@@ -453,7 +454,18 @@ async fn render_item(
 ) -> Result<Rendered, JobError> {
     let index = target.index;
     let format = &export.request.format;
-    let labels: Vec<&str> = format.columns.iter().map(|c| c.label.as_str()).collect();
+    let targets: Vec<(&str, Option<&str>)> = item
+        .targets()
+        .into_iter()
+        .map(|(name, label)| (name.as_str(), label))
+        .collect();
+    // A wide item has a value (and count) column per target.
+    let (wide_columns, wide_labels) = wide_columns(&format.columns, &targets);
+    let labels: Vec<&str> = if item.is_wide() {
+        wide_labels.iter().map(String::as_str).collect()
+    } else {
+        format.columns.iter().map(|c| c.label.as_str()).collect()
+    };
     let mut file = temp_file(deps)?;
     let mut carried = 0u64;
     if let Some(tail) = progress.as_ref().and_then(|p| p.tail.as_deref()) {
@@ -501,28 +513,49 @@ async fn render_item(
             },
         );
     let paused = progress.as_ref().map(|p| &p.paused);
-    let mut sink = SeriesRenderer::new(writer, columns, context, decimator);
-    if let Some(d) = item.decimation.filter(|d| d.fill != Fill::None) {
-        let state = paused.and_then(|p| p.fill.clone()).unwrap_or_default();
-        let bounds = (
-            window.from.and_then(|f| f.timestamp_nanos_opt()),
-            window.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
-        );
-        sink = sink.with_filler(Filler::new(format.timezone, d.ds, d.fill, bounds, state));
-    }
-    if item.transform == Some(Transform::Delta) {
-        sink = sink.with_delta(paused.and_then(|p| p.previous));
-    }
+    let bounds = (
+        window.from.and_then(|f| f.timestamp_nanos_opt()),
+        window.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
+    );
+    let delta = item.transform == Some(Transform::Delta);
+    let mut sink: Box<dyn SeriesSink> = if item.is_wide() {
+        Box::new(WideRenderer::new(
+            writer,
+            wide_columns,
+            targets.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            item.decimation.map(|d| WideDecimation {
+                tz: format.timezone,
+                ds: d.ds,
+                dsf: d.dsf,
+                fill: d.fill,
+                window: bounds,
+            }),
+            delta,
+        ))
+    } else {
+        let mut series = SeriesRenderer::new(writer, columns, context, decimator);
+        if let Some(d) = item.decimation.filter(|d| d.fill != Fill::None) {
+            let state = paused.and_then(|p| p.fill.clone()).unwrap_or_default();
+            series = series.with_filler(Filler::new(format.timezone, d.ds, d.fill, bounds, state));
+        }
+        if delta {
+            series = series.with_delta(paused.and_then(|p| p.previous));
+        }
+        Box::new(series)
+    };
     let from = match &progress {
         Some(p) => Some(DateTime::from_timestamp_nanos(p.from_ns)),
         None => window.from,
     };
-    let query = SeriesQuery {
-        channel: item.channel_id.to_string(),
-        subtopic: item.subtopic.as_str().to_owned(),
-        name: item.target.as_str().to_owned(),
-        window: Window { from, to: window.to },
-    };
+    let queries: Vec<SeriesQuery> = targets
+        .iter()
+        .map(|(name, _)| SeriesQuery {
+            channel: item.channel_id.to_string(),
+            subtopic: item.subtopic.as_str().to_owned(),
+            name: (*name).to_owned(),
+            window: Window { from, to: window.to },
+        })
+        .collect();
     let (upload, parts, uploaded) = match progress {
         Some(p) => (p.upload, p.parts, p.uploaded),
         None => (None, Vec::new(), 0),
@@ -541,14 +574,17 @@ async fn render_item(
         sent: &mut sent,
         deps,
         content_type,
-        inner: &mut sink,
+        inner: sink.as_mut(),
         stop_at: deps.stop_at,
         clock: deps.clock,
         until: None,
         // The tail carried over (less than a part) does not count: each leg writes its share.
         local: (file.path(), carried.saturating_add(deps.config.max_local_bytes)),
     };
-    let read = deps.reader.read(&query, &mut timed).await;
+    let read = match queries.as_slice() {
+        [query] => deps.reader.read(query, &mut timed).await,
+        several => crate::merge::read_merged(deps.reader, several, &mut timed).await,
+    };
     let until = timed.until;
     let rows = sink.rows();
     match read {
@@ -685,8 +721,11 @@ fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
             .position(|c| c.id == id)
             .and_then(|i| u16::try_from(i).ok())
     };
+    // A wide file's value columns are the targets': no chart of one series there.
     let chart = match (item.decimation, at(ColumnId::Time), at(ColumnId::Value)) {
-        (Some(_), Some(time_column), Some(value_column)) if deps.config.xlsx_chart_max_rows > 0 => {
+        (Some(_), Some(time_column), Some(value_column))
+            if deps.config.xlsx_chart_max_rows > 0 && !item.is_wide() =>
+        {
             Some(ChartSpec {
                 time_column,
                 value_column,

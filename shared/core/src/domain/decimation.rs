@@ -279,7 +279,7 @@ impl Filler {
     }
 
     /// Writes the empty buckets that start before `limit_ns`.
-    fn until<E>(
+    pub fn until<E>(
         &mut self,
         limit_ns: i64,
         write: &mut impl FnMut(&BucketRow) -> Result<(), E>,
@@ -386,6 +386,11 @@ impl Decimator {
         };
         let finished = self.current.replace((bucket, accumulator, row));
         finished.map(|(_, accumulator, row)| self.finish_row(accumulator, row))
+    }
+
+    /// Where the bucket open now starts, if one is.
+    pub fn open_start(&self) -> Option<i64> {
+        self.current.as_ref().map(|(bucket, _, _)| bucket.start_ns)
     }
 
     /// The last bucket's row, if any.

@@ -123,6 +123,7 @@ mod tests {
         Item {
             target: SenmlName::parse("urn:dev:temp").expect("a name"),
             label: label.map(str::to_owned),
+            also: Vec::new(),
             channel_id: uuid::Uuid::nil(),
             subtopic: Subtopic::parse("events.data").expect("a subtopic"),
             span: ItemSpan {

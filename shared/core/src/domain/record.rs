@@ -145,8 +145,9 @@ impl RecordV1 {
                 .items
                 .iter()
                 .map(|item| ItemV1 {
-                    name: item.target.as_str().to_owned(),
-                    label: item.label.clone(),
+                    // A wide item's targets and labels, comma-separated as in the request.
+                    name: super::request::wire::joined_targets(item).0,
+                    label: super::request::wire::joined_targets(item).1,
                     channel: item.channel_id,
                     subtopic: item.subtopic.as_str().to_owned(),
                     from: item.span.from,
@@ -279,9 +280,24 @@ impl ItemV1 {
             Some("delta") => Some(Transform::Delta),
             Some(other) => return Err(bad(&field("transform"), format!("unknown transform `{other}`"))),
         };
+        // A wide item's names (and labels, when it has them) are stored comma-separated; a
+        // name never holds a comma, a lone label may.
+        let names: Vec<&str> = self.name.split(',').collect();
+        let labels: Vec<Option<String>> = match &self.label {
+            Some(label) if names.len() > 1 => label.split(',').map(|l| Some(l.to_owned())).collect(),
+            label => vec![label.clone()],
+        };
+        let mut targets = names.iter().enumerate().map(|(k, name)| {
+            (
+                SenmlName::stored((*name).to_owned()),
+                labels.get(k).cloned().flatten(),
+            )
+        });
+        let (target, label) = targets.next().ok_or_else(|| bad(&field("name"), "no target"))?;
         Ok(Item {
-            target: SenmlName::stored(self.name.clone()),
-            label: self.label.clone(),
+            target,
+            label,
+            also: targets.collect(),
             channel_id: self.channel,
             subtopic: Subtopic::stored(self.subtopic.clone()),
             span: ItemSpan {

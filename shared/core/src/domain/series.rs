@@ -22,6 +22,26 @@ pub struct Point<'a> {
 }
 
 impl Point<'_> {
+    /// The point holding its own text (to outlive the page it was read from).
+    pub fn to_owned_point(&self) -> Point<'static> {
+        let own = |s: &Cow<'_, str>| Cow::Owned(s.to_string());
+        Point {
+            time_ns: self.time_ns,
+            name: own(&self.name),
+            unit: own(&self.unit),
+            channel: own(&self.channel),
+            subtopic: own(&self.subtopic),
+            publisher: own(&self.publisher),
+            protocol: own(&self.protocol),
+            value: self.value,
+            string_value: self.string_value.as_ref().map(own),
+            bool_value: self.bool_value,
+            data_value: self.data_value.as_ref().map(own),
+            sum: self.sum,
+            update_time: self.update_time,
+        }
+    }
+
     /// The number decimation aggregates: `value`, or a boolean as 1 or 0; `None` for neither.
     pub fn numeric(&self) -> Option<f64> {
         self.value

@@ -6,6 +6,7 @@ pub mod cells;
 pub mod csv_file;
 pub mod series;
 pub mod stage;
+pub mod wide;
 pub mod xlsx_file;
 
 use crate::domain::decimation::BucketRow;

@@ -36,6 +36,36 @@ pub struct Paused {
     pub previous: Option<u64>,
 }
 
+/// A series on its way into a file, as a run drives it: points in, then paused or finished.
+pub trait SeriesSink: SliceSink + Send {
+    /// Rows written so far.
+    fn rows(&self) -> u64;
+    /// Whether the series can stop and go on in another process.
+    fn pausable(&self) -> bool;
+    /// Stops here: what was written is flushed, and the state to go on from is returned.
+    fn pause(self: Box<Self>) -> Result<Paused, RenderError>;
+    /// Writes what is left and ends the file (a workbook is saved into `file`).
+    fn finish(self: Box<Self>, file: &mut std::fs::File) -> Result<Rendered, RenderError>;
+}
+
+impl SeriesSink for SeriesRenderer {
+    fn rows(&self) -> u64 {
+        SeriesRenderer::rows(self)
+    }
+
+    fn pausable(&self) -> bool {
+        SeriesRenderer::pausable(self)
+    }
+
+    fn pause(self: Box<Self>) -> Result<Paused, RenderError> {
+        SeriesRenderer::pause(*self)
+    }
+
+    fn finish(self: Box<Self>, file: &mut std::fs::File) -> Result<Rendered, RenderError> {
+        SeriesRenderer::finish(*self, file)
+    }
+}
+
 /// Renders a series into a [`RowWriter`].
 pub struct SeriesRenderer {
     writer: Box<dyn RowWriter + Send>,

@@ -8,7 +8,7 @@ mod policy;
 mod target;
 mod validate;
 mod walk;
-mod wire;
+pub mod wire;
 
 use std::fmt;
 
@@ -349,12 +349,33 @@ impl Filename {
 pub struct Item {
     pub target: SenmlName,
     pub label: Option<String>,
+    /// The further targets of a wide item (`target.value` naming several, comma-separated,
+    /// with as many comma-separated labels): its file has a value column per target, joined
+    /// on time. Empty for an item of one target.
+    pub also: Vec<(SenmlName, Option<String>)>,
     pub channel_id: Uuid,
     pub subtopic: Subtopic,
     pub span: ItemSpan,
     pub decimation: Option<Decimation>,
     pub transform: Option<Transform>,
     pub filename: Option<Filename>,
+}
+
+impl Item {
+    /// The most targets one item may name.
+    pub const MAX_TARGETS: usize = 16;
+
+    /// Every target of the item, the first one first, with its label.
+    pub fn targets(&self) -> Vec<(&SenmlName, Option<&str>)> {
+        std::iter::once((&self.target, self.label.as_deref()))
+            .chain(self.also.iter().map(|(name, label)| (name, label.as_deref())))
+            .collect()
+    }
+
+    /// Whether the item names several targets (a wide file).
+    pub fn is_wide(&self) -> bool {
+        !self.also.is_empty()
+    }
 }
 
 /// When a message is sent.

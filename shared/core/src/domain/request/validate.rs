@@ -125,6 +125,25 @@ impl Checker<'_> {
                 "`count` needs an item with `decimation`",
             );
         }
+        // A wide file has a row per time and a value (and count) column per target: what
+        // describes one point (its name, unit, publisher...) has no single place in it.
+        if let Some(wide) = items.iter().position(Item::is_wide) {
+            for (at, column) in format.columns.iter().enumerate() {
+                if !matches!(
+                    column.id,
+                    ColumnId::Time | ColumnId::UtcOffset | ColumnId::Value | ColumnId::Count
+                ) {
+                    self.fail(
+                        &format!("/format/columns/{at}/id"),
+                        format!(
+                            "`{}` has no place in the wide file of /items/{wide} (several targets): such a file holds only `time`, `utcOffset`, `value` and `count` (a column each per target); give that item's targets items of their own to keep `{}`",
+                            column.id.as_str(),
+                            column.id.as_str()
+                        ),
+                    );
+                }
+            }
+        }
         Some(ExportRequest {
             format,
             schedule,
@@ -352,19 +371,73 @@ impl Checker<'_> {
         let target = self.required(params, p, "target").and_then(|v| {
             let at = format!("{p}/target");
             let map = self.object(v, &at, &["value", "label"])?;
-            let value = self.required(map, &at, "value").and_then(|v| {
-                let text = self.string(v, &format!("{at}/value"), 512)?;
-                SenmlName::parse(text)
-                    .map_err(|e| self.fail(&format!("{at}/value"), e))
-                    .ok()
+            // Several comma-separated names make a wide item, with as many comma-separated labels.
+            let value_at = format!("{at}/value");
+            let names = self.required(map, &at, "value").and_then(|v| {
+                let text = self.string(v, &value_at, 512 * Item::MAX_TARGETS)?;
+                let parts: Vec<&str> = text.split(',').collect();
+                if parts.len() > Item::MAX_TARGETS {
+                    self.fail(
+                        &value_at,
+                        format!("names {} targets; an item names at most {}", parts.len(), Item::MAX_TARGETS),
+                    );
+                    return None;
+                }
+                let mut names: Vec<SenmlName> = Vec::with_capacity(parts.len());
+                for (k, part) in parts.iter().enumerate() {
+                    let which = if parts.len() > 1 { format!("target {} (`{part}`): ", k + 1) } else { String::new() };
+                    match SenmlName::parse(part) {
+                        Ok(name) if names.contains(&name) => {
+                            self.fail(&value_at, format!("{which}named twice"));
+                            return None;
+                        }
+                        Ok(name) => names.push(name),
+                        Err(e) => {
+                            self.fail(&value_at, format!("{which}{e}"));
+                            return None;
+                        }
+                    }
+                }
+                Some(names)
             });
-            let label = match map.get("label") {
+            let label_at = format!("{at}/label");
+            let labels = match map.get("label") {
                 None | Some(Value::Null) => Some(None),
-                Some(v) => self
-                    .line(v, &format!("{at}/label"), 256)
-                    .map(|s| Some(s.to_owned())),
+                Some(v) => self.line(v, &label_at, 256 * Item::MAX_TARGETS).map(|s| Some(s.to_owned())),
             };
-            Some((value?, label?))
+            let (names, labels) = (names?, labels?);
+            let labels: Vec<Option<String>> = match labels {
+                None => vec![None; names.len()],
+                Some(label) if names.len() == 1 => {
+                    if label.chars().count() > 256 {
+                        self.fail(&label_at, "must be at most 256 characters");
+                        return None;
+                    }
+                    vec![Some(label)]
+                }
+                Some(label) => {
+                    let parts: Vec<&str> = label.split(',').collect();
+                    if parts.len() != names.len() {
+                        self.fail(
+                            &label_at,
+                            format!(
+                                "has {} comma-separated labels for {} targets: give one label per target, in the order of `value`",
+                                parts.len(),
+                                names.len()
+                            ),
+                        );
+                        return None;
+                    }
+                    if parts.iter().any(|l| l.chars().count() > 256) {
+                        self.fail(&label_at, "each label must be at most 256 characters");
+                        return None;
+                    }
+                    parts.into_iter().map(|l| Some(l.to_owned())).collect()
+                }
+            };
+            let mut targets = names.into_iter().zip(labels);
+            let (first, label) = targets.next()?;
+            Some((first, label, targets.collect::<Vec<_>>()))
         });
         let channel_id = self.required(params, p, "channelId").and_then(|v| {
             let at = format!("{p}/channelId");
@@ -424,10 +497,11 @@ impl Checker<'_> {
                 );
             }
         }
-        let (target, label) = target?;
+        let (target, label, also) = target?;
         Some(Item {
             target,
             label,
+            also,
             channel_id: channel_id?,
             subtopic: subtopic?,
             span: ItemSpan {

@@ -45,8 +45,9 @@ impl ExportRequest {
 
 fn item_json(item: &Item) -> Value {
     let mut target = Map::new();
-    target.insert("value".into(), json!(item.target.as_str()));
-    if let Some(label) = &item.label {
+    let (value, label) = joined_targets(item);
+    target.insert("value".into(), json!(value));
+    if let Some(label) = label {
         target.insert("label".into(), json!(label));
     }
     let mut params = Map::new();
@@ -78,6 +79,15 @@ fn item_json(item: &Item) -> Value {
         out.insert("filename".into(), json!(name.as_str()));
     }
     Value::Object(out)
+}
+
+/// An item's `target.value` and `target.label` as the request gives them: a wide item's names
+/// and labels comma-separated (labels only when the targets have them).
+pub fn joined_targets(item: &Item) -> (String, Option<String>) {
+    let targets = item.targets();
+    let names: Vec<&str> = targets.iter().map(|(name, _)| name.as_str()).collect();
+    let labels: Option<Vec<&str>> = targets.iter().map(|(_, label)| *label).collect();
+    (names.join(","), labels.map(|l| l.join(",")))
 }
 
 fn message_json(m: &Message) -> Value {

@@ -1,0 +1,164 @@
+//! Wide files end to end (run-export on moto, a local reader serving recorded series): an item
+//! naming three targets with different timestamps, across the repeated autumn hour in Rome, is
+//! one file with a value column per target joined on time, raw and decimated, against rows
+//! computed here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use chrono_tz::Europe::Rome;
+use serde_json::{json, Value};
+
+use exporter::reader::HttpReader;
+use exporter::support::Secret;
+use integration_tests::{reader_server, someone, Fixture, READER_START, READER_TOKEN};
+use run_export::{handle, Outcome};
+
+const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
+/// An hour either side of 2025-10-26T01:00Z, when 03:00 CEST became 02:00 CET.
+const FROM: i64 = 1_761_436_800;
+const TO: i64 = 1_761_444_000;
+
+/// Three series of their own rhythm: every 60 s, every 90 s, every 150 s from 30 s in.
+fn series() -> Vec<(&'static str, Vec<(i64, f64)>)> {
+    let every = |step: i64, offset: i64, base: f64, slope: f64| -> Vec<(i64, f64)> {
+        (0..)
+            .map(|k| (FROM + offset + k * step, base + k as f64 * slope))
+            .take_while(|(t, _)| *t < TO)
+            .collect()
+    };
+    vec![
+        ("temp", every(60, 0, 20.0, 0.25)),
+        ("hum", every(90, 0, 50.0, 0.5)),
+        ("co2", every(150, 30, 400.0, 1.0)),
+    ]
+}
+
+async fn serve(fx: &mut Fixture) {
+    let messages = series()
+        .into_iter()
+        .flat_map(|(name, points)| {
+            points.into_iter().map(move |(t, v)| {
+                json!({"channel": CHANNEL, "subtopic": "events.data", "name": name, "protocol": "mqtt",
+                       "publisher": "p", "unit": "u", "time": t as f64, "value": v})
+            })
+        })
+        .collect();
+    let config = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).with_messages(messages);
+    let (url, _) = reader_server::start(config).await;
+    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN)).expect("a reader client");
+}
+
+fn body(columns: &[(&str, &str)], decimation: Option<Value>) -> Value {
+    let mut params = json!({"target": {"value": "temp,hum,co2", "label": "Temperature,Humidity,CO2"},
+        "channelId": CHANNEL, "subtopic": "events.data", "from": FROM, "to": TO});
+    if let Some(d) = decimation {
+        params["decimation"] = d;
+    }
+    json!({
+        "format": {"extension": "csv", "timezone": "Europe/Rome",
+            "columns": columns.iter().map(|(id, label)| json!({"id": id, "label": label})).collect::<Vec<_>>()},
+        "type": "oneTime",
+        "items": [{"params": params}],
+        "notification": {"messages": []}
+    })
+}
+
+async fn csv_of(fx: &Fixture, body: &Value) -> String {
+    let alice = someone();
+    let (status, export) = fx.call("POST", "/exports", Some(body), &alice).await;
+    assert_eq!(status, 201, "{export}");
+    assert_eq!(export["items"][0]["params"]["target"]["value"], "temp,hum,co2");
+    assert_eq!(
+        export["items"][0]["params"]["target"]["label"],
+        "Temperature,Humidity,CO2"
+    );
+    let event = fx.create_run(&alice, body).await;
+    assert_eq!(
+        handle(fx.run_deps(), event.clone()).await.expect("runs"),
+        Outcome::Done
+    );
+    String::from_utf8(fx.download(&alice, &event.export_id.to_string()).await).expect("UTF-8")
+}
+
+fn local(t: i64) -> String {
+    Rome.from_utc_datetime(
+        &DateTime::<Utc>::from_timestamp(t, 0)
+            .expect("in range")
+            .naive_utc(),
+    )
+    .format("%Y-%m-%dT%H:%M:%S%:z")
+    .to_string()
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn three_targets_with_different_times_make_one_wide_file_joined_on_time() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    serve(&mut fx).await;
+    let series = series();
+    // Raw: a row per time any target has, a column per target.
+    let mut rows: BTreeMap<i64, [Option<f64>; 3]> = BTreeMap::new();
+    for (k, (_, points)) in series.iter().enumerate() {
+        for (t, v) in points {
+            rows.entry(*t).or_default()[k] = Some(*v);
+        }
+    }
+    let mut expected = String::from("Time,UTC,Temperature,Humidity,CO2\r\n");
+    for (t, values) in &rows {
+        let offset = if *t < 1_761_440_400 { "+02:00" } else { "+01:00" };
+        expected += &format!(
+            "{},{offset},{},{},{}\r\n",
+            local(*t),
+            cell(values[0]),
+            cell(values[1]),
+            cell(values[2])
+        );
+    }
+    let raw = csv_of(
+        &fx,
+        &body(
+            &[("time", "Time"), ("utcOffset", "UTC"), ("value", "Value")],
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(raw, expected);
+    assert!(
+        raw.contains("T02:00:00+02:00,") && raw.contains("T02:00:00+01:00,"),
+        "the hour, twice"
+    );
+
+    // Decimated: a row per quarter of an hour, each target's mean and count.
+    let mut expected =
+        String::from("Time,Temperature,Humidity,CO2,Points (Temperature),Points (Humidity),Points (CO2)\r\n");
+    for start in (FROM..TO).step_by(900) {
+        let (means, counts): (Vec<String>, Vec<String>) = series
+            .iter()
+            .map(|(_, points)| {
+                let values: Vec<f64> = points
+                    .iter()
+                    .filter(|(t, _)| (start..start + 900).contains(t))
+                    .map(|(_, v)| *v)
+                    .collect();
+                let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
+                (cell(mean), values.len().to_string())
+            })
+            .unzip();
+        expected += &format!("{},{},{}\r\n", local(start), means.join(","), counts.join(","));
+    }
+    let decimated = csv_of(
+        &fx,
+        &body(
+            &[("time", "Time"), ("value", "Value"), ("count", "Points")],
+            Some(json!({"ds": "15m", "dsf": "avg"})),
+        ),
+    )
+    .await;
+    assert_eq!(decimated, expected);
+}
