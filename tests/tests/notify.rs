@@ -488,3 +488,95 @@ async fn a_message_claimed_by_a_run_that_died_is_sent_once_the_claim_lapses() {
     );
     assert_eq!(fx.chat_state.captured().len(), 1);
 }
+
+/// The images inline in a raw MIME message: each `image/png` part's content id and bytes.
+fn inline_pngs(raw: &str) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine;
+    let mut found = Vec::new();
+    for part in raw.split("\r\n--").skip(1) {
+        let Some((head, body)) = part.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let head_lower = head.to_ascii_lowercase();
+        if !head_lower.contains("content-type: image/png")
+            || !head_lower.contains("content-disposition: inline")
+        {
+            continue;
+        }
+        let id = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("content-id:"))
+            .map(|l| l[11..].trim().trim_matches(['<', '>']).to_owned())
+            .unwrap_or_default();
+        let text: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .expect("base64");
+        found.push((id, bytes));
+    }
+    found
+}
+
+#[tokio::test]
+async fn the_email_of_a_finished_job_shows_a_chart_of_each_decimated_item_inline() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    let alice = someone();
+    let item = |name: &str, decimation: Option<Value>| {
+        let mut params = json!({"target": {"value": name, "label": name}, "channelId": CHANNEL,
+            "subtopic": "events.data", "from": READER_START, "to": READER_START + 86_400});
+        if let Some(d) = decimation {
+            params["decimation"] = d;
+        }
+        json!({"params": params})
+    };
+    let body = json!({
+        "format": {"extension": "csv", "timezone": "Europe/Rome",
+            "columns": [{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]},
+        "type": "oneTime",
+        "items": [item("hourly", Some(json!({"ds": "1h", "dsf": "avg"}))), item("raw", None),
+                  item("quarterly", Some(json!({"ds": "15m", "dsf": "max"})))],
+        "notification": {"messages": [message("onSuccess", "email", Some("charts@example.com".into())),
+                                      message("onSuccess", "slack", Some(format!("{}/slack/T000/B000/XXXX", fx.chat_url)))]}
+    });
+    let (id, event) = ran(&fx, &alice, &body).await;
+    assert_eq!(handle(fx.notify_deps(), event).await.expect("notifies").sent, 2);
+    let recorded = notifications(&fx, &alice, &id).await;
+    let email = recorded
+        .iter()
+        .find(|n| n["medium"] == "email")
+        .and_then(|n| n["providerMessageId"].as_str())
+        .expect("the email was sent");
+    let raw = fx.sent_email(email).await.expect("moto has the email");
+    let images = inline_pngs(&raw);
+    assert_eq!(
+        images.len(),
+        2,
+        "one chart per decimated item, none for the raw one"
+    );
+    for (id, bytes) in &images {
+        assert!(raw.contains(&format!("cid:{id}")), "the HTML shows {id}");
+        let decoder = png::Decoder::new(std::io::Cursor::new(bytes.as_slice()));
+        let reader = decoder.read_info().expect("a PNG image");
+        assert_eq!((reader.info().width, reader.info().height), (640, 320));
+    }
+    // The text part says what the charts show.
+    assert!(
+        raw.contains("hourly: 24 values from"),
+        "a text fallback per chart"
+    );
+    assert!(
+        raw.contains("quarterly: 96 values from"),
+        "a text fallback per chart"
+    );
+    // The chat message keeps its link, and no image.
+    let captured = fx.chat_state.captured();
+    let slack = captured
+        .iter()
+        .find(|r| r.path.starts_with("/slack/"))
+        .expect("posted to Slack");
+    let text = slack.body["text"].as_str().unwrap_or_default();
+    assert!(text.contains("http://127.0.0.1"), "the link: {text}");
+    assert!(!slack.body.to_string().contains("image/png"));
+}

@@ -121,7 +121,13 @@ async fn a_one_time_export_of_two_items_gives_two_csv_files_in_a_zip_right_to_th
     assert!(job["archive"]["key"]
         .as_str()
         .is_some_and(|k| k.ends_with(".zip")));
-    assert_eq!(fx.objects().await.len(), 3);
+    // The two files, their zip, and the decimated item's series for the email's chart.
+    let objects = fx.objects().await;
+    assert_eq!(objects.len(), 4, "{objects:?}");
+    assert!(
+        objects.iter().any(|k| k.ends_with("/.charts/item-1.json")),
+        "{objects:?}"
+    );
 
     let zip_bytes = download(&fx, &alice, &id).await;
     let mut archive = zip::ZipArchive::new(Cursor::new(zip_bytes)).expect("a zip");

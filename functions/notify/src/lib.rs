@@ -2,7 +2,7 @@
 //! `{"exportId", "jobId"}` from run-export.
 //!
 //! Each message whose policy matches the job's outcome goes out through its medium: email (SES
-//! v2, the file attached when small enough), Telegram, Slack or Discord. Every message is claimed
+//! v2, the file attached when small enough, a chart of each decimated item inline), Telegram, Slack or Discord. Every message is claimed
 //! before it is sent and its result recorded on the job, so a second invocation sends nothing
 //! that was sent already or is being sent (a claim lapses after `claim`, so a run that died
 //! leaves its message to the next); transient failures are retried with backoff and jitter within a
@@ -10,18 +10,20 @@
 
 use std::time::Duration;
 
+mod chart;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use exporter::config::{optional, parsed_or, recipients, ConfigError};
-use exporter::domain::files;
+use exporter::domain::files::{self, ChartSeries};
 use exporter::domain::job::{Job, JobKey, JobStatus};
 use exporter::domain::link::LinkSigner;
 use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
 use exporter::domain::request::{EmailAddress, Medium, Message, Recipients, Target};
 use exporter::domain::Export;
 use exporter::ports::{
-    Attachment, Budgets, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore,
+    Attachment, Budgets, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore, Inline,
     JobHistory, Mailer, Spend,
 };
 use exporter::support::Retry;
@@ -400,18 +402,63 @@ async fn email(
             }
         }
     }
+    let charts = if job.status == JobStatus::Done {
+        charts(deps, export, job).await
+    } else {
+        Vec::new()
+    };
+    let mut text = composed.text.clone();
+    let mut figures = String::new();
+    let mut inline = Vec::new();
+    for (k, (series, png)) in charts.into_iter().enumerate() {
+        let id = format!("chart-{k}");
+        text.push_str(&format!("\n\n{}", chart::fallback(&series)));
+        figures.push_str(&format!(
+            "<p><img src=\"cid:{id}\" width=\"{}\" height=\"{}\" alt=\"{}\"></p>\n",
+            chart::WIDTH,
+            chart::HEIGHT,
+            escape_html(&chart::fallback(&series))
+        ));
+        inline.push(Inline {
+            id,
+            content_type: "image/png".into(),
+            bytes: png,
+        });
+    }
     let html = format!(
-        "<html><body><h2>{}</h2><p>{}</p></body></html>",
+        "<html><body><h2>{}</h2><p>{}</p>\n{figures}</body></html>",
         escape_html(&composed.title),
         linkify(&escape_html(&composed.text)).replace('\n', "<br>\n")
     );
     Ok(Email {
         to,
         subject: composed.title.clone(),
-        text: composed.text.clone(),
+        text,
         html,
         attachment,
+        inline,
     })
+}
+
+/// The charts of a finished job's decimated items, drawn from the series run-export kept
+/// beside its files; an item whose series is missing or cannot be drawn goes without one.
+async fn charts(deps: Deps<'_>, export: &Export, job: &Job) -> Vec<(ChartSeries, Vec<u8>)> {
+    let mut charts = Vec::new();
+    for (index, item) in export.request.items.iter().enumerate() {
+        if item.decimation.is_none() || item.is_wide() {
+            continue;
+        }
+        let key = files::chart_key(&export.id, &job.job_id, index);
+        let series = match deps.files.read(&key).await {
+            Ok(bytes) => serde_json::from_slice::<ChartSeries>(&bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match series.and_then(|s| chart::png(&s).map(|png| (s, png))) {
+            Ok(drawn) => charts.push(drawn),
+            Err(e) => tracing::warn!(key, error = %e, "an item's chart is left out of the email"),
+        }
+    }
+    charts
 }
 
 fn escape_html(text: &str) -> String {

@@ -248,6 +248,7 @@ async fn export_items(
             key: &key,
             tail_key: format!("{prefix}/.resume/item-{index}-leg-{}.tail", leg + 1),
             stage_key: format!("{prefix}/.resume/item-{index}.stage"),
+            chart_key: files::chart_key(&export.id, job_id, index),
             created_at: scheduled_at,
             may_pause,
         };
@@ -360,6 +361,7 @@ pub(crate) async fn run_item(
         key: &key,
         tail_key: format!("{prefix}/.resume/item-{index}-leg-{}.tail", leg + 1),
         stage_key: format!("{prefix}/.resume/item-{index}.stage"),
+        chart_key: files::chart_key(&export.id, job_id, index),
         created_at: scheduled_at,
         may_pause: leg < deps.config.max_legs,
     };
@@ -425,6 +427,8 @@ struct Target<'k> {
     tail_key: String,
     /// Where a workbook's stage goes when it is larger than a part.
     stage_key: String,
+    /// Where a decimated series' buckets go for the email's chart.
+    chart_key: String,
     /// The workbook's creation time: the job's, so that it renders the same in any leg.
     created_at: DateTime<Utc>,
     /// Whether the job may continue in another leg.
@@ -540,6 +544,9 @@ async fn render_item(
         }
         if delta {
             series = series.with_delta(paused.and_then(|p| p.previous));
+        }
+        if item.decimation.is_some() {
+            series = series.with_chart(paused.and_then(|p| p.chart.clone()));
         }
         Box::new(series)
     };
@@ -686,6 +693,27 @@ async fn render_item(
             exporter::render::xlsx_file::MAX_CELL_CHARS,
             exporter::render::xlsx_file::CELL_CUT_MARKER
         ));
+    }
+    if let Some(points) = rendered.chart.take().filter(|p| !p.is_empty()) {
+        let series = files::ChartSeries {
+            label: item
+                .label
+                .clone()
+                .unwrap_or_else(|| item.target.as_str().to_owned()),
+            timezone: format.timezone.name().to_owned(),
+            points,
+        };
+        let stored = match serde_json::to_vec(&series) {
+            Ok(json) => deps.files.put_bytes(&target.chart_key, json).await,
+            Err(e) => Err(FileError::Unavailable(
+                "encode the chart's series".into(),
+                Box::new(e),
+            )),
+        };
+        if let Err(e) = stored {
+            // The email goes without its chart; the file is what matters.
+            tracing::warn!(key = target.chart_key, error = %e, "could not store a chart's series");
+        }
     }
     let (bytes, whole) = if sent.upload.is_some() {
         // Begun in an earlier leg: the rest goes as the last parts.

@@ -1,5 +1,5 @@
-//! SES v2 adapter of [`Mailer`]: a MIME message (text and HTML parts, and an attachment when
-//! given) sent raw from the configured sender. Raw, because SES v2's simple content cannot carry
+//! SES v2 adapter of [`Mailer`]: a MIME message (text and HTML parts, images inline in the
+//! HTML, and an attachment when given) sent raw from the configured sender. Raw, because SES v2's simple content cannot carry
 //! attachments. Throttling and transport failures are transient; rejections are permanent.
 
 use async_trait::async_trait;
@@ -45,6 +45,13 @@ impl SesMailer {
             .subject(subject)
             .text_body(email.text.as_str())
             .html_body(email.html.as_str());
+        for image in &email.inline {
+            message = message.inline(
+                image.content_type.as_str(),
+                image.id.as_str(),
+                image.bytes.as_slice(),
+            );
+        }
         if let Some(attachment) = &email.attachment {
             message = message.attachment(
                 attachment.content_type.as_str(),
@@ -132,6 +139,7 @@ mod tests {
             text: "body\r\nBcc: y@evil.example".into(),
             html: "<p>body</p>".into(),
             attachment: None,
+            inline: Vec::new(),
         };
         let mime = mailer.mime(&email).expect("a message");
         let mut names = header_names(&mime);

@@ -477,6 +477,14 @@ pub struct Attachment {
     pub bytes: Vec<u8>,
 }
 
+/// An image shown in an email's HTML part (`<img src="cid:{id}">`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inline {
+    pub id: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
 /// An email to send.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Email {
@@ -485,6 +493,7 @@ pub struct Email {
     pub text: String,
     pub html: String,
     pub attachment: Option<Attachment>,
+    pub inline: Vec<Inline>,
 }
 
 /// Sends email (SES v2); returns the provider's message id.

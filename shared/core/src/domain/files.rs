@@ -49,6 +49,25 @@ pub fn archive_key(export: &ExportId, job_id: &str) -> String {
     format!("{}/export-{job_id}.zip", job_prefix(export, job_id))
 }
 
+/// The key of the series of a decimated item, kept beside the job's files for the chart in its
+/// email.
+pub fn chart_key(export: &ExportId, job_id: &str, item: usize) -> String {
+    format!("{}/.charts/item-{item}.json", job_prefix(export, job_id))
+}
+
+/// A decimated item's series as its email's chart shows it: the buckets' starts (Unix
+/// nanoseconds) and values, the item's label and the export's timezone.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartSeries {
+    pub label: String,
+    pub timezone: String,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// The most buckets kept for a chart; a longer series gets none (its file has it all).
+pub const CHART_MAX_POINTS: usize = 20_000;
+
 /// The file name a key ends with (what a download or an attachment is called).
 pub fn file_name(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)

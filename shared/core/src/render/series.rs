@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 
 use crate::domain::decimation::{BucketRow, Decimator, DecimatorState, FillState, Filler};
+use crate::domain::files::CHART_MAX_POINTS;
 use crate::domain::request::ColumnId;
 use crate::domain::series::Point;
 use crate::ports::{Cause, SliceSink};
@@ -12,13 +13,16 @@ use crate::ports::{Cause, SliceSink};
 use super::{ItemContext, RenderError, Row, RowWriter};
 
 /// What a finished series amounts to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
     pub rows: u64,
     /// Points a decimation skipped: neither a number nor a boolean.
     pub skipped: u64,
     /// Text cells cut to fit a cell.
     pub cut: u64,
+    /// A decimated series' buckets with a value (start, value), for the email's chart; `None`
+    /// past [`CHART_MAX_POINTS`] buckets or for raw rows.
+    pub chart: Option<Vec<(i64, f64)>>,
 }
 
 /// Where a paused series stands: what must survive until it goes on.
@@ -34,6 +38,9 @@ pub struct Paused {
     /// With `transform: delta`: the last value seen, as its bits (`None` before the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<u64>,
+    /// A decimated series' buckets so far (start, value bits), for the email's chart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<Vec<(i64, u64)>>,
 }
 
 /// A series on its way into a file, as a run drives it: points in, then paused or finished.
@@ -75,6 +82,8 @@ pub struct SeriesRenderer {
     filler: Option<Filler>,
     /// With `transform: delta`: `Some`, holding the last value seen (`None` before the first).
     delta: Option<Option<f64>>,
+    /// Decimated: the buckets so far, for the chart (`None` once there are too many).
+    chart: Option<Vec<(i64, f64)>>,
 }
 
 impl SeriesRenderer {
@@ -91,7 +100,21 @@ impl SeriesRenderer {
             decimator,
             filler: None,
             delta: None,
+            chart: None,
         }
+    }
+
+    /// Keeps the decimated rows' values for a chart, from `points` (start, value bits) an
+    /// earlier invocation kept.
+    pub fn with_chart(mut self, points: Option<Vec<(i64, u64)>>) -> Self {
+        self.chart = Some(
+            points
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, v)| (t, f64::from_bits(v)))
+                .collect(),
+        );
+        self
     }
 
     /// Fills empty buckets as `filler` says.
@@ -109,6 +132,13 @@ impl SeriesRenderer {
 
     /// Writes a decimated row, the empty buckets before it first.
     fn write_bucket(&mut self, bucket: &BucketRow) -> Result<(), RenderError> {
+        if let (Some(points), Some(value)) = (&mut self.chart, bucket.value) {
+            if points.len() < CHART_MAX_POINTS {
+                points.push((bucket.start_ns, value));
+            } else {
+                self.chart = None;
+            }
+        }
         if let Some(mut filler) = self.filler.take() {
             let filled = filler.before(bucket, &mut |row| self.write(Row::Bucket(row)));
             self.filler = Some(filler);
@@ -175,6 +205,10 @@ impl SeriesRenderer {
             decimator: self.decimator.as_ref().map(Decimator::state),
             fill: self.filler.as_ref().map(|f| f.state().clone()),
             previous: self.delta.flatten().map(f64::to_bits),
+            chart: self
+                .chart
+                .as_ref()
+                .map(|points| points.iter().map(|(t, v)| (*t, v.to_bits())).collect()),
         };
         self.writer.pause()?;
         Ok(paused)
@@ -194,7 +228,12 @@ impl SeriesRenderer {
         }
         let (rows, cut) = (self.writer.rows(), self.writer.cut());
         self.writer.finish_into(file)?;
-        Ok(Rendered { rows, skipped, cut })
+        Ok(Rendered {
+            rows,
+            skipped,
+            cut,
+            chart: self.chart.take(),
+        })
     }
 }
 

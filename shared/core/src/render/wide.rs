@@ -326,7 +326,12 @@ impl SeriesSink for WideRenderer {
         let skipped = self.decimating.iter().map(|d| d.decimator.skipped).sum();
         let (rows, cut) = (self.writer.rows(), self.writer.cut());
         self.writer.finish_into(file)?;
-        Ok(Rendered { rows, skipped, cut })
+        Ok(Rendered {
+            rows,
+            skipped,
+            cut,
+            chart: None,
+        })
     }
 }
 
