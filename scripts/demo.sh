@@ -109,6 +109,10 @@ for raw in data["ses"]["RawMessage"]:
     for part in message.walk():
         if part.get_content_type() == "text/plain":
             print("  " + part.get_payload(decode=True).decode().replace("\n", "\n  "))
+        elif part.get_content_type() == "image/png":
+            png = part.get_payload(decode=True)
+            width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+            print(f"  [inline chart {part['Content-ID']}, a {width}x{height} PNG of {len(png)} bytes]")
         elif part.get_filename():
             print(f"  [attachment {part.get_filename()}, {len(part.get_payload(decode=True))} bytes]")
 PY

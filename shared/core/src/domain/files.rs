@@ -65,8 +65,46 @@ pub struct ChartSeries {
     pub points: Vec<(i64, f64)>,
 }
 
-/// The most buckets kept for a chart; a longer series gets none (its file has it all).
-pub const CHART_MAX_POINTS: usize = 20_000;
+/// The most buckets kept for a chart (a 640-pixel chart shows no more).
+pub const CHART_MAX_POINTS: usize = 4_000;
+
+/// A series' buckets for its chart, thinned as they come so that at most [`CHART_MAX_POINTS`]
+/// are kept: when full, every other one is dropped and from then on only every `stride`-th
+/// bucket is kept, so the kept ones stay evenly spread whatever the series' length. Values as
+/// their bits, so that a checkpoint gives them back exactly.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartPoints {
+    pub points: Vec<(i64, u64)>,
+    pub stride: u64,
+    pub seen: u64,
+}
+
+impl ChartPoints {
+    pub fn push(&mut self, start_ns: i64, value: f64) {
+        let stride = self.stride.max(1);
+        if self.seen.is_multiple_of(stride) {
+            self.points.push((start_ns, value.to_bits()));
+            if self.points.len() >= CHART_MAX_POINTS {
+                let mut k = 0;
+                self.points.retain(|_| {
+                    k += 1;
+                    k % 2 == 1
+                });
+                self.stride = stride * 2;
+            }
+        }
+        self.seen += 1;
+    }
+
+    /// The kept buckets: (start, value).
+    pub fn values(&self) -> Vec<(i64, f64)> {
+        self.points
+            .iter()
+            .map(|(t, v)| (*t, f64::from_bits(*v)))
+            .collect()
+    }
+}
 
 /// The file name a key ends with (what a download or an attachment is called).
 pub fn file_name(key: &str) -> &str {
@@ -213,5 +251,36 @@ mod tests {
         assert_eq!(content_type_of("a.XLSX"), content_type(Extension::Xlsx));
         assert_eq!(content_type_of("a.csv"), content_type(Extension::Csv));
         assert_eq!(content_type(Extension::Xls), content_type(Extension::Xlsx));
+    }
+
+    #[test]
+    fn a_long_series_is_thinned_evenly_to_at_most_the_chart_s_points() {
+        let mut chart = ChartPoints::default();
+        for k in 0..10_000i64 {
+            chart.push(k, k as f64);
+        }
+        let values = chart.values();
+        assert!(
+            values.len() < CHART_MAX_POINTS && values.len() > CHART_MAX_POINTS / 4,
+            "{}",
+            values.len()
+        );
+        let step = values[1].0 - values[0].0;
+        assert!(
+            values.windows(2).all(|w| w[1].0 - w[0].0 == step),
+            "evenly spread"
+        );
+        assert_eq!(values[0], (0, 0.0));
+        // Stopped and restored (as a checkpoint does), it goes on the same.
+        let mut whole = ChartPoints::default();
+        let mut split = ChartPoints::default();
+        for k in 0..9_000i64 {
+            whole.push(k, 1.0);
+            if k == 5_000 {
+                split = serde_json::from_str(&serde_json::to_string(&split).expect("json")).expect("back");
+            }
+            split.push(k, 1.0);
+        }
+        assert_eq!(whole, split);
     }
 }

@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 
 use crate::domain::decimation::{BucketRow, Decimator, DecimatorState, FillState, Filler};
-use crate::domain::files::CHART_MAX_POINTS;
+use crate::domain::files::ChartPoints;
 use crate::domain::request::ColumnId;
 use crate::domain::series::Point;
 use crate::ports::{Cause, SliceSink};
@@ -20,8 +20,8 @@ pub struct Rendered {
     pub skipped: u64,
     /// Text cells cut to fit a cell.
     pub cut: u64,
-    /// A decimated series' buckets with a value (start, value), for the email's chart; `None`
-    /// past [`CHART_MAX_POINTS`] buckets or for raw rows.
+    /// A decimated series' buckets with a value (start, value), thinned, for the email's
+    /// chart; `None` for raw rows.
     pub chart: Option<Vec<(i64, f64)>>,
 }
 
@@ -38,9 +38,9 @@ pub struct Paused {
     /// With `transform: delta`: the last value seen, as its bits (`None` before the first).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous: Option<u64>,
-    /// A decimated series' buckets so far (start, value bits), for the email's chart.
+    /// A decimated series' buckets so far, thinned, for the email's chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chart: Option<Vec<(i64, u64)>>,
+    pub chart: Option<ChartPoints>,
 }
 
 /// A series on its way into a file, as a run drives it: points in, then paused or finished.
@@ -82,8 +82,8 @@ pub struct SeriesRenderer {
     filler: Option<Filler>,
     /// With `transform: delta`: `Some`, holding the last value seen (`None` before the first).
     delta: Option<Option<f64>>,
-    /// Decimated: the buckets so far, for the chart (`None` once there are too many).
-    chart: Option<Vec<(i64, f64)>>,
+    /// Decimated: the buckets so far, thinned, for the chart.
+    chart: Option<ChartPoints>,
 }
 
 impl SeriesRenderer {
@@ -104,16 +104,10 @@ impl SeriesRenderer {
         }
     }
 
-    /// Keeps the decimated rows' values for a chart, from `points` (start, value bits) an
-    /// earlier invocation kept.
-    pub fn with_chart(mut self, points: Option<Vec<(i64, u64)>>) -> Self {
-        self.chart = Some(
-            points
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(t, v)| (t, f64::from_bits(v)))
-                .collect(),
-        );
+    /// Keeps the decimated rows' values for a chart, going on from what an earlier invocation
+    /// kept.
+    pub fn with_chart(mut self, kept: Option<ChartPoints>) -> Self {
+        self.chart = Some(kept.unwrap_or_default());
         self
     }
 
@@ -132,12 +126,8 @@ impl SeriesRenderer {
 
     /// Writes a decimated row, the empty buckets before it first.
     fn write_bucket(&mut self, bucket: &BucketRow) -> Result<(), RenderError> {
-        if let (Some(points), Some(value)) = (&mut self.chart, bucket.value) {
-            if points.len() < CHART_MAX_POINTS {
-                points.push((bucket.start_ns, value));
-            } else {
-                self.chart = None;
-            }
+        if let (Some(chart), Some(value)) = (&mut self.chart, bucket.value) {
+            chart.push(bucket.start_ns, value);
         }
         if let Some(mut filler) = self.filler.take() {
             let filled = filler.before(bucket, &mut |row| self.write(Row::Bucket(row)));
@@ -205,10 +195,7 @@ impl SeriesRenderer {
             decimator: self.decimator.as_ref().map(Decimator::state),
             fill: self.filler.as_ref().map(|f| f.state().clone()),
             previous: self.delta.flatten().map(f64::to_bits),
-            chart: self
-                .chart
-                .as_ref()
-                .map(|points| points.iter().map(|(t, v)| (*t, v.to_bits())).collect()),
+            chart: self.chart.clone(),
         };
         self.writer.pause()?;
         Ok(paused)
@@ -232,7 +219,7 @@ impl SeriesRenderer {
             rows,
             skipped,
             cut,
-            chart: self.chart.take(),
+            chart: self.chart.take().map(|c| c.values()),
         })
     }
 }
