@@ -37,6 +37,18 @@ def same_numbers(got, want, what):
             return
 
 
+def values_and_texts(frame, spec, kind):
+    """The value column's numbers, and the other columns named in `extra` as text."""
+    same_numbers(
+        [None if pd.isna(v) else float(v) for v in frame[spec["value_column"]]],
+        spec["values"],
+        f"{kind} values",
+    )
+    for column, values in spec.get("extra", {}).items():
+        got = ["" if pd.isna(v) else str(v) for v in frame[column]]
+        check(got == values, f"{kind} {column}: first differing at {first_difference(got, values)}")
+
+
 def csv_file(spec):
     frame = pd.read_csv(
         spec["path"],
@@ -50,14 +62,7 @@ def csv_file(spec):
     times = pd.to_datetime(frame[spec["time_column"]], utc=True, format="ISO8601")
     got = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in times]
     check(got == spec["times_utc"], f"csv times: first differing at {first_difference(got, spec['times_utc'])}")
-    same_numbers(
-        [None if pd.isna(v) else float(v) for v in frame[spec["value_column"]]],
-        spec["values"],
-        "csv values",
-    )
-    for column, values in spec.get("extra", {}).items():
-        got = ["" if pd.isna(v) else str(v) for v in frame[column]]
-        check(got == values, f"csv {column}: first differing at {first_difference(got, values)}")
+    values_and_texts(frame, spec, "csv")
 
 
 def xlsx_file(spec):
@@ -92,14 +97,7 @@ def xlsx_file(spec):
     check(list(frame.columns) == spec["columns"], f"xlsx columns {list(frame.columns)} != {spec['columns']}")
     got = [t.strftime("%Y-%m-%dT%H:%M:%S") for t in frame[spec["time_column"]]]
     check(got == spec["local_times"], f"xlsx times: first differing at {first_difference(got, spec['local_times'])}")
-    same_numbers(
-        [None if pd.isna(v) else float(v) for v in frame[spec["value_column"]]],
-        spec["values"],
-        "xlsx values",
-    )
-    for column, values in spec.get("extra", {}).items():
-        got = ["" if pd.isna(v) else str(v) for v in frame[column]]
-        check(got == values, f"xlsx {column}: first differing at {first_difference(got, values)}")
+    values_and_texts(frame, spec, "xlsx")
 
 
 def first_difference(got, want):

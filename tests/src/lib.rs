@@ -70,6 +70,21 @@ pub fn expected_value(k: i64) -> f64 {
     20.0 + (k % 1000) as f64 / 8.0
 }
 
+/// An instant (Unix seconds) as a file of an export in Rome writes it: `2025-10-26T02:30:00+01:00`.
+pub fn rome_time(t: i64) -> String {
+    use chrono::TimeZone;
+    let utc = chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0).expect("in range");
+    chrono_tz::Europe::Rome
+        .from_utc_datetime(&utc.naive_utc())
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
+}
+
+/// A value as a CSV writes it (shortest round trip); empty for none.
+pub fn number_text(v: Option<f64>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
 /// The ARN run-export has in the local stack.
 pub const RUN_EXPORT_ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:run-export";
 pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/exports-scheduler";
@@ -388,6 +403,26 @@ impl Fixture {
             leg: None,
             item: None,
         }
+    }
+
+    /// Points the fixture's reader at a new local reader serving exactly `messages`.
+    pub async fn serve_messages(&mut self, messages: Vec<Value>) {
+        let config = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).with_messages(messages);
+        let (url, _) = reader_server::start(config).await;
+        self.reader = HttpReader::new(url, Secret::new(READER_TOKEN)).expect("a reader client");
+    }
+
+    /// Creates the export as `who`, runs its job here to its end and downloads its file as text.
+    ///
+    /// # Panics
+    /// When the job does not end done or its file is not UTF-8.
+    pub async fn exported_text(&self, who: &[(String, String)], body: &Value) -> String {
+        let event = self.create_run(who, body).await;
+        let outcome = run_export::handle(self.run_deps(), event.clone())
+            .await
+            .expect("runs");
+        assert_eq!(outcome, run_export::Outcome::Done);
+        String::from_utf8(self.download(who, &event.export_id.to_string()).await).expect("UTF-8")
     }
 
     /// Points the fixture's reader at a new local reader that takes `latency` an answer and

@@ -2,14 +2,9 @@
 //! `decimation.fill` (`null`, `previous`) and `transform: delta`, on the autumn DST day in Rome
 //! (25 hourly buckets), against rows computed here.
 
-use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Europe::Rome;
 use serde_json::{json, Value};
 
-use exporter::reader::HttpReader;
-use exporter::support::Secret;
-use integration_tests::{reader_server, someone, Fixture, READER_START, READER_TOKEN};
-use run_export::{handle, Outcome};
+use integration_tests::{number_text, rome_time, someone, Fixture};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
 /// 2025-10-26 in Rome: 25 hours, local midnight to local midnight.
@@ -50,9 +45,7 @@ async fn serve(fx: &mut Fixture, points: &[(i64, f64)]) {
                    "publisher": "p", "unit": "kWh", "time": *t as f64, "value": v})
         })
         .collect();
-    let config = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).with_messages(messages);
-    let (url, _) = reader_server::start(config).await;
-    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN)).expect("a reader client");
+    fx.serve_messages(messages).await;
 }
 
 fn body(params: Value, columns: &[&str]) -> Value {
@@ -71,27 +64,7 @@ fn body(params: Value, columns: &[&str]) -> Value {
 }
 
 async fn csv_of(fx: &Fixture, body: &Value) -> String {
-    let alice = someone();
-    let event = fx.create_run(&alice, body).await;
-    assert_eq!(
-        handle(fx.run_deps(), event.clone()).await.expect("runs"),
-        Outcome::Done
-    );
-    String::from_utf8(fx.download(&alice, &event.export_id.to_string()).await).expect("UTF-8")
-}
-
-fn local(t: i64) -> String {
-    Rome.from_utc_datetime(
-        &DateTime::<Utc>::from_timestamp(t, 0)
-            .expect("in range")
-            .naive_utc(),
-    )
-    .format("%Y-%m-%dT%H:%M:%S%:z")
-    .to_string()
-}
-
-fn number(v: Option<f64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
+    fx.exported_text(&someone(), body).await
 }
 
 /// The hourly buckets of the day: their start and the values in them.
@@ -147,7 +120,12 @@ async fn empty_buckets_are_filled_with_nothing_or_the_last_value_across_the_dst_
                 None if fill == "previous" => last,
                 None => None,
             };
-            expected += &format!("{},{},{}\r\n", local(*start), number(value), values.len());
+            expected += &format!(
+                "{},{},{}\r\n",
+                rome_time(*start),
+                number_text(value),
+                values.len()
+            );
         }
         assert_eq!(csv, expected, "fill {fill}");
         assert_eq!(csv.matches("T02:00:00").count(), 2, "the repeated hour, twice");
@@ -184,7 +162,7 @@ async fn deltas_of_a_counter_raw_and_summed_by_the_hour_show_its_reset() {
     let csv = csv_of(&fx, &body(json!({"transform": "delta"}), &["time", "value"])).await;
     let mut expected = String::from("time,value\r\n");
     for (t, d) in &deltas {
-        expected += &format!("{},{}\r\n", local(*t), number(*d));
+        expected += &format!("{},{}\r\n", rome_time(*t), number_text(*d));
     }
     assert_eq!(
         csv, expected,
@@ -203,7 +181,7 @@ async fn deltas_of_a_counter_raw_and_summed_by_the_hour_show_its_reset() {
     let mut expected = String::from("time,value,count\r\n");
     for (start, values) in hourly(&known) {
         let sum = (!values.is_empty()).then(|| values.iter().sum::<f64>());
-        expected += &format!("{},{},{}\r\n", local(start), number(sum), values.len());
+        expected += &format!("{},{},{}\r\n", rome_time(start), number_text(sum), values.len());
     }
     assert_eq!(csv, expected);
 }

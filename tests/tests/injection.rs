@@ -11,9 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use exporter::domain::RunEvent;
-use exporter::reader::HttpReader;
-use exporter::support::Secret;
-use integration_tests::{one_time_body, reader_server, someone, Fixture, READER_START, READER_TOKEN};
+use integration_tests::{one_time_body, someone, Fixture, READER_START};
 use run_export::{handle, Outcome};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
@@ -28,9 +26,7 @@ async fn serve_strings(fx: &mut Fixture, strings: &[String]) {
                    "publisher": "p", "time": (READER_START + 60 * k as i64) as f64, "stringValue": text})
         })
         .collect();
-    let config = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).with_messages(messages);
-    let (url, _) = reader_server::start(config).await;
-    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN)).expect("a reader client");
+    fx.serve_messages(messages).await;
 }
 
 fn notes_body(extension: &str, labels: [&str; 3]) -> Value {

@@ -5,14 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeZone, Utc};
-use chrono_tz::Europe::Rome;
 use serde_json::{json, Value};
 
-use exporter::reader::HttpReader;
-use exporter::support::Secret;
-use integration_tests::{reader_server, someone, Fixture, READER_START, READER_TOKEN};
-use run_export::{handle, Outcome};
+use integration_tests::{number_text, rome_time, someone, Fixture};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
 /// An hour either side of 2025-10-26T01:00Z, when 03:00 CEST became 02:00 CET.
@@ -44,9 +39,7 @@ async fn serve(fx: &mut Fixture) {
             })
         })
         .collect();
-    let config = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).with_messages(messages);
-    let (url, _) = reader_server::start(config).await;
-    fx.reader = HttpReader::new(url, Secret::new(READER_TOKEN)).expect("a reader client");
+    fx.serve_messages(messages).await;
 }
 
 fn body(columns: &[(&str, &str)], decimation: Option<Value>) -> Value {
@@ -73,26 +66,7 @@ async fn csv_of(fx: &Fixture, body: &Value) -> String {
         export["items"][0]["params"]["target"]["label"],
         "Temperature,Humidity,CO2"
     );
-    let event = fx.create_run(&alice, body).await;
-    assert_eq!(
-        handle(fx.run_deps(), event.clone()).await.expect("runs"),
-        Outcome::Done
-    );
-    String::from_utf8(fx.download(&alice, &event.export_id.to_string()).await).expect("UTF-8")
-}
-
-fn local(t: i64) -> String {
-    Rome.from_utc_datetime(
-        &DateTime::<Utc>::from_timestamp(t, 0)
-            .expect("in range")
-            .naive_utc(),
-    )
-    .format("%Y-%m-%dT%H:%M:%S%:z")
-    .to_string()
-}
-
-fn cell(v: Option<f64>) -> String {
-    v.map(|v| v.to_string()).unwrap_or_default()
+    fx.exported_text(&alice, body).await
 }
 
 #[tokio::test]
@@ -114,10 +88,10 @@ async fn three_targets_with_different_times_make_one_wide_file_joined_on_time() 
         let offset = if *t < 1_761_440_400 { "+02:00" } else { "+01:00" };
         expected += &format!(
             "{},{offset},{},{},{}\r\n",
-            local(*t),
-            cell(values[0]),
-            cell(values[1]),
-            cell(values[2])
+            rome_time(*t),
+            number_text(values[0]),
+            number_text(values[1]),
+            number_text(values[2])
         );
     }
     let raw = csv_of(
@@ -147,10 +121,15 @@ async fn three_targets_with_different_times_make_one_wide_file_joined_on_time() 
                     .map(|(_, v)| *v)
                     .collect();
                 let mean = (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64);
-                (cell(mean), values.len().to_string())
+                (number_text(mean), values.len().to_string())
             })
             .unzip();
-        expected += &format!("{},{},{}\r\n", local(start), means.join(","), counts.join(","));
+        expected += &format!(
+            "{},{},{}\r\n",
+            rome_time(start),
+            means.join(","),
+            counts.join(",")
+        );
     }
     let decimated = csv_of(
         &fx,

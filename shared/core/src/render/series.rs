@@ -213,15 +213,26 @@ impl SeriesRenderer {
             }
             skipped = decimator.skipped;
         }
-        let (rows, cut) = (self.writer.rows(), self.writer.cut());
-        self.writer.finish_into(file)?;
-        Ok(Rendered {
-            rows,
-            skipped,
-            cut,
-            chart: self.chart.take().map(|c| c.values()),
-        })
+        let chart = self.chart.take().map(|c| c.values());
+        end(self.writer, file, skipped, chart)
     }
+}
+
+/// Ends a series' file: what it amounts to, the writer finished into `file`.
+pub(super) fn end(
+    writer: Box<dyn RowWriter + Send>,
+    file: &mut std::fs::File,
+    skipped: u64,
+    chart: Option<Vec<(i64, f64)>>,
+) -> Result<Rendered, RenderError> {
+    let (rows, cut) = (writer.rows(), writer.cut());
+    writer.finish_into(file)?;
+    Ok(Rendered {
+        rows,
+        skipped,
+        cut,
+        chart,
+    })
 }
 
 #[async_trait]

@@ -16,7 +16,7 @@ use crate::domain::request::{Aggregate, Column, ColumnId, Fill};
 use crate::domain::series::Point;
 use crate::ports::{Cause, SliceSink};
 
-use super::series::{Paused, Rendered, SeriesSink};
+use super::series::{end, Paused, Rendered, SeriesSink};
 use super::{Cell, RenderError, RowWriter};
 
 /// A column of a wide file.
@@ -324,14 +324,7 @@ impl SeriesSink for WideRenderer {
         self.write_pending()?;
         self.reach(i64::MAX)?;
         let skipped = self.decimating.iter().map(|d| d.decimator.skipped).sum();
-        let (rows, cut) = (self.writer.rows(), self.writer.cut());
-        self.writer.finish_into(file)?;
-        Ok(Rendered {
-            rows,
-            skipped,
-            cut,
-            chart: None,
-        })
+        end(self.writer, file, skipped, None)
     }
 }
 
