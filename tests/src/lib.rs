@@ -407,9 +407,25 @@ impl Fixture {
 
     /// Points the fixture's reader at a new local reader serving exactly `messages`.
     pub async fn serve_messages(&mut self, messages: Vec<Value>) {
-        let config = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).with_messages(messages);
+        self.serve_messages_slowly(messages, std::time::Duration::ZERO, 1000)
+            .await;
+    }
+
+    /// Like [`Fixture::serve_messages`], each answer taking `latency`, read in pages of
+    /// `page_limit`.
+    pub async fn serve_messages_slowly(
+        &mut self,
+        messages: Vec<Value>,
+        latency: std::time::Duration,
+        page_limit: u32,
+    ) {
+        let mut config =
+            reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).with_messages(messages);
+        config.latency = latency;
         let (url, _) = reader_server::start(config).await;
-        self.reader = HttpReader::new(url, Secret::new(READER_TOKEN)).expect("a reader client");
+        self.reader = HttpReader::new(url, Secret::new(READER_TOKEN))
+            .expect("a reader client")
+            .with_page_limit(page_limit);
     }
 
     /// Creates the export as `who`, runs its job here to its end and downloads its file as text.

@@ -469,3 +469,65 @@ async fn a_job_pauses_when_its_local_file_reaches_the_most_an_invocation_may_wri
         "byte for byte the file of a run that never stopped"
     );
 }
+
+#[tokio::test]
+async fn a_wide_job_continues_across_invocations_and_writes_the_files_of_a_run_that_never_stopped() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let _reader = fx.slow_reader(Duration::from_millis(25), 60, 100).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let targets = json!({"value": "urn:dev:a,urn:dev:b,urn:dev:c", "label": "A,B,C"});
+    let mut request = body();
+    request["items"][0]["params"]["target"] = targets.clone();
+    request["items"][1]["params"]["target"] = targets;
+    request["items"][1]["params"]["transform"] = json!("delta");
+    request["items"][1]["params"]["decimation"] = json!({"ds": "15m", "dsf": "sum", "fill": "null"});
+
+    let whole = fx.create_run(&alice, &request).await;
+    let unbounded = run_export::Deps {
+        launcher: &queue,
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        run_to_end(unbounded, &queue, whole.clone()).await,
+        [Outcome::Done]
+    );
+
+    let budgeted = fx.create_run(&alice, &request).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(150)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let outcomes = run_to_end(deps, &queue, budgeted.clone()).await;
+    println!("wide continuation: {} invocations", outcomes.len());
+    assert!(outcomes.len() >= 3, "at least three invocations: {outcomes:?}");
+    assert_eq!(outcomes.last(), Some(&Outcome::Done));
+    let expected = files_of(&fx, &whole.export_id).await;
+    let got = files_of(&fx, &budgeted.export_id).await;
+    let csvs: Vec<&String> = expected.keys().filter(|k| k.ends_with(".csv")).collect();
+    assert_eq!(csvs.len(), 2);
+    for name in csvs {
+        assert!(
+            got.get(name) == expected.get(name),
+            "{name}: byte for byte the file of a run that never stopped"
+        );
+    }
+    let job = fx
+        .store
+        .job(&budgeted.job())
+        .await
+        .expect("reads")
+        .expect("a job");
+    assert_eq!(
+        job.detail.files[0].rows, 4320,
+        "a row a minute, the three targets joined"
+    );
+    assert_eq!(job.detail.files[1].rows, 288, "a row a quarter of an hour");
+}

@@ -29,8 +29,8 @@ fn series() -> Vec<(&'static str, Vec<(i64, f64)>)> {
     ]
 }
 
-async fn serve(fx: &mut Fixture) {
-    let messages = series()
+fn messages() -> Vec<Value> {
+    series()
         .into_iter()
         .flat_map(|(name, points)| {
             points.into_iter().map(move |(t, v)| {
@@ -38,8 +38,11 @@ async fn serve(fx: &mut Fixture) {
                        "publisher": "p", "unit": "u", "time": t as f64, "value": v})
             })
         })
-        .collect();
-    fx.serve_messages(messages).await;
+        .collect()
+}
+
+async fn serve(fx: &mut Fixture) {
+    fx.serve_messages(messages()).await;
 }
 
 fn body(columns: &[(&str, &str)], decimation: Option<Value>) -> Value {
@@ -140,4 +143,45 @@ async fn three_targets_with_different_times_make_one_wide_file_joined_on_time() 
     )
     .await;
     assert_eq!(decimated, expected);
+}
+
+#[tokio::test]
+async fn a_wide_file_of_targets_with_different_times_continues_across_invocations_unchanged() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    // Pages of ten, each answer 15 ms: many pieces per target, so the merged stream pauses often.
+    fx.serve_messages_slowly(messages(), std::time::Duration::from_millis(15), 10)
+        .await;
+    let alice = someone();
+    let request = body(
+        &[("time", "Time"), ("utcOffset", "UTC"), ("value", "Value")],
+        None,
+    );
+    let reference = fx.exported_text(&alice, &request).await;
+    let event = fx.create_run(&alice, &request).await;
+    let queue = integration_tests::doubles::Launches::default();
+    let config = run_export::RunConfig {
+        budget: Some(chrono::TimeDelta::milliseconds(60)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let mut invocations = 0;
+    let mut pending = vec![event.clone()];
+    while let Some(next) = pending.pop() {
+        invocations += 1;
+        run_export::handle(deps, next).await.expect("runs");
+        pending.extend(queue.take());
+        assert!(invocations < 200, "a job that never ends");
+    }
+    assert!(invocations >= 3, "{invocations} invocations");
+    let got = String::from_utf8(fx.download(&alice, &event.export_id.to_string()).await).expect("UTF-8");
+    assert_eq!(
+        got, reference,
+        "byte for byte the file of a run that never stopped"
+    );
 }

@@ -527,14 +527,17 @@ async fn render_item(
             writer,
             wide_columns,
             targets.iter().map(|(name, _)| (*name).to_owned()).collect(),
-            item.decimation.map(|d| WideDecimation {
-                tz: format.timezone,
-                ds: d.ds,
-                dsf: d.dsf,
-                fill: d.fill,
-                window: bounds,
-            }),
-            delta,
+            (
+                item.decimation.map(|d| WideDecimation {
+                    tz: format.timezone,
+                    ds: d.ds,
+                    dsf: d.dsf,
+                    fill: d.fill,
+                    window: bounds,
+                }),
+                delta,
+            ),
+            paused.and_then(|p| p.wide.as_ref()),
         ))
     } else {
         let mut series = SeriesRenderer::new(writer, columns, context, decimator);

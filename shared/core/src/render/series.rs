@@ -41,6 +41,9 @@ pub struct Paused {
     /// A decimated series' buckets so far, thinned, for the email's chart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chart: Option<ChartPoints>,
+    /// A wide item's state (its targets' decimations, deltas, unjoined buckets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wide: Option<super::wide::WideState>,
 }
 
 /// A series on its way into a file, as a run drives it: points in, then paused or finished.
@@ -196,6 +199,7 @@ impl SeriesRenderer {
             fill: self.filler.as_ref().map(|f| f.state().clone()),
             previous: self.delta.flatten().map(f64::to_bits),
             chart: self.chart.clone(),
+            wide: None,
         };
         self.writer.pause()?;
         Ok(paused)

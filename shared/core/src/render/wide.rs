@@ -3,14 +3,16 @@
 //! a value (and count) column per target, joined on time. A target with no point at a time (or
 //! no bucket) leaves its cells empty (its count 0). Memory: one pending row raw; decimated, the
 //! buckets finished by some targets but not yet by all (a bucket is final for every target once
-//! the stream has passed its end). Deltas and fills apply to each target on its own.
+//! the stream has passed its end). Deltas and fills apply to each target on its own. It pauses
+//! at the merged stream's boundaries, its state (each target's decimator, filler and last value,
+//! the unjoined buckets) kept in the checkpoint.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono_tz::Tz;
 
-use crate::domain::decimation::{BucketRow, Bucketer, Decimator, FillState, Filler};
+use crate::domain::decimation::{BucketRow, Bucketer, Decimator, DecimatorState, FillState, Filler};
 use crate::domain::granularity::Granularity;
 use crate::domain::request::{Aggregate, Column, ColumnId, Fill};
 use crate::domain::series::Point;
@@ -86,6 +88,24 @@ struct Decimating {
     filler: Option<Filler>,
 }
 
+/// A target's finished bucket as a checkpoint keeps it: its value's bits and its count.
+pub type StoredBucket = (Option<u64>, u64);
+
+/// Where a wide item stands between invocations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WideState {
+    /// Each target's decimator and filler.
+    pub decimators: Vec<DecimatorState>,
+    pub fills: Vec<Option<FillState>>,
+    /// Finished buckets not yet written: their start, and per target (value bits, count).
+    pub buckets: Vec<(i64, Vec<Option<StoredBucket>>)>,
+    /// The bucket the stream is in.
+    pub current: Option<i64>,
+    /// With `transform: delta`: each target's last value, as its bits.
+    pub previous: Vec<Option<u64>>,
+}
+
 /// How a wide item is decimated.
 #[derive(Clone, Copy, Debug)]
 pub struct WideDecimation {
@@ -122,35 +142,80 @@ fn note(buckets: &mut Buckets, targets: usize, target: usize, row: &BucketRow) {
 
 impl WideRenderer {
     /// A renderer of the targets `names` (as the points name them), in the order of their
-    /// columns.
+    /// columns; going on from `resumed` when an earlier invocation paused it.
     pub fn new(
         writer: Box<dyn RowWriter + Send>,
         columns: Vec<WideColumn>,
         names: Vec<String>,
-        decimation: Option<WideDecimation>,
-        delta: bool,
+        (decimation, delta): (Option<WideDecimation>, bool),
+        resumed: Option<&WideState>,
     ) -> Self {
+        let state = resumed.cloned().unwrap_or_default();
         let decimating = match decimation {
             None => Vec::new(),
-            Some(d) => names
-                .iter()
-                .map(|_| Decimating {
-                    decimator: Decimator::new(d.tz, d.ds, d.dsf),
-                    filler: (d.fill != Fill::None)
-                        .then(|| Filler::new(d.tz, d.ds, d.fill, d.window, FillState::default())),
+            Some(d) => (0..names.len())
+                .map(|k| Decimating {
+                    decimator: match state.decimators.get(k) {
+                        Some(open) => Decimator::restore(d.tz, d.ds, d.dsf, open),
+                        None => Decimator::new(d.tz, d.ds, d.dsf),
+                    },
+                    filler: (d.fill != Fill::None).then(|| {
+                        let fill = state.fills.get(k).cloned().flatten().unwrap_or_default();
+                        Filler::new(d.tz, d.ds, d.fill, d.window, fill)
+                    }),
                 })
                 .collect(),
         };
+        let previous = |k: usize| state.previous.get(k).copied().flatten().map(f64::from_bits);
         Self {
             writer,
             columns,
-            delta: delta.then(|| vec![None; names.len()]),
+            delta: delta.then(|| (0..names.len()).map(previous).collect()),
             names,
             pending: None,
             decimating,
             bucketer: decimation.map(|d| Bucketer::new(d.tz, d.ds)),
-            buckets: BTreeMap::new(),
-            current: None,
+            buckets: state
+                .buckets
+                .iter()
+                .map(|(start, values)| {
+                    let values = values
+                        .iter()
+                        .map(|v| v.map(|(value, count)| (value.map(f64::from_bits), count)))
+                        .collect();
+                    (*start, values)
+                })
+                .collect(),
+            current: state.current,
+        }
+    }
+
+    /// What must survive a pause for the file to go on exactly.
+    fn state(&self) -> WideState {
+        WideState {
+            decimators: self.decimating.iter().map(|d| d.decimator.state()).collect(),
+            fills: self
+                .decimating
+                .iter()
+                .map(|d| d.filler.as_ref().map(|f| f.state().clone()))
+                .collect(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|(start, values)| {
+                    let values = values
+                        .iter()
+                        .map(|v| v.map(|(value, count)| (value.map(f64::to_bits), count)))
+                        .collect();
+                    (*start, values)
+                })
+                .collect(),
+            current: self.current,
+            previous: self
+                .delta
+                .as_ref()
+                .map(|d| d.iter().map(|v| v.map(f64::to_bits)).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -309,15 +374,22 @@ impl SeriesSink for WideRenderer {
         self.writer.rows()
     }
 
-    /// A wide file is written in one invocation (its targets' reading positions are not kept).
     fn pausable(&self) -> bool {
-        false
+        self.writer.pausable()
     }
 
-    fn pause(self: Box<Self>) -> Result<Paused, RenderError> {
-        Err(RenderError::Io(std::io::Error::other(
-            "a wide file cannot stop and go on",
-        )))
+    /// Stops at a boundary of the merged stream: the row being gathered is whole there, so it
+    /// is written; the rest goes into the state.
+    fn pause(mut self: Box<Self>) -> Result<Paused, RenderError> {
+        self.write_pending()?;
+        let paused = Paused {
+            rows: self.writer.rows(),
+            cut: self.writer.cut(),
+            wide: Some(self.state()),
+            ..Paused::default()
+        };
+        self.writer.pause()?;
+        Ok(paused)
     }
 
     fn finish(mut self: Box<Self>, file: &mut std::fs::File) -> Result<Rendered, RenderError> {
@@ -393,8 +465,8 @@ mod tests {
             Box::new(rows),
             columns,
             vec!["a".into(), "b".into(), "c".into()],
-            decimation,
-            delta,
+            (decimation, delta),
+            None,
         ));
         for p in points {
             wide.push(p).expect("pushed");
