@@ -737,14 +737,17 @@ async fn render_item(
     })
 }
 
-/// How an item's workbook looks: sheets named after the item's label (else its SenML name),
-/// titled with the label and the export, and a line chart of a decimated series of times and
-/// values short enough for one.
+/// How an item's workbook looks: sheets named after the item's label (else its SenML name; a
+/// wide item's after all its targets'), titled with that name and the export, and a line chart
+/// of a decimated series of times and values short enough for one.
 fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
+    // A wide item is named after all its targets.
     let name = item
-        .label
-        .clone()
-        .unwrap_or_else(|| item.target.as_str().to_owned());
+        .targets()
+        .iter()
+        .map(|(target, label)| label.unwrap_or(target.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let columns = &export.request.format.columns;
     let at = |id: ColumnId| {
         columns
