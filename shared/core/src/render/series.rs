@@ -43,7 +43,25 @@ pub struct Paused {
     pub chart: Option<ChartPoints>,
     /// A wide item's state (its targets' decimations, deltas, unjoined buckets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wide: Option<super::wide::WideState>,
+    pub wide: Option<WideState>,
+}
+
+/// A target's finished bucket as a checkpoint keeps it: its value's bits and its count.
+pub type StoredBucket = (Option<u64>, u64);
+
+/// Where a wide item stands between invocations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WideState {
+    /// Each target's decimator and filler.
+    pub decimators: Vec<DecimatorState>,
+    pub fills: Vec<Option<FillState>>,
+    /// Finished buckets not yet written: their start, and per target (value bits, count).
+    pub buckets: Vec<(i64, Vec<Option<StoredBucket>>)>,
+    /// The bucket the stream is in.
+    pub current: Option<i64>,
+    /// With `transform: delta`: each target's last value, as its bits.
+    pub previous: Vec<Option<u64>>,
 }
 
 /// A series on its way into a file, as a run drives it: points in, then paused or finished.

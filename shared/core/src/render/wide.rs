@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono_tz::Tz;
 
-use crate::domain::decimation::{BucketRow, Bucketer, Decimator, DecimatorState, FillState, Filler};
+use crate::domain::decimation::{BucketRow, Bucketer, Decimator, Filler};
 use crate::domain::granularity::Granularity;
 use crate::domain::request::{Aggregate, Column, ColumnId, Fill};
 use crate::domain::series::Point;
 use crate::ports::{Cause, SliceSink};
 
-use super::series::{end, Paused, Rendered, SeriesSink};
+use super::series::{end, Paused, Rendered, SeriesSink, WideState};
 use super::{Cell, RenderError, RowWriter};
 
 /// A column of a wide file.
@@ -86,24 +86,6 @@ enum RawValue {
 struct Decimating {
     decimator: Decimator,
     filler: Option<Filler>,
-}
-
-/// A target's finished bucket as a checkpoint keeps it: its value's bits and its count.
-pub type StoredBucket = (Option<u64>, u64);
-
-/// Where a wide item stands between invocations.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WideState {
-    /// Each target's decimator and filler.
-    pub decimators: Vec<DecimatorState>,
-    pub fills: Vec<Option<FillState>>,
-    /// Finished buckets not yet written: their start, and per target (value bits, count).
-    pub buckets: Vec<(i64, Vec<Option<StoredBucket>>)>,
-    /// The bucket the stream is in.
-    pub current: Option<i64>,
-    /// With `transform: delta`: each target's last value, as its bits.
-    pub previous: Vec<Option<u64>>,
 }
 
 /// How a wide item is decimated.
