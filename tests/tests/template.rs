@@ -58,7 +58,7 @@ fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
     // Shared readers a function calls: (the call, its file, where its body starts and ends).
     let shared: [(&str, &str, &str, &str); 5] = [
-        ("link_signer(", "config.rs", "pubasyncfnlink_signer", "pubfn"),
+        ("link_signer(", "ssm.rs", "pubasyncfnlink_signer", "pubfn"),
         ("recipients()", "config.rs", "pubfnrecipients", "pubfn"),
         (
             "schedule_settings()",

@@ -1,13 +1,13 @@
 //! Composition root of the exports API: configuration, AWS clients, adapters, runtime.
 
 use exporter::access::{checker, AccessMode};
-use exporter::config::{self, flag, link_signer, required, schedule_settings};
+use exporter::config::{self, flag, required, schedule_settings};
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
 use exporter::s3::S3Files;
 use exporter::scheduler::EventBridgeSchedules;
-use exporter::ssm::secret;
+use exporter::ssm::{link_signer, secret};
 use exports_api::{handle, ApiConfig, Deps};
 
 #[tokio::main]

@@ -1,13 +1,13 @@
 //! Composition root of notify.
 
 use exporter::chat::HttpChat;
-use exporter::config::{self, flag, link_signer, optional, required, webhook_hosts};
+use exporter::config::{self, flag, optional, required, webhook_hosts};
 use exporter::domain::request::Medium;
 use exporter::dynamodb::DynamoStore;
 use exporter::ports::SystemClock;
 use exporter::s3::S3Files;
 use exporter::ses::SesMailer;
-use exporter::ssm::secret;
+use exporter::ssm::{link_signer, secret};
 use exporter::support::Secret;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notify::{default_target, handle, Deps, Links, NotifyConfig, NotifyEvent};

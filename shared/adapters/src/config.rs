@@ -102,15 +102,3 @@ pub fn recipients() -> crate::domain::request::Recipients {
         telegram_chats,
     }
 }
-
-/// The link signing keys from their SSM parameter (`LINK_SIGNING_KEYS_PARAMETER`), or, for local
-/// runs, `LINK_SIGNING_KEYS` itself: `id:secret[,id:secret...]`, the first signing.
-pub async fn link_signer(ssm: &aws_sdk_ssm::Client) -> Result<crate::domain::link::LinkSigner, ConfigError> {
-    let keys = crate::ssm::secret(ssm, "LINK_SIGNING_KEYS", "LINK_SIGNING_KEYS_PARAMETER")
-        .await?
-        .ok_or(ConfigError::Missing("LINK_SIGNING_KEYS_PARAMETER"))?;
-    crate::domain::link::LinkSigner::parse(keys.expose()).map_err(|e| ConfigError::Malformed {
-        name: "LINK_SIGNING_KEYS_PARAMETER",
-        reason: e.to_string(),
-    })
-}
