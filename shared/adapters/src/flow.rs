@@ -1,6 +1,7 @@
 //! How many of the reader's pages a read keeps in flight, adapted to the reader (additive
-//! increase, multiplicative decrease, as TCP's congestion control): it starts small, grows by
-//! about one page per round trip while answers come back no slower than twice the fastest seen,
+//! increase, multiplicative decrease, as TCP's congestion control): it starts small, doubles
+//! each round trip until the first sign of load (slow start), then grows by about one page per
+//! round trip while answers come back no slower than twice the fastest seen,
 //! shrinks by a quarter when they slow down further (the reader is queueing), and halves on a
 //! `429` or `5xx`, remembering where that happened: past that ceiling it grows sixteen times more
 //! slowly, so it probes for room rather than hitting the limit again every few round trips. It
@@ -23,6 +24,9 @@ pub struct Flow {
     fastest: Option<Duration>,
     /// Just below where the reader last pushed back.
     ceiling: Option<f64>,
+    /// Until the first sign of load (a slow answer, a `429` or `5xx`), the window grows by a
+    /// page per answer (doubling each round trip, as TCP's slow start), not per round trip.
+    slow_start: bool,
 }
 
 impl Flow {
@@ -35,6 +39,7 @@ impl Flow {
             max,
             fastest: None,
             ceiling: None,
+            slow_start: true,
         }
     }
 
@@ -53,9 +58,11 @@ impl Flow {
         // the clock's noise decides) mean the reader queues them: fewer in flight.
         if latency > fastest * 2 && latency > Duration::from_millis(5) {
             self.window = (self.window * 0.75).max(1.0);
+            self.slow_start = false;
         } else {
             let step = match self.ceiling {
                 Some(ceiling) if self.window >= ceiling => 1.0 / (16.0 * self.window),
+                _ if self.slow_start => 1.0,
                 _ => 1.0 / self.window,
             };
             self.window = (self.window + step).min(self.max);
@@ -66,6 +73,7 @@ impl Flow {
     pub fn throttled(&mut self) {
         self.ceiling = Some((self.window - 1.0).max(1.0));
         self.window = (self.window / 2.0).max(1.0);
+        self.slow_start = false;
     }
 }
 
@@ -102,5 +110,27 @@ mod tests {
         let before = flow.allowed();
         flow.throttled();
         assert_eq!(flow.allowed(), (before / 2).max(1));
+    }
+
+    #[test]
+    fn starts_slowly_then_doubles_each_round_trip_until_the_reader_shows_load() {
+        let mut flow = Flow::new(64);
+        // A round trip: as many answers as pages in flight.
+        let round_trip = |flow: &mut Flow, latency: u64| {
+            for _ in 0..flow.allowed() {
+                flow.answered(Duration::from_millis(latency));
+            }
+        };
+        round_trip(&mut flow, 20);
+        assert_eq!(flow.allowed(), 4);
+        round_trip(&mut flow, 20);
+        assert_eq!(flow.allowed(), 8);
+        flow.throttled();
+        let after = flow.allowed();
+        round_trip(&mut flow, 20);
+        assert!(
+            flow.allowed() <= after + 1,
+            "a page per round trip after the first sign of load"
+        );
     }
 }

@@ -47,10 +47,13 @@ pub struct HttpReader {
 /// A read's requests under way, held to what its flow controller allows; shared with the tasks
 /// fetching its pieces. Only a request holds a pass: parsing a page, waiting for an older piece
 /// to be handed over, or a retry's pause do not, so the reader always has as many requests as
-/// the flow allows.
+/// the flow allows. Passes are a semaphore's permits (a freed one goes straight to the request
+/// waiting longest), as many as the flow allows: more are added when it grows, and when it
+/// shrinks the surplus is taken out as permits come back.
 struct Gate {
-    state: Mutex<(Flow, usize)>,
-    freed: tokio::sync::Notify,
+    /// The flow, the permits in circulation, and those owed back (to take out when returned).
+    state: Mutex<(Flow, usize, usize)>,
+    permits: tokio::sync::Semaphore,
     tally: Mutex<Tally>,
 }
 
@@ -64,57 +67,72 @@ struct Tally {
 
 type SharedFlow = Arc<Gate>;
 
-/// A request's place under the gate, given back when dropped.
-struct Pass<'g>(&'g Gate);
+/// A request's place under the gate, given back when dropped (or taken out, when owed).
+struct Pass<'g>(&'g Gate, Option<tokio::sync::SemaphorePermit<'g>>);
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        if let Ok(mut state) = self.0.state.lock() {
-            state.1 = state.1.saturating_sub(1);
+        let owed = self.0.state.lock().map(|mut state| {
+            let owed = state.2 > 0;
+            if owed {
+                state.2 -= 1;
+            }
+            owed
+        });
+        if let (Ok(true), Some(permit)) = (owed, self.1.take()) {
+            permit.forget();
         }
-        self.0.freed.notify_waiters();
     }
 }
 
 impl Gate {
     fn new(max: usize) -> Self {
+        let flow = Flow::new(max);
+        let allowed = flow.allowed();
         Self {
-            state: Mutex::new((Flow::new(max), 0)),
-            freed: tokio::sync::Notify::new(),
+            state: Mutex::new((flow, allowed, 0)),
+            permits: tokio::sync::Semaphore::new(allowed),
             tally: Mutex::default(),
         }
     }
 
     /// Waits until one more request may go.
     async fn enter(&self) -> Pass<'_> {
-        loop {
-            let freed = self.freed.notified();
-            if let Ok(mut state) = self.state.lock() {
-                if state.1 < state.0.allowed() {
-                    state.1 += 1;
-                    return Pass(self);
-                }
+        // The semaphore is never closed.
+        Pass(self, self.permits.acquire().await.ok())
+    }
+
+    /// Brings the permits in circulation to what the flow allows now.
+    fn adjust(&self, change: impl FnOnce(&mut Flow)) {
+        if let Ok(mut state) = self.state.lock() {
+            change(&mut state.0);
+            let allowed = state.0.allowed();
+            let current = state.1;
+            if allowed > current {
+                let more = allowed - current;
+                // Owed permits first: they need not be taken out any more.
+                let cancelled = more.min(state.2);
+                state.2 -= cancelled;
+                self.permits.add_permits(more - cancelled);
+            } else if allowed < current {
+                let fewer = current - allowed;
+                let taken = self.permits.forget_permits(fewer);
+                state.2 += fewer - taken;
             }
-            freed.await;
+            state.1 = allowed;
         }
     }
 
     fn answered(&self, latency: Duration) {
-        if let Ok(mut state) = self.state.lock() {
-            state.0.answered(latency);
-        }
+        self.adjust(|flow| flow.answered(latency));
         if let Ok(mut tally) = self.tally.lock() {
             tally.answers += 1;
             tally.latency += latency;
         }
-        // The flow may allow more now.
-        self.freed.notify_waiters();
     }
 
     fn throttled(&self) {
-        if let Ok(mut state) = self.state.lock() {
-            state.0.throttled();
-        }
+        self.adjust(Flow::throttled);
     }
 }
 
