@@ -58,6 +58,34 @@ async fn run_to_end(deps: run_export::Deps<'_>, queue: &Launches, first: RunEven
     outcomes
 }
 
+/// Runs `event`'s job with a budget of 150 ms an invocation to its end; checks that it took at
+/// least three invocations, the last one done; returns their outcomes.
+async fn run_budgeted(fx: &Fixture, queue: &Launches, event: &RunEvent) -> Vec<Outcome> {
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(150)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let outcomes = run_to_end(deps, queue, event.clone()).await;
+    println!("{} invocations", outcomes.len());
+    assert!(outcomes.len() >= 3, "at least three invocations: {outcomes:?}");
+    assert_eq!(outcomes.last(), Some(&Outcome::Done));
+    outcomes
+}
+
+/// Runs `event`'s job without a budget: one invocation, done.
+async fn run_whole(fx: &Fixture, queue: &Launches, event: &RunEvent) {
+    let unbounded = run_export::Deps {
+        launcher: queue,
+        ..fx.run_deps()
+    };
+    assert_eq!(run_to_end(unbounded, queue, event.clone()).await, [Outcome::Done]);
+}
+
 /// The files stored for an export, by name, with their bytes.
 async fn files_of(fx: &Fixture, id: &ExportId) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
@@ -81,29 +109,10 @@ async fn a_csv_job_continues_across_invocations_and_writes_the_files_of_a_run_th
 
     // The reference: a run that never stops.
     let whole = fx.create_run(&alice, &body()).await;
-    let unbounded = run_export::Deps {
-        launcher: &queue,
-        ..fx.run_deps()
-    };
-    assert_eq!(
-        run_to_end(unbounded, &queue, whole.clone()).await,
-        [Outcome::Done]
-    );
+    run_whole(&fx, &queue, &whole).await;
 
     let budgeted = fx.create_run(&alice, &body()).await;
-    let config = RunConfig {
-        budget: Some(TimeDelta::milliseconds(150)),
-        ..fx.run_config.clone()
-    };
-    let deps = run_export::Deps {
-        launcher: &queue,
-        config: &config,
-        ..fx.run_deps()
-    };
-    let outcomes = run_to_end(deps, &queue, budgeted.clone()).await;
-    println!("continuation: {} invocations: {outcomes:?}", outcomes.len());
-    assert!(outcomes.len() >= 3, "at least three invocations: {outcomes:?}");
-    assert_eq!(outcomes.last(), Some(&Outcome::Done));
+    let outcomes = run_budgeted(&fx, &queue, &budgeted).await;
     assert!(outcomes[..outcomes.len() - 1]
         .iter()
         .all(|o| *o == Outcome::Continued));
@@ -338,30 +347,11 @@ async fn an_xlsx_job_stages_its_rows_across_invocations_and_renders_the_workbook
     let mut request = body();
     request["format"]["extension"] = json!("xlsx");
     let event = fx.create_run(&alice, &request).await;
-    let config = RunConfig {
-        budget: Some(TimeDelta::milliseconds(150)),
-        ..fx.run_config.clone()
-    };
-    let deps = run_export::Deps {
-        launcher: &queue,
-        config: &config,
-        ..fx.run_deps()
-    };
-    let outcomes = run_to_end(deps, &queue, event.clone()).await;
-    println!("xlsx: {} invocations", outcomes.len());
-    assert!(outcomes.len() >= 3, "{outcomes:?}");
-    assert_eq!(outcomes.last(), Some(&Outcome::Done));
+    run_budgeted(&fx, &queue, &event).await;
 
     // The reference: the same job, run without a budget.
     let other = twin(&fx, &event.export_id, latency).await;
-    let unbounded = run_export::Deps {
-        launcher: &queue,
-        ..other.run_deps()
-    };
-    assert_eq!(
-        run_to_end(unbounded, &queue, event.clone()).await,
-        [Outcome::Done]
-    );
+    run_whole(&other, &queue, &event).await;
     let expected = files_of(&other, &event.export_id).await;
     let got = files_of(&fx, &event.export_id).await;
     assert_eq!(
@@ -486,29 +476,9 @@ async fn a_wide_job_continues_across_invocations_and_writes_the_files_of_a_run_t
     request["items"][1]["params"]["decimation"] = json!({"ds": "15m", "dsf": "sum", "fill": "null"});
 
     let whole = fx.create_run(&alice, &request).await;
-    let unbounded = run_export::Deps {
-        launcher: &queue,
-        ..fx.run_deps()
-    };
-    assert_eq!(
-        run_to_end(unbounded, &queue, whole.clone()).await,
-        [Outcome::Done]
-    );
-
+    run_whole(&fx, &queue, &whole).await;
     let budgeted = fx.create_run(&alice, &request).await;
-    let config = RunConfig {
-        budget: Some(TimeDelta::milliseconds(150)),
-        ..fx.run_config.clone()
-    };
-    let deps = run_export::Deps {
-        launcher: &queue,
-        config: &config,
-        ..fx.run_deps()
-    };
-    let outcomes = run_to_end(deps, &queue, budgeted.clone()).await;
-    println!("wide continuation: {} invocations", outcomes.len());
-    assert!(outcomes.len() >= 3, "at least three invocations: {outcomes:?}");
-    assert_eq!(outcomes.last(), Some(&Outcome::Done));
+    run_budgeted(&fx, &queue, &budgeted).await;
     let expected = files_of(&fx, &whole.export_id).await;
     let got = files_of(&fx, &budgeted.export_id).await;
     let csvs: Vec<&String> = expected.keys().filter(|k| k.ends_with(".csv")).collect();
