@@ -184,14 +184,7 @@ async fn a_file_larger_than_a_part_is_uploaded_in_parts_across_invocations() {
     let request = dense_body(200_000);
     let queue = Launches::default();
     let whole = fx.create_run(&alice, &request).await;
-    let unbounded = run_export::Deps {
-        launcher: &queue,
-        ..fx.run_deps()
-    };
-    assert_eq!(
-        run_to_end(unbounded, &queue, whole.clone()).await,
-        [Outcome::Done]
-    );
+    run_whole(&fx, &queue, &whole).await;
     let budgeted = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(400)),
@@ -422,14 +415,7 @@ async fn a_job_pauses_when_its_local_file_reaches_the_most_an_invocation_may_wri
     let request = dense_body(100_000);
     let queue = Launches::default();
     let whole = fx.create_run(&alice, &request).await;
-    let unbounded = run_export::Deps {
-        launcher: &queue,
-        ..fx.run_deps()
-    };
-    assert_eq!(
-        run_to_end(unbounded, &queue, whole.clone()).await,
-        [Outcome::Done]
-    );
+    run_whole(&fx, &queue, &whole).await;
     // No time budget: only the local file's size (past the CSV writer's 256 KiB buffer) makes
     // it pause.
     let bounded = fx.create_run(&alice, &request).await;

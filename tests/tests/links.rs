@@ -6,7 +6,6 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use exporter::domain::RunEvent;
 use integration_tests::doubles::At;
 use integration_tests::{http_event, one_time_body, request, someone, status_and_json, Fixture};
 use run_export::{handle, Outcome};
@@ -39,18 +38,7 @@ async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer(
     body["notification"]["messages"] = json!([{"policy": "onSuccess", "medium": "slack",
         "title": "Export", "text": "{{downloadUrl}} until {{expiresAt}}",
         "target": format!("{}/slack/links", fx.chat_url)}]);
-    let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
-    assert_eq!(status, 201, "{export}");
-    let event = RunEvent {
-        export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
-        scheduled_at: export["createdAt"]
-            .as_str()
-            .and_then(|t| t.parse().ok())
-            .expect("createdAt"),
-        occurrence: None,
-        leg: None,
-        item: None,
-    };
+    let event = fx.create_run(&alice, &body).await;
     assert_eq!(
         handle(fx.run_deps(), event.clone()).await.expect("runs"),
         Outcome::Done

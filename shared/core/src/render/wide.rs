@@ -258,13 +258,20 @@ impl WideRenderer {
             self.reach(start)?;
             self.current = Some(start);
         }
-        let point = Point {
-            value,
-            ..point.clone()
+        // A copy only when a delta changed the value (the merged points own their text).
+        let changed;
+        let point = if value == point.value {
+            point
+        } else {
+            changed = Point {
+                value,
+                ..point.clone()
+            };
+            &changed
         };
         let targets = self.names.len();
         let decimating = &mut self.decimating[target];
-        if let Some(row) = decimating.decimator.push(&point) {
+        if let Some(row) = decimating.decimator.push(point) {
             let buckets = &mut self.buckets;
             let mut write = |row: &BucketRow| -> Result<(), RenderError> {
                 note(buckets, targets, target, row);
