@@ -287,8 +287,22 @@ async fn messages(
     config.requests.fetch_add(1, Ordering::SeqCst);
     let _answering = Answering::new(&config);
     let answer = messages_now(state, channel, headers, params).await;
-    tokio::time::sleep_until(started + config.latency).await;
+    sleep_precisely_until(started + config.latency).await;
     answer
+}
+
+/// Sleeps until `deadline` to within a few tens of microseconds: Tokio's timer counts whole
+/// milliseconds and fires up to one late (an answer set to take 20 ms took 21 to 22), so the
+/// last millisecond is slept by the operating system's timer, on the blocking pool.
+async fn sleep_precisely_until(deadline: tokio::time::Instant) {
+    let coarse = deadline.checked_sub(std::time::Duration::from_millis(2));
+    if let Some(coarse) = coarse.filter(|c| *c > tokio::time::Instant::now()) {
+        tokio::time::sleep_until(coarse).await;
+    }
+    let rest = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if !rest.is_zero() {
+        let _ = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
 }
 
 async fn messages_now(

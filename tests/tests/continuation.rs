@@ -487,3 +487,126 @@ async fn a_wide_job_continues_across_invocations_and_writes_the_files_of_a_run_t
     );
     assert_eq!(job.detail.files[1].rows, 288, "a row a quarter of an hour");
 }
+
+/// A store that takes a file's first part only once the reader has answered `pages` more
+/// requests since the part came (or, giving up, after ten seconds): a run that waited for its
+/// parts before reading on would never get there.
+struct PartsAfterReading<'a> {
+    files: &'a dyn FileStore,
+    reader: &'a integration_tests::reader_server::ReaderConfig,
+    pages: u64,
+    gave_up: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl FileStore for PartsAfterReading<'_> {
+    async fn put(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        content_type: &str,
+    ) -> Result<u64, exporter::ports::FileError> {
+        self.files.put(key, path, content_type).await
+    }
+    async fn remove(&self, key: &str) -> Result<(), exporter::ports::FileError> {
+        self.files.remove(key).await
+    }
+    async fn remove_all(&self, prefix: &str) -> Result<u64, exporter::ports::FileError> {
+        self.files.remove_all(prefix).await
+    }
+    async fn presign(&self, key: &str, expires_in: Duration) -> Result<String, exporter::ports::FileError> {
+        self.files.presign(key, expires_in).await
+    }
+    async fn read(&self, key: &str) -> Result<Vec<u8>, exporter::ports::FileError> {
+        self.files.read(key).await
+    }
+    async fn download(&self, key: &str, path: &std::path::Path) -> Result<u64, exporter::ports::FileError> {
+        self.files.download(key, path).await
+    }
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), exporter::ports::FileError> {
+        self.files.put_bytes(key, bytes).await
+    }
+    async fn begin_upload(
+        &self,
+        key: &str,
+        content_type: &str,
+    ) -> Result<String, exporter::ports::FileError> {
+        self.files.begin_upload(key, content_type).await
+    }
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload: &str,
+        number: i32,
+        bytes: Vec<u8>,
+    ) -> Result<String, exporter::ports::FileError> {
+        let requests = || self.reader.requests.load(std::sync::atomic::Ordering::SeqCst);
+        let until = requests() + self.pages;
+        let waited = tokio::time::timeout(Duration::from_secs(10), async {
+            while number == 1 && requests() < until {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            self.gave_up.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.files.upload_part(key, upload, number, bytes).await
+    }
+    async fn complete_upload(
+        &self,
+        key: &str,
+        upload: &str,
+        parts: &[(i32, String)],
+    ) -> Result<(), exporter::ports::FileError> {
+        self.files.complete_upload(key, upload, parts).await
+    }
+}
+
+#[tokio::test]
+async fn reading_goes_on_while_a_part_is_uploaded() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    // A point a second in pages of 1,000: 300,000 points make a file of about 9.6 MiB, a 5 MiB
+    // part and then more than a hundred pages.
+    let reader = fx.slow_reader(Duration::from_millis(1), 1, 1000).await;
+    let alice = someone();
+    let request = dense_body(300_000);
+    let queue = Launches::default();
+    let whole = fx.create_run(&alice, &request).await;
+    run_whole(&fx, &queue, &whole).await;
+    let event = fx.create_run(&alice, &request).await;
+    // More requests than a read keeps under way (three times the eight in flight) while the
+    // run waits for it.
+    let slow = PartsAfterReading {
+        files: &fx.files,
+        reader: &reader,
+        pages: 40,
+        gave_up: Default::default(),
+    };
+    let config = RunConfig {
+        part_bytes: 5 * 1024 * 1024,
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        files: &slow,
+        ..fx.run_deps()
+    };
+    assert_eq!(handle(deps, event.clone()).await.expect("runs"), Outcome::Done);
+    assert!(
+        !slow.gave_up.load(std::sync::atomic::Ordering::SeqCst),
+        "the reader went on answering while the part was on its way"
+    );
+    let (expected, got) = (
+        files_of(&fx, &whole.export_id).await,
+        files_of(&fx, &event.export_id).await,
+    );
+    assert_eq!(got.len(), 1, "{:?}", got.keys());
+    assert!(
+        got.values().next() == expected.values().next(),
+        "byte for byte the file of a run that uploads at once"
+    );
+}

@@ -69,6 +69,11 @@ pub enum JobError {
 #[error("the run's time is up")]
 struct TimeUp;
 
+/// The file's uploader failed: reading stops (the uploader says why).
+#[derive(Debug, thiserror::Error)]
+#[error("the file's upload stopped")]
+struct UploadStopped;
+
 /// The attempt's budget is spent at a place where the series can go on later.
 #[derive(Debug, thiserror::Error)]
 #[error("the run pauses to continue in a fresh invocation")]
@@ -76,12 +81,11 @@ struct Pause;
 
 /// A sink that stops taking points once the attempt must stop working: at the next boundary
 /// between pieces when the file can go on later, at once when it cannot.
-struct Timed<'s, 'k> {
+struct Timed<'s> {
     inner: &'s mut dyn SeriesSink,
-    /// The file's parts on their way: full parts go up as the file grows, while it is read.
-    sent: &'s mut Sent<'k>,
-    deps: Deps<'s>,
-    content_type: &'static str,
+    /// Tells the file's uploader, at each boundary, that the file has grown: its full parts go
+    /// up while the file is read ([`Sent::send_while_written`]). Closed when the uploader failed.
+    written: tokio::sync::watch::Sender<()>,
     stop_at: Option<DateTime<Utc>>,
     clock: &'s dyn Clock,
     pausable: bool,
@@ -92,7 +96,7 @@ struct Timed<'s, 'k> {
     local: (&'s std::path::Path, u64),
 }
 
-impl Timed<'_, '_> {
+impl Timed<'_> {
     fn time_is_up(&self) -> bool {
         self.stop_at.is_some_and(|stop| self.clock.now() >= stop)
     }
@@ -103,7 +107,7 @@ impl Timed<'_, '_> {
 }
 
 #[async_trait::async_trait]
-impl SliceSink for Timed<'_, '_> {
+impl SliceSink for Timed<'_> {
     async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause> {
         if !self.pausable && self.time_is_up() {
             return Err(Box::new(TimeUp));
@@ -115,11 +119,11 @@ impl SliceSink for Timed<'_, '_> {
         self.until = Some(until);
         match (self.time_is_up(), self.pausable) {
             (false, true) if self.local_is_full() => Err(Box::new(Pause)),
+            // The uploader's error, once it hung up, is the one the job reports.
             (false, _) => self
-                .sent
-                .send_ready(self.deps, self.local.0, self.content_type)
-                .await
-                .map_err(|e| Box::new(e) as Cause),
+                .written
+                .send(())
+                .map_err(|_| Box::new(UploadStopped) as Cause),
             (true, true) => Err(Box::new(Pause)),
             (true, false) => Err(Box::new(TimeUp)),
         }
@@ -579,11 +583,10 @@ async fn render_item(
         local: 0,
     };
     let content_type = files::content_type(format.extension);
+    let (written, told) = tokio::sync::watch::channel(());
     let mut timed = Timed {
         pausable: target.may_pause && sink.pausable(),
-        sent: &mut sent,
-        deps,
-        content_type,
+        written,
         inner: sink.as_mut(),
         stop_at: deps.stop_at,
         clock: deps.clock,
@@ -591,11 +594,19 @@ async fn render_item(
         // The tail carried over (less than a part) does not count: each leg writes its share.
         local: (file.path(), carried.saturating_add(deps.config.max_local_bytes)),
     };
-    let read = match queries.as_slice() {
-        [query] => deps.reader.read(query, &mut timed).await,
-        several => crate::merge::read_merged(deps.reader, several, &mut timed).await,
+    let path = file.path().to_owned();
+    // The file's full parts go up while it is read (the reading side never waits for them),
+    // one at a time; once reading ends, the uploader sends what is ready and stops.
+    let reading = async move {
+        let read = match queries.as_slice() {
+            [query] => deps.reader.read(query, &mut timed).await,
+            several => crate::merge::read_merged(deps.reader, several, &mut timed).await,
+        };
+        (read, timed.until)
     };
-    let until = timed.until;
+    let uploading = sent.send_while_written(deps, &path, content_type, told);
+    let ((read, until), uploaded) = futures::future::join(reading, uploading).await;
+    uploaded?;
     let rows = sink.rows();
     match read {
         Err(ReadError::Sink(cause)) if cause.is::<Pause>() => {
@@ -787,6 +798,24 @@ struct Sent<'k> {
 }
 
 impl Sent<'_> {
+    /// Sends the local file's full parts as it grows, each time the reading side says it did,
+    /// until that side hangs up (and then what is ready).
+    async fn send_while_written(
+        &mut self,
+        deps: Deps<'_>,
+        path: &std::path::Path,
+        content_type: &str,
+        mut written: tokio::sync::watch::Receiver<()>,
+    ) -> Result<(), FileError> {
+        loop {
+            let reading = written.changed().await.is_ok();
+            self.send_ready(deps, path, content_type).await?;
+            if !reading {
+                return Ok(());
+            }
+        }
+    }
+
     /// Sends the full parts the local file at `path` holds beyond what was sent, while the file
     /// is still being written (what is on disk is a prefix of it).
     async fn send_ready(
