@@ -431,7 +431,7 @@ async fn status(
         "exportId": export.id.to_string(),
         "type": export.request.export_type().as_str(),
         "status": export.status.as_str(),
-        "nextRunAt": export.next_run_at.map(exporter::domain::export::rfc3339),
+        "nextRunAt": export.next_run_at.map(exporter::domain::timestamp::rfc3339),
         "jobs": jobs.iter().map(|j| j.to_json(now)).collect::<Vec<_>>(),
         "nextBefore": next_before,
     });

@@ -19,7 +19,7 @@ use exporter::config::{optional, parsed_or, recipients, ConfigError};
 use exporter::domain::files::{self, ChartSeries};
 use exporter::domain::job::{Job, JobKey, JobStatus};
 use exporter::domain::link::LinkSigner;
-use exporter::domain::notification::{applies, compose, Composed, Delivery, DeliveryStatus, JobFacts};
+use exporter::domain::notification::{compose, Composed, Delivery, DeliveryStatus, JobFacts};
 use exporter::domain::request::{EmailAddress, Medium, Message, Recipients, Target};
 use exporter::domain::Export;
 use exporter::ports::{
@@ -168,7 +168,7 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
     for (index, message) in export.request.messages.iter().enumerate() {
         let now = deps.clock.now();
         let done_before = job.deliveries.iter().any(|d| d.message == index && d.holds(now));
-        if !applies(message.policy, job.status) || done_before {
+        if !job.status.notifies(message.policy) || done_before {
             summary.skipped += 1;
             continue;
         }

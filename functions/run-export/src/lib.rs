@@ -17,9 +17,9 @@ use std::path::PathBuf;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use exporter::config::{optional, parsed_or, ConfigError};
-use exporter::domain::export::rfc3339;
 use exporter::domain::files;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
+use exporter::domain::timestamp::rfc3339;
 use exporter::domain::{Export, ExportStatus, NotifyEvent, Recurrence, RunEvent, Schedule};
 use exporter::ports::{
     Advance, Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, ItemLedger,

@@ -14,11 +14,11 @@ use chrono::{DateTime, Utc};
 use tempfile::NamedTempFile;
 
 use exporter::domain::decimation::{Decimator, Filler};
-use exporter::domain::export::rfc3339;
 use exporter::domain::files;
 use exporter::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
 use exporter::domain::request::{ColumnId, Extension, Fill, Item, Transform};
 use exporter::domain::series::Point;
+use exporter::domain::timestamp::rfc3339;
 use exporter::domain::{Export, Schedule, Window};
 use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink};
 use exporter::render::csv_file::CsvFile;

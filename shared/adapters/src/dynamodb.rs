@@ -28,10 +28,10 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use crate::domain::export::rfc3339;
 use crate::domain::job::{Counted, ItemOutcome, ItemRun, Job, JobDetail, JobEnd, JobKey, JobStatus, Spread};
 use crate::domain::notification::{Delivery, DeliveryStatus};
 use crate::domain::record;
+use crate::domain::timestamp::rfc3339;
 use crate::domain::{Export, ExportId, ExportStatus};
 use crate::ports::{
     Advance, Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, ItemLedger, JobHistory,

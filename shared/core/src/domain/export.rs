@@ -4,13 +4,13 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::job::JobKey;
 use super::request::{ExportRequest, ExportType, Problem};
+use super::timestamp::rfc3339;
 
 /// The id of an export: a UUID chosen by the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -104,11 +104,6 @@ pub struct Export {
     pub next_run_at: Option<DateTime<Utc>>,
 }
 
-/// RFC 3339 in UTC with milliseconds: fixed width, so it also sorts as text.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 impl Export {
     /// The API's view: the normalised request plus `id`, `status` and the timestamps.
     pub fn to_json(&self) -> Value {
@@ -136,7 +131,7 @@ impl Export {
 pub struct RunEvent {
     pub export_id: ExportId,
     /// RFC 3339 in UTC: the occurrence this run is for (the creation time for `oneTime`).
-    #[serde(with = "rfc3339_millis")]
+    #[serde(with = "super::timestamp::rfc3339_millis")]
     pub scheduled_at: DateTime<Utc>,
     /// For a recurring export, the occurrence's index `k`: what identifies it exactly, whatever
     /// precision `scheduledAt` travels with and whatever a newer timezone database computes.
@@ -152,38 +147,7 @@ pub struct RunEvent {
     pub item: Option<u32>,
 }
 
-/// Serde for times in the one format the service writes ([`rfc3339`]); reads any RFC 3339.
-mod rfc3339_millis {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::rfc3339(*t))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
-        let text = String::deserialize(d)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
-    }
-}
-
 impl RunEvent {
-    /// The id of the job this trigger runs: its occurrence time, compact (`20260329T010000000Z`),
-    /// so a duplicate trigger names the same job.
-    pub fn job_id(&self) -> String {
-        self.job().job_id()
-    }
-
-    /// The job this trigger runs.
-    pub fn job(&self) -> JobKey {
-        JobKey {
-            export_id: self.export_id,
-            scheduled_at: self.scheduled_at,
-        }
-    }
-
     /// The event of occurrence `k` of a recurring export.
     pub fn occurrence(export_id: ExportId, k: u64, at: DateTime<Utc>) -> Self {
         Self {

@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::export::{rfc3339, ExportId};
+use super::export::{ExportId, RunEvent};
 use super::notification::Delivery;
+use super::request::NotifyPolicy;
+use super::timestamp::rfc3339;
 
 /// Where a job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +22,14 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// True when a message with this policy goes out for a job that ended so.
+    pub fn notifies(self, policy: NotifyPolicy) -> bool {
+        matches!(
+            (policy, self),
+            (NotifyPolicy::OnSuccess, JobStatus::Done) | (NotifyPolicy::OnFailure, JobStatus::Failed)
+        )
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotProcessed => "notProcessed",
@@ -49,6 +59,22 @@ impl JobStatus {
 pub struct JobKey {
     pub export_id: ExportId,
     pub scheduled_at: DateTime<Utc>,
+}
+
+impl RunEvent {
+    /// The id of the job this trigger runs: its occurrence time, compact (`20260329T010000000Z`),
+    /// so a duplicate trigger names the same job.
+    pub fn job_id(&self) -> String {
+        self.job().job_id()
+    }
+
+    /// The job this trigger runs.
+    pub fn job(&self) -> JobKey {
+        JobKey {
+            export_id: self.export_id,
+            scheduled_at: self.scheduled_at,
+        }
+    }
 }
 
 impl JobKey {
@@ -222,6 +248,14 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policies_match_outcomes() {
+        assert!(JobStatus::Done.notifies(NotifyPolicy::OnSuccess));
+        assert!(!JobStatus::Failed.notifies(NotifyPolicy::OnSuccess));
+        assert!(JobStatus::Failed.notifies(NotifyPolicy::OnFailure));
+        assert!(!JobStatus::Done.notifies(NotifyPolicy::OnFailure));
+    }
 
     #[test]
     fn a_job_id_names_its_key_back() {

@@ -14,6 +14,7 @@ pub mod record;
 pub mod recurrence;
 pub mod request;
 pub mod series;
+pub mod timestamp;
 
 pub use duration::IsoDuration;
 pub use export::{Export, ExportId, ExportStatus, ListPage, ListQuery, NotifyEvent, RunEvent};

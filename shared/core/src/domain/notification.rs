@@ -5,9 +5,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::export::rfc3339;
-use super::job::JobStatus;
 use super::request::{Medium, Message, NotifyPolicy};
+use super::timestamp::rfc3339;
 
 /// What the placeholders of a job's messages stand for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,14 +22,6 @@ pub struct JobFacts {
     /// The files' names, comma-separated in `{{files}}`.
     pub files: Vec<String>,
     pub rows: u64,
-}
-
-/// True when a message with this policy goes out for a job that ended so.
-pub fn applies(policy: NotifyPolicy, status: JobStatus) -> bool {
-    matches!(
-        (policy, status),
-        (NotifyPolicy::OnSuccess, JobStatus::Done) | (NotifyPolicy::OnFailure, JobStatus::Failed)
-    )
 }
 
 /// A message ready to send.
@@ -234,14 +225,6 @@ mod tests {
             &facts(),
         );
         assert_eq!(placed.text, "get it: https://files/x");
-    }
-
-    #[test]
-    fn policies_match_outcomes() {
-        assert!(applies(NotifyPolicy::OnSuccess, JobStatus::Done));
-        assert!(!applies(NotifyPolicy::OnSuccess, JobStatus::Failed));
-        assert!(applies(NotifyPolicy::OnFailure, JobStatus::Failed));
-        assert!(!applies(NotifyPolicy::OnFailure, JobStatus::Done));
     }
 
     #[test]
