@@ -490,11 +490,12 @@ async fn a_wide_job_continues_across_invocations_and_writes_the_files_of_a_run_t
 
 /// A store that takes a file's first part only once the reader has answered `pages` more
 /// requests since the part came (or, giving up, after ten seconds): a run that waited for its
-/// parts before reading on would never get there.
+/// parts before reading on would never get there. When `refuse`, it then fails that part.
 struct PartsAfterReading<'a> {
     files: &'a dyn FileStore,
     reader: &'a integration_tests::reader_server::ReaderConfig,
     pages: u64,
+    refuse: bool,
     gave_up: std::sync::atomic::AtomicBool,
 }
 
@@ -551,6 +552,12 @@ impl FileStore for PartsAfterReading<'_> {
         if waited.is_err() {
             self.gave_up.store(true, std::sync::atomic::Ordering::SeqCst);
         }
+        if self.refuse && number == 1 {
+            return Err(exporter::ports::FileError::Unavailable(
+                "upload a part".into(),
+                "the store is down".into(),
+            ));
+        }
         self.files.upload_part(key, upload, number, bytes).await
     }
     async fn complete_upload(
@@ -583,6 +590,7 @@ async fn reading_goes_on_while_a_part_is_uploaded() {
         files: &fx.files,
         reader: &reader,
         pages: 40,
+        refuse: false,
         gave_up: Default::default(),
     };
     let config = RunConfig {
@@ -608,5 +616,63 @@ async fn reading_goes_on_while_a_part_is_uploaded() {
     assert!(
         got.values().next() == expected.values().next(),
         "byte for byte the file of a run that uploads at once"
+    );
+}
+
+#[tokio::test]
+async fn a_part_that_fails_while_the_file_is_read_fails_the_job_with_the_store_s_error() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    let reader = fx.slow_reader(Duration::from_millis(1), 1, 1000).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let event = fx.create_run(&alice, &dense_body(300_000)).await;
+    let failing = PartsAfterReading {
+        files: &fx.files,
+        reader: &reader,
+        pages: 10,
+        refuse: true,
+        gave_up: Default::default(),
+    };
+    let config = RunConfig {
+        part_bytes: 5 * 1024 * 1024,
+        ..fx.run_config.clone()
+    };
+    let hand_offs = HandOffs::default();
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        files: &failing,
+        ..fx.run_deps()
+    };
+    let outcome = handle(deps, event.clone()).await;
+    let requests = reader.requests.load(std::sync::atomic::Ordering::SeqCst);
+    println!("{outcome:?} after {requests} requests");
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    let error = job.detail.error.clone().unwrap_or_default();
+    assert_eq!(job.status, JobStatus::Failed, "{error}");
+    assert!(
+        error.contains("the store is down") || error.contains("upload a part"),
+        "the store's error, not the reading's: {error}"
+    );
+    assert!(
+        requests < 300,
+        "reading stopped soon after the part failed (300 pages in all): {requests}"
+    );
+    assert!(fx.objects().await.is_empty(), "nothing half-written left");
+    let uploads = fx
+        .s3
+        .list_multipart_uploads()
+        .bucket(&fx.bucket)
+        .send()
+        .await
+        .expect("lists");
+    assert!(uploads.uploads().is_empty(), "no upload left open");
+    assert_eq!(
+        hand_offs.0.lock().map(|h| h.len()).unwrap_or_default(),
+        1,
+        "one hand-off to notify, of the failed job"
     );
 }
