@@ -87,7 +87,13 @@ pub enum BodyError {
 /// A response's body, decompressed, refused past `max` bytes: a small compressed answer (a gzip
 /// bomb) can never make memory grow without bound.
 pub async fn capped_body(mut response: reqwest::Response, max: usize) -> Result<bytes::Bytes, BodyError> {
-    let mut body = bytes::BytesMut::new();
+    // Sized once when the peer says how much comes: a page is a few hundred kilobytes, and a
+    // peer's word is not taken for more than a mebibyte (nor `max`).
+    let expected = response
+        .content_length()
+        .unwrap_or(0)
+        .min(max.min(1 << 20) as u64) as usize;
+    let mut body = bytes::BytesMut::with_capacity(expected);
     while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
         if body.len() + chunk.len() > max {
             return Err(BodyError::TooLarge(max));
