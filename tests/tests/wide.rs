@@ -185,3 +185,49 @@ async fn a_wide_file_of_targets_with_different_times_continues_across_invocation
         "byte for byte the file of a run that never stopped"
     );
 }
+
+#[tokio::test]
+async fn a_decimated_wide_workbook_charts_a_line_per_target() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    serve(&mut fx).await;
+    let mut request = body(
+        &[("time", "Time"), ("value", "Value"), ("count", "Points")],
+        Some(json!({"ds": "15m", "dsf": "avg"})),
+    );
+    request["format"]["extension"] = json!("xlsx");
+    let alice = someone();
+    let event = fx.create_run(&alice, &request).await;
+    let outcome = run_export::handle(fx.run_deps(), event.clone())
+        .await
+        .expect("runs");
+    assert_eq!(outcome, run_export::Outcome::Done);
+    let bytes = fx.download(&alice, &event.export_id.to_string()).await;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a workbook");
+    let mut part = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_name(name).expect(name), &mut text).expect("text");
+        text
+    };
+    let chart = part("xl/charts/chart1.xml");
+    let workbook = part("xl/workbook.xml");
+    assert_eq!(chart.matches("<c:ser>").count(), 3, "a line per target: {chart}");
+    for (k, name) in ["Temperature", "Humidity", "CO2"].iter().enumerate() {
+        assert!(
+            chart.contains(&format!("<c:v>{name}</c:v>")),
+            "{name} names a line: {chart}"
+        );
+        // Each line's values are its target's value column (B, C, D), the times column A.
+        let column = ["B", "C", "D"][k];
+        assert!(
+            chart.contains("$A$2:$A$9</c:f>") && chart.contains(&format!("${column}$2:${column}$9</c:f>")),
+            "{name}: times in A, values in {column}: {chart}"
+        );
+    }
+    assert!(chart.contains("<c:legend>"), "several lines get a legend");
+    assert!(
+        workbook.contains(r#"name="Temperature, Humidity, CO2""#) && workbook.contains(" chart\""),
+        "the data sheet named after the targets, and the chart's sheet: {workbook}"
+    );
+}

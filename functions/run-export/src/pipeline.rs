@@ -16,7 +16,7 @@ use tempfile::NamedTempFile;
 use exporter::domain::decimation::{Decimator, Filler};
 use exporter::domain::files;
 use exporter::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
-use exporter::domain::request::{ColumnId, Extension, Fill, Item, Transform};
+use exporter::domain::request::{Extension, Fill, Item, Transform};
 use exporter::domain::series::Point;
 use exporter::domain::timestamp::rfc3339;
 use exporter::domain::{Export, Schedule, Window};
@@ -24,7 +24,7 @@ use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink
 use exporter::render::csv_file::CsvFile;
 use exporter::render::series::{Paused, SeriesRenderer, SeriesSink};
 use exporter::render::stage::{render_stage, StageFile};
-use exporter::render::wide::{wide_columns, WideDecimation, WideRenderer};
+use exporter::render::wide::{wide_columns, WideColumn, WideDecimation, WideRenderer};
 use exporter::render::xlsx_file::{ChartSpec, Look, XlsxFile};
 use exporter::render::{ItemContext, RenderError, RowWriter};
 
@@ -759,22 +759,31 @@ fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
         .map(|(target, label)| label.unwrap_or(target.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let columns = &export.request.format.columns;
-    let at = |id: ColumnId| {
-        columns
-            .iter()
-            .position(|c| c.id == id)
-            .and_then(|i| u16::try_from(i).ok())
-    };
-    // A wide file's value columns are the targets': no chart of one series there.
-    let chart = match (item.decimation, at(ColumnId::Time), at(ColumnId::Value)) {
-        (Some(_), Some(time_column), Some(value_column))
-            if deps.config.xlsx_chart_max_rows > 0 && !item.is_wide() =>
-        {
+    // The columns as the file has them: a wide file's value (and count) columns are the
+    // targets', a line each in the chart, named by their headers.
+    let targets: Vec<(&str, Option<&str>)> = item
+        .targets()
+        .into_iter()
+        .map(|(target, label)| (target.as_str(), label))
+        .collect();
+    let (layout, headers) = wide_columns(&export.request.format.columns, &targets);
+    let time = layout.iter().position(|c| *c == WideColumn::Time);
+    let series: Vec<(String, u16)> = layout
+        .iter()
+        .zip(headers)
+        .enumerate()
+        .filter(|(_, (column, _))| matches!(column, WideColumn::Value(_)))
+        .filter_map(|(at, (_, header))| {
+            let column = u16::try_from(at).ok()?;
+            Some((if item.is_wide() { header } else { name.clone() }, column))
+        })
+        .collect();
+    let chart = match (item.decimation, time.and_then(|at| u16::try_from(at).ok())) {
+        (Some(_), Some(time_column)) if deps.config.xlsx_chart_max_rows > 0 && !series.is_empty() => {
             Some(ChartSpec {
                 time_column,
-                value_column,
-                name: name.clone(),
+                series,
+                title: name.clone(),
                 max_rows: deps.config.xlsx_chart_max_rows,
             })
         }

@@ -2,7 +2,7 @@
 //! with an autofilter; real numbers and real date-times (local time of the export's timezone);
 //! columns as wide as their content; sheets named after the item; past Excel's 1,048,576 rows a
 //! sheet the data continues on a new sheet with the header repeated. A decimated series short
-//! enough gets a native line chart on a sheet of its own. The workbook's title and creation
+//! enough gets a native line chart on a sheet of its own (a wide one, a line per target). The workbook's title and creation
 //! time are set, the latter to the job's, so the same rows give the same bytes.
 
 use std::collections::HashSet;
@@ -82,14 +82,16 @@ impl SheetNames {
     }
 }
 
-/// A line chart of a series on a sheet of its own.
+/// A line chart of a series (or of a wide item's series, one line each, with a legend) on a
+/// sheet of its own.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChartSpec {
-    /// The columns of the times (categories) and the values.
+    /// The column of the times (categories).
     pub time_column: u16,
-    pub value_column: u16,
-    /// The series' name (the item's label).
-    pub name: String,
+    /// Each series' name (the item's label, or a wide item's target's) and its values' column.
+    pub series: Vec<(String, u16)>,
+    /// The chart's title (the item's name).
+    pub title: String,
     /// No chart past this many rows (a chart of millions of points helps nobody and is slow
     /// to open).
     pub max_rows: u64,
@@ -232,17 +234,22 @@ impl XlsxFile {
         let data = self.sheet_names[0].clone();
         let last = self.next_row - 1;
         let mut chart = Chart::new(ChartType::Line);
-        chart
-            .add_series()
-            .set_name(spec.name.as_str())
-            .set_categories((data.as_str(), 1, spec.time_column, last, spec.time_column))
-            .set_values((data.as_str(), 1, spec.value_column, last, spec.value_column));
-        chart.title().set_name(spec.name.as_str());
+        for (name, column) in &spec.series {
+            chart
+                .add_series()
+                .set_name(name.as_str())
+                .set_categories((data.as_str(), 1, spec.time_column, last, spec.time_column))
+                .set_values((data.as_str(), 1, *column, last, *column));
+        }
+        chart.title().set_name(spec.title.as_str());
         chart
             .x_axis()
             .set_date_axis(true)
             .set_num_format("yyyy-mm-dd hh:mm");
-        chart.legend().set_hidden();
+        // One line needs no legend: the title names it.
+        if spec.series.len() < 2 {
+            chart.legend().set_hidden();
+        }
         // The label shortened so that the sheet still says it is the chart.
         let label: String = self.look.sheet.chars().take(MAX_SHEET_NAME - 6).collect();
         let name = self.names.name(&format!("{} chart", label.trim_end()));
