@@ -535,6 +535,21 @@ impl Fixture {
             .collect()
     }
 
+    /// How many multipart uploads are open in the bucket (a finished or failed job leaves none).
+    ///
+    /// # Panics
+    /// When moto does not answer.
+    pub async fn open_uploads(&self) -> usize {
+        self.s3
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .expect("moto lists")
+            .uploads()
+            .len()
+    }
+
     /// Sends one request through the handler.
     pub async fn call(
         &self,

@@ -163,14 +163,7 @@ async fn a_csv_job_continues_across_invocations_and_writes_the_files_of_a_run_th
     };
     assert_eq!(rows(&job), rows(&reference), "rows and sizes recorded alike");
     assert_eq!(job.detail.files[0].rows, 4320);
-    let uploads = fx
-        .s3
-        .list_multipart_uploads()
-        .bucket(&fx.bucket)
-        .send()
-        .await
-        .expect("lists");
-    assert!(uploads.uploads().is_empty(), "no upload left open");
+    assert_eq!(fx.open_uploads().await, 0, "no upload left open");
 }
 
 #[tokio::test]
@@ -570,6 +563,30 @@ impl FileStore for PartsAfterReading<'_> {
     }
 }
 
+/// Runs `event`'s job in one invocation, its file going up in 5 MiB parts through `store`;
+/// returns the invocation's outcome and how many hand-offs to notify it made.
+async fn run_storing_through(
+    fx: &Fixture,
+    event: &RunEvent,
+    store: &dyn FileStore,
+) -> (Result<Outcome, run_export::Failure>, usize) {
+    let config = RunConfig {
+        part_bytes: 5 * 1024 * 1024,
+        ..fx.run_config.clone()
+    };
+    let (queue, hand_offs) = (Launches::default(), HandOffs::default());
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        files: store,
+        ..fx.run_deps()
+    };
+    let outcome = handle(deps, event.clone()).await;
+    let handed = hand_offs.0.lock().map(|h| h.len()).unwrap_or_default();
+    (outcome, handed)
+}
+
 #[tokio::test]
 async fn reading_goes_on_while_a_part_is_uploaded() {
     let Some(mut fx) = Fixture::new().await else {
@@ -593,17 +610,8 @@ async fn reading_goes_on_while_a_part_is_uploaded() {
         refuse: false,
         gave_up: Default::default(),
     };
-    let config = RunConfig {
-        part_bytes: 5 * 1024 * 1024,
-        ..fx.run_config.clone()
-    };
-    let deps = run_export::Deps {
-        launcher: &queue,
-        config: &config,
-        files: &slow,
-        ..fx.run_deps()
-    };
-    assert_eq!(handle(deps, event.clone()).await.expect("runs"), Outcome::Done);
+    let (outcome, _) = run_storing_through(&fx, &event, &slow).await;
+    assert_eq!(outcome.expect("runs"), Outcome::Done);
     assert!(
         !slow.gave_up.load(std::sync::atomic::Ordering::SeqCst),
         "the reader went on answering while the part was on its way"
@@ -625,9 +633,7 @@ async fn a_part_that_fails_while_the_file_is_read_fails_the_job_with_the_store_s
         return;
     };
     let reader = fx.slow_reader(Duration::from_millis(1), 1, 1000).await;
-    let alice = someone();
-    let queue = Launches::default();
-    let event = fx.create_run(&alice, &dense_body(300_000)).await;
+    let event = fx.create_run(&someone(), &dense_body(300_000)).await;
     let failing = PartsAfterReading {
         files: &fx.files,
         reader: &reader,
@@ -635,19 +641,7 @@ async fn a_part_that_fails_while_the_file_is_read_fails_the_job_with_the_store_s
         refuse: true,
         gave_up: Default::default(),
     };
-    let config = RunConfig {
-        part_bytes: 5 * 1024 * 1024,
-        ..fx.run_config.clone()
-    };
-    let hand_offs = HandOffs::default();
-    let deps = run_export::Deps {
-        launcher: &queue,
-        notifier: &hand_offs,
-        config: &config,
-        files: &failing,
-        ..fx.run_deps()
-    };
-    let outcome = handle(deps, event.clone()).await;
+    let (outcome, hand_offs) = run_storing_through(&fx, &event, &failing).await;
     let requests = reader.requests.load(std::sync::atomic::Ordering::SeqCst);
     println!("{outcome:?} after {requests} requests");
     let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
@@ -662,17 +656,6 @@ async fn a_part_that_fails_while_the_file_is_read_fails_the_job_with_the_store_s
         "reading stopped soon after the part failed (300 pages in all): {requests}"
     );
     assert!(fx.objects().await.is_empty(), "nothing half-written left");
-    let uploads = fx
-        .s3
-        .list_multipart_uploads()
-        .bucket(&fx.bucket)
-        .send()
-        .await
-        .expect("lists");
-    assert!(uploads.uploads().is_empty(), "no upload left open");
-    assert_eq!(
-        hand_offs.0.lock().map(|h| h.len()).unwrap_or_default(),
-        1,
-        "one hand-off to notify, of the failed job"
-    );
+    assert_eq!(fx.open_uploads().await, 0, "no upload left open");
+    assert_eq!(hand_offs, 1, "one hand-off to notify, of the failed job");
 }

@@ -964,14 +964,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 .or_default() += 1;
         }
     }
-    let uploads = fx
-        .s3
-        .list_multipart_uploads()
-        .bucket(&fx.bucket)
-        .send()
-        .await
-        .expect("lists");
-    assert!(uploads.uploads().is_empty(), "no upload left open");
+    assert_eq!(fx.open_uploads().await, 0, "no upload left open");
     *checked.entry("no multipart upload left open").or_default() += 1;
     let mut queued: BTreeMap<String, i64> = BTreeMap::new();
     for export in exports
