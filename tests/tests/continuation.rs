@@ -468,6 +468,13 @@ async fn a_wide_job_continues_across_invocations_and_writes_the_files_of_a_run_t
             "{name}: byte for byte the file of a run that never stopped"
         );
     }
+    // The decimated wide item's chart (a line per target) went on across the invocations too.
+    let chart = expected.get("item-1.json").expect("the wide item's chart series");
+    assert_eq!(got.get("item-1.json"), Some(chart), "the same chart series");
+    let series: exporter::domain::files::ChartSeries = serde_json::from_slice(chart).expect("a series");
+    let names: Vec<&str> = series.lines.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["A", "B", "C"]);
+    assert!(series.lines.iter().all(|l| l.points.len() > 280), "{series:?}");
     let job = fx
         .store
         .job(&budgeted.job())

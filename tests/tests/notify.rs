@@ -519,12 +519,15 @@ fn inline_pngs(raw: &str) -> Vec<(String, Vec<u8>)> {
 
 #[tokio::test]
 async fn the_email_of_a_finished_job_shows_a_chart_of_each_decimated_item_inline() {
+    // (A wide item's chart draws a line per target, with a legend.)
     let Some(fx) = Fixture::new().await else {
         return;
     };
     let alice = someone();
     let item = |name: &str, decimation: Option<Value>| {
-        let mut params = json!({"target": {"value": name, "label": name}, "channelId": CHANNEL,
+        let label = name.to_uppercase();
+        let label = if name.contains(',') { label.as_str() } else { name };
+        let mut params = json!({"target": {"value": name, "label": label}, "channelId": CHANNEL,
             "subtopic": "events.data", "from": READER_START, "to": READER_START + 86_400});
         if let Some(d) = decimation {
             params["decimation"] = d;
@@ -536,7 +539,8 @@ async fn the_email_of_a_finished_job_shows_a_chart_of_each_decimated_item_inline
             "columns": [{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]},
         "type": "oneTime",
         "items": [item("hourly", Some(json!({"ds": "1h", "dsf": "avg"}))), item("raw", None),
-                  item("quarterly", Some(json!({"ds": "15m", "dsf": "max"})))],
+                  item("quarterly", Some(json!({"ds": "15m", "dsf": "max"}))),
+                  item("left,right", Some(json!({"ds": "3h", "dsf": "min"})))],
         "notification": {"messages": [message("onSuccess", "email", Some("charts@example.com".into())),
                                       message("onSuccess", "slack", Some(format!("{}/slack/T000/B000/XXXX", fx.chat_url)))]}
     });
@@ -552,8 +556,8 @@ async fn the_email_of_a_finished_job_shows_a_chart_of_each_decimated_item_inline
     let images = inline_pngs(&raw);
     assert_eq!(
         images.len(),
-        2,
-        "one chart per decimated item, none for the raw one"
+        3,
+        "one chart per decimated item (the wide one too), none for the raw one"
     );
     for (id, bytes) in &images {
         assert!(raw.contains(&format!("cid:{id}")), "the HTML shows {id}");
@@ -569,6 +573,10 @@ async fn the_email_of_a_finished_job_shows_a_chart_of_each_decimated_item_inline
     assert!(
         raw.contains("quarterly: 96 values from"),
         "a text fallback per chart"
+    );
+    assert!(
+        raw.contains("LEFT, RIGHT: from 2025-01-01 "),
+        "a wide item's chart is named after its targets: {raw}"
     );
     // The chat message keeps its link, and no image.
     let captured = fx.chat_state.captured();

@@ -1,5 +1,5 @@
 //! The small chart an email carries for each decimated item: a line of the series' buckets in
-//! the export's timezone, drawn by plotters into a bitmap with an embedded font (DejaVu Sans:
+//! the export's timezone (a wide item's: a line per target, with a legend), drawn by plotters into a bitmap with an embedded font (DejaVu Sans:
 //! Lambda has no system fonts) and encoded as PNG; and its text fallback.
 
 use std::sync::OnceLock;
@@ -23,37 +23,57 @@ fn font_ready() -> bool {
     *READY.get_or_init(|| register_font("sans-serif", FontStyle::Normal, FONT).is_ok())
 }
 
-/// The series drawn as a PNG of [`WIDTH`] x [`HEIGHT`].
+/// The colours of a chart's lines, in turn (a wide item's targets).
+const PALETTE: [RGBColor; 6] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+];
+
+/// A line's points in the export's zone, without values that are not finite.
+type Drawn = Vec<(DateTime<Tz>, f64)>;
+
+/// The series drawn as a PNG of [`WIDTH`] x [`HEIGHT`]: a line each, with a legend when there
+/// are several.
 pub fn png(series: &ChartSeries) -> Result<Vec<u8>, String> {
     if !font_ready() {
         return Err("the embedded font cannot be read".into());
     }
     let tz: Tz = series.timezone.parse().unwrap_or(Tz::UTC);
-    let points: Vec<(DateTime<Tz>, f64)> = series
-        .points
+    let lines: Vec<(&str, Drawn)> = series
+        .lines
         .iter()
-        .filter(|(_, v)| v.is_finite())
-        .map(|(t, v)| {
-            (
-                tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_nanos(*t).naive_utc()),
-                *v,
-            )
+        .map(|line| {
+            let points = line
+                .points
+                .iter()
+                .filter(|(_, v)| v.is_finite())
+                .map(|(t, v)| {
+                    (
+                        tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_nanos(*t).naive_utc()),
+                        *v,
+                    )
+                })
+                .collect();
+            (line.name.as_str(), points)
         })
         .collect();
-    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+    let all = || lines.iter().flat_map(|(_, points)| points.iter());
+    let (Some(first), Some(last)) = (all().map(|p| p.0).min(), all().map(|p| p.0).max()) else {
         return Err("no value to draw".into());
     };
-    let (mut low, mut high) = points
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), (_, v)| {
-            (l.min(*v), h.max(*v))
-        });
+    let (mut low, mut high) = all().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), (_, v)| {
+        (l.min(*v), h.max(*v))
+    });
     if high - low < f64::EPSILON * high.abs().max(1.0) {
         // A flat line: some room above and below it.
         (low, high) = (low - 1.0, high + 1.0);
     }
     let margin = (high - low) * 0.05;
-    let (start, end) = (first.0, last.0.max(first.0 + chrono::TimeDelta::seconds(1)));
+    let (start, end) = (first, last.max(first + chrono::TimeDelta::seconds(1)));
     let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
@@ -74,9 +94,24 @@ pub fn png(series: &ChartSeries) -> Result<Vec<u8>, String> {
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(points.iter().copied(), &BLUE))
-            .map_err(|e| e.to_string())?;
+        for (k, (name, points)) in lines.iter().enumerate() {
+            let colour = PALETTE[k % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))
+                .map_err(|e| e.to_string())?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2)));
+        }
+        if lines.len() > 1 {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperLeft)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 12))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
         root.present().map_err(|e| e.to_string())?;
     }
     let mut out = Vec::new();
@@ -90,47 +125,78 @@ pub fn png(series: &ChartSeries) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// What the text part says in place of the chart.
+/// What the text part says in place of the chart: the span and, for each line, how many
+/// values, the lowest, the highest and the last.
 pub fn fallback(series: &ChartSeries) -> String {
-    let values = series.points.iter().map(|(_, v)| *v).filter(|v| v.is_finite());
-    let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-        (l.min(v), h.max(v))
-    });
     let tz: Tz = series.timezone.parse().unwrap_or(Tz::UTC);
     let at = |t: i64| {
         tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_nanos(t).naive_utc())
             .format("%Y-%m-%d %H:%M %Z")
             .to_string()
     };
-    match (series.points.first(), series.points.last()) {
-        (Some((from, _)), Some((to, last))) => format!(
-            "{}: {} values from {} to {}; lowest {low}, highest {high}, last {last}.",
+    let times = series.lines.iter().flat_map(|l| l.points.iter().map(|(t, _)| *t));
+    let (Some(from), Some(to)) = (times.clone().min(), times.max()) else {
+        return format!("{}: no values.", series.label);
+    };
+    let summary = |points: &[(i64, f64)]| {
+        let values = points.iter().map(|(_, v)| *v).filter(|v| v.is_finite());
+        let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+        let last = points.last().map_or(f64::NAN, |(_, v)| *v);
+        format!("lowest {low}, highest {high}, last {last}")
+    };
+    match series.lines.as_slice() {
+        [line] => format!(
+            "{}: {} values from {} to {}; {}.",
             series.label,
-            series.points.len(),
-            at(*from),
-            at(*to)
+            line.points.len(),
+            at(from),
+            at(to),
+            summary(&line.points)
         ),
-        _ => format!("{}: no values.", series.label),
+        lines => {
+            let each: Vec<String> = lines
+                .iter()
+                .map(|l| match l.points.is_empty() {
+                    true => format!("{}: no values", l.name),
+                    false => format!("{}: {} values, {}", l.name, l.points.len(), summary(&l.points)),
+                })
+                .collect();
+            format!(
+                "{}: from {} to {}; {}.",
+                series.label,
+                at(from),
+                at(to),
+                each.join("; ")
+            )
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use exporter::domain::files::ChartLine;
+
     use super::*;
 
     #[test]
     fn a_series_becomes_a_png_of_the_set_size_and_a_line_of_text() {
-        let series = ChartSeries {
-            label: "Température".into(),
-            timezone: "Europe/Rome".into(),
+        let line = |name: &str, base: f64| ChartLine {
+            name: name.into(),
             points: (0..96)
                 .map(|k| {
                     (
                         1_761_429_600_000_000_000 + k * 900_000_000_000,
-                        20.0 + (k as f64 / 7.0).sin(),
+                        base + (k as f64 / 7.0).sin(),
                     )
                 })
                 .collect(),
+        };
+        let series = ChartSeries {
+            label: "Température".into(),
+            timezone: "Europe/Rome".into(),
+            lines: vec![line("Température", 20.0)],
         };
         let bytes = png(&series).expect("drawn");
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));
@@ -142,9 +208,33 @@ mod tests {
             "{text}"
         );
         let flat = ChartSeries {
-            points: vec![(0, 5.0)],
-            ..series
+            lines: vec![ChartLine {
+                name: "x".into(),
+                points: vec![(0, 5.0)],
+            }],
+            ..series.clone()
         };
         assert!(png(&flat).is_ok(), "one point, a flat line");
+        // A wide item's lines: drawn together, each summed up in the text.
+        let wide = ChartSeries {
+            label: "Temperature, Humidity".into(),
+            lines: vec![
+                line("Temperature", 20.0),
+                line("Humidity", 50.0),
+                ChartLine {
+                    name: "CO2".into(),
+                    points: Vec::new(),
+                },
+            ],
+            ..series
+        };
+        assert_eq!(png(&wide).map(|p| p.len() > 1000), Ok(true));
+        let text = fallback(&wide);
+        assert!(
+            text.starts_with("Temperature, Humidity: from 2025-10-26 00:00 CEST to 2025-10-26 22:45 CET; Temperature: 96 values, lowest ")
+                && text.contains("; Humidity: 96 values, lowest ")
+                && text.ends_with("; CO2: no values."),
+            "{text}"
+        );
     }
 }

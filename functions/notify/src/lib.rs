@@ -445,7 +445,7 @@ async fn email(
 async fn charts(deps: Deps<'_>, export: &Export, job: &Job) -> Vec<(ChartSeries, Vec<u8>)> {
     let mut charts = Vec::new();
     for (index, item) in export.request.items.iter().enumerate() {
-        if item.decimation.is_none() || item.is_wide() {
+        if item.decimation.is_none() {
             continue;
         }
         let key = files::chart_key(&export.id, &job.job_id, index);

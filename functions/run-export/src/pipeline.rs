@@ -708,14 +708,19 @@ async fn render_item(
             exporter::render::xlsx_file::CELL_CUT_MARKER
         ));
     }
-    if let Some(points) = rendered.chart.take().filter(|p| !p.is_empty()) {
+    let lines = rendered.chart.take().unwrap_or_default();
+    if lines.iter().any(|points| !points.is_empty()) {
+        // A line per target, named as its value column is headed (a single series: the item).
+        let names = targets
+            .iter()
+            .map(|(name, label)| label.unwrap_or(name).to_owned());
         let series = files::ChartSeries {
-            label: item
-                .label
-                .clone()
-                .unwrap_or_else(|| item.target.as_str().to_owned()),
+            label: look_name(item),
             timezone: format.timezone.name().to_owned(),
-            points,
+            lines: names
+                .zip(lines)
+                .map(|(name, points)| files::ChartLine { name, points })
+                .collect(),
         };
         let stored = match serde_json::to_vec(&series) {
             Ok(json) => deps.files.put_bytes(&target.chart_key, json).await,
@@ -752,13 +757,7 @@ async fn render_item(
 /// wide item's after all its targets'), titled with that name and the export, and a line chart
 /// of a decimated series of times and values short enough for one.
 fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
-    // A wide item is named after all its targets.
-    let name = item
-        .targets()
-        .iter()
-        .map(|(target, label)| label.unwrap_or(target.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let name = look_name(item);
     // The columns as the file has them: a wide file's value (and count) columns are the
     // targets', a line each in the chart, named by their headers.
     let targets: Vec<(&str, Option<&str>)> = item
@@ -794,6 +793,16 @@ fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
         sheet: name,
         chart,
     }
+}
+
+/// What an item's workbook and chart are called: its label (else its SenML name); a wide item
+/// is named after all its targets.
+fn look_name(item: &Item) -> String {
+    item.targets()
+        .iter()
+        .map(|(target, label)| label.unwrap_or(target.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An item's file on its way to the store in parts, across legs.

@@ -49,19 +49,28 @@ pub fn archive_key(export: &ExportId, job_id: &str) -> String {
     format!("{}/export-{job_id}.zip", job_prefix(export, job_id))
 }
 
-/// The key of the series of a decimated item, kept beside the job's files for the chart in its
-/// email.
+/// The key of the series of a decimated item (a wide one's, a line per target), kept beside
+/// the job's files for the chart in its email.
 pub fn chart_key(export: &ExportId, job_id: &str, item: usize) -> String {
     format!("{}/.charts/item-{item}.json", job_prefix(export, job_id))
 }
 
-/// A decimated item's series as its email's chart shows it: the buckets' starts (Unix
-/// nanoseconds) and values, the item's label and the export's timezone.
+/// A decimated item's series as its email's chart shows it: the item's label (a wide item's
+/// targets'), the export's timezone, and a line of buckets (a wide item: one per target).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChartSeries {
     pub label: String,
     pub timezone: String,
+    pub lines: Vec<ChartLine>,
+}
+
+/// One line of a chart: its name (the item's label, or a wide item's target's) and its
+/// buckets' starts (Unix nanoseconds) and values.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartLine {
+    pub name: String,
     pub points: Vec<(i64, f64)>,
 }
 

@@ -21,8 +21,8 @@ pub struct Rendered {
     /// Text cells cut to fit a cell.
     pub cut: u64,
     /// A decimated series' buckets with a value (start, value), thinned, for the email's
-    /// chart; `None` for raw rows.
-    pub chart: Option<Vec<(i64, f64)>>,
+    /// chart (a wide item's: a line per target); `None` for raw rows.
+    pub chart: Option<Vec<Vec<(i64, f64)>>>,
 }
 
 /// Where a paused series stands: what must survive until it goes on.
@@ -62,6 +62,9 @@ pub struct WideState {
     pub current: Option<i64>,
     /// With `transform: delta`: each target's last value, as its bits.
     pub previous: Vec<Option<u64>>,
+    /// Decimated: each target's buckets written so far, thinned, for the email's chart.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charts: Vec<ChartPoints>,
 }
 
 /// A series on its way into a file, as a run drives it: points in, then paused or finished.
@@ -235,7 +238,7 @@ impl SeriesRenderer {
             }
             skipped = decimator.skipped;
         }
-        let chart = self.chart.take().map(|c| c.values());
+        let chart = self.chart.take().map(|c| vec![c.values()]);
         end(self.writer, file, skipped, chart)
     }
 }
@@ -245,7 +248,7 @@ pub(super) fn end(
     writer: Box<dyn RowWriter + Send>,
     file: &mut std::fs::File,
     skipped: u64,
-    chart: Option<Vec<(i64, f64)>>,
+    chart: Option<Vec<Vec<(i64, f64)>>>,
 ) -> Result<Rendered, RenderError> {
     let (rows, cut) = (writer.rows(), writer.cut());
     writer.finish_into(file)?;

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use chrono_tz::Tz;
 
 use crate::domain::decimation::{BucketRow, Bucketer, Decimator, Filler};
+use crate::domain::files::ChartPoints;
 use crate::domain::granularity::Granularity;
 use crate::domain::request::{Aggregate, Column, ColumnId, Fill};
 use crate::domain::series::Point;
@@ -115,6 +116,8 @@ pub struct WideRenderer {
     buckets: Buckets,
     /// The start of the bucket the stream is in.
     current: Option<i64>,
+    /// Decimated: each target's buckets written, thinned, for the email's chart.
+    charts: Vec<ChartPoints>,
 }
 
 /// Notes target `target`'s row of a bucket among the buckets to write.
@@ -133,6 +136,7 @@ impl WideRenderer {
         resumed: Option<&WideState>,
     ) -> Self {
         let state = resumed.cloned().unwrap_or_default();
+        let names_len = names.len();
         let decimating = match decimation {
             None => Vec::new(),
             Some(d) => (0..names.len())
@@ -168,6 +172,12 @@ impl WideRenderer {
                     (*start, values)
                 })
                 .collect(),
+            charts: match decimation {
+                Some(_) => (0..names_len)
+                    .map(|k| state.charts.get(k).cloned().unwrap_or_default())
+                    .collect(),
+                None => Vec::new(),
+            },
             current: state.current,
         }
     }
@@ -193,6 +203,7 @@ impl WideRenderer {
                 })
                 .collect(),
             current: self.current,
+            charts: self.charts.clone(),
             previous: self
                 .delta
                 .as_ref()
@@ -330,6 +341,11 @@ impl WideRenderer {
                 break;
             }
             let (at, values) = entry.remove_entry();
+            for (chart, value) in self.charts.iter_mut().zip(&values) {
+                if let Some((Some(value), _)) = value {
+                    chart.push(at, *value);
+                }
+            }
             let mut cells = self.columns.iter().map(|c| match *c {
                 WideColumn::Time => Cell::Time(at),
                 WideColumn::UtcOffset => Cell::Offset(at),
@@ -385,7 +401,8 @@ impl SeriesSink for WideRenderer {
         self.write_pending()?;
         self.reach(i64::MAX)?;
         let skipped = self.decimating.iter().map(|d| d.decimator.skipped).sum();
-        end(self.writer, file, skipped, None)
+        let charts = (!self.charts.is_empty()).then(|| self.charts.iter().map(ChartPoints::values).collect());
+        end(self.writer, file, skipped, charts)
     }
 }
 
