@@ -1,6 +1,6 @@
 //! A fault soak on moto: a driver plays EventBridge Scheduler (moto stores schedules and never
 //! fires them) on a fast clock for a dozen recurring exports (three of two items, spread over
-//! item runs) and a few one-time ones, while
+//! item runs; three of a wide item, raw, of deltas and decimated) and a few one-time ones, while
 //! faults are injected at random but reproducibly (a fixed seed): schedule fires that come late,
 //! twice, or never; launches that are lost; the scheduler, the store's next-run and job writes,
 //! S3, the reader and Slack failing (retried as Lambda's asynchronous invocations are, then
@@ -27,6 +27,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use serde_json::json;
 
 use exporter::domain::job::{JobEnd, JobKey, JobStatus};
+use exporter::domain::request::Item;
 use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
     Advance, Budgets, Clock, ExportRuns, FileError, FileStore, ItemLedger, JobHistory, JobLedger,
@@ -441,6 +442,89 @@ impl JobNotifier for FaultyNotifier<'_> {
     }
 }
 
+/// The CSVs a fault-free run may write for `[from, to)` of a wide item of the fixture's series
+/// (a value a minute, the same for any name), in Rome's time (computed independently here): a
+/// row per time any target has, with each target's value (or its change, none for its first),
+/// or a row per five minutes with each target's highest. Each target is read on its own, so a
+/// point that arrived late during the reads (`late`) is in any subset of the targets' series:
+/// one file per way it can be.
+fn wide_files(item: &Item, (from, to): (DateTime<Utc>, DateTime<Utc>), late: &[LatePoint]) -> Vec<String> {
+    let targets = item.targets();
+    let labels: Vec<&str> = targets.iter().map(|(n, l)| l.unwrap_or(n.as_str())).collect();
+    let at = |t: i64| {
+        chrono_tz::Europe::Rome
+            .timestamp_opt(t, 0)
+            .single()
+            .expect("an instant")
+            .to_rfc3339()
+    };
+    let minutes: Vec<(i64, f64)> = (from.timestamp()..to.timestamp())
+        .step_by(60)
+        .map(|t| {
+            (
+                t,
+                integration_tests::expected_value((t - integration_tests::READER_START) / 60),
+            )
+        })
+        .collect();
+    let late: Vec<&LatePoint> = late
+        .iter()
+        .filter(|p| (from.timestamp()..to.timestamp()).contains(&p.time))
+        .collect();
+    assert!(
+        late.len() <= 4,
+        "too many late points in one window to try every way"
+    );
+    let mut files = Vec::new();
+    for seen in 0u32..1 << (late.len() * targets.len()) {
+        // Each target's cells by time: its value, its change, or its bucket's highest.
+        let cells: Vec<BTreeMap<i64, String>> = (0..targets.len())
+            .map(|k| {
+                let mut points = minutes.clone();
+                for (j, p) in late.iter().enumerate() {
+                    if seen & (1 << (k * late.len() + j)) != 0 {
+                        points.push((p.time, p.value));
+                    }
+                }
+                points.sort_by_key(|p| p.0);
+                match (item.decimation, item.transform) {
+                    (Some(_), _) => {
+                        let mut highest: BTreeMap<i64, f64> = BTreeMap::new();
+                        for (t, v) in points {
+                            let h = highest.entry(t - t.rem_euclid(300)).or_insert(f64::NEG_INFINITY);
+                            *h = h.max(v);
+                        }
+                        highest.into_iter().map(|(t, v)| (t, v.to_string())).collect()
+                    }
+                    (None, Some(_)) => {
+                        let mut previous: Option<f64> = None;
+                        points
+                            .into_iter()
+                            .map(|(t, v)| {
+                                let change = previous.map(|p| (v - p).to_string()).unwrap_or_default();
+                                previous = Some(v);
+                                (t, change)
+                            })
+                            .collect()
+                    }
+                    (None, None) => points.into_iter().map(|(t, v)| (t, v.to_string())).collect(),
+                }
+            })
+            .collect();
+        let times: std::collections::BTreeSet<i64> = cells.iter().flat_map(|c| c.keys().copied()).collect();
+        let mut file = format!("Time,{}\r\n", labels.join(","));
+        for t in times {
+            let row: Vec<&str> = cells
+                .iter()
+                .map(|c| c.get(&t).map_or("", String::as_str))
+                .collect();
+            file += &format!("{},{}\r\n", at(t), row.join(","));
+        }
+        files.push(file);
+    }
+    files
+}
+
 /// The CSV a fault-free run writes for `[from, to)` of the fixture's series: a header, and a
 /// row a minute in Rome's time with the local reader's value (computed independently here).
 /// `late` are the points that arrived late (during reads): each row of the window, with whether
@@ -605,6 +689,16 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 let mut second = body["items"][0].clone();
                 second["params"]["target"] = json!({"value": "urn:dev:second"});
                 body["items"] = json!([body["items"][0].clone(), second]);
+            }
+            if i % 4 == 3 {
+                // A wide item of two targets: raw, their changes, or their five-minute highs.
+                let params = &mut body["items"][0]["params"];
+                params["target"] = json!({"value": "urn:dev:a,urn:dev:b", "label": "A,B"});
+                match i {
+                    3 => {}
+                    7 => params["transform"] = json!("delta"),
+                    _ => params["decimation"] = json!({"ds": "5m", "dsf": "max", "fill": "previous"}),
+                }
             }
             body["notification"]["messages"] = json!([{"policy": "onSuccess", "medium": "slack",
                 "title": "Export", "text": "job {{jobId}} of {{exportId}}", "target": format!("{}/slack/soak", fx.chat_url)}]);
@@ -878,6 +972,12 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 } else {
                     10
                 };
+                // A decimated item's series for the email's chart stays beside the files.
+                for (index, item) in export.request.items.iter().enumerate() {
+                    if item.decimation.is_some() {
+                        keys.insert(exporter::domain::files::chart_key(&export.id, &job.job_id, index));
+                    }
+                }
                 if let Some(archive) = &job.detail.archive {
                     keys.insert(archive.key.clone());
                     *checked.entry("spread jobs zipped").or_default() += 1;
@@ -892,6 +992,24 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                     let to: DateTime<Utc> = window.to.parse().expect("an end");
                     let got = String::from_utf8_lossy(&fx.files.read(&file.key).await.expect("the file"))
                         .into_owned();
+                    let item = &export.request.items[index];
+                    if item.is_wide() {
+                        let candidates = wide_files(item, (from, to), &late);
+                        assert!(
+                            candidates.contains(&got),
+                            "{}: {got:?} is none of {candidates:?}",
+                            file.key
+                        );
+                        assert_eq!(
+                            file.rows,
+                            got.lines().count() as u64 - 1,
+                            "{}: rows recorded",
+                            file.key
+                        );
+                        *checked.entry("wide files (raw, deltas, decimated)").or_default() += 1;
+                        keys.insert(file.key.clone());
+                        continue;
+                    }
                     let held: HashSet<&str> = got.lines().collect();
                     let rows: Vec<String> = expected_rows(from, to, &late)
                         .into_iter()
