@@ -497,6 +497,8 @@ struct PartsAfterReading<'a> {
     pages: u64,
     refuse: bool,
     gave_up: std::sync::atomic::AtomicBool,
+    /// The reader's requests when it refused the part.
+    refused_at: std::sync::atomic::AtomicU64,
 }
 
 #[async_trait::async_trait]
@@ -553,6 +555,8 @@ impl FileStore for PartsAfterReading<'_> {
             self.gave_up.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         if self.refuse && number == 1 {
+            self.refused_at
+                .store(requests(), std::sync::atomic::Ordering::SeqCst);
             return Err(exporter::ports::FileError::Unavailable(
                 "upload a part".into(),
                 "the store is down".into(),
@@ -616,6 +620,7 @@ async fn reading_goes_on_while_a_part_is_uploaded() {
         pages: 40,
         refuse: false,
         gave_up: Default::default(),
+        refused_at: Default::default(),
     };
     let (outcome, _) = run_storing_through(&fx, &event, &slow).await;
     assert_eq!(outcome.expect("runs"), Outcome::Done);
@@ -647,6 +652,7 @@ async fn a_part_that_fails_while_the_file_is_read_fails_the_job_with_the_store_s
         pages: 10,
         refuse: true,
         gave_up: Default::default(),
+        refused_at: Default::default(),
     };
     let (outcome, hand_offs) = run_storing_through(&fx, &event, &failing).await;
     let requests = reader.requests.load(std::sync::atomic::Ordering::SeqCst);
@@ -658,9 +664,11 @@ async fn a_part_that_fails_while_the_file_is_read_fails_the_job_with_the_store_s
         error.contains("the store is down") || error.contains("upload a part"),
         "the store's error, not the reading's: {error}"
     );
+    let refused_at = failing.refused_at.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
-        requests < 300,
-        "reading stopped soon after the part failed (300 pages in all): {requests}"
+        refused_at > 0 && requests <= refused_at + 24,
+        "reading stopped as the part failed (at request {refused_at}; 300 pages in all), \
+         with no more than the requests under way: {requests}"
     );
     assert!(fx.objects().await.is_empty(), "nothing half-written left");
     assert_eq!(fx.open_uploads().await, 0, "no upload left open");

@@ -11,6 +11,7 @@
 use std::io::{Read, Seek, SeekFrom, Write};
 
 use chrono::{DateTime, Utc};
+use futures::future::Either;
 use tempfile::NamedTempFile;
 
 use exporter::domain::decimation::{Decimator, Filler};
@@ -596,17 +597,38 @@ async fn render_item(
     };
     let path = file.path().to_owned();
     // The file's full parts go up while it is read (the reading side never waits for them),
-    // one at a time; once reading ends, the uploader sends what is ready and stops.
-    let reading = async move {
-        let read = match queries.as_slice() {
-            [query] => deps.reader.read(query, &mut timed).await,
-            several => crate::merge::read_merged(deps.reader, several, &mut timed).await,
-        };
-        (read, timed.until)
+    // one at a time. Once reading ends, the uploader sends what is ready and stops; when it
+    // ended in failure, or the uploader fails, the other side is dropped at once (the job's
+    // files, the open upload included, are removed as it fails).
+    let (read, until) = {
+        let reading = std::pin::pin!(async move {
+            let read = match queries.as_slice() {
+                [query] => deps.reader.read(query, &mut timed).await,
+                several => crate::merge::read_merged(deps.reader, several, &mut timed).await,
+            };
+            (read, timed.until)
+        });
+        let uploading = std::pin::pin!(sent.send_while_written(deps, &path, content_type, told));
+        match futures::future::select(reading, uploading).await {
+            Either::Left(((read, until), uploading)) => {
+                // Done or paused, the file goes on; an uploader that hung up says why.
+                let goes_on = match &read {
+                    Ok(_) => true,
+                    Err(ReadError::Sink(cause)) => cause.is::<Pause>() || cause.is::<UploadStopped>(),
+                    Err(_) => false,
+                };
+                if goes_on {
+                    uploading.await?;
+                }
+                (read, until)
+            }
+            // The uploader ends before the reading side only when it fails.
+            Either::Right((uploaded, reading)) => {
+                uploaded?;
+                reading.await
+            }
+        }
     };
-    let uploading = sent.send_while_written(deps, &path, content_type, told);
-    let ((read, until), uploaded) = futures::future::join(reading, uploading).await;
-    uploaded?;
     let rows = sink.rows();
     match read {
         Err(ReadError::Sink(cause)) if cause.is::<Pause>() => {
