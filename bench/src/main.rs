@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use exporter_core::domain::decimation::Decimator;
 use exporter_core::domain::request::{Aggregate, ColumnId};
+use exporter_core::domain::TimeUnit;
 use exporter_core::page::parse_owned;
 use exporter_core::render::csv_file::CsvFile;
 use exporter_core::render::series::SeriesRenderer;
@@ -148,7 +149,7 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         parsers.push(std::thread::spawn(move || -> Result<(), String> {
             for page in mine {
                 let bytes = std::fs::read(&page).map_err(|e| e.to_string())?;
-                let owned = parse_owned(bytes).map_err(|e| e.to_string())?;
+                let owned = parse_owned(bytes, TimeUnit::Seconds).map_err(|e| e.to_string())?;
                 if parsed.send(owned).is_err() {
                     break; // the renderer stopped
                 }
@@ -200,7 +201,7 @@ fn parse_only(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut points = 0;
     for body in bodies {
-        points += parse_owned(body)?.get().points.len();
+        points += parse_owned(body, TimeUnit::Seconds)?.get().points.len();
     }
     let seconds = started.elapsed().as_secs_f64();
     println!(

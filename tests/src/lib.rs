@@ -20,6 +20,7 @@ use exporter::access::ReaderAccess;
 use exporter::chat::HttpChat;
 use exporter::domain::link::LinkSigner;
 use exporter::domain::request::{Recipients, WebhookHosts};
+use exporter::domain::Dialect;
 use exporter::dynamodb::DynamoStore;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
@@ -295,7 +296,7 @@ impl Fixture {
             files: S3Files::new(s3.clone(), &bucket),
             s3,
             bucket,
-            access: ReaderAccess::new(&reader_url).expect("an access client"),
+            access: ReaderAccess::new(&reader_url, Dialect::default()).expect("an access client"),
             reader_url: reader_url.clone(),
             reader,
             reader_state,
@@ -403,6 +404,32 @@ impl Fixture {
             leg: None,
             item: None,
         }
+    }
+
+    /// Speaks `dialect` from here on: a new local reader speaking it (generated data, or
+    /// `messages` when given), the fixture's reader client, channel check and request rules
+    /// set to it; returns the reader's state.
+    ///
+    /// # Panics
+    /// When no loopback port can be bound.
+    pub async fn speak(
+        &mut self,
+        dialect: Dialect,
+        messages: Option<Vec<Value>>,
+    ) -> std::sync::Arc<reader_server::ReaderConfig> {
+        let mut config = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60).speaking(dialect);
+        if let Some(messages) = messages {
+            config = config.with_messages(messages);
+        }
+        let (url, state) = reader_server::start(config).await;
+        state.grant(USER_TOKEN, &["*"]);
+        self.reader = HttpReader::new(&url, Secret::new(READER_TOKEN))
+            .expect("a reader client")
+            .with_dialect(dialect);
+        self.access = ReaderAccess::new(&url, dialect).expect("an access client");
+        self.reader_url = url;
+        self.config.policy.dialect = dialect;
+        state
     }
 
     /// Points the fixture's reader at a new local reader serving exactly `messages`.

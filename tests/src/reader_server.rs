@@ -1,7 +1,13 @@
-//! A local reader API of the project's own, speaking the upstream contract (spec section 6):
-//! `GET /channels/{id}/messages?subtopic=&name=&from=&to=&limit=&offset=` with a bearer token,
-//! newest first, `limit` at most 1000, half-open `[from, to)`, `{"total","offset","limit","messages"}`,
-//! `4xx` on bad parameters. Its data is generated, deterministically and without storage: every
+//! A local reader API of the project's own, speaking the upstream contract in any dialect of the
+//! family from one switch ([`ReaderConfig::dialect`]): `GET [/{domainId}]/channels/{id}/messages
+//! ?subtopic=&name=&publisher=&from=&to=&limit=&offset=[&format=]`, newest first, `limit` at most
+//! the dialect's largest page, half-open `[from, to)` in the dialect's unit (Unix seconds, or
+//! integer nanoseconds), `{"total","offset","limit","messages"}` with the dialect's field names
+//! (snake_case for Mainflux and Magistrala, camelCase for Connhex), its error shape
+//! (`{"error","message"}`, `{"message"}`, `{"error"}`), its credential schemes, and, for
+//! Magistrala, a page narrowed to the devices a user may read ([`ReaderConfig::grant_devices`]).
+//! `4xx` on bad parameters. Like the real readers it orders by time only: with
+//! [`ReaderConfig::shuffle_ties`], messages of equal time come in another order on every request. Its data is generated, deterministically and without storage: every
 //! `step_seconds` from `start` on, each (channel, subtopic, name) has one point. Names ending in
 //! `onoff` carry `boolValue`; others carry `value = 20 + (k mod 1000) / 8` where `k = t / step`.
 //! Tokens other than the service's are users' (see [`ReaderConfig::grant`]): each reads only the
@@ -20,7 +26,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use exporter::domain::dialect::{Dialect, TimeUnit};
 use serde_json::{json, Value};
+
+/// The domain every channel is in on a Magistrala reader, unless [`ReaderConfig::domains`] says
+/// otherwise.
+pub const LOCAL_DOMAIN: &str = "5b1e7f0a-3c2d-4e6f-8a9b-0c1d2e3f4a5b";
 
 /// What the server serves and how it misbehaves.
 #[derive(Debug)]
@@ -66,6 +77,20 @@ pub struct ReaderConfig {
     pub grants: Mutex<HashMap<String, Vec<String>>>,
     /// The policy endpoint's answers: subjects and the channels each may read (`*`: all).
     pub policy: Mutex<HashMap<String, Vec<String>>>,
+    /// The dialect spoken.
+    pub dialect: Dialect,
+    /// Channels in a domain other than [`LOCAL_DOMAIN`] (Magistrala).
+    pub domains: Mutex<HashMap<String, String>>,
+    /// Users' tokens that may read only some devices (publishers) of every channel they may
+    /// read: their pages are narrowed to those (Magistrala answers `200`, not `403`).
+    pub devices: Mutex<HashMap<String, Vec<String>>>,
+    /// Messages of other tables than the default one (Connhex's `format`), newest first.
+    pub tables: HashMap<String, Vec<Value>>,
+    /// Serve messages of equal time in an order that changes with every request, as a reader
+    /// ordering by time alone may.
+    pub shuffle_ties: bool,
+    /// Requests that asked for one publisher.
+    pub by_publisher: AtomicU64,
 }
 
 /// A point the platform ingests late, stamped between the generated ones.
@@ -116,7 +141,36 @@ impl ReaderConfig {
             bomb_bytes: None,
             grants: Mutex::new(HashMap::new()),
             policy: Mutex::new(HashMap::new()),
+            dialect: Dialect::default(),
+            domains: Mutex::new(HashMap::new()),
+            devices: Mutex::new(HashMap::new()),
+            tables: HashMap::new(),
+            shuffle_ties: false,
+            by_publisher: AtomicU64::new(0),
         }
+    }
+
+    /// Speaks `dialect`.
+    pub fn speaking(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
+    /// Lets a user's token read only these devices (publishers) of the channels it may read.
+    pub fn grant_devices(&self, token: &str, publishers: &[&str]) {
+        if let Ok(mut devices) = self.devices.lock() {
+            devices.insert(
+                token.to_owned(),
+                publishers.iter().map(|p| (*p).to_owned()).collect(),
+            );
+        }
+    }
+
+    /// Serves `messages` as the table `format=name` selects (Connhex).
+    pub fn with_table(mut self, name: &str, mut messages: Vec<Value>) -> Self {
+        messages.sort_by_key(|m| std::cmp::Reverse(time_ns(m)));
+        self.tables.insert(name.to_owned(), messages);
+        self
     }
 
     /// Lets a user's bearer token read these channels (`*`: all).
@@ -141,14 +195,95 @@ impl ReaderConfig {
 
     /// Serves these messages (SenML records as the reader answers them) instead of generated ones.
     pub fn with_messages(mut self, mut messages: Vec<Value>) -> Self {
-        messages.sort_by(|a, b| time_of(b).total_cmp(&time_of(a)));
+        messages.sort_by_key(|m| std::cmp::Reverse(time_ns(m)));
         self.recorded = Some(messages);
         self
     }
 }
 
-fn time_of(message: &Value) -> f64 {
-    message["time"].as_f64().unwrap_or(0.0)
+/// A message's time as exact Unix nanoseconds: an integer past 10^15 is nanoseconds (a
+/// Magistrala reader's), any other number Unix seconds, read from its decimal text.
+pub fn time_ns(message: &Value) -> i64 {
+    let time = &message["time"];
+    match time.as_i64() {
+        Some(ns) if ns.abs() > 1_000_000_000_000_000 => ns,
+        _ => seconds_text_ns(&time.to_string()).unwrap_or(0),
+    }
+}
+
+/// Unix seconds written in decimal (`1767225600.25`, `1.7672256e9`) as nanoseconds.
+fn seconds_text_ns(text: &str) -> Option<i64> {
+    if text.contains(['e', 'E']) {
+        let v: f64 = text.parse().ok()?;
+        return Some((v * 1e9).round() as i64);
+    }
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let negative = whole.starts_with('-');
+    let whole: i64 = whole.parse().ok()?;
+    let mut digits: String = fraction.chars().take(9).collect();
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let nanos: i64 = digits.parse().ok()?;
+    Some(whole * 1_000_000_000 + if negative { -nanos } else { nanos })
+}
+
+/// A bound of a request in the dialect's unit, as nanoseconds: `Ok(None)` when absent,
+/// `Err(())` when malformed.
+fn bound_ns(text: Option<&String>, unit: TimeUnit) -> Result<Option<i64>, ()> {
+    let Some(text) = text else { return Ok(None) };
+    let ns = match unit {
+        TimeUnit::Seconds => text
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0 && *v < 9.2e9)
+            .and_then(|_| seconds_text_ns(text)),
+        // Magistrala parses them as unsigned integers.
+        TimeUnit::Nanoseconds => text.parse::<u64>().ok().and_then(|v| i64::try_from(v).ok()),
+    };
+    ns.map(Some).ok_or(())
+}
+
+/// A message as the dialect serves it: its time in the dialect's unit, its field names in the
+/// dialect's case.
+fn in_dialect(message: &Value, dialect: Dialect) -> Value {
+    let Value::Object(fields) = message else {
+        return message.clone();
+    };
+    let snake = dialect != Dialect::Connhex;
+    let mut out = serde_json::Map::with_capacity(fields.len());
+    for (key, value) in fields {
+        let key = match (key.as_str(), snake) {
+            ("stringValue", true) => "string_value",
+            ("boolValue", true) => "bool_value",
+            ("dataValue", true) => "data_value",
+            ("updateTime", true) => "update_time",
+            ("string_value", false) => "stringValue",
+            ("bool_value", false) => "boolValue",
+            ("data_value", false) => "dataValue",
+            ("update_time", false) => "updateTime",
+            (other, _) => other,
+        };
+        out.insert(key.to_owned(), value.clone());
+    }
+    let ns = time_ns(message);
+    out.insert("time".into(), time_json(ns, dialect.time_unit()));
+    Value::Object(out)
+}
+
+/// A time as the unit's reader writes it: an integer of nanoseconds, or Unix seconds.
+fn time_json(ns: i64, unit: TimeUnit) -> Value {
+    match unit {
+        TimeUnit::Nanoseconds => json!(ns),
+        TimeUnit::Seconds => {
+            let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+            if nanos == 0 {
+                json!(secs as f64)
+            } else {
+                json!(format!("{secs}.{nanos:09}").parse::<f64>().unwrap_or(0.0))
+            }
+        }
+    }
 }
 
 /// Messages from a file: a JSON array of SenML messages, or a reader answer
@@ -185,6 +320,7 @@ pub async fn start_on(config: ReaderConfig, address: &str) -> (String, Arc<Reade
     let state = Arc::new(config);
     let app = Router::new()
         .route("/channels/{channel}/messages", get(messages))
+        .route("/{domain}/channels/{channel}/messages", get(domain_messages))
         .route("/access", get(access))
         .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind(address)
@@ -199,26 +335,58 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": message}))).into_response()
 }
 
-/// Who presents the request's bearer token.
+/// An error as the dialect's reader answers it: Mainflux `{"error","message"}`, Magistrala
+/// `{"message"}` (and a bare `500`), Connhex `{"error"}`.
+fn error_in(dialect: Dialect, status: StatusCode, message: &str) -> Response {
+    match dialect {
+        Dialect::Mainflux => (
+            status,
+            Json(json!({"error": message, "message": "failed to read messages"})),
+        )
+            .into_response(),
+        Dialect::Magistrala if status == StatusCode::INTERNAL_SERVER_ERROR => status.into_response(),
+        Dialect::Magistrala => (status, Json(json!({"message": message}))).into_response(),
+        Dialect::Connhex => error(status, message),
+    }
+}
+
+/// Who presents the request's credential.
 enum Reader {
     Service,
-    User(Vec<String>),
+    /// A user: the channels they may read, and the devices, when only some.
+    User(Vec<String>, Option<Vec<String>>),
     Unknown,
 }
 
 fn reader_of(config: &ReaderConfig, headers: &HeaderMap) -> Reader {
-    let Some(token) = headers
+    let Some((scheme, token)) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.split_once(' '))
     else {
         return Reader::Unknown;
     };
-    if token == config.token {
+    let scheme_taken = config
+        .dialect
+        .credential_schemes()
+        .iter()
+        .any(|s| s.as_str() == scheme);
+    if token == config.token && scheme_taken {
         return Reader::Service;
     }
+    if scheme != "Bearer" {
+        return Reader::Unknown;
+    }
     match config.grants.lock().ok().and_then(|g| g.get(token).cloned()) {
-        Some(channels) => Reader::User(channels),
+        Some(channels) => {
+            let devices = config
+                .devices
+                .lock()
+                .ok()
+                .and_then(|d| d.get(token).cloned())
+                .filter(|_| config.dialect.narrows_by_device());
+            Reader::User(channels, devices)
+        }
         None => Reader::Unknown,
     }
 }
@@ -261,19 +429,6 @@ async fn access(
     }
 }
 
-/// Unix seconds of a parameter: `Ok(None)` when absent, `Err(())` when malformed.
-fn seconds(text: Option<&String>) -> Result<Option<f64>, ()> {
-    match text {
-        None => Ok(None),
-        Some(t) => t
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .map(Some)
-            .ok_or(()),
-    }
-}
-
 /// Answers a page, taking `latency` in all (the time to build the answer included, so that a
 /// benchmark's reader-bound limit is what it says).
 async fn messages(
@@ -286,7 +441,23 @@ async fn messages(
     let config = state.0.clone();
     config.requests.fetch_add(1, Ordering::SeqCst);
     let _answering = Answering::new(&config);
-    let answer = messages_now(state, channel, headers, params).await;
+    let answer = messages_now(state, None, channel.0, headers, params).await;
+    sleep_precisely_until(started + config.latency).await;
+    answer
+}
+
+/// The Magistrala route, `/{domainId}/channels/{id}/messages`.
+async fn domain_messages(
+    state: State<Arc<ReaderConfig>>,
+    Path((domain, channel)): Path<(String, String)>,
+    headers: HeaderMap,
+    params: Query<HashMap<String, String>>,
+) -> Response {
+    let started = tokio::time::Instant::now();
+    let config = state.0.clone();
+    config.requests.fetch_add(1, Ordering::SeqCst);
+    let _answering = Answering::new(&config);
+    let answer = messages_now(state, Some(domain), channel, headers, params).await;
     sleep_precisely_until(started + config.latency).await;
     answer
 }
@@ -307,20 +478,23 @@ async fn sleep_precisely_until(deadline: tokio::time::Instant) {
 
 async fn messages_now(
     State(config): State<Arc<ReaderConfig>>,
-    Path(channel): Path<String>,
+    domain: Option<String>,
+    channel: String,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
+    let dialect = config.dialect;
+    let fail = |status: StatusCode, message: &str| error_in(dialect, status, message);
     if config
         .throttle_above
         .is_some_and(|most| config.in_flight.load(Ordering::SeqCst) > most)
     {
         config.throttled.fetch_add(1, Ordering::SeqCst);
-        return error(StatusCode::TOO_MANY_REQUESTS, "too many requests");
+        return fail(StatusCode::TOO_MANY_REQUESTS, "too many requests");
     }
     if let Some(status) = config.always_fail {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return error(status, "reader database unavailable");
+        return fail(status, "reader database unavailable");
     }
     if let Some(size) = config.bomb_bytes {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -342,145 +516,267 @@ async fn messages_now(
     }
     if config.fail_first.load(Ordering::SeqCst) > 0 {
         config.fail_first.fetch_sub(1, Ordering::SeqCst);
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "temporary failure");
+        return fail(StatusCode::INTERNAL_SERVER_ERROR, "temporary failure");
     }
-    match reader_of(&config, &headers) {
-        Reader::Service => {}
-        Reader::User(channels) if may(&channels, &channel) => {}
-        Reader::User(_) => {
-            return error(
+    // The route is the dialect's: a domain where it has them, none where it does not.
+    if domain.is_some() != dialect.has_domains() {
+        return fail(StatusCode::NOT_FOUND, "page not found");
+    }
+    let narrowed_to = match reader_of(&config, &headers) {
+        Reader::Service => None,
+        Reader::User(channels, _) if !may(&channels, &channel) => {
+            return fail(
                 StatusCode::FORBIDDEN,
                 "failed to perform authorization over the entity",
             )
         }
+        Reader::User(_, devices) => devices,
         Reader::Unknown => {
-            return error(
+            return fail(
                 StatusCode::UNAUTHORIZED,
                 "missing or invalid credentials provided",
             )
         }
-    }
+    };
     if uuid::Uuid::try_parse(&channel).is_err() {
-        return error(StatusCode::BAD_REQUEST, "invalid channel id");
+        return fail(StatusCode::BAD_REQUEST, "invalid channel id");
     }
+    if let Some(domain) = &domain {
+        let home = config
+            .domains
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&channel).cloned())
+            .unwrap_or_else(|| LOCAL_DOMAIN.to_owned());
+        if *domain != home {
+            return fail(StatusCode::NOT_FOUND, "entity not found");
+        }
+    }
+    let largest = u64::from(dialect.largest_page());
     let limit = match params.get("limit").map(|l| l.parse::<u64>()) {
         None => 10,
-        Some(Ok(l)) if (1..=1000).contains(&l) => l,
-        Some(_) => return error(StatusCode::BAD_REQUEST, "limit must be between 1 and 1000"),
+        Some(Ok(l)) if (1..=largest).contains(&l) => l,
+        Some(_) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                &format!("limit must be between 1 and {largest}"),
+            )
+        }
     };
     let offset = match params.get("offset").map(|o| o.parse::<u64>()) {
         None => 0,
         Some(Ok(o)) => o,
-        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid offset parameter"),
+        Some(Err(_)) => return fail(StatusCode::BAD_REQUEST, "invalid offset parameter"),
     };
-    let (from, to) = match (seconds(params.get("from")), seconds(params.get("to"))) {
-        (Ok(f), Ok(t)) => (f.unwrap_or(0.0), t.unwrap_or(4e9)),
-        (Err(()), _) => return error(StatusCode::BAD_REQUEST, "invalid from parameter"),
-        (_, Err(())) => return error(StatusCode::BAD_REQUEST, "invalid to parameter"),
+    let unit = dialect.time_unit();
+    let (from, to) = match (
+        bound_ns(params.get("from"), unit),
+        bound_ns(params.get("to"), unit),
+    ) {
+        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(i64::MAX)),
+        (Err(()), _) => return fail(StatusCode::BAD_REQUEST, "invalid from parameter"),
+        (_, Err(())) => return fail(StatusCode::BAD_REQUEST, "invalid to parameter"),
     };
     let subtopic = params.get("subtopic").cloned().unwrap_or_default();
     let name = params.get("name").cloned().unwrap_or_default();
-    if let Some(recorded) = &config.recorded {
-        let served = config.requests.load(Ordering::SeqCst);
-        let arrived: Vec<Value> = match config.late.lock() {
-            Ok(late) => late
-                .as_ref()
-                .filter(|(after, _)| served > *after)
-                .map(|(_, messages)| messages.clone())
-                .unwrap_or_default(),
-            Err(_) => Vec::new(),
-        };
-        let mut all: Vec<&Value> = recorded.iter().chain(arrived.iter()).collect();
-        all.sort_by(|a, b| time_of(b).total_cmp(&time_of(a)));
-        let matching: Vec<&Value> = all
-            .into_iter()
-            .filter(|m| {
-                m["channel"] == channel.as_str()
-                    && (subtopic.is_empty() || m["subtopic"] == subtopic.as_str())
-                    && (name.is_empty() || m["name"] == name.as_str())
-                    && (from..to).contains(&time_of(m))
-            })
-            .collect();
-        let page: Vec<&Value> = matching
-            .iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(limit as usize)
-            .copied()
-            .collect();
-        return answer(
-            &config,
-            &headers,
-            &json!({"total": matching.len(), "offset": offset, "limit": limit, "messages": page}),
-        );
+    let publisher = params.get("publisher").cloned();
+    if publisher.is_some() {
+        config.by_publisher.fetch_add(1, Ordering::SeqCst);
     }
-    // Point k is at start + k * step; those in [from, to) are k in [first, end).
-    let step = config.step_seconds as f64;
-    let first = ((from - config.start as f64) / step).ceil().max(0.0) as u64;
-    let end = ((to - config.start as f64) / step).ceil().max(0.0) as u64;
-    let total = end.saturating_sub(first);
-    let generated = |k: u64| Generated {
-        channel: &channel,
-        subtopic: &subtopic,
-        publisher: "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
-        protocol: "mqtt",
-        name: &name,
-        unit: if name.ends_with("onoff") { "" } else { "Cel" },
-        time: (config.start + k as i64 * config.step_seconds) as f64,
-        value: (!name.ends_with("onoff")).then(|| 20.0 + (k % 1000) as f64 / 8.0),
-        bool_value: name.ends_with("onoff").then(|| k.is_multiple_of(3)),
-    };
+    let table = params.get("format").filter(|t| t.as_str() != "messages");
+    if table.is_some() && !dialect.has_message_tables() {
+        return fail(StatusCode::BAD_REQUEST, "unknown format");
+    }
     let served = config.requests.load(Ordering::SeqCst);
-    let arrived: Vec<LatePoint> = config
+    let recorded = match table {
+        Some(table) => Some(config.tables.get(table).map(Vec::as_slice).unwrap_or_default()),
+        None => config.recorded.as_deref(),
+    };
+    let step_ns = config.step_seconds * 1_000_000_000;
+    let start_ns = config.start * 1_000_000_000;
+    let publisher_ok = |p: &str| {
+        publisher.as_deref().is_none_or(|wanted| wanted == p)
+            && narrowed_to
+                .as_ref()
+                .is_none_or(|devices| devices.iter().any(|d| d == p))
+    };
+    let late_points: Vec<LatePoint> = config
         .late_points
         .lock()
         .map(|points| {
             points
                 .iter()
-                .filter(|p| served > p.after_request && (from..to).contains(&(p.time as f64)))
+                .filter(|p| served > p.after_request)
                 .copied()
                 .collect()
         })
         .unwrap_or_default();
-    if !arrived.is_empty() {
-        // Late points in the window: the whole window, merged and sorted, newest first.
-        let mut all: Vec<Value> = (first..end)
-            .map(generated)
-            .filter_map(|m| serde_json::to_value(m).ok())
-            .collect();
-        all.extend(arrived.iter().map(|p| {
-            json!({"channel": channel, "subtopic": subtopic, "publisher": "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f",
-                "protocol": "mqtt", "name": name, "unit": "Cel", "time": p.time as f64, "value": p.value})
-        }));
-        all.sort_by(|a, b| time_of(b).total_cmp(&time_of(a)));
-        let total = all.len();
-        let page: Vec<Value> = all
-            .into_iter()
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .take(limit as usize)
+    let filtered = recorded.is_some()
+        || publisher.is_some()
+        || narrowed_to.is_some()
+        || late_points
+            .iter()
+            .any(|p| (from..to).contains(&(p.time * 1_000_000_000)));
+    if !filtered {
+        // Point k is at start + k * step; those in [from, to) are k in [first, end).
+        let first = ceil_div((from - start_ns).max(0), step_ns);
+        let end = ceil_div(to.saturating_sub(start_ns).max(0), step_ns);
+        let total = end.saturating_sub(first) as u64;
+        let messages: Vec<Generated> = (0..limit)
+            .map_while(|i| {
+                let index = offset + i;
+                (index < total).then(|| end as u64 - 1 - index) // newest first
+            })
+            .map(|k| generated(&config, &channel, &subtopic, &name, k))
             .collect();
         return answer(
             &config,
             &headers,
-            &json!({"total": total, "offset": offset, "limit": limit, "messages": page}),
+            &GeneratedPage {
+                total,
+                offset,
+                limit,
+                messages,
+            },
         );
     }
-    let messages: Vec<Generated> = (0..limit)
-        .map_while(|i| {
-            let index = offset + i;
-            (index < total).then(|| end - 1 - index) // newest first
-        })
-        .map(generated)
+    // Recorded messages (or the generated ones with late points, filtered): every matching
+    // message of the window, newest first.
+    let mut all: Vec<Value> = match recorded {
+        Some(recorded) => {
+            let arrived: Vec<Value> = match config.late.lock() {
+                Ok(late) => late
+                    .as_ref()
+                    .filter(|(after, _)| served > *after)
+                    .map(|(_, messages)| messages.clone())
+                    .unwrap_or_default(),
+                Err(_) => Vec::new(),
+            };
+            recorded
+                .iter()
+                .chain(arrived.iter())
+                .filter(|m| {
+                    m["channel"] == channel.as_str()
+                        && (subtopic.is_empty() || m["subtopic"] == subtopic.as_str())
+                        && (name.is_empty() || m["name"] == name.as_str())
+                        && (from..to).contains(&time_ns(m))
+                })
+                .cloned()
+                .collect()
+        }
+        None => {
+            let first = ceil_div((from - start_ns).max(0), step_ns);
+            let end = ceil_div(to.saturating_sub(start_ns).max(0), step_ns);
+            let mut all: Vec<Value> = (first..end)
+                .map(|k| generated(&config, &channel, &subtopic, &name, k as u64))
+                .filter_map(|m| serde_json::to_value(m).ok())
+                .map(|mut m| {
+                    // Back to the recorded form: seconds and camelCase.
+                    m["time"] = json!(time_of_generated(&config, &m));
+                    m
+                })
+                .collect();
+            all.extend(
+                late_points
+                    .iter()
+                    .filter(|p| (from..to).contains(&(p.time * 1_000_000_000)))
+                    .map(|p| {
+                        json!({"channel": channel, "subtopic": subtopic, "publisher": GENERATED_PUBLISHER,
+                            "protocol": "mqtt", "name": name, "unit": "Cel", "time": p.time as f64, "value": p.value})
+                    }),
+            );
+            all
+        }
+    };
+    all.retain(|m| publisher_ok(m["publisher"].as_str().unwrap_or_default()));
+    all.sort_by_key(|m| std::cmp::Reverse(time_ns(m)));
+    if config.shuffle_ties {
+        shuffle_ties(&mut all, served);
+    }
+    let total = all.len();
+    let page: Vec<Value> = all
+        .iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(limit as usize)
+        .map(|m| in_dialect(m, dialect))
         .collect();
     answer(
         &config,
         &headers,
-        &GeneratedPage {
-            total,
-            offset,
-            limit,
-            messages,
-        },
+        &json!({"total": total, "offset": offset, "limit": limit, "messages": page}),
     )
+}
+
+/// `a / b` rounded up, for `b > 0`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    a.div_euclid(b) + i64::from(a.rem_euclid(b) != 0)
+}
+
+/// The publisher of every generated message.
+pub const GENERATED_PUBLISHER: &str = "3d5e8a9c-7f1b-4e2a-9c6d-1b2a3c4d5e6f";
+
+/// A generated message's time in Unix seconds, read back from the dialect's form.
+fn time_of_generated(config: &ReaderConfig, message: &Value) -> f64 {
+    match config.dialect.time_unit() {
+        TimeUnit::Seconds => message["time"].as_f64().unwrap_or(0.0),
+        TimeUnit::Nanoseconds => (message["time"].as_i64().unwrap_or(0) / 1_000_000_000) as f64,
+    }
+}
+
+/// Point `k` of the generated series.
+fn generated<'a>(
+    config: &ReaderConfig,
+    channel: &'a str,
+    subtopic: &'a str,
+    name: &'a str,
+    k: u64,
+) -> Generated<'a> {
+    let onoff = name.ends_with("onoff");
+    let camel = config.dialect == Dialect::Connhex;
+    let bool_value = onoff.then(|| k.is_multiple_of(3));
+    let seconds = config.start + k as i64 * config.step_seconds;
+    Generated {
+        channel,
+        subtopic,
+        publisher: GENERATED_PUBLISHER,
+        protocol: "mqtt",
+        name,
+        unit: if onoff { "" } else { "Cel" },
+        time: match config.dialect.time_unit() {
+            TimeUnit::Seconds => GeneratedTime::Seconds(seconds as f64),
+            TimeUnit::Nanoseconds => GeneratedTime::Nanoseconds(seconds * 1_000_000_000),
+        },
+        value: (!onoff).then(|| 20.0 + (k % 1000) as f64 / 8.0),
+        bool_camel: bool_value.filter(|_| camel),
+        bool_snake: bool_value.filter(|_| !camel),
+    }
+}
+
+/// Puts every run of messages of equal time (in a list sorted by time) in an order drawn from
+/// `seed`: a reader ordering by time alone may serve ties differently on every request.
+fn shuffle_ties(messages: &mut [Value], seed: u64) {
+    let mut state = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut start = 0;
+    while start < messages.len() {
+        let t = time_ns(&messages[start]);
+        let mut end = start + 1;
+        while end < messages.len() && time_ns(&messages[end]) == t {
+            end += 1;
+        }
+        for i in (start + 1..end).rev() {
+            let j = start + (next() % (i - start + 1) as u64) as usize;
+            messages.swap(i, j);
+        }
+        start = end;
+    }
 }
 
 /// A generated message, serialized as the reader sends it (built without a map per message, so
@@ -493,11 +789,21 @@ struct Generated<'a> {
     protocol: &'static str,
     name: &'a str,
     unit: &'static str,
-    time: f64,
+    time: GeneratedTime,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<f64>,
     #[serde(rename = "boolValue", skip_serializing_if = "Option::is_none")]
-    bool_value: Option<bool>,
+    bool_camel: Option<bool>,
+    #[serde(rename = "bool_value", skip_serializing_if = "Option::is_none")]
+    bool_snake: Option<bool>,
+}
+
+/// A generated time in the dialect's unit.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum GeneratedTime {
+    Seconds(f64),
+    Nanoseconds(i64),
 }
 
 #[derive(serde::Serialize)]

@@ -36,9 +36,11 @@ impl SliceSink for Collect {
 
 fn query(from: i64, to: i64) -> SeriesQuery {
     SeriesQuery {
+        domain: None,
         channel: "0115c85d-ef3e-4de9-9732-d0c5c4f2c482".into(),
         subtopic: "events.data".into(),
         name: "urn:dev:temperature".into(),
+        table: None,
         window: Window {
             from: DateTime::from_timestamp(from, 0),
             to: DateTime::from_timestamp(to, 0).unwrap_or_default(),
@@ -139,7 +141,7 @@ async fn a_reader_failing_forever_gives_up_with_its_message() {
 }
 
 #[tokio::test]
-async fn a_wrong_token_is_a_permanent_failure_and_the_token_is_not_shown() {
+async fn a_refused_credential_fails_at_once_saying_so_and_the_token_is_not_shown() {
     let (url, state) = start(ReaderConfig::new("right", START, 60)).await;
     let reader = HttpReader::new(&url, Secret::new("wrong-secret"))
         .expect("client")
@@ -148,8 +150,16 @@ async fn a_wrong_token_is_a_permanent_failure_and_the_token_is_not_shown() {
         .read(&query(START, START + 600), &mut Collect::default())
         .await
         .expect_err("fails");
-    assert!(matches!(error, ReadError::Permanent(_)), "{error:?}");
-    assert!(error.to_string().contains("invalid credentials"), "{error}");
+    assert!(matches!(error, ReadError::Refused(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.contains("the reader refused the service's credential"),
+        "{text}"
+    );
+    assert!(
+        text.contains("invalid credentials") && text.contains("READER_TOKEN"),
+        "{text}"
+    );
     assert!(!format!("{error:?} {reader:?}").contains("wrong-secret"));
     assert_eq!(state.requests.load(Ordering::SeqCst), 1);
 }

@@ -12,7 +12,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
-use exporter::config::{flag, parsed_or, recipients, webhook_hosts, ConfigError};
+use exporter::config::{flag, parsed_or, reader_dialect, recipients, webhook_hosts, ConfigError};
 use exporter::domain::job::{Job, JobKey, JobStatus};
 use exporter::domain::link::{LinkError, LinkSigner, Signature};
 use exporter::domain::request::{Limits, Recipients};
@@ -80,6 +80,7 @@ impl ApiConfig {
                     "MIN_PERIODICITY_SECONDS",
                     defaults.policy.min_periodicity_seconds,
                 )?,
+                dialect: reader_dialect()?,
             },
             max_body_bytes: parsed_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
             max_queued_per_user: parsed_or("MAX_QUEUED_EXPORTS_PER_USER", defaults.max_queued_per_user)?,
@@ -345,6 +346,7 @@ async fn check_channels(deps: Deps<'_>, who: &Identity, request: &ExportRequest)
     let mut denied = Vec::new();
     for (index, item) in request.items.iter().enumerate() {
         let read = ChannelRead {
+            domain: item.domain_id,
             channel: item.channel_id,
             subtopic: item.subtopic.as_str(),
             name: item.target.as_str(),

@@ -36,7 +36,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         }
         _ => None,
     };
-    let access = checker(access_mode, &reader_url, policy_token)?;
+    let access = checker(access_mode, &reader_url, policy_token, api_config.policy.dialect)?;
     let api_config = ApiConfig {
         links: Some(link_signer(&aws_sdk_ssm::Client::new(&aws)).await?),
         ..api_config

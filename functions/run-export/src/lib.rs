@@ -462,6 +462,7 @@ async fn revoked(deps: Deps<'_>, export: &Export) -> Result<Option<String>, Fail
     };
     for (index, item) in export.request.items.iter().enumerate() {
         let read = ChannelRead {
+            domain: item.domain_id,
             channel: item.channel_id,
             subtopic: item.subtopic.as_str(),
             name: item.target.as_str(),

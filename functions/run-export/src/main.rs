@@ -1,13 +1,15 @@
 //! Composition root of run-export.
 
 use exporter::access::{checker, AccessMode};
-use exporter::config::{self, flag, parsed_or, required, schedule_settings};
+use exporter::config::{
+    self, credential_scheme, flag, optional, parsed_or, reader_dialect, required, schedule_settings,
+};
 use exporter::domain::RunEvent;
 use exporter::dynamodb::DynamoStore;
 use exporter::flow::DEFAULT_MAX_IN_FLIGHT;
 use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
-use exporter::reader::{HttpReader, DEFAULT_PAGE_LIMIT, DEFAULT_PAGE_MAX_BYTES};
+use exporter::reader::{HttpReader, DEFAULT_PAGE_MAX_BYTES};
 use exporter::s3::{S3Files, DEFAULT_PART_BYTES};
 use exporter::scheduler::EventBridgeSchedules;
 use exporter::ssm::secret;
@@ -29,14 +31,21 @@ async fn main() -> Result<(), Error> {
         ..RunConfig::from_env()?
     };
     let access_mode = AccessMode::from_env()?;
+    let dialect = reader_dialect()?;
+    let scheme = credential_scheme(dialect)?;
 
     let aws = exporter::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&aws);
     let reader_token = secret(&ssm, "READER_TOKEN", "READER_TOKEN_PARAMETER")
         .await?
         .ok_or(config::ConfigError::Missing("READER_TOKEN_PARAMETER"))?;
-    let reader = HttpReader::new(reader_url, reader_token)?
-        .with_page_limit(parsed_or("READER_PAGE_LIMIT", DEFAULT_PAGE_LIMIT)?)
+    let mut reader = HttpReader::new(reader_url, reader_token)?
+        .with_dialect(dialect)
+        .with_credential_scheme(scheme);
+    if optional("READER_PAGE_LIMIT").is_some() {
+        reader = reader.with_page_limit(parsed_or("READER_PAGE_LIMIT", dialect.largest_page())?);
+    }
+    let reader = reader
         .with_max_page_bytes(parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?)
         .with_max_in_flight(parsed_or("READER_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?);
     // Only a policy endpoint can answer for the owner without their credential: then every run
@@ -44,7 +53,7 @@ async fn main() -> Result<(), Error> {
     let access = match access_mode {
         AccessMode::Policy { .. } => {
             let token = secret(&ssm, "ACCESS_POLICY_TOKEN", "ACCESS_POLICY_TOKEN_PARAMETER").await?;
-            Some(checker(access_mode, "", token)?)
+            Some(checker(access_mode, "", token, dialect)?)
         }
         _ => None,
     };

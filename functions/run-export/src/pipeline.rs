@@ -565,8 +565,10 @@ async fn render_item(
     let queries: Vec<SeriesQuery> = targets
         .iter()
         .map(|(name, _)| SeriesQuery {
+            domain: item.domain_id.map(|d| d.to_string()),
             channel: item.channel_id.to_string(),
             subtopic: item.subtopic.as_str().to_owned(),
+            table: item.table.map(|t| t.as_str().to_owned()),
             name: (*name).to_owned(),
             window: Window { from, to: window.to },
         })

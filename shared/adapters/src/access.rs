@@ -2,9 +2,14 @@
 //!
 //! | mode (`CHANNEL_ACCESS`) | adapter | asks | when |
 //! |---|---|---|---|
-//! | `reader` (default) | [`ReaderAccess`] | the platform's reader, as the caller: a `limit=1` read of the channel, subtopic and name with the request's own `Authorization` header; 2xx allowed, 401/403/404 denied | at create time |
-//! | `policy` | [`PolicyAccess`] | a policy endpoint (`ACCESS_POLICY_URL`, a template of `{subject}`, `{channel}`, `{subtopic}`, `{name}`, `{action}`) with the service's token; 2xx allowed, 403/404 denied | at create time and before every run |
+//! | `reader` (default) | [`ReaderAccess`] | the platform's reader, as the caller: a `limit=1` read of the channel (in its domain, where the dialect has them), subtopic and name with the request's own `Authorization` header; 2xx allowed, 401/403/404 denied | at create time |
+//! | `policy` | [`PolicyAccess`] | a policy endpoint (`ACCESS_POLICY_URL`, a template of `{subject}`, `{domain}`, `{channel}`, `{subtopic}`, `{name}`, `{action}`) with the service's token; 2xx allowed, 403/404 denied | at create time and before every run |
 //! | `off` | [`OpenAccess`] | nobody: every channel is allowed (single-tenant deployments only; logged at cold start) | never |
+//!
+//! `reader` mode cannot serve a dialect whose reader narrows a channel's page to the devices a
+//! caller may read (Magistrala): its `200` says "some of this channel", while the run reads with
+//! the service's credential, which may see every device, so the caller could receive other
+//! devices' data. Such a deployment refuses to start in `reader` mode and names `policy`.
 //!
 //! Any other answer, a timeout or a refused connection is `Unavailable`: the API answers `503`
 //! with nothing stored, a run is retried. Redirects are never followed, and neither the caller's
@@ -15,6 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::{optional, ConfigError};
+use crate::domain::Dialect;
 use crate::ports::{AccessError, Caller, ChannelAccess, ChannelRead};
 use crate::support::Secret;
 
@@ -50,19 +56,29 @@ impl AccessMode {
     }
 }
 
-/// The checker of `mode`: the reader at `reader_url`; the policy endpoint with `policy_token`
-/// (which `policy` needs); or every channel allowed, said loudly, for `off`.
+/// The checker of `mode`: the reader at `reader_url`, speaking `dialect`; the policy endpoint
+/// with `policy_token` (which `policy` needs); or every channel allowed, said loudly, for
+/// `off`. Fails for `reader` mode with a dialect whose reader narrows by device (see above).
 pub fn checker(
     mode: AccessMode,
     reader_url: &str,
     policy_token: Option<Secret>,
+    dialect: Dialect,
 ) -> Result<Box<dyn ChannelAccess>, ConfigError> {
     let client_failed = |e: AccessError| ConfigError::Malformed {
         name: "CHANNEL_ACCESS",
         reason: e.to_string(),
     };
     Ok(match mode {
-        AccessMode::Reader => Box::new(ReaderAccess::new(reader_url).map_err(client_failed)?),
+        AccessMode::Reader if dialect.narrows_by_device() => {
+            return Err(ConfigError::Malformed {
+                name: "CHANNEL_ACCESS",
+                reason: format!(
+                    "`reader` cannot be used with READER_DIALECT={dialect}: its reader answers a caller who may read only some of a channel's devices with a narrowed page, while runs read with the service's credential, so a caller could receive other devices' data; set CHANNEL_ACCESS=policy (ACCESS_POLICY_URL) instead"
+                ),
+            })
+        }
+        AccessMode::Reader => Box::new(ReaderAccess::new(reader_url, dialect).map_err(client_failed)?),
         AccessMode::Policy { url_template } => {
             let token = policy_token.ok_or(ConfigError::Missing("ACCESS_POLICY_TOKEN_PARAMETER"))?;
             Box::new(PolicyAccess::new(url_template, token).map_err(client_failed)?)
@@ -108,13 +124,15 @@ fn unavailable(e: reqwest::Error) -> AccessError {
 pub struct ReaderAccess {
     http: reqwest::Client,
     base_url: String,
+    dialect: Dialect,
 }
 
 impl ReaderAccess {
-    pub fn new(base_url: impl Into<String>) -> Result<Self, AccessError> {
+    pub fn new(base_url: impl Into<String>, dialect: Dialect) -> Result<Self, AccessError> {
         Ok(Self {
             http: client()?,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
+            dialect,
         })
     }
 }
@@ -123,9 +141,13 @@ impl ReaderAccess {
 impl ChannelAccess for ReaderAccess {
     async fn may_read(&self, caller: &Caller<'_>, read: &ChannelRead<'_>) -> Result<bool, AccessError> {
         let credential = caller.credential.ok_or(AccessError::NoCredential)?;
+        let url = match read.domain.filter(|_| self.dialect.has_domains()) {
+            Some(domain) => format!("{}/{domain}/channels/{}/messages", self.base_url, read.channel),
+            None => format!("{}/channels/{}/messages", self.base_url, read.channel),
+        };
         let answer = self
             .http
-            .get(format!("{}/channels/{}/messages", self.base_url, read.channel))
+            .get(url)
             .query(&[("limit", "1"), ("subtopic", read.subtopic), ("name", read.name)])
             .header("authorization", credential)
             .send()
@@ -169,6 +191,10 @@ impl PolicyAccess {
         let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
         self.url_template
             .replace("{subject}", &encode(subject))
+            .replace(
+                "{domain}",
+                &read.domain.map(|d| d.to_string()).unwrap_or_default(),
+            )
             .replace("{channel}", &read.channel.to_string())
             .replace("{subtopic}", &encode(read.subtopic))
             .replace("{name}", &encode(read.name))
@@ -213,6 +239,7 @@ mod tests {
         )
         .expect("a client");
         let read = ChannelRead {
+            domain: None,
             channel: uuid::Uuid::nil(),
             subtopic: "events.data",
             name: "urn:dev:a b",

@@ -102,3 +102,37 @@ pub fn recipients() -> crate::domain::request::Recipients {
         telegram_chats,
     }
 }
+
+/// `READER_DIALECT`: how the platform's reader speaks (`mainflux`, `magistrala` for Magistrala
+/// >= 0.15 and SuperMQ, `connhex`, the default).
+pub fn reader_dialect() -> Result<crate::domain::Dialect, ConfigError> {
+    match optional("READER_DIALECT") {
+        None => Ok(crate::domain::Dialect::default()),
+        Some(text) => crate::domain::Dialect::parse(&text).map_err(|reason| ConfigError::Malformed {
+            name: "READER_DIALECT",
+            reason,
+        }),
+    }
+}
+
+/// `READER_CREDENTIAL_SCHEME`: how the service's reader credential is presented (`Bearer`, the
+/// default; `Thing` on Mainflux; `Client` on Magistrala). Fails naming the schemes the
+/// dialect's reader takes.
+pub fn credential_scheme(
+    dialect: crate::domain::Dialect,
+) -> Result<crate::domain::CredentialScheme, ConfigError> {
+    let Some(text) = optional("READER_CREDENTIAL_SCHEME") else {
+        return Ok(crate::domain::CredentialScheme::default());
+    };
+    let takes = dialect.credential_schemes();
+    match crate::domain::CredentialScheme::parse(&text) {
+        Some(scheme) if takes.contains(&scheme) => Ok(scheme),
+        _ => Err(ConfigError::Malformed {
+            name: "READER_CREDENTIAL_SCHEME",
+            reason: format!(
+                "`{text}` is not a scheme the {dialect} reader takes ({})",
+                takes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        }),
+    }
+}

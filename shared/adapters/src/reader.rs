@@ -1,5 +1,15 @@
-//! The platform's reader API (spec section 6): `GET {url}/channels/{id}/messages` with a bearer
-//! token, `from`/`to` half-open in Unix seconds, `limit` at most 1000, newest first.
+//! The platform's reader API, in the operator's dialect ([`Dialect`]): `GET
+//! {url}[/{domainId}]/channels/{id}/messages` with the service's credential in its scheme
+//! (`Bearer`, `Thing`, `Client`), `from`/`to` half-open in the dialect's unit (Unix seconds, or
+//! nanoseconds written as exact integers), `limit` at most the dialect's largest page, newest
+//! first; Connhex's `format` picks a message table.
+//!
+//! An answer is never trusted blindly: a message whose time lies outside the window asked, or
+//! is no instant in the dialect's unit, fails the read naming the likely cause (the unit, the
+//! domain) instead of yielding a silently empty or wrong file; a read that finds nothing asks
+//! for the series' newest message once and fails when its time is implausible in the unit
+//! (a reader speaking another unit answers an empty window). A `401`/`403` is the service's
+//! credential refused ([`ReadError::Refused`]), never retried.
 //!
 //! A series is read oldest first with bounded memory, and consistently while the platform ingests
 //! late data: the window is cut by time into pieces that each fit in one answer (a piece whose
@@ -19,14 +29,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::domain::dialect::{CredentialScheme, Dialect, TimeUnit};
+use crate::domain::timestamp::rfc3339;
 use crate::flow::{Flow, DEFAULT_MAX_IN_FLIGHT};
 use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
 use crate::support::{capped_body, capped_text, retry_after, BodyError, Retry, Secret};
 
 pub use crate::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PagePoints};
 
-/// Messages per page by default: the most upstream serves.
-pub const DEFAULT_PAGE_LIMIT: u32 = 1000;
 /// The largest page accepted by default, decompressed: pages of 1000 messages are a few hundred
 /// kilobytes, so this only stops an answer that is not a page (a gzip bomb, a runaway proxy).
 pub const DEFAULT_PAGE_MAX_BYTES: usize = 32 * 1024 * 1024;
@@ -37,7 +47,10 @@ pub struct HttpReader {
     http: reqwest::Client,
     base_url: String,
     token: Secret,
-    page_limit: u32,
+    dialect: Dialect,
+    scheme: CredentialScheme,
+    /// The page size asked for; the dialect's largest page when unset.
+    page_limit: Option<u32>,
     max_page_bytes: usize,
     retry: Retry,
     /// The most pieces in flight; how many are is adapted to the reader ([`Flow`]).
@@ -233,11 +246,59 @@ fn narrowest() -> chrono::TimeDelta {
 }
 
 /// Parses a page's body on the blocking pool.
-async fn parse_in_background(body: bytes::Bytes) -> Result<OwnedPage, ReadError> {
-    tokio::task::spawn_blocking(move || parse_owned(Vec::from(body)))
+async fn parse_in_background(body: bytes::Bytes, unit: TimeUnit) -> Result<OwnedPage, ReadError> {
+    tokio::task::spawn_blocking(move || parse_owned(Vec::from(body), unit))
         .await
         .map_err(|e| ReadError::Permanent(format!("parsing a page stopped: {e}")))?
         .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))
+}
+
+/// The earliest instant a reader's message is believed to have, and the first past the latest:
+/// a time outside is a time read in the wrong unit (nanoseconds read as seconds fall past the
+/// latest, seconds read as nanoseconds in January 1970).
+fn plausible() -> std::ops::Range<i64> {
+    // 1990-01-01 to 2200-01-01.
+    631_152_000_000_000_000..7_258_118_400_000_000_000
+}
+
+/// Checks that a page of the window `[from, to)` holds only messages of it, with times that
+/// are instants in the dialect's unit; else fails naming the likely cause.
+fn check_page(
+    page: &OwnedPage,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+    dialect: Dialect,
+) -> Result<(), ReadError> {
+    let p = page.get();
+    let unit = dialect.time_unit().as_str();
+    if p.messages > p.points.len() as u64 {
+        return Err(ReadError::Permanent(format!(
+            "{} of the reader's messages have a time that is no instant in Unix {unit} (READER_DIALECT={dialect} reads {unit}); the reader likely speaks another time unit",
+            p.messages - p.points.len() as u64
+        )));
+    }
+    let (lo, hi) = (nanos(from), nanos(to));
+    let outside = p.points.iter().find(|point| !(lo..hi).contains(&point.time_ns));
+    if let Some(point) = outside {
+        let at = DateTime::from_timestamp_nanos(point.time_ns);
+        let cause = if plausible().contains(&point.time_ns) {
+            "the reader ignored the window, or the item's domain or channel is not what it reads"
+        } else {
+            "the reader likely speaks another time unit"
+        };
+        return Err(ReadError::Permanent(format!(
+            "the reader answered a message at {} (its time read as Unix {unit}, READER_DIALECT={dialect}) for the window [{}, {}): {cause}",
+            rfc3339(at),
+            rfc3339(from),
+            rfc3339(to)
+        )));
+    }
+    Ok(())
+}
+
+/// An instant as Unix nanoseconds (saturating far outside what a reader holds).
+fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt()
+        .unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// Hands a parsed page's points to the sink; returns how many there were.
@@ -247,7 +308,15 @@ async fn deliver(page: &OwnedPage, sink: &mut (dyn SliceSink + Send)) -> Result<
     Ok(points.len() as u64)
 }
 
-/// Unix seconds with up to nine decimals, as the reader's `from`/`to` take them.
+/// A window bound as the dialect's reader takes it.
+fn bound(t: DateTime<Utc>, unit: TimeUnit) -> String {
+    match unit {
+        TimeUnit::Seconds => unix_seconds(t),
+        TimeUnit::Nanoseconds => nanos(t).max(0).to_string(),
+    }
+}
+
+/// Unix seconds with up to nine decimals, as a seconds reader's `from`/`to` take them.
 fn unix_seconds(t: DateTime<Utc>) -> String {
     let nanos = t.timestamp_subsec_nanos();
     if nanos == 0 {
@@ -259,7 +328,8 @@ fn unix_seconds(t: DateTime<Utc>) -> String {
 }
 
 impl HttpReader {
-    /// A client for the reader at `base_url`, sending `token` as a bearer token.
+    /// A client for the reader at `base_url` in the default dialect, sending `token` as a
+    /// bearer token.
     pub fn new(base_url: impl Into<String>, token: Secret) -> Result<Self, ReadError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -270,7 +340,9 @@ impl HttpReader {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             token,
-            page_limit: DEFAULT_PAGE_LIMIT,
+            dialect: Dialect::default(),
+            scheme: CredentialScheme::default(),
+            page_limit: None,
             max_page_bytes: DEFAULT_PAGE_MAX_BYTES,
             retry: Retry::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
@@ -283,10 +355,44 @@ impl HttpReader {
         self
     }
 
-    /// Sets the page size (at most 1000, as upstream allows).
-    pub fn with_page_limit(mut self, page_limit: u32) -> Self {
-        self.page_limit = page_limit.clamp(1, DEFAULT_PAGE_LIMIT);
+    /// Speaks `dialect` (route, unit, largest page, subtopics as its reader stores them).
+    pub fn with_dialect(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
         self
+    }
+
+    /// Presents the credential in `scheme` (`Bearer <token>`, `Thing <key>`, `Client <secret>`).
+    pub fn with_credential_scheme(mut self, scheme: CredentialScheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// Sets the page size (at least one; at most the dialect's largest page, as upstream allows).
+    pub fn with_page_limit(mut self, page_limit: u32) -> Self {
+        self.page_limit = Some(page_limit.max(1));
+        self
+    }
+
+    /// The page size asked for.
+    fn limit(&self) -> u32 {
+        let largest = self.dialect.largest_page();
+        self.page_limit.unwrap_or(largest).min(largest)
+    }
+
+    /// The route of a series' messages.
+    fn url(&self, query: &SeriesQuery) -> Result<String, ReadError> {
+        match (&query.domain, self.dialect.has_domains()) {
+            (Some(domain), true) => Ok(format!("{}/{domain}/channels/{}/messages", self.base_url, query.channel)),
+            (None, false) => Ok(format!("{}/channels/{}/messages", self.base_url, query.channel)),
+            (None, true) => Err(ReadError::Permanent(format!(
+                "the item names no domain, which the reader (READER_DIALECT={}) needs: set its params.domainId",
+                self.dialect
+            ))),
+            (Some(_), false) => Err(ReadError::Permanent(format!(
+                "the item names a domain, which the reader (READER_DIALECT={}) does not have",
+                self.dialect
+            ))),
+        }
     }
 
     /// Sets the most pieces a read keeps in flight (at least one).
@@ -307,15 +413,34 @@ impl HttpReader {
         (from, to, offset): (DateTime<Utc>, DateTime<Utc>, u64),
         flow: &SharedFlow,
     ) -> Result<bytes::Bytes, ReadError> {
-        let url = format!("{}/channels/{}/messages", self.base_url, query.channel);
-        let params = [
-            ("subtopic", query.subtopic.clone()),
-            ("name", query.name.clone()),
-            ("from", unix_seconds(from)),
-            ("to", unix_seconds(to)),
-            ("limit", self.page_limit.to_string()),
-            ("offset", offset.to_string()),
-        ];
+        let unit = self.dialect.time_unit();
+        self.get(
+            query,
+            &[
+                ("from", bound(from, unit)),
+                ("to", bound(to, unit)),
+                ("limit", self.limit().to_string()),
+                ("offset", offset.to_string()),
+            ],
+            flow,
+        )
+        .await
+    }
+
+    /// One answer of the series' route with these parameters besides the series' own.
+    async fn get(
+        &self,
+        query: &SeriesQuery,
+        extra: &[(&str, String)],
+        flow: &SharedFlow,
+    ) -> Result<bytes::Bytes, ReadError> {
+        let url = self.url(query)?;
+        let mut params = vec![("subtopic", query.subtopic.clone()), ("name", query.name.clone())];
+        if let Some(table) = &query.table {
+            params.push(("format", table.clone()));
+        }
+        params.extend(extra.iter().cloned());
+        let credential = format!("{} {}", self.scheme.as_str(), self.token.expose());
         let mut attempt = 0;
         loop {
             let pass = flow.enter().await;
@@ -324,7 +449,7 @@ impl HttpReader {
                 .http
                 .get(&url)
                 .query(&params)
-                .bearer_auth(self.token.expose())
+                .header(reqwest::header::AUTHORIZATION, &credential)
                 .send()
                 .await;
             let (wait, why) = match sent {
@@ -347,6 +472,22 @@ impl HttpReader {
                     let retry_after = retry_after(response.headers());
                     let message = reader_message(capped_text(response, 64 * 1024).await);
                     let why = format!("the reader answered {status}: {message}");
+                    if matches!(status.as_u16(), 401 | 403) {
+                        tracing::error!(
+                            status = status.as_u16(),
+                            reason = %message,
+                            "the reader refused the service's credential (READER_TOKEN); no export can read until it is replaced"
+                        );
+                        return Err(ReadError::Refused(format!(
+                            "{why} (replace READER_TOKEN, or check READER_CREDENTIAL_SCHEME and that the credential may read this channel)"
+                        )));
+                    }
+                    if status.as_u16() == 404 && self.dialect.has_domains() {
+                        return Err(ReadError::Permanent(format!(
+                            "{why}: the reader knows no such channel in domain {} (check the item's domainId and channelId)",
+                            query.domain.as_deref().unwrap_or("-")
+                        )));
+                    }
                     if status.is_server_error() || status.as_u16() == 429 {
                         flow.throttled();
                         (retry_after.map(|d| d.min(self.retry.cap)), why)
@@ -368,12 +509,23 @@ impl HttpReader {
     }
 }
 
-/// The reader's own message: `{"error": "..."}` when it sends one, else the text, shortened.
+/// The reader's own message, shortened: Mainflux sends `{"error","message"}`, Magistrala
+/// `{"message"}`, either may send no body at all (a bare `500`).
 fn reader_message(body: String) -> String {
-    let message = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
-        .unwrap_or(body);
+    let value = serde_json::from_str::<serde_json::Value>(&body).ok();
+    let field = |name: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(|e| e.as_str())
+            .filter(|e| !e.is_empty())
+    };
+    let message = match (field("error"), field("message")) {
+        (Some(error), Some(message)) if error != message => format!("{error}: {message}"),
+        (Some(one), _) | (None, Some(one)) => one.to_owned(),
+        (None, None) if body.trim().is_empty() => "(no message)".to_owned(),
+        (None, None) => body,
+    };
     message.chars().take(300).collect()
 }
 
@@ -390,6 +542,27 @@ fn without_url(e: &reqwest::Error) -> String {
 }
 
 impl HttpReader {
+    /// After a read that found nothing: asks for the series' newest message, whatever its time,
+    /// and fails when that time is implausible in the dialect's unit (a reader speaking another
+    /// unit reads the window asked as another, empty, one). An empty window of a reader in the
+    /// right unit stays empty.
+    async fn probe(&self, query: &SeriesQuery, flow: &SharedFlow) -> Result<(), ReadError> {
+        let unit = self.dialect.time_unit();
+        let body = self.get(query, &[("limit", "1".to_owned())], flow).await?;
+        let page = parse_in_background(body, unit).await?;
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        check_page(&page, (epoch, DateTime::<Utc>::MAX_UTC), self.dialect)?;
+        match page.get().points.first() {
+            Some(newest) if !plausible().contains(&newest.time_ns) => Err(ReadError::Permanent(format!(
+                "the window holds no message, and the series' newest message is at {} read as Unix {} (READER_DIALECT={}): the reader likely speaks another time unit",
+                rfc3339(DateTime::from_timestamp_nanos(newest.time_ns)),
+                unit.as_str(),
+                self.dialect
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Reads `[from, to)` in one answer when it holds every message of it; else says how to cut it.
     async fn piece(
         &self,
@@ -398,7 +571,9 @@ impl HttpReader {
         to: DateTime<Utc>,
         flow: &SharedFlow,
     ) -> Result<Piece, ReadError> {
-        let page = parse_in_background(self.page(query, (from, to, 0), flow).await?).await?;
+        let unit = self.dialect.time_unit();
+        let page = parse_in_background(self.page(query, (from, to, 0), flow).await?, unit).await?;
+        check_page(&page, (from, to), self.dialect)?;
         let (total, offset, messages) = {
             let p = page.get();
             (p.total, p.offset, p.messages)
@@ -421,10 +596,13 @@ impl HttpReader {
         sink: &mut (dyn SliceSink + Send),
         flow: &SharedFlow,
     ) -> Result<u64, ReadError> {
-        let limit = u64::from(self.page_limit).max(1);
+        let limit = u64::from(self.limit());
+        let unit = self.dialect.time_unit();
         let mut read = 0;
         for k in (0..total.div_ceil(limit)).rev() {
-            let page = parse_in_background(self.page(query, (from, to, k * limit), flow).await?).await?;
+            let page =
+                parse_in_background(self.page(query, (from, to, k * limit), flow).await?, unit).await?;
+            check_page(&page, (from, to), self.dialect)?;
             read += deliver(&page, sink).await?;
         }
         Ok(read)
@@ -441,7 +619,7 @@ impl SeriesReader for HttpReader {
             .push_back(Slot::Waiting(query.window.from.unwrap_or(epoch), query.window.to));
         let mut total_points = 0u64;
         let flow: SharedFlow = Arc::new(Gate::new(self.max_in_flight));
-        let mut cutter = Cutter::new(self.page_limit);
+        let mut cutter = Cutter::new(self.limit());
         let began = std::time::Instant::now();
         loop {
             // The oldest pieces are fetched and parsed on other tasks while the sink writes: up
@@ -494,6 +672,9 @@ impl SeriesReader for HttpReader {
                     sink.boundary(to).await.map_err(ReadError::Sink)?;
                 }
             }
+        }
+        if total_points == 0 {
+            self.probe(query, &flow).await?;
         }
         if let Ok(tally) = flow.tally.lock() {
             tracing::debug!(

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use memchr::memchr2;
 
+use crate::domain::dialect::TimeUnit;
 use crate::domain::series::{seconds_to_nanos, Point};
 
 /// One page of the reader's answer: its counters and its points, in the order served.
@@ -36,13 +37,23 @@ pub struct PageError {
     pub problem: &'static str,
 }
 
-/// Parses a page; strings without escapes are borrowed from `bytes`.
+/// Parses a page whose times are Unix seconds; strings without escapes are borrowed from `bytes`.
 pub fn parse_page(bytes: &[u8]) -> Result<Page<'_>, PageError> {
+    parse_page_in(bytes, TimeUnit::Seconds)
+}
+
+/// Parses a page whose times (`time`, `updateTime`) are in `unit`.
+pub fn parse_page_in(bytes: &[u8], unit: TimeUnit) -> Result<Page<'_>, PageError> {
     let text = std::str::from_utf8(bytes).map_err(|e| PageError {
         at: e.valid_up_to(),
         problem: "not UTF-8",
     })?;
-    let mut cursor = Cursor { text, bytes, at: 0 };
+    let mut cursor = Cursor {
+        text,
+        bytes,
+        at: 0,
+        unit,
+    };
     let mut page = Page::default();
     let mut total = None;
     cursor.object(|c, key| {
@@ -84,6 +95,7 @@ struct Cursor<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    unit: TimeUnit,
 }
 
 impl<'a> Cursor<'a> {
@@ -340,19 +352,47 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A time in Unix seconds, as exact nanoseconds; `None` when `null` or not representable.
+    /// A time in the page's unit, as exact nanoseconds; `None` when `null` or not representable.
     fn time(&mut self) -> Result<Option<i64>, PageError> {
         if self.null() {
             return Ok(None);
         }
         let start = self.at;
         let text = self.number_text()?;
-        match exact_nanos(text) {
+        let exact = match self.unit {
+            TimeUnit::Seconds => exact_nanos(text),
+            TimeUnit::Nanoseconds => exact_integer(text),
+        };
+        match exact {
             Some(nanos) => Ok(Some(nanos)),
-            None => parse_json_float(text).map(seconds_to_nanos).ok_or(PageError {
-                at: start,
-                problem: "expected a number",
-            }),
+            None => parse_json_float(text)
+                .map(|t| match self.unit {
+                    TimeUnit::Seconds => seconds_to_nanos(t),
+                    TimeUnit::Nanoseconds => {
+                        let t = t.round();
+                        (t.is_finite() && t.abs() < 9.2e18).then_some(t as i64)
+                    }
+                })
+                .ok_or(PageError {
+                    at: start,
+                    problem: "expected a number",
+                }),
+        }
+    }
+
+    /// An `updateTime`, always as Unix seconds (as the file writes it, whatever the unit).
+    fn update_time(&mut self) -> Result<Option<f64>, PageError> {
+        match self.unit {
+            TimeUnit::Seconds => self.optional_float(),
+            TimeUnit::Nanoseconds => Ok(self.time()?.map(|ns| {
+                let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+                if nanos == 0 {
+                    secs as f64
+                } else {
+                    // Through its decimal text, so the value is the one a seconds reader writes.
+                    format!("{secs}.{nanos:09}").parse().unwrap_or(ns as f64 / 1e9)
+                }
+            })),
         }
     }
 
@@ -377,7 +417,7 @@ impl<'a> Cursor<'a> {
                 "bool_value" | "boolValue" => point.bool_value = c.optional_bool()?,
                 "data_value" | "dataValue" => point.data_value = c.optional_string()?,
                 "sum" | "valueSum" | "value_sum" => point.sum = c.optional_float()?,
-                "update_time" | "updateTime" => point.update_time = c.optional_float()?,
+                "update_time" | "updateTime" => point.update_time = c.update_time()?,
                 _ => c.skip_value()?,
             }
             Ok(())
@@ -480,6 +520,30 @@ fn exact_nanos(text: &str) -> Option<i64> {
     Some(if negative { -magnitude } else { magnitude })
 }
 
+/// An integer count of nanoseconds written as `-?digits(.digits)?`, exactly, rounding a fraction
+/// half away from zero; `None` for other forms (exponents) or out of range.
+fn exact_integer(text: &str) -> Option<i64> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, fraction) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    if whole.is_empty() || whole.len() > 19 {
+        return None;
+    }
+    let mut magnitude: i64 = 0;
+    for b in whole.bytes() {
+        magnitude = magnitude.checked_mul(10)?.checked_add(i64::from(digit(b)?))?;
+    }
+    for b in fraction.bytes() {
+        digit(b)?;
+    }
+    if fraction.as_bytes().first().is_some_and(|&b| b >= b'5') {
+        magnitude = magnitude.checked_add(1)?;
+    }
+    Some(if negative { -magnitude } else { magnitude })
+}
+
 fn digit(b: u8) -> Option<u8> {
     b.is_ascii_digit().then(|| b - b'0')
 }
@@ -499,10 +563,11 @@ pub struct PagePoints<'a> {
 /// A parsed page that owns its bytes, so it can cross threads without copying its strings.
 pub type OwnedPage = yoke::Yoke<PagePoints<'static>, Vec<u8>>;
 
-/// Parses a page into its points, oldest first (upstream serves them newest first).
-pub fn parse_owned(bytes: Vec<u8>) -> Result<OwnedPage, PageError> {
+/// Parses a page whose times are in `unit` into its points, oldest first (upstream serves them
+/// newest first).
+pub fn parse_owned(bytes: Vec<u8>, unit: TimeUnit) -> Result<OwnedPage, PageError> {
     yoke::Yoke::try_attach_to_cart(bytes, |bytes: &[u8]| {
-        let page = parse_page(bytes)?;
+        let page = parse_page_in(bytes, unit)?;
         let mut points = page.points;
         points.reverse();
         // Stable and linear on sorted input: a reader that breaks the order cannot break buckets.

@@ -231,6 +231,8 @@ pub struct Caller<'a> {
 /// One read an item makes: a channel, its subtopic, a SenML name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChannelRead<'a> {
+    /// The channel's domain, on platforms that have domains.
+    pub domain: Option<uuid::Uuid>,
     pub channel: uuid::Uuid,
     pub subtopic: &'a str,
     pub name: &'a str,
@@ -363,9 +365,14 @@ impl Clock for SystemClock {
 /// One series to read: a SenML name on a channel's subtopic, in a window.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeriesQuery {
+    /// The channel's domain, on platforms that have domains.
+    pub domain: Option<String>,
     pub channel: String,
     pub subtopic: String,
     pub name: String,
+    /// The message table to read (Connhex's `format`: `messages`, `params`, ...); `None` reads
+    /// the reader's default.
+    pub table: Option<String>,
     pub window: Window,
 }
 
@@ -375,6 +382,10 @@ pub enum ReadError {
     /// The reader refused (a 4xx, an unreadable answer): retrying cannot help.
     #[error("{0}")]
     Permanent(String),
+    /// The reader refused the service's own credential (`401`/`403`): no run can read until
+    /// the operator replaces it, so it fails at once and says so.
+    #[error("the reader refused the service's credential: {0}")]
+    Refused(String),
     /// The reader kept failing (timeouts, 5xx, 429) until the retries ran out.
     #[error("{0} (gave up after retrying)")]
     Exhausted(String),

@@ -190,8 +190,10 @@ mod tests {
             target: SenmlName::parse("urn:dev:temp").expect("a name"),
             label: label.map(str::to_owned),
             also: Vec::new(),
+            domain_id: None,
             channel_id: uuid::Uuid::nil(),
-            subtopic: Subtopic::parse("events.data").expect("a subtopic"),
+            subtopic: Subtopic::parse("events.data", '.').expect("a subtopic"),
+            table: None,
             span: ItemSpan {
                 from: None,
                 to: None,

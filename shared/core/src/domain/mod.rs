@@ -3,6 +3,7 @@
 //! Nothing in here touches AWS, HTTP, the environment or a clock; every input arrives as a value.
 
 pub mod decimation;
+pub mod dialect;
 pub mod duration;
 pub mod export;
 pub mod files;
@@ -16,6 +17,7 @@ pub mod request;
 pub mod series;
 pub mod timestamp;
 
+pub use dialect::{CredentialScheme, Dialect, TimeUnit};
 pub use duration::IsoDuration;
 pub use export::{Export, ExportId, ExportStatus, ListPage, ListQuery, NotifyEvent, RunEvent};
 pub use granularity::Granularity;

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use super::recurrence::{ItemSpan, Recurrence};
 use super::request::{
     Aggregate, Column, ColumnId, Decimation, EmailAddress, ExportRequest, Extension, Filename, Fill, Format,
-    Item, Medium, Message, NotifyPolicy, Schedule, SenmlName, Subtopic, Target, TelegramChat, Transform,
-    WebhookUrl,
+    Item, Medium, Message, MessageTable, NotifyPolicy, Schedule, SenmlName, Subtopic, Target, TelegramChat,
+    Transform, WebhookUrl,
 };
 
 /// The version this code writes.
@@ -89,8 +89,15 @@ pub struct RecurrenceV1 {
 pub struct ItemV1 {
     pub name: String,
     pub label: Option<String>,
+    /// The channel's domain; absent in records written before domains (and where none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Uuid>,
     pub channel: Uuid,
     pub subtopic: String,
+    /// The message table (Connhex's `format`); absent in records written before it (and for
+    /// the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub period: Option<String>,
@@ -148,8 +155,10 @@ impl RecordV1 {
                     // A wide item's targets and labels, comma-separated as in the request.
                     name: super::request::wire::joined_targets(item).0,
                     label: super::request::wire::joined_targets(item).1,
+                    domain: item.domain_id,
                     channel: item.channel_id,
                     subtopic: item.subtopic.as_str().to_owned(),
+                    table: item.table.map(|t| t.as_str().to_owned()),
                     from: item.span.from,
                     to: item.span.to,
                     period: item.span.period.map(|p| p.to_string()),
@@ -298,8 +307,16 @@ impl ItemV1 {
             target,
             label,
             also: targets.collect(),
+            domain_id: self.domain,
             channel_id: self.channel,
             subtopic: Subtopic::stored(self.subtopic.clone()),
+            table: match self.table.as_deref() {
+                None => None,
+                Some(name) => Some(
+                    MessageTable::parse(name)
+                        .ok_or_else(|| bad(&field("table"), format!("unknown message table `{name}`")))?,
+                ),
+            },
             span: ItemSpan {
                 from: self.from,
                 to: self.to,
@@ -422,8 +439,10 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
             Ok(ItemV1 {
                 name: text(&p["target"]["value"], &field("target.value"))?,
                 label: optional_text(&p["target"]["label"]),
+                domain: None,
                 channel: Uuid::try_parse(&channel).map_err(|e| bad(&field("channelId"), e))?,
                 subtopic: text(&p["subtopic"], &field("subtopic"))?,
+                table: None,
                 from: unix(&p["from"], &field("from"))?,
                 to: unix(&p["to"], &field("to"))?,
                 period: optional_text(&p["period"]),
@@ -508,6 +527,7 @@ mod tests {
                 discord: vec!["discord.com".into()],
             },
             min_periodicity_seconds: 60,
+            dialect: crate::domain::Dialect::Connhex,
         }
     }
 

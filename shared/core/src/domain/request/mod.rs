@@ -290,7 +290,8 @@ impl SenmlName {
     }
 }
 
-/// A message subtopic such as `events.data`: dot-separated tokens, no wildcards.
+/// A message subtopic such as `events.data` (or `events/data` where the reader's dialect
+/// separates with `/`): tokens joined by the dialect's separator, no wildcards.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Subtopic(String);
 
@@ -301,17 +302,62 @@ impl Subtopic {
         Self(text)
     }
 
-    pub fn parse(text: &str) -> Result<Self, &'static str> {
+    /// A subtopic whose tokens are joined by `separator` (`.` or `/`, as the reader's dialect
+    /// stores them). Fails naming the separator, and the form the dialect wants when the text
+    /// uses the other one.
+    pub fn parse(text: &str, separator: char) -> Result<Self, String> {
         let token_ok =
             |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_alphanumeric() || "-_:".contains(c));
-        if text.is_empty() || text.len() > 256 || !text.split('.').all(token_ok) {
-            return Err("must be dot-separated tokens of letters, digits, - _ : (such as `events.data`), without wildcards");
+        if !text.is_empty() && text.len() <= 256 && text.split(separator).all(token_ok) {
+            return Ok(Self(text.to_owned()));
         }
-        Ok(Self(text.to_owned()))
+        let (word, example) = match separator {
+            '/' => ("slash", "events/data"),
+            _ => ("dot", "events.data"),
+        };
+        let other = if separator == '/' { '.' } else { '/' };
+        let hint = if text.split(other).all(token_ok) && text.contains(other) {
+            format!(
+                "; this deployment's reader separates subtopic tokens with `{separator}`: write `{}`",
+                text.replace(other, &separator.to_string())
+            )
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "must be {word}-separated tokens of letters, digits, - _ : (such as `{example}`), without wildcards{hint}"
+        ))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// A message table of the reader, on platforms that keep messages of different kinds apart
+/// (Connhex: `messages`, `params`, `infos`, `metrics`), asked for with the reader's `format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageTable {
+    Messages,
+    Params,
+    Infos,
+    Metrics,
+}
+
+impl MessageTable {
+    pub const ALL: [Self; 4] = [Self::Messages, Self::Params, Self::Infos, Self::Metrics];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Messages => "messages",
+            Self::Params => "params",
+            Self::Infos => "infos",
+            Self::Metrics => "metrics",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
     }
 }
 
@@ -353,8 +399,12 @@ pub struct Item {
     /// with as many comma-separated labels): its file has a value column per target, joined
     /// on time. Empty for an item of one target.
     pub also: Vec<(SenmlName, Option<String>)>,
+    /// The channel's domain, on platforms whose readers have domains (Magistrala, SuperMQ).
+    pub domain_id: Option<Uuid>,
     pub channel_id: Uuid,
     pub subtopic: Subtopic,
+    /// The message table to read, on platforms that keep several (Connhex); `None`: messages.
+    pub table: Option<MessageTable>,
     pub span: ItemSpan,
     pub decimation: Option<Decimation>,
     pub transform: Option<Transform>,

@@ -3,6 +3,7 @@
 
 use super::target::Target;
 use super::{Message, Problem};
+use crate::domain::dialect::Dialect;
 
 /// Size limits of a request; configurable per deployment.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +46,9 @@ pub struct Policy {
     pub webhook_hosts: WebhookHosts,
     /// The shortest periodicity a recurring export may have, in seconds (at least 60).
     pub min_periodicity_seconds: u64,
+    /// How the platform's reader speaks: whether items name a domain, how subtopics are
+    /// written, whether a message table may be chosen.
+    pub dialect: Dialect,
 }
 
 impl Default for Policy {
@@ -53,6 +57,7 @@ impl Default for Policy {
             limits: Limits::default(),
             webhook_hosts: WebhookHosts::default(),
             min_periodicity_seconds: 60,
+            dialect: Dialect::default(),
         }
     }
 }

@@ -12,7 +12,8 @@ use super::target::Target;
 use super::walk::{type_name, Checker};
 use super::{
     Aggregate, Column, ColumnId, Decimation, ExportRequest, ExportType, Extension, Filename, Fill, Format,
-    Item, Medium, Message, NotifyPolicy, Policy, Problem, Schedule, SenmlName, Subtopic, Transform,
+    Item, Medium, Message, MessageTable, NotifyPolicy, Policy, Problem, Schedule, SenmlName, Subtopic,
+    Transform,
 };
 use crate::domain::duration::IsoDuration;
 use crate::domain::granularity::Granularity;
@@ -358,8 +359,10 @@ impl Checker<'_> {
             &params_path,
             &[
                 "target",
+                "domainId",
                 "channelId",
                 "subtopic",
+                "format",
                 "from",
                 "to",
                 "period",
@@ -455,11 +458,59 @@ impl Checker<'_> {
                 }
             }
         });
+        let dialect = self.policy.dialect;
+        let domain_id = match (params.get("domainId"), dialect.has_domains()) {
+            (None | Some(Value::Null), false) => Some(None),
+            (None | Some(Value::Null), true) => {
+                self.fail(
+                    &format!("{p}/domainId"),
+                    format!("is required: this deployment's reader ({dialect}) keeps channels in domains; give the channel's domain id (a UUID)"),
+                );
+                None
+            }
+            (Some(_), false) => {
+                self.fail(
+                    &format!("{p}/domainId"),
+                    format!("must not be set: this deployment's reader ({dialect}) has no domains"),
+                );
+                None
+            }
+            (Some(v), true) => {
+                let at = format!("{p}/domainId");
+                self.string(v, &at, 64).and_then(|text| match Uuid::try_parse(text) {
+                    Ok(id) if text.len() == 36 => Some(Some(id)),
+                    _ => {
+                        self.fail(
+                            &at,
+                            format!("must be a UUID such as 0115c85d-ef3e-4de9-9732-d0c5c4f2c482 (found `{text}`)"),
+                        );
+                        None
+                    }
+                })
+            }
+        };
         let subtopic = self.required(params, p, "subtopic").and_then(|v| {
             let at = format!("{p}/subtopic");
             let text = self.string(v, &at, 256)?;
-            Subtopic::parse(text).map_err(|e| self.fail(&at, e)).ok()
+            Subtopic::parse(text, dialect.subtopic_separator())
+                .map_err(|e| self.fail(&at, e))
+                .ok()
         });
+        let table = match params.get("format") {
+            None | Some(Value::Null) => Some(None),
+            Some(_) if !dialect.has_message_tables() => {
+                self.fail(
+                    &format!("{p}/format"),
+                    format!("must not be set: this deployment's reader ({dialect}) has one message table"),
+                );
+                None
+            }
+            Some(v) => {
+                let choices: Vec<(&str, Option<MessageTable>)> =
+                    MessageTable::ALL.iter().map(|t| (t.as_str(), Some(*t))).collect();
+                self.one_of(v, &format!("{p}/format"), &choices)
+            }
+        };
         let from = self.unix(params.get("from"), &format!("{p}/from"));
         let to = self.unix(params.get("to"), &format!("{p}/to"));
         let period = match params.get("period") {
@@ -502,8 +553,10 @@ impl Checker<'_> {
             target,
             label,
             also,
+            domain_id: domain_id?,
             channel_id: channel_id?,
             subtopic: subtopic?,
+            table: table?,
             span: ItemSpan {
                 from,
                 to,

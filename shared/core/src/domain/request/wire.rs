@@ -52,8 +52,14 @@ fn item_json(item: &Item) -> Value {
     }
     let mut params = Map::new();
     params.insert("target".into(), Value::Object(target));
+    if let Some(domain) = item.domain_id {
+        params.insert("domainId".into(), json!(domain.to_string()));
+    }
     params.insert("channelId".into(), json!(item.channel_id.to_string()));
     params.insert("subtopic".into(), json!(item.subtopic.as_str()));
+    if let Some(table) = item.table {
+        params.insert("format".into(), json!(table.as_str()));
+    }
     if let Some(from) = item.span.from {
         params.insert("from".into(), unix_json(from));
     }
