@@ -13,20 +13,36 @@ set -a; eval "$(scripts/stack.sh env)"; set +a
 
 API=$WATCH_ENDPOINT/lambda-url/exports-api
 STATE_DIR=.stack
-IDENTITY='{"sub":"demo-user","email":"demo@example.com","scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete"}'
+SCOPE='"scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete"'
+IDENTITY="{\"sub\":\"demo-user\",\"email\":\"demo@example.com\",$SCOPE}"
+TENANT_IDENTITY="{\"sub\":\"tenant-user\",\"email\":\"tenant@example.com\",$SCOPE}"
 py() { .venv/bin/python3 "$@"; }
+
+# The seed's body in the reader's dialect: a Magistrala item names its domain and writes its
+# subtopic with `/`.
+SEED=$STATE_DIR/seed-body.json
+py - "$READER_DIALECT" "$LOCAL_DOMAIN" >"$SEED" <<'PY'
+import json, sys
+body = json.load(open("tests/data/seed-body.json"))
+if sys.argv[1] in ("magistrala", "supermq"):
+    for item in body["items"]:
+        item["params"]["domainId"] = sys.argv[2]
+        item["params"]["subtopic"] = item["params"]["subtopic"].replace(".", "/")
+print(json.dumps(body))
+PY
+echo "reader dialect: $READER_DIALECT (channel access: ${CHANNEL_ACCESS:-reader})"
 
 echo
 echo "== POST /exports with the seed page's example body"
 created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
-  -H 'content-type: application/json' --data-binary @tests/data/seed-body.json)
+  -H 'content-type: application/json' --data-binary @"$SEED")
 id=$(printf '%s' "$created" | py -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 echo "created export $id"
 
 echo
-echo "== The same body with a token that may not read the channel: refused before anything is stored"
-curl -s -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_TENANT_TOKEN" \
-  -H 'content-type: application/json' --data-binary @tests/data/seed-body.json -w '\n  HTTP %{http_code}\n'
+echo "== The same body from a tenant who may not read the channel: refused before anything is stored"
+curl -s -X POST "$API/exports" -H "x-local-identity: $TENANT_IDENTITY" -H "authorization: Bearer $LOCAL_TENANT_TOKEN" \
+  -H 'content-type: application/json' --data-binary @"$SEED" -w '\n  HTTP %{http_code}\n'
 
 echo
 echo "== GET /exports/$id"
@@ -62,7 +78,7 @@ echo "== The seed's example as a one-time export (type oneTime, no periodicity; 
 echo "   count columns added so the file shows the data): the last 1.5 years, 15-minute averages"
 one_time=$(py -c '
 import json
-body = json.load(open("tests/data/seed-body.json"))
+body = json.load(open(".stack/seed-body.json"))
 body["type"] = "oneTime"
 del body["periodicity"]
 body["format"]["timezone"] = {"name": "Europe/Rome"}

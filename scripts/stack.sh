@@ -6,6 +6,8 @@
 #   scripts/stack.sh down   stop what `up` started
 #   scripts/stack.sh env    print the environment that points clients at the stack
 #   scripts/stack.sh install  only install the Python tools into .venv
+# READER_DIALECT (mainflux, magistrala, connhex: the default) sets how the local reader and the
+# functions speak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -56,7 +58,19 @@ LINK_SIGNING_KEYS=local:local-link-signing-key-0123456789abcdef
 PUBLIC_API_URL=$WATCH/lambda-url/exports-api
 LOCAL_IDENTITY=1
 RUST_LOG=info
+READER_DIALECT=${READER_DIALECT:-connhex}
+LOCAL_READER_POLICY='demo-user=*;tenant-user=7d2ae7a6-0ae9-4bba-8d5b-1a1e5cbd3a4e'
+LOCAL_DOMAIN=5b1e7f0a-3c2d-4e6f-8a9b-0c1d2e3f4a5b
 ENV
+  # A reader that narrows pages by device cannot answer for a channel: ask the policy endpoint
+  # (the local reader's /access) with the service's token instead.
+  if [[ ${READER_DIALECT:-connhex} == magistrala || ${READER_DIALECT:-} == supermq ]]; then
+    cat <<ENV
+CHANNEL_ACCESS=policy
+ACCESS_POLICY_URL='http://127.0.0.1:$READER_PORT/access?subject={subject}&domain={domain}&channel={channel}&action={action}'
+ACCESS_POLICY_TOKEN=local-reader-token
+ENV
+  fi
 }
 
 wait_for() { # url seconds what

@@ -91,6 +91,8 @@ pub struct ReaderConfig {
     pub shuffle_ties: bool,
     /// Requests that asked for one publisher.
     pub by_publisher: AtomicU64,
+    /// Answer every message whatever `from`/`to` ask (a reader that ignores the window).
+    pub ignore_window: bool,
 }
 
 /// A point the platform ingests late, stamped between the generated ones.
@@ -147,6 +149,7 @@ impl ReaderConfig {
             tables: HashMap::new(),
             shuffle_ties: false,
             by_publisher: AtomicU64::new(0),
+            ignore_window: false,
         }
     }
 
@@ -204,7 +207,11 @@ impl ReaderConfig {
 /// A message's time as exact Unix nanoseconds: an integer past 10^15 is nanoseconds (a
 /// Magistrala reader's), any other number Unix seconds, read from its decimal text.
 pub fn time_ns(message: &Value) -> i64 {
-    let time = &message["time"];
+    ns_of(&message["time"])
+}
+
+/// A time as exact Unix nanoseconds (see [`time_ns`]).
+fn ns_of(time: &Value) -> i64 {
     match time.as_i64() {
         Some(ns) if ns.abs() > 1_000_000_000_000_000 => ns,
         _ => seconds_text_ns(&time.to_string()).unwrap_or(0),
@@ -225,7 +232,9 @@ fn seconds_text_ns(text: &str) -> Option<i64> {
         digits.push('0');
     }
     let nanos: i64 = digits.parse().ok()?;
-    Some(whole * 1_000_000_000 + if negative { -nanos } else { nanos })
+    whole
+        .checked_mul(1_000_000_000)?
+        .checked_add(if negative { -nanos } else { nanos })
 }
 
 /// A bound of a request in the dialect's unit, as nanoseconds: `Ok(None)` when absent,
@@ -268,6 +277,11 @@ fn in_dialect(message: &Value, dialect: Dialect) -> Value {
     }
     let ns = time_ns(message);
     out.insert("time".into(), time_json(ns, dialect.time_unit()));
+    let update = if snake { "update_time" } else { "updateTime" };
+    if let Some(time) = out.get(update).filter(|v| v.is_number()) {
+        let ns = ns_of(time);
+        out.insert(update.into(), time_json(ns, dialect.time_unit()));
+    }
     Value::Object(out)
 }
 
@@ -573,6 +587,7 @@ async fn messages_now(
         bound_ns(params.get("from"), unit),
         bound_ns(params.get("to"), unit),
     ) {
+        _ if config.ignore_window => (i64::MIN, i64::MAX),
         (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(i64::MAX)),
         (Err(()), _) => return fail(StatusCode::BAD_REQUEST, "invalid from parameter"),
         (_, Err(())) => return fail(StatusCode::BAD_REQUEST, "invalid to parameter"),
@@ -619,7 +634,7 @@ async fn messages_now(
             .any(|p| (from..to).contains(&(p.time * 1_000_000_000)));
     if !filtered {
         // Point k is at start + k * step; those in [from, to) are k in [first, end).
-        let first = ceil_div((from - start_ns).max(0), step_ns);
+        let first = ceil_div(from.saturating_sub(start_ns).max(0), step_ns);
         let end = ceil_div(to.saturating_sub(start_ns).max(0), step_ns);
         let total = end.saturating_sub(first) as u64;
         let messages: Vec<Generated> = (0..limit)
@@ -665,7 +680,7 @@ async fn messages_now(
                 .collect()
         }
         None => {
-            let first = ceil_div((from - start_ns).max(0), step_ns);
+            let first = ceil_div(from.saturating_sub(start_ns).max(0), step_ns);
             let end = ceil_div(to.saturating_sub(start_ns).max(0), step_ns);
             let mut all: Vec<Value> = (first..end)
                 .map(|k| generated(&config, &channel, &subtopic, &name, k as u64))

@@ -57,8 +57,15 @@ fn function_code(function: &str) -> String {
 fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
     // Shared readers a function calls: (the call, its file, where its body starts and ends).
-    let shared: [(&str, &str, &str, &str); 5] = [
+    let shared: [(&str, &str, &str, &str); 7] = [
         ("link_signer(", "ssm.rs", "pubasyncfnlink_signer", "pubfn"),
+        ("reader_dialect()", "config.rs", "pubfnreader_dialect", "pubfn"),
+        (
+            "credential_scheme(",
+            "config.rs",
+            "pubfncredential_scheme",
+            "pubfn",
+        ),
         ("recipients()", "config.rs", "pubfnrecipients", "pubfn"),
         (
             "schedule_settings()",

@@ -281,6 +281,7 @@ async fn facts(deps: Deps<'_>, export: &Export, job: &Job) -> JobFacts {
             .map(|f| files::file_name(&f.key).to_owned())
             .collect(),
         rows: job.detail.files.iter().map(|f| f.rows).sum(),
+        warnings: job.detail.warnings.clone(),
     }
 }
 

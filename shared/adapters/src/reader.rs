@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::domain::dialect::{CredentialScheme, Dialect, TimeUnit};
+use crate::domain::series::Point;
 use crate::domain::timestamp::rfc3339;
 use crate::flow::{Flow, DEFAULT_MAX_IN_FLIGHT};
 use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
@@ -588,7 +589,12 @@ impl HttpReader {
         Ok(Piece::Split(from, to, total))
     }
 
-    /// Reads a piece too dense to cut by time page by page by offset, oldest page first.
+    /// Reads a piece too dense to cut by time (more messages than a page within the narrowest
+    /// width, as when many messages share one whole second). Readers order by time alone, so
+    /// paging such a piece by offset could repeat or skip messages of equal time; it is read
+    /// one publisher at a time instead, each in one answer where it fits, the publishers learnt
+    /// from the piece's pages until their counts add up to the piece's. Its messages are handed
+    /// over together, in [`Point::order`].
     async fn dense(
         &self,
         query: &SeriesQuery,
@@ -598,16 +604,118 @@ impl HttpReader {
     ) -> Result<u64, ReadError> {
         let limit = u64::from(self.limit());
         let unit = self.dialect.time_unit();
-        let mut read = 0;
-        for k in (0..total.div_ceil(limit)).rev() {
-            let page =
-                parse_in_background(self.page(query, (from, to, k * limit), flow).await?, unit).await?;
+        let pages_of_piece = total.div_ceil(limit).max(1);
+        let mut read: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut pages: Vec<OwnedPage> = Vec::new();
+        let mut counted = 0u64;
+        let mut scanned = 0u64;
+        while counted < total {
+            // Each of the piece's pages is scanned for publishers not read yet, a few rounds at
+            // most (a page may show other messages of equal time on another request).
+            if scanned >= pages_of_piece * DENSE_ROUNDS {
+                return Err(ReadError::Permanent(format!(
+                    "could not read the {total} messages at {} exactly: {counted} found across {} publishers (messages of one time are told apart by publisher)",
+                    rfc3339(from),
+                    read.len()
+                )));
+            }
+            let offset = (scanned % pages_of_piece) * limit;
+            scanned += 1;
+            let page = parse_in_background(self.page(query, (from, to, offset), flow).await?, unit).await?;
             check_page(&page, (from, to), self.dialect)?;
-            read += deliver(&page, sink).await?;
+            let mut found: Vec<String> = Vec::new();
+            for point in &page.get().points {
+                if !read.contains(point.publisher.as_ref())
+                    && !found.iter().any(|p| p == point.publisher.as_ref())
+                {
+                    found.push(point.publisher.to_string());
+                }
+            }
+            for publisher in found {
+                if publisher.is_empty() {
+                    return Err(ReadError::Permanent(format!(
+                        "more than {limit} messages share the time {}, some without a publisher: a reader ordering by time alone cannot page them exactly",
+                        rfc3339(from)
+                    )));
+                }
+                let (count, mut of_publisher) =
+                    self.publisher_pages(query, (from, to), &publisher, flow).await?;
+                counted += count;
+                pages.append(&mut of_publisher);
+                read.insert(publisher);
+            }
         }
-        Ok(read)
+        if counted > total {
+            return Err(ReadError::Permanent(format!(
+                "the reader counted {total} messages at {} but its publishers hold {counted}: messages arrived while the time was read; the next run reads it again",
+                rfc3339(from)
+            )));
+        }
+        let mut points: Vec<Point<'_>> = pages
+            .iter()
+            .flat_map(|p| p.get().points.iter().cloned())
+            .collect();
+        points.sort_by(|a, b| a.order(b));
+        for slice in points.chunks(limit as usize) {
+            sink.accept(slice).await.map_err(ReadError::Sink)?;
+        }
+        Ok(points.len() as u64)
+    }
+
+    /// Every message of one publisher in a dense piece: one answer where they fit, else pages
+    /// by offset, which is exact only while no time runs across two pages (checked). Returns
+    /// how many, and the pages.
+    async fn publisher_pages(
+        &self,
+        query: &SeriesQuery,
+        (from, to): (DateTime<Utc>, DateTime<Utc>),
+        publisher: &str,
+        flow: &SharedFlow,
+    ) -> Result<(u64, Vec<OwnedPage>), ReadError> {
+        let limit = u64::from(self.limit());
+        let unit = self.dialect.time_unit();
+        let fetch = |offset: u64| {
+            let extra = [
+                ("publisher", publisher.to_owned()),
+                ("from", bound(from, unit)),
+                ("to", bound(to, unit)),
+                ("limit", limit.to_string()),
+                ("offset", offset.to_string()),
+            ];
+            async move {
+                let page = parse_in_background(self.get(query, &extra, flow).await?, unit).await?;
+                check_page(&page, (from, to), self.dialect)?;
+                Ok::<_, ReadError>(page)
+            }
+        };
+        let first = fetch(0).await?;
+        let (total, messages) = (first.get().total, first.get().messages);
+        let mut pages = vec![first];
+        if messages < total {
+            for k in 1..total.div_ceil(limit) {
+                pages.push(fetch(k * limit).await?);
+            }
+            // Newest first: a page's oldest time equal to the next page's newest is a run of
+            // equal times cut by offsets.
+            let cut = pages.windows(2).find_map(|pair| {
+                let older_edge = pair[0].get().points.first()?.time_ns;
+                let newer_edge = pair[1].get().points.last()?.time_ns;
+                (older_edge == newer_edge).then_some(older_edge)
+            });
+            if let Some(at) = cut {
+                return Err(ReadError::Permanent(format!(
+                    "more than {limit} messages of publisher {publisher} share the time {}: a reader ordering by time alone cannot page them exactly",
+                    rfc3339(DateTime::from_timestamp_nanos(at))
+                )));
+            }
+        }
+        let count = pages.iter().map(|p| p.get().points.len() as u64).sum();
+        Ok((count, pages))
     }
 }
+
+/// How many times a dense piece's pages are scanned for publishers before giving up.
+const DENSE_ROUNDS: u64 = 3;
 
 #[async_trait]
 impl SeriesReader for HttpReader {

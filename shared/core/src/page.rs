@@ -570,8 +570,9 @@ pub fn parse_owned(bytes: Vec<u8>, unit: TimeUnit) -> Result<OwnedPage, PageErro
         let page = parse_page_in(bytes, unit)?;
         let mut points = page.points;
         points.reverse();
-        // Stable and linear on sorted input: a reader that breaks the order cannot break buckets.
-        points.sort_by_key(|p| p.time_ns);
+        // Linear on sorted input: a reader that breaks the order cannot break buckets, and
+        // messages of one time come in one order whatever order the reader served them in.
+        points.sort_by(|a, b| a.order(b));
         Ok(PagePoints {
             points,
             total: page.total,

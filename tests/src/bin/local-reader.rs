@@ -5,6 +5,7 @@
 //! `LOCAL_READER_LATENCY_MS` delays every answer (a reader far away).
 //! Users' tokens and what they may read: `LOCAL_READER_GRANTS=token=channel,channel;token=*`;
 //! the policy endpoint's subjects likewise in `LOCAL_READER_POLICY=subject=*;...`.
+//! `READER_DIALECT` (mainflux, magistrala, connhex: the default) sets the dialect it speaks.
 
 use integration_tests::reader_server::{load_messages, start_on, ReaderConfig};
 
@@ -16,7 +17,11 @@ async fn main() -> Result<(), String> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    let mut config = ReaderConfig::new(&token, 1_735_689_600, step);
+    let dialect = match std::env::var("READER_DIALECT").ok().filter(|d| !d.is_empty()) {
+        Some(name) => exporter::domain::Dialect::parse(&name).map_err(|e| format!("READER_DIALECT: {e}"))?,
+        None => exporter::domain::Dialect::default(),
+    };
+    let mut config = ReaderConfig::new(&token, 1_735_689_600, step).speaking(dialect);
     // A reader far away: each answer takes this long (the end-to-end benchmark sets it).
     if let Some(ms) = std::env::var("LOCAL_READER_LATENCY_MS")
         .ok()
@@ -46,7 +51,7 @@ async fn main() -> Result<(), String> {
             }
         }
     }
-    println!("local reader at {url}");
+    println!("local reader at {url}, speaking {dialect}");
     std::future::pending::<()>().await;
     Ok(())
 }

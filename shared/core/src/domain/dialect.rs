@@ -9,7 +9,7 @@
 //! | `time`, `from`, `to` | Unix seconds | Unix nanoseconds | Unix seconds |
 //! | subtopic separator | `.` | `/` | `.` |
 //! | largest page | 1000 | 1000 | 1500 |
-//! | credential schemes | `Bearer`, `Thing` | `Bearer`, `Client` | `Bearer` |
+//! | credential schemes | `Bearer`, `Thing` | `Bearer`, `Client` (`Thing` up to v0.15) | `Bearer` |
 //! | narrows a page by device | no | yes | no |
 //! | message tables (`format`) | no | no | yes |
 
@@ -55,7 +55,8 @@ pub enum CredentialScheme {
     Bearer,
     /// `Thing <key>`: a Mainflux device key.
     Thing,
-    /// `Client <secret>`: a Magistrala/SuperMQ client (device) secret.
+    /// `Client <secret>`: a Magistrala/SuperMQ client (device) secret (`Thing <key>` up to
+    /// Magistrala v0.15).
     Client,
 }
 
@@ -145,7 +146,11 @@ impl Dialect {
     pub fn credential_schemes(self) -> &'static [CredentialScheme] {
         match self {
             Self::Mainflux => &[CredentialScheme::Bearer, CredentialScheme::Thing],
-            Self::Magistrala => &[CredentialScheme::Bearer, CredentialScheme::Client],
+            Self::Magistrala => &[
+                CredentialScheme::Bearer,
+                CredentialScheme::Client,
+                CredentialScheme::Thing,
+            ],
             Self::Connhex => &[CredentialScheme::Bearer],
         }
     }

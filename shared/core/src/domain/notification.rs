@@ -22,6 +22,8 @@ pub struct JobFacts {
     /// The files' names, comma-separated in `{{files}}`.
     pub files: Vec<String>,
     pub rows: u64,
+    /// What the job warned of (`0 points read`, skipped points, cut cells).
+    pub warnings: Vec<String>,
 }
 
 /// A message ready to send.
@@ -32,12 +34,13 @@ pub struct Composed {
 }
 
 /// Fills `{{exportId}} {{jobId}} {{status}} {{downloadUrl}} {{expiresAt}} {{error}} {{files}}
-/// {{rows}}` in; unknown placeholders stay as they are.
+/// {{rows}} {{warnings}}` in; unknown placeholders stay as they are.
 pub fn fill(template: &str, facts: &JobFacts) -> String {
     let expires = facts.expires_at.map(rfc3339).unwrap_or_default();
     let rows = facts.rows.to_string();
     let files = facts.files.join(", ");
-    let pairs: [(&str, &str); 8] = [
+    let warnings = facts.warnings.join("; ");
+    let pairs: [(&str, &str); 9] = [
         ("{{exportId}}", &facts.export_id),
         ("{{jobId}}", &facts.job_id),
         ("{{status}}", &facts.status),
@@ -46,6 +49,7 @@ pub fn fill(template: &str, facts: &JobFacts) -> String {
         ("{{error}}", facts.error.as_deref().unwrap_or("")),
         ("{{files}}", &files),
         ("{{rows}}", &rows),
+        ("{{warnings}}", &warnings),
     ];
     let mut out = template.to_owned();
     for (placeholder, value) in pairs {
@@ -56,10 +60,18 @@ pub fn fill(template: &str, facts: &JobFacts) -> String {
     out
 }
 
-/// The message's title and text for a job; on success, the link (with its expiry) is appended
-/// when the text does not place `{{downloadUrl}}` itself.
+/// The message's title and text for a job; the job's warnings are appended when the text does
+/// not place `{{warnings}}` itself (so `0 points read` is never missed), and on success the link
+/// (with its expiry) when the text does not place `{{downloadUrl}}`.
 pub fn compose(message: &Message, facts: &JobFacts) -> Composed {
     let mut text = fill(&message.text, facts);
+    if !facts.warnings.is_empty() && !message.text.contains("{{warnings}}") {
+        text.push_str("\n\nWarnings:");
+        for warning in &facts.warnings {
+            text.push_str("\n- ");
+            text.push_str(warning);
+        }
+    }
     if let (NotifyPolicy::OnSuccess, Some(url)) = (message.policy, &facts.download_url) {
         if !message.text.contains("{{downloadUrl}}") {
             let expiry = facts
@@ -206,7 +218,33 @@ mod tests {
             error: None,
             files: vec!["a.csv".into(), "b.csv".into()],
             rows: 42,
+            warnings: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_jobs_warnings_are_said_unless_the_text_places_them() {
+        let warned = JobFacts {
+            rows: 0,
+            warnings: vec!["item 0: 0 points read; the file holds its header only".into()],
+            ..facts()
+        };
+        let composed = compose(&message(NotifyPolicy::OnSuccess, "{{rows}} rows"), &warned);
+        assert!(
+            composed
+                .text
+                .starts_with("0 rows\n\nWarnings:\n- item 0: 0 points read;"),
+            "{}",
+            composed.text
+        );
+        let placed = compose(
+            &message(NotifyPolicy::OnSuccess, "[{{warnings}}] {{downloadUrl}}"),
+            &warned,
+        );
+        assert_eq!(
+            placed.text,
+            "[item 0: 0 points read; the file holds its header only] https://files/x"
+        );
     }
 
     #[test]

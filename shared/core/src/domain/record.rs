@@ -588,6 +588,16 @@ mod tests {
     }
 
     #[test]
+    fn a_domain_and_a_message_table_are_kept() {
+        let mut request = read_v0(&v0_requests()[0].to_string()).expect("reads");
+        request.items[0].domain_id = Some(Uuid::from_u128(7));
+        request.items[0].table = Some(MessageTable::Params);
+        let json = write_v1(&request);
+        assert!(json.contains("\"table\":\"params\""), "{json}");
+        assert_eq!(read_v1(&json).expect("reads"), request);
+    }
+
+    #[test]
     fn a_damaged_record_is_an_error_naming_the_field() {
         let request = read_v0(&v0_requests()[0].to_string()).expect("reads");
         let json = write_v1(&request).replace("\"extension\":\"csv\"", "\"extension\":\"pdf\"");

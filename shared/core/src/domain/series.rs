@@ -42,6 +42,29 @@ impl Point<'_> {
         }
     }
 
+    /// The order of points: by time, then, among points of one time (which readers serve in
+    /// no particular order), by their content, so the same messages always give the same file.
+    pub fn order(&self, other: &Point<'_>) -> std::cmp::Ordering {
+        let float = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => a.total_cmp(&b),
+            (a, b) => a.is_some().cmp(&b.is_some()),
+        };
+        self.time_ns
+            .cmp(&other.time_ns)
+            .then_with(|| self.publisher.cmp(&other.publisher))
+            .then_with(|| self.name.cmp(&other.name))
+            .then_with(|| self.subtopic.cmp(&other.subtopic))
+            .then_with(|| self.protocol.cmp(&other.protocol))
+            .then_with(|| self.unit.cmp(&other.unit))
+            .then_with(|| float(self.value, other.value))
+            .then_with(|| self.string_value.cmp(&other.string_value))
+            .then_with(|| self.bool_value.cmp(&other.bool_value))
+            .then_with(|| self.data_value.cmp(&other.data_value))
+            .then_with(|| float(self.sum, other.sum))
+            .then_with(|| float(self.update_time, other.update_time))
+            .then_with(|| self.channel.cmp(&other.channel))
+    }
+
     /// The number decimation aggregates: `value`, or a boolean as 1 or 0; `None` for neither.
     pub fn numeric(&self) -> Option<f64> {
         self.value
