@@ -846,6 +846,33 @@ mod tests {
     }
 
     #[test]
+    fn every_dialects_error_shape_gives_its_message() {
+        // Mainflux 0.13, Magistrala 0.14: `{"error","message"}`; Magistrala >= 0.15: `{"message"}`.
+        assert_eq!(
+            reader_message(r#"{"error":"entity not found","message":"failed to read"}"#.into()),
+            "entity not found: failed to read"
+        );
+        assert_eq!(
+            reader_message(r#"{"message":"failed to authenticate"}"#.into()),
+            "failed to authenticate"
+        );
+        assert_eq!(
+            reader_message(r#"{"error":"invalid limit"}"#.into()),
+            "invalid limit"
+        );
+        assert_eq!(reader_message(String::new()), "(no message)");
+        assert_eq!(reader_message("bad gateway".into()), "bad gateway");
+    }
+
+    #[test]
+    fn window_bounds_go_out_in_the_dialects_unit() {
+        let t = DateTime::from_timestamp(1_767_225_600, 123_456_789).expect("in range");
+        assert_eq!(bound(t, TimeUnit::Seconds), "1767225600.123456789");
+        assert_eq!(bound(t, TimeUnit::Nanoseconds), "1767225600123456789");
+        assert_eq!(bound(DateTime::<Utc>::UNIX_EPOCH, TimeUnit::Nanoseconds), "0");
+    }
+
+    #[test]
     fn reader_times_keep_their_fraction() {
         let t = DateTime::from_timestamp(1_767_225_600, 250_000_000).expect("in range");
         assert_eq!(unix_seconds(t), "1767225600.25");

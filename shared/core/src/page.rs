@@ -715,10 +715,29 @@ mod tests {
             }
         }
 
-        /// Whatever the bytes, the parser answers without panicking.
+        /// Whatever the bytes, the parser answers without panicking, in either unit.
         #[test]
         fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = parse_page(&bytes);
+            let _ = parse_page_in(&bytes, TimeUnit::Nanoseconds);
+        }
+
+        /// A nanosecond time written as an integer, or with a fraction of a nanosecond, is read
+        /// exactly (the fraction rounded half away from zero), as the reference of `i128`
+        /// arithmetic on its digits says; an `updateTime` comes out in seconds.
+        #[test]
+        fn nanosecond_times_are_exact(ns in -9_000_000_000_000_000_000i64..9_000_000_000_000_000_000, fraction in proptest::option::of(0u32..1000)) {
+            let written = match fraction {
+                None => ns.to_string(),
+                Some(f) => format!("{ns}.{f:03}"),
+            };
+            let body = format!(r#"{{"total":1,"messages":[{{"time":{written},"updateTime":{ns}}}]}}"#);
+            let page = parse_page_in(body.as_bytes(), TimeUnit::Nanoseconds).expect("a page");
+            let away = i128::from(fraction.is_some_and(|f| f >= 500));
+            let expected = i128::from(ns) + if ns < 0 { -away } else { away };
+            prop_assert_eq!(i128::from(page.points[0].time_ns), expected);
+            let seconds = page.points[0].update_time.expect("an update time");
+            prop_assert!((seconds - ns as f64 / 1e9).abs() <= 1e-6 * (ns as f64 / 1e9).abs().max(1.0));
         }
 
         /// A valid page with bytes changed into JSON's own punctuation never makes it panic.
@@ -763,6 +782,29 @@ mod tests {
                 1_700_000_000_000_000_000
             ]
         );
+    }
+
+    #[test]
+    fn nanosecond_pages_read_integers_exponents_and_refuse_seconds_sized_overflow() {
+        let body = br#"{"total":4,"messages":[{"time":1767225600123456789},{"time":1.7672256001234568e18},
+            {"time":99999999999999999999},{"time":1767225600}]}"#;
+        let page = parse_page_in(body, TimeUnit::Nanoseconds).expect("a page");
+        let times: Vec<i64> = page.points.iter().map(|p| p.time_ns).collect();
+        // The exponent form went through a double (Magistrala's own float64); the too-large
+        // one is no instant (counted, not kept); a seconds-sized one is an instant of 1970.
+        assert_eq!(
+            times,
+            [
+                1_767_225_600_123_456_789,
+                1_767_225_600_123_456_768,
+                1_767_225_600
+            ]
+        );
+        assert_eq!(page.messages, 4);
+        // Read as seconds, a nanosecond time is no instant either.
+        let as_seconds =
+            parse_page(br#"{"total":1,"messages":[{"time":1767225600123456789}]}"#).expect("a page");
+        assert!(as_seconds.points.is_empty() && as_seconds.messages == 1);
     }
 
     #[test]

@@ -120,8 +120,10 @@ async fn main() {
     let latency_ms: f64 = env_or("READER_LATENCY_MS", 20.0);
     let in_flight: usize = env_or("READER_MAX_IN_FLIGHT", 8);
     let reader = Clocked(
+        // Pages of 1000, whatever the default dialect's largest: the limits below count them.
         HttpReader::new(url.clone(), Secret::new(token.clone()))
             .expect("a reader client")
+            .with_page_limit(1000)
             .with_max_in_flight(in_flight),
         std::sync::Mutex::default(),
     );
