@@ -16,7 +16,7 @@ use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use exporter::access::ReaderAccess;
+use exporter::access::{checker, AccessMode, ReaderAccess};
 use exporter::chat::HttpChat;
 use exporter::domain::link::LinkSigner;
 use exporter::domain::request::{Recipients, WebhookHosts};
@@ -189,7 +189,7 @@ pub struct Fixture {
     pub reader: HttpReader,
     pub reader_state: std::sync::Arc<reader_server::ReaderConfig>,
     /// Channel access as the API checks it by default: the local reader, asked as the caller.
-    pub access: ReaderAccess,
+    pub access: Box<dyn exporter::ports::ChannelAccess>,
     /// The base URL of the fixture's local reader (which also serves a policy endpoint).
     pub reader_url: String,
     pub notifier: LambdaLauncher,
@@ -296,7 +296,7 @@ impl Fixture {
             files: S3Files::new(s3.clone(), &bucket),
             s3,
             bucket,
-            access: ReaderAccess::new(&reader_url, Dialect::default()).expect("an access client"),
+            access: Box::new(ReaderAccess::new(&reader_url, Dialect::default()).expect("an access client")),
             reader_url: reader_url.clone(),
             reader,
             reader_state,
@@ -337,7 +337,7 @@ impl Fixture {
             exports: &self.store,
             lifecycle: &self.store,
             history: &self.store,
-            access: &self.access,
+            access: self.access.as_ref(),
             schedules: &self.schedules,
             launcher: &self.launcher,
             files: &self.files,
@@ -426,7 +426,19 @@ impl Fixture {
         self.reader = HttpReader::new(&url, Secret::new(READER_TOKEN))
             .expect("a reader client")
             .with_dialect(dialect);
-        self.access = ReaderAccess::new(&url, dialect).expect("an access client");
+        // As a deployment must: a reader that narrows by device cannot answer for a channel,
+        // so its channels are checked with the platform's policy endpoint.
+        let mode = if dialect.narrows_by_device() {
+            state.allow("*", &["*"]);
+            AccessMode::Policy {
+                url_template: format!(
+                    "{url}/access?subject={{subject}}&domain={{domain}}&channel={{channel}}&action={{action}}"
+                ),
+            }
+        } else {
+            AccessMode::Reader
+        };
+        self.access = checker(mode, &url, Some(Secret::new(READER_TOKEN)), dialect).expect("a checker");
         self.reader_url = url;
         self.config.policy.dialect = dialect;
         state

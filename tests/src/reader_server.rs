@@ -75,7 +75,8 @@ pub struct ReaderConfig {
     /// `token` (the service's) reads every channel. Another token is `401`, a channel not
     /// granted `403`.
     pub grants: Mutex<HashMap<String, Vec<String>>>,
-    /// The policy endpoint's answers: subjects and the channels each may read (`*`: all).
+    /// The policy endpoint's answers: subjects (`*`: anyone not listed) and the channels each
+    /// may read (`*`: all).
     pub policy: Mutex<HashMap<String, Vec<String>>>,
     /// The dialect spoken.
     pub dialect: Dialect,
@@ -430,11 +431,15 @@ async fn access(
     let (Some(subject), Some(channel)) = (params.get("subject"), params.get("channel")) else {
         return error(StatusCode::BAD_REQUEST, "subject and channel are required");
     };
+    // A channel lives in one domain: the endpoint answers for it there only.
+    if config.dialect.has_domains() && params.get("domain") != Some(&home_domain(&config, channel)) {
+        return error(StatusCode::NOT_FOUND, "no such channel in this domain");
+    }
     let allowed = config
         .policy
         .lock()
         .ok()
-        .and_then(|p| p.get(subject).cloned())
+        .and_then(|p| p.get(subject).or_else(|| p.get("*")).cloned())
         .is_some_and(|channels| may(&channels, channel));
     if allowed {
         StatusCode::NO_CONTENT.into_response()
@@ -556,13 +561,7 @@ async fn messages_now(
         return fail(StatusCode::BAD_REQUEST, "invalid channel id");
     }
     if let Some(domain) = &domain {
-        let home = config
-            .domains
-            .lock()
-            .ok()
-            .and_then(|d| d.get(&channel).cloned())
-            .unwrap_or_else(|| LOCAL_DOMAIN.to_owned());
-        if *domain != home {
+        if *domain != home_domain(&config, &channel) {
             return fail(StatusCode::NOT_FOUND, "entity not found");
         }
     }
@@ -720,6 +719,16 @@ async fn messages_now(
         &headers,
         &json!({"total": total, "offset": offset, "limit": limit, "messages": page}),
     )
+}
+
+/// The domain a channel lives in (Magistrala).
+fn home_domain(config: &ReaderConfig, channel: &str) -> String {
+    config
+        .domains
+        .lock()
+        .ok()
+        .and_then(|d| d.get(channel).cloned())
+        .unwrap_or_else(|| LOCAL_DOMAIN.to_owned())
 }
 
 /// `a / b` rounded up, for `b > 0`.

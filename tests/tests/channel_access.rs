@@ -108,7 +108,7 @@ async fn a_checker_that_cannot_answer_is_a_503_with_nothing_stored() {
     let mut down = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60);
     down.always_fail = Some(500);
     let (url, _) = reader_server::start(down).await;
-    fx.access = ReaderAccess::new(url, exporter::domain::Dialect::default()).expect("a client");
+    fx.access = Box::new(ReaderAccess::new(url, exporter::domain::Dialect::default()).expect("a client"));
 
     let (status, answer) = fx
         .call("POST", "/exports", Some(&one_time_body()), &someone())

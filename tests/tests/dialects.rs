@@ -197,16 +197,30 @@ async fn a_nanosecond_time_past_what_a_double_holds_keeps_its_exact_instant() {
         .expect("read");
     assert_eq!(read, 1);
     assert_eq!(times.0, vec![exact]);
-    // The window's bounds went out as exact integers too: a window ending at the point misses it.
-    let mut none = Times::default();
-    let window = SeriesQuery {
+    // The window's bounds go out as exact integers too: rounded through a double, `from` one
+    // nanosecond after the point would take it in, and `to` one after it would leave it out.
+    let window = |from: i64, to: i64| SeriesQuery {
         window: Window {
-            from: DateTime::from_timestamp(1_767_225_600, 0),
-            to: DateTime::from_timestamp_nanos(exact),
+            from: Some(DateTime::from_timestamp_nanos(from)),
+            to: DateTime::from_timestamp_nanos(to),
         },
         ..query(Some(LOCAL_DOMAIN), "events/data", 0, 0)
     };
-    assert_eq!(reader.read(&window, &mut none).await.expect("read"), 0);
+    let mut times = Times::default();
+    assert_eq!(
+        reader
+            .read(&window(exact + 1, exact + 1000), &mut times)
+            .await
+            .expect("read"),
+        0
+    );
+    assert_eq!(
+        reader
+            .read(&window(exact - 1000, exact + 1), &mut times)
+            .await
+            .expect("read"),
+        1
+    );
 }
 
 #[tokio::test]
@@ -225,8 +239,9 @@ async fn a_seconds_service_pointed_at_a_nanosecond_reader_fails_naming_the_unit_
     )
     .expect("client")
     .with_dialect(Dialect::Mainflux);
-    fx.access =
-        ReaderAccess::new(format!("{}/{LOCAL_DOMAIN}", fx.reader_url), Dialect::Mainflux).expect("a client");
+    fx.access = Box::new(
+        ReaderAccess::new(format!("{}/{LOCAL_DOMAIN}", fx.reader_url), Dialect::Mainflux).expect("a client"),
+    );
     fx.config.policy.dialect = Dialect::Mainflux;
     let event = fx.create_run(&who, &bodies(Dialect::Mainflux)[0]).await;
     let outcome = handle(fx.run_deps(), event.clone()).await.expect("runs");
@@ -338,6 +353,13 @@ async fn reader_access_refuses_a_dialect_that_narrows_pages_by_device() {
     let text = refused.to_string();
     assert!(text.contains("CHANNEL_ACCESS=policy"), "{text}");
     assert!(checker(AccessMode::Reader, "http://127.0.0.1:1", None, Dialect::Mainflux).is_ok());
+    let without_domain = AccessMode::Policy {
+        url_template: "http://127.0.0.1:1/access?subject={subject}&channel={channel}".into(),
+    };
+    let refused = checker(without_domain, "", Some(Secret::new("t")), Dialect::Magistrala)
+        .err()
+        .expect("a policy that cannot tell domains apart is refused");
+    assert!(refused.to_string().contains("{domain}"), "{refused}");
     // Why: the platform answers a caller who may read one device of the channel with `200`
     // and a narrowed page, while the service's credential sees every device.
     let mut messages = day(Dialect::Magistrala);
@@ -414,6 +436,28 @@ async fn messages_of_equal_whole_second_times_come_back_once_each_across_pages()
         .await
         .expect("read");
     assert_eq!(again.1, got.1);
+    // One device with more than a page at one instant cannot be paged exactly: said, not guessed.
+    let crowded: Vec<Value> = (0..1200)
+        .map(|k| {
+            json!({"channel": CHANNEL, "subtopic": "events.data", "name": "temp", "publisher": "burst",
+            "time": base, "value": k})
+        })
+        .collect();
+    let mut config = ReaderConfig::new(READER_TOKEN, 0, 60).with_messages(crowded);
+    config.shuffle_ties = true;
+    let (url, _) = start(config).await;
+    let error = HttpReader::new(&url, Secret::new(READER_TOKEN))
+        .expect("client")
+        .with_page_limit(1000)
+        .read(&query(None, "events.data", base, base + 1), &mut Times::default())
+        .await
+        .expect_err("refused");
+    assert!(
+        error
+            .to_string()
+            .contains("more than 1000 messages of publisher burst share the time 2026-01-01T00:00:00.000Z"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -471,6 +515,21 @@ async fn a_reader_answer_outside_the_window_asked_fails_the_read() {
     let text = error.to_string();
     assert!(text.contains("2001-09-09T01:46:40"), "{text}");
     assert!(text.contains("ignored the window"), "{text}");
+    // A device with a bad clock (a message of 2250) says nothing of the unit: an empty window
+    // stays empty.
+    let skewed = vec![
+        json!({"channel": CHANNEL, "subtopic": "events.data", "name": "temp", "time": 8_835_984_000_i64, "value": 1}),
+    ];
+    let (skewed_url, _) = start(ReaderConfig::new(READER_TOKEN, 0, 60).with_messages(skewed)).await;
+    let empty = HttpReader::new(&skewed_url, Secret::new(READER_TOKEN))
+        .expect("client")
+        .read(
+            &query(None, "events.data", 1_767_225_600, 1_767_312_000),
+            &mut Times::default(),
+        )
+        .await
+        .expect("an empty window");
+    assert_eq!(empty, 0);
     // And an item without the domain its dialect needs is said so.
     let error = HttpReader::new(&url, Secret::new(READER_TOKEN))
         .expect("client")

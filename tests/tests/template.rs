@@ -57,7 +57,13 @@ fn function_code(function: &str) -> String {
 fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
     // Shared readers a function calls: (the call, its file, where its body starts and ends).
-    let shared: [(&str, &str, &str, &str); 7] = [
+    let shared: [(&str, &str, &str, &str); 8] = [
+        (
+            "subtopic_separator()",
+            "config.rs",
+            "pubfnsubtopic_separator",
+            "pubfn",
+        ),
         ("link_signer(", "ssm.rs", "pubasyncfnlink_signer", "pubfn"),
         ("reader_dialect()", "config.rs", "pubfnreader_dialect", "pubfn"),
         (

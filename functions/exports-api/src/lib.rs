@@ -12,7 +12,9 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
-use exporter::config::{flag, parsed_or, reader_dialect, recipients, webhook_hosts, ConfigError};
+use exporter::config::{
+    flag, parsed_or, reader_dialect, recipients, subtopic_separator, webhook_hosts, ConfigError,
+};
 use exporter::domain::job::{Job, JobKey, JobStatus};
 use exporter::domain::link::{LinkError, LinkSigner, Signature};
 use exporter::domain::request::{Limits, Recipients};
@@ -81,6 +83,7 @@ impl ApiConfig {
                     defaults.policy.min_periodicity_seconds,
                 )?,
                 dialect: reader_dialect()?,
+                subtopic_separator: subtopic_separator()?,
             },
             max_body_bytes: parsed_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
             max_queued_per_user: parsed_or("MAX_QUEUED_EXPORTS_PER_USER", defaults.max_queued_per_user)?,
@@ -350,6 +353,7 @@ async fn check_channels(deps: Deps<'_>, who: &Identity, request: &ExportRequest)
             channel: item.channel_id,
             subtopic: item.subtopic.as_str(),
             name: item.target.as_str(),
+            table: item.table.map(|t| t.as_str()),
         };
         let allowed = match decided.get(&read) {
             Some(allowed) => *allowed,

@@ -466,6 +466,7 @@ async fn revoked(deps: Deps<'_>, export: &Export) -> Result<Option<String>, Fail
             channel: item.channel_id,
             subtopic: item.subtopic.as_str(),
             name: item.target.as_str(),
+            table: item.table.map(|t| t.as_str()),
         };
         if !access.may_read(&owner, &read).await? {
             return Ok(Some(format!(

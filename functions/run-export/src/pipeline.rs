@@ -718,7 +718,7 @@ async fn render_item(
         sent.upload = None;
     }
     let mut warnings = Vec::new();
-    if rendered.rows == 0 {
+    if rendered.rows == 0 && rendered.skipped == 0 {
         // An empty window is a legitimate file, but nobody should take it for data.
         warnings.push(format!(
             "item {index}: 0 points read; the file holds its header only (the reader has no message of this channel, subtopic and name in the window)"

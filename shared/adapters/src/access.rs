@@ -2,8 +2,8 @@
 //!
 //! | mode (`CHANNEL_ACCESS`) | adapter | asks | when |
 //! |---|---|---|---|
-//! | `reader` (default) | [`ReaderAccess`] | the platform's reader, as the caller: a `limit=1` read of the channel (in its domain, where the dialect has them), subtopic and name with the request's own `Authorization` header; 2xx allowed, 401/403/404 denied | at create time |
-//! | `policy` | [`PolicyAccess`] | a policy endpoint (`ACCESS_POLICY_URL`, a template of `{subject}`, `{domain}`, `{channel}`, `{subtopic}`, `{name}`, `{action}`) with the service's token; 2xx allowed, 403/404 denied | at create time and before every run |
+//! | `reader` (default) | [`ReaderAccess`] | the platform's reader, as the caller: a `limit=1` read of the channel (in its domain, where the dialect has them), subtopic, name and message table with the request's own `Authorization` header; 2xx allowed, 401/403/404 denied | at create time |
+//! | `policy` | [`PolicyAccess`] | a policy endpoint (`ACCESS_POLICY_URL`, a template of `{subject}`, `{domain}`, `{channel}`, `{subtopic}`, `{name}`, `{format}`, `{action}`; `{domain}` required where the dialect has domains) with the service's token; 2xx allowed, 403/404 denied | at create time and before every run |
 //! | `off` | [`OpenAccess`] | nobody: every channel is allowed (single-tenant deployments only; logged at cold start) | never |
 //!
 //! `reader` mode cannot serve a dialect whose reader narrows a channel's page to the devices a
@@ -79,6 +79,14 @@ pub fn checker(
             })
         }
         AccessMode::Reader => Box::new(ReaderAccess::new(reader_url, dialect).map_err(client_failed)?),
+        AccessMode::Policy { url_template } if dialect.has_domains() && !url_template.contains("{domain}") => {
+            return Err(ConfigError::Malformed {
+                name: "ACCESS_POLICY_URL",
+                reason: format!(
+                    "must name {{domain}} with READER_DIALECT={dialect}: a channel is known by its domain, and the endpoint must answer for the one the item names"
+                ),
+            })
+        }
         AccessMode::Policy { url_template } => {
             let token = policy_token.ok_or(ConfigError::Missing("ACCESS_POLICY_TOKEN_PARAMETER"))?;
             Box::new(PolicyAccess::new(url_template, token).map_err(client_failed)?)
@@ -141,14 +149,17 @@ impl ReaderAccess {
 impl ChannelAccess for ReaderAccess {
     async fn may_read(&self, caller: &Caller<'_>, read: &ChannelRead<'_>) -> Result<bool, AccessError> {
         let credential = caller.credential.ok_or(AccessError::NoCredential)?;
-        let url = match read.domain.filter(|_| self.dialect.has_domains()) {
-            Some(domain) => format!("{}/{domain}/channels/{}/messages", self.base_url, read.channel),
-            None => format!("{}/channels/{}/messages", self.base_url, read.channel),
-        };
+        let domain = read.domain.map(|d| d.to_string());
+        let path = self
+            .dialect
+            .messages_path(domain.as_deref(), &read.channel.to_string())
+            .map_err(|reason| AccessError::Unavailable(reason.into()))?;
+        let url = format!("{}{path}", self.base_url);
         let answer = self
             .http
             .get(url)
             .query(&[("limit", "1"), ("subtopic", read.subtopic), ("name", read.name)])
+            .query(&read.table.map(|t| [("format", t)]).unwrap_or_default())
             .header("authorization", credential)
             .send()
             .await
@@ -198,6 +209,7 @@ impl PolicyAccess {
             .replace("{channel}", &read.channel.to_string())
             .replace("{subtopic}", &encode(read.subtopic))
             .replace("{name}", &encode(read.name))
+            .replace("{format}", read.table.unwrap_or("messages"))
             .replace("{action}", "read")
     }
 }
@@ -243,6 +255,7 @@ mod tests {
             channel: uuid::Uuid::nil(),
             subtopic: "events.data",
             name: "urn:dev:a b",
+            table: None,
         };
         assert_eq!(
             access.url("alice&x=1", &read),

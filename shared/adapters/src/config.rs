@@ -136,3 +136,17 @@ pub fn credential_scheme(
         }),
     }
 }
+
+/// `READER_SUBTOPIC_SEPARATOR`: `.` or `/` when the reader stores subtopics with another
+/// separator than its dialect's (Magistrala v0.15 to v0.19 store `.`); unset: the dialect's.
+pub fn subtopic_separator() -> Result<Option<char>, ConfigError> {
+    match optional("READER_SUBTOPIC_SEPARATOR").as_deref() {
+        None => Ok(None),
+        Some(".") => Ok(Some('.')),
+        Some("/") => Ok(Some('/')),
+        Some(other) => Err(ConfigError::Malformed {
+            name: "READER_SUBTOPIC_SEPARATOR",
+            reason: format!("`{other}` is neither `.` nor `/`"),
+        }),
+    }
+}

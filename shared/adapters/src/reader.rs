@@ -18,7 +18,8 @@
 //! shifted under the reader. Pieces are fetched a few at a time (as many as [`Flow`] allows), each parsed and sorted oldest
 //! first on other tasks, and handed over in order, so memory holds only the pieces in flight.
 //! (A piece of more messages than a page within two milliseconds, which time cannot cut, is read
-//! by offsets.) Timeouts, `5xx` and `429` are retried with exponential backoff and full jitter,
+//! one publisher at a time: readers order by time alone, so offsets cannot page equal times.)
+//! Timeouts, `5xx` and `429` are retried with exponential backoff and full jitter,
 //! honouring `Retry-After`; any other answer fails with the reader's message. The token is
 //! never logged.
 
@@ -271,13 +272,18 @@ fn check_page(
 ) -> Result<(), ReadError> {
     let p = page.get();
     let unit = dialect.time_unit().as_str();
-    if p.messages > p.points.len() as u64 {
+    let unplaced = p.messages.saturating_sub(p.points.len() as u64 + p.null_times);
+    if unplaced > 0 {
         return Err(ReadError::Permanent(format!(
-            "{} of the reader's messages have a time that is no instant in Unix {unit} (READER_DIALECT={dialect} reads {unit}); the reader likely speaks another time unit",
-            p.messages - p.points.len() as u64
+            "{unplaced} of the reader's messages have a time that is no instant in Unix {unit} (READER_DIALECT={dialect} reads {unit}); the reader likely speaks another time unit"
         )));
     }
-    let (lo, hi) = (nanos(from), nanos(to));
+    // Readers compare times as doubles (a microsecond's slack covers their rounding: a message
+    // a few nanoseconds from a piece's edge may fall on either side of it, but on one only).
+    let (lo, hi) = (
+        nanos(from).saturating_sub(SLACK_NS),
+        nanos(to).saturating_add(SLACK_NS),
+    );
     let outside = p.points.iter().find(|point| !(lo..hi).contains(&point.time_ns));
     if let Some(point) = outside {
         let at = DateTime::from_timestamp_nanos(point.time_ns);
@@ -294,6 +300,19 @@ fn check_page(
         )));
     }
     Ok(())
+}
+
+/// How far outside a window asked a message may be: readers compare `from`/`to` as doubles,
+/// which at today's times are a quarter of a microsecond apart.
+const SLACK_NS: i64 = 1_000;
+
+/// The instant a reader's time would be, read in the other unit (`None` past the range).
+fn in_other_unit(time_ns: i64, unit: TimeUnit) -> Option<i64> {
+    match unit {
+        // The number written was `time_ns / 1e9` seconds; as nanoseconds it is that many.
+        TimeUnit::Seconds => Some(time_ns / 1_000_000_000),
+        TimeUnit::Nanoseconds => time_ns.checked_mul(1_000_000_000),
+    }
 }
 
 /// An instant as Unix nanoseconds (saturating far outside what a reader holds).
@@ -382,18 +401,11 @@ impl HttpReader {
 
     /// The route of a series' messages.
     fn url(&self, query: &SeriesQuery) -> Result<String, ReadError> {
-        match (&query.domain, self.dialect.has_domains()) {
-            (Some(domain), true) => Ok(format!("{}/{domain}/channels/{}/messages", self.base_url, query.channel)),
-            (None, false) => Ok(format!("{}/channels/{}/messages", self.base_url, query.channel)),
-            (None, true) => Err(ReadError::Permanent(format!(
-                "the item names no domain, which the reader (READER_DIALECT={}) needs: set its params.domainId",
-                self.dialect
-            ))),
-            (Some(_), false) => Err(ReadError::Permanent(format!(
-                "the item names a domain, which the reader (READER_DIALECT={}) does not have",
-                self.dialect
-            ))),
-        }
+        let path = self
+            .dialect
+            .messages_path(query.domain.as_deref(), &query.channel)
+            .map_err(ReadError::Permanent)?;
+        Ok(format!("{}{path}", self.base_url))
     }
 
     /// Sets the most pieces a read keeps in flight (at least one).
@@ -489,6 +501,13 @@ impl HttpReader {
                             query.domain.as_deref().unwrap_or("-")
                         )));
                     }
+                    if status.as_u16() == 400 && message.contains("limit") {
+                        return Err(ReadError::Permanent(format!(
+                            "{why} (READER_DIALECT={} asks for pages of {}: check READER_DIALECT, or set READER_PAGE_LIMIT to what the reader takes)",
+                            self.dialect,
+                            self.limit()
+                        )));
+                    }
                     if status.is_server_error() || status.as_u16() == 429 {
                         flow.throttled();
                         (retry_after.map(|d| d.min(self.retry.cap)), why)
@@ -553,8 +572,13 @@ impl HttpReader {
         let page = parse_in_background(body, unit).await?;
         let epoch = DateTime::<Utc>::UNIX_EPOCH;
         check_page(&page, (epoch, DateTime::<Utc>::MAX_UTC), self.dialect)?;
+        // A time implausible in the unit but plausible in the other is the other unit; one
+        // implausible in both is a device's bad clock, which says nothing of the unit.
+        let mismatch = |t: i64| {
+            !plausible().contains(&t) && in_other_unit(t, unit).is_some_and(|o| plausible().contains(&o))
+        };
         match page.get().points.first() {
-            Some(newest) if !plausible().contains(&newest.time_ns) => Err(ReadError::Permanent(format!(
+            Some(newest) if mismatch(newest.time_ns) => Err(ReadError::Permanent(format!(
                 "the window holds no message, and the series' newest message is at {} read as Unix {} (READER_DIALECT={}): the reader likely speaks another time unit",
                 rfc3339(DateTime::from_timestamp_nanos(newest.time_ns)),
                 unit.as_str(),
@@ -593,15 +617,51 @@ impl HttpReader {
     /// width, as when many messages share one whole second). Readers order by time alone, so
     /// paging such a piece by offset could repeat or skip messages of equal time; it is read
     /// one publisher at a time instead, each in one answer where it fits, the publishers learnt
-    /// from the piece's pages until their counts add up to the piece's. Its messages are handed
-    /// over together, in [`Point::order`].
+    /// from the piece's pages until their counts add up to the piece's; then the piece's total
+    /// is asked again, and the piece read again if messages arrived meanwhile. Its messages are
+    /// handed over together, in [`Point::order`].
     async fn dense(
         &self,
         query: &SeriesQuery,
-        (from, to, total): (DateTime<Utc>, DateTime<Utc>, u64),
+        (from, to, mut total): (DateTime<Utc>, DateTime<Utc>, u64),
         sink: &mut (dyn SliceSink + Send),
         flow: &SharedFlow,
     ) -> Result<u64, ReadError> {
+        let unit = self.dialect.time_unit();
+        for _ in 0..DENSE_ROUNDS {
+            let pages = self.by_publisher(query, (from, to, total), flow).await?;
+            let counted: u64 = pages.iter().map(|p| p.get().points.len() as u64).sum();
+            let now = parse_in_background(self.page(query, (from, to, 0), flow).await?, unit).await?;
+            let now_total = now.get().total;
+            if counted == total && now_total == total {
+                let mut points: Vec<Point<'_>> = pages
+                    .iter()
+                    .flat_map(|p| p.get().points.iter().cloned())
+                    .collect();
+                points.sort_by(|a, b| a.order(b));
+                for slice in points.chunks(self.limit() as usize) {
+                    sink.accept(slice).await.map_err(ReadError::Sink)?;
+                }
+                return Ok(counted);
+            }
+            // Messages arrived (or went) while the piece was read: read it whole again.
+            total = now_total;
+        }
+        Err(ReadError::Exhausted(format!(
+            "messages kept arriving at {} while its {total} messages were read one publisher at a time",
+            rfc3339(from)
+        )))
+    }
+
+    /// The pages of every publisher of a dense piece of `total` messages, the publishers learnt
+    /// from the piece's pages (a few rounds at most: a page may show other messages of equal
+    /// time on another request) until their counts add up to `total`.
+    async fn by_publisher(
+        &self,
+        query: &SeriesQuery,
+        (from, to, total): (DateTime<Utc>, DateTime<Utc>, u64),
+        flow: &SharedFlow,
+    ) -> Result<Vec<OwnedPage>, ReadError> {
         let limit = u64::from(self.limit());
         let unit = self.dialect.time_unit();
         let pages_of_piece = total.div_ceil(limit).max(1);
@@ -610,8 +670,6 @@ impl HttpReader {
         let mut counted = 0u64;
         let mut scanned = 0u64;
         while counted < total {
-            // Each of the piece's pages is scanned for publishers not read yet, a few rounds at
-            // most (a page may show other messages of equal time on another request).
             if scanned >= pages_of_piece * DENSE_ROUNDS {
                 return Err(ReadError::Permanent(format!(
                     "could not read the {total} messages at {} exactly: {counted} found across {} publishers (messages of one time are told apart by publisher)",
@@ -638,28 +696,15 @@ impl HttpReader {
                         rfc3339(from)
                     )));
                 }
-                let (count, mut of_publisher) =
-                    self.publisher_pages(query, (from, to), &publisher, flow).await?;
+                let (count, mut of_publisher) = self
+                    .publisher_pages(query, (from, to, total), &publisher, flow)
+                    .await?;
                 counted += count;
                 pages.append(&mut of_publisher);
                 read.insert(publisher);
             }
         }
-        if counted > total {
-            return Err(ReadError::Permanent(format!(
-                "the reader counted {total} messages at {} but its publishers hold {counted}: messages arrived while the time was read; the next run reads it again",
-                rfc3339(from)
-            )));
-        }
-        let mut points: Vec<Point<'_>> = pages
-            .iter()
-            .flat_map(|p| p.get().points.iter().cloned())
-            .collect();
-        points.sort_by(|a, b| a.order(b));
-        for slice in points.chunks(limit as usize) {
-            sink.accept(slice).await.map_err(ReadError::Sink)?;
-        }
-        Ok(points.len() as u64)
+        Ok(pages)
     }
 
     /// Every message of one publisher in a dense piece: one answer where they fit, else pages
@@ -668,7 +713,7 @@ impl HttpReader {
     async fn publisher_pages(
         &self,
         query: &SeriesQuery,
-        (from, to): (DateTime<Utc>, DateTime<Utc>),
+        (from, to, piece_total): (DateTime<Utc>, DateTime<Utc>, u64),
         publisher: &str,
         flow: &SharedFlow,
     ) -> Result<(u64, Vec<OwnedPage>), ReadError> {
@@ -690,6 +735,13 @@ impl HttpReader {
         };
         let first = fetch(0).await?;
         let (total, messages) = (first.get().total, first.get().messages);
+        if total > piece_total.saturating_mul(2) {
+            // A count that ignores the publisher would page the whole piece, or worse, forever.
+            return Err(ReadError::Permanent(format!(
+                "the reader counted {total} messages of publisher {publisher} at {} where the time holds {piece_total}: it does not filter by publisher, so messages of one time cannot be read exactly",
+                rfc3339(from)
+            )));
+        }
         let mut pages = vec![first];
         if messages < total {
             for k in 1..total.div_ceil(limit) {

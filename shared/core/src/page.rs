@@ -25,6 +25,9 @@ pub struct Page<'a> {
     pub limit: u64,
     /// How many messages the answer held, those without a usable time included.
     pub messages: u64,
+    /// How many of them have no time at all (`null`): skipped, as a message without a time
+    /// cannot be placed. A time that is no instant in the unit is not among them.
+    pub null_times: u64,
     /// The messages whose time is a representable instant, in the order of the answer.
     pub points: Vec<Point<'a>>,
 }
@@ -65,8 +68,10 @@ pub fn parse_page_in(bytes: &[u8], unit: TimeUnit) -> Result<Page<'_>, PageError
                 if !c.null() {
                     c.array(|c| {
                         page.messages += 1;
-                        if let Some(point) = c.message()? {
-                            page.points.push(point);
+                        match c.message()? {
+                            Placed::Point(point) => page.points.push(point),
+                            Placed::NullTime => page.null_times += 1,
+                            Placed::NoInstant => {}
                         }
                         Ok(())
                     })?;
@@ -83,6 +88,15 @@ pub fn parse_page_in(bytes: &[u8], unit: TimeUnit) -> Result<Page<'_>, PageError
     // Paging follows from the total: without it, later pages would be silently missed.
     page.total = total.ok_or_else(|| cursor.error("the page has no total"))?;
     Ok(page)
+}
+
+/// What a message's time made of it.
+enum Placed<'a> {
+    Point(Point<'a>),
+    /// Its time is `null`.
+    NullTime,
+    /// Its time is no instant in the page's unit.
+    NoInstant,
 }
 
 /// A field name: borrowed when it has no escapes (every name this parser knows has none).
@@ -352,11 +366,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// A time in the page's unit, as exact nanoseconds; `None` when `null` or not representable.
+    /// A time in the page's unit, as exact nanoseconds; `None` when not representable (the
+    /// caller has checked for `null`).
     fn time(&mut self) -> Result<Option<i64>, PageError> {
-        if self.null() {
-            return Ok(None);
-        }
         let start = self.at;
         let text = self.number_text()?;
         let exact = match self.unit {
@@ -382,24 +394,28 @@ impl<'a> Cursor<'a> {
 
     /// An `updateTime`, always as Unix seconds (as the file writes it, whatever the unit).
     fn update_time(&mut self) -> Result<Option<f64>, PageError> {
-        match self.unit {
-            TimeUnit::Seconds => self.optional_float(),
-            TimeUnit::Nanoseconds => Ok(self.time()?.map(|ns| {
-                let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-                if nanos == 0 {
-                    secs as f64
-                } else {
-                    // Through its decimal text, so the value is the one a seconds reader writes.
-                    format!("{secs}.{nanos:09}").parse().unwrap_or(ns as f64 / 1e9)
-                }
-            })),
+        if self.unit == TimeUnit::Seconds {
+            return self.optional_float();
         }
+        if self.null() {
+            return Ok(None);
+        }
+        Ok(self.time()?.map(|ns| {
+            let sign = if ns < 0 { "-" } else { "" };
+            let magnitude = ns.unsigned_abs();
+            let (secs, nanos) = (magnitude / 1_000_000_000, magnitude % 1_000_000_000);
+            // Through its decimal text, so the value is the one a seconds reader writes.
+            format!("{sign}{secs}.{nanos:09}")
+                .parse()
+                .unwrap_or(ns as f64 / 1e9)
+        }))
     }
 
-    /// One SenML message; `None` when its time is not a representable instant.
-    fn message(&mut self) -> Result<Option<Point<'a>>, PageError> {
+    /// One SenML message, placed by its time.
+    fn message(&mut self) -> Result<Placed<'a>, PageError> {
         let mut point = Point::default();
         let mut time = Some(0);
+        let mut null_time = false;
         self.object(|c, key| {
             let Key::Known(name) = key else {
                 return c.skip_value();
@@ -411,6 +427,7 @@ impl<'a> Cursor<'a> {
                 "protocol" => point.protocol = c.text_field()?,
                 "name" => point.name = c.text_field()?,
                 "unit" => point.unit = c.text_field()?,
+                "time" if c.null() => null_time = true,
                 "time" => time = c.time()?,
                 "value" => point.value = c.optional_float()?,
                 "string_value" | "stringValue" => point.string_value = c.optional_string()?,
@@ -422,7 +439,11 @@ impl<'a> Cursor<'a> {
             }
             Ok(())
         })?;
-        Ok(time.map(|time_ns| Point { time_ns, ..point }))
+        Ok(match time {
+            _ if null_time => Placed::NullTime,
+            Some(time_ns) => Placed::Point(Point { time_ns, ..point }),
+            None => Placed::NoInstant,
+        })
     }
 
     /// Skips any JSON value (nested ones by counting brackets, strings by their quotes).
@@ -516,7 +537,9 @@ fn exact_nanos(text: &str) -> Option<i64> {
     for _ in fraction.len()..9 {
         nanos *= 10;
     }
-    let magnitude = seconds.checked_mul(1_000_000_000)? + nanos + i64::from(round_up);
+    let magnitude = seconds
+        .checked_mul(1_000_000_000)?
+        .checked_add(nanos + i64::from(round_up))?;
     Some(if negative { -magnitude } else { magnitude })
 }
 
@@ -558,6 +581,8 @@ pub struct PagePoints<'a> {
     pub offset: u64,
     /// The messages the answer held.
     pub messages: u64,
+    /// Those of them whose time is `null` (skipped).
+    pub null_times: u64,
 }
 
 /// A parsed page that owns its bytes, so it can cross threads without copying its strings.
@@ -578,6 +603,7 @@ pub fn parse_owned(bytes: Vec<u8>, unit: TimeUnit) -> Result<OwnedPage, PageErro
             total: page.total,
             offset: page.offset,
             messages: page.messages,
+            null_times: page.null_times,
         })
     })
 }
@@ -731,13 +757,15 @@ mod tests {
                 None => ns.to_string(),
                 Some(f) => format!("{ns}.{f:03}"),
             };
-            let body = format!(r#"{{"total":1,"messages":[{{"time":{written},"updateTime":{ns}}}]}}"#);
+            let body = format!(r#"{{"total":2,"messages":[{{"time":{written},"updateTime":{ns}}},{{"time":null,"updateTime":null}}]}}"#);
             let page = parse_page_in(body.as_bytes(), TimeUnit::Nanoseconds).expect("a page");
+            prop_assert_eq!((page.points.len(), page.null_times), (1, 1));
             let away = i128::from(fraction.is_some_and(|f| f >= 500));
             let expected = i128::from(ns) + if ns < 0 { -away } else { away };
             prop_assert_eq!(i128::from(page.points[0].time_ns), expected);
             let seconds = page.points[0].update_time.expect("an update time");
             prop_assert!((seconds - ns as f64 / 1e9).abs() <= 1e-6 * (ns as f64 / 1e9).abs().max(1.0));
+            prop_assert_eq!(seconds < 0.0, ns < 0);
         }
 
         /// A valid page with bytes changed into JSON's own punctuation never makes it panic.
@@ -805,6 +833,20 @@ mod tests {
         let as_seconds =
             parse_page(br#"{"total":1,"messages":[{"time":1767225600123456789}]}"#).expect("a page");
         assert!(as_seconds.points.is_empty() && as_seconds.messages == 1);
+    }
+
+    #[test]
+    fn a_seconds_time_at_the_edge_of_the_range_is_no_instant_never_an_overflow() {
+        let page = parse_page(br#"{"total":2,"messages":[{"time":9223372036.9},{"time":-9223372036.9}]}"#)
+            .expect("a page");
+        assert!(page.points.is_empty());
+        assert_eq!((page.messages, page.null_times), (2, 0));
+        let page = parse_page_in(
+            br#"{"total":1,"messages":[{"time":5,"updateTime":-1}]}"#,
+            TimeUnit::Nanoseconds,
+        )
+        .expect("a page");
+        assert_eq!(page.points[0].update_time, Some(-0.000_000_001));
     }
 
     #[test]

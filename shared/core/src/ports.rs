@@ -236,6 +236,8 @@ pub struct ChannelRead<'a> {
     pub channel: uuid::Uuid,
     pub subtopic: &'a str,
     pub name: &'a str,
+    /// The message table read (Connhex's `format`), when not the default.
+    pub table: Option<&'a str>,
 }
 
 /// Why a channel's access could not be decided.

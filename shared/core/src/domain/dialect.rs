@@ -18,7 +18,7 @@ use std::fmt;
 /// A reader dialect, chosen by the operator (`READER_DIALECT`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Dialect {
-    /// Mainflux (0.11 to 0.14 readers).
+    /// Mainflux (0.11 to 0.13) and Magistrala up to 0.14.
     Mainflux,
     /// Magistrala from v0.15 on, and SuperMQ: domains, nanoseconds, `/` subtopics.
     Magistrala,
@@ -142,6 +142,21 @@ impl Dialect {
         self == Self::Connhex
     }
 
+    /// The path of a channel's messages (after the reader's base URL): under the domain where
+    /// the dialect has them. Fails saying what the item lacks or has too many of.
+    pub fn messages_path(self, domain: Option<&str>, channel: &str) -> Result<String, String> {
+        match (domain, self.has_domains()) {
+            (Some(domain), true) => Ok(format!("/{domain}/channels/{channel}/messages")),
+            (None, false) => Ok(format!("/channels/{channel}/messages")),
+            (None, true) => Err(format!(
+                "the item names no domain, which the reader (READER_DIALECT={self}) needs: set its params.domainId"
+            )),
+            (Some(_), false) => Err(format!(
+                "the item names a domain, which the reader (READER_DIALECT={self}) does not have"
+            )),
+        }
+    }
+
     /// The credential schemes the platform's reader takes.
     pub fn credential_schemes(self) -> &'static [CredentialScheme] {
         match self {
@@ -186,6 +201,16 @@ mod tests {
             assert!(dialect.credential_schemes().contains(&CredentialScheme::Bearer));
         }
         assert_eq!(Dialect::Connhex.largest_page(), 1500);
+        assert_eq!(
+            Dialect::Magistrala.messages_path(Some("d"), "c").as_deref(),
+            Ok("/d/channels/c/messages")
+        );
+        assert_eq!(
+            Dialect::Mainflux.messages_path(None, "c").as_deref(),
+            Ok("/channels/c/messages")
+        );
+        assert!(Dialect::Magistrala.messages_path(None, "c").is_err());
+        assert!(Dialect::Connhex.messages_path(Some("d"), "c").is_err());
         assert_eq!(CredentialScheme::parse("thing"), Some(CredentialScheme::Thing));
         assert_eq!(CredentialScheme::parse("Basic"), None);
     }

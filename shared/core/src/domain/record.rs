@@ -528,6 +528,7 @@ mod tests {
             },
             min_periodicity_seconds: 60,
             dialect: crate::domain::Dialect::Connhex,
+            subtopic_separator: None,
         }
     }
 

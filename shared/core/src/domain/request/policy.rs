@@ -49,6 +49,17 @@ pub struct Policy {
     /// How the platform's reader speaks: whether items name a domain, how subtopics are
     /// written, whether a message table may be chosen.
     pub dialect: Dialect,
+    /// The separator of subtopic tokens when not the dialect's (Magistrala v0.15 to v0.19
+    /// still stored `.`).
+    pub subtopic_separator: Option<char>,
+}
+
+impl Policy {
+    /// What separates subtopic tokens on this deployment's reader.
+    pub fn subtopic_separator(&self) -> char {
+        self.subtopic_separator
+            .unwrap_or_else(|| self.dialect.subtopic_separator())
+    }
 }
 
 impl Default for Policy {
@@ -58,6 +69,7 @@ impl Default for Policy {
             webhook_hosts: WebhookHosts::default(),
             min_periodicity_seconds: 60,
             dialect: Dialect::default(),
+            subtopic_separator: None,
         }
     }
 }

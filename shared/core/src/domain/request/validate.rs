@@ -442,22 +442,9 @@ impl Checker<'_> {
             let (first, label) = targets.next()?;
             Some((first, label, targets.collect::<Vec<_>>()))
         });
-        let channel_id = self.required(params, p, "channelId").and_then(|v| {
-            let at = format!("{p}/channelId");
-            let text = self.string(v, &at, 64)?;
-            match Uuid::try_parse(text) {
-                Ok(id) if text.len() == 36 => Some(id),
-                _ => {
-                    self.fail(
-                        &at,
-                        format!(
-                            "must be a UUID such as 0115c85d-ef3e-4de9-9732-d0c5c4f2c482 (found `{text}`)"
-                        ),
-                    );
-                    None
-                }
-            }
-        });
+        let channel_id = self
+            .required(params, p, "channelId")
+            .and_then(|v| self.uuid(v, &format!("{p}/channelId")));
         let dialect = self.policy.dialect;
         let domain_id = match (params.get("domainId"), dialect.has_domains()) {
             (None | Some(Value::Null), false) => Some(None),
@@ -475,24 +462,12 @@ impl Checker<'_> {
                 );
                 None
             }
-            (Some(v), true) => {
-                let at = format!("{p}/domainId");
-                self.string(v, &at, 64).and_then(|text| match Uuid::try_parse(text) {
-                    Ok(id) if text.len() == 36 => Some(Some(id)),
-                    _ => {
-                        self.fail(
-                            &at,
-                            format!("must be a UUID such as 0115c85d-ef3e-4de9-9732-d0c5c4f2c482 (found `{text}`)"),
-                        );
-                        None
-                    }
-                })
-            }
+            (Some(v), true) => self.uuid(v, &format!("{p}/domainId")).map(Some),
         };
         let subtopic = self.required(params, p, "subtopic").and_then(|v| {
             let at = format!("{p}/subtopic");
             let text = self.string(v, &at, 256)?;
-            Subtopic::parse(text, dialect.subtopic_separator())
+            Subtopic::parse(text, self.policy.subtopic_separator())
                 .map_err(|e| self.fail(&at, e))
                 .ok()
         });
@@ -566,6 +541,21 @@ impl Checker<'_> {
             transform: transform?,
             filename: filename?,
         })
+    }
+
+    /// A UUID in its hyphenated form, as the platform writes channel and domain ids.
+    fn uuid(&mut self, v: &Value, at: &str) -> Option<Uuid> {
+        let text = self.string(v, at, 64)?;
+        match Uuid::try_parse(text) {
+            Ok(id) if text.len() == 36 => Some(id),
+            _ => {
+                self.fail(
+                    at,
+                    format!("must be a UUID such as 0115c85d-ef3e-4de9-9732-d0c5c4f2c482 (found `{text}`)"),
+                );
+                None
+            }
+        }
     }
 
     fn decimation(&mut self, v: &Value, path: &str) -> Option<Decimation> {
