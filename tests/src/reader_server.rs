@@ -587,7 +587,8 @@ async fn messages_now(
         bound_ns(params.get("to"), unit),
     ) {
         _ if config.ignore_window => (i64::MIN, i64::MAX),
-        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(i64::MAX)),
+        // Without `to`, the data ends in 2096 (a reader has no message of the far future).
+        (Ok(f), Ok(t)) => (f.unwrap_or(0), t.unwrap_or(4_000_000_000_000_000_000)),
         (Err(()), _) => return fail(StatusCode::BAD_REQUEST, "invalid from parameter"),
         (_, Err(())) => return fail(StatusCode::BAD_REQUEST, "invalid to parameter"),
     };

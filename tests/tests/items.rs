@@ -137,10 +137,11 @@ async fn a_job_of_several_items_runs_them_in_parallel_and_ends_with_one_zip_one_
         items.iter().any(|i| i.outcome == Outcome::Continued),
         "items continue past their budget too"
     );
+    let outcomes: Vec<&Outcome> = invocations.iter().map(|i| &i.outcome).collect();
     assert_eq!(
         invocations.iter().filter(|i| i.outcome == Outcome::Done).count(),
         1,
-        "one run ends the job"
+        "one run ends the job: {outcomes:?}"
     );
 
     let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");

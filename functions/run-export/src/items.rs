@@ -248,10 +248,13 @@ async fn fail(
     let finished_at = end.finished_at;
     let first = deps.items.end_spread_job(&event.job(), &end).await?;
     remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
-    if first {
-        settle(deps, export, JobStatus::Failed, finished_at).await?;
-        hand_off(deps, export, &job_id).await?;
+    if !first {
+        // Another item failed the job first (its removal may be why this one failed): the job
+        // ended with that item's reason, and nothing more is this item's to do.
+        return Ok(Outcome::Skipped);
     }
+    settle(deps, export, JobStatus::Failed, finished_at).await?;
+    hand_off(deps, export, &job_id).await?;
     Ok(Outcome::Failed)
 }
 
