@@ -1,13 +1,18 @@
 # The project's verbs. Each one is a single obvious command; the scripts say what they do.
-.PHONY: demo test lint build bench package stack-up stack-down
+.PHONY: demo test lint build bench package stack-up stack-down infra-check
 
 ## Run the main job locally end to end: stack up, an export created, what it stored, stack down.
 demo:
 	scripts/demo.sh
 
 ## Every test: formatting, lints, unit and property tests, and the tests against the local stack.
-test: lint
+test: lint infra-check
 	scripts/test.sh
+
+## The template as CloudFormation receives it: translated as `sam deploy` does, then linted.
+infra-check:
+	scripts/stack.sh install
+	.venv/bin/python scripts/infra_check.py
 
 lint:
 	cargo fmt --all --check

@@ -86,11 +86,12 @@ wait_for() { # url seconds what
 
 install() {
   if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda || ! -x $VENV/bin/cfn-lint \
-        || ! -x $VENV/bin/schemathesis ]] || ! "$VENV/bin/python3" -c 'import pandas, openpyxl' 2>/dev/null; then
-    echo "stack: installing moto[server], cargo-lambda, cfn-lint, schemathesis, pandas and openpyxl into .venv"
+        || ! -x $VENV/bin/schemathesis ]] \
+      || ! "$VENV/bin/python3" -c 'import pandas, openpyxl, samtranslator' 2>/dev/null; then
+    echo "stack: installing moto[server], cargo-lambda, cfn-lint, aws-sam-translator, schemathesis, pandas and openpyxl into .venv"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.8,<2' 'cfn-lint>=1.20,<2' \
-      'schemathesis>=4.3,<5' 'pandas>=2.2,<3' 'openpyxl>=3.1,<4'
+      'aws-sam-translator>=1.90,<2' 'schemathesis>=4.3,<5' 'pandas>=2.2,<3' 'openpyxl>=3.1,<4'
   fi
 }
 
