@@ -7,7 +7,7 @@ use exporter::dynamodb::DynamoStore;
 use exporter::ports::SystemClock;
 use exporter::s3::S3Files;
 use exporter::ses::SesMailer;
-use exporter::ssm::{link_signer, secret};
+use exporter::ssm::{link_signer, optional_secret};
 use exporter::support::Secret;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notify::{default_target, handle, Deps, Links, NotifyConfig, NotifyEvent};
@@ -26,24 +26,39 @@ async fn main() -> Result<(), Error> {
         base_url: public_api,
         signer: link_signer(&ssm).await?,
     });
-    let slack = secret(&ssm, "SLACK_DEFAULT_WEBHOOK", "SLACK_DEFAULT_WEBHOOK_PARAMETER").await?;
+    // Optional parts: one not set up (or whose secret cannot be read) is off, said at cold start;
+    // email and the other media go on.
+    let slack = optional_secret(
+        &ssm,
+        "SLACK_DEFAULT_WEBHOOK",
+        "SLACK_DEFAULT_WEBHOOK_PARAMETER",
+        "the default Slack webhook",
+    )
+    .await;
     notify_config.slack_default = default_target(
         "SLACK_DEFAULT_WEBHOOK_PARAMETER",
         Medium::Slack,
         slack.as_ref().map(Secret::expose),
     )?;
-    let discord = secret(
+    let discord = optional_secret(
         &ssm,
         "DISCORD_DEFAULT_WEBHOOK",
         "DISCORD_DEFAULT_WEBHOOK_PARAMETER",
+        "the default Discord webhook",
     )
-    .await?;
+    .await;
     notify_config.discord_default = default_target(
         "DISCORD_DEFAULT_WEBHOOK_PARAMETER",
         Medium::Discord,
         discord.as_ref().map(Secret::expose),
     )?;
-    let telegram_token = secret(&ssm, "TELEGRAM_BOT_TOKEN", "TELEGRAM_BOT_TOKEN_PARAMETER").await?;
+    let telegram_token = optional_secret(
+        &ssm,
+        "TELEGRAM_BOT_TOKEN",
+        "TELEGRAM_BOT_TOKEN_PARAMETER",
+        "Telegram",
+    )
+    .await;
     let chat = HttpChat::new(
         optional("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into()),
         telegram_token,

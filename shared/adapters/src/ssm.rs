@@ -6,6 +6,67 @@ use aws_sdk_ssm::Client;
 use crate::config::{optional, ConfigError};
 use crate::support::Secret;
 
+/// The secret of an optional part (Telegram, a default webhook): like [`secret`], but the part
+/// is switched off, said at cold start, when nothing is configured or the parameter cannot be
+/// read, so a part that is not set up never takes the function down with it.
+pub async fn optional_secret(
+    client: &Client,
+    value_var: &'static str,
+    parameter_var: &'static str,
+    part: &'static str,
+) -> Option<Secret> {
+    match optional(parameter_var) {
+        Some(name) => parameter_or_off(client, &name, part).await,
+        None => {
+            let value = optional(value_var).map(Secret::new);
+            if value.is_none() {
+                tracing::info!(
+                    part,
+                    variable = parameter_var,
+                    "{part} is off: nothing is configured"
+                );
+            }
+            value
+        }
+    }
+}
+
+/// The SecureString parameter `name` of an optional part, or `None` (the part off, logged at
+/// error level) when it cannot be read or is empty.
+pub async fn parameter_or_off(client: &Client, name: &str, part: &'static str) -> Option<Secret> {
+    let read = client
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await;
+    match read.map(|o| {
+        o.parameter()
+            .and_then(|p| p.value())
+            .unwrap_or_default()
+            .to_owned()
+    }) {
+        Ok(value) if !value.is_empty() => Some(Secret::new(value)),
+        Ok(_) => {
+            tracing::error!(
+                part,
+                parameter = name,
+                "{part} is off: its SSM parameter is empty; the rest works"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::error!(
+                part,
+                parameter = name,
+                error = %aws_sdk_ssm::error::DisplayErrorContext(&e),
+                "{part} is off: its SSM parameter cannot be read; the rest works"
+            );
+            None
+        }
+    }
+}
+
 /// The secret `value_var` names: fetched from the SSM parameter named by `parameter_var` when
 /// that is set, else the variable's own value; `None` when neither is set.
 ///
