@@ -75,7 +75,9 @@ echo "== GET /exports/$id/status"
 curl -sf "$API/exports/$id/status" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" | py -m json.tool
 echo
 echo "== The seed's example as a one-time export (type oneTime, no periodicity; time, value and"
-echo "   count columns added so the file shows the data): the last 1.5 years, 15-minute averages"
+echo "   count columns added so the file shows the data): the last 1.5 years, 15-minute averages;"
+echo "   with a second item (hourly temperature maxima): the items run in parallel, and a run past"
+echo "   the stack's budget (RUN_BUDGET_SECONDS=1) goes on in a fresh invocation"
 one_time=$(py -c '
 import json
 body = json.load(open(".stack/seed-body.json"))
@@ -94,6 +96,11 @@ body["notification"]["messages"] += [
      "target": chat + "/slack/T000/B000/demo"}]
 body["format"]["columns"] = [{"id": "time", "label": "time"}, {"id": "value", "label": "share on"},
                              {"id": "count", "label": "points"}] + body["format"]["columns"]
+second = json.loads(json.dumps(body["items"][0]))
+second["params"]["target"] = {"value": "urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:temperature", "label": "temperature"}
+second["params"]["decimation"] = {"ds": "1h", "dsf": "max"}
+second["filename"] = "temperature"
+body["items"].append(second)
 print(json.dumps(body))')
 created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
   -H 'content-type: application/json' --data-binary "$one_time")
@@ -111,8 +118,16 @@ echo
 echo "== GET /exports/$id/download (302 to a presigned S3 URL), first lines of the file"
 location=$(curl -s -o /dev/null -w '%{redirect_url}' "$API/exports/$id/download" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
 echo "redirected to ${location%%\?*}?X-Amz-..."
-curl -sf "$location" -o "$STATE_DIR/export.csv"
-head -n 12 "$STATE_DIR/export.csv"
+curl -sf "$location" -o "$STATE_DIR/export.zip"
+py - "$STATE_DIR/export.zip" <<'PY'
+import sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as archive:
+    for entry in archive.infolist():
+        lines = archive.read(entry).decode().splitlines()
+        print(f"  {entry.filename}: {len(lines) - 1} rows")
+        for line in lines[:6]:
+            print(f"    {line}")
+PY
 
 echo
 echo "== The email the export sent (moto's /moto-api/data.json), headers and text part"

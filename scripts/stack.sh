@@ -17,13 +17,15 @@ MOTO_PORT=${MOTO_PORT:-5123}
 WATCH_PORT=${WATCH_PORT:-9000}
 READER_PORT=${READER_PORT:-9100}
 CHAT_PORT=${CHAT_PORT:-9200}
+LAMBDA_PORT=${LAMBDA_PORT:-9001}
 MOTO=http://127.0.0.1:$MOTO_PORT
 WATCH=http://127.0.0.1:$WATCH_PORT
 
 stack_env() {
   cat <<ENV
 AWS_ENDPOINT_URL=$MOTO
-AWS_ENDPOINT_URL_LAMBDA=$WATCH
+AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$LAMBDA_PORT
+LOCAL_LAMBDA_ADDRESS=127.0.0.1:$LAMBDA_PORT
 AWS_REGION=us-east-1
 AWS_DEFAULT_REGION=us-east-1
 AWS_ACCESS_KEY_ID=test
@@ -58,6 +60,7 @@ LINK_SIGNING_KEYS=local:local-link-signing-key-0123456789abcdef
 PUBLIC_API_URL=$WATCH/lambda-url/exports-api
 LOCAL_IDENTITY=1
 RUST_LOG=info
+RUN_BUDGET_SECONDS=1
 READER_DIALECT=${READER_DIALECT:-connhex}
 LOCAL_READER_POLICY='demo-user=*;tenant-user=7d2ae7a6-0ae9-4bba-8d5b-1a1e5cbd3a4e'
 LOCAL_DOMAIN=5b1e7f0a-3c2d-4e6f-8a9b-0c1d2e3f4a5b
@@ -117,9 +120,14 @@ up() {
   wait_for "$READER_URL/" 30 "the local reader (LOCAL_READER_DATA=${LOCAL_READER_DATA:-unset})"
   "$ROOT/target/debug/local-chat" >"$STATE/chat.log" 2>&1 &
   echo $! >"$STATE/chat.pid"
-  # Functions inherit watch's environment; PATH gets .venv for zig and cargo-lambda's helpers.
+  # Lambda's Invoke API as Lambda answers it: an asynchronous invoke returns at once (watch
+  # itself holds it until the invocation ends, so a run launching its items would wait on them).
+  "$ROOT/target/debug/local-lambda" >"$STATE/lambda.log" 2>&1 &
+  echo $! >"$STATE/lambda.pid"
+  # Functions inherit watch's environment (their Invoke API is local-lambda); PATH gets .venv for
+  # zig and cargo-lambda's helpers; up to four instances of each run at once, as Lambda would.
   PATH=$VENV/bin:$PATH setsid "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$WATCH_PORT" \
-    --ignore-changes >"$STATE/watch.log" 2>&1 &
+    --concurrency 4 --ignore-changes >"$STATE/watch.log" 2>&1 &
   echo $! >"$STATE/watch.pid"
   wait_for "$WATCH/" 120 "cargo lambda watch"
   # The first request compiles the function: warm both now, not inside a test's timeout.
@@ -132,7 +140,7 @@ up() {
 }
 
 down() {
-  for name in watch reader chat moto; do
+  for name in watch lambda reader chat moto; do
     if [[ -f $STATE/$name.pid ]]; then
       pid=$(cat "$STATE/$name.pid")
       kill -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true

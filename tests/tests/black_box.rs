@@ -157,3 +157,80 @@ async fn a_tenant_cannot_export_a_channel_the_platform_does_not_let_them_read() 
     let (status, listed) = api.send(reqwest::Method::GET, "/exports", None).await;
     assert_eq!((status, &listed["total"]), (200, &json!(0)), "nothing stored");
 }
+
+/// The stack behaves as Lambda does: the API's launch of a run returns at once, the run's items
+/// run at once in instances of their own, and a run past its budget continues in a fresh
+/// invocation, all through `cargo lambda watch` (the stack sets `RUN_BUDGET_SECONDS`).
+#[tokio::test]
+async fn a_job_of_several_items_runs_them_in_parallel_and_continues_through_the_stack() {
+    let Some(api) = Api::new() else { return };
+    let Some(moto) = endpoint("MOTO_ENDPOINT", "moto") else {
+        return;
+    };
+    let mut body = one_time_body();
+    let item = body["items"][0].clone();
+    body["items"] = json!([item.clone(), item.clone(), item]);
+    for (k, name) in ["temperature", "humidity", "pressure"].iter().enumerate() {
+        let params = &mut body["items"][k]["params"];
+        params["target"] = json!({"value": format!("urn:dev:{name}"), "label": name});
+        // Two years of 5-minute points: more than a debug build writes within the stack's budget.
+        params["from"] = json!(1_735_689_600);
+        params["to"] = json!(1_798_761_600);
+    }
+    let started = std::time::Instant::now();
+    let (status, created) = api
+        .send(reqwest::Method::POST, "/exports", Some(&body.to_string()))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "the API waited {:?} on the run it launched",
+        started.elapsed()
+    );
+    let id = created["id"].as_str().expect("an id");
+    let mut state = Value::Null;
+    for _ in 0..600 {
+        state = api
+            .send(reqwest::Method::GET, &format!("/exports/{id}/status"), None)
+            .await
+            .1;
+        if state["status"] == "done" || state["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(state["status"], "done", "{state}");
+    let job = &state["jobs"][0];
+    let files = job["files"].as_array().expect("files");
+    assert_eq!(files.len(), 3, "{job}");
+    assert!(files.iter().all(|f| f["rows"] == 210_240), "{job}");
+    assert!(
+        job["archive"]["key"]
+            .as_str()
+            .is_some_and(|k| k.ends_with(".zip")),
+        "{job}"
+    );
+    // What the items' runs recorded: spread, and continued past their budget.
+    let dynamo = aws_sdk_dynamodb::Client::new(&integration_tests::aws_at(&moto).await);
+    let rows = dynamo
+        .query()
+        .table_name(std::env::var("TABLE_NAME").unwrap_or_else(|_| "exports".into()))
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("EXPORT#{id}")),
+        )
+        .send()
+        .await
+        .expect("moto answers");
+    let legs: Vec<u64> = rows
+        .items()
+        .iter()
+        .filter_map(|row| {
+            row.get("leg")
+                .and_then(|l| l.as_n().ok())
+                .and_then(|n| n.parse().ok())
+        })
+        .collect();
+    assert!(legs.iter().any(|leg| *leg > 0), "no item continued: {legs:?}");
+}
