@@ -162,12 +162,7 @@ impl ReaderConfig {
 
     /// Lets a user's token read only these devices (publishers) of the channels it may read.
     pub fn grant_devices(&self, token: &str, publishers: &[&str]) {
-        if let Ok(mut devices) = self.devices.lock() {
-            devices.insert(
-                token.to_owned(),
-                publishers.iter().map(|p| (*p).to_owned()).collect(),
-            );
-        }
+        set(&self.devices, token, publishers);
     }
 
     /// Serves `messages` as the table `format=name` selects (Connhex).
@@ -179,22 +174,12 @@ impl ReaderConfig {
 
     /// Lets a user's bearer token read these channels (`*`: all).
     pub fn grant(&self, token: &str, channels: &[&str]) {
-        if let Ok(mut grants) = self.grants.lock() {
-            grants.insert(
-                token.to_owned(),
-                channels.iter().map(|c| (*c).to_owned()).collect(),
-            );
-        }
+        set(&self.grants, token, channels);
     }
 
     /// Tells the policy endpoint that `subject` may read these channels (`*`: all); none revokes.
     pub fn allow(&self, subject: &str, channels: &[&str]) {
-        if let Ok(mut policy) = self.policy.lock() {
-            policy.insert(
-                subject.to_owned(),
-                channels.iter().map(|c| (*c).to_owned()).collect(),
-            );
-        }
+        set(&self.policy, subject, channels);
     }
 
     /// Serves these messages (SenML records as the reader answers them) instead of generated ones.
@@ -202,6 +187,13 @@ impl ReaderConfig {
         messages.sort_by_key(|m| std::cmp::Reverse(time_ns(m)));
         self.recorded = Some(messages);
         self
+    }
+}
+
+/// Sets who may read what in one of the server's tables of rights.
+fn set(table: &Mutex<HashMap<String, Vec<String>>>, who: &str, what: &[&str]) {
+    if let Ok(mut table) = table.lock() {
+        table.insert(who.to_owned(), what.iter().map(|w| (*w).to_owned()).collect());
     }
 }
 

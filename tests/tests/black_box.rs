@@ -25,6 +25,24 @@ impl Api {
         })
     }
 
+    /// The export's status once it is `done` or `failed`, or as it is after `seconds`.
+    async fn ended(&self, id: &str, seconds: u64) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let state = self
+                .send(reqwest::Method::GET, &format!("/exports/{id}/status"), None)
+                .await
+                .1;
+            if state["status"] == "done"
+                || state["status"] == "failed"
+                || std::time::Instant::now() > deadline
+            {
+                return state;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     async fn send(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (u16, Value) {
         let mut request = self
             .http
@@ -82,18 +100,8 @@ async fn a_one_time_export_runs_and_its_file_downloads_through_the_api() {
         .await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("an id");
-    // The invoke is asynchronous in AWS (watch runs it before answering): poll briefly.
-    let mut state = Value::Null;
-    for _ in 0..100 {
-        state = api
-            .send(reqwest::Method::GET, &format!("/exports/{id}/status"), None)
-            .await
-            .1;
-        if state["status"] == "done" || state["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    // The run is launched asynchronously, as in AWS: wait for its end.
+    let state = api.ended(id, 20).await;
     assert_eq!(state["status"], "done", "{state}");
     let jobs = state["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 1, "{jobs:?}");
@@ -188,17 +196,7 @@ async fn a_job_of_several_items_runs_them_in_parallel_and_continues_through_the_
         started.elapsed()
     );
     let id = created["id"].as_str().expect("an id");
-    let mut state = Value::Null;
-    for _ in 0..600 {
-        state = api
-            .send(reqwest::Method::GET, &format!("/exports/{id}/status"), None)
-            .await
-            .1;
-        if state["status"] == "done" || state["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    let state = api.ended(id, 300).await;
     assert_eq!(state["status"], "done", "{state}");
     let job = &state["jobs"][0];
     let files = job["files"].as_array().expect("files");
