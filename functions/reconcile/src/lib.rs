@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use exporter::config::{parsed_or, ConfigError};
 use exporter::domain::files;
-use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
+use exporter::domain::job::{JobEnd, JobKey};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
     Clock, ExportLifecycle, ExportRuns, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
@@ -207,18 +207,13 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
             repairs.jobs_continued += 1;
             continue;
         }
-        let end = JobEnd {
-            status: JobStatus::Failed,
-            detail: JobDetail {
-                error: Some(
-                    "the run stopped without recording its end (it crashed or timed out, and no retry took it over); recorded by the reconciler"
-                        .into(),
-                ),
-                ..job.detail.clone()
-            },
-            finished_at: now,
-            expires_at: Some(now + deps.config.retention),
-        };
+        let end = JobEnd::failed(
+            "the run stopped without recording its end (it crashed or timed out, and no retry took it over); recorded by the reconciler"
+                .into(),
+            job.detail.clone(),
+            now,
+            deps.config.retention,
+        );
         if !deps.sweep.abandon_job(&key, &end, overdue).await? {
             continue;
         }
@@ -250,11 +245,8 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
                 && e.request.schedule == Schedule::OneTime
                 && e.status.counts_against_quota()
         });
-        if let Some(export) = unsettled {
-            let status = match job.status {
-                JobStatus::Done | JobStatus::Expired => ExportStatus::Done,
-                _ => ExportStatus::Failed,
-            };
+        // A job left unhanded has ended; one that somehow has not settles nothing.
+        if let (Some(export), Some(status)) = (unsettled, job.status.settles_as()) {
             let at = job.finished_at.unwrap_or(now);
             deps.runs.settle_one_time(export, status, at).await?;
             tracing::warn!(export_id = %id, job_id = %job.job_id, status = status.as_str(), "settled a one-time export whose job had ended");

@@ -488,12 +488,10 @@ async fn settle(
     if export.request.schedule != Schedule::OneTime {
         return Ok(());
     }
-    let final_status = match status {
-        JobStatus::Done | JobStatus::Expired => ExportStatus::Done,
-        JobStatus::Failed => ExportStatus::Failed,
-        JobStatus::NotProcessed | JobStatus::InProgress => return Ok(()),
-    };
-    Ok(deps.runs.settle_one_time(export, final_status, at).await?)
+    match status.settles_as() {
+        Some(final_status) => Ok(deps.runs.settle_one_time(export, final_status, at).await?),
+        None => Ok(()),
+    }
 }
 
 /// On a duplicate trigger of a job that finished: an earlier attempt may have stopped between
@@ -625,16 +623,12 @@ async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Resul
 
 /// The end of a job that failed for `reason`, now; it expires like any job.
 fn failed_end(deps: Deps<'_>, reason: String) -> JobEnd {
-    let finished_at = deps.clock.now();
-    JobEnd {
-        status: JobStatus::Failed,
-        detail: JobDetail {
-            error: Some(reason),
-            ..JobDetail::default()
-        },
-        finished_at,
-        expires_at: Some(finished_at + deps.config.retention),
-    }
+    JobEnd::failed(
+        reason,
+        JobDetail::default(),
+        deps.clock.now(),
+        deps.config.retention,
+    )
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::export::{ExportId, RunEvent};
+use super::export::{ExportId, ExportStatus, RunEvent};
 use super::notification::Delivery;
 use super::request::NotifyPolicy;
 use super::timestamp::rfc3339;
@@ -22,6 +22,16 @@ pub enum JobStatus {
 }
 
 impl JobStatus {
+    /// The status a one-time export takes from its job that ended so (its settling); `None`
+    /// while the job has not ended.
+    pub fn settles_as(self) -> Option<ExportStatus> {
+        match self {
+            Self::Done | Self::Expired => Some(ExportStatus::Done),
+            Self::Failed => Some(ExportStatus::Failed),
+            Self::NotProcessed | Self::InProgress => None,
+        }
+    }
+
     /// True when a message with this policy goes out for a job that ended so.
     pub fn notifies(self, policy: NotifyPolicy) -> bool {
         matches!(
@@ -105,6 +115,28 @@ pub struct JobEnd {
     pub finished_at: DateTime<Utc>,
     /// When the files and the record expire (done jobs only).
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl JobEnd {
+    /// The end of a job that failed for `reason` at `now`, keeping what it had recorded
+    /// (`detail`); it expires after `retention` like any job, so an export's record does not
+    /// grow without bound.
+    pub fn failed(
+        reason: String,
+        detail: JobDetail,
+        now: DateTime<Utc>,
+        retention: chrono::TimeDelta,
+    ) -> Self {
+        Self {
+            status: JobStatus::Failed,
+            detail: JobDetail {
+                error: Some(reason),
+                ..detail
+            },
+            finished_at: now,
+            expires_at: Some(now + retention),
+        }
+    }
 }
 
 /// A file a job wrote.
@@ -248,6 +280,27 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_ended_job_settles_its_export_and_a_failed_end_expires() {
+        assert_eq!(JobStatus::Done.settles_as(), Some(ExportStatus::Done));
+        assert_eq!(JobStatus::Expired.settles_as(), Some(ExportStatus::Done));
+        assert_eq!(JobStatus::Failed.settles_as(), Some(ExportStatus::Failed));
+        assert_eq!(JobStatus::InProgress.settles_as(), None);
+        assert_eq!(JobStatus::NotProcessed.settles_as(), None);
+        let now = DateTime::from_timestamp(1_767_225_600, 0).expect("in range");
+        let end = JobEnd::failed(
+            "why".into(),
+            JobDetail::default(),
+            now,
+            chrono::TimeDelta::days(7),
+        );
+        assert_eq!(
+            (end.status, end.detail.error.as_deref()),
+            (JobStatus::Failed, Some("why"))
+        );
+        assert_eq!(end.expires_at, Some(now + chrono::TimeDelta::days(7)));
+    }
 
     #[test]
     fn policies_match_outcomes() {
