@@ -11,7 +11,7 @@ use serde_json::json;
 
 use exporter::domain::job::{JobDetail, JobEnd, JobStatus};
 use exporter::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter::ports::{ExportLifecycle, JobLedger, RunSchedules};
+use exporter::ports::{ExportLifecycle, JobHistory, JobLedger, RunSchedules};
 use integration_tests::doubles::{HandOffs, RunsInProcess};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::{ReconcileConfig, Repairs};
@@ -341,4 +341,54 @@ async fn orphan_schedules_unfinished_creates_and_wrong_counters_are_repaired() {
     assert_eq!(repairs.quotas_corrected, 1, "{repairs:?}");
     assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("1"));
     assert_eq!(sweep(&fx, &HandOffs::default()).await, Repairs::default());
+}
+
+#[tokio::test]
+async fn a_job_given_back_after_a_short_outage_waits_the_grace_before_a_sweep_fails_it() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
+    assert_eq!(status, 201);
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let at: DateTime<Utc> = export["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("createdAt");
+    let job = RunEvent {
+        export_id: id,
+        scheduled_at: at,
+        occurrence: None,
+        leg: None,
+        item: None,
+    }
+    .job();
+    // An attempt claimed it, met an outage of a dependency and gave it back for the runtime's
+    // retry (about a minute later); the sweep comes first.
+    let now = Utc::now();
+    assert!(fx
+        .store
+        .open_job(&job, now, now + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
+    fx.store.start_job(&job, now).await.expect("starts");
+    fx.store.release_job(&job, now).await.expect("gives back");
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    assert_eq!(
+        repairs.jobs_abandoned, 0,
+        "a job given back is the retry's first: {repairs:?}"
+    );
+    let stored = fx.store.job(&job).await.expect("reads").expect("a job");
+    assert_eq!(stored.status, JobStatus::InProgress);
+    assert!(
+        hand_offs.0.lock().map(|s| s.is_empty()).unwrap_or(false),
+        "no onFailure"
+    );
+    // And the retry takes it at once.
+    let later = now + TimeDelta::seconds(61);
+    assert!(fx
+        .store
+        .open_job(&job, later, later + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
 }

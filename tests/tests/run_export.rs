@@ -442,8 +442,8 @@ impl JobLedger for FinishFailsOnce<'_> {
     ) -> Result<bool, StoreError> {
         self.ledger.open_job(job, at, lease_until).await
     }
-    async fn release_job(&self, job: &JobKey) -> Result<(), StoreError> {
-        self.ledger.release_job(job).await
+    async fn release_job(&self, job: &JobKey, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.ledger.release_job(job, at).await
     }
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.ledger.start_job(job, at).await

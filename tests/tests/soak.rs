@@ -187,9 +187,9 @@ impl JobLedger for FaultyLedger<'_> {
         self.1.dies_after("attempt died after claiming its job")?;
         Ok(opened)
     }
-    async fn release_job(&self, job: &JobKey) -> Result<(), StoreError> {
+    async fn release_job(&self, job: &JobKey, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
         self.1.alive()?;
-        self.0.release_job(job).await
+        self.0.release_job(job, at).await
     }
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.1.alive()?;

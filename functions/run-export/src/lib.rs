@@ -258,7 +258,7 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
         Ok(outcome) => Ok(outcome),
         Err(e) => {
             // Give the job back, so that the runtime's retry of this trigger can take it at once.
-            if let Err(release) = deps.ledger.release_job(&event.job()).await {
+            if let Err(release) = deps.ledger.release_job(&event.job(), deps.clock.now()).await {
                 tracing::error!(export_id = %export.id, job_id, error = %release, "could not give the job back; a retry takes it once its lease passes");
             }
             Err(e)
@@ -306,7 +306,7 @@ async fn continue_job(deps: Deps<'_>, event: RunEvent, leg: u32) -> Result<Outco
     match resumed.await {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
-            if let Err(release) = deps.ledger.release_job(&event.job()).await {
+            if let Err(release) = deps.ledger.release_job(&event.job(), deps.clock.now()).await {
                 tracing::error!(export_id = %export.id, job_id, error = %release, "could not give the job back; the reconciler continues it once its lease passes");
             }
             Err(e)

@@ -957,15 +957,17 @@ impl JobLedger for DynamoStore {
         conditional(claim)
     }
 
-    async fn release_job(&self, job: &JobKey) -> Result<(), StoreError> {
+    async fn release_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // The lease ends now, not at 0: a retry's claim (`leaseUntil < now`) takes it at once,
+        // and the sweep's (`leaseUntil < now - grace`) only once the grace has passed.
         let release = self
             .update_job(job)
-            .update_expression("SET leaseUntil = :zero")
+            .update_expression("SET leaseUntil = :now")
             .condition_expression("#status IN (:waiting, :running)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":now", n(at.timestamp()))
             .send()
             .await;
         conditional(release).map(drop)

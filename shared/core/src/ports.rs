@@ -140,9 +140,10 @@ pub trait JobLedger: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Gives back this attempt's claim on an unfinished job, so that a retry may take it at once;
-    /// does nothing to a finished job.
-    async fn release_job(&self, job: &JobKey) -> Result<(), StoreError>;
+    /// Gives back this attempt's claim on an unfinished job at `at`, so that a retry may take it
+    /// at once, while the reconciler's grace still counts from `at` (a job given back for an
+    /// outage is the runtime's retry's, not a stalled one); does nothing to a finished job.
+    async fn release_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Marks a job `inProgress`.
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError>;
