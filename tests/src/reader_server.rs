@@ -94,6 +94,8 @@ pub struct ReaderConfig {
     pub by_publisher: AtomicU64,
     /// Answer every message whatever `from`/`to` ask (a reader that ignores the window).
     pub ignore_window: bool,
+    /// SenML names the policy endpoint refuses to anyone (a metric kept from callers).
+    pub denied_names: Mutex<Vec<String>>,
 }
 
 /// A point the platform ingests late, stamped between the generated ones.
@@ -151,6 +153,7 @@ impl ReaderConfig {
             shuffle_ties: false,
             by_publisher: AtomicU64::new(0),
             ignore_window: false,
+            denied_names: Mutex::new(Vec::new()),
         }
     }
 
@@ -427,12 +430,19 @@ async fn access(
     if config.dialect.has_domains() && params.get("domain") != Some(&home_domain(&config, channel)) {
         return error(StatusCode::NOT_FOUND, "no such channel in this domain");
     }
-    let allowed = config
-        .policy
-        .lock()
-        .ok()
-        .and_then(|p| p.get(subject).or_else(|| p.get("*")).cloned())
-        .is_some_and(|channels| may(&channels, channel));
+    let name_denied = params.get("name").is_some_and(|name| {
+        config
+            .denied_names
+            .lock()
+            .is_ok_and(|denied| denied.iter().any(|d| d == name))
+    });
+    let allowed = !name_denied
+        && config
+            .policy
+            .lock()
+            .ok()
+            .and_then(|p| p.get(subject).or_else(|| p.get("*")).cloned())
+            .is_some_and(|channels| may(&channels, channel));
     if allowed {
         StatusCode::NO_CONTENT.into_response()
     } else {

@@ -221,3 +221,33 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
         posted.body
     );
 }
+
+#[tokio::test]
+async fn every_target_of_a_wide_item_is_checked_not_only_the_first() {
+    let Some(fx) = Fixture::new().await else { return };
+    let policy = PolicyAccess::new(
+        format!(
+            "{}/access?subject={{subject}}&channel={{channel}}&name={{name}}&action={{action}}",
+            fx.reader_url
+        ),
+        Secret::new(READER_TOKEN),
+    )
+    .expect("a client");
+    let alice = someone();
+    fx.reader_state.allow(&alice[0].1, &[CHANNEL_A]);
+    if let Ok(mut denied) = fx.reader_state.denied_names.lock() {
+        denied.push("urn:dev:secret".into());
+    }
+    let mut body = one_time_body();
+    body["items"][0]["params"]["channelId"] = json!(CHANNEL_A);
+    body["items"][0]["params"]["target"] = json!({"value": "urn:dev:temperature,urn:dev:secret"});
+    body["format"]["columns"] = json!([{"id": "time", "label": "t"}, {"id": "value", "label": "v"}]);
+    let api = exports_api::Deps {
+        access: &policy,
+        ..fx.deps()
+    };
+    let (status, answer) = Fixture::call_with(api, "POST", "/exports", Some(&body), &alice).await;
+    assert_eq!(status, 403, "{answer}");
+    assert!(answer.to_string().contains("urn:dev:secret"), "{answer}");
+    assert!(fx.items().await.is_empty(), "nothing stored");
+}

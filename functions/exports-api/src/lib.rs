@@ -348,29 +348,24 @@ async fn check_channels(deps: Deps<'_>, who: &Identity, request: &ExportRequest)
     let mut decided: HashMap<ChannelRead<'_>, bool> = HashMap::new();
     let mut denied = Vec::new();
     for (index, item) in request.items.iter().enumerate() {
-        let read = ChannelRead {
-            domain: item.domain_id,
-            channel: item.channel_id,
-            subtopic: item.subtopic.as_str(),
-            name: item.target.as_str(),
-            table: item.table.map(|t| t.as_str()),
-        };
-        let allowed = match decided.get(&read) {
-            Some(allowed) => *allowed,
-            None => {
-                let allowed = deps.access.may_read(&caller, &read).await?;
-                decided.insert(read, allowed);
-                allowed
+        for read in ChannelRead::of_item(item) {
+            let allowed = match decided.get(&read) {
+                Some(allowed) => *allowed,
+                None => {
+                    let allowed = deps.access.may_read(&caller, &read).await?;
+                    decided.insert(read, allowed);
+                    allowed
+                }
+            };
+            if !allowed {
+                denied.push(Problem::new(
+                    format!("/items/{index}/params/channelId"),
+                    format!(
+                        "you may not read channel {} (subtopic `{}`, name `{}`)",
+                        read.channel, read.subtopic, read.name
+                    ),
+                ));
             }
-        };
-        if !allowed {
-            denied.push(Problem::new(
-                format!("/items/{index}/params/channelId"),
-                format!(
-                    "you may not read channel {} (subtopic `{}`, name `{}`)",
-                    read.channel, read.subtopic, read.name
-                ),
-            ));
         }
     }
     if denied.is_empty() {

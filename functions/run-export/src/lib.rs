@@ -461,18 +461,13 @@ async fn revoked(deps: Deps<'_>, export: &Export) -> Result<Option<String>, Fail
         credential: None,
     };
     for (index, item) in export.request.items.iter().enumerate() {
-        let read = ChannelRead {
-            domain: item.domain_id,
-            channel: item.channel_id,
-            subtopic: item.subtopic.as_str(),
-            name: item.target.as_str(),
-            table: item.table.map(|t| t.as_str()),
-        };
-        if !access.may_read(&owner, &read).await? {
-            return Ok(Some(format!(
-                "item {index}: the owner may no longer read channel {} (subtopic `{}`, name `{}`); access was revoked after the export was created",
-                read.channel, read.subtopic, read.name
-            )));
+        for read in ChannelRead::of_item(item) {
+            if !access.may_read(&owner, &read).await? {
+                return Ok(Some(format!(
+                    "item {index}: the owner may no longer read channel {} (subtopic `{}`, name `{}`); access was revoked after the export was created",
+                    read.channel, read.subtopic, read.name
+                )));
+            }
         }
     }
     Ok(None)

@@ -241,6 +241,22 @@ pub struct ChannelRead<'a> {
     pub table: Option<&'a str>,
 }
 
+impl<'a> ChannelRead<'a> {
+    /// Every read an item makes: one per target (a wide item names several, each checked).
+    pub fn of_item(item: &'a crate::domain::request::Item) -> Vec<Self> {
+        item.targets()
+            .into_iter()
+            .map(|(name, _)| ChannelRead {
+                domain: item.domain_id,
+                channel: item.channel_id,
+                subtopic: item.subtopic.as_str(),
+                name: name.as_str(),
+                table: item.table.map(|t| t.as_str()),
+            })
+            .collect()
+    }
+}
+
 /// Why a channel's access could not be decided.
 #[derive(Debug, thiserror::Error)]
 pub enum AccessError {
