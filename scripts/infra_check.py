@@ -59,7 +59,11 @@ def main() -> int:
     print(f"infra-check: {SOURCE.relative_to(ROOT)} ({body} bytes; CloudFormation takes 1 MB through S3, "
           f"as sam deploy uploads it) translates to {len(resources)} resources (of 500 allowed), "
           f"{OUT.relative_to(ROOT)}")
-    lint = subprocess.run([str(pathlib.Path(sys.executable).parent / "cfn-lint"), str(OUT)], check=False)
+    # Errors fail the check; warnings are printed (a new cfn-lint release may add some).
+    lint = subprocess.run(
+        [str(pathlib.Path(sys.executable).parent / "cfn-lint"), "--non-zero-exit-code", "error", str(OUT)],
+        check=False,
+    )
     if lint.returncode != 0:
         print("infra-check: cfn-lint refuses the translated template", file=sys.stderr)
         return 1

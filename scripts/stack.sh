@@ -88,12 +88,14 @@ wait_for() { # url seconds what
 }
 
 install() {
+  # cargo-lambda from 1.9: its watch runs several instances of a function (--concurrency).
   if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda || ! -x $VENV/bin/cfn-lint \
         || ! -x $VENV/bin/schemathesis ]] \
+      || ! "$VENV/bin/cargo-lambda" lambda watch --help 2>/dev/null | grep -q -- '--concurrency' \
       || ! "$VENV/bin/python3" -c 'import pandas, openpyxl, samtranslator' 2>/dev/null; then
     echo "stack: installing moto[server], cargo-lambda, cfn-lint, aws-sam-translator, schemathesis, pandas and openpyxl into .venv"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.8,<2' 'cfn-lint>=1.20,<2' \
+    "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.9,<2' 'cfn-lint>=1.20,<2' \
       'aws-sam-translator>=1.90,<2' 'schemathesis>=4.3,<5' 'pandas>=2.2,<3' 'openpyxl>=3.1,<4'
   fi
 }
@@ -122,8 +124,13 @@ up() {
   echo $! >"$STATE/chat.pid"
   # Lambda's Invoke API as Lambda answers it: an asynchronous invoke returns at once (watch
   # itself holds it until the invocation ends, so a run launching its items would wait on them).
+  if curl -s -o /dev/null "http://127.0.0.1:$LAMBDA_PORT/"; then
+    echo "stack: something already listens on port $LAMBDA_PORT; run 'scripts/stack.sh down' or set LAMBDA_PORT" >&2
+    return 1
+  fi
   "$ROOT/target/debug/local-lambda" >"$STATE/lambda.log" 2>&1 &
   echo $! >"$STATE/lambda.pid"
+  wait_for "http://127.0.0.1:$LAMBDA_PORT/" 30 "the local Lambda Invoke API"
   # Functions inherit watch's environment (their Invoke API is local-lambda); PATH gets .venv for
   # zig and cargo-lambda's helpers; up to four instances of each run at once, as Lambda would.
   PATH=$VENV/bin:$PATH setsid "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$WATCH_PORT" \

@@ -101,7 +101,7 @@ async fn a_one_time_export_runs_and_its_file_downloads_through_the_api() {
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().expect("an id");
     // The run is launched asynchronously, as in AWS: wait for its end.
-    let state = api.ended(id, 20).await;
+    let state = api.ended(id, 60).await;
     assert_eq!(state["status"], "done", "{state}");
     let jobs = state["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 1, "{jobs:?}");

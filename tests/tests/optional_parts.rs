@@ -1,5 +1,5 @@
-//! Optional parts (Telegram, the default webhooks) against moto's SSM: a part whose secret is
-//! not there is off, never the function's end; one that is there is read.
+//! Optional parts (Telegram, the default webhooks) against moto's SSM: a part whose parameter
+//! does not exist is off, never the function's end; one that is there is read.
 
 use aws_sdk_ssm::types::ParameterType;
 
@@ -14,7 +14,10 @@ async fn an_optional_part_whose_parameter_cannot_be_read_is_off_and_one_that_can
     let ssm = aws_sdk_ssm::Client::new(&aws_at(&moto).await);
     let name = format!("/exporter/test/{}", uuid::Uuid::new_v4());
     assert!(
-        parameter_or_off(&ssm, &name, "Telegram").await.is_none(),
+        parameter_or_off(&ssm, &name, "Telegram")
+            .await
+            .expect("no error")
+            .is_none(),
         "a parameter that does not exist switches the part off"
     );
     ssm.put_parameter()
@@ -24,6 +27,9 @@ async fn an_optional_part_whose_parameter_cannot_be_read_is_off_and_one_that_can
         .send()
         .await
         .expect("moto stores the parameter");
-    let token = parameter_or_off(&ssm, &name, "Telegram").await.expect("read");
+    let token = parameter_or_off(&ssm, &name, "Telegram")
+        .await
+        .expect("no error")
+        .expect("read");
     assert_eq!(token.expose(), "123:bot-token");
 }

@@ -34,7 +34,7 @@ async fn main() -> Result<(), Error> {
         "SLACK_DEFAULT_WEBHOOK_PARAMETER",
         "the default Slack webhook",
     )
-    .await;
+    .await?;
     notify_config.slack_default = default_target(
         "SLACK_DEFAULT_WEBHOOK_PARAMETER",
         Medium::Slack,
@@ -46,7 +46,7 @@ async fn main() -> Result<(), Error> {
         "DISCORD_DEFAULT_WEBHOOK_PARAMETER",
         "the default Discord webhook",
     )
-    .await;
+    .await?;
     notify_config.discord_default = default_target(
         "DISCORD_DEFAULT_WEBHOOK_PARAMETER",
         Medium::Discord,
@@ -58,7 +58,7 @@ async fn main() -> Result<(), Error> {
         "TELEGRAM_BOT_TOKEN_PARAMETER",
         "Telegram",
     )
-    .await;
+    .await?;
     let chat = HttpChat::new(
         optional("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into()),
         telegram_token,

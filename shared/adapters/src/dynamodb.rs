@@ -958,8 +958,9 @@ impl JobLedger for DynamoStore {
     }
 
     async fn release_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
-        // The lease ends now, not at 0: a retry's claim (`leaseUntil < now`) takes it at once,
-        // and the sweep's (`leaseUntil < now - grace`) only once the grace has passed.
+        // The lease ends a second before now, not at 0: a retry's claim (`leaseUntil < now`, in
+        // whole seconds) takes it at once, even within the same second, and the sweep's
+        // (`leaseUntil < now - grace`) only once the grace has passed.
         let release = self
             .update_job(job)
             .update_expression("SET leaseUntil = :now")
@@ -967,7 +968,7 @@ impl JobLedger for DynamoStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":now", n(at.timestamp()))
+            .expression_attribute_values(":now", n(at.timestamp() - 1))
             .send()
             .await;
         conditional(release).map(drop)

@@ -7,16 +7,22 @@ use crate::config::{optional, ConfigError};
 use crate::support::Secret;
 
 /// The secret of an optional part (Telegram, a default webhook): like [`secret`], but the part
-/// is switched off, said at cold start, when nothing is configured or the parameter cannot be
-/// read, so a part that is not set up never takes the function down with it.
+/// is switched off, said at cold start, when nothing is configured or its parameter does not
+/// exist, so a part that is not set up never takes the function down with it. Fails when the
+/// parameter exists but cannot be read.
 pub async fn optional_secret(
     client: &Client,
     value_var: &'static str,
     parameter_var: &'static str,
     part: &'static str,
-) -> Option<Secret> {
+) -> Result<Option<Secret>, ConfigError> {
     match optional(parameter_var) {
-        Some(name) => parameter_or_off(client, &name, part).await,
+        Some(name) => parameter_or_off(client, &name, part)
+            .await
+            .map_err(|reason| ConfigError::Malformed {
+                name: parameter_var,
+                reason,
+            }),
         None => {
             let value = optional(value_var).map(Secret::new);
             if value.is_none() {
@@ -26,44 +32,51 @@ pub async fn optional_secret(
                     "{part} is off: nothing is configured"
                 );
             }
-            value
+            Ok(value)
         }
     }
 }
 
-/// The SecureString parameter `name` of an optional part, or `None` (the part off, logged at
-/// error level) when it cannot be read or is empty.
-pub async fn parameter_or_off(client: &Client, name: &str, part: &'static str) -> Option<Secret> {
+/// The SecureString parameter `name` of an optional part: `None` (the part off, logged at
+/// error level) when there is no such parameter or it is empty. Any other failure (access
+/// denied, a key that cannot decrypt, throttling) is an error: a part that is set up but broken
+/// must not go quietly off.
+pub async fn parameter_or_off(
+    client: &Client,
+    name: &str,
+    part: &'static str,
+) -> Result<Option<Secret>, String> {
     let read = client
         .get_parameter()
         .name(name)
         .with_decryption(true)
         .send()
         .await;
-    match read.map(|o| {
-        o.parameter()
-            .and_then(|p| p.value())
-            .unwrap_or_default()
-            .to_owned()
-    }) {
-        Ok(value) if !value.is_empty() => Some(Secret::new(value)),
-        Ok(_) => {
+    match read {
+        Ok(output) => {
+            let value = output.parameter().and_then(|p| p.value()).unwrap_or_default();
+            if value.is_empty() {
+                tracing::error!(
+                    part,
+                    parameter = name,
+                    "{part} is off: its SSM parameter is empty; the rest works"
+                );
+                return Ok(None);
+            }
+            Ok(Some(Secret::new(value)))
+        }
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_parameter_not_found()) => {
             tracing::error!(
                 part,
                 parameter = name,
-                "{part} is off: its SSM parameter is empty; the rest works"
+                "{part} is off: its SSM parameter does not exist; the rest works"
             );
-            None
+            Ok(None)
         }
-        Err(e) => {
-            tracing::error!(
-                part,
-                parameter = name,
-                error = %aws_sdk_ssm::error::DisplayErrorContext(&e),
-                "{part} is off: its SSM parameter cannot be read; the rest works"
-            );
-            None
-        }
+        Err(e) => Err(format!(
+            "cannot read SSM parameter {name}: {}",
+            aws_sdk_ssm::error::DisplayErrorContext(&e)
+        )),
     }
 }
 
