@@ -311,7 +311,74 @@ fn dead_letters_are_kept_and_alarmed(resources: &Resources) -> Result<(), String
     Ok(())
 }
 
-const RULES: [(&str, Rule); 7] = [
+/// Every function a function names (`*_FUNCTION`, `RUN_EXPORT_ARN`) is one the template
+/// deploys, under that name, and the caller's role may invoke it: functions refer to each other
+/// by name (no `!Ref`, no cycle), so a name that drifts would pass CloudFormation and fail the
+/// first invoke in AWS.
+fn functions_invoke_the_functions_they_name(resources: &Resources) -> Result<(), String> {
+    let sub = |v: &Value| v["Fn::Sub"].as_str().map(str::to_owned);
+    let arn = |name: &str| {
+        format!("arn:${{AWS::Partition}}:lambda:${{AWS::Region}}:${{AWS::AccountId}}:function:{name}")
+    };
+    let deployed: BTreeSet<String> = of_type(resources, "AWS::Lambda::Function")
+        .iter()
+        .filter_map(|(_, f)| sub(&f["Properties"]["FunctionName"]))
+        .collect();
+    let invokable = |role: &str| -> BTreeSet<String> {
+        let mut arns = BTreeSet::new();
+        for policy in resources
+            .get(role)
+            .and_then(|r| r["Properties"]["Policies"].as_array().cloned())
+            .unwrap_or_default()
+        {
+            for statement in policy["PolicyDocument"]["Statement"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+            {
+                if !statement["Action"].to_string().contains("lambda:InvokeFunction") {
+                    continue;
+                }
+                match &statement["Resource"] {
+                    Value::Array(items) => arns.extend(items.iter().filter_map(sub)),
+                    one => arns.extend(sub(one)),
+                }
+            }
+        }
+        arns
+    };
+    for (name, function) in of_type(resources, "AWS::Lambda::Function") {
+        let p = &function["Properties"];
+        let role = p["Role"]["Fn::GetAtt"][0].as_str().unwrap_or_default();
+        let may = invokable(role);
+        for (variable, value) in p["Environment"]["Variables"].as_object().into_iter().flatten() {
+            let called = match (variable.as_str(), sub(value)) {
+                (v, Some(called)) if v.ends_with("_FUNCTION") => called,
+                ("RUN_EXPORT_ARN", Some(called_arn)) => called_arn
+                    .rsplit_once(":function:")
+                    .map(|(_, n)| n.to_owned())
+                    .unwrap_or_default(),
+                _ => continue,
+            };
+            if !deployed.contains(&called) {
+                return Err(format!(
+                    "{name}'s {variable} names {called}, which no function is called"
+                ));
+            }
+            if variable.ends_with("_FUNCTION") && !may.contains(&arn(&called)) {
+                return Err(format!(
+                    "{name} may not invoke {called}, which its {variable} names"
+                ));
+            }
+        }
+    }
+    if !invokable("SchedulerRole").contains(&arn("${AWS::StackName}-run-export")) {
+        return Err("the schedules' role may not invoke run-export".into());
+    }
+    Ok(())
+}
+
+const RULES: [(&str, Rule); 8] = [
     ("no dependency cycle", no_dependency_cycle),
     ("bucket private, TLS only", bucket_is_private_and_tls_only),
     (
@@ -328,6 +395,10 @@ const RULES: [(&str, Rule); 7] = [
     ),
     ("run-export's disk, reserves", runs_have_room_and_reserves),
     ("dead letters kept and alarmed", dead_letters_are_kept_and_alarmed),
+    (
+        "functions invoke the functions they name",
+        functions_invoke_the_functions_they_name,
+    ),
 ];
 
 #[test]
@@ -344,7 +415,7 @@ fn the_translated_template_holds_every_rule_the_deployment_relies_on() {
 #[test]
 fn every_rule_fails_on_its_planted_fault() {
     let Some(resources) = translated() else { return };
-    let planted: [(&str, Rule, Plant); 7] = [
+    let planted: [(&str, Rule, Plant); 9] = [
         (
             "the notifier's link to the API, through the API's function to run-export",
             no_dependency_cycle,
@@ -409,6 +480,28 @@ fn every_rule_fails_on_its_planted_fault() {
             dead_letters_are_kept_and_alarmed,
             |r| {
                 r.remove("AsyncDeadLetterAlarm");
+            },
+        ),
+        (
+            "notify renamed, its callers not",
+            functions_invoke_the_functions_they_name,
+            |r| {
+                r.get_mut("NotifyFunction").expect("exists")["Properties"]["FunctionName"] =
+                    json!({"Fn::Sub": "${AWS::StackName}-notifier"});
+            },
+        ),
+        (
+            "run-export's role without its invoke of notify",
+            functions_invoke_the_functions_they_name,
+            |r| {
+                let policies = r.get_mut("RunExportFunctionRole").expect("exists")["Properties"]["Policies"]
+                    .as_array_mut()
+                    .expect("policies");
+                for policy in policies {
+                    if let Some(statements) = policy["PolicyDocument"]["Statement"].as_array_mut() {
+                        statements.retain(|s| !s["Action"].to_string().contains("lambda:InvokeFunction"));
+                    }
+                }
             },
         ),
     ];
