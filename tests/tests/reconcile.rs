@@ -392,3 +392,66 @@ async fn a_job_given_back_after_a_short_outage_waits_the_grace_before_a_sweep_fa
         .await
         .expect("claims"));
 }
+
+/// Records the runs the sweep launches, without running them.
+#[derive(Default)]
+struct Launched(std::sync::Mutex<Vec<RunEvent>>);
+
+#[async_trait::async_trait]
+impl exporter::ports::RunLauncher for Launched {
+    async fn launch(&self, event: &RunEvent) -> Result<(), exporter::ports::LaunchError> {
+        if let Ok(mut seen) = self.0.lock() {
+            seen.push(event.clone());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_long_job_whose_earlier_legs_were_retried_goes_on_while_its_own_leg_has_attempts_left() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
+    assert_eq!(status, 201);
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let at: DateTime<Utc> = export["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("createdAt");
+    let job = RunEvent {
+        export_id: id,
+        scheduled_at: at,
+        occurrence: None,
+        leg: None,
+        item: None,
+    }
+    .job();
+    let then = Utc::now() - TimeDelta::hours(1);
+    assert!(fx
+        .store
+        .open_job(&job, then, then + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
+    fx.store.start_job(&job, then).await.expect("starts");
+    assert!(fx.store.checkpoint_job(&job, 1).await.expect("checkpoints"));
+    // A job of many legs whose earlier legs met transient faults (49 attempts so far), and whose
+    // current leg's one attempt died: its leg has attempts left.
+    let pk = format!("EXPORT#{id}");
+    let sk = format!("JOB#{}", millis(at));
+    set(&fx, pk.clone(), &sk, "attempts", AttributeValue::N("50".into())).await;
+    set(&fx, pk, &sk, "legFrom", AttributeValue::N("49".into())).await;
+    let launched = Launched::default();
+    let hand_offs = HandOffs::default();
+    let config = ReconcileConfig {
+        grace: TimeDelta::minutes(1),
+        ..ReconcileConfig::default()
+    };
+    let repairs = reconcile::handle(fx.reconcile_deps(&launched, &hand_offs, &config))
+        .await
+        .expect("sweeps");
+    assert_eq!(repairs.jobs_abandoned, 0, "{repairs:?}");
+    assert_eq!(repairs.jobs_continued, 1, "{repairs:?}");
+    let resumed = launched.0.lock().map(|l| l.clone()).unwrap_or_default();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].leg, Some(1), "from its checkpoint");
+}

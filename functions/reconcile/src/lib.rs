@@ -191,7 +191,7 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         }
         // A job that continued goes on from its last checkpoint (its continuation was lost, or
         // the attempt running it died), unless its attempts keep dying there.
-        if job.spread.is_none() && job.leg > 0 && job.attempts <= job.leg + MAX_ATTEMPTS_PER_LEG {
+        if job.spread.is_none() && job.leg > 0 && job.leg_attempts() <= MAX_ATTEMPTS_PER_LEG {
             let continuation = RunEvent {
                 export_id: id,
                 scheduled_at: job.scheduled_at,
@@ -310,7 +310,7 @@ async fn relaunch_items(
                 // Launched, never recorded: the launch died with its launcher.
                 None if job.started_at.is_some_and(|t| t < overdue) => launches.push(event(item, 0)),
                 Some(run) if !run.done && run.lease_until < overdue && run.launched_at < overdue => {
-                    if run.attempts > run.leg + MAX_ATTEMPTS_PER_LEG {
+                    if run.leg_attempts() > MAX_ATTEMPTS_PER_LEG {
                         return Ok(false);
                     }
                     launches.push(event(item, run.leg));
@@ -330,8 +330,8 @@ async fn relaunch_items(
     Ok(true)
 }
 
-/// How many attempts beyond one per leg a job that continued may take before the sweep gives up
-/// on it and records it failed.
+/// How many attempts one leg of a job that continued may take (counted from its checkpoint, so a
+/// long job's earlier faults do not count) before the sweep gives up on it and records it failed.
 const MAX_ATTEMPTS_PER_LEG: u32 = 3;
 
 /// The most occurrences of one chain the sweep looks back over (a day of `PT1M`), and launches.

@@ -756,7 +756,7 @@ impl ItemLedger for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item_key(job, item)))
-            .update_expression("SET leg = :leg, leaseUntil = :zero")
+            .update_expression("SET leg = :leg, leaseUntil = :zero, legFrom = if_not_exists(attempts, :zero)")
             .condition_expression(format!("#status = :running AND {at_previous}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
@@ -858,6 +858,7 @@ impl ItemLedger for DynamoStore {
                     done: text_of(record, "status") == Some(JobStatus::Done.as_str()),
                     leg: count("leg"),
                     attempts: count("attempts"),
+                    leg_from: number_of(record, "legFrom").and_then(|n| u32::try_from(n).ok()),
                     lease_until: number_of(record, "leaseUntil")
                         .and_then(|t| DateTime::from_timestamp(t, 0))
                         .unwrap_or_default(),
@@ -921,9 +922,10 @@ impl JobLedger for DynamoStore {
         } else {
             "leg = :previous"
         };
+        // The leg's attempts count from here: `legFrom` keeps the attempts so far.
         let mut update = self
             .update_job(job)
-            .update_expression("SET leg = :leg, leaseUntil = :zero")
+            .update_expression("SET leg = :leg, leaseUntil = :zero, legFrom = if_not_exists(attempts, :zero)")
             .condition_expression(format!("#status = :running AND {at_previous}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
@@ -1131,6 +1133,10 @@ fn read_job(item: &Item) -> Result<Job, StoreError> {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0),
+        leg_from: item
+            .get("legFrom")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok()),
         spread: number_of(item, "items").map(|items| {
             let count = |name| {
                 number_of(item, name)

@@ -200,8 +200,26 @@ pub struct ItemRun {
     pub done: bool,
     pub leg: u32,
     pub attempts: u32,
+    /// `attempts` when its current leg was checkpointed (absent on records written before).
+    pub leg_from: Option<u32>,
     pub lease_until: DateTime<Utc>,
     pub launched_at: DateTime<Utc>,
+}
+
+/// How many attempts the current leg took: those since its checkpoint; for records written
+/// before checkpoints counted them, the attempts beyond one per earlier leg.
+pub fn leg_attempts(attempts: u32, leg: u32, leg_from: Option<u32>) -> u32 {
+    match leg_from {
+        Some(from) => attempts.saturating_sub(from),
+        None => attempts.saturating_sub(leg),
+    }
+}
+
+impl ItemRun {
+    /// How many attempts its current leg took (see [`leg_attempts`]).
+    pub fn leg_attempts(&self) -> u32 {
+        leg_attempts(self.attempts, self.leg, self.leg_from)
+    }
 }
 
 /// What counting a finished item on its job gave.
@@ -227,6 +245,8 @@ pub struct Job {
     pub attempts: u32,
     /// The job's leg: how many times it continued in a fresh invocation (0: never).
     pub leg: u32,
+    /// `attempts` when its current leg was checkpointed (absent on records written before).
+    pub leg_from: Option<u32>,
     /// When its items run in parallel, how they stand.
     pub spread: Option<Spread>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -238,6 +258,11 @@ pub struct Job {
 }
 
 impl Job {
+    /// How many attempts its current leg took (see [`leg_attempts`]).
+    pub fn leg_attempts(&self) -> u32 {
+        leg_attempts(self.attempts, self.leg, self.leg_from)
+    }
+
     /// The status as of `now`: a done job past its retention is `expired`.
     pub fn status_at(&self, now: DateTime<Utc>) -> JobStatus {
         match (self.status, self.expires_at) {
@@ -280,6 +305,16 @@ impl Job {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_legs_attempts_count_from_its_checkpoint() {
+        // 100 legs, 110 attempts in all, one since the last checkpoint: the leg's first.
+        assert_eq!(leg_attempts(110, 100, Some(109)), 1);
+        assert_eq!(leg_attempts(113, 100, Some(109)), 4);
+        // A record from before: the attempts beyond one per earlier leg.
+        assert_eq!(leg_attempts(103, 100, None), 3);
+        assert_eq!(leg_attempts(1, 100, Some(5)), 0, "never below zero");
+    }
 
     #[test]
     fn only_an_ended_job_settles_its_export_and_a_failed_end_expires() {
