@@ -5,7 +5,8 @@
 //! | item | `pk` | `sk` | notes |
 //! |---|---|---|---|
 //! | export | `EXPORT#<id>` | `EXPORT` | `owner`, `createdAt` feed the `byOwner` index; `record` is the request's versioned record (`domain::record`; items written before version 1 hold `request`, read as version 0) |
-//! | job | `EXPORT#<id>` | `JOB#<scheduledAt>` | written by run-export |
+//! | job | `EXPORT#<id>` | `JOB#<scheduledAt>` | written by run-export: `status`, `leaseUntil` (Unix seconds; a claim given back ends a second before, so the sweep's grace counts from there), `attempts`, `leg` and `legFrom` (the attempts when the leg was checkpointed), `items`/`itemsLeft`/`outcomes` for a spread job, the detail and the deliveries once ended |
+//! | item run | `EXPORT#<id>` | `ITEM#<scheduledAt>#<index>` | one item of a spread job: `status`, `leaseUntil`, `attempts`, `leg`, `legFrom`, `launchedAt` |
 //! | quota | `OWNER#<sub>` | `QUOTA` | `queued`: the owner's exports that are queued or scheduled |
 //! | budget | `OWNER#<sub>` | `BUDGET#<yyyy-mm-dd>` | `runs`, `messages` spent that UTC day; expires two days later |
 //!
