@@ -18,11 +18,25 @@ cargo test --workspace --all-targets -- --skip fault_soak 2>&1 | tee "$log" || s
 cargo test -p integration-tests --test soak -- --nocapture 2>&1 | tee -a "$log" | grep -E '^soak:|^test result|panicked' || status=$?
 # The OpenAPI description against the running API: no 5xx, every response as documented.
 identity='{"sub":"schemathesis","email":"st@example.com","scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete"}'
-SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks .venv/bin/schemathesis run docs/openapi.yaml \
-  --url "$WATCH_ENDPOINT/lambda-url/exports-api" -H "x-local-identity: $identity" \
-  -H "authorization: Bearer $LOCAL_USER_TOKEN" \
-  -c not_a_server_error,response_schema_conformance,status_code_conformance \
-  --max-examples 25 --workers 1 --seed 20261127 --no-color 2>&1 | tee "$log.st" || status=$?
+st_status=0
+run_schemathesis() {
+  SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks .venv/bin/schemathesis run docs/openapi.yaml \
+    --url "$WATCH_ENDPOINT/lambda-url/exports-api" -H "x-local-identity: $identity" \
+    -H "authorization: Bearer $LOCAL_USER_TOKEN" \
+    -c not_a_server_error,response_schema_conformance,status_code_conformance \
+    --max-examples 25 --workers 1 --seed 20261127 --no-color 2>&1 | tee "$log.st"
+}
+run_schemathesis || st_status=$?
+# `cargo lambda watch` now and then answers a request with its own error page (a problem
+# document of type httpstatuses.com/500, 7 ms, no log line from the function); the API never
+# answers with one. Such a run is repeated once with the same seed: a fault of the API's
+# reproduces and still fails.
+if [[ $st_status -ne 0 ]] && grep -q 'httpstatuses.com/500' "$log.st"; then
+  echo "schemathesis: cargo lambda watch answered with its own 500 page; running the same cases once more"
+  st_status=0
+  run_schemathesis || st_status=$?
+fi
+[[ $st_status -eq 0 ]] || status=$st_status
 if grep -qE '^Test cases:' -A1 "$log.st"; then
   grep -A1 '^Test cases:' "$log.st" | tail -n 1 | sed 's/^ */schemathesis: /'
 fi
