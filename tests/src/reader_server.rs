@@ -450,21 +450,14 @@ async fn access(
     }
 }
 
-/// Answers a page, taking `latency` in all (the time to build the answer included, so that a
-/// benchmark's reader-bound limit is what it says).
+/// Answers a page on the route without a domain.
 async fn messages(
     state: State<Arc<ReaderConfig>>,
-    channel: Path<String>,
+    Path(channel): Path<String>,
     headers: HeaderMap,
     params: Query<HashMap<String, String>>,
 ) -> Response {
-    let started = tokio::time::Instant::now();
-    let config = state.0.clone();
-    config.requests.fetch_add(1, Ordering::SeqCst);
-    let _answering = Answering::new(&config);
-    let answer = messages_now(state, None, channel.0, headers, params).await;
-    sleep_precisely_until(started + config.latency).await;
-    answer
+    timed(state, None, channel, headers, params).await
 }
 
 /// The Magistrala route, `/{domainId}/channels/{id}/messages`.
@@ -474,11 +467,23 @@ async fn domain_messages(
     headers: HeaderMap,
     params: Query<HashMap<String, String>>,
 ) -> Response {
+    timed(state, Some(domain), channel, headers, params).await
+}
+
+/// Answers a page, taking `latency` in all (the time to build the answer included, so that a
+/// benchmark's reader-bound limit is what it says).
+async fn timed(
+    state: State<Arc<ReaderConfig>>,
+    domain: Option<String>,
+    channel: String,
+    headers: HeaderMap,
+    params: Query<HashMap<String, String>>,
+) -> Response {
     let started = tokio::time::Instant::now();
     let config = state.0.clone();
     config.requests.fetch_add(1, Ordering::SeqCst);
     let _answering = Answering::new(&config);
-    let answer = messages_now(state, Some(domain), channel, headers, params).await;
+    let answer = messages_now(state, domain, channel, headers, params).await;
     sleep_precisely_until(started + config.latency).await;
     answer
 }

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use exporter::domain::job::{JobDetail, JobEnd, JobStatus};
+use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{ExportId, NotifyEvent, RunEvent};
 use exporter::ports::{ExportLifecycle, JobHistory, JobLedger, RunSchedules};
 use integration_tests::doubles::{HandOffs, RunsInProcess};
@@ -61,6 +61,26 @@ async fn set(fx: &Fixture, pk: String, sk: &str, name: &str, value: AttributeVal
 
 async fn armed(fx: &Fixture, id: &ExportId) -> Option<RunEvent> {
     fx.armed_event(id).await
+}
+
+/// Creates a one-time export as `who`; its id, creation time and the key of its job.
+async fn one_time_job(fx: &Fixture, who: &[(String, String)]) -> (ExportId, DateTime<Utc>, JobKey) {
+    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), who).await;
+    assert_eq!(status, 201, "{export}");
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let at: DateTime<Utc> = export["createdAt"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("createdAt");
+    let job = RunEvent {
+        export_id: id,
+        scheduled_at: at,
+        occurrence: None,
+        leg: None,
+        item: None,
+    }
+    .job();
+    (id, at, job)
 }
 
 fn millis(t: DateTime<Utc>) -> String {
@@ -124,21 +144,7 @@ async fn a_chain_whose_rearming_failed_is_restarted_and_a_second_sweep_finds_not
 async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
-    assert_eq!(status, 201);
-    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
-    let at: DateTime<Utc> = export["createdAt"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .expect("createdAt");
-    let job = RunEvent {
-        export_id: id,
-        scheduled_at: at,
-        occurrence: None,
-        leg: None,
-        item: None,
-    }
-    .job();
+    let (id, _, job) = one_time_job(&fx, &alice).await;
     // An attempt claimed it an hour ago, started, and died; no retry came.
     let then = Utc::now() - TimeDelta::hours(1);
     assert!(fx
@@ -175,21 +181,7 @@ async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
 async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_settled_and_handed_off() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
-    assert_eq!(status, 201);
-    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
-    let at: DateTime<Utc> = export["createdAt"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .expect("createdAt");
-    let job = RunEvent {
-        export_id: id,
-        scheduled_at: at,
-        occurrence: None,
-        leg: None,
-        item: None,
-    }
-    .job();
+    let (id, _, job) = one_time_job(&fx, &alice).await;
     // An attempt ran the job an hour ago and recorded it done, then died before settling its
     // export and handing off; no retry came.
     let then = Utc::now() - TimeDelta::hours(1);
@@ -347,21 +339,7 @@ async fn orphan_schedules_unfinished_creates_and_wrong_counters_are_repaired() {
 async fn a_job_given_back_after_a_short_outage_waits_the_grace_before_a_sweep_fails_it() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
-    assert_eq!(status, 201);
-    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
-    let at: DateTime<Utc> = export["createdAt"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .expect("createdAt");
-    let job = RunEvent {
-        export_id: id,
-        scheduled_at: at,
-        occurrence: None,
-        leg: None,
-        item: None,
-    }
-    .job();
+    let (_, _, job) = one_time_job(&fx, &alice).await;
     // An attempt claimed it, met an outage of a dependency and gave it back for the runtime's
     // retry (about a minute later); the sweep comes first.
     let now = Utc::now();
@@ -411,21 +389,7 @@ impl exporter::ports::RunLauncher for Launched {
 async fn a_long_job_whose_earlier_legs_were_retried_goes_on_while_its_own_leg_has_attempts_left() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let (status, export) = fx.call("POST", "/exports", Some(&one_time_body()), &alice).await;
-    assert_eq!(status, 201);
-    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
-    let at: DateTime<Utc> = export["createdAt"]
-        .as_str()
-        .and_then(|t| t.parse().ok())
-        .expect("createdAt");
-    let job = RunEvent {
-        export_id: id,
-        scheduled_at: at,
-        occurrence: None,
-        leg: None,
-        item: None,
-    }
-    .job();
+    let (id, at, job) = one_time_job(&fx, &alice).await;
     let then = Utc::now() - TimeDelta::hours(1);
     assert!(fx
         .store
