@@ -7,7 +7,8 @@
 #   scripts/stack.sh env    print the environment that points clients at the stack
 #   scripts/stack.sh install  only install the Python tools into .venv
 # READER_DIALECT (mainflux, magistrala, connhex: the default) sets how the local reader and the
-# functions speak.
+# functions speak; STACK_RUN_BUDGET_SECONDS (default 1) a run's budget before it continues, and
+# WATCH_CONCURRENCY (default 4) the instances of each function watch runs at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -60,7 +61,7 @@ LINK_SIGNING_KEYS=local:local-link-signing-key-0123456789abcdef
 PUBLIC_API_URL=$WATCH/lambda-url/exports-api
 LOCAL_IDENTITY=1
 RUST_LOG=info
-RUN_BUDGET_SECONDS=1
+RUN_BUDGET_SECONDS=${STACK_RUN_BUDGET_SECONDS:-1}
 READER_DIALECT=${READER_DIALECT:-connhex}
 LOCAL_READER_POLICY='demo-user=*;tenant-user=7d2ae7a6-0ae9-4bba-8d5b-1a1e5cbd3a4e'
 LOCAL_DOMAIN=5b1e7f0a-3c2d-4e6f-8a9b-0c1d2e3f4a5b
@@ -134,7 +135,7 @@ up() {
   # Functions inherit watch's environment (their Invoke API is local-lambda); PATH gets .venv for
   # zig and cargo-lambda's helpers; up to four instances of each run at once, as Lambda would.
   PATH=$VENV/bin:$PATH setsid "$VENV/bin/cargo-lambda" lambda watch -A 127.0.0.1 -P "$WATCH_PORT" \
-    --concurrency 4 --ignore-changes >"$STATE/watch.log" 2>&1 &
+    --concurrency "${WATCH_CONCURRENCY:-4}" --ignore-changes >"$STATE/watch.log" 2>&1 &
   echo $! >"$STATE/watch.pid"
   wait_for "$WATCH/" 120 "cargo lambda watch"
   # The first request compiles the function: warm both now, not inside a test's timeout.
