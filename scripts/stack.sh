@@ -7,8 +7,9 @@
 #   scripts/stack.sh env    print the environment that points clients at the stack
 #   scripts/stack.sh install  only install the Python tools into .venv
 # READER_DIALECT (mainflux, magistrala, connhex: the default) sets how the local reader and the
-# functions speak; STACK_RUN_BUDGET_SECONDS (default 1) a run's budget before it continues, and
-# WATCH_CONCURRENCY (default 4) the instances of each function watch runs at once.
+# functions speak; STACK_RUN_BUDGET_SECONDS (default 1) a run's budget before it continues,
+# WATCH_CONCURRENCY (default 4) the instances of each function watch runs at once, and
+# STACK_LAMBDA_ENDPOINT (default local-lambda) the functions' Invoke API.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,7 +26,7 @@ WATCH=http://127.0.0.1:$WATCH_PORT
 stack_env() {
   cat <<ENV
 AWS_ENDPOINT_URL=$MOTO
-AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:$LAMBDA_PORT
+AWS_ENDPOINT_URL_LAMBDA=${STACK_LAMBDA_ENDPOINT:-http://127.0.0.1:$LAMBDA_PORT}
 LOCAL_LAMBDA_ADDRESS=127.0.0.1:$LAMBDA_PORT
 AWS_REGION=us-east-1
 AWS_DEFAULT_REGION=us-east-1
