@@ -34,4 +34,4 @@ bench:
 ## Release build of every function for Lambda (arm64), once: target/lambda/<function>/bootstrap.
 package:
 	scripts/stack.sh install
-	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64 -p exports-api -p run-export -p notify -p reconcile
+	PATH="$(CURDIR)/.venv/bin:$$PATH" cargo lambda build --release --arm64 -p exports-api -p run-export -p notify -p reconcile -p authorize

@@ -157,7 +157,7 @@ down() {
     fi
   done
   # watch spawns the functions as children of its own; make sure none is left behind.
-  pkill -f "$ROOT/target/debug/(exports-api|run-export|notify|reconcile)" 2>/dev/null || true
+  pkill -f "$ROOT/target/debug/(exports-api|run-export|notify|reconcile|authorize)" 2>/dev/null || true
 }
 
 case "${1:-}" in

@@ -6,6 +6,7 @@
 
 pub mod chat_server;
 pub mod doubles;
+pub mod identity_server;
 pub mod reader_server;
 
 use std::collections::HashMap;
@@ -761,3 +762,46 @@ pub fn recurring_body(periodicity: &str) -> Value {
     body["items"][0]["params"]["to"] = json!(0);
     body
 }
+
+/// The resources of the template as CloudFormation receives it (`infra/template.yaml` translated
+/// by `aws-sam-translator`, as `sam deploy` does), or `None` (said loudly) without the
+/// translator in the project's `.venv`.
+///
+/// # Panics
+/// Under `CI=true` when the translator is missing, and when the translation fails.
+pub fn translated_template() -> Option<std::collections::BTreeMap<String, Value>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = root.join(".venv/bin/python");
+    if !python.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the translator is missing (.venv): run scripts/stack.sh install"
+        );
+        eprintln!("NOT RUN: no .venv with aws-sam-translator; run scripts/stack.sh install");
+        return None;
+    }
+    let out = std::process::Command::new(python)
+        .arg(root.join("scripts/infra_check.py"))
+        .arg("--translate-only")
+        .arg(std::env::temp_dir().join(format!(
+            "translated-{}-{}.json",
+            std::process::id(),
+            CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        )))
+        .output()
+        .expect("the translator runs");
+    assert!(
+        out.status.success(),
+        "the translation failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let text = std::fs::read_to_string(&path).expect("the translated template");
+    let _ = std::fs::remove_file(&path);
+    let template: Value = serde_json::from_str(&text).expect("JSON");
+    let resources = template["Resources"].as_object().expect("resources").clone();
+    Some(resources.into_iter().collect())
+}
+
+/// Translations made by this process, so tests running at once write files of their own.
+static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

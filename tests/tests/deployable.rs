@@ -8,53 +8,12 @@
 //! tests say so and pass, except under `CI=true`, where they fail.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The translated template's resources, or `None` (said loudly) without the translator.
-///
-/// # Panics
-/// Under `CI=true` when the translator is missing, and when the translation fails.
 fn translated() -> Option<BTreeMap<String, Value>> {
-    let python = root().join(".venv/bin/python");
-    if !python.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "the translator is missing (.venv): run scripts/stack.sh install"
-        );
-        eprintln!("NOT RUN: no .venv with aws-sam-translator; run scripts/stack.sh install");
-        return None;
-    }
-    let out = std::process::Command::new(python)
-        .arg(root().join("scripts/infra_check.py"))
-        .arg("--translate-only")
-        .arg(std::env::temp_dir().join(format!(
-            "translated-{}-{}.json",
-            std::process::id(),
-            CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-        )))
-        .output()
-        .expect("the translator runs");
-    assert!(
-        out.status.success(),
-        "the translation failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let text = std::fs::read_to_string(&path).expect("the translated template");
-    let _ = std::fs::remove_file(&path);
-    let template: Value = serde_json::from_str(&text).expect("JSON");
-    let resources = template["Resources"].as_object().expect("resources").clone();
-    Some(resources.into_iter().collect())
+    integration_tests::translated_template()
 }
-
-/// Translations made by this process, so tests running at once write files of their own.
-static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 type Resources = BTreeMap<String, Value>;
 type Rule = fn(&Resources) -> Result<(), String>;
@@ -241,8 +200,8 @@ fn table_has_keys_index_ttl_and_recovery(resources: &Resources) -> Result<(), St
 /// in a group of its own that forgets.
 fn functions_run_arm64_with_limits_and_kept_logs(resources: &Resources) -> Result<(), String> {
     let functions = of_type(resources, "AWS::Lambda::Function");
-    if functions.len() != 4 {
-        return Err(format!("{} functions, not 4", functions.len()));
+    if functions.len() != 5 {
+        return Err(format!("{} functions, not 5", functions.len()));
     }
     for (name, function) in functions {
         let p = &function["Properties"];
@@ -378,7 +337,63 @@ fn functions_invoke_the_functions_they_name(resources: &Resources) -> Result<(),
     Ok(())
 }
 
-const RULES: [(&str, Rule); 8] = [
+/// Every route but the links' (whose signature is their credential) is behind the request
+/// authorizer, which API Gateway calls with payload 2.0 for a simple answer, keyed (and cached)
+/// by the `Authorization` header, and may invoke.
+fn routes_are_behind_the_authorizer(resources: &Resources) -> Result<(), String> {
+    let body = &props(resources, "Api")?["Body"];
+    let schemes = body["components"]["securitySchemes"]
+        .as_object()
+        .ok_or("the API defines no security scheme")?;
+    let (scheme, authorizer) = schemes
+        .iter()
+        .find(|(_, s)| {
+            let mut named = BTreeSet::new();
+            references(&s["x-amazon-apigateway-authorizer"]["authorizerUri"], &mut named);
+            named.contains("AuthorizeFunction")
+        })
+        .ok_or("no security scheme calls AuthorizeFunction")?;
+    let authorizer = &authorizer["x-amazon-apigateway-authorizer"];
+    if authorizer["type"] != "request"
+        || authorizer["authorizerPayloadFormatVersion"] != "2.0"
+        || authorizer["enableSimpleResponses"] != json!(true)
+        || authorizer["identitySource"] != json!(["$request.header.Authorization"])
+    {
+        return Err(format!(
+            "the authorizer is not a cached 2.0 request authorizer: {authorizer}"
+        ));
+    }
+    let paths = body["paths"].as_object().ok_or("the API has no routes")?;
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().into_iter().flatten() {
+            let expected = if path.starts_with("/links/") {
+                "NONE"
+            } else {
+                scheme.as_str()
+            };
+            if operation["security"] != json!([{ expected: [] }]) {
+                return Err(format!(
+                    "{method} {path} is not guarded by {expected}: {}",
+                    operation["security"]
+                ));
+            }
+        }
+    }
+    let invokable = of_type(resources, "AWS::Lambda::Permission")
+        .into_iter()
+        .any(|(_, p)| {
+            let mut named = BTreeSet::new();
+            references(&p["Properties"]["FunctionName"], &mut named);
+            named.contains("AuthorizeFunction") && p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        });
+    if !invokable {
+        return Err("API Gateway may not invoke AuthorizeFunction".into());
+    }
+    Ok(())
+}
+
+const RULES: [(&str, Rule); 9] = [
+    ("routes behind the authorizer", routes_are_behind_the_authorizer),
     ("no dependency cycle", no_dependency_cycle),
     ("bucket private, TLS only", bucket_is_private_and_tls_only),
     (
@@ -415,7 +430,17 @@ fn the_translated_template_holds_every_rule_the_deployment_relies_on() {
 #[test]
 fn every_rule_fails_on_its_planted_fault() {
     let Some(resources) = translated() else { return };
-    let planted: [(&str, Rule, Plant); 9] = [
+    let planted: [(&str, Rule, Plant); 10] = [
+        (
+            "the exports route open to anyone",
+            routes_are_behind_the_authorizer,
+            |r| {
+                r.get_mut("Api").expect("exists")["Properties"]["Body"]["paths"]["/exports"]
+                    ["x-amazon-apigateway-any-method"]
+                    .as_object_mut()
+                    .map(|o| o.remove("security"));
+            },
+        ),
         (
             "the notifier's link to the API, through the API's function to run-export",
             no_dependency_cycle,

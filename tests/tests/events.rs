@@ -32,6 +32,15 @@ fn every_sample_event_deserialises_into_its_functions_input() {
                 let event = serde_json::from_str::<NotifyEvent>(&text);
                 assert!(event.is_ok(), "{name}: {:?}", event.err());
             }
+            // API Gateway's request to its authorizer (payload 2.0): the header the verdict is on.
+            "authorize" => {
+                let event = serde_json::from_str::<
+                    lambda_http::aws_lambda_events::apigw::ApiGatewayV2CustomAuthorizerV2Request,
+                >(&text);
+                assert!(event.is_ok(), "{name}: {:?}", event.err());
+                let header = event.ok().and_then(|e| e.headers.get("authorization").cloned());
+                assert!(header.is_some(), "{name}: no Authorization header");
+            }
             // The rate schedule's event: reconcile takes any JSON and reads nothing of it.
             "reconcile" => {
                 let event = serde_json::from_str::<serde_json::Value>(&text);
@@ -41,7 +50,7 @@ fn every_sample_event_deserialises_into_its_functions_input() {
         }
         seen += 1;
     }
-    assert!(seen >= 7, "expected the sample events, found {seen}");
+    assert!(seen >= 8, "expected the sample events, found {seen}");
 }
 
 #[test]

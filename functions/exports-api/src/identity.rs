@@ -1,4 +1,5 @@
-//! Who is calling and what they may do, from the JWT authorizer's claims (spec section 2).
+//! Who is calling and what they may do, from the authorizer: a JWT authorizer's claims, or the
+//! request authorizer's context (`sub`, `email`, `permissions`) (spec section 2).
 //!
 //! API Gateway's HTTP API flattens claims to strings: `scope` is space-separated, and an array
 //! claim such as `permissions` arrives as `[a b c]`. For local runs, where no authorizer runs, a
@@ -69,34 +70,45 @@ impl Identity {
     }
 
     fn claims_of(request: &Request, local: bool) -> Option<Self> {
-        let jwt = match request.request_context_ref() {
-            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().and_then(|a| a.jwt.as_ref()),
+        let authorizer = match request.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref(),
             _ => None,
         };
-        if let Some(jwt) = jwt.filter(|j| !j.claims.is_empty()) {
+        if let Some(jwt) = authorizer
+            .and_then(|a| a.jwt.as_ref())
+            .filter(|j| !j.claims.is_empty())
+        {
             return Self::from_claims(&jwt.claims, jwt.scopes.as_deref().unwrap_or_default());
+        }
+        // The request authorizer's context (`sub`, `email`, space-separated `permissions`).
+        if let Some(context) = authorizer.map(|a| &a.fields).filter(|f| !f.is_empty()) {
+            return Self::from_claims(&flattened(context.clone()), &[]);
         }
         if !local {
             return None;
         }
         let header = request.headers().get(LOCAL_IDENTITY_HEADER)?.to_str().ok()?;
         let claims: HashMap<String, serde_json::Value> = serde_json::from_str(header).ok()?;
-        let flat = claims
-            .into_iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(s) => (k, s),
-                serde_json::Value::Array(items) => {
-                    let words: Vec<String> = items
-                        .iter()
-                        .filter_map(|i| i.as_str().map(str::to_owned))
-                        .collect();
-                    (k, words.join(" "))
-                }
-                other => (k, other.to_string()),
-            })
-            .collect();
-        Self::from_claims(&flat, &[])
+        Self::from_claims(&flattened(claims), &[])
     }
+}
+
+/// Claims as strings, arrays of strings joined by spaces (as API Gateway flattens them).
+fn flattened(claims: HashMap<String, serde_json::Value>) -> HashMap<String, String> {
+    claims
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            serde_json::Value::Array(items) => {
+                let words: Vec<String> = items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect();
+                (k, words.join(" "))
+            }
+            other => (k, other.to_string()),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! | credential schemes | `Bearer`, `Thing` | `Bearer`, `Client` (`Thing` up to v0.15) | `Bearer` |
 //! | narrows a page by device | no | yes | no |
 //! | message tables (`format`) | no | no | yes |
+//! | who a user token belongs to | `GET /users/profile` (users service) | `GET /users/profile` (users service) | `GET /auth/sessions/whoami` (accounts) |
 
 use std::fmt;
 
@@ -154,6 +155,15 @@ impl Dialect {
             (Some(_), false) => Err(format!(
                 "the item names a domain, which the reader (READER_DIALECT={self}) does not have"
             )),
+        }
+    }
+
+    /// The route of the platform's service that answers who a user's token belongs to (the
+    /// users service's own profile; Connhex's accounts session, an Ory Kratos `whoami`).
+    pub fn profile_path(self) -> &'static str {
+        match self {
+            Self::Mainflux | Self::Magistrala => "/users/profile",
+            Self::Connhex => "/auth/sessions/whoami",
         }
     }
 
