@@ -12,8 +12,12 @@ use exporter::domain::files;
 use exporter::domain::job::{Counted, JobStatus};
 use exporter::domain::{Export, RunEvent, Schedule};
 
-use crate::pipeline::{self, Checkpoint, ItemProgressed, JobError};
-use crate::{end_job, failed_end, hand_off, settle, Deps, Failure, Outcome};
+use crate::checkpoint::Checkpoint;
+use crate::deps::Deps;
+use crate::error::JobError;
+use crate::pipeline::{self, ItemProgressed};
+use crate::steps::{end_job, failed_end, hand_off, settle, Outcome};
+use exporter::failure::Failure;
 
 /// Spreads a claimed job over its items' runs and launches the first of them.
 pub(crate) async fn spread(

@@ -5,187 +5,44 @@
 //! *before* exporting, so a failed export never breaks the chain; record the job once per
 //! `(exportId, scheduledAt)` (a duplicate trigger stops there); read each item's window from
 //! the reader oldest first, decimate when asked, write the file to a local temporary file and
-//! store it whole (a failure removes the job's earlier files, so no half result is ever visible); zip several files; record the job's end; hand
-//! off to notify.
+//! store it whole (a failure removes the job's earlier files, so no half result is ever visible);
+//! zip several files; record the job's end; hand off to notify.
+//!
+//! This file holds the flows (a trigger, a continuation, a claimed job, a pause). The rooms:
+//! `deps` (configuration and dependencies), `steps` (budget, access, end, settle, hand-off),
+//! `chain` (re-arm and catch-up), `items` (a job's items in parallel), `pipeline` (a job's and
+//! an item's work), `deadline` (the sink that stops in time), `checkpoint` (where a job stands
+//! between legs), `upload` (a file in parts while it is written), `look` (a workbook's sheet and
+//! chart), `archive` (the zip), `merge` (a wide item's targets read at once), `error`.
 
+mod archive;
+mod chain;
+mod checkpoint;
+mod deadline;
+mod deps;
+mod error;
 mod items;
+mod look;
 mod merge;
 mod pipeline;
+mod steps;
+mod upload;
 
-use std::path::PathBuf;
+pub use checkpoint::Checkpoint;
+pub use deps::{stop_at, Deps, RunConfig};
+pub use error::JobError;
+pub use steps::Outcome;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chain::rearm;
+use checkpoint::{checkpoint_key, Progress};
+use steps::{after_duplicate, end_job, over_budget, record_unrun, revoked};
 
-use exporter::config::{optional, parsed_or, ConfigError};
 use exporter::domain::files;
-use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
+use exporter::domain::job::{JobDetail, JobStatus};
 use exporter::domain::timestamp::rfc3339;
-use exporter::domain::{Export, ExportStatus, NotifyEvent, Recurrence, RunEvent, Schedule};
-use exporter::ports::{
-    Advance, Budgets, Caller, ChannelAccess, ChannelRead, Clock, ExportRuns, Exports, FileStore, ItemLedger,
-    JobHistory, JobLedger, JobNotifier, RunLauncher, RunSchedules, SeriesReader, Spend,
-};
+use exporter::domain::{Export, ExportStatus, RunEvent, Schedule};
 
 pub use exporter::failure::Failure;
-use pipeline::Progress;
-pub use pipeline::{Checkpoint, JobError};
-
-/// Settings of a run.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    /// How long files and job records are kept (S3 lifecycle and DynamoDB TTL).
-    pub retention: TimeDelta,
-    /// Where temporary files go (Lambda: /tmp); the system default when unset.
-    pub work_dir: Option<PathBuf>,
-    /// How long an attempt holds its job: longer than the function's timeout, so that only an
-    /// attempt that is surely over (crashed, timed out) can be taken over by a retry.
-    pub lease: TimeDelta,
-    /// Runs an owner's exports may make in a UTC day; past it, runs are recorded failed.
-    pub max_runs_per_day: u32,
-    /// How late an occurrence whose trigger never came may still run; older ones are recorded
-    /// as missed.
-    pub lateness: TimeDelta,
-    /// How long before the invocation's deadline a run stops reading, to remove its files,
-    /// record its job and hand off to notify.
-    pub deadline_margin: TimeDelta,
-    /// How long after its occurrence a schedule fires (the schedules' settle delay): an
-    /// occurrence can still be armed until then.
-    pub settle: TimeDelta,
-    /// How long one invocation works on a job before it saves a checkpoint and continues in a
-    /// fresh one; `None`: until the deadline's margin.
-    pub budget: Option<TimeDelta>,
-    /// How many times a job may continue; past it, a job out of time fails.
-    pub max_legs: u32,
-    /// The size of the parts a file continued across invocations is uploaded in (the store's
-    /// minimum at least).
-    pub part_bytes: usize,
-    /// The most rows one item's workbook may hold; a job past it fails as soon as it gets there.
-    pub xlsx_max_rows: u64,
-    /// The most rows of a decimated item's workbook that get a native line chart; 0: none.
-    pub xlsx_chart_max_rows: u64,
-    /// The most bytes of a file one invocation writes locally before it pauses (its full parts
-    /// uploaded) and continues in a fresh one: the function's local storage is bounded by it.
-    pub max_local_bytes: u64,
-    /// How many items of a job run at once, each in an invocation of its own; 1: a job's items
-    /// run one after the other in the job's invocation.
-    pub fan_out: u32,
-}
-
-impl Default for RunConfig {
-    fn default() -> Self {
-        Self {
-            retention: TimeDelta::days(7),
-            work_dir: None,
-            lease: TimeDelta::seconds(930),
-            max_runs_per_day: 10_000,
-            lateness: TimeDelta::hours(1),
-            deadline_margin: TimeDelta::seconds(60),
-            settle: TimeDelta::seconds(60),
-            budget: None,
-            max_legs: 200,
-            part_bytes: 8 * 1024 * 1024,
-            xlsx_max_rows: 5_000_000,
-            xlsx_chart_max_rows: 10_000,
-            fan_out: 4,
-            max_local_bytes: 1 << 30,
-        }
-    }
-}
-
-impl RunConfig {
-    /// Reads `RETENTION_DAYS`, `WORK_DIR`, `JOB_LEASE_SECONDS` and `MAX_RUNS_PER_DAY`, each falling back to its default.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        Ok(Self {
-            retention: TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
-            work_dir: optional("WORK_DIR").map(Into::into),
-            lease: TimeDelta::seconds(parsed_or("JOB_LEASE_SECONDS", defaults.lease.num_seconds())?),
-            max_runs_per_day: parsed_or("MAX_RUNS_PER_DAY", defaults.max_runs_per_day)?,
-            lateness: TimeDelta::seconds(parsed_or(
-                "CATCH_UP_LATENESS_SECONDS",
-                defaults.lateness.num_seconds(),
-            )?),
-            deadline_margin: TimeDelta::seconds(parsed_or(
-                "RUN_DEADLINE_MARGIN_SECONDS",
-                defaults.deadline_margin.num_seconds(),
-            )?),
-            // Set by the composition root from the schedules' settings, which read it.
-            settle: defaults.settle,
-            budget: optional("RUN_BUDGET_SECONDS")
-                .map(|s| s.parse::<i64>().map(TimeDelta::seconds))
-                .transpose()
-                .map_err(|e| ConfigError::Malformed {
-                    name: "RUN_BUDGET_SECONDS",
-                    reason: e.to_string(),
-                })?,
-            max_legs: parsed_or("RUN_MAX_CONTINUATIONS", defaults.max_legs)?,
-            // Set by the composition root with the store's part size.
-            part_bytes: defaults.part_bytes,
-            xlsx_max_rows: parsed_or("XLSX_MAX_ROWS", defaults.xlsx_max_rows)?,
-            xlsx_chart_max_rows: parsed_or("XLSX_CHART_MAX_ROWS", defaults.xlsx_chart_max_rows)?,
-            fan_out: parsed_or("ITEM_FAN_OUT", defaults.fan_out)?,
-            max_local_bytes: parsed_or("RUN_MAX_LOCAL_BYTES", defaults.max_local_bytes)?,
-        })
-    }
-}
-
-/// What the run needs: the roles of the store it uses, and nothing else.
-#[derive(Clone, Copy)]
-pub struct Deps<'a> {
-    pub exports: &'a dyn Exports,
-    pub runs: &'a dyn ExportRuns,
-    pub ledger: &'a dyn JobLedger,
-    /// The runs of the items of jobs spread over parallel invocations.
-    pub items: &'a dyn ItemLedger,
-    pub history: &'a dyn JobHistory,
-    pub budgets: &'a dyn Budgets,
-    pub schedules: &'a dyn RunSchedules,
-    /// Launches occurrences that passed without their trigger.
-    pub launcher: &'a dyn RunLauncher,
-    pub reader: &'a dyn SeriesReader,
-    pub files: &'a dyn FileStore,
-    pub notifier: &'a dyn JobNotifier,
-    /// Re-checks the owner's channel access before every run (`CHANNEL_ACCESS=policy`); `None`
-    /// when access is only checked at create time.
-    pub access: Option<&'a dyn ChannelAccess>,
-    pub clock: &'a dyn Clock,
-    pub config: &'a RunConfig,
-    /// When this attempt must stop working (the invocation's deadline less a margin), so that
-    /// it ends its job cleanly rather than being cut off; `None`: no limit.
-    pub stop_at: Option<DateTime<Utc>>,
-}
-
-/// When an attempt whose invocation ends at `deadline` must stop working: `margin` before it, or
-/// half-way there when less time than twice the margin remains (a short timeout, an emulator);
-/// `None` without a deadline still ahead.
-pub fn stop_at(
-    deadline: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
-    margin: TimeDelta,
-) -> Option<DateTime<Utc>> {
-    let deadline = deadline.filter(|d| *d > now)?;
-    Some(deadline - margin.min((deadline - now) / 2))
-}
-
-/// What became of a trigger.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub enum Outcome {
-    /// The export is gone or deleted: nothing to do.
-    Skipped,
-    /// The job of this trigger exists already: a duplicate, nothing done twice.
-    Duplicate,
-    /// The job ran and wrote its files.
-    Done,
-    /// The job ran and failed; the failure is recorded on the job.
-    Failed,
-    /// The job's budget ran out: it saved a checkpoint and continues in a fresh invocation.
-    Continued,
-    /// The job's items were launched to run in parallel.
-    Spread,
-    /// An item of a spread job finished; others are still running.
-    ItemDone,
-}
 
 /// Handles one trigger, or one continuation of a job.
 pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
@@ -285,7 +142,7 @@ async fn continue_job(deps: Deps<'_>, event: RunEvent, leg: u32) -> Result<Outco
         return Ok(Outcome::Duplicate);
     }
     let resumed = async {
-        let key = pipeline::checkpoint_key(&files::job_prefix(&export.id, &job_id), leg);
+        let key = checkpoint_key(&files::job_prefix(&export.id, &job_id), leg);
         let bytes = deps
             .files
             .read(&key)
@@ -382,7 +239,7 @@ async fn pause(
     leg: u32,
 ) -> Result<Outcome, Failure> {
     let job_id = event.job_id();
-    let key = pipeline::checkpoint_key(&files::job_prefix(&export.id, &job_id), leg);
+    let key = checkpoint_key(&files::job_prefix(&export.id, &job_id), leg);
     let bytes = serde_json::to_vec(checkpoint).map_err(|e| Failure::permanent(e.to_string()))?;
     deps.files
         .put_bytes(&key, bytes)
@@ -405,244 +262,4 @@ async fn pause(
         }
     }
     Ok(Outcome::Continued)
-}
-
-/// Records a job's end, settles a one-time export and hands the job to notify.
-async fn end_job(
-    deps: Deps<'_>,
-    export: &Export,
-    event: &RunEvent,
-    job_id: &str,
-    status: JobStatus,
-    detail: JobDetail,
-) -> Result<Outcome, Failure> {
-    let finished_at = deps.clock.now();
-    let end = JobEnd {
-        status,
-        detail,
-        finished_at,
-        // Failed jobs expire too, so an export's partition does not grow without bound.
-        expires_at: Some(finished_at + deps.config.retention),
-    };
-    deps.ledger.finish_job(&event.job(), &end).await?;
-    settle(deps, export, status, finished_at).await?;
-    hand_off(deps, export, job_id).await?;
-    tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");
-    Ok(if status == JobStatus::Done {
-        Outcome::Done
-    } else {
-        Outcome::Failed
-    })
-}
-
-/// Spends one run of the owner's daily budget (once per job, whatever the attempts); why not,
-/// when it is spent.
-async fn over_budget(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Option<String>, Failure> {
-    let limit = deps.config.max_runs_per_day;
-    let spent = deps
-        .budgets
-        .spend(&export.owner, &event.job(), Spend::Run, deps.clock.now(), limit)
-        .await?;
-    Ok((!spent).then(|| {
-        format!(
-            "not run: the owner's budget of {limit} runs a day (MAX_RUNS_PER_DAY) is spent for today (UTC); later occurrences still run"
-        )
-    }))
-}
-
-/// When access is re-checked before runs: why the owner may no longer read one of the items'
-/// channels, if so. A checker that cannot answer fails the attempt (retryable), never the job.
-async fn revoked(deps: Deps<'_>, export: &Export) -> Result<Option<String>, Failure> {
-    let Some(access) = deps.access else {
-        return Ok(None);
-    };
-    let owner = Caller {
-        subject: &export.owner,
-        credential: None,
-    };
-    for (index, item) in export.request.items.iter().enumerate() {
-        for read in ChannelRead::of_item(item) {
-            if !access.may_read(&owner, &read).await? {
-                return Ok(Some(format!(
-                    "item {index}: the owner may no longer read channel {} (subtopic `{}`, name `{}`); access was revoked after the export was created",
-                    read.channel, read.subtopic, read.name
-                )));
-            }
-        }
-    }
-    Ok(None)
-}
-
-/// Gives a one-time export the final status of its job (once; again is a no-op).
-async fn settle(
-    deps: Deps<'_>,
-    export: &Export,
-    status: JobStatus,
-    at: DateTime<Utc>,
-) -> Result<(), Failure> {
-    if export.request.schedule != Schedule::OneTime {
-        return Ok(());
-    }
-    match status.settles_as() {
-        Some(final_status) => Ok(deps.runs.settle_one_time(export, final_status, at).await?),
-        None => Ok(()),
-    }
-}
-
-/// On a duplicate trigger of a job that finished: an earlier attempt may have stopped between
-/// recording the job and settling the export or handing off to notify (a crash, a timeout, a
-/// hand-off that failed), so both happen again. Settling is once only; notify's per-message
-/// claims make a second hand-off send nothing twice.
-async fn after_duplicate(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<(), Failure> {
-    let Some(job) = deps.history.job(&event.job()).await? else {
-        return Ok(());
-    };
-    if !matches!(
-        job.status,
-        JobStatus::Done | JobStatus::Failed | JobStatus::Expired
-    ) {
-        return Ok(());
-    }
-    if export.request.schedule == Schedule::OneTime
-        && !matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
-    {
-        let at = job.finished_at.unwrap_or_else(|| deps.clock.now());
-        settle(deps, export, job.status, at).await?;
-    }
-    hand_off(deps, export, &job.job_id).await
-}
-
-/// Hands a finished job to notify; a failure is retryable, so the runtime's retry (a duplicate
-/// of a finished job) hands it off again rather than losing its messages.
-async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), Failure> {
-    let event = NotifyEvent {
-        export_id: export.id,
-        job_id: job_id.to_owned(),
-    };
-    deps.notifier.job_ended(&event).await.map_err(|e| {
-        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify; the retry (or the reconciler) will");
-        Failure::Retryable(Box::new(e))
-    })?;
-    if let Some(key) = JobKey::of_job_id(export.id, job_id) {
-        deps.ledger.handed_off(&key).await?;
-    }
-    Ok(())
-}
-
-/// After occurrence `k`: moves the export's next run forward to the first occurrence after now
-/// and arms it, never back (a late or replayed trigger of `k` finds a later one armed and does
-/// nothing). When occurrences between `k` and now were never triggered (the chain fell behind),
-/// the run that moved the chain forward launches those within `lateness` and records the older
-/// ones as missed.
-async fn rearm(deps: Deps<'_>, export: &Export, recurrence: &Recurrence, k: u64) -> Result<(), Failure> {
-    let now = deps.clock.now();
-    // An occurrence can be armed while its schedule (which fires `settle` after it) is ahead.
-    let armable_after = now - deps.config.settle;
-    let out_of_range = || Failure::permanent("the next occurrence is out of range");
-    let mut next = k + 1;
-    let mut at = recurrence.occurrence(next).ok_or_else(out_of_range)?;
-    if at <= armable_after {
-        (next, at) = recurrence.next_after(armable_after).ok_or_else(out_of_range)?;
-    }
-    let advance = deps.runs.advance_next_run(&export.id, at, now).await?;
-    if advance == Advance::Behind {
-        tracing::info!(export_id = %export.id, k, "a later occurrence is armed already; the chain stays");
-        return Ok(());
-    }
-    if advance == Advance::Advanced {
-        // Occurrences before the export existed were never due: no trigger is missing for them.
-        let first_due = recurrence
-            .next_after(export.created_at)
-            .map_or(next, |(first, _)| first);
-        catch_up(deps, export, recurrence, (k + 1).max(first_due)..next).await?;
-    }
-    deps.schedules
-        .arm(&RunEvent::occurrence(export.id, next, at))
-        .await?;
-    Ok(())
-}
-
-/// The most past occurrences one run launches or records; a longer gap is logged and skipped.
-const MAX_CATCH_UP: u64 = 1000;
-
-/// Occurrences `range` passed without a trigger: those within `lateness` run now, older ones
-/// are recorded as missed.
-async fn catch_up(
-    deps: Deps<'_>,
-    export: &Export,
-    recurrence: &Recurrence,
-    range: std::ops::Range<u64>,
-) -> Result<(), Failure> {
-    if range.is_empty() {
-        return Ok(());
-    }
-    let now = deps.clock.now();
-    let skipped = (range.end - range.start).saturating_sub(MAX_CATCH_UP);
-    if skipped > 0 {
-        tracing::error!(export_id = %export.id, skipped, "too many missed occurrences to record; the oldest are skipped");
-    }
-    for j in range.start + skipped..range.end {
-        let Some(at) = recurrence.occurrence(j) else {
-            continue;
-        };
-        let event = RunEvent::occurrence(export.id, j, at);
-        if now - at <= deps.config.lateness {
-            tracing::warn!(export_id = %export.id, occurrence = j, "an occurrence without its trigger: running it now");
-            if let Err(e) = deps.launcher.launch(&event).await {
-                tracing::error!(export_id = %export.id, occurrence = j, error = %e, "could not launch a missed occurrence");
-                record_unrun(
-                    deps,
-                    &event,
-                    format!("missed: its trigger never came and it could not be launched ({e})"),
-                )
-                .await?;
-            }
-        } else {
-            let reason = format!(
-                "missed: its trigger never came, and it is more than {} s late (CATCH_UP_LATENESS_SECONDS)",
-                deps.config.lateness.num_seconds()
-            );
-            record_unrun(deps, &event, reason).await?;
-        }
-    }
-    Ok(())
-}
-
-/// Records the job of `event` as failed without running it.
-async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Result<(), Failure> {
-    Ok(deps
-        .ledger
-        .record_unrun(&event.job(), &failed_end(deps, reason))
-        .await?)
-}
-
-/// The end of a job that failed for `reason`, now; it expires like any job.
-fn failed_end(deps: Deps<'_>, reason: String) -> JobEnd {
-    JobEnd::failed(
-        reason,
-        JobDetail::default(),
-        deps.clock.now(),
-        deps.config.retention,
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_run_stops_a_margin_before_its_deadline_or_half_way_when_time_is_short() {
-        let now = DateTime::from_timestamp(1_000_000, 0).expect("in range");
-        let minute = TimeDelta::seconds(60);
-        assert_eq!(
-            stop_at(Some(now + TimeDelta::seconds(900)), now, minute),
-            Some(now + TimeDelta::seconds(840))
-        );
-        assert_eq!(
-            stop_at(Some(now + TimeDelta::seconds(30)), now, minute),
-            Some(now + TimeDelta::seconds(15))
-        );
-        assert_eq!(stop_at(Some(now - TimeDelta::seconds(1)), now, minute), None);
-        assert_eq!(stop_at(None, now, minute), None);
-    }
 }

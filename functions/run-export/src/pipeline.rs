@@ -8,7 +8,7 @@
 //! writing after it from the boundary, and completes the upload: the file is byte for byte the
 //! one a run that never stopped writes.
 
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 
 use chrono::{DateTime, Utc};
 use futures::future::Either;
@@ -18,159 +18,23 @@ use exporter::domain::decimation::{Decimator, Filler};
 use exporter::domain::files;
 use exporter::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
 use exporter::domain::request::{Extension, Fill, Item, Transform};
-use exporter::domain::series::Point;
 use exporter::domain::timestamp::rfc3339;
 use exporter::domain::{Export, Schedule, Window};
-use exporter::ports::{Cause, Clock, FileError, ReadError, SeriesQuery, SliceSink};
+use exporter::ports::{FileError, ReadError, SeriesQuery};
 use exporter::render::csv_file::CsvFile;
-use exporter::render::series::{Paused, SeriesRenderer, SeriesSink};
+use exporter::render::series::{SeriesRenderer, SeriesSink};
 use exporter::render::stage::{render_stage, StageFile};
-use exporter::render::wide::{wide_columns, WideColumn, WideDecimation, WideRenderer};
-use exporter::render::xlsx_file::{ChartSpec, Look, XlsxFile};
+use exporter::render::wide::{wide_columns, WideDecimation, WideRenderer};
+use exporter::render::xlsx_file::XlsxFile;
 use exporter::render::{ItemContext, RenderError, RowWriter};
 
-use crate::Deps;
-
-/// Why a job failed; its text is what the job record shows.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error("item {item}: reading `{name}` failed: {source}")]
-    Read {
-        item: usize,
-        name: String,
-        #[source]
-        source: ReadError,
-    },
-    #[error("item {item}: writing the file failed: {source}")]
-    Render {
-        item: usize,
-        #[source]
-        source: RenderError,
-    },
-    #[error("storing the file failed: {0}")]
-    File(#[from] FileError),
-    #[error("a temporary file failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error(
-        "item {item}: more than {cap} rows, the most an Excel export may hold here (XLSX_MAX_ROWS); \
-         export it as CSV (no such limit), or decimate it"
-    )]
-    TooManyRows { item: usize, cap: u64 },
-    #[error("item {0}: its window is out of range")]
-    Window(usize),
-    #[error(
-        "ran out of time after {rows} rows of item {item}: the export takes longer than one run may \
-         (the function's timeout less RUN_DEADLINE_MARGIN_SECONDS); a shorter window or a decimation helps"
-    )]
-    OutOfTime { item: usize, rows: u64 },
-}
-
-/// The attempt's time is up: reading stops here.
-#[derive(Debug, thiserror::Error)]
-#[error("the run's time is up")]
-struct TimeUp;
-
-/// The file's uploader failed: reading stops (the uploader says why).
-#[derive(Debug, thiserror::Error)]
-#[error("the file's upload stopped")]
-struct UploadStopped;
-
-/// The attempt's budget is spent at a place where the series can go on later.
-#[derive(Debug, thiserror::Error)]
-#[error("the run pauses to continue in a fresh invocation")]
-struct Pause;
-
-/// A sink that stops taking points once the attempt must stop working: at the next boundary
-/// between pieces when the file can go on later, at once when it cannot.
-struct Timed<'s> {
-    inner: &'s mut dyn SeriesSink,
-    /// Tells the file's uploader, at each boundary, that the file has grown: its full parts go
-    /// up while the file is read ([`Sent::send_while_written`]). Closed when the uploader failed.
-    written: tokio::sync::watch::Sender<()>,
-    stop_at: Option<DateTime<Utc>>,
-    clock: &'s dyn Clock,
-    pausable: bool,
-    /// Everything before this instant was taken, nothing after.
-    until: Option<DateTime<Utc>>,
-    /// The local file, and the most it may hold in one invocation: past it, a pausable series
-    /// pauses (its full parts go up), so the function's local storage is never exhausted.
-    local: (&'s std::path::Path, u64),
-}
-
-impl Timed<'_> {
-    fn time_is_up(&self) -> bool {
-        self.stop_at.is_some_and(|stop| self.clock.now() >= stop)
-    }
-
-    fn local_is_full(&self) -> bool {
-        std::fs::metadata(self.local.0).is_ok_and(|m| m.len() >= self.local.1)
-    }
-}
-
-#[async_trait::async_trait]
-impl SliceSink for Timed<'_> {
-    async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), Cause> {
-        if !self.pausable && self.time_is_up() {
-            return Err(Box::new(TimeUp));
-        }
-        self.inner.accept(points).await
-    }
-
-    async fn boundary(&mut self, until: DateTime<Utc>) -> Result<(), Cause> {
-        self.until = Some(until);
-        match (self.time_is_up(), self.pausable) {
-            (false, true) if self.local_is_full() => Err(Box::new(Pause)),
-            // The uploader's error, once it hung up, is the one the job reports.
-            (false, _) => self
-                .written
-                .send(())
-                .map_err(|_| Box::new(UploadStopped) as Cause),
-            (true, true) => Err(Box::new(Pause)),
-            (true, false) => Err(Box::new(TimeUp)),
-        }
-    }
-}
-
-/// Where a job stands between two invocations: the items finished, and how far the current
-/// one got. Stored as JSON under the job's prefix, committed by the job's leg.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Checkpoint {
-    /// The occurrence of a recurring export's job (what its windows are computed from).
-    pub occurrence: Option<u64>,
-    /// The finished items' files, every started item's window, the warnings so far.
-    pub detail: JobDetail,
-    pub current: Option<ItemProgress>,
-}
-
-/// How far one item got: where its reading goes on, the writer's and decimator's state, the
-/// parts of its file already uploaded and the bytes after them (the tail, kept in the store).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemProgress {
-    pub index: usize,
-    /// Reading goes on from here (Unix nanoseconds).
-    pub from_ns: i64,
-    pub paused: Paused,
-    pub upload: Option<String>,
-    pub parts: Vec<(i32, String)>,
-    /// Bytes in the uploaded parts.
-    pub uploaded: u64,
-    /// The key of the bytes written after the parts, when there are some.
-    pub tail: Option<String>,
-}
-
-/// What became of a job in this invocation.
-pub(crate) enum Progress {
-    Done(JobDetail),
-    /// The budget ran out: the job goes on from this checkpoint.
-    Paused(Box<Checkpoint>),
-}
-
-/// The key of a job's checkpoint of `leg`.
-pub(crate) fn checkpoint_key(prefix: &str, leg: u32) -> String {
-    format!("{prefix}/.resume/leg-{leg}.json")
-}
+use crate::archive::archive;
+use crate::checkpoint::{Checkpoint, ItemProgress, Progress};
+use crate::deadline::{Pause, TimeUp, Timed, UploadStopped};
+use crate::deps::Deps;
+use crate::error::JobError;
+use crate::look::{look, look_name};
+use crate::upload::Sent;
 
 /// Runs the job from `resume` (or from its start) in leg `leg`; on failure returns what was
 /// recorded so far and the error, the job's files removed.
@@ -307,38 +171,6 @@ fn plan(
     Ok(plan)
 }
 
-/// Zips the job's files (those not written whole by this invocation read back from the store)
-/// and stores the zip.
-async fn archive(
-    deps: Deps<'_>,
-    export: &Export,
-    job_id: &str,
-    records: &[FileRecord],
-    names: &[String],
-    mut local: Vec<Option<NamedTempFile>>,
-) -> Result<FileRecord, JobError> {
-    let mut written = Vec::new();
-    for (index, (record, name)) in records.iter().zip(names).enumerate() {
-        let file = match local.get_mut(index).and_then(Option::take) {
-            Some(file) => file,
-            None => {
-                let file = temp_file(deps)?;
-                deps.files.download(&record.key, file.path()).await?;
-                file
-            }
-        };
-        written.push((file, name.clone()));
-    }
-    let archive = zip_files(deps, &mut written)?;
-    let key = files::archive_key(&export.id, job_id);
-    let bytes = deps
-        .files
-        .put(&key, archive.path(), files::ZIP_CONTENT_TYPE)
-        .await?;
-    let rows = records.iter().map(|f| f.rows).sum();
-    Ok(FileRecord { key, rows, bytes })
-}
-
 /// What became of one item's run in this invocation.
 pub(crate) enum ItemProgressed {
     Done(ItemOutcome),
@@ -417,7 +249,7 @@ pub(crate) async fn assemble(
     Ok(detail)
 }
 
-fn temp_file(deps: Deps<'_>) -> Result<NamedTempFile, JobError> {
+pub(crate) fn temp_file(deps: Deps<'_>) -> Result<NamedTempFile, JobError> {
     Ok(match &deps.config.work_dir {
         Some(dir) => NamedTempFile::new_in(dir)?,
         None => NamedTempFile::new()?,
@@ -781,190 +613,4 @@ async fn render_item(
         },
         warnings,
     })
-}
-
-/// How an item's workbook looks: sheets named after the item's label (else its SenML name; a
-/// wide item's after all its targets'), titled with that name and the export, and a line chart
-/// of a decimated series of times and values short enough for one.
-fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
-    let name = look_name(item);
-    // The columns as the file has them: a wide file's value (and count) columns are the
-    // targets', a line each in the chart, named by their headers.
-    let targets: Vec<(&str, Option<&str>)> = item
-        .targets()
-        .into_iter()
-        .map(|(target, label)| (target.as_str(), label))
-        .collect();
-    let (layout, headers) = wide_columns(&export.request.format.columns, &targets);
-    let time = layout.iter().position(|c| *c == WideColumn::Time);
-    let series: Vec<(String, u16)> = layout
-        .iter()
-        .zip(headers)
-        .enumerate()
-        .filter(|(_, (column, _))| matches!(column, WideColumn::Value(_)))
-        .filter_map(|(at, (_, header))| {
-            let column = u16::try_from(at).ok()?;
-            Some((if item.is_wide() { header } else { name.clone() }, column))
-        })
-        .collect();
-    let chart = match (item.decimation, time.and_then(|at| u16::try_from(at).ok())) {
-        (Some(_), Some(time_column)) if deps.config.xlsx_chart_max_rows > 0 && !series.is_empty() => {
-            Some(ChartSpec {
-                time_column,
-                series,
-                title: name.clone(),
-                max_rows: deps.config.xlsx_chart_max_rows,
-            })
-        }
-        _ => None,
-    };
-    Look {
-        title: format!("{name} (export {})", export.id),
-        sheet: name,
-        chart,
-    }
-}
-
-/// What an item's workbook and chart are called: its label (else its SenML name); a wide item
-/// is named after all its targets.
-fn look_name(item: &Item) -> String {
-    item.targets()
-        .iter()
-        .map(|(target, label)| label.unwrap_or(target.as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// An item's file on its way to the store in parts, across legs.
-struct Sent<'k> {
-    key: &'k str,
-    upload: Option<String>,
-    parts: Vec<(i32, String)>,
-    uploaded: u64,
-    /// Bytes of this leg's local file already sent as parts.
-    local: u64,
-}
-
-impl Sent<'_> {
-    /// Sends the local file's full parts as it grows, each time the reading side says it did,
-    /// until that side hangs up (and then what is ready).
-    async fn send_while_written(
-        &mut self,
-        deps: Deps<'_>,
-        path: &std::path::Path,
-        content_type: &str,
-        mut written: tokio::sync::watch::Receiver<()>,
-    ) -> Result<(), FileError> {
-        loop {
-            let reading = written.changed().await.is_ok();
-            self.send_ready(deps, path, content_type).await?;
-            if !reading {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Sends the full parts the local file at `path` holds beyond what was sent, while the file
-    /// is still being written (what is on disk is a prefix of it).
-    async fn send_ready(
-        &mut self,
-        deps: Deps<'_>,
-        path: &std::path::Path,
-        content_type: &str,
-    ) -> Result<(), FileError> {
-        let part_bytes = deps.config.part_bytes.max(1) as u64;
-        let failed = |e: std::io::Error| FileError::Unavailable("read the local file".into(), Box::new(e));
-        while std::fs::metadata(path).map_err(failed)?.len() >= self.local + part_bytes {
-            let mut source = std::fs::File::open(path).map_err(failed)?;
-            source.seek(SeekFrom::Start(self.local)).map_err(failed)?;
-            let mut bytes = Vec::with_capacity(part_bytes as usize);
-            source.take(part_bytes).read_to_end(&mut bytes).map_err(failed)?;
-            self.send_part(deps, bytes, content_type).await?;
-        }
-        Ok(())
-    }
-
-    /// Sends the next part (the upload begun with the first), counted as sent.
-    async fn send_part(
-        &mut self,
-        deps: Deps<'_>,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), FileError> {
-        let upload = match &self.upload {
-            Some(upload) => upload.clone(),
-            None => {
-                let upload = deps.files.begin_upload(self.key, content_type).await?;
-                self.upload = Some(upload.clone());
-                upload
-            }
-        };
-        let number = self.parts.len() as i32 + 1;
-        let size = bytes.len() as u64;
-        let began = std::time::Instant::now();
-        let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
-        tracing::debug!(
-            number,
-            size,
-            took_ms = began.elapsed().as_millis() as u64,
-            "part sent"
-        );
-        self.parts.push((number, tag));
-        self.uploaded += size;
-        self.local += size;
-        Ok(())
-    }
-
-    /// Sends the local file's full parts (and, when `last`, the rest, completing the upload);
-    /// returns the bytes left after the full parts when not `last`.
-    async fn send(
-        &mut self,
-        deps: Deps<'_>,
-        file: &mut std::fs::File,
-        last: bool,
-        content_type: &str,
-    ) -> Result<Option<Vec<u8>>, JobError> {
-        let part_bytes = deps.config.part_bytes.max(1);
-        file.flush()?;
-        file.seek(SeekFrom::Start(self.local))?;
-        loop {
-            let mut bytes = Vec::with_capacity(part_bytes);
-            (&mut *file).take(part_bytes as u64).read_to_end(&mut bytes)?;
-            let full = bytes.len() == part_bytes;
-            if !full && !last {
-                return Ok((!bytes.is_empty()).then_some(bytes));
-            }
-            if bytes.is_empty() && !self.parts.is_empty() {
-                break;
-            }
-            self.send_part(deps, bytes, content_type).await?;
-            if !full {
-                break;
-            }
-        }
-        if last {
-            if let Some(upload) = &self.upload {
-                deps.files.complete_upload(self.key, upload, &self.parts).await?;
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// Zips the job's files into a temporary file.
-fn zip_files(deps: Deps<'_>, files: &mut [(NamedTempFile, String)]) -> Result<NamedTempFile, JobError> {
-    let archive = temp_file(deps)?;
-    let mut zip = zip::ZipWriter::new(archive.reopen()?);
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
-    for (file, name) in files.iter_mut() {
-        zip.start_file(name.as_str(), options)
-            .map_err(std::io::Error::other)?;
-        let source = file.as_file_mut();
-        source.rewind()?;
-        std::io::copy(source, &mut zip)?;
-    }
-    zip.finish().map_err(std::io::Error::other)?.flush()?;
-    Ok(archive)
 }

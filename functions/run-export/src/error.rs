@@ -1,0 +1,38 @@
+//! Why a job failed.
+
+use exporter::ports::{FileError, ReadError};
+use exporter::render::RenderError;
+
+/// Why a job failed; its text is what the job record shows.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("item {item}: reading `{name}` failed: {source}")]
+    Read {
+        item: usize,
+        name: String,
+        #[source]
+        source: ReadError,
+    },
+    #[error("item {item}: writing the file failed: {source}")]
+    Render {
+        item: usize,
+        #[source]
+        source: RenderError,
+    },
+    #[error("storing the file failed: {0}")]
+    File(#[from] FileError),
+    #[error("a temporary file failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "item {item}: more than {cap} rows, the most an Excel export may hold here (XLSX_MAX_ROWS); \
+         export it as CSV (no such limit), or decimate it"
+    )]
+    TooManyRows { item: usize, cap: u64 },
+    #[error("item {0}: its window is out of range")]
+    Window(usize),
+    #[error(
+        "ran out of time after {rows} rows of item {item}: the export takes longer than one run may \
+         (the function's timeout less RUN_DEADLINE_MARGIN_SECONDS); a shorter window or a decimation helps"
+    )]
+    OutOfTime { item: usize, rows: u64 },
+}

@@ -1,0 +1,178 @@
+//! The job's steps around its work: the owner's budget and revoked access checked, the end
+//! recorded, a one-time export settled, the finished job handed to notify (again after a
+//! duplicate trigger).
+
+use crate::deps::Deps;
+use chrono::{DateTime, Utc};
+use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
+use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
+use exporter::failure::Failure;
+use exporter::ports::{Caller, ChannelRead, Spend};
+
+/// What became of a trigger.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// The export is gone or deleted: nothing to do.
+    Skipped,
+    /// The job of this trigger exists already: a duplicate, nothing done twice.
+    Duplicate,
+    /// The job ran and wrote its files.
+    Done,
+    /// The job ran and failed; the failure is recorded on the job.
+    Failed,
+    /// The job's budget ran out: it saved a checkpoint and continues in a fresh invocation.
+    Continued,
+    /// The job's items were launched to run in parallel.
+    Spread,
+    /// An item of a spread job finished; others are still running.
+    ItemDone,
+}
+
+/// Records a job's end, settles a one-time export and hands the job to notify.
+pub(crate) async fn end_job(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    job_id: &str,
+    status: JobStatus,
+    detail: JobDetail,
+) -> Result<Outcome, Failure> {
+    let finished_at = deps.clock.now();
+    let end = JobEnd {
+        status,
+        detail,
+        finished_at,
+        // Failed jobs expire too, so an export's partition does not grow without bound.
+        expires_at: Some(finished_at + deps.config.retention),
+    };
+    deps.ledger.finish_job(&event.job(), &end).await?;
+    settle(deps, export, status, finished_at).await?;
+    hand_off(deps, export, job_id).await?;
+    tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");
+    Ok(if status == JobStatus::Done {
+        Outcome::Done
+    } else {
+        Outcome::Failed
+    })
+}
+
+/// Spends one run of the owner's daily budget (once per job, whatever the attempts); why not,
+/// when it is spent.
+pub(crate) async fn over_budget(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+) -> Result<Option<String>, Failure> {
+    let limit = deps.config.max_runs_per_day;
+    let spent = deps
+        .budgets
+        .spend(&export.owner, &event.job(), Spend::Run, deps.clock.now(), limit)
+        .await?;
+    Ok((!spent).then(|| {
+        format!(
+            "not run: the owner's budget of {limit} runs a day (MAX_RUNS_PER_DAY) is spent for today (UTC); later occurrences still run"
+        )
+    }))
+}
+
+/// When access is re-checked before runs: why the owner may no longer read one of the items'
+/// channels, if so. A checker that cannot answer fails the attempt (retryable), never the job.
+pub(crate) async fn revoked(deps: Deps<'_>, export: &Export) -> Result<Option<String>, Failure> {
+    let Some(access) = deps.access else {
+        return Ok(None);
+    };
+    let owner = Caller {
+        subject: &export.owner,
+        credential: None,
+    };
+    for (index, item) in export.request.items.iter().enumerate() {
+        for read in ChannelRead::of_item(item) {
+            if !access.may_read(&owner, &read).await? {
+                return Ok(Some(format!(
+                    "item {index}: the owner may no longer read channel {} (subtopic `{}`, name `{}`); access was revoked after the export was created",
+                    read.channel, read.subtopic, read.name
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Gives a one-time export the final status of its job (once; again is a no-op).
+pub(crate) async fn settle(
+    deps: Deps<'_>,
+    export: &Export,
+    status: JobStatus,
+    at: DateTime<Utc>,
+) -> Result<(), Failure> {
+    if export.request.schedule != Schedule::OneTime {
+        return Ok(());
+    }
+    match status.settles_as() {
+        Some(final_status) => Ok(deps.runs.settle_one_time(export, final_status, at).await?),
+        None => Ok(()),
+    }
+}
+
+/// On a duplicate trigger of a job that finished: an earlier attempt may have stopped between
+/// recording the job and settling the export or handing off to notify (a crash, a timeout, a
+/// hand-off that failed), so both happen again. Settling is once only; notify's per-message
+/// claims make a second hand-off send nothing twice.
+pub(crate) async fn after_duplicate(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+) -> Result<(), Failure> {
+    let Some(job) = deps.history.job(&event.job()).await? else {
+        return Ok(());
+    };
+    if !matches!(
+        job.status,
+        JobStatus::Done | JobStatus::Failed | JobStatus::Expired
+    ) {
+        return Ok(());
+    }
+    if export.request.schedule == Schedule::OneTime
+        && !matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
+    {
+        let at = job.finished_at.unwrap_or_else(|| deps.clock.now());
+        settle(deps, export, job.status, at).await?;
+    }
+    hand_off(deps, export, &job.job_id).await
+}
+
+/// Hands a finished job to notify; a failure is retryable, so the runtime's retry (a duplicate
+/// of a finished job) hands it off again rather than losing its messages.
+pub(crate) async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), Failure> {
+    let event = NotifyEvent {
+        export_id: export.id,
+        job_id: job_id.to_owned(),
+    };
+    deps.notifier.job_ended(&event).await.map_err(|e| {
+        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify; the retry (or the reconciler) will");
+        Failure::Retryable(Box::new(e))
+    })?;
+    if let Some(key) = JobKey::of_job_id(export.id, job_id) {
+        deps.ledger.handed_off(&key).await?;
+    }
+    Ok(())
+}
+
+/// Records the job of `event` as failed without running it.
+pub(crate) async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Result<(), Failure> {
+    Ok(deps
+        .ledger
+        .record_unrun(&event.job(), &failed_end(deps, reason))
+        .await?)
+}
+
+/// The end of a job that failed for `reason`, now; it expires like any job.
+pub(crate) fn failed_end(deps: Deps<'_>, reason: String) -> JobEnd {
+    JobEnd::failed(
+        reason,
+        JobDetail::default(),
+        deps.clock.now(),
+        deps.config.retention,
+    )
+}
