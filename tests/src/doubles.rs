@@ -81,3 +81,68 @@ impl JobNotifier for NotifiesInProcess<'_> {
             .map_err(|e| LaunchError::Unavailable(Box::new(e)))
     }
 }
+
+/// The store of files, with every whole-file `put` of a key ending in `suffix` held until the
+/// test lets it go: an attempt caught mid-await (zipping a job's files) while another runs, or
+/// killed there (its future dropped).
+pub struct HeldPuts<'a> {
+    pub files: &'a dyn exporter::ports::FileStore,
+    pub suffix: &'static str,
+    /// Let go of the puts held (and every later one).
+    pub release: tokio::sync::watch::Sender<bool>,
+    /// How many puts are held right now.
+    pub held: std::sync::atomic::AtomicUsize,
+}
+
+impl<'a> HeldPuts<'a> {
+    pub fn new(files: &'a dyn exporter::ports::FileStore, suffix: &'static str) -> Self {
+        Self {
+            files,
+            suffix,
+            release: tokio::sync::watch::channel(false).0,
+            held: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+}
+
+type FileResult<T> = Result<T, exporter::ports::FileError>;
+
+#[async_trait]
+impl exporter::ports::FileStore for HeldPuts<'_> {
+    async fn put(&self, key: &str, path: &std::path::Path, content_type: &str) -> FileResult<u64> {
+        if key.ends_with(self.suffix) {
+            let mut released = self.release.subscribe();
+            self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = released.wait_for(|go| *go).await;
+            self.held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.files.put(key, path, content_type).await
+    }
+    async fn remove(&self, key: &str) -> FileResult<()> {
+        self.files.remove(key).await
+    }
+    async fn remove_all(&self, prefix: &str) -> FileResult<u64> {
+        self.files.remove_all(prefix).await
+    }
+    async fn presign(&self, key: &str, expires_in: std::time::Duration) -> FileResult<String> {
+        self.files.presign(key, expires_in).await
+    }
+    async fn read(&self, key: &str) -> FileResult<Vec<u8>> {
+        self.files.read(key).await
+    }
+    async fn download(&self, key: &str, path: &std::path::Path) -> FileResult<u64> {
+        self.files.download(key, path).await
+    }
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> FileResult<()> {
+        self.files.put_bytes(key, bytes).await
+    }
+    async fn begin_upload(&self, key: &str, content_type: &str) -> FileResult<String> {
+        self.files.begin_upload(key, content_type).await
+    }
+    async fn upload_part(&self, key: &str, upload: &str, number: i32, bytes: Vec<u8>) -> FileResult<String> {
+        self.files.upload_part(key, upload, number, bytes).await
+    }
+    async fn complete_upload(&self, key: &str, upload: &str, parts: &[(i32, String)]) -> FileResult<()> {
+        self.files.complete_upload(key, upload, parts).await
+    }
+}

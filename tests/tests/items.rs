@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use exporter::domain::job::JobStatus;
 use exporter::domain::{NotifyEvent, RunEvent};
-use exporter::ports::{FileStore, JobHistory, LaunchError, RunLauncher};
+use exporter::ports::{FileStore, JobHistory, JobLedger, LaunchError, RunLauncher};
 use integration_tests::doubles::HandOffs;
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
@@ -311,4 +311,204 @@ async fn an_item_run_whose_launch_was_lost_is_relaunched_by_the_reconciler_and_t
     );
     let sent: Vec<NotifyEvent> = hand_offs.0.lock().map(|s| s.clone()).unwrap_or_default();
     assert_eq!(sent.len(), 1, "one hand-off");
+}
+
+/// A spread job of three items with items 0 and 1 done; returns the job's trigger and item 2's
+/// event (its run not yet made).
+async fn two_of_three_done(fx: &Fixture, deps: run_export::Deps<'_>, queue: &Queue) -> (RunEvent, RunEvent) {
+    let event = fx.create_run(&someone(), &body(3)).await;
+    assert_eq!(handle(deps, event.clone()).await.expect("runs"), Outcome::Spread);
+    let launched = queue
+        .0
+        .lock()
+        .map(|mut q| std::mem::take(&mut *q))
+        .unwrap_or_default();
+    assert_eq!(
+        launched.iter().map(|e| e.item).collect::<Vec<_>>(),
+        [Some(0), Some(1), Some(2)]
+    );
+    for run in &launched[..2] {
+        assert_eq!(handle(deps, run.clone()).await.expect("runs"), Outcome::ItemDone);
+    }
+    (event, launched[2].clone())
+}
+
+fn spread_config(fx: &Fixture) -> RunConfig {
+    RunConfig {
+        fan_out: 3,
+        ..fx.run_config.clone()
+    }
+}
+
+/// A trigger delivered twice (at least once delivery, a dead letter replayed) while the job's
+/// items run: the second is a duplicate, never a second run of the job that would strand its
+/// items' outcomes.
+#[tokio::test]
+async fn a_duplicate_trigger_never_takes_over_a_spread_job() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    let config = spread_config(&fx);
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let (event, last) = two_of_three_done(&fx, deps, &queue).await;
+    let before = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    // What the trigger's run asks first: the job is not to be claimed again (were it, its status
+    // would read "not processed" until the run started it, and an item finishing then would be
+    // refused its count).
+    let now = chrono::Utc::now();
+    assert!(
+        !fx.store
+            .open_job(&event.job(), now, now + TimeDelta::minutes(15))
+            .await
+            .expect("answers"),
+        "a spread job is claimed again"
+    );
+    assert_eq!(
+        handle(deps, event.clone()).await.expect("runs"),
+        Outcome::Duplicate,
+        "the trigger again"
+    );
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.attempts, before.attempts, "the job was claimed again");
+    assert_eq!(job.status, JobStatus::InProgress);
+    assert_eq!(job.spread.as_ref().map(|s| s.left), Some(1), "{:?}", job.spread);
+    assert_eq!(handle(deps, last).await.expect("runs"), Outcome::Done);
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    assert_eq!(job.detail.files.len(), 3);
+    assert_eq!(hand_offs.0.lock().map(|h| h.len()).unwrap_or_default(), 1);
+}
+
+/// The last item's run zipping the files while a second finisher (the reconciler's, or a
+/// duplicate of the last item's event) arrives: one of them ends the job, once; the other does
+/// nothing, and no finished file is removed.
+#[tokio::test]
+async fn a_second_finisher_beside_the_last_items_run_ends_nothing_twice() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    let config = spread_config(&fx);
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let (event, last) = two_of_three_done(&fx, deps, &queue).await;
+    let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
+    let zipping = run_export::Deps { files: &held, ..deps };
+    let second = async {
+        while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let outcome = handle(deps, last.clone()).await.expect("runs");
+        let _ = held.release.send(true);
+        outcome
+    };
+    let (first, second) = tokio::join!(handle(zipping, last.clone()), second);
+    let outcomes = [first.expect("runs"), second];
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == Outcome::Done).count(),
+        1,
+        "one run ends the job: {outcomes:?}"
+    );
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    let archive = job.detail.archive.expect("a zip");
+    assert!(fx.files.read(&archive.key).await.is_ok(), "the zip is there");
+    for file in &job.detail.files {
+        assert!(fx.files.read(&file.key).await.is_ok(), "{} is there", file.key);
+    }
+    assert_eq!(
+        hand_offs.0.lock().map(|h| h.len()).unwrap_or_default(),
+        1,
+        "one hand-off"
+    );
+}
+
+/// The last item's run dies while zipping (its invocation cut off at that await): the sweep
+/// leaves the job alone while its finisher's claim and the grace last, then launches one
+/// finisher, which ends the job once.
+#[tokio::test]
+async fn a_finisher_that_died_is_relaunched_after_the_grace_not_beside_a_live_one() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    let config = spread_config(&fx);
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let (event, last) = two_of_three_done(&fx, deps, &queue).await;
+    let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
+    let zipping = run_export::Deps { files: &held, ..deps };
+    tokio::select! {
+        _ = handle(zipping, last.clone()) => panic!("the zip's put is held"),
+        () = async {
+            while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        } => {}
+    }
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::InProgress);
+    assert_eq!(job.spread.as_ref().map(|s| s.left), Some(0));
+
+    let reconcile_config = reconcile::ReconcileConfig::default();
+    let sweep = fx.reconcile_deps(&queue, &hand_offs, &reconcile_config);
+    let repairs = reconcile::handle(sweep).await.expect("sweeps");
+    assert_eq!(
+        (repairs.items_relaunched, repairs.jobs_abandoned),
+        (0, 0),
+        "nothing beside a finisher that may be alive: {repairs:?}"
+    );
+    assert!(queue.0.lock().map(|q| q.is_empty()).unwrap_or_default());
+
+    let later = integration_tests::doubles::At(chrono::Utc::now() + TimeDelta::hours(1));
+    let late_sweep = reconcile::Deps {
+        clock: &later,
+        ..sweep
+    };
+    let repairs = reconcile::handle(late_sweep).await.expect("sweeps");
+    assert_eq!(repairs.items_relaunched, 1, "{repairs:?}");
+    let relaunched = queue
+        .0
+        .lock()
+        .map(|mut q| std::mem::take(&mut *q))
+        .unwrap_or_default();
+    assert_eq!(relaunched.len(), 1);
+    let an_hour_on = run_export::Deps {
+        clock: &later,
+        ..deps
+    };
+    assert_eq!(
+        handle(an_hour_on, relaunched[0].clone()).await.expect("runs"),
+        Outcome::Done
+    );
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    assert_eq!(job.detail.files.len(), 3);
+    assert_eq!(
+        hand_offs.0.lock().map(|h| h.len()).unwrap_or_default(),
+        1,
+        "one hand-off"
+    );
+    let repairs = reconcile::handle(late_sweep).await.expect("sweeps");
+    assert_eq!(repairs.items_relaunched, 0, "nothing left: {repairs:?}");
 }

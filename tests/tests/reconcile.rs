@@ -197,7 +197,10 @@ async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_sett
         finished_at: then,
         expires_at: None,
     };
-    fx.store.finish_job(&job, &end).await.expect("records");
+    assert!(
+        fx.store.finish_job(&job, &end).await.expect("records"),
+        "ends the job"
+    );
 
     let hand_offs = HandOffs::default();
     let repairs = sweep(&fx, &hand_offs).await;

@@ -448,7 +448,7 @@ impl JobLedger for FinishFailsOnce<'_> {
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.ledger.start_job(job, at).await
     }
-    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("throttled".into()));
         }

@@ -196,13 +196,15 @@ impl JobLedger for FaultyLedger<'_> {
         self.0.start_job(job, at).await?;
         self.1.dies_after("attempt died after starting its job")
     }
-    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
         self.1.alive()?;
         if self.1.faults.roll("store failed to record a job", 0.05) {
             return Err(unavailable("finish_job"));
         }
-        self.0.finish_job(job, end).await?;
-        self.1.dies_after_at("attempt died after recording its job", 0.05)
+        let ended = self.0.finish_job(job, end).await?;
+        self.1
+            .dies_after_at("attempt died after recording its job", 0.05)?;
+        Ok(ended)
     }
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
         self.1.alive()?;
@@ -277,9 +279,10 @@ impl ItemLedger for FaultyItems<'_> {
         job: &JobKey,
         item: u32,
         outcome: &exporter::domain::job::ItemOutcome,
+        at: DateTime<Utc>,
     ) -> Result<exporter::domain::job::Counted, StoreError> {
         self.1.alive()?;
-        let counted = self.0.item_done(job, item, outcome).await?;
+        let counted = self.0.item_done(job, item, outcome, at).await?;
         self.1
             .dies_after_at("attempt died after counting its item done", 0.1)?;
         Ok(counted)

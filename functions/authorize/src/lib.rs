@@ -114,6 +114,7 @@ pub fn bearer(header: &str) -> Option<&str> {
     let token = match header.split_once(' ') {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         Some(_) => return None,
+        None if header.eq_ignore_ascii_case("bearer") => return None,
         None => header,
     };
     (!token.is_empty()).then_some(token)

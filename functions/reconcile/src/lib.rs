@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use exporter::config::{parsed_or, ConfigError};
 use exporter::domain::files;
-use exporter::domain::job::{JobEnd, JobKey};
+use exporter::domain::job::{ItemRun, JobEnd, JobKey};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
     Clock, ExportLifecycle, ExportRuns, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
@@ -298,10 +298,29 @@ async fn relaunch_items(
         item: Some(item),
     };
     let mut launches = Vec::new();
+    let runs = deps.items.item_runs(key).await?;
     if spread.left == 0 {
-        launches.push(event(spread.items.saturating_sub(1), 0));
+        // Every item is done and the job never ended. Its finisher is relaunched (as the last
+        // item's event, which ends a job whose items are done) only once none can be alive: no
+        // finisher claimed the job for a grace after the last item was done (the last item's
+        // run died before claiming it), or the claim's lease passed a grace ago. One that keeps
+        // dying gives the job up to the sweep below.
+        let finisher = ItemRun::finisher(spread.items);
+        let last_done = runs.iter().filter_map(|r| r.done_at).max();
+        let due = match runs.iter().find(|r| r.item == finisher) {
+            None => last_done.or(job.started_at).is_some_and(|t| t < overdue),
+            Some(run) if run.lease_until < overdue && run.launched_at < overdue => {
+                if run.leg_attempts() > MAX_ATTEMPTS_PER_LEG {
+                    return Ok(false);
+                }
+                true
+            }
+            Some(_) => false,
+        };
+        if due {
+            launches.push(event(spread.items.saturating_sub(1), 0));
+        }
     } else {
-        let runs = deps.items.item_runs(key).await?;
         for item in 0..spread.launched {
             if spread.done.contains(&item) {
                 continue;

@@ -9,14 +9,14 @@
 //! that finishes after that finds the job ended and removes its own.
 
 use exporter::domain::files;
-use exporter::domain::job::{Counted, JobStatus};
+use exporter::domain::job::{Counted, ItemRun, JobStatus};
 use exporter::domain::{Export, RunEvent, Schedule};
 
 use crate::checkpoint::Checkpoint;
 use crate::deps::Deps;
 use crate::error::JobError;
 use crate::pipeline::{self, ItemProgressed};
-use crate::steps::{end_job, failed_end, hand_off, settle, Outcome};
+use crate::steps::{end_job, failed_end, hand_off, remove, settle, Outcome};
 use exporter::failure::Failure;
 
 /// Spreads a claimed job over its items' runs and launches the first of them.
@@ -179,7 +179,11 @@ async fn run_claimed(
             launch(deps, event, item, Some(next)).await;
             Ok(Outcome::Continued)
         }
-        Ok(ItemProgressed::Done(outcome)) => match deps.items.item_done(&job, item, &outcome).await? {
+        Ok(ItemProgressed::Done(outcome)) => match deps
+            .items
+            .item_done(&job, item, &outcome, deps.clock.now())
+            .await?
+        {
             Counted::Left(0) => finish(deps, export, event).await,
             Counted::Left(left) => {
                 tracing::info!(export_id = %export.id, item, left, "item done");
@@ -205,8 +209,33 @@ async fn run_claimed(
 }
 
 /// Ends a spread job whose items are all done: its files zipped, its record written, its
-/// export settled, notify handed the job.
+/// export settled, notify handed the job. One finisher at a time: the run claims the job's
+/// finisher ([`ItemRun::finisher`]); a second (a duplicate event, the reconciler's) finds it
+/// held and does nothing. A finisher that fails gives its claim back for the runtime's retry.
 async fn finish(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Outcome, Failure> {
+    let job_id = event.job_id();
+    let items =
+        u32::try_from(export.request.items.len()).map_err(|_| Failure::permanent("too many items"))?;
+    let finisher = ItemRun::finisher(items);
+    let now = deps.clock.now();
+    if !deps
+        .items
+        .claim_item(&event.job(), finisher, 0, now, now + deps.config.lease)
+        .await?
+    {
+        tracing::info!(export_id = %export.id, job_id, "another run is ending the job; this one stops");
+        return Ok(Outcome::Duplicate);
+    }
+    let finished = finish_claimed(deps, export, event).await;
+    if finished.is_err() {
+        if let Err(e) = deps.items.release_item(&event.job(), finisher).await {
+            tracing::error!(export_id = %export.id, job_id, error = %e, "could not give the finisher's claim back; the reconciler relaunches it once its lease passes");
+        }
+    }
+    finished
+}
+
+async fn finish_claimed(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Outcome, Failure> {
     let job_id = event.job_id();
     let outcomes = deps.items.item_outcomes(&event.job()).await?;
     match pipeline::assemble(
@@ -251,21 +280,21 @@ async fn fail(
     let end = failed_end(deps, reason);
     let finished_at = end.finished_at;
     let first = deps.items.end_spread_job(&event.job(), &end).await?;
-    remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
     if !first {
-        // Another item failed the job first (its removal may be why this one failed): the job
-        // ended with that item's reason, and nothing more is this item's to do.
+        // The job ended already. Failed by another item (its removal may be why this one
+        // failed): what is left goes. Done (a finisher ended it while this run failed): its
+        // files are the export's, and only this item's own checkpoints go.
+        let ended = deps.history.job(&event.job()).await?.map(|j| j.status);
+        let prefix = files::job_prefix(&export.id, &job_id);
+        if ended == Some(JobStatus::Failed) {
+            remove(deps, &format!("{prefix}/")).await;
+        } else {
+            remove(deps, &format!("{prefix}/.resume/item-{item}")).await;
+        }
         return Ok(Outcome::Skipped);
     }
+    remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
     settle(deps, export, JobStatus::Failed, finished_at).await?;
     hand_off(deps, export, &job_id).await?;
     Ok(Outcome::Failed)
-}
-
-/// Removes what is under `prefix` (a key is its own prefix); a failure is logged: the bucket's
-/// lifecycle rule removes it in time.
-async fn remove(deps: Deps<'_>, prefix: &str) {
-    if let Err(e) = deps.files.remove_all(prefix).await {
-        tracing::error!(prefix, error = %e, "could not remove files; they expire with the bucket's lifecycle rule");
-    }
 }

@@ -46,7 +46,21 @@ pub(crate) async fn end_job(
         // Failed jobs expire too, so an export's partition does not grow without bound.
         expires_at: Some(finished_at + deps.config.retention),
     };
-    deps.ledger.finish_job(&event.job(), &end).await?;
+    if !deps.ledger.finish_job(&event.job(), &end).await? {
+        // Another attempt ended the job first (a second finisher, or the reconciler that gave
+        // this attempt up for dead): its end stands, and its settling and hand-off are its own.
+        // Files this attempt wrote for a job that ended failed have no reader: they go.
+        let ended = deps.history.job(&event.job()).await?.map(|j| j.status);
+        tracing::warn!(export_id = %export.id, job_id, ended = ?ended, "the job ended already; this attempt's end is dropped");
+        if ended == Some(JobStatus::Failed) && status == JobStatus::Done {
+            remove(
+                deps,
+                &format!("{}/", exporter::domain::files::job_prefix(&export.id, job_id)),
+            )
+            .await;
+        }
+        return Ok(Outcome::Duplicate);
+    }
     settle(deps, export, status, finished_at).await?;
     hand_off(deps, export, job_id).await?;
     tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");
@@ -175,4 +189,12 @@ pub(crate) fn failed_end(deps: Deps<'_>, reason: String) -> JobEnd {
         deps.clock.now(),
         deps.config.retention,
     )
+}
+
+/// Removes what is under `prefix` (a key is its own prefix); a failure is logged: the bucket's
+/// lifecycle rule removes it in time.
+pub(crate) async fn remove(deps: Deps<'_>, prefix: &str) {
+    if let Err(e) = deps.files.remove_all(prefix).await {
+        tracing::error!(prefix, error = %e, "could not remove files; they expire with the bucket's lifecycle rule");
+    }
 }

@@ -769,7 +769,13 @@ impl ItemLedger for DynamoStore {
         conditional(update.send().await)
     }
 
-    async fn item_done(&self, job: &JobKey, item: u32, outcome: &ItemOutcome) -> Result<Counted, StoreError> {
+    async fn item_done(
+        &self,
+        job: &JobKey,
+        item: u32,
+        outcome: &ItemOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<Counted, StoreError> {
         let json = serde_json::to_string(outcome).map_err(unavailable)?;
         let counted = self
             .update_job(job)
@@ -805,10 +811,11 @@ impl ItemLedger for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(item_key(job, item)))
-            .update_expression("SET #status = :done, leaseUntil = :zero")
+            .update_expression("SET #status = :done, leaseUntil = :zero, doneAt = :at")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":done", s(JobStatus::Done.as_str()))
             .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":at", s(rfc3339(at)))
             .send()
             .await
             .map_err(unavailable)?;
@@ -864,6 +871,7 @@ impl ItemLedger for DynamoStore {
                         .and_then(|t| DateTime::from_timestamp(t, 0))
                         .unwrap_or_default(),
                     launched_at: time_of(record, "launchedAt", "item run")?.unwrap_or_default(),
+                    done_at: time_of(record, "doneAt", "item run")?,
                 })
             })
             .collect()
@@ -886,8 +894,9 @@ impl JobLedger for DynamoStore {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // One conditional upsert: a new job, or an unfinished one whose lease has passed and
-        // that never continued (a continuation is resumed by its own event, never restarted).
+        // One conditional upsert: a new job, or an unfinished one whose lease has passed, that
+        // never continued (a continuation is resumed by its own event, never restarted) and was
+        // never spread (its items run on their own; a duplicate trigger must not take it back).
         let claim = self
             .update_job(job)
             .update_expression(
@@ -897,9 +906,10 @@ impl JobLedger for DynamoStore {
             )
             .condition_expression(
                 "attribute_not_exists(pk) OR (#status IN (:waiting, :running) AND leaseUntil < :now \
-                 AND attribute_not_exists(leg))",
+                 AND attribute_not_exists(leg) AND attribute_not_exists(#items))",
             )
             .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#items", "items")
             .expression_attribute_values(":job", s(job.job_id()))
             .expression_attribute_values(":scheduled", s(rfc3339(job.scheduled_at)))
             .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
@@ -990,13 +1000,15 @@ impl JobLedger for DynamoStore {
         Ok(())
     }
 
-    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
-        self.ending(job, end)?
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
+        // Only a job still under way ends: a second finisher never overwrites the first's end
+        // (a `failed` over a `done`, or the reverse).
+        let update = self
+            .ending(job, end)?
+            .condition_expression("#status IN (:waiting, :running)")
+            .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()));
+        conditional(update.send().await)
     }
 
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {

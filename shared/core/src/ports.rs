@@ -148,8 +148,9 @@ pub trait JobLedger: Send + Sync {
     /// Marks a job `inProgress`.
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Records how a job ended: `done` (with its files' expiry) or `failed`.
-    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
+    /// Records how a job ended: `done` (with its files' expiry) or `failed`, unless it ended
+    /// already (another attempt ended it); `true` when this call ended it.
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError>;
 
     /// Records a job that did not run (a missed occurrence, a trigger that is no occurrence) as
     /// `failed` with its reason, unless the job exists already. It sends no messages.
@@ -207,13 +208,20 @@ pub trait ItemLedger: Send + Sync {
     /// Commits an item's checkpoint of leg `leg` (from leg `leg - 1`) and gives its claim back.
     async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> Result<bool, StoreError>;
 
-    /// Records an item's outcome on its job and counts it, atomically.
-    async fn item_done(&self, job: &JobKey, item: u32, outcome: &ItemOutcome) -> Result<Counted, StoreError>;
+    /// Records an item's outcome on its job and counts it, atomically; its run is marked done at
+    /// `at`.
+    async fn item_done(
+        &self,
+        job: &JobKey,
+        item: u32,
+        outcome: &ItemOutcome,
+        at: DateTime<Utc>,
+    ) -> Result<Counted, StoreError>;
 
     /// The outcomes of a spread job's items, by index.
     async fn item_outcomes(&self, job: &JobKey) -> Result<Vec<(u32, ItemOutcome)>, StoreError>;
 
-    /// The runs of a spread job's launched items.
+    /// The runs of a spread job's launched items (and of its finisher, [`ItemRun::finisher`]).
     async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError>;
 
     /// Ends a spread job still in progress (an item failed it); `false` when it had ended.

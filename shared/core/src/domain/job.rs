@@ -204,6 +204,8 @@ pub struct ItemRun {
     pub leg_from: Option<u32>,
     pub lease_until: DateTime<Utc>,
     pub launched_at: DateTime<Utc>,
+    /// When the item's run recorded its outcome (absent on records written before).
+    pub done_at: Option<DateTime<Utc>>,
 }
 
 /// How many attempts the current leg took: those since its checkpoint; for records written
@@ -216,6 +218,13 @@ pub fn leg_attempts(attempts: u32, leg: u32, leg_from: Option<u32>) -> u32 {
 }
 
 impl ItemRun {
+    /// The run that ends a spread job of `items` items once all are done (zips the files,
+    /// records the job, hands it off) is claimed as item `items`: one finisher at a time, its
+    /// lease and attempts kept like an item's.
+    pub fn finisher(items: u32) -> u32 {
+        items
+    }
+
     /// How many attempts its current leg took (see [`leg_attempts`]).
     pub fn leg_attempts(&self) -> u32 {
         leg_attempts(self.attempts, self.leg, self.leg_from)
