@@ -304,13 +304,13 @@ async fn an_item_run_whose_launch_was_lost_is_relaunched_by_the_reconciler_and_t
     let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
     assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
     assert_eq!(job.detail.files.len(), 3);
+    let sent: Vec<NotifyEvent> = hand_offs.0.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(sent.len(), 1, "one hand-off");
     assert_eq!(
         reconcile::handle(sweep).await.expect("sweeps").items_relaunched,
         0,
         "nothing left to relaunch"
     );
-    let sent: Vec<NotifyEvent> = hand_offs.0.lock().map(|s| s.clone()).unwrap_or_default();
-    assert_eq!(sent.len(), 1, "one hand-off");
 }
 
 /// A spread job of three items with items 0 and 1 done; returns the job's trigger and item 2's

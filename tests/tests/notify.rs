@@ -588,3 +588,59 @@ async fn the_email_of_a_finished_job_shows_a_chart_of_each_decimated_item_inline
     assert!(text.contains("http://127.0.0.1"), "the link: {text}");
     assert!(!slack.body.to_string().contains("image/png"));
 }
+
+/// A notify run claims a message and dies mid-send (its invocation timed out); the runtime's
+/// retry sends the others while the dead run's claim still holds that one. Once the claim has
+/// lapsed and the grace passed, the sweep hands the job to notify again and the message goes out,
+/// once; the job is then left alone.
+#[tokio::test]
+async fn a_message_whose_sender_died_mid_send_is_sent_by_a_later_sweep() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let messages = json!([
+        message("onSuccess", "slack", Some(format!("{}/slack/died", fx.chat_url))),
+        message("onSuccess", "slack", Some(format!("{}/slack/alive", fx.chat_url))),
+    ]);
+    let (id, event) = ran(&fx, &alice, &body(messages)).await;
+    let key = JobKey::of_job_id(event.export_id, &event.job_id).expect("a job id");
+    let now = Utc::now();
+    assert!(fx
+        .store
+        .claim_delivery(&key, 0, now, now + fx.notify_config.claim)
+        .await
+        .expect("claims"));
+    let retry = handle(fx.notify_deps(), event.clone()).await.expect("notifies");
+    assert_eq!((retry.sent, retry.skipped), (1, 1), "{retry:?}");
+
+    let later = integration_tests::doubles::At(now + chrono::TimeDelta::hours(1));
+    let notify_later = integration_tests::doubles::NotifiesInProcess(notify::Deps {
+        clock: &later,
+        ..fx.notify_deps()
+    });
+    let launches = integration_tests::doubles::Launches::default();
+    let config = reconcile::ReconcileConfig::default();
+    let sweep = reconcile::Deps {
+        clock: &later,
+        ..fx.reconcile_deps(&launches, &notify_later, &config)
+    };
+    let repairs = reconcile::handle(sweep).await.expect("sweeps");
+    assert_eq!(repairs.jobs_handed_off, 1, "{repairs:?}");
+    let posts: Vec<String> = fx.chat_state.captured().into_iter().map(|c| c.path).collect();
+    assert_eq!(
+        posts.iter().filter(|p| p.ends_with("/died")).count(),
+        1,
+        "{posts:?}"
+    );
+    assert_eq!(
+        posts.iter().filter(|p| p.ends_with("/alive")).count(),
+        1,
+        "{posts:?}"
+    );
+    let sent = notifications(&fx, &alice, &id).await;
+    assert!(
+        sent.iter().all(|n| n["status"] == "sent") && sent.len() == 2,
+        "{sent:?}"
+    );
+    let again = reconcile::handle(sweep).await.expect("sweeps");
+    assert_eq!(again.jobs_handed_off, 0, "the job is left alone now: {again:?}");
+}

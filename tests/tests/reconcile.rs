@@ -215,6 +215,10 @@ async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_sett
         Some("0"),
         "its quota slot is back"
     );
+    // notify runs for the job handed to it (as the asynchronous invoke would run it).
+    let handed: Vec<_> = hand_offs.0.lock().map(|h| h.clone()).unwrap_or_default();
+    assert_eq!(handed.len(), 1);
+    fx.notify_job(handed[0].export_id, handed[0].job_id.clone()).await;
     assert_eq!(
         sweep(&fx, &hand_offs).await,
         Repairs::default(),

@@ -209,6 +209,19 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
         }
         deps.deliveries.record_delivery(&key, &delivery).await?;
     }
+    // Every message ended unless one is still held by another run (which may have died with
+    // its claim): then the job stays unmarked, and the sweep hands it to notify again once the
+    // grace has passed, when that claim has lapsed.
+    let after = deps.history.job(&key).await?.ok_or_else(no_job)?;
+    let held = after
+        .deliveries
+        .iter()
+        .any(|d| d.status == DeliveryStatus::Sending);
+    if held {
+        tracing::warn!(export_id = %export.id, job_id = %job.job_id, "a message is still being sent by another run; the sweep comes back to it");
+    } else {
+        deps.deliveries.notified(&key).await?;
+    }
     Ok(summary)
 }
 

@@ -1025,7 +1025,7 @@ impl JobLedger for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":true", AttributeValue::Bool(true));
         let set = "SET jobId = :job, scheduledAt = :scheduled, #status = :status, createdAt = :at, \
-                   finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true";
+                   finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true, notified = :true";
         update = match end.expires_at {
             Some(expiry) => update
                 .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl"))
@@ -1281,6 +1281,17 @@ impl DeliveryLog for DynamoStore {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn notified(&self, job: &JobKey) -> Result<(), StoreError> {
+        let marked = self
+            .update_job(job)
+            .update_expression("SET notified = :true")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await;
+        conditional(marked).map(drop)
+    }
 }
 
 #[async_trait]
@@ -1425,7 +1436,7 @@ impl Sweep for DynamoStore {
     ) -> Result<Vec<(ExportId, Job)>, StoreError> {
         let items = self
             .scan(
-                "begins_with(sk, :job) AND #status IN (:done, :failed) AND attribute_not_exists(handedOff) \
+                "begins_with(sk, :job) AND #status IN (:done, :failed) AND attribute_not_exists(notified) \
                  AND finishedAt BETWEEN :since AND :before",
                 &[
                     (":job", s("JOB#")),

@@ -327,7 +327,8 @@ pub trait Sweep: Send + Sync {
         lease_before: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Jobs that ended between `since` and `before` and were never handed to notify.
+    /// Jobs that ended between `since` and `before` whose messages notify never finished: never
+    /// handed to it, or a message left `sending` by a run that died.
     async fn unhanded_jobs(
         &self,
         since: DateTime<Utc>,
@@ -562,4 +563,7 @@ pub trait DeliveryLog: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Records how a message's delivery ended.
     async fn record_delivery(&self, job: &JobKey, delivery: &Delivery) -> Result<(), StoreError>;
+    /// Records that every message of a job ended (sent, failed, or not for its outcome): the
+    /// sweep stops handing the job to notify.
+    async fn notified(&self, job: &JobKey) -> Result<(), StoreError>;
 }
