@@ -426,3 +426,45 @@ async fn a_long_job_whose_earlier_legs_were_retried_goes_on_while_its_own_leg_ha
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].leg, Some(1), "from its checkpoint");
 }
+
+/// A chain's recent jobs fill more than one page of a query (DynamoDB stops a page at 1 MB):
+/// the look-back reads them all, so no occurrence that ran is taken for one that never did.
+#[tokio::test]
+async fn a_chains_recent_jobs_are_read_whole_past_a_page() {
+    let Some(fx) = Fixture::new().await else { return };
+    let id = ExportId::new_random();
+    let start = Utc::now() - TimeDelta::hours(1);
+    // 40 jobs of about 60 KB each: more than 2 MB, two or three pages.
+    for k in 0..40 {
+        let job = JobKey {
+            export_id: id,
+            scheduled_at: start + TimeDelta::minutes(k),
+        };
+        let end = JobEnd {
+            status: JobStatus::Failed,
+            detail: JobDetail {
+                error: Some("x".repeat(60_000)),
+                ..JobDetail::default()
+            },
+            finished_at: job.scheduled_at,
+            expires_at: None,
+        };
+        fx.store.record_unrun(&job, &end).await.expect("records");
+    }
+    let jobs = fx.store.recent_jobs(&id, None, 1440).await.expect("reads");
+    assert_eq!(jobs.len(), 40, "every job of the chain");
+    assert!(
+        jobs.windows(2).all(|w| w[0].scheduled_at > w[1].scheduled_at),
+        "newest first"
+    );
+    let older = fx
+        .store
+        .recent_jobs(&id, Some(start + TimeDelta::minutes(10)), 5)
+        .await
+        .expect("reads");
+    let minutes: Vec<i64> = older
+        .iter()
+        .map(|j| (j.scheduled_at - start).num_minutes())
+        .collect();
+    assert_eq!(minutes, [9, 8, 7, 6, 5]);
+}

@@ -592,7 +592,9 @@ impl JobHistory for DynamoStore {
     ) -> Result<Vec<Job>, StoreError> {
         // `JOB#` sorts before every job key and `JOB$` after them all.
         let upper = before.map_or_else(|| "JOB$".to_owned(), |t| format!("JOB#{}", rfc3339(t)));
-        let output = self
+        // Page after page: DynamoDB ends a page at 1 MB whatever `Limit` asks, and a chain's
+        // jobs (their details, their deliveries) fill one long before a day of `PT1M`.
+        let mut pages = self
             .client
             .query()
             .table_name(&self.table)
@@ -603,14 +605,14 @@ impl JobHistory for DynamoStore {
             .scan_index_forward(false)
             .limit(i32::try_from(limit.saturating_add(1)).unwrap_or(i32::MAX))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let mut jobs = output
+            .into_paginator()
             .items()
-            .iter()
-            .map(read_job)
-            .collect::<Result<Vec<_>, _>>()?;
+            .send();
+        let mut jobs = Vec::new();
+        while jobs.len() <= limit {
+            let Some(item) = pages.next().await else { break };
+            jobs.push(read_job(&item.map_err(unavailable)?)?);
+        }
         // BETWEEN is inclusive: the job at `before` itself was on the page before.
         jobs.retain(|j| before.is_none_or(|b| j.scheduled_at < b));
         jobs.truncate(limit);
