@@ -838,7 +838,7 @@ impl ItemLedger for DynamoStore {
     }
 
     async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError> {
-        let output = self
+        let mut output = self
             .client
             .query()
             .table_name(&self.table)
@@ -846,12 +846,15 @@ impl ItemLedger for DynamoStore {
             .expression_attribute_values(":pk", s(format!("EXPORT#{}", job.export_id)))
             .expression_attribute_values(":prefix", s(item_prefix(job)))
             .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let corrupt = || StoreError::Corrupt("item run".into());
-        output
+            .into_paginator()
             .items()
+            .send();
+        let mut records = Vec::new();
+        while let Some(record) = output.next().await {
+            records.push(record.map_err(unavailable)?);
+        }
+        let corrupt = || StoreError::Corrupt("item run".into());
+        records
             .iter()
             .map(|record| {
                 let item = text_of(record, "sk")
