@@ -83,11 +83,13 @@ impl JobNotifier for NotifiesInProcess<'_> {
 }
 
 /// The store of files, with every whole-file `put` of a key ending in `suffix` held until the
-/// test lets it go: an attempt caught mid-await (zipping a job's files) while another runs, or
-/// killed there (its future dropped).
+/// test lets it go (and, when `after_completing` is set, every multipart upload of such a key
+/// held once it is complete): an attempt caught mid-await (zipping a job's files, right after
+/// storing a file) while another runs, or killed there (its future dropped).
 pub struct HeldPuts<'a> {
     pub files: &'a dyn exporter::ports::FileStore,
     pub suffix: &'static str,
+    pub after_completing: bool,
     /// Let go of the puts held (and every later one).
     pub release: tokio::sync::watch::Sender<bool>,
     /// How many puts are held right now.
@@ -99,6 +101,7 @@ impl<'a> HeldPuts<'a> {
         Self {
             files,
             suffix,
+            after_completing: false,
             release: tokio::sync::watch::channel(false).0,
             held: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -111,10 +114,7 @@ type FileResult<T> = Result<T, exporter::ports::FileError>;
 impl exporter::ports::FileStore for HeldPuts<'_> {
     async fn put(&self, key: &str, path: &std::path::Path, content_type: &str) -> FileResult<u64> {
         if key.ends_with(self.suffix) {
-            let mut released = self.release.subscribe();
-            self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = released.wait_for(|go| *go).await;
-            self.held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            self.hold().await;
         }
         self.files.put(key, path, content_type).await
     }
@@ -143,6 +143,19 @@ impl exporter::ports::FileStore for HeldPuts<'_> {
         self.files.upload_part(key, upload, number, bytes).await
     }
     async fn complete_upload(&self, key: &str, upload: &str, parts: &[(i32, String)]) -> FileResult<()> {
-        self.files.complete_upload(key, upload, parts).await
+        self.files.complete_upload(key, upload, parts).await?;
+        if self.after_completing && key.ends_with(self.suffix) {
+            self.hold().await;
+        }
+        Ok(())
+    }
+}
+
+impl HeldPuts<'_> {
+    async fn hold(&self) {
+        let mut released = self.release.subscribe();
+        self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = released.wait_for(|go| *go).await;
+        self.held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -674,3 +674,180 @@ async fn a_part_that_fails_while_the_file_is_read_fails_the_job_with_the_store_s
     assert_eq!(fx.open_uploads().await, 0, "no upload left open");
     assert_eq!(hand_offs, 1, "one hand-off to notify, of the failed job");
 }
+
+/// The final leg stores its last file and dies zipping the job's files (its invocation timed
+/// out at that await, before the job was recorded): the runtime's retry of that leg, once the
+/// lease has passed, ends the job with the files of a run that never stopped, never failing a
+/// job whose files were complete.
+#[tokio::test]
+async fn a_final_leg_that_dies_before_recording_its_job_is_retried_to_the_same_files() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    // A point a second. A short item, then a long one (about 13 MiB, parts of 5 MiB): the
+    // final leg resumes the long one with its upload under way, completes the upload, then zips.
+    fx.slow_reader(Duration::from_millis(2), 1, 1000).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let mut request = dense_body(600);
+    let long = json!({"params": {"target": {"value": "urn:dev:b"}, "channelId": CHANNEL,
+        "subtopic": "events.data", "from": READER_START, "to": READER_START + 400_000}});
+    request["items"].as_array_mut().expect("items").push(long);
+    let whole = fx.create_run(&alice, &request).await;
+    run_whole(&fx, &queue, &whole).await;
+
+    let budgeted = fx.create_run(&alice, &request).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(400)),
+        part_bytes: 5 * 1024 * 1024,
+        ..fx.run_config.clone()
+    };
+    let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
+    let zipping = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        files: &held,
+        ..fx.run_deps()
+    };
+    let mut pending = vec![budgeted.clone()];
+    let mut killed = None;
+    while let Some(event) = pending.pop() {
+        tokio::select! {
+            outcome = handle(zipping, event.clone()) => {
+                assert_eq!(outcome.expect("runs"), Outcome::Continued);
+                pending.extend(queue.take());
+            }
+            () = async {
+                while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            } => killed = Some(event),
+        }
+    }
+    let killed = killed.expect("the final leg reached the zip");
+    assert!(killed.leg.is_some_and(|leg| leg > 0), "the job continued first");
+    let _ = held.release.send(true);
+
+    let later = integration_tests::doubles::At(chrono::Utc::now() + TimeDelta::minutes(20));
+    let retry = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        clock: &later,
+        ..fx.run_deps()
+    };
+    assert_eq!(handle(retry, killed).await.expect("runs"), Outcome::Done);
+    let job = fx
+        .store
+        .job(&budgeted.job())
+        .await
+        .expect("reads")
+        .expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    let expected = files_of(&fx, &whole.export_id).await;
+    let got = files_of(&fx, &budgeted.export_id).await;
+    for (name, bytes) in &expected {
+        if name.ends_with(".csv") {
+            assert!(
+                got.get(name) == Some(bytes),
+                "{name}: the file of a run that never stopped"
+            );
+        }
+    }
+    let left: Vec<String> = fx
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(&budgeted.export_id.to_string()) && k.contains("/.resume/"))
+        .collect();
+    assert!(left.is_empty(), "no checkpoint or tail left: {left:?}");
+    assert_eq!(fx.open_uploads().await, 0, "no upload left open");
+}
+
+/// An item run of a spread job resumes its item in a later leg, completes its upload, and dies
+/// right after (before counting the item done): the runtime's retry of that leg counts the item
+/// and ends the job with the files of a run that never stopped.
+#[tokio::test]
+async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_files() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(2), 1, 1000).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let mut request = dense_body(600);
+    let long = json!({"params": {"target": {"value": "urn:dev:b"}, "channelId": CHANNEL,
+        "subtopic": "events.data", "from": READER_START, "to": READER_START + 400_000}});
+    request["items"].as_array_mut().expect("items").push(long);
+    let whole = fx.create_run(&alice, &request).await;
+    run_whole(&fx, &queue, &whole).await;
+
+    let spread = fx.create_run(&alice, &request).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(400)),
+        part_bytes: 5 * 1024 * 1024,
+        fan_out: 2,
+        ..fx.run_config.clone()
+    };
+    let mut held = integration_tests::doubles::HeldPuts::new(&fx.files, ".csv");
+    held.after_completing = true;
+    let storing = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        files: &held,
+        ..fx.run_deps()
+    };
+    let mut pending = vec![spread.clone()];
+    let mut killed = None;
+    while let Some(event) = pending.pop() {
+        tokio::select! {
+            outcome = handle(storing, event.clone()) => {
+                outcome.expect("runs");
+                pending.extend(queue.take());
+            }
+            () = async {
+                while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            } => {
+                killed = Some(event);
+                break;
+            }
+        }
+    }
+    let killed = killed.expect("the long item completed its upload");
+    assert_eq!(killed.item, Some(1));
+    assert!(
+        killed.leg.is_some_and(|leg| leg > 0),
+        "the item continued first: {killed:?}"
+    );
+    let _ = held.release.send(true);
+
+    let later = integration_tests::doubles::At(chrono::Utc::now() + TimeDelta::minutes(20));
+    let retry = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        clock: &later,
+        ..fx.run_deps()
+    };
+    let mut outcomes = Vec::new();
+    pending.push(killed);
+    pending.extend(queue.take());
+    while let Some(event) = pending.pop() {
+        outcomes.push(handle(retry, event).await.expect("runs"));
+        pending.extend(queue.take());
+    }
+    assert!(outcomes.contains(&Outcome::Done), "{outcomes:?}");
+    let job = fx.store.job(&spread.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    let expected = files_of(&fx, &whole.export_id).await;
+    let got = files_of(&fx, &spread.export_id).await;
+    for (name, bytes) in &expected {
+        if name.ends_with(".csv") {
+            assert!(
+                got.get(name) == Some(bytes),
+                "{name}: the file of a run that never stopped"
+            );
+        }
+    }
+    assert_eq!(fx.open_uploads().await, 0, "no upload left open");
+}

@@ -144,9 +144,10 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         | "ledger.handed_off"
         | "ledger.checkpoint_job"
         | "ledger.resume_job" => &["dynamodb:UpdateItem"],
-        "deliveries.claim_delivery" | "deliveries.record_delivery" | "budgets.spend" => {
-            &["dynamodb:UpdateItem"]
-        }
+        "deliveries.claim_delivery"
+        | "deliveries.record_delivery"
+        | "deliveries.notified"
+        | "budgets.spend" => &["dynamodb:UpdateItem"],
         "schedules.arm" => &[
             "scheduler:CreateSchedule",
             "scheduler:UpdateSchedule",
@@ -177,9 +178,9 @@ fn actions_of(call: &str) -> &'static [&'static str] {
             "s3:ListBucketMultipartUploads",
             "s3:AbortMultipartUpload",
         ],
-        "files.put_bytes" | "files.begin_upload" | "files.upload_part" | "files.complete_upload" => {
-            &["s3:PutObject"]
-        }
+        // Completing an upload an earlier attempt completed asks whether its file is there.
+        "files.complete_upload" => &["s3:PutObject", "s3:GetObject"],
+        "files.put_bytes" | "files.begin_upload" | "files.upload_part" => &["s3:PutObject"],
         "files.presign" | "files.read" | "files.download" => &["s3:GetObject"],
         "mailer.send" => &["ses:SendEmail"],
         _ => &[],
@@ -464,6 +465,7 @@ fn the_adapters_call_only_operations_whose_actions_are_known() {
         ("list_multipart_uploads", "s3:ListBucketMultipartUploads"),
         ("put_object", "s3:PutObject"),
         ("get_object", "s3:GetObject"),
+        ("head_object", "s3:GetObject"),
         ("send_email", "ses:SendEmail"),
     ]
     .into_iter()

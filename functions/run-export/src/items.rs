@@ -248,14 +248,7 @@ async fn finish_claimed(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Re
     )
     .await
     {
-        Ok(detail) => {
-            remove(
-                deps,
-                &format!("{}/.resume/", files::job_prefix(&export.id, &job_id)),
-            )
-            .await;
-            end_job(deps, export, event, &job_id, JobStatus::Done, detail).await
-        }
+        Ok(detail) => end_job(deps, export, event, &job_id, JobStatus::Done, detail).await,
         Err(error) => fail(deps, export, event, 0, &error).await,
     }
 }

@@ -29,7 +29,7 @@ use exporter::render::xlsx_file::XlsxFile;
 use exporter::render::{ItemContext, RenderError, RowWriter};
 
 use crate::archive::archive;
-use crate::checkpoint::{Checkpoint, ItemProgress, Progress};
+use crate::checkpoint::{checkpoint_key, Checkpoint, ItemProgress, Progress};
 use crate::deadline::{Pause, TimeUp, Timed, UploadStopped};
 use crate::deps::Deps;
 use crate::error::JobError;
@@ -58,15 +58,9 @@ pub(crate) async fn run_job(
     .await;
     let prefix = files::job_prefix(&export.id, job_id);
     match result {
-        Ok(true) => {
-            // The checkpoints and tails have served.
-            if leg > 0 {
-                if let Err(e) = deps.files.remove_all(&format!("{prefix}/.resume/")).await {
-                    tracing::warn!(prefix, error = %e, "could not remove a finished job's checkpoints; they expire with the bucket's lifecycle rule");
-                }
-            }
-            Ok(Progress::Done(checkpoint.detail))
-        }
+        // The checkpoints, tails and stages stay until the job is recorded (the caller removes
+        // them then): a retry of a leg that dies before serves from them.
+        Ok(true) => Ok(Progress::Done(checkpoint.detail)),
         Ok(false) => Ok(Progress::Paused(Box::new(checkpoint))),
         Err(error) => {
             // Leave nothing half-done: every file under the job's prefix goes, this attempt's and
@@ -117,6 +111,7 @@ async fn export_items(
             key: &key,
             tail_key: format!("{prefix}/.resume/item-{index}-leg-{}.tail", leg + 1),
             stage_key: format!("{prefix}/.resume/item-{index}.stage"),
+            stored_key: format!("{prefix}/.resume/item-{index}.stored.json"),
             chart_key: files::chart_key(&export.id, job_id, index),
             created_at: scheduled_at,
             may_pause,
@@ -137,6 +132,13 @@ async fn export_items(
                     local.push(None);
                 }
                 local.push(file);
+                if leg > 0 {
+                    // The leg's checkpoint now says the item is stored: a retry of this leg
+                    // (the attempt dying later in it) goes on after the item rather than
+                    // resuming an upload that is complete.
+                    let bytes = serde_json::to_vec(&*checkpoint).map_err(std::io::Error::other)?;
+                    deps.files.put_bytes(&checkpoint_key(&prefix, leg), bytes).await?;
+                }
             }
         }
     }
@@ -198,6 +200,7 @@ pub(crate) async fn run_item(
         key: &key,
         tail_key: format!("{prefix}/.resume/item-{index}-leg-{}.tail", leg + 1),
         stage_key: format!("{prefix}/.resume/item-{index}.stage"),
+        stored_key: format!("{prefix}/.resume/item-{index}.stored.json"),
         chart_key: files::chart_key(&export.id, job_id, index),
         created_at: scheduled_at,
         may_pause: leg < deps.config.max_legs,
@@ -256,6 +259,30 @@ pub(crate) fn temp_file(deps: Deps<'_>) -> Result<NamedTempFile, JobError> {
     })
 }
 
+/// An item's file whose every part is sent, as its leg stores it before completing the upload.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredItem {
+    upload: String,
+    parts: Vec<(i32, String)>,
+    rows: u64,
+    bytes: u64,
+    warnings: Vec<String>,
+}
+
+/// The stored item an earlier attempt of this leg left for the upload `progress` resumes, if
+/// any (a missing or unreadable record: none, the item goes on from its checkpoint).
+async fn stored_before(
+    deps: Deps<'_>,
+    target: &Target<'_>,
+    progress: Option<&ItemProgress>,
+) -> Option<StoredItem> {
+    let upload = progress?.upload.as_deref()?;
+    let bytes = deps.files.read(&target.stored_key).await.ok()?;
+    serde_json::from_slice::<StoredItem>(&bytes)
+        .ok()
+        .filter(|stored| stored.upload == upload)
+}
+
 /// Where an item's file goes.
 struct Target<'k> {
     index: usize,
@@ -264,6 +291,8 @@ struct Target<'k> {
     tail_key: String,
     /// Where a workbook's stage goes when it is larger than a part.
     stage_key: String,
+    /// What the file is once its last part is sent, before its upload completes.
+    stored_key: String,
     /// Where a decimated series' buckets go for the email's chart.
     chart_key: String,
     /// The workbook's creation time: the job's, so that it renders the same in any leg.
@@ -307,6 +336,27 @@ async fn render_item(
     } else {
         format.columns.iter().map(|c| c.label.as_str()).collect()
     };
+    if let Some(stored) = stored_before(deps, &target, progress.as_ref()).await {
+        // An earlier attempt of this leg sent every part and died around the completion.
+        Sent {
+            key: target.key,
+            upload: Some(stored.upload),
+            parts: stored.parts,
+            uploaded: stored.bytes,
+            local: 0,
+        }
+        .complete(deps)
+        .await?;
+        return Ok(Rendered::Stored {
+            file: None,
+            record: FileRecord {
+                key: target.key.to_owned(),
+                rows: stored.rows,
+                bytes: stored.bytes,
+            },
+            warnings: stored.warnings,
+        });
+    }
     let mut file = temp_file(deps)?;
     let mut carried = 0u64;
     if let Some(tail) = progress.as_ref().and_then(|p| p.tail.as_deref()) {
@@ -529,6 +579,7 @@ async fn render_item(
         // The stage is whole: in the local file, or (larger than a part) in the store.
         let stage = if sent.upload.is_some() {
             sent.send(deps, file.as_file_mut(), true, content_type).await?;
+            sent.complete(deps).await?;
             let mut whole = temp_file(deps)?;
             deps.files.download(&target.stage_key, whole.path()).await?;
             whole.rewind()?;
@@ -544,9 +595,8 @@ async fn render_item(
         rendered.cut = xlsx.cut();
         file = temp_file(deps)?;
         Box::new(xlsx).finish_into(file.as_file_mut()).map_err(render)?;
-        if let Err(e) = deps.files.remove(&target.stage_key).await {
-            tracing::warn!(key = target.stage_key, error = %e, "could not remove a rendered stage; it expires with the bucket's lifecycle rule");
-        }
+        // The stage stays (under `.resume/`) until the job is recorded: a retry of this leg
+        // may render from it again.
         sent.upload = None;
     }
     let mut warnings = Vec::new();
@@ -596,9 +646,22 @@ async fn render_item(
             tracing::warn!(key = target.chart_key, error = %e, "could not store a chart's series");
         }
     }
-    let (bytes, whole) = if sent.upload.is_some() {
-        // Begun in an earlier leg: the rest goes as the last parts.
+    let (bytes, whole) = if let Some(upload) = sent.upload.clone() {
+        // Begun in an earlier leg: the rest goes as the last parts. What the file is goes into
+        // the leg's store before the upload completes, so that a retry of this leg after the
+        // completion (the attempt dying right after it) finds the file stored, not an upload
+        // to resume that S3 no longer knows.
         sent.send(deps, file.as_file_mut(), true, content_type).await?;
+        let stored = StoredItem {
+            upload,
+            parts: sent.parts.clone(),
+            rows: rendered.rows,
+            bytes: sent.uploaded,
+            warnings: warnings.clone(),
+        };
+        let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+        deps.files.put_bytes(&target.stored_key, json).await?;
+        sent.complete(deps).await?;
         (sent.uploaded, false)
     } else {
         (deps.files.put(target.key, file.path(), content_type).await?, true)

@@ -61,6 +61,11 @@ pub(crate) async fn end_job(
         }
         return Ok(Outcome::Duplicate);
     }
+    if status == JobStatus::Done {
+        // Recorded: the checkpoints, tails and stages a retry would have needed have served.
+        let prefix = exporter::domain::files::job_prefix(&export.id, job_id);
+        remove(deps, &format!("{prefix}/.resume/")).await;
+    }
     settle(deps, export, status, finished_at).await?;
     hand_off(deps, export, job_id).await?;
     tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");

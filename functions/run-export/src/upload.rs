@@ -85,7 +85,7 @@ impl Sent<'_> {
         Ok(())
     }
 
-    /// Sends the local file's full parts (and, when `last`, the rest, completing the upload);
+    /// Sends the local file's full parts (and, when `last`, the rest, for [`Sent::complete`]);
     /// returns the bytes left after the full parts when not `last`.
     pub(crate) async fn send(
         &mut self,
@@ -112,11 +112,14 @@ impl Sent<'_> {
                 break;
             }
         }
-        if last {
-            if let Some(upload) = &self.upload {
-                deps.files.complete_upload(self.key, upload, &self.parts).await?;
-            }
-        }
         Ok(None)
+    }
+
+    /// Completes the upload once every part is sent (`send` with `last`).
+    pub(crate) async fn complete(&self, deps: Deps<'_>) -> Result<(), JobError> {
+        if let Some(upload) = &self.upload {
+            deps.files.complete_upload(self.key, upload, &self.parts).await?;
+        }
+        Ok(())
     }
 }

@@ -142,17 +142,39 @@ impl S3Files {
         Ok((parts, total))
     }
 
+    /// Completes an upload. Completing one an earlier attempt completed (it died before saying
+    /// so) succeeds: S3 then knows no such upload, and the file is there under its key, which
+    /// only the completion of this job's upload writes.
     async fn complete(&self, key: &str, upload: &str, parts: Vec<CompletedPart>) -> Result<(), FileError> {
-        self.client
+        let completed = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
             .upload_id(upload)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
-            .await
-            .map_err(failed("complete multipart upload"))?;
-        Ok(())
+            .await;
+        match completed {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("NoSuchUpload") => {
+                let there = self
+                    .client
+                    .head_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .send()
+                    .await;
+                match there {
+                    Ok(_) => {
+                        tracing::info!(key, "the upload was completed by an earlier attempt");
+                        Ok(())
+                    }
+                    Err(_) => Err(failed("complete multipart upload")(e)),
+                }
+            }
+            Err(e) => Err(failed("complete multipart upload")(e)),
+        }
     }
 
     /// Drops an upload and its parts; a failure is logged, as the bucket's lifecycle rule
