@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use exporter::domain::job::{ItemOutcome, JobKey};
 use exporter::domain::{NotifyEvent, RunEvent};
 use exporter::ports::{Clock, JobNotifier, LaunchError, RunLauncher};
 
@@ -157,5 +158,67 @@ impl HeldPuts<'_> {
         self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let _ = released.wait_for(|go| *go).await;
         self.held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The item ledger, except that taking the next item to launch fails (the store unavailable)
+/// the first `failures` times: item runs that counted their item done and could not launch the
+/// next.
+pub struct NextItemFails<'a> {
+    pub items: &'a dyn exporter::ports::ItemLedger,
+    pub failures: std::sync::atomic::AtomicU32,
+}
+
+type StoreResult<T> = Result<T, exporter::ports::StoreError>;
+
+#[async_trait]
+impl exporter::ports::ItemLedger for NextItemFails<'_> {
+    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> StoreResult<bool> {
+        self.items.spread_job(job, items, launched).await
+    }
+    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> StoreResult<()> {
+        self.items.launch_item(job, item, at).await
+    }
+    async fn next_item(&self, job: &JobKey, items: u32) -> StoreResult<Option<u32>> {
+        let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(exporter::ports::StoreError::Unavailable("throttled".into()));
+        }
+        self.items.next_item(job, items).await
+    }
+    async fn claim_item(
+        &self,
+        job: &JobKey,
+        item: u32,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.items.claim_item(job, item, leg, at, lease_until).await
+    }
+    async fn release_item(&self, job: &JobKey, item: u32) -> StoreResult<()> {
+        self.items.release_item(job, item).await
+    }
+    async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> StoreResult<bool> {
+        self.items.checkpoint_item(job, item, leg).await
+    }
+    async fn item_done(
+        &self,
+        job: &JobKey,
+        item: u32,
+        outcome: &ItemOutcome,
+        at: DateTime<Utc>,
+    ) -> StoreResult<exporter::domain::job::Counted> {
+        self.items.item_done(job, item, outcome, at).await
+    }
+    async fn item_outcomes(&self, job: &JobKey) -> StoreResult<Vec<(u32, ItemOutcome)>> {
+        self.items.item_outcomes(job).await
+    }
+    async fn item_runs(&self, job: &JobKey) -> StoreResult<Vec<exporter::domain::job::ItemRun>> {
+        self.items.item_runs(job).await
+    }
+    async fn end_spread_job(&self, job: &JobKey, end: &exporter::domain::job::JobEnd) -> StoreResult<bool> {
+        self.items.end_spread_job(job, end).await
     }
 }

@@ -512,3 +512,84 @@ async fn a_finisher_that_died_is_relaunched_after_the_grace_not_beside_a_live_on
     let repairs = reconcile::handle(late_sweep).await.expect("sweeps");
     assert_eq!(repairs.items_relaunched, 0, "nothing left: {repairs:?}");
 }
+
+/// An item run counts its item done and cannot launch the next one (the store fails there); its
+/// retry finds the item done: nothing runs the items not yet launched. The sweep, a grace after
+/// the last item was done with none running, launches the next, and the job ends.
+#[tokio::test]
+async fn items_never_launched_after_a_failed_hand_on_are_launched_by_the_sweep() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    let config = RunConfig {
+        fan_out: 2,
+        ..fx.run_config.clone()
+    };
+    let failing = integration_tests::doubles::NextItemFails {
+        items: &fx.store,
+        failures: std::sync::atomic::AtomicU32::new(2),
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        items: &failing,
+        ..fx.run_deps()
+    };
+    let event = fx.create_run(&someone(), &body(3)).await;
+    assert_eq!(handle(deps, event.clone()).await.expect("runs"), Outcome::Spread);
+    let launched = queue
+        .0
+        .lock()
+        .map(|mut q| std::mem::take(&mut *q))
+        .unwrap_or_default();
+    assert_eq!(launched.len(), 2);
+    for run in &launched {
+        assert!(
+            handle(deps, run.clone()).await.is_err(),
+            "the next item could not be taken"
+        );
+        // The runtime's retry of that run: the item is done.
+        assert_eq!(handle(deps, run.clone()).await.expect("runs"), Outcome::Duplicate);
+    }
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::InProgress);
+    assert_eq!(
+        job.spread.as_ref().map(|s| (s.launched, s.left)),
+        Some((2, 1)),
+        "{:?}",
+        job.spread
+    );
+    assert!(
+        queue.0.lock().map(|q| q.is_empty()).unwrap_or_default(),
+        "nothing runs item 2"
+    );
+
+    let sweep_config = reconcile::ReconcileConfig::default();
+    let sweep = fx.reconcile_deps(&queue, &hand_offs, &sweep_config);
+    let repairs = reconcile::handle(sweep).await.expect("sweeps");
+    assert_eq!(repairs.items_relaunched, 0, "not before the grace: {repairs:?}");
+    let later = integration_tests::doubles::At(chrono::Utc::now() + TimeDelta::hours(1));
+    let late_sweep = reconcile::Deps {
+        clock: &later,
+        ..sweep
+    };
+    let repairs = reconcile::handle(late_sweep).await.expect("sweeps");
+    assert_eq!(repairs.items_relaunched, 1, "{repairs:?}");
+    let relaunched = queue
+        .0
+        .lock()
+        .map(|mut q| std::mem::take(&mut *q))
+        .unwrap_or_default();
+    assert_eq!(relaunched.iter().map(|e| e.item).collect::<Vec<_>>(), [Some(2)]);
+    assert_eq!(
+        handle(deps, relaunched[0].clone()).await.expect("runs"),
+        Outcome::Done
+    );
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    assert_eq!(job.detail.files.len(), 3);
+}

@@ -337,6 +337,16 @@ async fn relaunch_items(
                 _ => {}
             }
         }
+        // Every launched item is done and items are left unlaunched: the run that finished last
+        // died before launching the next (or could not). A grace after it, the next is taken
+        // and launched; it launches the rest as it finishes.
+        let all_done = (0..spread.launched).all(|item| spread.done.contains(&item));
+        let last_done = runs.iter().filter_map(|r| r.done_at).max();
+        if all_done && spread.launched < spread.items && last_done.is_some_and(|t| t < overdue) {
+            if let Some(next) = deps.items.next_item(key, spread.items).await? {
+                launches.push(event(next, 0));
+            }
+        }
     }
     for launch in launches {
         deps.launcher
