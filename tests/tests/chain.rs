@@ -168,3 +168,32 @@ async fn occurrences_that_passed_without_a_trigger_run_within_the_lateness_or_ar
     let next = armed(&fx, &id).await;
     assert_eq!(next.occurrence, Some(first + 3));
 }
+
+/// An occurrence with a fraction finer than the millisecond the store keeps: a re-arm of it
+/// retried (the first attempt advanced the chain and died before arming) finds the chain where
+/// it left it (`Same`, so it arms), not "behind" (which would leave the chain unarmed).
+#[tokio::test]
+async fn a_retried_rearm_of_a_sub_millisecond_occurrence_finds_the_chain_where_it_left_it() {
+    use exporter::ports::{Advance, ExportRuns};
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (id, _) = hourly(&fx, &alice, 0.000_250_5).await;
+    let next = Utc::now() + TimeDelta::days(2) + TimeDelta::nanoseconds(250_500);
+    let now = Utc::now();
+    assert_eq!(
+        fx.store.advance_next_run(&id, next, now).await.expect("writes"),
+        Advance::Advanced
+    );
+    assert_eq!(
+        fx.store.advance_next_run(&id, next, now).await.expect("writes"),
+        Advance::Same,
+        "the retry of the same re-arm"
+    );
+    assert_eq!(
+        fx.store
+            .advance_next_run(&id, next - TimeDelta::hours(1), now)
+            .await
+            .expect("writes"),
+        Advance::Behind
+    );
+}

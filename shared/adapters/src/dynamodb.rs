@@ -508,7 +508,12 @@ impl ExportRuns for DynamoStore {
         }
         let current = self.get(id).await?;
         Ok(match current {
-            Some(export) if export.deleted_at.is_none() && export.next_run_at == Some(next) => Advance::Same,
+            // As stored: to the millisecond (an occurrence may have a finer fraction).
+            Some(export)
+                if export.deleted_at.is_none() && export.next_run_at.map(rfc3339) == Some(next_text) =>
+            {
+                Advance::Same
+            }
             _ => Advance::Behind,
         })
     }
