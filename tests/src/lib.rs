@@ -272,7 +272,7 @@ impl Fixture {
             telegram_chats: vec!["-1001234567890".into(), "42".into(), "7".into()],
         };
         let signer = LinkSigner::parse(LINK_KEYS).expect("link keys");
-        config.links = Some(signer.clone());
+        config.links = Some(std::sync::Arc::new(exports_api::Links::fixed(signer.clone())));
         let notify_config = notify::NotifyConfig {
             links: Some(notify::Links {
                 base_url: format!("{watch}/lambda-url/exports-api"),

@@ -106,3 +106,87 @@ async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer(
     assert_eq!(status, 204);
     assert_eq!(follow(&fx, link, sent_at).await.0, 404);
 }
+
+/// The link keys rotated as the README says (the new key put first in their SSM parameter):
+/// a warm API, which read the keys before, follows a link that a new notify container signed
+/// with the new key, rather than answering it `404`; a key nobody holds stays `404`.
+#[tokio::test]
+async fn a_link_signed_with_a_key_rotated_in_is_followed_by_a_warm_api() {
+    use exporter::domain::link::LinkSigner;
+    use exporter::ports::LinkKeys;
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let event = fx.create_run(&alice, &one_time_body()).await;
+    assert_eq!(
+        handle(fx.run_deps(), event.clone()).await.expect("runs"),
+        Outcome::Done
+    );
+
+    let ssm = aws_sdk_ssm::Client::new(&integration_tests::aws_at(&fx.moto).await);
+    let name = format!("/exporter/test/link-keys-{}", uuid::Uuid::new_v4().simple());
+    let put = |value: &'static str| {
+        ssm.put_parameter()
+            .name(&name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    put("old:old-link-signing-key-0123456789abcdef")
+        .await
+        .expect("moto stores it");
+    let source = exporter::ssm::SsmLinkKeys::new(&ssm, &name);
+    let at_cold_start = source.current().await.expect("the keys");
+    let config = exports_api::ApiConfig {
+        links: Some(std::sync::Arc::new(exports_api::Links::kept_in(
+            at_cold_start,
+            std::sync::Arc::new(source),
+        ))),
+        ..fx.config.clone()
+    };
+    let clock = At(Utc::now());
+    let deps = exports_api::Deps {
+        config: &config,
+        clock: &clock,
+        ..fx.deps()
+    };
+    let follow_signed = |keys: &'static str| {
+        let signer = LinkSigner::parse(keys).expect("keys");
+        let signature = signer.sign(&event.export_id, &event.job_id(), Utc::now() + TimeDelta::days(1));
+        let path = format!(
+            "/links/{}/{}?expires={}&key={}&signature={}",
+            event.export_id,
+            event.job_id(),
+            signature.expires,
+            signature.key,
+            signature.signature
+        );
+        async move {
+            let response = exports_api::handle(deps, request(&http_event("GET", &path, None, &[])))
+                .await
+                .unwrap_or_else(|never| match never {});
+            status_and_json(response).0
+        }
+    };
+    assert_eq!(
+        follow_signed("old:old-link-signing-key-0123456789abcdef").await,
+        302
+    );
+    // The rotation: the new key first (it signs), the old one still verifying.
+    put("new:new-link-signing-key-0123456789abcdef,old:old-link-signing-key-0123456789abcdef")
+        .await
+        .expect("moto stores it");
+    assert_eq!(
+        follow_signed("new:new-link-signing-key-0123456789abcdef").await,
+        302,
+        "a link of the new key, in a container that read the keys before the rotation"
+    );
+    assert_eq!(
+        follow_signed("old:old-link-signing-key-0123456789abcdef").await,
+        302
+    );
+    assert_eq!(
+        follow_signed("evil:evil-link-signing-key-0123456789abcdef").await,
+        404
+    );
+}

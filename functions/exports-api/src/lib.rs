@@ -29,6 +29,97 @@ use exporter::ports::{
 pub use error::ApiError;
 pub use identity::Identity;
 
+/// The keys the links of messages are checked with: those read at cold start, read again
+/// (at most once a minute) when a link names a key they lack, so that a rotation (a new key put
+/// first, which new notify containers sign with at once) never answers `404` in warm containers.
+pub struct Links {
+    keys: std::sync::RwLock<LinkSigner>,
+    source: Option<std::sync::Arc<dyn exporter::ports::LinkKeys>>,
+    read_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl std::fmt::Debug for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Links")
+    }
+}
+
+/// How often at most the link keys are read again for a link naming a key not held.
+const LINK_KEYS_REREAD: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Links {
+    /// Keys that never change (local runs, tests).
+    pub fn fixed(keys: LinkSigner) -> Self {
+        Self {
+            keys: std::sync::RwLock::new(keys),
+            source: None,
+            read_at: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Keys read at cold start, read again from `source` for an unknown key.
+    pub fn kept_in(keys: LinkSigner, source: std::sync::Arc<dyn exporter::ports::LinkKeys>) -> Self {
+        Self {
+            source: Some(source),
+            ..Self::fixed(keys)
+        }
+    }
+
+    fn held(&self) -> LinkSigner {
+        match self.keys.read() {
+            Ok(keys) => keys.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Checks a link's signature, reading the keys again once when it names one not held.
+    pub async fn verify(
+        &self,
+        id: &ExportId,
+        job_id: &str,
+        signature: &Signature,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), LinkError> {
+        let held = self.held();
+        if held.knows(&signature.key) {
+            return held.verify(id, job_id, signature, now);
+        }
+        let Some(source) = &self.source else {
+            return Err(LinkError::Invalid);
+        };
+        let due = match self.read_at.lock() {
+            Ok(mut read_at) => {
+                let due = read_at.is_none_or(|at| at.elapsed() >= LINK_KEYS_REREAD);
+                if due {
+                    *read_at = Some(std::time::Instant::now());
+                }
+                due
+            }
+            Err(_) => false,
+        };
+        if !due {
+            return Err(LinkError::Invalid);
+        }
+        match source.current().await {
+            Ok(fresh) => {
+                tracing::info!(
+                    key = signature.key,
+                    "a link names a key not held: the link keys were read again"
+                );
+                let verdict = fresh.verify(id, job_id, signature, now);
+                if let Ok(mut keys) = self.keys.write() {
+                    *keys = fresh;
+                }
+                verdict
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the link keys again; the link is answered 404");
+                Err(LinkError::Invalid)
+            }
+        }
+    }
+}
+
 /// Settings of the API, read once at cold start.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -44,7 +135,7 @@ pub struct ApiConfig {
     /// Who messages may go to besides the caller's own address.
     pub recipients: Recipients,
     /// Verifies the signed links of messages (`GET /links/...`); `None` answers them `404`.
-    pub links: Option<LinkSigner>,
+    pub links: Option<std::sync::Arc<Links>>,
     /// How long a deleted export's record is kept (then DynamoDB's TTL removes it).
     pub retention: chrono::TimeDelta,
 }
@@ -528,10 +619,13 @@ async fn link(
         signature: text("signature")?,
     };
     let now = deps.clock.now();
-    signer.verify(&id, job_id, &signature, now).map_err(|e| match e {
-        LinkError::Invalid => ApiError::NotFound,
-        LinkError::Expired => ApiError::LinkExpired,
-    })?;
+    signer
+        .verify(&id, job_id, &signature, now)
+        .await
+        .map_err(|e| match e {
+            LinkError::Invalid => ApiError::NotFound,
+            LinkError::Expired => ApiError::LinkExpired,
+        })?;
     match deps.exports.get(&id).await? {
         Some(export) if export.deleted_at.is_none() => {}
         _ => return Err(ApiError::NotFound),

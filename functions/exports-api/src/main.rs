@@ -7,8 +7,8 @@ use exporter::lambda::LambdaLauncher;
 use exporter::ports::SystemClock;
 use exporter::s3::S3Files;
 use exporter::scheduler::EventBridgeSchedules;
-use exporter::ssm::{link_signer, secret};
-use exports_api::{handle, ApiConfig, Deps};
+use exporter::ssm::{link_signer, secret, SsmLinkKeys};
+use exports_api::{handle, ApiConfig, Deps, Links};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
@@ -38,7 +38,14 @@ async fn main() -> Result<(), lambda_http::Error> {
     };
     let access = checker(access_mode, &reader_url, policy_token, api_config.policy.dialect)?;
     let api_config = ApiConfig {
-        links: Some(link_signer(&aws_sdk_ssm::Client::new(&aws)).await?),
+        links: Some(std::sync::Arc::new({
+            let ssm = aws_sdk_ssm::Client::new(&aws);
+            let keys = link_signer(&ssm).await?;
+            match SsmLinkKeys::from_env(&ssm) {
+                Some(source) => Links::kept_in(keys, std::sync::Arc::new(source)),
+                None => Links::fixed(keys),
+            }
+        })),
         ..api_config
     };
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);

@@ -126,3 +126,48 @@ pub async fn link_signer(ssm: &aws_sdk_ssm::Client) -> Result<crate::domain::lin
         reason: e.to_string(),
     })
 }
+
+/// The link keys as kept in their SSM parameter, read on each call (a rotation shows at once).
+pub struct SsmLinkKeys {
+    client: Client,
+    parameter: String,
+}
+
+impl SsmLinkKeys {
+    /// The parameter `LINK_SIGNING_KEYS_PARAMETER` names; `None` when the keys come from
+    /// `LINK_SIGNING_KEYS` itself (local runs), which cannot change while a process runs.
+    pub fn from_env(client: &Client) -> Option<Self> {
+        optional("LINK_SIGNING_KEYS_PARAMETER").map(|parameter| Self::new(client, &parameter))
+    }
+
+    pub fn new(client: &Client, parameter: &str) -> Self {
+        Self {
+            client: client.clone(),
+            parameter: parameter.to_owned(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::ports::LinkKeys for SsmLinkKeys {
+    async fn current(&self) -> Result<crate::domain::link::LinkSigner, crate::ports::StoreError> {
+        let unavailable = |reason: String| crate::ports::StoreError::Unavailable(reason.into());
+        let output = self
+            .client
+            .get_parameter()
+            .name(&self.parameter)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|e| {
+                unavailable(format!(
+                    "cannot read SSM parameter {}: {}",
+                    self.parameter,
+                    aws_sdk_ssm::error::DisplayErrorContext(&e)
+                ))
+            })?;
+        let value = output.parameter().and_then(|p| p.value()).unwrap_or_default();
+        crate::domain::link::LinkSigner::parse(value)
+            .map_err(|e| unavailable(format!("SSM parameter {}: {e}", self.parameter)))
+    }
+}

@@ -567,3 +567,11 @@ pub trait DeliveryLog: Send + Sync {
     /// sweep stops handing the job to notify.
     async fn notified(&self, job: &JobKey) -> Result<(), StoreError>;
 }
+
+/// Where the keys of signed links are kept (SSM), read again when a link names a key the
+/// reader does not hold: the keys were rotated since it started.
+#[async_trait]
+pub trait LinkKeys: Send + Sync {
+    /// The keys as kept now.
+    async fn current(&self) -> Result<crate::domain::link::LinkSigner, StoreError>;
+}
