@@ -83,14 +83,14 @@ impl JobNotifier for NotifiesInProcess<'_> {
     }
 }
 
-/// The store of files, with every whole-file `put` of a key ending in `suffix` held until the
-/// test lets it go (and, when `after_completing` is set, every multipart upload of such a key
-/// held once it is complete): an attempt caught mid-await (zipping a job's files, right after
-/// storing a file) while another runs, or killed there (its future dropped).
+/// The store of files, with every file of a key ending in `suffix` held, once stored, until the
+/// test lets it go: after a whole-file `put` (unless `puts` is off) and after a multipart upload
+/// completes. An attempt caught mid-await (right after storing a file or the zip) while another
+/// runs, or killed there (its future dropped).
 pub struct HeldPuts<'a> {
     pub files: &'a dyn exporter::ports::FileStore,
     pub suffix: &'static str,
-    pub after_completing: bool,
+    pub puts: bool,
     /// Let go of the puts held (and every later one).
     pub release: tokio::sync::watch::Sender<bool>,
     /// How many puts are held right now.
@@ -102,7 +102,7 @@ impl<'a> HeldPuts<'a> {
         Self {
             files,
             suffix,
-            after_completing: false,
+            puts: true,
             release: tokio::sync::watch::channel(false).0,
             held: std::sync::atomic::AtomicUsize::new(0),
         }
@@ -114,10 +114,11 @@ type FileResult<T> = Result<T, exporter::ports::FileError>;
 #[async_trait]
 impl exporter::ports::FileStore for HeldPuts<'_> {
     async fn put(&self, key: &str, path: &std::path::Path, content_type: &str) -> FileResult<u64> {
-        if key.ends_with(self.suffix) {
+        let stored = self.files.put(key, path, content_type).await?;
+        if self.puts && key.ends_with(self.suffix) {
             self.hold().await;
         }
-        self.files.put(key, path, content_type).await
+        Ok(stored)
     }
     async fn remove(&self, key: &str) -> FileResult<()> {
         self.files.remove(key).await
@@ -145,7 +146,7 @@ impl exporter::ports::FileStore for HeldPuts<'_> {
     }
     async fn complete_upload(&self, key: &str, upload: &str, parts: &[(i32, String)]) -> FileResult<()> {
         self.files.complete_upload(key, upload, parts).await?;
-        if self.after_completing && key.ends_with(self.suffix) {
+        if key.ends_with(self.suffix) {
             self.hold().await;
         }
         Ok(())
@@ -153,6 +154,21 @@ impl exporter::ports::FileStore for HeldPuts<'_> {
 }
 
 impl HeldPuts<'_> {
+    /// Waits until a file is held.
+    ///
+    /// # Panics
+    /// When none is within two minutes (the attempt never got there: a broken test).
+    pub async fn until_held(&self) {
+        let held = async {
+            while self.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), held)
+            .await
+            .expect("an attempt reached the held file");
+    }
+
     async fn hold(&self) {
         let mut released = self.release.subscribe();
         self.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

@@ -717,11 +717,7 @@ async fn a_final_leg_that_dies_before_recording_its_job_is_retried_to_the_same_f
                 assert_eq!(outcome.expect("runs"), Outcome::Continued);
                 pending.extend(queue.take());
             }
-            () = async {
-                while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            } => killed = Some(event),
+            () = held.until_held() => killed = Some(event),
         }
     }
     let killed = killed.expect("the final leg reached the zip");
@@ -789,7 +785,7 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
         ..fx.run_config.clone()
     };
     let mut held = integration_tests::doubles::HeldPuts::new(&fx.files, ".csv");
-    held.after_completing = true;
+    held.puts = false;
     let storing = run_export::Deps {
         launcher: &queue,
         config: &config,
@@ -804,11 +800,7 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
                 outcome.expect("runs");
                 pending.extend(queue.take());
             }
-            () = async {
-                while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            } => {
+            () = held.until_held() => {
                 killed = Some(event);
                 break;
             }
@@ -850,4 +842,75 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
         }
     }
     assert_eq!(fx.open_uploads().await, 0, "no upload left open");
+}
+
+/// The largest the files under `dir` together were while `run` ran, sampled every few
+/// milliseconds.
+async fn peak_disk<F: std::future::Future>(dir: &std::path::Path, run: F) -> (F::Output, u64) {
+    let size = || {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    let peak = std::sync::atomic::AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let watch = async {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            peak.fetch_max(size(), std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    let work = async {
+        let out = run.await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    let (out, ()) = tokio::join!(work, watch);
+    (out, peak.load(std::sync::atomic::Ordering::SeqCst))
+}
+
+/// A job of two large items, one after the other, zipped: no more than about one item's file is
+/// ever on the function's local disk (each file goes once stored, the zip is streamed from the
+/// store to the store), never the job's files together.
+#[tokio::test]
+async fn a_jobs_files_are_never_held_together_on_local_disk() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(1), 1, 1000).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let mut request = dense_body(200_000);
+    let second = json!({"params": {"target": {"value": "urn:dev:b"}, "channelId": CHANNEL,
+        "subtopic": "events.data", "from": READER_START, "to": READER_START + 200_000}});
+    request["items"].as_array_mut().expect("items").push(second);
+    let event = fx.create_run(&alice, &request).await;
+    let dir = tempfile::tempdir().expect("a work directory");
+    let config = RunConfig {
+        part_bytes: 5 * 1024 * 1024,
+        work_dir: Some(dir.path().to_owned()),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let (outcome, peak) = peak_disk(dir.path(), handle(deps, event.clone())).await;
+    assert_eq!(outcome.expect("runs"), Outcome::Done);
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    let largest = job.detail.files.iter().map(|f| f.bytes).max().unwrap_or(0);
+    let together: u64 = job.detail.files.iter().map(|f| f.bytes).sum();
+    println!("peak local disk {peak} bytes; largest file {largest}, together {together}");
+    assert!(job.detail.archive.is_some(), "a zip");
+    assert!(
+        peak <= largest + largest / 4,
+        "at most about one file at a time: peak {peak}, largest {largest}, together {together}"
+    );
 }

@@ -409,9 +409,7 @@ async fn a_second_finisher_beside_the_last_items_run_ends_nothing_twice() {
     let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
     let zipping = run_export::Deps { files: &held, ..deps };
     let second = async {
-        while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        held.until_held().await;
         let outcome = handle(deps, last.clone()).await.expect("runs");
         let _ = held.release.send(true);
         outcome
@@ -460,11 +458,7 @@ async fn a_finisher_that_died_is_relaunched_after_the_grace_not_beside_a_live_on
     let zipping = run_export::Deps { files: &held, ..deps };
     tokio::select! {
         _ = handle(zipping, last.clone()) => panic!("the zip's put is held"),
-        () = async {
-            while held.held.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        } => {}
+        () = held.until_held() => {}
     }
     let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
     assert_eq!(job.status, JobStatus::InProgress);

@@ -1,63 +1,97 @@
-//! The zip of a job's files.
+//! The zip of a job's files, streamed from the store to the store: each file read a part at a
+//! time, compressed, and the zip sent in parts as it grows, so neither the files nor the zip are
+//! ever on the function's local disk, and memory holds about two parts.
 
-use crate::deps::Deps;
-use crate::error::JobError;
-use crate::pipeline::temp_file;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use exporter::domain::files;
 use exporter::domain::job::FileRecord;
 use exporter::domain::Export;
-use std::io::{Seek, Write};
-use tempfile::NamedTempFile;
 
-/// Zips the job's files (those not written whole by this invocation read back from the store)
-/// and stores the zip.
+use crate::deps::Deps;
+use crate::error::JobError;
+use crate::upload::Sent;
+
+/// The zip's bytes not yet sent, shared between the zip writer and the uploader.
+#[derive(Clone, Default)]
+struct Pending(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Pending {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("the zip's buffer is poisoned"))?
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Pending {
+    /// The first `len` bytes, taken out, when there are that many (all of them when `all`).
+    fn take(&self, len: usize, all: bool) -> Option<Vec<u8>> {
+        let mut bytes = self.0.lock().ok()?;
+        if bytes.is_empty() || (!all && bytes.len() < len) {
+            return None;
+        }
+        let at = len.min(bytes.len());
+        let rest = bytes.split_off(at);
+        Some(std::mem::replace(&mut *bytes, rest))
+    }
+}
+
+/// Zips the job's stored files, named `names`, into the job's zip.
 pub(crate) async fn archive(
     deps: Deps<'_>,
     export: &Export,
     job_id: &str,
     records: &[FileRecord],
     names: &[String],
-    mut local: Vec<Option<NamedTempFile>>,
 ) -> Result<FileRecord, JobError> {
-    let mut written = Vec::new();
-    for (index, (record, name)) in records.iter().zip(names).enumerate() {
-        let file = match local.get_mut(index).and_then(Option::take) {
-            Some(file) => file,
-            None => {
-                let file = temp_file(deps)?;
-                deps.files.download(&record.key, file.path()).await?;
-                file
-            }
-        };
-        written.push((file, name.clone()));
-    }
-    let archive = zip_files(deps, &mut written)?;
     let key = files::archive_key(&export.id, job_id);
-    let bytes = deps
-        .files
-        .put(&key, archive.path(), files::ZIP_CONTENT_TYPE)
-        .await?;
-    let rows = records.iter().map(|f| f.rows).sum();
-    Ok(FileRecord { key, rows, bytes })
-}
-
-/// Zips the job's files into a temporary file.
-pub(crate) fn zip_files(
-    deps: Deps<'_>,
-    files: &mut [(NamedTempFile, String)],
-) -> Result<NamedTempFile, JobError> {
-    let archive = temp_file(deps)?;
-    let mut zip = zip::ZipWriter::new(archive.reopen()?);
+    let part = deps.config.part_bytes.max(1);
+    let pending = Pending::default();
+    let mut zip = zip::ZipWriter::new_stream(pending.clone());
     let options = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated)
         .large_file(true);
-    for (file, name) in files.iter_mut() {
+    let mut sent = Sent {
+        key: &key,
+        upload: None,
+        parts: Vec::new(),
+        uploaded: 0,
+        local: 0,
+    };
+    for (record, name) in records.iter().zip(names) {
         zip.start_file(name.as_str(), options)
             .map_err(std::io::Error::other)?;
-        let source = file.as_file_mut();
-        source.rewind()?;
-        std::io::copy(source, &mut zip)?;
+        let mut offset = 0;
+        while offset < record.bytes {
+            let piece = deps.files.read_range(&record.key, offset, part as u64).await?;
+            if piece.is_empty() {
+                return Err(std::io::Error::other(format!(
+                    "{} ends at {offset} bytes, not {}",
+                    record.key, record.bytes
+                ))
+                .into());
+            }
+            offset += piece.len() as u64;
+            zip.write_all(&piece)?;
+            while let Some(full) = pending.take(part, false) {
+                sent.send_part(deps, full, files::ZIP_CONTENT_TYPE).await?;
+            }
+        }
     }
-    zip.finish().map_err(std::io::Error::other)?.flush()?;
-    Ok(archive)
+    zip.finish().map_err(std::io::Error::other)?;
+    while let Some(rest) = pending.take(part, true) {
+        sent.send_part(deps, rest, files::ZIP_CONTENT_TYPE).await?;
+    }
+    sent.complete(deps).await?;
+    let bytes = sent.uploaded;
+    let rows = records.iter().map(|f| f.rows).sum();
+    Ok(FileRecord { key, rows, bytes })
 }

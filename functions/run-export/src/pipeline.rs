@@ -88,8 +88,6 @@ async fn export_items(
 ) -> Result<bool, JobError> {
     let prefix = files::job_prefix(&export.id, job_id);
     let plan = plan(export, scheduled_at, occurrence)?;
-    // This invocation's files, by item; earlier legs' files are read back for the zip.
-    let mut local: Vec<Option<NamedTempFile>> = Vec::new();
     let may_pause = leg < deps.config.max_legs;
     for (index, (item, window, name)) in plan.iter().enumerate().skip(checkpoint.detail.files.len()) {
         let progress = checkpoint.current.take().filter(|p| p.index == index);
@@ -121,17 +119,9 @@ async fn export_items(
                 checkpoint.current = Some(*progress);
                 return Ok(false);
             }
-            Rendered::Stored {
-                file,
-                record,
-                warnings,
-            } => {
+            Rendered::Stored { record, warnings } => {
                 checkpoint.detail.warnings.extend(warnings);
                 checkpoint.detail.files.push(record);
-                while local.len() < index {
-                    local.push(None);
-                }
-                local.push(file);
                 if leg > 0 {
                     // The leg's checkpoint now says the item is stored: a retry of this leg
                     // (the attempt dying later in it) goes on after the item rather than
@@ -145,7 +135,7 @@ async fn export_items(
     if plan.len() > 1 {
         let names: Vec<String> = plan.into_iter().map(|(_, _, name)| name).collect();
         checkpoint.detail.archive =
-            Some(archive(deps, export, job_id, &checkpoint.detail.files, &names, local).await?);
+            Some(archive(deps, export, job_id, &checkpoint.detail.files, &names).await?);
     }
     Ok(true)
 }
@@ -247,7 +237,7 @@ pub(crate) async fn assemble(
         return Err(JobError::Window(detail.files.len()));
     }
     if names.len() > 1 {
-        detail.archive = Some(archive(deps, export, job_id, &detail.files, &names, Vec::new()).await?);
+        detail.archive = Some(archive(deps, export, job_id, &detail.files, &names).await?);
     }
     Ok(detail)
 }
@@ -305,7 +295,6 @@ struct Target<'k> {
 enum Rendered {
     /// Its file is stored (and kept locally when this invocation wrote all of it, for the zip).
     Stored {
-        file: Option<NamedTempFile>,
         record: FileRecord,
         warnings: Vec<String>,
     },
@@ -348,7 +337,6 @@ async fn render_item(
         .complete(deps)
         .await?;
         return Ok(Rendered::Stored {
-            file: None,
             record: FileRecord {
                 key: target.key.to_owned(),
                 rows: stored.rows,
@@ -646,7 +634,7 @@ async fn render_item(
             tracing::warn!(key = target.chart_key, error = %e, "could not store a chart's series");
         }
     }
-    let (bytes, whole) = if let Some(upload) = sent.upload.clone() {
+    let bytes = if let Some(upload) = sent.upload.clone() {
         // Begun in an earlier leg: the rest goes as the last parts. What the file is goes into
         // the leg's store before the upload completes, so that a retry of this leg after the
         // completion (the attempt dying right after it) finds the file stored, not an upload
@@ -662,13 +650,13 @@ async fn render_item(
         let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         deps.files.put_bytes(&target.stored_key, json).await?;
         sent.complete(deps).await?;
-        (sent.uploaded, false)
+        sent.uploaded
     } else {
-        (deps.files.put(target.key, file.path(), content_type).await?, true)
+        deps.files.put(target.key, file.path(), content_type).await?
     };
+    // The local file goes now (dropped): the zip reads the stored one.
+    drop(file);
     Ok(Rendered::Stored {
-        // A file this invocation did not write whole is read back from the store for the zip.
-        file: whole.then_some(file),
         record: FileRecord {
             key: target.key.to_owned(),
             rows: rendered.rows,

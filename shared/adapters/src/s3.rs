@@ -267,6 +267,30 @@ impl FileStore for S3Files {
         Ok(bytes.into_bytes().to_vec())
     }
 
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes={offset}-{}", offset.saturating_add(len) - 1))
+            .send()
+            .await;
+        let object = match object {
+            Ok(object) => object,
+            // A range wholly past the end of the file.
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("InvalidRange") => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(failed("get object range")(e)),
+        };
+        let bytes = object.body.collect().await.map_err(failed("read object range"))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
     async fn download(&self, key: &str, path: &Path) -> Result<u64, FileError> {
         let mut object = self
             .client

@@ -452,6 +452,16 @@ pub enum FileError {
 /// Where files go (S3): each file visible whole or not at all.
 #[async_trait]
 pub trait FileStore: Send + Sync {
+    /// `len` bytes of a stored file from `offset` (fewer at its end, none past it): a file read
+    /// a piece at a time, never whole.
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError> {
+        let whole = self.read(key).await?;
+        let from = usize::try_from(offset).unwrap_or(usize::MAX).min(whole.len());
+        let to = from
+            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
+            .min(whole.len());
+        Ok(whole[from..to].to_vec())
+    }
     /// Stores the finished local file at `path` under `key` with its content type; returns its
     /// size. Fails leaving nothing under `key` (how the bytes travel is the adapter's business).
     async fn put(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, FileError>;
