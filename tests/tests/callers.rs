@@ -71,6 +71,9 @@ async fn oidc_tokens_that_are_not_the_issuers_for_this_api_are_denied() {
     let mut expired = claims(&state.issuer, "ada");
     expired["exp"] = json!(now() - 3600);
     cases.push(("expired", signed(&expired, "key-1")));
+    let mut not_yet = claims(&state.issuer, "ada");
+    not_yet["nbf"] = json!(now() + 3600);
+    cases.push(("not valid before an hour from now", signed(&not_yet, "key-1")));
     let mut other_audience = claims(&state.issuer, "ada");
     other_audience["aud"] = json!("https://other.example.com");
     cases.push(("another audience", signed(&other_audience, "key-1")));

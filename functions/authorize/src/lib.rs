@@ -1,7 +1,7 @@
 //! The API's request authorizer: who is calling, from what the caller's platform issues.
 //!
 //! API Gateway calls it (payload 2.0, simple responses) with the request's `Authorization`
-//! header and keeps its answer for that header for `AuthorizerCacheSeconds`. A caller is known
+//! header and keeps its answer for that header for five minutes. A caller is known
 //! one of two ways (`CALLER_AUTH`):
 //! - `oidc`: the header carries a JWT from an OIDC issuer, checked here against the keys the
 //!   issuer publishes (signature, `iss`, `aud`, `exp`, `nbf`); its `sub`, `email` and

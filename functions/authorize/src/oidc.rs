@@ -23,6 +23,9 @@ use crate::{words, Caller, Unavailable, Verdict};
 /// How often at most the key set is fetched again for a key it lacks.
 const REFETCH_AFTER: Duration = Duration::from_secs(60);
 
+/// The longest a fetched key set is trusted: a key the issuer withdrew stops verifying after it.
+const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
+
 /// The clock skew tolerated on `exp` and `nbf`.
 const LEEWAY_SECONDS: u64 = 60;
 
@@ -101,6 +104,7 @@ impl Issuer {
         validation.set_audience(&self.audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
+        validation.validate_nbf = true;
         let claims = match decode::<Claims>(token, &key, &validation) {
             Ok(data) => data.claims,
             Err(e) => return Ok(Verdict::Deny(format!("token refused: {e}"))),
@@ -126,6 +130,15 @@ impl Issuer {
     /// it names none); `None` when the issuer publishes no such key even after a fresh fetch.
     async fn key(&self, kid: Option<&str>, alg: Algorithm) -> Result<Option<DecodingKey>, Unavailable> {
         let mut held = self.keys.lock().await;
+        if held
+            .as_ref()
+            .is_some_and(|(_, fetched)| fetched.elapsed() >= KEYS_MAX_AGE)
+        {
+            // Too old to trust: fetched again (kept when the issuer does not answer).
+            if let Ok(set) = self.fetch().await {
+                *held = Some((Arc::new(set), Instant::now()));
+            }
+        }
         let stale = held
             .as_ref()
             .is_none_or(|(_, fetched)| fetched.elapsed() >= self.refetch_after);

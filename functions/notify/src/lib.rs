@@ -219,9 +219,8 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
         .any(|d| d.status == DeliveryStatus::Sending);
     if held {
         tracing::warn!(export_id = %export.id, job_id = %job.job_id, "a message is still being sent by another run; the sweep comes back to it");
-    } else {
-        deps.deliveries.notified(&key).await?;
     }
+    deps.deliveries.notified(&key, !held).await?;
     Ok(summary)
 }
 

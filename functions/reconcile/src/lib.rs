@@ -22,7 +22,8 @@
 //! - A past occurrence of the last day with no job (its trigger's every attempt died after the
 //!   chain had moved on) is launched.
 //! - A one-time export queued past the grace with no job (its launch was lost) is launched.
-//! - A finished job never handed to notify (every attempt's hand-off failed) is handed now, its
+//! - A finished job never handed to notify (every attempt's hand-off failed), or left by notify
+//!   with a message another run was sending (which may have died mid-send), is handed now, its
 //!   one-time export settled first when the attempt died before settling it.
 //!
 //! Every repair is logged and counted in the answer.
@@ -341,7 +342,7 @@ async fn relaunch_items(
         // died before launching the next (or could not). A grace after it, the next is taken
         // and launched; it launches the rest as it finishes.
         let all_done = (0..spread.launched).all(|item| spread.done.contains(&item));
-        let last_done = runs.iter().filter_map(|r| r.done_at).max();
+        let last_done = runs.iter().filter_map(|r| r.done_at).max().or(job.started_at);
         if all_done && spread.launched < spread.items && last_done.is_some_and(|t| t < overdue) {
             if let Some(next) = deps.items.next_item(key, spread.items).await? {
                 launches.push(event(next, 0));

@@ -56,9 +56,8 @@ pub(crate) async fn archive(
     let part = deps.config.part_bytes.max(1);
     let pending = Pending::default();
     let mut zip = zip::ZipWriter::new_stream(pending.clone());
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
     let mut sent = Sent {
         key: &key,
         upload: None,
@@ -67,11 +66,17 @@ pub(crate) async fn archive(
         local: 0,
     };
     for (record, name) in records.iter().zip(names) {
-        zip.start_file(name.as_str(), options)
+        // Zip64 only for an entry that needs it: some extractors refuse its fields otherwise.
+        let large = record.bytes >= u64::from(u32::MAX);
+        zip.start_file(name.as_str(), options.large_file(large))
             .map_err(std::io::Error::other)?;
         let mut offset = 0;
         while offset < record.bytes {
-            let piece = deps.files.read_range(&record.key, offset, part as u64).await?;
+            let rest = record.bytes - offset;
+            let piece = deps
+                .files
+                .read_range(&record.key, offset, (part as u64).min(rest))
+                .await?;
             if piece.is_empty() {
                 return Err(std::io::Error::other(format!(
                     "{} ends at {offset} bytes, not {}",

@@ -137,6 +137,22 @@ async fn run_claimed(
         remove(deps, &format!("{prefix}/.resume/item-{item}")).await;
         return Ok(Outcome::Skipped);
     };
+    if spread.done.contains(&item) {
+        // An earlier attempt counted the item and died before marking its run done: the run is
+        // marked now, never run again (a second run's failure would fail a job whose items all
+        // succeeded), and the job ends when nothing is left.
+        let outcomes = deps.items.item_outcomes(&job).await?;
+        if let Some((_, outcome)) = outcomes.into_iter().find(|(i, _)| *i == item) {
+            deps.items
+                .item_done(&job, item, &outcome, deps.clock.now())
+                .await?;
+        }
+        return if spread.left == 0 {
+            finish(deps, export, event).await
+        } else {
+            Ok(Outcome::ItemDone)
+        };
+    }
     let resume = if leg > 0 {
         let bytes = deps
             .files
@@ -249,6 +265,12 @@ async fn finish_claimed(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Re
     .await
     {
         Ok(detail) => end_job(deps, export, event, &job_id, JobStatus::Done, detail).await,
+        // The store failing while zipping fails this attempt, not the job: its files are
+        // whole, and the retry (or the sweep's finisher) zips them again.
+        Err(error @ JobError::File(_)) => {
+            tracing::warn!(export_id = %export.id, job_id, error = %error, "zipping the job's files failed; the retry zips them again");
+            Err(Failure::Retryable(Box::new(error)))
+        }
         Err(error) => fail(deps, export, event, 0, &error).await,
     }
 }

@@ -1035,7 +1035,7 @@ impl JobLedger for DynamoStore {
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":true", AttributeValue::Bool(true));
         let set = "SET jobId = :job, scheduledAt = :scheduled, #status = :status, createdAt = :at, \
-                   finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true, notified = :true";
+                   finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true";
         update = match end.expires_at {
             Some(expiry) => update
                 .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl"))
@@ -1292,12 +1292,12 @@ impl DeliveryLog for DynamoStore {
         Ok(())
     }
 
-    async fn notified(&self, job: &JobKey) -> Result<(), StoreError> {
+    async fn notified(&self, job: &JobKey, all_ended: bool) -> Result<(), StoreError> {
         let marked = self
             .update_job(job)
-            .update_expression("SET notified = :true")
+            .update_expression("SET notified = :ended")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":ended", AttributeValue::Bool(all_ended))
             .send()
             .await;
         conditional(marked).map(drop)
@@ -1446,12 +1446,14 @@ impl Sweep for DynamoStore {
     ) -> Result<Vec<(ExportId, Job)>, StoreError> {
         let items = self
             .scan(
-                "begins_with(sk, :job) AND #status IN (:done, :failed) AND attribute_not_exists(notified) \
+                "begins_with(sk, :job) AND #status IN (:done, :failed) \
+                 AND (attribute_not_exists(handedOff) OR notified = :pending) \
                  AND finishedAt BETWEEN :since AND :before",
                 &[
                     (":job", s("JOB#")),
                     (":done", s(JobStatus::Done.as_str())),
                     (":failed", s(JobStatus::Failed.as_str())),
+                    (":pending", AttributeValue::Bool(false)),
                     (":since", s(rfc3339(since))),
                     (":before", s(rfc3339(before))),
                 ],

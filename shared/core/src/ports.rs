@@ -328,7 +328,7 @@ pub trait Sweep: Send + Sync {
     ) -> Result<bool, StoreError>;
 
     /// Jobs that ended between `since` and `before` whose messages notify never finished: never
-    /// handed to it, or a message left `sending` by a run that died.
+    /// handed to it, or left by its last run with a message another run was sending.
     async fn unhanded_jobs(
         &self,
         since: DateTime<Utc>,
@@ -573,9 +573,10 @@ pub trait DeliveryLog: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Records how a message's delivery ended.
     async fn record_delivery(&self, job: &JobKey, delivery: &Delivery) -> Result<(), StoreError>;
-    /// Records that every message of a job ended (sent, failed, or not for its outcome): the
-    /// sweep stops handing the job to notify.
-    async fn notified(&self, job: &JobKey) -> Result<(), StoreError>;
+    /// Records whether every message of a job ended (sent, failed, or not for its outcome) after
+    /// a notify run: a job left with a message another run is still sending (which may have
+    /// died) is handed to notify again by the sweep.
+    async fn notified(&self, job: &JobKey, all_ended: bool) -> Result<(), StoreError>;
 }
 
 /// Where the keys of signed links are kept (SSM), read again when a link names a key the

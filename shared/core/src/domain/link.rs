@@ -105,14 +105,14 @@ impl LinkSigner {
         }
     }
 
-    /// Checks a link as of `now`: `Invalid` for an unknown key or a wrong signature (compared in
-    /// constant time), `Expired` once `now` reaches its expiry.
     /// Whether a key of this id is held (a link naming another was signed with a key added
     /// since these were read, or with none of them).
     pub fn knows(&self, key: &str) -> bool {
         self.keys.iter().any(|k| k.id == key)
     }
 
+    /// Checks a link as of `now`: `Invalid` for an unknown key or a wrong signature (compared in
+    /// constant time), `Expired` once `now` reaches its expiry.
     pub fn verify(
         &self,
         export: &ExportId,
