@@ -143,6 +143,7 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
         access: &policy,
         ..fx.deps()
     };
+    let created_at = Utc::now().timestamp();
     let (status, created) = Fixture::call_with(api, "POST", "/exports", Some(&body), &alice).await;
     assert_eq!(status, 201, "{created}");
     let id: ExportId = created["id"]
@@ -183,11 +184,13 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
         failed["files"].as_array().is_some_and(Vec::is_empty),
         "nothing read: {state}"
     );
-    // The chain stays armed, at the next occurrence that can still fire: the next full hour.
+    // The chain stays armed, at the next occurrence that can still fire: the next full hour,
+    // never before the one the create armed (the first after the create, which within a minute
+    // after a full hour is the next one).
     let hour = 3600;
-    // (An occurrence is armable until its schedule, a minute after it, would fire.)
-    let armable_after = Utc::now().timestamp() - 60;
-    let next = DateTime::from_timestamp((armable_after / hour + 1) * hour, 0)
+    // (An occurrence is armable until its schedule, the run's settle delay after it, would fire.)
+    let armable_after = Utc::now().timestamp() - fx.run_config.settle.num_seconds();
+    let next = DateTime::from_timestamp((armable_after.max(created_at) / hour + 1) * hour, 0)
         .expect("in range")
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
