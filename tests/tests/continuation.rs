@@ -58,6 +58,37 @@ async fn run_to_end(deps: run_export::Deps<'_>, queue: &Launches, first: RunEven
     outcomes
 }
 
+/// One short raw item (600 s), then a long one of `seconds` (a point a second from the reader
+/// `slow_reader(.., 1, 1000)` makes), to CSV.
+fn short_then_long(seconds: i64) -> Value {
+    let mut request = dense_body(600);
+    let long = json!({"params": {"target": {"value": "urn:dev:b"}, "channelId": CHANNEL,
+        "subtopic": "events.data", "from": READER_START, "to": READER_START + seconds}});
+    request["items"].as_array_mut().expect("items").push(long);
+    request
+}
+
+/// Runs `first` and the runs it launches, one after the other, until one reaches a file `held`
+/// holds: that run is killed there (its future dropped) and returned, with the runs not yet made.
+async fn run_until_held(
+    deps: run_export::Deps<'_>,
+    queue: &Launches,
+    held: &integration_tests::doubles::HeldPuts<'_>,
+    first: RunEvent,
+) -> (Option<RunEvent>, Vec<RunEvent>) {
+    let mut pending = vec![first];
+    while let Some(event) = pending.pop() {
+        tokio::select! {
+            outcome = handle(deps, event.clone()) => {
+                outcome.expect("runs");
+                pending.extend(queue.take());
+            }
+            () = held.until_held() => return (Some(event), pending),
+        }
+    }
+    (None, pending)
+}
+
 /// Runs `event`'s job with a budget of 150 ms an invocation to its end; checks that it took at
 /// least three invocations, the last one done; returns their outcomes.
 async fn run_budgeted(fx: &Fixture, queue: &Launches, event: &RunEvent) -> Vec<Outcome> {
@@ -689,10 +720,7 @@ async fn a_final_leg_that_dies_before_recording_its_job_is_retried_to_the_same_f
     fx.slow_reader(Duration::from_millis(2), 1, 1000).await;
     let alice = someone();
     let queue = Launches::default();
-    let mut request = dense_body(600);
-    let long = json!({"params": {"target": {"value": "urn:dev:b"}, "channelId": CHANNEL,
-        "subtopic": "events.data", "from": READER_START, "to": READER_START + 400_000}});
-    request["items"].as_array_mut().expect("items").push(long);
+    let request = short_then_long(400_000);
     let whole = fx.create_run(&alice, &request).await;
     run_whole(&fx, &queue, &whole).await;
 
@@ -709,17 +737,7 @@ async fn a_final_leg_that_dies_before_recording_its_job_is_retried_to_the_same_f
         files: &held,
         ..fx.run_deps()
     };
-    let mut pending = vec![budgeted.clone()];
-    let mut killed = None;
-    while let Some(event) = pending.pop() {
-        tokio::select! {
-            outcome = handle(zipping, event.clone()) => {
-                assert_eq!(outcome.expect("runs"), Outcome::Continued);
-                pending.extend(queue.take());
-            }
-            () = held.until_held() => killed = Some(event),
-        }
-    }
+    let (killed, _) = run_until_held(zipping, &queue, &held, budgeted.clone()).await;
     let killed = killed.expect("the final leg reached the zip");
     assert!(killed.leg.is_some_and(|leg| leg > 0), "the job continued first");
     let _ = held.release.send(true);
@@ -770,10 +788,7 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
     fx.slow_reader(Duration::from_millis(2), 1, 1000).await;
     let alice = someone();
     let queue = Launches::default();
-    let mut request = dense_body(600);
-    let long = json!({"params": {"target": {"value": "urn:dev:b"}, "channelId": CHANNEL,
-        "subtopic": "events.data", "from": READER_START, "to": READER_START + 400_000}});
-    request["items"].as_array_mut().expect("items").push(long);
+    let request = short_then_long(400_000);
     let whole = fx.create_run(&alice, &request).await;
     run_whole(&fx, &queue, &whole).await;
 
@@ -792,20 +807,7 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
         files: &held,
         ..fx.run_deps()
     };
-    let mut pending = vec![spread.clone()];
-    let mut killed = None;
-    while let Some(event) = pending.pop() {
-        tokio::select! {
-            outcome = handle(storing, event.clone()) => {
-                outcome.expect("runs");
-                pending.extend(queue.take());
-            }
-            () = held.until_held() => {
-                killed = Some(event);
-                break;
-            }
-        }
-    }
+    let (killed, mut pending) = run_until_held(storing, &queue, &held, spread.clone()).await;
     let killed = killed.expect("the long item completed its upload");
     assert_eq!(killed.item, Some(1));
     assert!(
@@ -886,10 +888,8 @@ async fn a_jobs_files_are_never_held_together_on_local_disk() {
     fx.slow_reader(Duration::from_millis(1), 1, 1000).await;
     let alice = someone();
     let queue = Launches::default();
-    let mut request = dense_body(200_000);
-    let second = json!({"params": {"target": {"value": "urn:dev:b"}, "channelId": CHANNEL,
-        "subtopic": "events.data", "from": READER_START, "to": READER_START + 200_000}});
-    request["items"].as_array_mut().expect("items").push(second);
+    let mut request = short_then_long(200_000);
+    request["items"][0]["params"]["to"] = json!(READER_START + 200_000);
     let event = fx.create_run(&alice, &request).await;
     let dir = tempfile::tempdir().expect("a work directory");
     let config = RunConfig {

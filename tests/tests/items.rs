@@ -333,10 +333,40 @@ async fn two_of_three_done(fx: &Fixture, deps: run_export::Deps<'_>, queue: &Que
     (event, launched[2].clone())
 }
 
-fn spread_config(fx: &Fixture) -> RunConfig {
-    RunConfig {
-        fan_out: 3,
-        ..fx.run_config.clone()
+/// A fixture whose reader answers in 2 ms; `None` without the emulators.
+async fn quick_fixture() -> Option<Fixture> {
+    let mut fx = Fixture::new().await?;
+    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
+    Some(fx)
+}
+
+/// What a spread job's runs are given in these tests: launches queued, hand-offs recorded,
+/// three items at once.
+struct SpreadRun {
+    queue: Queue,
+    hand_offs: HandOffs,
+    config: RunConfig,
+}
+
+impl SpreadRun {
+    fn new(fx: &Fixture) -> Self {
+        Self {
+            queue: Queue::default(),
+            hand_offs: HandOffs::default(),
+            config: RunConfig {
+                fan_out: 3,
+                ..fx.run_config.clone()
+            },
+        }
+    }
+
+    fn deps<'a>(&'a self, fx: &'a Fixture) -> run_export::Deps<'a> {
+        run_export::Deps {
+            launcher: &self.queue,
+            notifier: &self.hand_offs,
+            config: &self.config,
+            ..fx.run_deps()
+        }
     }
 }
 
@@ -345,20 +375,13 @@ fn spread_config(fx: &Fixture) -> RunConfig {
 /// items' outcomes.
 #[tokio::test]
 async fn a_duplicate_trigger_never_takes_over_a_spread_job() {
-    let Some(mut fx) = Fixture::new().await else {
+    let Some(fx) = quick_fixture().await else {
         return;
     };
-    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
-    let queue = Queue::default();
-    let hand_offs = HandOffs::default();
-    let config = spread_config(&fx);
-    let deps = run_export::Deps {
-        launcher: &queue,
-        notifier: &hand_offs,
-        config: &config,
-        ..fx.run_deps()
-    };
-    let (event, last) = two_of_three_done(&fx, deps, &queue).await;
+    let run = SpreadRun::new(&fx);
+    let (queue, hand_offs) = (&run.queue, &run.hand_offs);
+    let deps = run.deps(&fx);
+    let (event, last) = two_of_three_done(&fx, deps, queue).await;
     let before = fx.store.job(&event.job()).await.expect("reads").expect("a job");
     // What the trigger's run asks first: the job is not to be claimed again (were it, its status
     // would read "not processed" until the run started it, and an item finishing then would be
@@ -392,20 +415,13 @@ async fn a_duplicate_trigger_never_takes_over_a_spread_job() {
 /// nothing, and no finished file is removed.
 #[tokio::test]
 async fn a_second_finisher_beside_the_last_items_run_ends_nothing_twice() {
-    let Some(mut fx) = Fixture::new().await else {
+    let Some(fx) = quick_fixture().await else {
         return;
     };
-    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
-    let queue = Queue::default();
-    let hand_offs = HandOffs::default();
-    let config = spread_config(&fx);
-    let deps = run_export::Deps {
-        launcher: &queue,
-        notifier: &hand_offs,
-        config: &config,
-        ..fx.run_deps()
-    };
-    let (event, last) = two_of_three_done(&fx, deps, &queue).await;
+    let run = SpreadRun::new(&fx);
+    let (queue, hand_offs) = (&run.queue, &run.hand_offs);
+    let deps = run.deps(&fx);
+    let (event, last) = two_of_three_done(&fx, deps, queue).await;
     let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
     let zipping = run_export::Deps { files: &held, ..deps };
     let second = async {
@@ -440,20 +456,13 @@ async fn a_second_finisher_beside_the_last_items_run_ends_nothing_twice() {
 /// finisher, which ends the job once.
 #[tokio::test]
 async fn a_finisher_that_died_is_relaunched_after_the_grace_not_beside_a_live_one() {
-    let Some(mut fx) = Fixture::new().await else {
+    let Some(fx) = quick_fixture().await else {
         return;
     };
-    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
-    let queue = Queue::default();
-    let hand_offs = HandOffs::default();
-    let config = spread_config(&fx);
-    let deps = run_export::Deps {
-        launcher: &queue,
-        notifier: &hand_offs,
-        config: &config,
-        ..fx.run_deps()
-    };
-    let (event, last) = two_of_three_done(&fx, deps, &queue).await;
+    let run = SpreadRun::new(&fx);
+    let (queue, hand_offs) = (&run.queue, &run.hand_offs);
+    let deps = run.deps(&fx);
+    let (event, last) = two_of_three_done(&fx, deps, queue).await;
     let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
     let zipping = run_export::Deps { files: &held, ..deps };
     tokio::select! {
@@ -465,7 +474,7 @@ async fn a_finisher_that_died_is_relaunched_after_the_grace_not_beside_a_live_on
     assert_eq!(job.spread.as_ref().map(|s| s.left), Some(0));
 
     let reconcile_config = reconcile::ReconcileConfig::default();
-    let sweep = fx.reconcile_deps(&queue, &hand_offs, &reconcile_config);
+    let sweep = fx.reconcile_deps(queue, hand_offs, &reconcile_config);
     let repairs = reconcile::handle(sweep).await.expect("sweeps");
     assert_eq!(
         (repairs.items_relaunched, repairs.jobs_abandoned),
