@@ -336,3 +336,50 @@ async fn late_data_arriving_during_a_read_is_never_read_twice_nor_shifts_others_
         sink.times.len()
     );
 }
+
+/// A sink that writes slowly, noting how many requests the reader had made at each slice.
+struct Slow {
+    state: std::sync::Arc<integration_tests::reader_server::ReaderConfig>,
+    requests_at: Vec<u64>,
+}
+
+#[async_trait]
+impl SliceSink for Slow {
+    async fn accept(&mut self, _: &[Point<'_>]) -> Result<(), Cause> {
+        self.requests_at.push(self.state.requests.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Ok(())
+    }
+}
+
+/// Pages wait for a slow sink: the reader holds at most its budget of pages (fetched or being
+/// fetched) ahead of the sink, whatever its requests in flight would allow, so its memory is
+/// that many of the largest pages at most.
+#[tokio::test]
+async fn pages_held_ahead_of_a_slow_sink_stay_within_the_budget() {
+    let mut config = ReaderConfig::new("t0k3n", START, 60);
+    config.latency = Duration::from_millis(1);
+    let (url, state) = start(config).await;
+    let reader = HttpReader::new(&url, Secret::new("t0k3n"))
+        .expect("client")
+        .with_page_limit(100)
+        .with_max_in_flight(8)
+        .with_max_pages_held(3);
+    let mut sink = Slow {
+        state: state.clone(),
+        requests_at: Vec::new(),
+    };
+    let read = reader
+        .read(&query(START, START + 86_400), &mut sink)
+        .await
+        .expect("read");
+    assert_eq!(read, 1440);
+    for (delivered, requests) in sink.requests_at.iter().enumerate() {
+        // The page being delivered, and three held ahead of it (a count request per read too).
+        assert!(
+            *requests <= delivered as u64 + 1 + 3 + 1,
+            "{requests} requests made when the sink took its page {delivered}: {:?}",
+            sink.requests_at
+        );
+    }
+}

@@ -45,9 +45,11 @@ async fn main() -> Result<(), Error> {
     if optional("READER_PAGE_LIMIT").is_some() {
         reader = reader.with_page_limit(parsed_or("READER_PAGE_LIMIT", dialect.largest_page())?);
     }
+    let page_max_bytes = parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?;
     let reader = reader
-        .with_max_page_bytes(parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?)
-        .with_max_in_flight(parsed_or("READER_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?);
+        .with_max_page_bytes(page_max_bytes)
+        .with_max_in_flight(parsed_or("READER_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?)
+        .with_max_pages_held(config::pages_held(page_max_bytes)?);
     // Only a policy endpoint can answer for the owner without their credential: then every run
     // re-checks; otherwise access was checked when the export was created.
     let access = match access_mode {

@@ -150,3 +150,12 @@ pub fn subtopic_separator() -> Result<Option<char>, ConfigError> {
         }),
     }
 }
+
+/// How many of the largest pages a read may hold at once: half the function's memory
+/// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, in MB, set by Lambda; 1024 when absent) over the largest
+/// page (`page_max_bytes`), at least one. Pages of large `stringValue`s or `dataValue`s then fill
+/// half the memory at most, never more than the function has.
+pub fn pages_held(page_max_bytes: usize) -> Result<usize, ConfigError> {
+    let memory_mb: usize = parsed_or("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 1024)?;
+    Ok((memory_mb.saturating_mul(1024 * 1024) / 2 / page_max_bytes.max(1)).max(1))
+}

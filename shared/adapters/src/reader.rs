@@ -57,6 +57,9 @@ pub struct HttpReader {
     retry: Retry,
     /// The most pieces in flight; how many are is adapted to the reader ([`Flow`]).
     max_in_flight: usize,
+    /// The most pages fetched (or being fetched) ahead of the sink: with the largest page a
+    /// page may be, the most memory a read holds in pages.
+    max_pages_held: usize,
 }
 
 /// A read's requests under way, held to what its flow controller allows; shared with the tasks
@@ -366,6 +369,7 @@ impl HttpReader {
             max_page_bytes: DEFAULT_PAGE_MAX_BYTES,
             retry: Retry::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_pages_held: LOOK_AHEAD * DEFAULT_MAX_IN_FLIGHT,
         })
     }
 
@@ -409,6 +413,13 @@ impl HttpReader {
     }
 
     /// Sets the most pieces a read keeps in flight (at least one).
+    /// Holds at most `pages` pages (fetched, or being fetched) ahead of the sink, however many
+    /// requests may be in flight: the memory bound in pages, `pages` times the largest page.
+    pub fn with_max_pages_held(mut self, pages: usize) -> Self {
+        self.max_pages_held = pages.max(1);
+        self
+    }
+
     pub fn with_max_in_flight(mut self, pages: usize) -> Self {
         self.max_in_flight = pages.max(1);
         self
@@ -787,7 +798,8 @@ impl SeriesReader for HttpReader {
             // by that; a slow answer at the head then does not stall the others), their requests
             // held by the gate to what the flow allows.
             let mut at = 0;
-            while at < LOOK_AHEAD * self.max_in_flight && at < pieces.0.len() {
+            let ahead = (LOOK_AHEAD * self.max_in_flight).min(self.max_pages_held);
+            while at < ahead && at < pieces.0.len() {
                 let piece = match pieces.0[at] {
                     Slot::Waiting(from, to) => Some((from, to, false)),
                     Slot::Uncut(from, to, total) => {
