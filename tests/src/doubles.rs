@@ -234,7 +234,4 @@ impl exporter::ports::ItemLedger for NextItemFails<'_> {
     async fn item_runs(&self, job: &JobKey) -> StoreResult<Vec<exporter::domain::job::ItemRun>> {
         self.items.item_runs(job).await
     }
-    async fn end_spread_job(&self, job: &JobKey, end: &exporter::domain::job::JobEnd) -> StoreResult<bool> {
-        self.items.end_spread_job(job, end).await
-    }
 }

@@ -297,10 +297,6 @@ impl ItemLedger for FaultyItems<'_> {
     async fn item_runs(&self, job: &JobKey) -> Result<Vec<exporter::domain::job::ItemRun>, StoreError> {
         self.0.item_runs(job).await
     }
-    async fn end_spread_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
-        self.1.alive()?;
-        self.0.end_spread_job(job, end).await
-    }
 }
 
 struct FaultyBudgets<'a>(&'a dyn Budgets, &'a Attempt<'a>);

@@ -164,8 +164,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         | "items.next_item"
         | "items.claim_item"
         | "items.release_item"
-        | "items.checkpoint_item"
-        | "items.end_spread_job" => &["dynamodb:UpdateItem"],
+        | "items.checkpoint_item" => &["dynamodb:UpdateItem"],
         "items.item_done" => &["dynamodb:UpdateItem", "dynamodb:GetItem"],
         "items.item_outcomes" => &["dynamodb:GetItem"],
         "items.item_runs" => &["dynamodb:Query"],
@@ -230,7 +229,6 @@ const PORT_CALLS: [(&str, &[&str]); 15] = [
             "item_done",
             "item_outcomes",
             "item_runs",
-            "end_spread_job",
         ],
     ),
     ("launcher", &["launch"]),

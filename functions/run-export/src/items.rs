@@ -294,7 +294,8 @@ async fn fail(
     tracing::warn!(export_id = %export.id, job_id, reason, "job failed");
     let end = failed_end(deps, reason);
     let finished_at = end.finished_at;
-    let first = deps.items.end_spread_job(&event.job(), &end).await?;
+    // Once: the job's end is recorded only while it is under way, so the first failure wins.
+    let first = deps.ledger.finish_job(&event.job(), &end).await?;
     if !first {
         // The job ended already. Failed by another item (its removal may be why this one
         // failed): what is left goes. Done (a finisher ended it while this run failed): its

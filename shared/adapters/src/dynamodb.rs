@@ -886,14 +886,6 @@ impl ItemLedger for DynamoStore {
             })
             .collect()
     }
-
-    async fn end_spread_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
-        let update = self
-            .ending(job, end)?
-            .condition_expression("#status = :running")
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()));
-        conditional(update.send().await)
-    }
 }
 
 #[async_trait]

@@ -223,9 +223,6 @@ pub trait ItemLedger: Send + Sync {
 
     /// The runs of a spread job's launched items (and of its finisher, [`ItemRun::finisher`]).
     async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError>;
-
-    /// Ends a spread job still in progress (an item failed it); `false` when it had ended.
-    async fn end_spread_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError>;
 }
 
 /// Who asks to read a channel: the subject of their token, and the credential they presented
