@@ -56,7 +56,7 @@ e2e_continue=(${E2E_CONTINUE:-100000000 60})
 latency=${E2E_LATENCY_MS:-20}
 port=${E2E_READER_PORT:-9210}
 echo "== end to end through run-export (release) on the local stack"
-cargo build -q --release -p integration-tests --bin e2e-bench --bin local-reader
+cargo build -q --release -p integration-tests --bin e2e-bench --bin local-reader --bin sweep-bench
 scripts/stack.sh up >/dev/null
 reader_pid=
 cleanup() {
@@ -76,4 +76,11 @@ for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; 
   export MALLOC_MMAP_THRESHOLD_=1048576
   READER_URL=http://127.0.0.1:$port READER_TOKEN=bench-token READER_LATENCY_MS=$latency WORK_DIR=$work \
     RUST_LOG=warn target/release/e2e-bench "${e2e_sizes[@]}" --continue "${e2e_continue[@]}"
+)
+# The reconciler's sweep against the history kept (SWEEP_SIZES: items of history).
+(
+  set -a
+  eval "$(scripts/stack.sh env)"
+  set +a
+  RUST_LOG=error target/release/sweep-bench ${SWEEP_SIZES:-0 2000 10000}
 )

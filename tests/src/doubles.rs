@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use exporter::domain::job::{ItemOutcome, JobKey};
-use exporter::domain::{NotifyEvent, RunEvent};
-use exporter::ports::{Clock, JobNotifier, LaunchError, RunLauncher};
+use exporter::domain::{ExportId, NotifyEvent, RunEvent};
+use exporter::ports::{Clock, JobNotifier, LaunchError, RunLauncher, RunSchedules};
 
 /// A clock set to a given time.
 pub struct At(pub DateTime<Utc>);
@@ -233,5 +233,58 @@ impl exporter::ports::ItemLedger for NextItemFails<'_> {
     }
     async fn item_runs(&self, job: &JobKey) -> StoreResult<Vec<exporter::domain::job::ItemRun>> {
         self.items.item_runs(job).await
+    }
+}
+
+/// Counts the items DynamoDB reads for the queries and scans of one client (`ScannedCount`:
+/// what a query or scan pays for, before any filter).
+#[derive(Clone, Debug, Default)]
+pub struct ItemsRead(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl ItemsRead {
+    /// The items read since the last call.
+    pub fn take(&self) -> usize {
+        self.0.swap(0, std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for ItemsRead {
+    fn name(&self) -> &'static str {
+        "ItemsRead"
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        use aws_sdk_dynamodb::operation::{query::QueryOutput, scan::ScanOutput};
+        let read = match context.output_or_error() {
+            Some(Ok(output)) => output
+                .downcast_ref::<QueryOutput>()
+                .map(QueryOutput::scanned_count)
+                .or_else(|| output.downcast_ref::<ScanOutput>().map(ScanOutput::scanned_count)),
+            _ => None,
+        };
+        let read = usize::try_from(read.unwrap_or(0)).unwrap_or(0);
+        self.0.fetch_add(read, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A scheduler that holds the given schedules and changes nothing.
+pub struct Armed(pub Vec<ExportId>);
+
+#[async_trait]
+impl RunSchedules for Armed {
+    async fn arm(&self, _: &RunEvent) -> Result<(), exporter::ports::ScheduleError> {
+        Ok(())
+    }
+    async fn disarm(&self, _: &ExportId) -> Result<(), exporter::ports::ScheduleError> {
+        Ok(())
+    }
+    async fn armed(&self) -> Result<Vec<ExportId>, exporter::ports::ScheduleError> {
+        Ok(self.0.clone())
     }
 }

@@ -509,6 +509,7 @@ impl Fixture {
         reconcile::Deps {
             files: &self.files,
             sweep: &self.store,
+            exports: &self.store,
             history: &self.store,
             ledger: &self.store,
             items: &self.store,

@@ -181,17 +181,23 @@ async fn a_retried_rearm_of_a_sub_millisecond_occurrence_finds_the_chain_where_i
     let next = Utc::now() + TimeDelta::days(2) + TimeDelta::nanoseconds(250_500);
     let now = Utc::now();
     assert_eq!(
-        fx.store.advance_next_run(&id, next, now).await.expect("writes"),
+        fx.store
+            .advance_next_run(&id, next, now, &[])
+            .await
+            .expect("writes"),
         Advance::Advanced
     );
     assert_eq!(
-        fx.store.advance_next_run(&id, next, now).await.expect("writes"),
+        fx.store
+            .advance_next_run(&id, next, now, &[])
+            .await
+            .expect("writes"),
         Advance::Same,
         "the retry of the same re-arm"
     );
     assert_eq!(
         fx.store
-            .advance_next_run(&id, next - TimeDelta::hours(1), now)
+            .advance_next_run(&id, next - TimeDelta::hours(1), now, &[])
             .await
             .expect("writes"),
         Advance::Behind

@@ -184,8 +184,10 @@ fn table_has_keys_index_ttl_and_recovery(resources: &Resources) -> Result<(), St
         .as_array()
         .cloned()
         .unwrap_or_default();
-    if !indexes.iter().any(|i| i["IndexName"] == "byOwner") {
-        return Err("the table has no byOwner index".into());
+    for index in ["byOwner", "bySweep"] {
+        if !indexes.iter().any(|i| i["IndexName"] == index) {
+            return Err(format!("the table has no {index} index"));
+        }
     }
     if table["TimeToLiveSpecification"]["Enabled"] != true {
         return Err("the table's items never expire (TTL off)".into());

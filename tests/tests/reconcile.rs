@@ -12,7 +12,7 @@ use serde_json::json;
 use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{ExportId, NotifyEvent, RunEvent};
 use exporter::ports::{ExportLifecycle, JobHistory, JobLedger, RunSchedules};
-use integration_tests::doubles::{HandOffs, RunsInProcess};
+use integration_tests::doubles::{Armed, HandOffs, ItemsRead, RunsInProcess};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::{ReconcileConfig, Repairs};
 
@@ -25,6 +25,7 @@ async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
     let deps = reconcile::Deps {
         files: &fx.files,
         sweep: &fx.store,
+        exports: &fx.store,
         history: &fx.store,
         ledger: &fx.store,
         items: &fx.store,
@@ -126,12 +127,12 @@ async fn a_chain_whose_rearming_failed_is_restarted_and_a_second_sweep_finds_not
         .call("GET", &format!("/exports/{id}/status"), None, &alice)
         .await;
     assert_eq!(state["nextRunAt"], millis(rearmed.scheduled_at), "{state}");
-    assert_eq!(
-        state["jobs"][0]["scheduledAt"],
-        millis(stale),
-        "the missed occurrence ran: {state}"
-    );
-    assert_eq!(state["jobs"][0]["status"], "done");
+    // Occurrences after it that passed meanwhile are launched by that run, their jobs on record.
+    let missed = state["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["scheduledAt"] == millis(stale)))
+        .unwrap_or_else(|| panic!("the missed occurrence ran: {state}"));
+    assert_eq!(missed["status"], "done", "{state}");
 
     assert_eq!(
         sweep(&fx, &hand_offs).await,
@@ -467,4 +468,208 @@ async fn a_chains_recent_jobs_are_read_whole_past_a_page() {
         .map(|j| (j.scheduled_at - start).num_minutes())
         .collect();
     assert_eq!(minutes, [9, 8, 7, 6, 5]);
+}
+
+#[tokio::test]
+async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
+    use exporter::dynamodb::DynamoStore;
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    // A table of its own, read through a client that counts what DynamoDB reads.
+    let table = format!("sweep-{}", ExportId::new_random());
+    DynamoStore::create_table(&fx.dynamo, &table)
+        .await
+        .expect("creates");
+    let read = ItemsRead::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        fx.dynamo.config().to_builder().interceptor(read.clone()).build(),
+    );
+    let store = DynamoStore::new(counted.clone(), &table);
+    // Two live exports, as the API wrote them (a chain ahead, a one-time export), written
+    // before the index: the one-time pass gives them their key.
+    let mut live = Vec::new();
+    for body in [recurring_body("P1D"), one_time_body()] {
+        let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
+        assert_eq!(status, 201, "{export}");
+        let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+        let item = fx
+            .dynamo
+            .get_item()
+            .table_name(&fx.table)
+            .set_key(Some(key(format!("EXPORT#{id}"), "EXPORT")))
+            .send()
+            .await
+            .expect("reads")
+            .item
+            .expect("the export");
+        let mut item = item;
+        item.remove("sweep");
+        fx.dynamo
+            .put_item()
+            .table_name(&table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("writes");
+        live.push((id, export));
+    }
+    store.index_for_sweeps().await.expect("indexes");
+    store.index_for_sweeps().await.expect("once");
+
+    let launches = integration_tests::doubles::Launches::default();
+    let hand_offs = HandOffs::default();
+    let schedules = Armed(vec![live[0].0]);
+    let config = ReconcileConfig::default();
+    let once = || {
+        let store = &store;
+        let deps = reconcile::Deps {
+            files: &fx.files,
+            sweep: store,
+            exports: store,
+            history: store,
+            ledger: store,
+            items: store,
+            lifecycle: store,
+            runs: store,
+            schedules: &schedules,
+            launcher: &launches,
+            notifier: &hand_offs,
+            clock: &fx.clock,
+            config: &config,
+        };
+        reconcile::handle(deps)
+    };
+    read.take();
+    assert_eq!(once().await.expect("sweeps"), Repairs::default());
+    let alone = read.take();
+    assert!(alone >= 2, "the live exports are read: {alone}");
+
+    // A history of 200 deleted exports and 400 ended, handed and notified jobs.
+    let (_, template) = &live[0];
+    let template_item = counted
+        .get_item()
+        .table_name(&table)
+        .set_key(Some(key(format!("EXPORT#{}", live[0].0), "EXPORT")))
+        .send()
+        .await
+        .expect("reads")
+        .item
+        .expect("the export");
+    assert!(
+        template_item.contains_key("sweep"),
+        "the pass gave it its key: {template}"
+    );
+    let mut history = Vec::new();
+    for i in 0..200 {
+        let id = ExportId::new_random();
+        let mut export = template_item.clone();
+        export.remove("sweep");
+        export.insert("pk".into(), AttributeValue::S(format!("EXPORT#{id}")));
+        export.insert("deletedAt".into(), AttributeValue::S(millis(Utc::now())));
+        history.push(export);
+        for j in 0..2 {
+            let at = Utc::now() - TimeDelta::days(1) - TimeDelta::minutes(i * 2 + j);
+            history.push(HashMap::from([
+                ("pk".into(), AttributeValue::S(format!("EXPORT#{id}"))),
+                ("sk".into(), AttributeValue::S(format!("JOB#{}", millis(at)))),
+                (
+                    "jobId".into(),
+                    AttributeValue::S(at.format("%Y%m%dT%H%M%S%3fZ").to_string()),
+                ),
+                ("scheduledAt".into(), AttributeValue::S(millis(at))),
+                ("status".into(), AttributeValue::S("done".into())),
+                ("finishedAt".into(), AttributeValue::S(millis(at))),
+                ("leaseUntil".into(), AttributeValue::N("0".into())),
+                ("attempts".into(), AttributeValue::N("1".into())),
+                ("handedOff".into(), AttributeValue::Bool(true)),
+                ("notified".into(), AttributeValue::Bool(true)),
+            ]));
+        }
+    }
+    for chunk in history.chunks(25) {
+        let writes = chunk
+            .iter()
+            .map(|item| {
+                aws_sdk_dynamodb::types::WriteRequest::builder()
+                    .put_request(
+                        aws_sdk_dynamodb::types::PutRequest::builder()
+                            .set_item(Some(item.clone()))
+                            .build()
+                            .expect("a put"),
+                    )
+                    .build()
+            })
+            .collect();
+        fx.dynamo
+            .batch_write_item()
+            .request_items(&table, writes)
+            .send()
+            .await
+            .expect("writes");
+    }
+    assert_eq!(once().await.expect("sweeps"), Repairs::default());
+    assert_eq!(
+        read.take(),
+        alone,
+        "600 records of history add nothing to what a sweep reads"
+    );
+    fx.dynamo
+        .delete_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("drops");
+}
+
+#[tokio::test]
+async fn an_occurrence_whose_every_attempt_died_after_the_chain_moved_on_is_launched() {
+    use exporter::ports::{Advance, ExportRuns};
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let mut body = recurring_body("PT1H");
+    body["periodStart"] = json!((Utc::now().timestamp() / 3600 - 5) * 3600);
+    body["items"][0]["params"]["period"] = json!("PT10M");
+    let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
+    assert_eq!(status, 201, "{export}");
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let next = armed(&fx, &id).await.expect("armed");
+    // The trigger of the armed occurrence came two hours late; its attempt moved the chain
+    // past it, then died, and so did every retry: no job was ever opened.
+    let missed = next.scheduled_at;
+    let moved_at = Utc::now() - TimeDelta::hours(2);
+    let passed = [JobKey {
+        export_id: id,
+        scheduled_at: missed,
+    }];
+    assert_eq!(
+        fx.store
+            .advance_next_run(&id, missed + TimeDelta::hours(1), moved_at, &passed)
+            .await
+            .expect("writes"),
+        Advance::Advanced
+    );
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["jobs"][0]["status"], "notProcessed", "on record: {state}");
+    assert_eq!(state["jobs"][0]["attempts"], 0, "{state}");
+
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    assert_eq!(repairs.occurrences_launched, 1, "{repairs:?}");
+    assert_eq!(repairs.jobs_abandoned, 0, "{repairs:?}");
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    let job = state["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["scheduledAt"] == millis(missed)))
+        .unwrap_or_else(|| panic!("the missed occurrence: {state}"));
+    assert_eq!(job["status"], "done", "it ran: {state}");
+    assert_eq!(job["attempts"], 1, "{state}");
+    assert_eq!(
+        sweep(&fx, &hand_offs).await.occurrences_launched,
+        0,
+        "launched once"
+    );
 }

@@ -148,12 +148,13 @@ impl ExportRuns for FaultyRuns<'_> {
         id: &ExportId,
         next: DateTime<Utc>,
         at: DateTime<Utc>,
+        passed: &[JobKey],
     ) -> Result<Advance, StoreError> {
         self.1.alive()?;
         if self.1.faults.roll("store failed to move the next run", 0.05) {
             return Err(unavailable("advance_next_run"));
         }
-        let advanced = self.0.advance_next_run(id, next, at).await?;
+        let advanced = self.0.advance_next_run(id, next, at, passed).await?;
         self.1.dies_after("attempt died after moving the chain")?;
         Ok(advanced)
     }
@@ -663,6 +664,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let reconciler = reconcile::Deps {
         files: &fx.files,
         sweep: &fx.store,
+        exports: &fx.store,
         history: &fx.store,
         ledger: &fx.store,
         items: &fx.store,
@@ -842,7 +844,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     // The invariants.
     let now = clock.now();
     let mut checked = BTreeMap::<&str, usize>::new();
-    let exports = fx.store.all_exports().await.expect("scans");
+    let exports = fx.store.every_export().await.expect("scans");
     let armed: HashSet<ExportId> = fx.schedules.armed().await.expect("lists").into_iter().collect();
     for export in &exports {
         let jobs = fx.store.jobs(&export.id).await.expect("jobs");

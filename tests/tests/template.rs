@@ -136,7 +136,8 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "lifecycle.activate" => &["dynamodb:UpdateItem"],
         "lifecycle.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
         "lifecycle.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
-        "runs.record_next_run" | "runs.settle_one_time" => &["dynamodb:UpdateItem"],
+        "runs.settle_one_time" => &["dynamodb:UpdateItem"],
+        "runs.advance_next_run" => &["dynamodb:UpdateItem", "dynamodb:GetItem"],
         "ledger.open_job"
         | "ledger.release_job"
         | "ledger.start_job"
@@ -155,8 +156,8 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         ],
         "schedules.disarm" => &["scheduler:DeleteSchedule"],
         "schedules.armed" => &["scheduler:ListSchedules"],
-        "sweep.all_exports" | "sweep.stalled_jobs" | "sweep.quotas" | "sweep.unhanded_jobs" => {
-            &["dynamodb:Scan"]
+        "sweep.live_exports" | "sweep.stalled_jobs" | "sweep.quotas" | "sweep.unhanded_jobs" => {
+            &["dynamodb:Query"]
         }
         "sweep.abandon_job" | "sweep.set_quota" => &["dynamodb:UpdateItem"],
         "items.spread_job"
@@ -191,7 +192,7 @@ const PORT_CALLS: [(&str, &[&str]); 15] = [
     ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
-    ("runs", &["record_next_run", "settle_one_time"]),
+    ("runs", &["advance_next_run", "settle_one_time"]),
     ("history", &["jobs", "job", "recent_jobs"]),
     (
         "ledger",
@@ -210,8 +211,9 @@ const PORT_CALLS: [(&str, &[&str]); 15] = [
     (
         "sweep",
         &[
-            "all_exports",
+            "live_exports",
             "stalled_jobs",
+            "unhanded_jobs",
             "abandon_job",
             "quotas",
             "set_quota",
@@ -258,6 +260,18 @@ fn actions_needed(function: &str) -> BTreeSet<String> {
     let mut needed = BTreeSet::new();
     if code.contains("secret(&ssm,") || code.contains("link_signer(") {
         needed.insert("ssm:GetParameter".to_owned());
+    }
+    // The one-time scan that gives records older than the sweep's index their key.
+    if code.contains(".index_for_sweeps(") {
+        needed.extend(
+            [
+                "dynamodb:Scan",
+                "dynamodb:GetItem",
+                "dynamodb:UpdateItem",
+                "dynamodb:PutItem",
+            ]
+            .map(str::to_owned),
+        );
     }
     for (field, methods) in PORT_CALLS {
         for method in methods {

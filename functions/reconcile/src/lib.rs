@@ -19,8 +19,12 @@
 //! - Each owner's counter of queued exports is recomputed from the records and corrected when it
 //!   still reads what was read before the records were (so a concurrent create is never undone).
 //!
-//! - A past occurrence of the last day with no job (its trigger's every attempt died after the
-//!   chain had moved on) is launched.
+//! - An occurrence the chain moved past whose job was never attempted (its trigger's every
+//!   attempt died after the chain had moved on) is launched, within a day; later it is recorded
+//!   failed like any stalled job.
+//!
+//! What it reads follows the work, not the history: the live exports, the jobs not yet ended
+//! and handed to notify, the owners' counters (the store's sweep index), and the schedules.
 //! - A one-time export queued past the grace with no job (its launch was lost) is launched.
 //! - A finished job never handed to notify (every attempt's hand-off failed), or left by notify
 //!   with a message another run was sending (which may have died mid-send), is handed now, its
@@ -38,7 +42,7 @@ use exporter::domain::files;
 use exporter::domain::job::{ItemRun, JobEnd, JobKey};
 use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
-    Clock, ExportLifecycle, ExportRuns, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
+    Clock, ExportLifecycle, ExportRuns, Exports, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
     RunLauncher, RunSchedules, Sweep,
 };
 
@@ -81,7 +85,9 @@ impl ReconcileConfig {
 #[derive(Clone, Copy)]
 pub struct Deps<'a> {
     pub sweep: &'a dyn Sweep,
-    /// The recent jobs of live chains, to find occurrences that never ran.
+    /// An export that is not live (deleted, settled) whose job or schedule the sweep found.
+    pub exports: &'a dyn Exports,
+    /// Whether a one-time export's job was opened.
     pub history: &'a dyn JobHistory,
     /// To mark the jobs it hands to notify.
     pub ledger: &'a dyn JobLedger,
@@ -119,8 +125,8 @@ pub struct Repairs {
     pub creating_discarded: usize,
     /// Owners whose counter of queued exports was corrected.
     pub quotas_corrected: usize,
-    /// Past occurrences of live chains that never ran (every attempt of their trigger died after
-    /// the chain moved on), launched.
+    /// Occurrences the chain moved past whose job was never attempted (every attempt of their
+    /// trigger died after the chain moved on), launched.
     pub occurrences_launched: usize,
     /// One-time exports queued past the grace with no job (their launch was lost), launched.
     pub one_time_launched: usize,
@@ -141,14 +147,33 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     // Counters first, records second: a write in between changes the counter, and the
     // correction below, conditional on the counter read here, then leaves it alone.
     let counters = deps.sweep.quotas().await?;
-    let exports = deps.sweep.all_exports().await?;
+    let exports = deps.sweep.live_exports().await?;
     let armed: HashSet<_> = deps.schedules.armed().await?.into_iter().collect();
+
+    // A schedule of an export that is not live (deleted, settled, gone): read again, since the
+    // index may lag a create by a moment.
+    let live: HashSet<_> = exports.iter().map(|e| e.id).collect();
+    for id in armed.iter().filter(|id| !live.contains(id)) {
+        let export = deps.exports.get(id).await?;
+        let keep = export.as_ref().is_some_and(|e| {
+            e.deleted_at.is_none()
+                && (e.status == ExportStatus::Creating
+                    || (e.status == ExportStatus::Scheduled
+                        && matches!(e.request.schedule, Schedule::Recurring(_))))
+        });
+        if !keep {
+            deps.schedules.disarm(id).await?;
+            tracing::warn!(export_id = %id, "removed the schedule of an export that is not a live recurring one");
+            repairs.schedules_removed += 1;
+        }
+    }
 
     for export in &exports {
         let live_recurring = export.deleted_at.is_none()
             && export.status == ExportStatus::Scheduled
             && matches!(export.request.schedule, Schedule::Recurring(_));
         if !live_recurring && armed.contains(&export.id) && export.status != ExportStatus::Creating {
+            // Live but not a recurring export that is scheduled (a one-time export, queued).
             deps.schedules.disarm(&export.id).await?;
             tracing::warn!(export_id = %export.id, status = export.status.as_str(), "removed the schedule of an export that is not a live recurring one");
             repairs.schedules_removed += 1;
@@ -164,7 +189,6 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         }
         if live_recurring {
             restart_chain(deps, export, &armed, overdue, &mut repairs).await?;
-            launch_unrun(deps, export, overdue, &mut repairs).await?;
         }
         if export.request.schedule == Schedule::OneTime
             && export.status == ExportStatus::Queued
@@ -176,13 +200,38 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     }
 
     for (id, job) in deps.sweep.stalled_jobs(overdue).await? {
-        let Some(export) = exports.iter().find(|e| e.id == id) else {
-            continue;
+        let export = match exports.iter().find(|e| e.id == id) {
+            Some(export) => export.clone(),
+            None => match deps.exports.get(&id).await? {
+                Some(export) => export,
+                None => continue,
+            },
         };
+        let export = &export;
         let key = JobKey {
             export_id: id,
             scheduled_at: job.scheduled_at,
         };
+        // An occurrence the chain moved past whose job no attempt ever opened: launched, as
+        // its trigger would have been, for a day; past that it is failed below.
+        if job.attempts == 0 && job.spread.is_none() && job.scheduled_at > now - TimeDelta::days(1) {
+            if let (Schedule::Recurring(recurrence), true) =
+                (export.request.schedule, export.deleted_at.is_none())
+            {
+                if let Some(k) = recurrence
+                    .next_after(job.scheduled_at - TimeDelta::milliseconds(1))
+                    .map(|(k, _)| k)
+                {
+                    deps.launcher
+                        .launch(&RunEvent::occurrence(id, k, job.scheduled_at))
+                        .await
+                        .map_err(|e| Failure::Retryable(Box::new(e)))?;
+                    tracing::warn!(export_id = %id, occurrence = k, "launched an occurrence whose job was never attempted");
+                    repairs.occurrences_launched += 1;
+                    continue;
+                }
+            }
+        }
         // A spread job's items that stopped go on (their runs relaunched), unless one keeps
         // dying; then the job is abandoned as below.
         if let Some(spread) = &job.spread {
@@ -363,56 +412,6 @@ async fn relaunch_items(
 /// How many attempts one leg of a job that continued may take (counted from its checkpoint, so a
 /// long job's earlier faults do not count) before the sweep gives up on it and records it failed.
 const MAX_ATTEMPTS_PER_LEG: u32 = 3;
-
-/// The most occurrences of one chain the sweep looks back over (a day of `PT1M`), and launches.
-const LOOK_BACK: usize = 1440;
-const MAX_LAUNCHES: usize = 100;
-
-/// Occurrences of the last day before the chain's next run that are past due and have no job:
-/// their trigger's every attempt died after the chain had moved on. Each is launched (run-export
-/// runs a trigger that arrives, and leaves the chain where it is).
-async fn launch_unrun(
-    deps: Deps<'_>,
-    export: &Export,
-    overdue: DateTime<Utc>,
-    repairs: &mut Repairs,
-) -> Result<(), Failure> {
-    let Schedule::Recurring(recurrence) = export.request.schedule else {
-        return Ok(());
-    };
-    let Some(next_run) = export.next_run_at else {
-        return Ok(());
-    };
-    let since = export.created_at.max(deps.clock.now() - TimeDelta::days(1));
-    let Some((mut k, _)) = recurrence.next_after(since) else {
-        return Ok(());
-    };
-    let ran: HashSet<i64> = deps
-        .history
-        .recent_jobs(&export.id, None, LOOK_BACK)
-        .await?
-        .iter()
-        .map(|j| j.scheduled_at.timestamp_millis())
-        .collect();
-    let mut launched = 0;
-    for _ in 0..LOOK_BACK {
-        let Some(at) = recurrence.occurrence(k) else { break };
-        if at >= overdue || at.timestamp_millis() >= next_run.timestamp_millis() || launched >= MAX_LAUNCHES {
-            break;
-        }
-        if !ran.contains(&at.timestamp_millis()) {
-            deps.launcher
-                .launch(&RunEvent::occurrence(export.id, k, at))
-                .await
-                .map_err(|e| Failure::Retryable(Box::new(e)))?;
-            tracing::warn!(export_id = %export.id, occurrence = k, "launched a past occurrence that never ran");
-            launched += 1;
-        }
-        k += 1;
-    }
-    repairs.occurrences_launched += launched;
-    Ok(())
-}
 
 /// A one-time export queued past the grace whose job was never opened (the create died between
 /// queueing and launching it, or the invoke's every attempt failed) is launched again; a launch

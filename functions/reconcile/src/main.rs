@@ -28,6 +28,7 @@ async fn main() -> Result<(), Error> {
     let clock = SystemClock;
     let deps = Deps {
         sweep: &store,
+        exports: &store,
         history: &store,
         ledger: &store,
         items: &store,
@@ -41,7 +42,10 @@ async fn main() -> Result<(), Error> {
         config: &reconcile_config,
     };
     // The rate schedule's event carries nothing the sweep needs.
+    let store = &store;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
+        // Once per table: records older than the sweep's index get their key (one read after).
+        store.index_for_sweeps().await?;
         handle(deps).await
     }))
     .await

@@ -3,6 +3,9 @@
 
 use crate::deps::Deps;
 use crate::steps::record_unrun;
+use chrono::TimeDelta;
+
+use exporter::domain::job::JobKey;
 use exporter::domain::{Export, Recurrence, RunEvent};
 use exporter::failure::Failure;
 use exporter::ports::Advance;
@@ -27,7 +30,21 @@ pub(crate) async fn rearm(
     if at <= armable_after {
         (next, at) = recurrence.next_after(armable_after).ok_or_else(out_of_range)?;
     }
-    let advance = deps.runs.advance_next_run(&export.id, at, now).await?;
+    // The occurrences this move passes (from where the chain stands to `next`) get their jobs
+    // on record first: one whose every attempt dies after the chain moved on is then an
+    // unfinished job the reconciler finds, not a hole in the history.
+    let from = export
+        .next_run_at
+        .and_then(|t| recurrence.next_after(t - TimeDelta::milliseconds(1)))
+        .map_or(k, |(from, _)| from);
+    let passed: Vec<JobKey> = (from.max(next.saturating_sub(MAX_CATCH_UP))..next)
+        .filter_map(|j| recurrence.occurrence(j))
+        .map(|scheduled_at| JobKey {
+            export_id: export.id,
+            scheduled_at,
+        })
+        .collect();
+    let advance = deps.runs.advance_next_run(&export.id, at, now, &passed).await?;
     if advance == Advance::Behind {
         tracing::info!(export_id = %export.id, k, "a later occurrence is armed already; the chain stays");
         return Ok(());

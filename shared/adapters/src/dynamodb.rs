@@ -8,7 +8,18 @@
 //! | job | `EXPORT#<id>` | `JOB#<scheduledAt>` | written by run-export: `status`, `leaseUntil` (Unix seconds; a claim given back ends a second before, so the sweep's grace counts from there), `attempts`, `leg` and `legFrom` (the attempts when the leg was checkpointed), `items`/`itemsLeft`/`outcomes` for a spread job, the detail and the deliveries once ended |
 //! | item run | `EXPORT#<id>` | `ITEM#<scheduledAt>#<index>` | one item of a spread job: `status`, `leaseUntil`, `attempts`, `leg`, `legFrom`, `launchedAt` |
 //! | quota | `OWNER#<sub>` | `QUOTA` | `queued`: the owner's exports that are queued or scheduled |
+//! | marker | `META` | `SWEEP_INDEX` | written once every record older than the `bySweep` index carries its `sweep` key |
 //! | budget | `OWNER#<sub>` | `BUDGET#<yyyy-mm-dd>` | `runs`, `messages` spent that UTC day; expires two days later |
+//!
+//! The reconciler finds its work through the sparse `bySweep` index (hash `sweep`, range `sk`):
+//! a record carries `sweep` (`EXPORT#<s>`, `JOB#<s>` or `QUOTA#<s>`, `<s>` one of 16 shards of
+//! the export id or owner) only while it is work: an export while it is live (set at create,
+//! removed when a one-time export settles or any export is deleted), a job from its first record
+//! until it has ended *and* notify has finished its messages (removed by whichever of
+//! `handed_off` and `notified` comes second), and every quota counter. Ended exports, handed jobs
+//! and item runs are never in it, so a sweep's reads follow the live exports and the jobs under
+//! way, not the history kept. Records written before the index get their key once
+//! ([`DynamoStore::index_for_sweeps`]).
 //!
 //! A job item marks what it spent (`spentRun`, `spentMessage<i>`) in the same transaction as the
 //! budget, so a retried attempt never spends twice.
@@ -43,6 +54,46 @@ use crate::ports::{
 pub const OWNER_INDEX: &str = "byOwner";
 /// The attribute DynamoDB's TTL reads (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "expiresAt";
+/// Name of the sparse index the reconciler's sweeps query (see the module's header).
+pub const SWEEP_INDEX: &str = "bySweep";
+/// The shards of each kind of record in [`SWEEP_INDEX`], so that no partition of the index
+/// takes every write of a busy table.
+const SWEEP_SHARDS: u32 = 16;
+
+/// The kinds of record in [`SWEEP_INDEX`].
+#[derive(Clone, Copy)]
+enum Swept {
+    Export,
+    Job,
+    Quota,
+}
+
+impl Swept {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Export => "EXPORT",
+            Self::Job => "JOB",
+            Self::Quota => "QUOTA",
+        }
+    }
+
+    /// The index key of a record of this kind that belongs to `of` (an export id, an owner).
+    fn key(self, of: &str) -> AttributeValue {
+        // FNV-1a: stable across builds and processes, unlike the standard library's hasher.
+        let hash = of.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        s(format!("{}#{:x}", self.prefix(), hash % SWEEP_SHARDS))
+    }
+
+    fn of_export(id: &ExportId) -> AttributeValue {
+        Self::Export.key(&id.to_string())
+    }
+
+    fn of_job(job: &JobKey) -> AttributeValue {
+        Self::Job.key(&job.export_id.to_string())
+    }
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -131,13 +182,15 @@ impl DynamoStore {
                 .build()
                 .map_err(unavailable)
         };
-        let index = GlobalSecondaryIndex::builder()
-            .index_name(OWNER_INDEX)
-            .key_schema(key("owner", KeyType::Hash)?)
-            .key_schema(key("createdAt", KeyType::Range)?)
-            .projection(Projection::builder().projection_type(ProjectionType::All).build())
-            .build()
-            .map_err(unavailable)?;
+        let index = |name: &str, hash: &str, range: &str| {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key(range, KeyType::Range)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(unavailable)
+        };
         client
             .create_table()
             .table_name(table)
@@ -146,9 +199,11 @@ impl DynamoStore {
             .attribute_definitions(attr("sk")?)
             .attribute_definitions(attr("owner")?)
             .attribute_definitions(attr("createdAt")?)
+            .attribute_definitions(attr("sweep")?)
             .key_schema(key("pk", KeyType::Hash)?)
             .key_schema(key("sk", KeyType::Range)?)
-            .global_secondary_indexes(index)
+            .global_secondary_indexes(index(OWNER_INDEX, "owner", "createdAt")?)
+            .global_secondary_indexes(index(SWEEP_INDEX, "sweep", "sk")?)
             .send()
             .await
             .map_err(unavailable)?;
@@ -178,8 +233,14 @@ impl DynamoStore {
         if let Some(email) = &export.owner_email {
             item.insert("ownerEmail".into(), s(email));
         }
-        if let Some(at) = export.deleted_at {
-            item.insert("deletedAt".into(), s(rfc3339(at)));
+        match export.deleted_at {
+            Some(at) => {
+                item.insert("deletedAt".into(), s(rfc3339(at)));
+            }
+            None if export.status.counts_against_quota() => {
+                item.insert("sweep".into(), Swept::of_export(&export.id));
+            }
+            None => {}
         }
         if let Some(at) = export.next_run_at {
             item.insert("nextRunAt".into(), s(rfc3339(at)));
@@ -360,8 +421,9 @@ impl ExportLifecycle for DynamoStore {
         let quota = Update::builder()
             .table_name(&self.table)
             .set_key(Some(quota_key(&export.owner)))
-            .update_expression("SET queued = if_not_exists(queued, :zero) + :one")
+            .update_expression("SET queued = if_not_exists(queued, :zero) + :one, sweep = :sweep")
             .condition_expression("attribute_not_exists(queued) OR queued < :max")
+            .expression_attribute_values(":sweep", Swept::Quota.key(&export.owner))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":max", n(max_queued))
@@ -451,7 +513,7 @@ impl ExportLifecycle for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(export_key(id)))
             .update_expression(format!(
-                "SET deletedAt = :at, updatedAt = :at, {TTL_ATTRIBUTE} = :ttl"
+                "SET deletedAt = :at, updatedAt = :at, {TTL_ATTRIBUTE} = :ttl REMOVE sweep"
             ))
             .condition_expression("#owner = :owner AND #status = :status AND attribute_not_exists(deletedAt)")
             .expression_attribute_values(":ttl", n(expires_at.timestamp()))
@@ -486,7 +548,11 @@ impl ExportRuns for DynamoStore {
         id: &ExportId,
         next: DateTime<Utc>,
         at: DateTime<Utc>,
+        passed: &[JobKey],
     ) -> Result<Advance, StoreError> {
+        for job in passed {
+            self.expect_job(job, at).await?;
+        }
         let next_text = rfc3339(next);
         // Fixed-width RFC 3339 in UTC sorts as time, so `<` on the text is `<` on the instant.
         let written = self
@@ -529,7 +595,7 @@ impl ExportRuns for DynamoStore {
             Update::builder()
                 .table_name(&self.table)
                 .set_key(Some(export_key(&export.id)))
-                .update_expression("SET #status = :status, updatedAt = :at")
+                .update_expression("SET #status = :status, updatedAt = :at REMOVE sweep")
                 .condition_expression(if not_deleted {
                     format!("{unsettled} AND attribute_not_exists(deletedAt)")
                 } else {
@@ -552,6 +618,31 @@ impl ExportRuns for DynamoStore {
         }
         // Settled already (a retried run), or deleted: the status alone, once.
         self.alone(settle(false)?).await.map(drop)
+    }
+}
+
+impl DynamoStore {
+    /// Records an occurrence's job as `notProcessed`, never attempted and unclaimed (its lease
+    /// ended a second before `at`), unless the job is on record already.
+    async fn expect_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let expected = self
+            .update_job(job)
+            .update_expression(
+                "SET jobId = :job, scheduledAt = :scheduled, #status = :waiting, createdAt = :at, \
+                 leaseUntil = :released, attempts = :zero, sweep = :sweep",
+            )
+            .condition_expression("attribute_not_exists(pk)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":job", s(job.job_id()))
+            .expression_attribute_values(":scheduled", s(rfc3339(job.scheduled_at)))
+            .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":released", n(at.timestamp() - 1))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":sweep", Swept::of_job(job))
+            .send()
+            .await;
+        conditional(expected).map(drop)
     }
 }
 
@@ -904,7 +995,7 @@ impl JobLedger for DynamoStore {
             .update_expression(
                 "SET jobId = :job, scheduledAt = :scheduled, #status = :waiting, \
                  createdAt = if_not_exists(createdAt, :at), leaseUntil = :lease, \
-                 attempts = if_not_exists(attempts, :zero) + :one",
+                 attempts = if_not_exists(attempts, :zero) + :one, sweep = :sweep",
             )
             .condition_expression(
                 "attribute_not_exists(pk) OR (#status IN (:waiting, :running) AND leaseUntil < :now \
@@ -921,6 +1012,7 @@ impl JobLedger for DynamoStore {
             .expression_attribute_values(":now", n(at.timestamp()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":sweep", Swept::of_job(job))
             .send()
             .await;
         conditional(claim)
@@ -1015,10 +1107,12 @@ impl JobLedger for DynamoStore {
 
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
         let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
+        // A job expected when the chain moved past it, and never attempted, is recorded too.
         let mut update = self
             .update_job(job)
-            .condition_expression("attribute_not_exists(pk)")
+            .condition_expression("attribute_not_exists(pk) OR (#status = :waiting AND attempts = :zero)")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":waiting", s(JobStatus::NotProcessed.as_str()))
             .expression_attribute_values(":job", s(job.job_id()))
             .expression_attribute_values(":scheduled", s(rfc3339(job.scheduled_at)))
             .expression_attribute_values(":status", s(end.status.as_str()))
@@ -1030,14 +1124,25 @@ impl JobLedger for DynamoStore {
                    finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true";
         update = match end.expires_at {
             Some(expiry) => update
-                .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl"))
+                .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl REMOVE sweep"))
                 .expression_attribute_values(":ttl", n(expiry.timestamp())),
-            None => update.update_expression(set),
+            None => update.update_expression(format!("{set} REMOVE sweep")),
         };
         conditional(update.send().await).map(drop)
     }
 
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
+        // The job leaves the sweep's index once notify has finished it too.
+        let finished = self
+            .update_job(job)
+            .update_expression("SET handedOff = :true REMOVE sweep")
+            .condition_expression("attribute_exists(pk) AND notified = :true")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await;
+        if conditional(finished)? {
+            return Ok(());
+        }
         let marked = self
             .update_job(job)
             .update_expression("SET handedOff = :true")
@@ -1285,14 +1390,32 @@ impl DeliveryLog for DynamoStore {
     }
 
     async fn notified(&self, job: &JobKey, all_ended: bool) -> Result<(), StoreError> {
-        let marked = self
+        // The job leaves the sweep's index once it was marked handed off too; a message left
+        // `sending` puts it back.
+        if all_ended {
+            let finished = self
+                .update_job(job)
+                .update_expression("SET notified = :true REMOVE sweep")
+                .condition_expression("attribute_exists(pk) AND handedOff = :true")
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .send()
+                .await;
+            if conditional(finished)? {
+                return Ok(());
+            }
+        }
+        let mut marked = self
             .update_job(job)
-            .update_expression("SET notified = :ended")
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":ended", AttributeValue::Bool(all_ended))
-            .send()
-            .await;
-        conditional(marked).map(drop)
+            .expression_attribute_values(":ended", AttributeValue::Bool(all_ended));
+        marked = if all_ended {
+            marked.update_expression("SET notified = :ended")
+        } else {
+            marked
+                .update_expression("SET notified = :ended, sweep = :sweep")
+                .expression_attribute_values(":sweep", Swept::of_job(job))
+        };
+        conditional(marked.send().await).map(drop)
     }
 }
 
@@ -1356,33 +1479,150 @@ impl Budgets for DynamoStore {
 }
 
 impl DynamoStore {
-    /// Every item a scan with `filter` finds (the reconciler's sweeps only).
-    async fn scan(&self, filter: &str, values: &[(&str, AttributeValue)]) -> Result<Vec<Item>, StoreError> {
-        let mut scan = self
+    /// Every record of `kind` in the sweep's index that `filter` (if any) keeps: one query per
+    /// shard, page after page.
+    async fn swept(
+        &self,
+        kind: Swept,
+        filter: Option<&str>,
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for shard in 0..SWEEP_SHARDS {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(SWEEP_INDEX)
+                .key_condition_expression("sweep = :sweep")
+                .expression_attribute_values(":sweep", s(format!("{}#{shard:x}", kind.prefix())));
+            if let Some(filter) = filter {
+                query = query.filter_expression(filter);
+                if filter.contains("#status") {
+                    query = query.expression_attribute_names("#status", "status");
+                }
+            }
+            for (name, value) in values {
+                query = query.expression_attribute_values(*name, value.clone());
+            }
+            let mut items = query.into_paginator().items().send();
+            while let Some(item) = items.next().await {
+                found.push(item.map_err(unavailable)?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Gives every record written before the sweep's index its key, once per table: a full
+    /// scan the first time (a marker records it), one read every time after. The reconciler
+    /// calls it before each sweep.
+    pub async fn index_for_sweeps(&self) -> Result<(), StoreError> {
+        let marker = HashMap::from([("pk".into(), s("META")), ("sk".into(), s("SWEEP_INDEX"))]);
+        let done = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(marker.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if done.item().is_some() {
+            return Ok(());
+        }
+        let mut items = self
             .client
             .scan()
             .table_name(&self.table)
-            .filter_expression(filter)
-            .consistent_read(true);
-        for (name, value) in values {
-            scan = scan.expression_attribute_values(*name, value.clone());
-        }
-        if filter.contains("#status") {
-            scan = scan.expression_attribute_names("#status", "status");
-        }
-        let mut items = scan.into_paginator().items().send();
-        let mut found = Vec::new();
+            .filter_expression("attribute_not_exists(sweep)")
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut indexed = 0;
         while let Some(item) = items.next().await {
-            found.push(item.map_err(unavailable)?);
+            let item = item.map_err(unavailable)?;
+            let Some(key) = Self::sweep_key_of(&item) else {
+                continue;
+            };
+            let written = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(HashMap::from([
+                    ("pk".into(), item["pk"].clone()),
+                    ("sk".into(), item["sk"].clone()),
+                ])))
+                .update_expression("SET sweep = :sweep")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":sweep", key)
+                .send()
+                .await;
+            indexed += usize::from(conditional(written)?);
         }
-        Ok(found)
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(marker))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        tracing::warn!(
+            indexed,
+            "gave the records written before the sweep's index their key"
+        );
+        Ok(())
+    }
+
+    /// The index key a record written before the index should carry, when it is work.
+    fn sweep_key_of(item: &Item) -> Option<AttributeValue> {
+        let pk = text_of(item, "pk")?;
+        let sk = text_of(item, "sk")?;
+        if sk == "QUOTA" {
+            return Some(Swept::Quota.key(pk.strip_prefix("OWNER#")?));
+        }
+        let id: ExportId = pk.strip_prefix("EXPORT#")?.parse().ok()?;
+        if sk == "EXPORT" {
+            let export = Self::read_export(item).ok()?;
+            let live = export.deleted_at.is_none() && export.status.counts_against_quota();
+            return live.then(|| Swept::of_export(&id));
+        }
+        if sk.starts_with("JOB#") {
+            let status = JobStatus::parse(text_of(item, "status")?)?;
+            let handed = item.get("handedOff").is_some();
+            let notified = item.get("notified").and_then(|v| v.as_bool().ok()).copied();
+            let open =
+                !matches!(status, JobStatus::Done | JobStatus::Failed) || !handed || notified == Some(false);
+            return open.then(|| Swept::Job.key(&id.to_string()));
+        }
+        None
+    }
+
+    /// Every export record, whatever its state, deleted ones included: a full scan, for tools
+    /// and tests, never for the sweep.
+    pub async fn every_export(&self) -> Result<Vec<Export>, StoreError> {
+        let mut items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :export")
+            .expression_attribute_values(":export", s("EXPORT"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut exports = Vec::new();
+        while let Some(item) = items.next().await {
+            exports.push(Self::read_export(&item.map_err(unavailable)?)?);
+        }
+        Ok(exports)
     }
 }
 
 #[async_trait]
 impl Sweep for DynamoStore {
-    async fn all_exports(&self) -> Result<Vec<Export>, StoreError> {
-        self.scan("sk = :export", &[(":export", s("EXPORT"))])
+    async fn live_exports(&self) -> Result<Vec<Export>, StoreError> {
+        self.swept(Swept::Export, None, &[])
             .await?
             .iter()
             .map(Self::read_export)
@@ -1391,10 +1631,10 @@ impl Sweep for DynamoStore {
 
     async fn stalled_jobs(&self, lease_before: DateTime<Utc>) -> Result<Vec<(ExportId, Job)>, StoreError> {
         let items = self
-            .scan(
-                "begins_with(sk, :job) AND #status IN (:waiting, :running) AND leaseUntil < :before",
+            .swept(
+                Swept::Job,
+                Some("#status IN (:waiting, :running) AND leaseUntil < :before"),
                 &[
-                    (":job", s("JOB#")),
                     (":waiting", s(JobStatus::NotProcessed.as_str())),
                     (":running", s(JobStatus::InProgress.as_str())),
                     (":before", n(lease_before.timestamp())),
@@ -1437,12 +1677,14 @@ impl Sweep for DynamoStore {
         before: DateTime<Utc>,
     ) -> Result<Vec<(ExportId, Job)>, StoreError> {
         let items = self
-            .scan(
-                "begins_with(sk, :job) AND #status IN (:done, :failed) \
-                 AND (attribute_not_exists(handedOff) OR notified = :pending) \
-                 AND finishedAt BETWEEN :since AND :before",
+            .swept(
+                Swept::Job,
+                Some(
+                    "#status IN (:done, :failed) \
+                     AND (attribute_not_exists(handedOff) OR notified = :pending) \
+                     AND finishedAt BETWEEN :since AND :before",
+                ),
                 &[
-                    (":job", s("JOB#")),
                     (":done", s(JobStatus::Done.as_str())),
                     (":failed", s(JobStatus::Failed.as_str())),
                     (":pending", AttributeValue::Bool(false)),
@@ -1455,7 +1697,7 @@ impl Sweep for DynamoStore {
     }
 
     async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        let items = self.scan("sk = :quota", &[(":quota", s("QUOTA"))]).await?;
+        let items = self.swept(Swept::Quota, None, &[]).await?;
         Ok(items
             .iter()
             .filter_map(|item| {

@@ -82,11 +82,16 @@ pub trait ExportRuns: Send + Sync {
     /// Moves a live recurring export's next run forward to `next`, never back: `Advanced` when
     /// it was earlier (or unset), `Same` when it is `next` already (a retried attempt), `Behind`
     /// when a later occurrence is recorded (a late or replayed trigger) or the export is gone.
+    ///
+    /// First, each job of `passed` (the occurrences the chain moves past) that is not on record
+    /// is recorded `notProcessed`, unclaimed and never attempted, so that an occurrence whose
+    /// every attempt dies after the chain moved on is found among the unfinished jobs.
     async fn advance_next_run(
         &self,
         id: &ExportId,
         next: DateTime<Utc>,
         at: DateTime<Utc>,
+        passed: &[JobKey],
     ) -> Result<Advance, StoreError>;
 
     /// Sets a one-time export's final status and gives its quota back, once.
@@ -305,12 +310,16 @@ pub trait Budgets: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
-/// What the reconciler sweeps: every export record, unfinished jobs whose lease ended long ago,
-/// and the per-owner counters of queued exports.
+/// What the reconciler sweeps: the live exports, unfinished jobs whose lease ended long ago,
+/// ended jobs notify has not finished, and the per-owner counters of queued exports. Each is
+/// found among the records that are work (a sparse index in the DynamoDB adapter), never by
+/// reading every record kept: a sweep's cost follows the live exports and the jobs under way,
+/// not the history.
 #[async_trait]
 pub trait Sweep: Send + Sync {
-    /// Every export record, whatever its state.
-    async fn all_exports(&self) -> Result<Vec<Export>, StoreError>;
+    /// The exports that are live: `creating`, `queued`, `scheduled` or running, and not deleted
+    /// (read from an index that may lag a write by a moment).
+    async fn live_exports(&self) -> Result<Vec<Export>, StoreError>;
 
     /// Jobs still `notProcessed` or `inProgress` whose lease ended before `lease_before`.
     async fn stalled_jobs(&self, lease_before: DateTime<Utc>) -> Result<Vec<(ExportId, Job)>, StoreError>;
