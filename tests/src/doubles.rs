@@ -95,6 +95,8 @@ pub struct HeldPuts<'a> {
     pub release: tokio::sync::watch::Sender<bool>,
     /// How many puts are held right now.
     pub held: std::sync::atomic::AtomicUsize,
+    /// How long each ranged read (the zip's) takes on top of the store's.
+    pub range_delay: std::time::Duration,
 }
 
 impl<'a> HeldPuts<'a> {
@@ -105,6 +107,7 @@ impl<'a> HeldPuts<'a> {
             puts: true,
             release: tokio::sync::watch::channel(false).0,
             held: std::sync::atomic::AtomicUsize::new(0),
+            range_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -131,6 +134,10 @@ impl exporter::ports::FileStore for HeldPuts<'_> {
     }
     async fn read(&self, key: &str) -> FileResult<Vec<u8>> {
         self.files.read(key).await
+    }
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> FileResult<Vec<u8>> {
+        tokio::time::sleep(self.range_delay).await;
+        self.files.read_range(key, offset, len).await
     }
     async fn download(&self, key: &str, path: &std::path::Path) -> FileResult<u64> {
         self.files.download(key, path).await

@@ -914,3 +914,105 @@ async fn a_jobs_files_are_never_held_together_on_local_disk() {
         "at most about one file at a time: peak {peak}, largest {largest}, together {together}"
     );
 }
+
+/// Runs `first` and every continuation it launches, each invocation with `seconds` to work
+/// and storing through `files`; returns each invocation's outcome.
+async fn run_timed(
+    fx: &Fixture,
+    files: &dyn FileStore,
+    queue: &Launches,
+    first: RunEvent,
+    seconds: i64,
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let mut pending = vec![first];
+    while let Some(event) = pending.pop() {
+        let deps = run_export::Deps {
+            files,
+            launcher: queue,
+            stop_at: Some(chrono::Utc::now() + TimeDelta::seconds(seconds)),
+            ..fx.run_deps()
+        };
+        outcomes.push(handle(deps, event).await.expect("runs"));
+        pending.extend(queue.take());
+        assert!(outcomes.len() < 50, "a job that never ends: {outcomes:?}");
+    }
+    outcomes
+}
+
+#[tokio::test]
+async fn a_zip_out_of_time_is_written_by_a_fresh_invocation_and_one_out_of_time_on_its_own_fails_saying_so() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let queue = Launches::default();
+    // Each invocation may work two seconds; each read of the zip takes two and a half.
+    let mut slow = integration_tests::doubles::HeldPuts::new(&fx.files, ".never");
+    slow.range_delay = Duration::from_millis(2500);
+
+    // After the items, the zip runs out of time: it is aborted and a fresh invocation zips.
+    let event = fx.create_run(&alice, &body()).await;
+    let deps = run_export::Deps {
+        files: &slow,
+        launcher: &queue,
+        stop_at: Some(chrono::Utc::now() + TimeDelta::seconds(2)),
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        handle(deps, event.clone()).await.expect("runs"),
+        Outcome::Continued
+    );
+    let prefix = format!("exports/{}/", event.export_id);
+    let zips = |objects: Vec<String>| {
+        objects
+            .into_iter()
+            .filter(|k| k.starts_with(&prefix) && k.ends_with(".zip"))
+            .count()
+    };
+    assert_eq!(zips(fx.objects().await), 0, "no zip half-written");
+    let continuation = queue.take().pop().expect("a continuation");
+    let outcomes = run_to_end(
+        run_export::Deps {
+            launcher: &queue,
+            ..fx.run_deps()
+        },
+        &queue,
+        continuation,
+    )
+    .await;
+    assert_eq!(outcomes, [Outcome::Done]);
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    let zip = job.detail.archive.as_ref().expect("a zip");
+    assert!(zip.bytes > 0 && zip.rows == job.detail.files.iter().map(|f| f.rows).sum::<u64>());
+    assert_eq!(zips(fx.objects().await), 1);
+
+    // A zip out of time in an invocation of its own fails the job, saying why, and leaves nothing.
+    let event = fx.create_run(&alice, &body()).await;
+    let outcomes = run_timed(&fx, &slow, &queue, event.clone(), 2).await;
+    assert_eq!(outcomes.first(), Some(&Outcome::Continued), "{outcomes:?}");
+    assert_eq!(outcomes.last(), Some(&Outcome::Failed), "{outcomes:?}");
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    let error = job.detail.error.unwrap_or_default();
+    assert!(
+        error.contains("ran out of time zipping the job's 2 files"),
+        "{error}"
+    );
+    let prefix = format!("exports/{}/", event.export_id);
+    let left: Vec<String> = fx
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let open = fx
+        .s3
+        .list_multipart_uploads()
+        .bucket(&fx.bucket)
+        .prefix(&prefix)
+        .send()
+        .await
+        .expect("moto lists")
+        .uploads()
+        .len();
+    assert_eq!(open, 0, "no upload left open");
+}

@@ -596,3 +596,53 @@ async fn items_never_launched_after_a_failed_hand_on_are_launched_by_the_sweep()
     assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
     assert_eq!(job.detail.files.len(), 3);
 }
+
+#[tokio::test]
+async fn the_last_items_run_out_of_time_for_the_zip_hands_it_to_a_fresh_invocation() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    let alice = someone();
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    // Each invocation may work two seconds; each read of the zip takes two and a half.
+    let mut slow = integration_tests::doubles::HeldPuts::new(&fx.files, ".never");
+    slow.range_delay = Duration::from_millis(2500);
+    let config = RunConfig {
+        fan_out: 2,
+        budget: Some(TimeDelta::seconds(2)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        files: &slow,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let event = fx.create_run(&alice, &body(2)).await;
+    let invocations = run_all(deps, &queue, event.clone()).await;
+    let outcomes: Vec<&Outcome> = invocations.iter().map(|i| &i.outcome).collect();
+    // The last item's run gave the zip to a fresh invocation, which ran out of time on its own.
+    let failed: Vec<&Invocation> = invocations
+        .iter()
+        .filter(|i| i.outcome == Outcome::Failed)
+        .collect();
+    assert_eq!(failed.len(), 1, "{outcomes:?}");
+    let relaunched = invocations.iter().filter(|i| i.event == failed[0].event).count();
+    assert_eq!(
+        relaunched, 2,
+        "the failing finisher is a relaunch of an item's event: {outcomes:?}"
+    );
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    let error = job.detail.error.unwrap_or_default();
+    assert!(
+        error.contains("ran out of time zipping the job's 2 files"),
+        "{error}"
+    );
+    assert_eq!(
+        hand_offs.0.lock().map(|h| h.len()).unwrap_or(0),
+        1,
+        "one hand-off"
+    );
+}

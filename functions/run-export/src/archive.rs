@@ -1,6 +1,8 @@
 //! The zip of a job's files, streamed from the store to the store: each file read a part at a
 //! time, compressed, and the zip sent in parts as it grows, so neither the files nor the zip are
-//! ever on the function's local disk, and memory holds about two parts.
+//! ever on the function's local disk, and memory holds about two parts. It watches the attempt's
+//! deadline between reads: out of time, its upload is aborted and it says so
+//! ([`JobError::ZipOutOfTime`]), so that a fresh invocation zips again with its whole time.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -65,6 +67,7 @@ pub(crate) async fn archive(
         uploaded: 0,
         local: 0,
     };
+    let total: u64 = records.iter().map(|r| r.bytes).sum();
     for (record, name) in records.iter().zip(names) {
         // Zip64 only for an entry that needs it: some extractors refuse its fields otherwise.
         let large = record.bytes >= u64::from(u32::MAX);
@@ -72,6 +75,15 @@ pub(crate) async fn archive(
             .map_err(std::io::Error::other)?;
         let mut offset = 0;
         while offset < record.bytes {
+            if deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
+                // Nothing of the zip may stay: its open upload goes, and a fresh invocation
+                // writes it whole.
+                deps.files.remove_all(&key).await?;
+                return Err(JobError::ZipOutOfTime {
+                    files: records.len(),
+                    bytes: total,
+                });
+            }
             let rest = record.bytes - offset;
             let piece = deps
                 .files

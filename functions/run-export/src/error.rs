@@ -35,4 +35,10 @@ pub enum JobError {
          (the function's timeout less RUN_DEADLINE_MARGIN_SECONDS); a shorter window or a decimation helps"
     )]
     OutOfTime { item: usize, rows: u64 },
+    #[error(
+        "ran out of time zipping the job's {files} files ({bytes} bytes) in a run of its own: the zip \
+         takes longer than one run may (the function's timeout less RUN_DEADLINE_MARGIN_SECONDS); \
+         fewer or smaller items help"
+    )]
+    ZipOutOfTime { files: usize, bytes: u64 },
 }

@@ -112,7 +112,7 @@ async fn after_duplicate(
     });
     if waiting {
         tracing::warn!(export_id = %export.id, item, "every item is done and the job never ended; ending it");
-        return finish(deps, export, event).await;
+        return finish(deps, export, event, Fresh::Yes).await;
     }
     tracing::info!(export_id = %export.id, item, "item held by another attempt, done, or stale; ignored");
     Ok(Outcome::Duplicate)
@@ -148,7 +148,7 @@ async fn run_claimed(
                 .await?;
         }
         return if spread.left == 0 {
-            finish(deps, export, event).await
+            finish(deps, export, event, Fresh::Yes).await
         } else {
             Ok(Outcome::ItemDone)
         };
@@ -200,7 +200,7 @@ async fn run_claimed(
             .item_done(&job, item, &outcome, deps.clock.now())
             .await?
         {
-            Counted::Left(0) => finish(deps, export, event).await,
+            Counted::Left(0) => finish(deps, export, event, Fresh::No).await,
             Counted::Left(left) => {
                 tracing::info!(export_id = %export.id, item, left, "item done");
                 if let Some(next) = deps.items.next_item(&job, spread.items).await? {
@@ -228,7 +228,7 @@ async fn run_claimed(
 /// export settled, notify handed the job. One finisher at a time: the run claims the job's
 /// finisher ([`ItemRun::finisher`]); a second (a duplicate event, the reconciler's) finds it
 /// held and does nothing. A finisher that fails gives its claim back for the runtime's retry.
-async fn finish(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Outcome, Failure> {
+async fn finish(deps: Deps<'_>, export: &Export, event: &RunEvent, fresh: Fresh) -> Result<Outcome, Failure> {
     let job_id = event.job_id();
     let items =
         u32::try_from(export.request.items.len()).map_err(|_| Failure::permanent("too many items"))?;
@@ -242,8 +242,8 @@ async fn finish(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Out
         tracing::info!(export_id = %export.id, job_id, "another run is ending the job; this one stops");
         return Ok(Outcome::Duplicate);
     }
-    let finished = finish_claimed(deps, export, event).await;
-    if finished.is_err() {
+    let finished = finish_claimed(deps, export, event, fresh).await;
+    if finished.is_err() || matches!(finished, Ok(Outcome::Continued)) {
         if let Err(e) = deps.items.release_item(&event.job(), finisher).await {
             tracing::error!(export_id = %export.id, job_id, error = %e, "could not give the finisher's claim back; the reconciler relaunches it once its lease passes");
         }
@@ -251,7 +251,20 @@ async fn finish(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Out
     finished
 }
 
-async fn finish_claimed(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<Outcome, Failure> {
+/// Whether the invocation ending a spread job did nothing else before (so its zip had the
+/// invocation's whole time).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
+}
+
+async fn finish_claimed(
+    deps: Deps<'_>,
+    export: &Export,
+    event: &RunEvent,
+    fresh: Fresh,
+) -> Result<Outcome, Failure> {
     let job_id = event.job_id();
     let outcomes = deps.items.item_outcomes(&event.job()).await?;
     match pipeline::assemble(
@@ -265,6 +278,13 @@ async fn finish_claimed(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Re
     .await
     {
         Ok(detail) => end_job(deps, export, event, &job_id, JobStatus::Done, detail).await,
+        // The last item's run ran out of time zipping: a fresh invocation ends the job (its
+        // claim given back by the caller), with the whole time for the zip.
+        Err(JobError::ZipOutOfTime { .. }) if fresh == Fresh::No => {
+            tracing::info!(export_id = %export.id, job_id, "out of time for the zip; a fresh invocation ends the job");
+            launch(deps, event, event.item.unwrap_or(0), None).await;
+            Ok(Outcome::Continued)
+        }
         // The store failing while zipping fails this attempt, not the job: its files are
         // whole, and the retry (or the sweep's finisher) zips them again.
         Err(error @ JobError::File(_)) => {

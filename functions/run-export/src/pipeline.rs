@@ -89,6 +89,8 @@ async fn export_items(
     let prefix = files::job_prefix(&export.id, job_id);
     let plan = plan(export, scheduled_at, occurrence)?;
     let may_pause = leg < deps.config.max_legs;
+    // Whether this invocation wrote (some of) an item before the zip.
+    let wrote_items = checkpoint.detail.files.len() < plan.len() || checkpoint.current.is_some();
     for (index, (item, window, name)) in plan.iter().enumerate().skip(checkpoint.detail.files.len()) {
         let progress = checkpoint.current.take().filter(|p| p.index == index);
         if progress.is_none() && deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
@@ -133,9 +135,18 @@ async fn export_items(
         }
     }
     if plan.len() > 1 {
+        // The zip gets a fresh invocation when this one is out of time, or runs out while
+        // zipping after writing items; one that had an invocation to itself fails the job.
+        let out_of_time = deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop);
+        if out_of_time && may_pause {
+            return Ok(false);
+        }
         let names: Vec<String> = plan.into_iter().map(|(_, _, name)| name).collect();
-        checkpoint.detail.archive =
-            Some(archive(deps, export, job_id, &checkpoint.detail.files, &names).await?);
+        match archive(deps, export, job_id, &checkpoint.detail.files, &names).await {
+            Ok(zip) => checkpoint.detail.archive = Some(zip),
+            Err(JobError::ZipOutOfTime { .. }) if may_pause && wrote_items => return Ok(false),
+            Err(error) => return Err(error),
+        }
     }
     Ok(true)
 }
