@@ -186,16 +186,39 @@ impl HeldPuts<'_> {
 
 /// The item ledger, except that taking the next item to launch fails (the store unavailable)
 /// the first `failures` times: item runs that counted their item done and could not launch the
-/// next.
-pub struct NextItemFails<'a> {
+/// next; and that the first `deaths_after_done` attempts to record an item done die right after
+/// recording it.
+pub struct FaultyItems<'a> {
     pub items: &'a dyn exporter::ports::ItemLedger,
     pub failures: std::sync::atomic::AtomicU32,
+    pub deaths_after_done: std::sync::atomic::AtomicU32,
+}
+
+impl<'a> FaultyItems<'a> {
+    pub fn new(items: &'a dyn exporter::ports::ItemLedger) -> Self {
+        Self {
+            items,
+            failures: std::sync::atomic::AtomicU32::new(0),
+            deaths_after_done: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+}
+
+/// Takes one from `counter` when it is above zero; whether it did.
+fn take_one(counter: &std::sync::atomic::AtomicU32) -> bool {
+    counter
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |left| left.checked_sub(1),
+        )
+        .is_ok()
 }
 
 type StoreResult<T> = Result<T, exporter::ports::StoreError>;
 
 #[async_trait]
-impl exporter::ports::ItemLedger for NextItemFails<'_> {
+impl exporter::ports::ItemLedger for FaultyItems<'_> {
     async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> StoreResult<bool> {
         self.items.spread_job(job, items, launched).await
     }
@@ -203,9 +226,7 @@ impl exporter::ports::ItemLedger for NextItemFails<'_> {
         self.items.launch_item(job, item, at).await
     }
     async fn next_item(&self, job: &JobKey, items: u32) -> StoreResult<Option<u32>> {
-        let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
-        if left > 0 {
-            self.failures.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+        if take_one(&self.failures) {
             return Err(exporter::ports::StoreError::Unavailable("throttled".into()));
         }
         self.items.next_item(job, items).await
@@ -233,7 +254,13 @@ impl exporter::ports::ItemLedger for NextItemFails<'_> {
         outcome: &ItemOutcome,
         at: DateTime<Utc>,
     ) -> StoreResult<exporter::domain::job::Counted> {
-        self.items.item_done(job, item, outcome, at).await
+        let counted = self.items.item_done(job, item, outcome, at).await?;
+        if take_one(&self.deaths_after_done) {
+            return Err(exporter::ports::StoreError::Unavailable(
+                "the attempt died".into(),
+            ));
+        }
+        Ok(counted)
     }
     async fn item_outcomes(&self, job: &JobKey) -> StoreResult<Vec<(u32, ItemOutcome)>> {
         self.items.item_outcomes(job).await

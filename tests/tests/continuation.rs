@@ -338,8 +338,14 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
 /// The same export, with the same id and creation time, in a fresh fixture of its own with the
 /// same slow reader: its job is the same job, so its files must be the same, byte for byte.
 async fn twin(fx: &Fixture, id: &ExportId, latency: Duration) -> Fixture {
+    twin_reading(fx, id, (latency, 60, 100)).await
+}
+
+/// [`twin`], its reader answering after `latency` with a point every `step` seconds, `page` a
+/// page.
+async fn twin_reading(fx: &Fixture, id: &ExportId, (latency, step, page): (Duration, i64, u32)) -> Fixture {
     let mut other = Fixture::new().await.expect("the stack runs");
-    other.slow_reader(latency, 60, 100).await;
+    other.slow_reader(latency, step, page).await;
     let mut export = fx.store.get(id).await.expect("reads").expect("the export");
     export.status = ExportStatus::Creating;
     other.store.insert(&export, 10).await.expect("inserts");
@@ -1015,4 +1021,66 @@ async fn a_zip_out_of_time_is_written_by_a_fresh_invocation_and_one_out_of_time_
         .uploads()
         .len();
     assert_eq!(open, 0, "no upload left open");
+}
+
+#[tokio::test]
+async fn a_workbooks_final_leg_that_dies_after_completing_its_stage_is_retried_to_the_same_workbook() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    // A point a second, 300,000 of them to a workbook: a stage of several parts of 5 MiB,
+    // completed in the final leg before the workbook is rendered from it.
+    let latency = Duration::from_millis(2);
+    fx.slow_reader(latency, 1, 1000).await;
+    let alice = someone();
+    let queue = Launches::default();
+    let mut request = dense_body(300_000);
+    request["format"]["extension"] = json!("xlsx");
+    let event = fx.create_run(&alice, &request).await;
+    let config = RunConfig {
+        budget: Some(TimeDelta::milliseconds(400)),
+        part_bytes: 5 * 1024 * 1024,
+        ..fx.run_config.clone()
+    };
+    // The attempt dies once the stage's upload is complete (rendering the workbook).
+    let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".stage");
+    let staging = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        files: &held,
+        ..fx.run_deps()
+    };
+    let (killed, _) = run_until_held(staging, &queue, &held, event.clone()).await;
+    let killed = killed.expect("the final leg completed the stage");
+    assert!(killed.leg.is_some_and(|leg| leg > 0), "the job continued first");
+    let _ = held.release.send(true);
+
+    let later = integration_tests::doubles::At(chrono::Utc::now() + TimeDelta::minutes(20));
+    let retry = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        clock: &later,
+        ..fx.run_deps()
+    };
+    assert_eq!(handle(retry, killed).await.expect("runs"), Outcome::Done);
+    let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
+    assert_eq!(job.status, JobStatus::Done, "{:?}", job.detail.error);
+    assert_eq!(job.detail.files[0].rows, 300_000);
+
+    // The reference: the same job, run without a budget.
+    let other = twin_reading(&fx, &event.export_id, (latency, 1, 1000)).await;
+    run_whole(&other, &queue, &event).await;
+    let expected = files_of(&other, &event.export_id).await;
+    let got = files_of(&fx, &event.export_id).await;
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same files, and no stage, checkpoint or tail left"
+    );
+    for (name, bytes) in &expected {
+        assert!(
+            got[name] == *bytes,
+            "{name}: byte for byte the workbook of a run that never stopped"
+        );
+    }
 }

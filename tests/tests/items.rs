@@ -4,16 +4,18 @@
 //! zips the files, records the job once and hands off to notify once. One item's failure fails
 //! the job once, naming the item, and leaves no file.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::TimeDelta;
 use serde_json::{json, Value};
 
 use exporter::domain::job::JobStatus;
 use exporter::domain::{NotifyEvent, RunEvent};
-use exporter::ports::{FileStore, JobHistory, JobLedger, LaunchError, RunLauncher};
+use exporter::ports::{FileStore, ItemLedger, JobHistory, JobLedger, LaunchError, RunLauncher};
 use integration_tests::doubles::HandOffs;
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
@@ -531,10 +533,8 @@ async fn items_never_launched_after_a_failed_hand_on_are_launched_by_the_sweep()
         fan_out: 2,
         ..fx.run_config.clone()
     };
-    let failing = integration_tests::doubles::NextItemFails {
-        items: &fx.store,
-        failures: std::sync::atomic::AtomicU32::new(2),
-    };
+    let failing = integration_tests::doubles::FaultyItems::new(&fx.store);
+    failing.failures.store(2, std::sync::atomic::Ordering::SeqCst);
     let deps = run_export::Deps {
         launcher: &queue,
         notifier: &hand_offs,
@@ -640,6 +640,111 @@ async fn the_last_items_run_out_of_time_for_the_zip_hands_it_to_a_fresh_invocati
         error.contains("ran out of time zipping the job's 2 files"),
         "{error}"
     );
+    assert_eq!(
+        hand_offs.0.lock().map(|h| h.len()).unwrap_or(0),
+        1,
+        "one hand-off"
+    );
+}
+
+#[tokio::test]
+async fn an_item_run_that_dies_between_counting_its_item_and_marking_its_run_is_retried_without_running_it_again(
+) {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(2), 60, 100).await;
+    let queue = Queue::default();
+    let hand_offs = HandOffs::default();
+    // Items continue across legs: the item that dies does in its last leg.
+    let config = RunConfig {
+        fan_out: 2,
+        budget: Some(TimeDelta::milliseconds(150)),
+        ..fx.run_config.clone()
+    };
+    let faulty = integration_tests::doubles::FaultyItems::new(&fx.store);
+    faulty
+        .deaths_after_done
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let deps = run_export::Deps {
+        launcher: &queue,
+        notifier: &hand_offs,
+        config: &config,
+        items: &faulty,
+        ..fx.run_deps()
+    };
+    let event = fx.create_run(&someone(), &body(2)).await;
+    let job = event.job();
+    let mut pending = vec![event.clone()];
+    let mut outcomes = Vec::new();
+    let mut died = None;
+    while let Some(run) = pending.pop() {
+        match handle(deps, run.clone()).await {
+            Ok(outcome) => outcomes.push((run.item, outcome)),
+            Err(_) => {
+                // The attempt died after the item was counted on the job: its run record is as
+                // it was before the attempt marked it (the second write never happened), and
+                // its lease has passed when the runtime retries.
+                let item = run.item.expect("an item run");
+                let key = HashMap::from([
+                    (
+                        "pk".to_owned(),
+                        AttributeValue::S(format!("EXPORT#{}", event.export_id)),
+                    ),
+                    (
+                        "sk".to_owned(),
+                        AttributeValue::S(format!(
+                            "ITEM#{}#{item:04}",
+                            event.scheduled_at.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                        )),
+                    ),
+                ]);
+                fx.dynamo
+                    .update_item()
+                    .table_name(&fx.table)
+                    .set_key(Some(key))
+                    .update_expression("SET #status = :running, leaseUntil = :past REMOVE doneAt")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":running", AttributeValue::S("inProgress".into()))
+                    .expression_attribute_values(":past", AttributeValue::N("1".into()))
+                    .send()
+                    .await
+                    .expect("moto updates");
+                let spread = fx.store.job(&job).await.expect("reads").and_then(|j| j.spread);
+                assert!(
+                    spread.as_ref().is_some_and(|s| s.done.contains(&item)),
+                    "counted: {spread:?}"
+                );
+                died = Some(run.clone());
+                pending.push(run);
+                continue;
+            }
+        }
+        pending.extend(
+            queue
+                .0
+                .lock()
+                .map(|mut q| std::mem::take(&mut *q))
+                .unwrap_or_default(),
+        );
+        assert!(outcomes.len() < 500, "a job that never ends");
+    }
+    let died = died.expect("an item run died after counting its item");
+    let retried = outcomes
+        .iter()
+        .rev()
+        .find(|(item, _)| *item == died.item)
+        .map(|(_, outcome)| outcome);
+    assert!(
+        matches!(retried, Some(Outcome::ItemDone | Outcome::Done)),
+        "the retry marks the item done, never runs it again: {outcomes:?}"
+    );
+    let runs = fx.store.item_runs(&job).await.expect("reads");
+    assert!(runs.iter().filter(|r| r.item < 2).all(|r| r.done), "{runs:?}");
+    let ended = fx.store.job(&job).await.expect("reads").expect("a job");
+    assert_eq!(ended.status, JobStatus::Done, "{:?}", ended.detail.error);
+    assert_eq!(ended.detail.files.len(), 2);
+    assert!(ended.detail.archive.is_some());
     assert_eq!(
         hand_offs.0.lock().map(|h| h.len()).unwrap_or(0),
         1,

@@ -260,6 +260,42 @@ pub(crate) fn temp_file(deps: Deps<'_>) -> Result<NamedTempFile, JobError> {
     })
 }
 
+/// Renders an item's workbook from its whole stage; returns it with the number of text cells
+/// cut.
+fn workbook_from(
+    deps: Deps<'_>,
+    export: &Export,
+    item: &Item,
+    labels: &[&str],
+    target: &Target<'_>,
+    stage: NamedTempFile,
+) -> Result<(NamedTempFile, u64), JobError> {
+    let render = |source| JobError::Render {
+        item: target.index,
+        source,
+    };
+    let format = &export.request.format;
+    let mut xlsx = XlsxFile::with_look(format.timezone, labels, look(deps, export, item))
+        .map_err(render)?
+        .created_at(target.created_at);
+    render_stage(stage.reopen()?, &mut xlsx).map_err(render)?;
+    let cut = xlsx.cut();
+    let mut file = temp_file(deps)?;
+    Box::new(xlsx).finish_into(file.as_file_mut()).map_err(render)?;
+    Ok((file, cut))
+}
+
+/// The warning of a workbook's text cells cut to what a cell holds, when there are any.
+fn cut_warning(index: usize, cut: u64) -> Option<String> {
+    (cut > 0).then(|| {
+        format!(
+            "item {index}: {cut} text cells longer than a spreadsheet cell holds ({} characters) were cut, ending with `{}`",
+            exporter::render::xlsx_file::MAX_CELL_CHARS,
+            exporter::render::xlsx_file::CELL_CUT_MARKER
+        )
+    })
+}
+
 /// An item's file whose every part is sent, as its leg stores it before completing the upload.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredItem {
@@ -336,10 +372,12 @@ async fn render_item(
     } else {
         format.columns.iter().map(|c| c.label.as_str()).collect()
     };
-    if let Some(stored) = stored_before(deps, &target, progress.as_ref()).await {
-        // An earlier attempt of this leg sent every part and died around the completion.
+    let workbook = format.extension != Extension::Csv;
+    if let Some(mut stored) = stored_before(deps, &target, progress.as_ref()).await {
+        // An earlier attempt of this leg sent every part and died around the completion: of
+        // the file, or of a workbook's stage (then the workbook is rendered from it again).
         Sent {
-            key: target.key,
+            key: if workbook { &target.stage_key } else { target.key },
             upload: Some(stored.upload),
             parts: stored.parts,
             uploaded: stored.bytes,
@@ -347,11 +385,23 @@ async fn render_item(
         }
         .complete(deps)
         .await?;
+        let bytes = if workbook {
+            let mut stage = temp_file(deps)?;
+            deps.files.download(&target.stage_key, stage.path()).await?;
+            stage.rewind()?;
+            let (file, cut) = workbook_from(deps, export, item, &labels, &target, stage)?;
+            stored.warnings.extend(cut_warning(index, cut));
+            deps.files
+                .put(target.key, file.path(), files::content_type(format.extension))
+                .await?
+        } else {
+            stored.bytes
+        };
         return Ok(Rendered::Stored {
             record: FileRecord {
                 key: target.key.to_owned(),
                 rows: stored.rows,
-                bytes: stored.bytes,
+                bytes,
             },
             warnings: stored.warnings,
         });
@@ -387,7 +437,6 @@ async fn render_item(
             Box::new(StageFile::new(out, rows, deps.config.xlsx_max_rows))
         }
     };
-    let workbook = format.extension != Extension::Csv;
     let context = ItemContext {
         label: item.label.clone(),
         target: item.target.as_str().to_owned(),
@@ -574,51 +623,6 @@ async fn render_item(
         Ok(_) => {}
     }
     let mut rendered = sink.finish(file.as_file_mut()).map_err(render)?;
-    if workbook {
-        // The stage is whole: in the local file, or (larger than a part) in the store.
-        let stage = if sent.upload.is_some() {
-            sent.send(deps, file.as_file_mut(), true, content_type).await?;
-            sent.complete(deps).await?;
-            let mut whole = temp_file(deps)?;
-            deps.files.download(&target.stage_key, whole.path()).await?;
-            whole.rewind()?;
-            whole
-        } else {
-            file.rewind()?;
-            file
-        };
-        let mut xlsx = XlsxFile::with_look(format.timezone, &labels, look(deps, export, item))
-            .map_err(render)?
-            .created_at(target.created_at);
-        render_stage(stage.reopen()?, &mut xlsx).map_err(render)?;
-        rendered.cut = xlsx.cut();
-        file = temp_file(deps)?;
-        Box::new(xlsx).finish_into(file.as_file_mut()).map_err(render)?;
-        // The stage stays (under `.resume/`) until the job is recorded: a retry of this leg
-        // may render from it again.
-        sent.upload = None;
-    }
-    let mut warnings = Vec::new();
-    if rendered.rows == 0 && rendered.skipped == 0 {
-        // An empty window is a legitimate file, but nobody should take it for data.
-        warnings.push(format!(
-            "item {index}: 0 points read; the file holds its header only (the reader has no message of this channel, subtopic and name in the window)"
-        ));
-    }
-    if rendered.skipped > 0 {
-        warnings.push(format!(
-            "item {index}: {} points with neither a number nor a boolean were skipped",
-            rendered.skipped
-        ));
-    }
-    if rendered.cut > 0 {
-        warnings.push(format!(
-            "item {index}: {} text cells longer than a spreadsheet cell holds ({} characters) were cut, ending with `{}`",
-            rendered.cut,
-            exporter::render::xlsx_file::MAX_CELL_CHARS,
-            exporter::render::xlsx_file::CELL_CUT_MARKER
-        ));
-    }
     let lines = rendered.chart.take().unwrap_or_default();
     if lines.iter().any(|points| !points.is_empty()) {
         // A line per target, named as its value column is headed (a single series: the item).
@@ -645,25 +649,62 @@ async fn render_item(
             tracing::warn!(key = target.chart_key, error = %e, "could not store a chart's series");
         }
     }
-    let bytes = if let Some(upload) = sent.upload.clone() {
-        // Begun in an earlier leg: the rest goes as the last parts. What the file is goes into
-        // the leg's store before the upload completes, so that a retry of this leg after the
-        // completion (the attempt dying right after it) finds the file stored, not an upload
-        // to resume that S3 no longer knows.
-        sent.send(deps, file.as_file_mut(), true, content_type).await?;
-        let stored = StoredItem {
-            upload,
-            parts: sent.parts.clone(),
-            rows: rendered.rows,
-            bytes: sent.uploaded,
-            warnings: warnings.clone(),
+    let mut warnings = Vec::new();
+    if rendered.rows == 0 && rendered.skipped == 0 {
+        // An empty window is a legitimate file, but nobody should take it for data.
+        warnings.push(format!(
+            "item {index}: 0 points read; the file holds its header only (the reader has no message of this channel, subtopic and name in the window)"
+        ));
+    }
+    if rendered.skipped > 0 {
+        warnings.push(format!(
+            "item {index}: {} points with neither a number nor a boolean were skipped",
+            rendered.skipped
+        ));
+    }
+    // Begun in an earlier leg, the rest goes as the last parts. What the file (or a workbook's
+    // stage) is goes into the leg's store before the upload completes, so that a retry of this
+    // leg after the completion (the attempt dying right after it, or while rendering the
+    // workbook) finds it stored, not an upload to resume that S3 no longer knows.
+    let completed = match sent.upload.clone() {
+        Some(upload) => {
+            sent.send(deps, file.as_file_mut(), true, content_type).await?;
+            let stored = StoredItem {
+                upload,
+                parts: sent.parts.clone(),
+                rows: rendered.rows,
+                bytes: sent.uploaded,
+                warnings: warnings.clone(),
+            };
+            let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+            deps.files.put_bytes(&target.stored_key, json).await?;
+            sent.complete(deps).await?;
+            Some(sent.uploaded)
+        }
+        None => None,
+    };
+    let bytes = if workbook {
+        // The stage is whole: in the store (larger than a part), or in the local file. The
+        // stage stays (under `.resume/`) until the job is recorded: a retry of this leg may
+        // render from it again.
+        let stage = if completed.is_some() {
+            let mut whole = temp_file(deps)?;
+            deps.files.download(&target.stage_key, whole.path()).await?;
+            whole.rewind()?;
+            whole
+        } else {
+            file.rewind()?;
+            file
         };
-        let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
-        deps.files.put_bytes(&target.stored_key, json).await?;
-        sent.complete(deps).await?;
-        sent.uploaded
-    } else {
+        let (workbook, cut) = workbook_from(deps, export, item, &labels, &target, stage)?;
+        warnings.extend(cut_warning(index, cut));
+        file = workbook;
         deps.files.put(target.key, file.path(), content_type).await?
+    } else {
+        match completed {
+            Some(bytes) => bytes,
+            None => deps.files.put(target.key, file.path(), content_type).await?,
+        }
     };
     // The local file goes now (dropped): the zip reads the stored one.
     drop(file);
