@@ -384,6 +384,7 @@ impl Fixture {
             clock: &self.clock,
             config: &self.run_config,
             stop_at: None,
+            deadline: None,
         }
     }
 
@@ -806,3 +807,34 @@ pub fn translated_template() -> Option<std::collections::BTreeMap<String, Value>
 
 /// Translations made by this process, so tests running at once write files of their own.
 static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The largest the files under `dir` together were while `run` ran, sampled every few
+/// milliseconds.
+pub async fn peak_disk<F: std::future::Future>(dir: &std::path::Path, run: F) -> (F::Output, u64) {
+    let size = || {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum::<u64>()
+            })
+            .unwrap_or(0)
+    };
+    let peak = std::sync::atomic::AtomicU64::new(0);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let watch = async {
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            peak.fetch_max(size(), std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    };
+    let work = async {
+        let out = run.await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        out
+    };
+    let (out, ()) = tokio::join!(work, watch);
+    (out, peak.load(std::sync::atomic::Ordering::SeqCst))
+}

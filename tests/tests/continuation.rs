@@ -852,37 +852,6 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
     assert_eq!(fx.open_uploads().await, 0, "no upload left open");
 }
 
-/// The largest the files under `dir` together were while `run` ran, sampled every few
-/// milliseconds.
-async fn peak_disk<F: std::future::Future>(dir: &std::path::Path, run: F) -> (F::Output, u64) {
-    let size = || {
-        std::fs::read_dir(dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum::<u64>()
-            })
-            .unwrap_or(0)
-    };
-    let peak = std::sync::atomic::AtomicU64::new(0);
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let watch = async {
-        while !done.load(std::sync::atomic::Ordering::SeqCst) {
-            peak.fetch_max(size(), std::sync::atomic::Ordering::SeqCst);
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    };
-    let work = async {
-        let out = run.await;
-        done.store(true, std::sync::atomic::Ordering::SeqCst);
-        out
-    };
-    let (out, ()) = tokio::join!(work, watch);
-    (out, peak.load(std::sync::atomic::Ordering::SeqCst))
-}
-
 /// A job of two large items, one after the other, zipped: no more than about one item's file is
 /// ever on the function's local disk (each file goes once stored, the zip is streamed from the
 /// store to the store), never the job's files together.
@@ -908,7 +877,7 @@ async fn a_jobs_files_are_never_held_together_on_local_disk() {
         config: &config,
         ..fx.run_deps()
     };
-    let (outcome, peak) = peak_disk(dir.path(), handle(deps, event.clone())).await;
+    let (outcome, peak) = integration_tests::peak_disk(dir.path(), handle(deps, event.clone())).await;
     assert_eq!(outcome.expect("runs"), Outcome::Done);
     let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
     let largest = job.detail.files.iter().map(|f| f.bytes).max().unwrap_or(0);
@@ -990,6 +959,25 @@ async fn a_zip_out_of_time_is_written_by_a_fresh_invocation_and_one_out_of_time_
     let zip = job.detail.archive.as_ref().expect("a zip");
     assert!(zip.bytes > 0 && zip.rows == job.detail.files.iter().map(|f| f.rows).sum::<u64>());
     assert_eq!(zips(fx.objects().await), 1);
+
+    // A budget shorter than the zip is no deadline: the zip runs on to the invocation's end.
+    let event = fx.create_run(&alice, &body()).await;
+    let budgeted = RunConfig {
+        budget: Some(TimeDelta::seconds(1)),
+        ..fx.run_config.clone()
+    };
+    let outcomes = run_to_end(
+        run_export::Deps {
+            files: &slow,
+            launcher: &queue,
+            config: &budgeted,
+            ..fx.run_deps()
+        },
+        &queue,
+        event.clone(),
+    )
+    .await;
+    assert_eq!(outcomes.last(), Some(&Outcome::Done), "{outcomes:?}");
 
     // A zip out of time in an invocation of its own fails the job, saying why, and leaves nothing.
     let event = fx.create_run(&alice, &body()).await;

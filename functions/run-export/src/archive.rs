@@ -75,7 +75,7 @@ pub(crate) async fn archive(
             .map_err(std::io::Error::other)?;
         let mut offset = 0;
         while offset < record.bytes {
-            if deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
+            if deps.deadline.is_some_and(|stop| deps.clock.now() >= stop) {
                 // Nothing of the zip may stay: its open upload goes, and a fresh invocation
                 // writes it whole.
                 deps.files.remove_all(&key).await?;

@@ -130,8 +130,12 @@ pub struct Deps<'a> {
     pub clock: &'a dyn Clock,
     pub config: &'a RunConfig,
     /// When this attempt must stop working (the invocation's deadline less a margin), so that
-    /// it ends its job cleanly rather than being cut off; `None`: no limit.
+    /// it ends its job cleanly rather than being cut off; `None`: no limit. Within a run, the
+    /// earlier of that and the end of the invocation's budget: where a leg pauses.
     pub stop_at: Option<DateTime<Utc>>,
+    /// The invocation's own limit (the deadline less its margin), whatever the budget: what a
+    /// step that cannot pause (the zip) must finish within. Set by the run from `stop_at`.
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 /// When an attempt whose invocation ends at `deadline` must stop working: `margin` before it, or

@@ -36,9 +36,9 @@ pub enum JobError {
     )]
     OutOfTime { item: usize, rows: u64 },
     #[error(
-        "ran out of time zipping the job's {files} files ({bytes} bytes) in a run of its own: the zip \
-         takes longer than one run may (the function's timeout less RUN_DEADLINE_MARGIN_SECONDS); \
-         fewer or smaller items help"
+        "ran out of time zipping the job's {files} files ({bytes} bytes) in one run: the zip takes \
+         longer than one run may (the function's timeout less RUN_DEADLINE_MARGIN_SECONDS); fewer \
+         or smaller items help"
     )]
     ZipOutOfTime { files: usize, bytes: u64 },
 }

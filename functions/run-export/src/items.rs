@@ -282,6 +282,15 @@ async fn finish_claimed(
         // claim given back by the caller), with the whole time for the zip.
         Err(JobError::ZipOutOfTime { .. }) if fresh == Fresh::No => {
             tracing::info!(export_id = %export.id, job_id, "out of time for the zip; a fresh invocation ends the job");
+            // The claim goes back first, so that the fresh invocation can take it.
+            let items = u32::try_from(export.request.items.len()).unwrap_or(u32::MAX);
+            if let Err(e) = deps
+                .items
+                .release_item(&event.job(), ItemRun::finisher(items))
+                .await
+            {
+                tracing::error!(export_id = %export.id, job_id, error = %e, "could not give the finisher's claim back; the reconciler relaunches it once its lease passes");
+            }
             launch(deps, event, event.item.unwrap_or(0), None).await;
             Ok(Outcome::Continued)
         }

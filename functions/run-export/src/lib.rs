@@ -52,7 +52,11 @@ pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure>
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let deps = Deps { stop_at, ..deps };
+    let deps = Deps {
+        stop_at,
+        deadline: deps.stop_at,
+        ..deps
+    };
     if let Some(item) = event.item {
         return items::run(deps, event, item).await;
     }

@@ -84,6 +84,7 @@ async fn main() -> Result<(), Error> {
         clock: &clock,
         config: &run_config,
         stop_at: None,
+        deadline: None,
     };
     lambda_runtime::run(service_fn(move |event: LambdaEvent<RunEvent>| async move {
         let deadline = i64::try_from(event.context.deadline)

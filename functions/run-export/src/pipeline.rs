@@ -135,10 +135,11 @@ async fn export_items(
         }
     }
     if plan.len() > 1 {
-        // The zip gets a fresh invocation when this one is out of time, or runs out while
-        // zipping after writing items; one that had an invocation to itself fails the job.
-        let out_of_time = deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop);
-        if out_of_time && may_pause {
+        // The zip cannot pause: it runs to the invocation's deadline (not its budget). It gets
+        // a fresh invocation when this one wrote items and is out of time, or runs out while
+        // zipping; one that had an invocation to itself fails the job.
+        let out_of_time = deps.deadline.is_some_and(|stop| deps.clock.now() >= stop);
+        if out_of_time && may_pause && wrote_items {
             return Ok(false);
         }
         let names: Vec<String> = plan.into_iter().map(|(_, _, name)| name).collect();
