@@ -673,3 +673,41 @@ async fn an_occurrence_whose_every_attempt_died_after_the_chain_moved_on_is_laun
         "launched once"
     );
 }
+
+#[tokio::test]
+async fn an_occurrence_never_attempted_past_the_lateness_is_recorded_missed_without_a_message() {
+    use exporter::ports::ExportRuns;
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let mut body = recurring_body("PT1H");
+    let start = (Utc::now().timestamp() / 3600 - 5) * 3600;
+    body["periodStart"] = json!(start);
+    body["items"][0]["params"]["period"] = json!("PT10M");
+    let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
+    assert_eq!(status, 201, "{export}");
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    let next = armed(&fx, &id).await.expect("armed");
+    // Four hours ago, an attempt passed an occurrence and died, with every retry.
+    let missed = DateTime::from_timestamp(start + 3600, 0).expect("a time");
+    let passed = [JobKey {
+        export_id: id,
+        scheduled_at: missed,
+    }];
+    fx.store
+        .advance_next_run(&id, next.scheduled_at, Utc::now() - TimeDelta::hours(4), &passed)
+        .await
+        .expect("writes");
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    assert_eq!(repairs.occurrences_missed, 1, "{repairs:?}");
+    assert_eq!(repairs.occurrences_launched, 0, "{repairs:?}");
+    let job = fx.store.job(&passed[0]).await.expect("reads").expect("the job");
+    assert_eq!(job.status, JobStatus::Failed);
+    let error = job.detail.error.unwrap_or_default();
+    assert!(error.starts_with("missed:"), "{error}");
+    assert!(
+        hand_offs.0.lock().map(|h| h.is_empty()).unwrap_or(false),
+        "a missed occurrence sends nothing"
+    );
+    assert_eq!(sweep(&fx, &hand_offs).await.occurrences_missed, 0, "once");
+}

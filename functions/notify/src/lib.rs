@@ -154,6 +154,10 @@ pub struct Summary {
 pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failure> {
     let Some(export) = deps.exports.get(&event.export_id).await? else {
         tracing::info!(export_id = %event.export_id, "export missing; nothing to notify");
+        // Nothing will ever be sent for it: the job is finished with, for the sweep too.
+        if let Some(key) = JobKey::of_job_id(event.export_id, &event.job_id) {
+            deps.deliveries.notified(&key, true).await?;
+        }
         return Ok(Summary::default());
     };
     let no_job = || Failure::permanent(format!("export {} has no job {}", export.id, event.job_id));

@@ -40,7 +40,7 @@ use serde::Serialize;
 use exporter::config::{parsed_or, ConfigError};
 use exporter::domain::files;
 use exporter::domain::job::{ItemRun, JobEnd, JobKey};
-use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
+use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter::ports::{
     Clock, ExportLifecycle, ExportRuns, Exports, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
     RunLauncher, RunSchedules, Sweep,
@@ -56,6 +56,9 @@ pub struct ReconcileConfig {
     pub grace: TimeDelta,
     /// How long abandoned jobs' records are kept.
     pub retention: TimeDelta,
+    /// How late an occurrence whose job was never attempted may still run; an older one is
+    /// recorded missed (as run-export's catch-up does).
+    pub lateness: TimeDelta,
 }
 
 impl Default for ReconcileConfig {
@@ -63,12 +66,14 @@ impl Default for ReconcileConfig {
         Self {
             grace: TimeDelta::minutes(20),
             retention: TimeDelta::days(7),
+            lateness: TimeDelta::hours(1),
         }
     }
 }
 
 impl ReconcileConfig {
-    /// Reads `RECONCILE_GRACE_SECONDS` and `RETENTION_DAYS`, each falling back to its default.
+    /// Reads `RECONCILE_GRACE_SECONDS`, `RETENTION_DAYS` and `CATCH_UP_LATENESS_SECONDS`, each
+    /// falling back to its default.
     pub fn from_env() -> Result<Self, ConfigError> {
         let defaults = Self::default();
         Ok(Self {
@@ -77,6 +82,10 @@ impl ReconcileConfig {
                 defaults.grace.num_seconds(),
             )?),
             retention: TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
+            lateness: TimeDelta::seconds(parsed_or(
+                "CATCH_UP_LATENESS_SECONDS",
+                defaults.lateness.num_seconds(),
+            )?),
         })
     }
 }
@@ -128,6 +137,8 @@ pub struct Repairs {
     /// Occurrences the chain moved past whose job was never attempted (every attempt of their
     /// trigger died after the chain moved on), launched.
     pub occurrences_launched: usize,
+    /// Such occurrences too late to run (or of an export deleted meanwhile), recorded missed.
+    pub occurrences_missed: usize,
     /// One-time exports queued past the grace with no job (their launch was lost), launched.
     pub one_time_launched: usize,
     /// Finished jobs never handed to notify, handed now.
@@ -199,39 +210,72 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         }
     }
 
+    let mut launched_of: BTreeMap<ExportId, usize> = BTreeMap::new();
     for (id, job) in deps.sweep.stalled_jobs(overdue).await? {
-        let export = match exports.iter().find(|e| e.id == id) {
-            Some(export) => export.clone(),
-            None => match deps.exports.get(&id).await? {
-                Some(export) => export,
-                None => continue,
-            },
-        };
-        let export = &export;
         let key = JobKey {
             export_id: id,
             scheduled_at: job.scheduled_at,
         };
-        // An occurrence the chain moved past whose job no attempt ever opened: launched, as
-        // its trigger would have been, for a day; past that it is failed below.
-        if job.attempts == 0 && job.spread.is_none() && job.scheduled_at > now - TimeDelta::days(1) {
-            if let (Schedule::Recurring(recurrence), true) =
-                (export.request.schedule, export.deleted_at.is_none())
-            {
-                if let Some(k) = recurrence
+        let export = match exports.iter().find(|e| e.id == id) {
+            Some(export) => Some(export.clone()),
+            None => deps.exports.get(&id).await?,
+        };
+        // An occurrence the chain moved past whose job no attempt ever opened: launched as its
+        // trigger would have been, within the lateness (a hundred per chain and sweep at most);
+        // later, or for an export gone, recorded missed as run-export's catch-up records it.
+        if job.attempts == 0 && job.spread.is_none() {
+            let occurrence = export.as_ref().and_then(|e| match e.request.schedule {
+                Schedule::Recurring(recurrence) if e.deleted_at.is_none() => recurrence
                     .next_after(job.scheduled_at - TimeDelta::milliseconds(1))
-                    .map(|(k, _)| k)
-                {
-                    deps.launcher
-                        .launch(&RunEvent::occurrence(id, k, job.scheduled_at))
-                        .await
-                        .map_err(|e| Failure::Retryable(Box::new(e)))?;
-                    tracing::warn!(export_id = %id, occurrence = k, "launched an occurrence whose job was never attempted");
-                    repairs.occurrences_launched += 1;
-                    continue;
+                    .map(|(k, _)| k),
+                _ => None,
+            });
+            match occurrence {
+                Some(k) if now - job.scheduled_at <= deps.config.lateness => {
+                    let launched = launched_of.entry(id).or_default();
+                    if *launched < MAX_LAUNCHES {
+                        deps.launcher
+                            .launch(&RunEvent::occurrence(id, k, job.scheduled_at))
+                            .await
+                            .map_err(|e| Failure::Retryable(Box::new(e)))?;
+                        tracing::warn!(export_id = %id, occurrence = k, "launched an occurrence whose job was never attempted");
+                        *launched += 1;
+                        repairs.occurrences_launched += 1;
+                    }
+                }
+                _ => {
+                    let reason = format!(
+                        "missed: its trigger's every attempt failed, and it is more than {} s late (CATCH_UP_LATENESS_SECONDS)",
+                        deps.config.lateness.num_seconds()
+                    );
+                    let end = JobEnd::failed(reason, job.detail.clone(), now, deps.config.retention);
+                    deps.ledger.record_unrun(&key, &end).await?;
+                    tracing::warn!(export_id = %id, job_id = %job.job_id, "recorded missed an occurrence whose job was never attempted");
+                    repairs.occurrences_missed += 1;
                 }
             }
+            continue;
         }
+        // A job whose export record is gone still ends (there is nothing to settle).
+        let Some(export) = export else {
+            let end = JobEnd::failed(
+                "the run stopped without recording its end, and its export is gone; recorded by the reconciler".into(),
+                job.detail.clone(),
+                now,
+                deps.config.retention,
+            );
+            if deps.sweep.abandon_job(&key, &end, overdue).await? {
+                let _ = deps
+                    .files
+                    .remove_all(&format!("{}/", files::job_prefix(&id, &job.job_id)))
+                    .await;
+                tracing::warn!(export_id = %id, job_id = %job.job_id, "recorded failed a stalled job whose export is gone");
+                repairs.jobs_abandoned += 1;
+                hand_off(deps, id, &job.job_id, job.scheduled_at, &mut repairs).await?;
+            }
+            continue;
+        };
+        let export = &export;
         // A spread job's items that stopped go on (their runs relaunched), unless one keeps
         // dying; then the job is abandoned as below.
         if let Some(spread) = &job.spread {
@@ -408,6 +452,9 @@ async fn relaunch_items(
     }
     Ok(true)
 }
+
+/// The most occurrences never attempted of one chain the sweep launches at once.
+const MAX_LAUNCHES: usize = 100;
 
 /// How many attempts one leg of a job that continued may take (counted from its checkpoint, so a
 /// long job's earlier faults do not count) before the sweep gives up on it and records it failed.
