@@ -336,7 +336,17 @@ async fn orphan_schedules_unfinished_creates_and_wrong_counters_are_repaired() {
         .expect("reads");
     assert!(gone.item().is_none(), "the unfinished create is discarded");
 
-    // The discard moved the counter; the next sweep corrects it from the records.
+    // The discard moved the counter: a sweep within the minute leaves it (the index may lag
+    // the change); the next one after corrects it from the records.
+    assert_eq!(sweep(&fx, &HandOffs::default()).await.quotas_corrected, 0);
+    set(
+        &fx,
+        format!("OWNER#{}", alice[0].1),
+        "QUOTA",
+        "touchedAt",
+        AttributeValue::N((Utc::now() - TimeDelta::minutes(2)).timestamp().to_string()),
+    )
+    .await;
     let repairs = sweep(&fx, &HandOffs::default()).await;
     assert_eq!(repairs.quotas_corrected, 1, "{repairs:?}");
     assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("1"));
@@ -488,7 +498,16 @@ async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
     // Two live exports, as the API wrote them (a chain ahead, a one-time export), written
     // before the index: the one-time pass gives them their key.
     let mut live = Vec::new();
-    for body in [recurring_body("P1D"), one_time_body()] {
+    let first_pass = Utc::now();
+    for (n, body) in [recurring_body("P1D"), one_time_body()].into_iter().enumerate() {
+        if n == 1 {
+            // The first pass, while the deployment rolls out: the code it replaces still writes
+            // records without the key.
+            store
+                .index_for_sweeps(first_pass, std::time::Duration::from_secs(60))
+                .await
+                .expect("indexes");
+        }
         let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
         assert_eq!(status, 201, "{export}");
         let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
@@ -513,8 +532,22 @@ async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
             .expect("writes");
         live.push((id, export));
     }
-    store.index_for_sweeps().await.expect("indexes");
-    store.index_for_sweeps().await.expect("once");
+    // A pass that begins after the deployment has settled finds the record written meanwhile,
+    // and ends the work.
+    let settled = first_pass + TimeDelta::minutes(31);
+    store
+        .index_for_sweeps(settled, std::time::Duration::from_secs(60))
+        .await
+        .expect("indexes");
+    read.take();
+    store
+        .index_for_sweeps(
+            settled + TimeDelta::minutes(5),
+            std::time::Duration::from_secs(60),
+        )
+        .await
+        .expect("once done, a read");
+    assert_eq!(read.take(), 0, "no scan once the work is done");
 
     let launches = integration_tests::doubles::Launches::default();
     let hand_offs = HandOffs::default();
@@ -710,4 +743,59 @@ async fn an_occurrence_never_attempted_past_the_lateness_is_recorded_missed_with
         "a missed occurrence sends nothing"
     );
     assert_eq!(sweep(&fx, &hand_offs).await.occurrences_missed, 0, "once");
+}
+
+#[tokio::test]
+async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_order() {
+    use exporter::ports::DeliveryLog;
+    let Some(fx) = Fixture::new().await else { return };
+    let swept = |job: &JobKey| {
+        let key = key(
+            format!("EXPORT#{}", job.export_id),
+            &format!("JOB#{}", millis(job.scheduled_at)),
+        );
+        let dynamo = fx.dynamo.clone();
+        let table = fx.table.clone();
+        async move {
+            dynamo
+                .get_item()
+                .table_name(table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .expect("reads")
+                .item
+                .expect("the job")
+                .contains_key("sweep")
+        }
+    };
+    let now = Utc::now();
+    for notify_first in [true, false] {
+        let job = JobKey {
+            export_id: ExportId::new_random(),
+            scheduled_at: now,
+        };
+        assert!(fx
+            .store
+            .open_job(&job, now, now + TimeDelta::minutes(15))
+            .await
+            .expect("opens"));
+        assert!(swept(&job).await, "a job under way is work");
+        let end = JobEnd::failed("boom".into(), JobDetail::default(), now, TimeDelta::days(7));
+        assert!(fx.store.finish_job(&job, &end).await.expect("ends"));
+        assert!(swept(&job).await, "an ended job not yet notified is work");
+        if notify_first {
+            fx.store.notified(&job, true).await.expect("marks");
+            assert!(swept(&job).await, "not handed off yet");
+            fx.store.handed_off(&job).await.expect("marks");
+        } else {
+            fx.store.handed_off(&job).await.expect("marks");
+            assert!(swept(&job).await, "not notified yet");
+            fx.store.notified(&job, true).await.expect("marks");
+        }
+        assert!(!swept(&job).await, "handed off and notified: out of the index");
+        // A later notify run that found a message still being sent puts it back.
+        fx.store.notified(&job, false).await.expect("marks");
+        assert!(swept(&job).await, "back in the index");
+    }
 }

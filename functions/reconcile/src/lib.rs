@@ -157,7 +157,9 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     let mut repairs = Repairs::default();
     // Counters first, records second: a write in between changes the counter, and the
     // correction below, conditional on the counter read here, then leaves it alone.
-    let counters = deps.sweep.quotas().await?;
+    // Counters changed in the last minute are left alone: the index the exports are read from
+    // may not show the change yet.
+    let counters = deps.sweep.quotas(now - TimeDelta::minutes(1)).await?;
     let exports = deps.sweep.live_exports().await?;
     let armed: HashSet<_> = deps.schedules.armed().await?.into_iter().collect();
 

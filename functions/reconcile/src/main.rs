@@ -45,7 +45,9 @@ async fn main() -> Result<(), Error> {
     let store = &store;
     lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
         // Once per table: records older than the sweep's index get their key (one read after).
-        store.index_for_sweeps().await?;
+        store
+            .index_for_sweeps(chrono::Utc::now(), std::time::Duration::from_secs(60))
+            .await?;
         handle(deps).await
     }))
     .await

@@ -59,6 +59,9 @@ pub const SWEEP_INDEX: &str = "bySweep";
 /// The shards of each kind of record in [`SWEEP_INDEX`], so that no partition of the index
 /// takes every write of a busy table.
 const SWEEP_SHARDS: u32 = 16;
+/// How long after the first pass of [`DynamoStore::index_for_sweeps`] a pass must begin for its
+/// end to end the work: longer than a deployment takes to replace every function.
+const BACKFILL_SETTLE: chrono::TimeDelta = chrono::TimeDelta::minutes(30);
 
 /// The kinds of record in [`SWEEP_INDEX`].
 #[derive(Clone, Copy)]
@@ -283,13 +286,14 @@ impl DynamoStore {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(quota_key(owner)))
-            .update_expression("SET queued = if_not_exists(queued, :zero) + :delta")
+            .update_expression("SET queued = if_not_exists(queued, :zero) + :delta, touchedAt = :touched")
             .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":delta", n(delta));
+            .expression_attribute_values(":delta", n(delta))
+            .expression_attribute_values(":touched", n(Utc::now().timestamp()));
         if delta < 0 {
             // Never below zero, even if a record was lost: a quota that only drifts up locks users out.
             update = update
-                .update_expression("SET queued = queued + :delta")
+                .update_expression("SET queued = queued + :delta, touchedAt = :touched")
                 .condition_expression("queued > :zero");
         }
         Ok(TransactWriteItem::builder()
@@ -421,7 +425,10 @@ impl ExportLifecycle for DynamoStore {
         let quota = Update::builder()
             .table_name(&self.table)
             .set_key(Some(quota_key(&export.owner)))
-            .update_expression("SET queued = if_not_exists(queued, :zero) + :one, sweep = :sweep")
+            .update_expression(
+                "SET queued = if_not_exists(queued, :zero) + :one, sweep = :sweep, touchedAt = :touched",
+            )
+            .expression_attribute_values(":touched", n(Utc::now().timestamp()))
             .condition_expression("attribute_not_exists(queued) OR queued < :max")
             .expression_attribute_values(":sweep", Swept::Quota.key(&export.owner))
             .expression_attribute_values(":zero", n(0))
@@ -622,6 +629,40 @@ impl ExportRuns for DynamoStore {
 }
 
 impl DynamoStore {
+    /// After `marked` (a write of `handedOff` or `notified` returning the job as written): the
+    /// job leaves the sweep's index once it is both handed off and notified. Whichever write
+    /// comes second sees both, whatever their order; both seeing both remove it twice.
+    async fn leave_sweep_when_finished<E, R>(
+        &self,
+        job: &JobKey,
+        marked: Result<aws_sdk_dynamodb::operation::update_item::UpdateItemOutput, SdkError<E, R>>,
+    ) -> Result<(), StoreError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let written = match marked {
+            Ok(output) => output.attributes,
+            Err(e) => {
+                conditional::<(), _, _>(Err(e))?;
+                return Ok(());
+            }
+        };
+        let flag =
+            |item: &Item, name: &str| item.get(name).and_then(|v| v.as_bool().ok()).copied() == Some(true);
+        if written.is_some_and(|item| flag(&item, "handedOff") && flag(&item, "notified")) {
+            let left = self
+                .update_job(job)
+                .update_expression("REMOVE sweep")
+                .condition_expression("handedOff = :true AND notified = :true")
+                .expression_attribute_values(":true", AttributeValue::Bool(true))
+                .send()
+                .await;
+            conditional(left)?;
+        }
+        Ok(())
+    }
+
     /// Records an occurrence's job as `notProcessed`, never attempted and unclaimed (its lease
     /// ended a second before `at`), unless the job is on record already.
     async fn expect_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -1132,25 +1173,15 @@ impl JobLedger for DynamoStore {
     }
 
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
-        // The job leaves the sweep's index once notify has finished it too.
-        let finished = self
-            .update_job(job)
-            .update_expression("SET handedOff = :true REMOVE sweep")
-            .condition_expression("attribute_exists(pk) AND notified = :true")
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .send()
-            .await;
-        if conditional(finished)? {
-            return Ok(());
-        }
         let marked = self
             .update_job(job)
             .update_expression("SET handedOff = :true")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
             .send()
             .await;
-        conditional(marked).map(drop)
+        self.leave_sweep_when_finished(job, marked).await
     }
 }
 
@@ -1390,32 +1421,20 @@ impl DeliveryLog for DynamoStore {
     }
 
     async fn notified(&self, job: &JobKey, all_ended: bool) -> Result<(), StoreError> {
-        // The job leaves the sweep's index once it was marked handed off too; a message left
-        // `sending` puts it back.
-        if all_ended {
-            let finished = self
-                .update_job(job)
-                .update_expression("SET notified = :true REMOVE sweep")
-                .condition_expression("attribute_exists(pk) AND handedOff = :true")
-                .expression_attribute_values(":true", AttributeValue::Bool(true))
-                .send()
-                .await;
-            if conditional(finished)? {
-                return Ok(());
-            }
-        }
-        let mut marked = self
+        // A message left `sending` puts the job back in the sweep's index.
+        let marked = self
             .update_job(job)
             .condition_expression("attribute_exists(pk)")
-            .expression_attribute_values(":ended", AttributeValue::Bool(all_ended));
-        marked = if all_ended {
+            .expression_attribute_values(":ended", AttributeValue::Bool(all_ended))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        let marked = if all_ended {
             marked.update_expression("SET notified = :ended")
         } else {
             marked
                 .update_expression("SET notified = :ended, sweep = :sweep")
                 .expression_attribute_values(":sweep", Swept::of_job(job))
         };
-        conditional(marked.send().await).map(drop)
+        self.leave_sweep_when_finished(job, marked.send().await).await
     }
 }
 
@@ -1513,12 +1532,20 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// Gives every record written before the sweep's index its key, once per table: a full
-    /// scan the first time (a marker records it), one read every time after. The reconciler
-    /// calls it before each sweep.
-    pub async fn index_for_sweeps(&self) -> Result<(), StoreError> {
+    /// Gives the records written before the sweep's index their key. A pass scans the table a
+    /// slice at a time (`slice` of each call, the position kept in a marker, so a table too
+    /// large for one invocation is done over several); passes repeat until one that began
+    /// [`BACKFILL_SETTLE`] after the first has ended (so records that code deployed before the
+    /// index wrote while the update rolled out are found too); then one read a call. Each key is
+    /// written only while the record is still work. The reconciler calls it before each sweep.
+    pub async fn index_for_sweeps(
+        &self,
+        now: DateTime<Utc>,
+        slice: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         let marker = HashMap::from([("pk".into(), s("META")), ("sk".into(), s("SWEEP_INDEX"))]);
-        let done = self
+        let read = self
             .client
             .get_item()
             .table_name(&self.table)
@@ -1527,75 +1554,113 @@ impl DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        if done.item().is_some() {
+        let state = read.item().cloned().unwrap_or_default();
+        if state.get("done").and_then(|d| d.as_bool().ok()).copied() == Some(true) {
             return Ok(());
         }
-        let mut items = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("attribute_not_exists(sweep)")
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
+        let first = number_of(&state, "firstAt").unwrap_or(now.timestamp());
+        let pass = number_of(&state, "passAt").unwrap_or(now.timestamp());
+        let mut from: Option<Item> = match (state.get("lastPk"), state.get("lastSk")) {
+            (Some(pk), Some(sk)) => Some(HashMap::from([
+                ("pk".into(), pk.clone()),
+                ("sk".into(), sk.clone()),
+            ])),
+            _ => None,
+        };
         let mut indexed = 0;
-        while let Some(item) = items.next().await {
-            let item = item.map_err(unavailable)?;
-            let Some(key) = Self::sweep_key_of(&item) else {
-                continue;
-            };
-            let written = self
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("attribute_not_exists(sweep)")
+                .consistent_read(true)
+                .set_exclusive_start_key(from.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in page.items() {
+                indexed += usize::from(self.index_one(item).await?);
+            }
+            from = page.last_evaluated_key().cloned();
+            let update = self
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .set_key(Some(HashMap::from([
-                    ("pk".into(), item["pk"].clone()),
-                    ("sk".into(), item["sk"].clone()),
-                ])))
-                .update_expression("SET sweep = :sweep")
-                .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":sweep", key)
-                .send()
-                .await;
-            indexed += usize::from(conditional(written)?);
+                .set_key(Some(marker.clone()))
+                .expression_attribute_values(":first", n(first));
+            let update = match &from {
+                Some(key) => update
+                    .update_expression("SET firstAt = :first, passAt = :pass, lastPk = :pk, lastSk = :sk")
+                    .expression_attribute_values(":pass", n(pass))
+                    .expression_attribute_values(":pk", key["pk"].clone())
+                    .expression_attribute_values(":sk", key["sk"].clone()),
+                // A pass that began late enough ends the work; an earlier one starts another.
+                None if pass - first >= BACKFILL_SETTLE.num_seconds() => update
+                    .update_expression("SET firstAt = :first, done = :done REMOVE lastPk, lastSk")
+                    .expression_attribute_values(":done", AttributeValue::Bool(true)),
+                // The next pass begins with the next call.
+                None => update.update_expression("SET firstAt = :first REMOVE passAt, lastPk, lastSk"),
+            };
+            update.send().await.map_err(unavailable)?;
+            if from.is_none() || started.elapsed() >= slice {
+                break;
+            }
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(marker))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        tracing::warn!(
-            indexed,
-            "gave the records written before the sweep's index their key"
-        );
+        if indexed > 0 {
+            tracing::warn!(indexed, "gave records written before the sweep's index their key");
+        }
         Ok(())
     }
 
-    /// The index key a record written before the index should carry, when it is work.
-    fn sweep_key_of(item: &Item) -> Option<AttributeValue> {
-        let pk = text_of(item, "pk")?;
-        let sk = text_of(item, "sk")?;
-        if sk == "QUOTA" {
-            return Some(Swept::Quota.key(pk.strip_prefix("OWNER#")?));
-        }
-        let id: ExportId = pk.strip_prefix("EXPORT#")?.parse().ok()?;
-        if sk == "EXPORT" {
-            let export = Self::read_export(item).ok()?;
-            let live = export.deleted_at.is_none() && export.status.counts_against_quota();
-            return live.then(|| Swept::of_export(&id));
-        }
-        if sk.starts_with("JOB#") {
-            let status = JobStatus::parse(text_of(item, "status")?)?;
-            let handed = item.get("handedOff").is_some();
-            let notified = item.get("notified").and_then(|v| v.as_bool().ok()).copied();
-            let open =
-                !matches!(status, JobStatus::Done | JobStatus::Failed) || !handed || notified == Some(false);
-            return open.then(|| Swept::Job.key(&id.to_string()));
-        }
-        None
+    /// Gives one record its index key when it is still work (a live export, a job notify has
+    /// not finished, a quota counter); whether it did.
+    async fn index_one(&self, item: &Item) -> Result<bool, StoreError> {
+        let (Some(pk), Some(sk)) = (text_of(item, "pk"), text_of(item, "sk")) else {
+            return Ok(false);
+        };
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(HashMap::from([("pk".into(), s(pk)), ("sk".into(), s(sk))])))
+            .update_expression("SET sweep = :sweep");
+        let update = if sk == "QUOTA" {
+            let Some(owner) = pk.strip_prefix("OWNER#") else {
+                return Ok(false);
+            };
+            update
+                .condition_expression("attribute_exists(pk) AND attribute_not_exists(sweep)")
+                .expression_attribute_values(":sweep", Swept::Quota.key(owner))
+        } else {
+            let Some(id) = pk.strip_prefix("EXPORT#") else {
+                return Ok(false);
+            };
+            if sk == "EXPORT" {
+                update
+                    .condition_expression(
+                        "attribute_exists(pk) AND attribute_not_exists(sweep) AND attribute_not_exists(deletedAt) \
+                         AND #status IN (:creating, :queued, :scheduled, :running)",
+                    )
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
+                    .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
+                    .expression_attribute_values(":scheduled", s(ExportStatus::Scheduled.as_str()))
+                    .expression_attribute_values(":running", s(ExportStatus::InProgress.as_str()))
+                    .expression_attribute_values(":sweep", Swept::Export.key(id))
+            } else if sk.starts_with("JOB#") {
+                update
+                    .condition_expression(
+                        "attribute_exists(pk) AND attribute_not_exists(sweep) \
+                         AND NOT (handedOff = :true AND notified = :true)",
+                    )
+                    .expression_attribute_values(":true", AttributeValue::Bool(true))
+                    .expression_attribute_values(":sweep", Swept::Job.key(id))
+            } else {
+                return Ok(false);
+            }
+        };
+        conditional(update.send().await)
     }
 
     /// Every export record, whatever its state, deleted ones included: a full scan, for tools
@@ -1681,7 +1746,8 @@ impl Sweep for DynamoStore {
                 Swept::Job,
                 Some(
                     "#status IN (:done, :failed) \
-                     AND (attribute_not_exists(handedOff) OR notified = :pending) \
+                     AND (attribute_not_exists(handedOff) OR attribute_not_exists(notified) \
+                     OR notified = :pending) \
                      AND finishedAt BETWEEN :since AND :before",
                 ),
                 &[
@@ -1696,10 +1762,11 @@ impl Sweep for DynamoStore {
         items.iter().map(read_job_of_export).collect()
     }
 
-    async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError> {
+    async fn quotas(&self, settled_before: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError> {
         let items = self.swept(Swept::Quota, None, &[]).await?;
         Ok(items
             .iter()
+            .filter(|item| number_of(item, "touchedAt").is_none_or(|t| t < settled_before.timestamp()))
             .filter_map(|item| {
                 let owner = text_of(item, "pk")?.strip_prefix("OWNER#")?.to_owned();
                 let queued = item.get("queued")?.as_n().ok()?.parse().ok()?;

@@ -341,8 +341,9 @@ pub trait Sweep: Send + Sync {
         before: DateTime<Utc>,
     ) -> Result<Vec<(ExportId, Job)>, StoreError>;
 
-    /// Each owner's counter of queued exports.
-    async fn quotas(&self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Each owner's counter of queued exports, but those changed since `settled_before`: a
+    /// counter changed a moment ago may be ahead of the index the live exports are read from.
+    async fn quotas(&self, settled_before: DateTime<Utc>) -> Result<Vec<(String, i64)>, StoreError>;
 
     /// Sets an owner's counter to `to`, only if it still reads `from`; `false` otherwise.
     async fn set_quota(&self, owner: &str, from: i64, to: i64) -> Result<bool, StoreError>;

@@ -168,7 +168,12 @@ async fn main() {
         ids.push(id);
     }
     put_all(&fx.dynamo, &table, live).await;
-    store.index_for_sweeps().await.expect("indexes");
+    for at in [Utc::now(), Utc::now() + TimeDelta::minutes(31)] {
+        store
+            .index_for_sweeps(at, std::time::Duration::from_secs(60))
+            .await
+            .expect("indexes");
+    }
 
     let launches = Launches::default();
     let hand_offs = HandOffs::default();
