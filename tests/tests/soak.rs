@@ -29,9 +29,10 @@ use serde_json::json;
 use exporter::domain::job::{JobEnd, JobKey, JobStatus};
 use exporter::domain::request::Item;
 use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
+use exporter::dynamodb::DynamoStore;
 use exporter::ports::{
-    Advance, Budgets, Clock, ExportRuns, FileError, FileStore, ItemLedger, JobHistory, JobLedger,
-    JobNotifier, LaunchError, RunLauncher, RunSchedules, ScheduleError, Spend, StoreError, Sweep,
+    Advance, Budgets, Clock, DeliveryLog, ExportRuns, Exports, FileError, FileStore, ItemLedger, JobHistory,
+    JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules, ScheduleError, Spend, StoreError, Sweep,
 };
 use exporter::reader::HttpReader;
 use exporter::scheduler::schedule_name;
@@ -41,18 +42,82 @@ use integration_tests::reader_server::LatePoint;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::ReconcileConfig;
 
+/// The seed and the number of steps of 20 minutes (`SOAK_SEED`, `SOAK_STEPS` override them:
+/// `SOAK_STEPS=72` is a simulated day).
 const SEED: u64 = 20_261_129;
 const STEPS: u32 = 40;
 const STEP: TimeDelta = TimeDelta::minutes(20);
+/// A step is played in ticks: triggers and retries run when their time has come in a tick.
+const TICK: TimeDelta = TimeDelta::minutes(5);
+/// The reconciler's rate, in ticks.
+const SWEEP_EVERY: u32 = 2;
+/// Lambda's asynchronous retries of a failed (or timed-out, or crashed) invocation: about a
+/// minute, then about two more; after them the event goes to the dead-letter queue.
+const RETRIES: [TimeDelta; 2] = [TimeDelta::minutes(1), TimeDelta::minutes(3)];
+/// How far the clock moves each time a run reads it, so that a run takes time and its legs
+/// pause by their budget.
+const RUN_READ_MS: i64 = 100;
+/// The chance of an attempt dying at any await (Lambda's timeout, the process killed).
+const AWAIT_DEATH: f64 = 0.004;
 
-/// A clock the driver moves.
-struct FastClock(AtomicI64);
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A clock the driver moves; while a run is under way each read moves it a little too.
+struct FastClock {
+    ms: AtomicI64,
+    per_read: AtomicI64,
+}
+
+impl FastClock {
+    fn advance(&self, by: TimeDelta) {
+        self.ms.fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+    }
+    /// Moves the clock to `to`, unless runs took it past already.
+    fn at_least(&self, to: DateTime<Utc>) {
+        self.ms.fetch_max(to.timestamp_millis(), Ordering::SeqCst);
+    }
+    fn running(&self, running: bool) {
+        self.per_read
+            .store(if running { RUN_READ_MS } else { 0 }, Ordering::SeqCst);
+    }
+}
 
 impl Clock for FastClock {
     fn now(&self) -> DateTime<Utc> {
-        DateTime::from_timestamp_millis(self.0.load(Ordering::SeqCst)).unwrap_or_default()
+        let step = self.per_read.load(Ordering::SeqCst);
+        DateTime::from_timestamp_millis(self.ms.fetch_add(step, Ordering::SeqCst) + step).unwrap_or_default()
     }
 }
+
+/// The heap in use and its peak since the last reset (the soak's process: runs, the local
+/// reader and chat servers), to bound what one invocation holds.
+struct CountingAlloc;
+
+static HEAP: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static HEAP_PEAK: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to the system allocator unchanged; only counters are kept.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let now = HEAP.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
+        // SAFETY: the caller's layout, as `GlobalAlloc::alloc` requires.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        HEAP.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: `ptr` came from `alloc` with this layout.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// The dice, and what they decided.
 struct Faults {
@@ -76,9 +141,9 @@ fn unavailable(what: &str) -> StoreError {
     StoreError::Unavailable(format!("injected: {what}").into())
 }
 
-/// An attempt's process: it may die after any step that changes something. Once dead, every
-/// later call of the attempt fails and changes nothing (a dead process does nothing more), and
-/// the trigger is lost (its retries, if any, died with it: only the reconciler heals it).
+/// An attempt's process: it may die at any await, and after any step that changes something.
+/// Once dead, every later call of the attempt fails and changes nothing (a dead process does
+/// nothing more); Lambda retries its event like a failed one.
 struct Attempt<'a> {
     faults: &'a Faults,
     dead: AtomicBool,
@@ -90,6 +155,12 @@ impl Attempt<'_> {
             return Err(unavailable("the attempt is dead"));
         }
         Ok(())
+    }
+    /// Rolls a death at the await of `step`, before its answer: the call may or may not have
+    /// been made (Lambda's timeout, the process killed while it waited).
+    fn at(&self, step: &'static str) -> Result<(), StoreError> {
+        self.alive()?;
+        self.dies_after_at(step, AWAIT_DEATH)
     }
     /// Rolls a death right after `step` was done.
     fn dies_after(&self, step: &'static str) -> Result<(), StoreError> {
@@ -121,7 +192,9 @@ struct FaultySchedules<'a>(&'a dyn RunSchedules, &'a Attempt<'a>);
 #[async_trait]
 impl RunSchedules for FaultySchedules<'_> {
     async fn arm(&self, event: &RunEvent) -> Result<(), ScheduleError> {
-        self.1.alive().map_err(scheduler_down)?;
+        self.1
+            .at("attempt died awaiting the scheduler")
+            .map_err(scheduler_down)?;
         if self.1.faults.roll("scheduler failed to arm", 0.08) {
             return Err(ScheduleError::Unavailable("injected".into()));
         }
@@ -131,7 +204,9 @@ impl RunSchedules for FaultySchedules<'_> {
             .map_err(scheduler_down)
     }
     async fn disarm(&self, id: &ExportId) -> Result<(), ScheduleError> {
-        self.1.alive().map_err(scheduler_down)?;
+        self.1
+            .at("attempt died awaiting the scheduler")
+            .map_err(scheduler_down)?;
         self.0.disarm(id).await
     }
     async fn armed(&self) -> Result<Vec<ExportId>, ScheduleError> {
@@ -150,7 +225,7 @@ impl ExportRuns for FaultyRuns<'_> {
         at: DateTime<Utc>,
         passed: &[JobKey],
     ) -> Result<Advance, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         if self.1.faults.roll("store failed to move the next run", 0.05) {
             return Err(unavailable("advance_next_run"));
         }
@@ -164,7 +239,7 @@ impl ExportRuns for FaultyRuns<'_> {
         status: ExportStatus,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.settle_one_time(export, status, at).await?;
         self.1
             .dies_after_at("attempt died after settling a one-time export", 0.3)
@@ -183,22 +258,22 @@ impl JobLedger for FaultyLedger<'_> {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         let opened = self.0.open_job(job, at, lease_until).await?;
         self.1.dies_after("attempt died after claiming its job")?;
         Ok(opened)
     }
     async fn release_job(&self, job: &JobKey, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.release_job(job, at).await
     }
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.start_job(job, at).await?;
         self.1.dies_after("attempt died after starting its job")
     }
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         if self.1.faults.roll("store failed to record a job", 0.05) {
             return Err(unavailable("finish_job"));
         }
@@ -208,18 +283,18 @@ impl JobLedger for FaultyLedger<'_> {
         Ok(ended)
     }
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.record_unrun(job, end).await?;
         self.1
             .dies_after_at("attempt died after recording a missed occurrence", 0.2)
     }
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.handed_off(job).await?;
         self.1.dies_after("attempt died after marking its hand-off")
     }
     async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.checkpoint_job(job, leg).await
     }
     async fn resume_job(
@@ -229,7 +304,7 @@ impl JobLedger for FaultyLedger<'_> {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.resume_job(job, leg, at, lease_until).await
     }
 }
@@ -241,17 +316,17 @@ struct FaultyItems<'a>(&'a dyn ItemLedger, &'a Attempt<'a>);
 #[async_trait]
 impl ItemLedger for FaultyItems<'_> {
     async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         let spread = self.0.spread_job(job, items, launched).await?;
         self.1.dies_after("attempt died after spreading its job")?;
         Ok(spread)
     }
     async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.launch_item(job, item, at).await
     }
     async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.next_item(job, items).await
     }
     async fn claim_item(
@@ -262,17 +337,17 @@ impl ItemLedger for FaultyItems<'_> {
         at: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         let claimed = self.0.claim_item(job, item, leg, at, lease_until).await?;
         self.1.dies_after("attempt died after claiming an item")?;
         Ok(claimed)
     }
     async fn release_item(&self, job: &JobKey, item: u32) -> Result<(), StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.release_item(job, item).await
     }
     async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.checkpoint_item(job, item, leg).await
     }
     async fn item_done(
@@ -282,7 +357,7 @@ impl ItemLedger for FaultyItems<'_> {
         outcome: &exporter::domain::job::ItemOutcome,
         at: DateTime<Utc>,
     ) -> Result<exporter::domain::job::Counted, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         let counted = self.0.item_done(job, item, outcome, at).await?;
         self.1
             .dies_after_at("attempt died after counting its item done", 0.1)?;
@@ -292,11 +367,81 @@ impl ItemLedger for FaultyItems<'_> {
         &self,
         job: &JobKey,
     ) -> Result<Vec<(u32, exporter::domain::job::ItemOutcome)>, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         self.0.item_outcomes(job).await
     }
     async fn item_runs(&self, job: &JobKey) -> Result<Vec<exporter::domain::job::ItemRun>, StoreError> {
         self.0.item_runs(job).await
+    }
+}
+
+/// The reads a run makes of its export and its jobs: an attempt may die waiting on them.
+struct FaultyReads<'a>(&'a DynamoStore, &'a Attempt<'a>);
+
+#[async_trait]
+impl Exports for FaultyReads<'_> {
+    async fn get(&self, id: &ExportId) -> Result<Option<Export>, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.get(id).await
+    }
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<Export>, StoreError> {
+        self.0.list_by_owner(owner).await
+    }
+}
+
+#[async_trait]
+impl JobHistory for FaultyReads<'_> {
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<exporter::domain::job::Job>, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.jobs(id).await
+    }
+    async fn job(&self, job: &JobKey) -> Result<Option<exporter::domain::job::Job>, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.job(job).await
+    }
+    async fn recent_jobs(
+        &self,
+        id: &ExportId,
+        before: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<exporter::domain::job::Job>, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.recent_jobs(id, before, limit).await
+    }
+}
+
+/// notify's record of its messages: a run may die (time out) after claiming a message, before
+/// sending it; the message stays claimed until the claim lapses.
+struct FaultyDeliveries<'a>(&'a dyn DeliveryLog, &'a Attempt<'a>);
+
+#[async_trait]
+impl DeliveryLog for FaultyDeliveries<'_> {
+    async fn claim_delivery(
+        &self,
+        job: &JobKey,
+        message: usize,
+        at: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.1.at("notify died awaiting the store")?;
+        let claimed = self.0.claim_delivery(job, message, at, until).await?;
+        self.1.dies_after_at(
+            "notify died (timed out) after claiming a message, before sending it",
+            0.05,
+        )?;
+        Ok(claimed)
+    }
+    async fn record_delivery(
+        &self,
+        job: &JobKey,
+        delivery: &exporter::domain::notification::Delivery,
+    ) -> Result<(), StoreError> {
+        self.1.alive()?;
+        self.0.record_delivery(job, delivery).await
+    }
+    async fn notified(&self, job: &JobKey, all_ended: bool) -> Result<(), StoreError> {
+        self.1.at("notify died awaiting the store")?;
+        self.0.notified(job, all_ended).await
     }
 }
 
@@ -312,7 +457,7 @@ impl Budgets for FaultyBudgets<'_> {
         at: DateTime<Utc>,
         limit: u32,
     ) -> Result<bool, StoreError> {
-        self.1.alive()?;
+        self.1.at("attempt died awaiting the store")?;
         let spent = self.0.spend(owner, job, spend, at, limit).await?;
         self.1.dies_after("attempt died after spending its budget")?;
         Ok(spent)
@@ -325,7 +470,7 @@ struct FaultyLauncher<'a>(&'a dyn RunLauncher, &'a Attempt<'a>);
 impl RunLauncher for FaultyLauncher<'_> {
     async fn launch(&self, event: &RunEvent) -> Result<(), LaunchError> {
         let dead = |e: StoreError| LaunchError::Unavailable(Box::new(e));
-        self.1.alive().map_err(dead)?;
+        self.1.at("attempt died awaiting a launch").map_err(dead)?;
         self.0.launch(event).await?;
         self.1
             .dies_after_at("attempt died after launching a missed occurrence", 0.2)
@@ -342,7 +487,7 @@ fn s3_down(e: StoreError) -> FileError {
 #[async_trait]
 impl FileStore for FaultyFiles<'_> {
     async fn put(&self, key: &str, path: &std::path::Path, content_type: &str) -> Result<u64, FileError> {
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         if self.1.faults.roll("S3 failed to store a file", 0.04) {
             return Err(FileError::Unavailable("put".into(), "injected".into()));
         }
@@ -353,11 +498,11 @@ impl FileStore for FaultyFiles<'_> {
         Ok(size)
     }
     async fn remove(&self, key: &str) -> Result<(), FileError> {
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.remove(key).await
     }
     async fn remove_all(&self, prefix: &str) -> Result<u64, FileError> {
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         let removed = self.0.remove_all(prefix).await?;
         self.1
             .dies_after_at("attempt died after removing a failed job's files", 0.3)
@@ -368,18 +513,27 @@ impl FileStore for FaultyFiles<'_> {
         self.0.presign(key, expires_in).await
     }
     async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.read(key).await
     }
-    async fn download(&self, key: &str, path: &std::path::Path) -> Result<u64, FileError> {
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError> {
+        // Lambda's timeout in the middle of a zip.
         self.1.alive().map_err(s3_down)?;
+        self.1
+            .dies_after_at("attempt died (timed out) in the middle of a zip", 0.05)
+            .map_err(s3_down)?;
+        self.0.read_range(key, offset, len).await
+    }
+    async fn download(&self, key: &str, path: &std::path::Path) -> Result<u64, FileError> {
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.download(key, path).await
     }
     async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.put_bytes(key, bytes).await
     }
     async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, FileError> {
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.begin_upload(key, content_type).await
     }
     async fn upload_part(
@@ -389,7 +543,7 @@ impl FileStore for FaultyFiles<'_> {
         number: i32,
         bytes: Vec<u8>,
     ) -> Result<String, FileError> {
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.upload_part(key, upload, number, bytes).await
     }
     async fn complete_upload(
@@ -398,18 +552,17 @@ impl FileStore for FaultyFiles<'_> {
         upload: &str,
         parts: &[(i32, String)],
     ) -> Result<(), FileError> {
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.complete_upload(key, upload, parts).await
     }
 }
 
-/// The hand-off to notify, run in this process (as the asynchronous invoke would), failing now
-/// and then before it is made; Slack answers 500 now and then (notify retries, then records).
-/// A run's attempt may die right after handing off; the reconciler's never does.
+/// The hand-off to notify: an asynchronous invoke, failing now and then before it is made, that
+/// queues notify's run (which the driver plays as a Lambda of its own, retried like one). A run's
+/// attempt may die right after handing off; the reconciler's never does.
 struct FaultyNotifier<'a> {
     faults: &'a Faults,
-    notify: notify::Deps<'a>,
-    chat: &'a integration_tests::chat_server::ChatState,
+    queue: &'a Mutex<Vec<NotifyEvent>>,
     attempt: Option<&'a Attempt<'a>>,
 }
 
@@ -418,27 +571,68 @@ impl JobNotifier for FaultyNotifier<'_> {
     async fn job_ended(&self, event: &NotifyEvent) -> Result<(), LaunchError> {
         let dead = |e: StoreError| LaunchError::Unavailable(Box::new(e));
         if let Some(attempt) = self.attempt {
-            attempt.alive().map_err(dead)?;
+            attempt
+                .at("attempt died awaiting the hand-off to notify")
+                .map_err(dead)?;
         }
         if self.faults.roll("hand-off to notify failed", 0.05) {
             return Err(LaunchError::Unavailable("injected".into()));
         }
-        if self.faults.roll("Slack answered 500 three times", 0.05) {
-            let failing = integration_tests::chat_server::Scripted {
-                status: 500,
-                retry_after: None,
-            };
-            self.chat.script("/slack/soak", &[failing; 3]);
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.push(event.clone());
         }
-        notify::handle(self.notify, event.clone())
-            .await
-            .map_err(|e| LaunchError::Unavailable(Box::new(e)))?;
         if let Some(attempt) = self.attempt {
             attempt
                 .dies_after("attempt died after handing off to notify")
                 .map_err(dead)?;
         }
         Ok(())
+    }
+}
+
+/// An asynchronous invocation waiting for its time: a trigger, a launch, or a retry.
+struct Pending<E> {
+    at: DateTime<Utc>,
+    tries: usize,
+    event: E,
+}
+
+/// Lambda's asynchronous invocations: each event runs when its time has come; one that fails
+/// (an error, a timeout, a crash) is retried about a minute and three minutes later, then
+/// dropped into the dead-letter queue.
+struct Invocations<E> {
+    pending: Vec<Pending<E>>,
+    dead_letters: usize,
+}
+
+impl<E> Invocations<E> {
+    fn new() -> Self {
+        Self {
+            pending: Vec::new(),
+            dead_letters: 0,
+        }
+    }
+    fn add(&mut self, at: DateTime<Utc>, event: E) {
+        self.pending.push(Pending { at, tries: 0, event });
+    }
+    /// The events whose time has come.
+    fn due(&mut self, now: DateTime<Utc>) -> Vec<Pending<E>> {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.at <= now);
+        self.pending = later;
+        due
+    }
+    /// An invocation of `event` failed at `now`: retried, or dropped after Lambda's retries.
+    fn failed(&mut self, now: DateTime<Utc>, mut run: Pending<E>) {
+        match RETRIES.get(run.tries) {
+            Some(after) => {
+                run.tries += 1;
+                run.at = now + *after;
+                self.pending.push(run);
+            }
+            None => self.dead_letters += 1,
+        }
     }
 }
 
@@ -555,6 +749,91 @@ fn expected_rows(from: DateTime<Utc>, to: DateTime<Utc>, late: &[LatePoint]) -> 
         .collect()
 }
 
+/// The local disk a run may fill in one invocation (`RUN_MAX_LOCAL_BYTES`), scaled down:
+/// smaller than a one-time export's three files together.
+const LOCAL_DISK: u64 = 48 * 1024;
+/// The most heap one invocation may add (the run, and the local reader serving it).
+const HEAP_BOUND: usize = 64 * 1024 * 1024;
+
+/// What invocations held, and the checks made while the soak ran.
+#[derive(Default)]
+struct Bounds {
+    disk: u64,
+    heap: usize,
+    invocations: usize,
+    overdue_checks: usize,
+}
+
+impl Bounds {
+    /// Runs `run`, measuring the peak of the local disk under `dir` and of the heap it added.
+    async fn measure<F: std::future::Future>(
+        &self,
+        dir: &std::path::Path,
+        run: F,
+    ) -> (F::Output, u64, usize) {
+        let base = HEAP.load(Ordering::SeqCst);
+        HEAP_PEAK.store(base, Ordering::SeqCst);
+        let (out, disk) = integration_tests::peak_disk(dir, run).await;
+        (out, disk, HEAP_PEAK.load(Ordering::SeqCst).saturating_sub(base))
+    }
+
+    /// An invocation's peaks: within the configured bounds.
+    fn note(&mut self, disk: u64, heap: usize) {
+        // The local file of one item (up to the configured bound, then it pauses), and the tail
+        // it carried over from the leg before (less than a part, here less than a file).
+        assert!(
+            disk <= 2 * LOCAL_DISK + 64 * 1024,
+            "an invocation held {disk} bytes of local disk"
+        );
+        assert!(heap <= HEAP_BOUND, "an invocation added {heap} bytes of heap");
+        self.disk = self.disk.max(disk);
+        self.heap = self.heap.max(heap);
+        self.invocations += 1;
+    }
+
+    /// Right after a sweep: no job is left unfinished an hour past its lease and the grace
+    /// (the sweep ended it, or relaunched what goes on). Spread jobs are their items'.
+    async fn no_job_overdue(&mut self, fx: &Fixture, now: DateTime<Utc>, grace: TimeDelta) {
+        let overdue = fx
+            .store
+            .stalled_jobs(now - grace - TimeDelta::hours(1))
+            .await
+            .expect("reads");
+        let overdue: Vec<_> = overdue
+            .iter()
+            .filter(|(_, job)| job.spread.is_none())
+            .map(|(id, job)| {
+                (
+                    id.to_string(),
+                    job.job_id.clone(),
+                    job.status,
+                    job.leg,
+                    job.attempts,
+                )
+            })
+            .collect();
+        assert!(
+            overdue.is_empty(),
+            "jobs left unfinished past their lease and the grace: {overdue:?}"
+        );
+        self.overdue_checks += 1;
+    }
+}
+
+/// Records the files (and zips) of every job done so far, with their export.
+async fn remember_done(fx: &Fixture, seen: &mut BTreeMap<String, ExportId>) {
+    for export in fx.store.every_export().await.expect("scans") {
+        for job in fx.store.jobs(&export.id).await.expect("jobs") {
+            if job.status != JobStatus::Done {
+                continue;
+            }
+            for file in job.detail.files.iter().chain(job.detail.archive.as_ref()) {
+                seen.insert(file.key.clone(), export.id);
+            }
+        }
+    }
+}
+
 /// The armed schedules whose time has come, each occurrence once (as a one-time schedule fires).
 async fn due_schedules(
     fx: &Fixture,
@@ -591,31 +870,43 @@ async fn due_schedules(
 #[tokio::test]
 async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     let Some(fx) = Fixture::new().await else { return };
+    let seed = env_or("SOAK_SEED", SEED);
+    let steps = env_or("SOAK_STEPS", STEPS);
     let start = (Utc::now().timestamp() / 3600 + 1) * 3600;
-    let clock = FastClock(AtomicI64::new(start * 1000));
+    let clock = FastClock {
+        ms: AtomicI64::new(start * 1000),
+        per_read: AtomicI64::new(0),
+    };
     let faults = Faults {
-        rng: Mutex::new(fastrand::Rng::with_seed(SEED)),
+        rng: Mutex::new(fastrand::Rng::with_seed(seed)),
         injected: Mutex::new(BTreeMap::new()),
     };
     let attempt = Attempt {
         faults: &faults,
         dead: AtomicBool::new(false),
     };
+    let notify_attempt = Attempt {
+        faults: &faults,
+        dead: AtomicBool::new(false),
+    };
     let queue = Launches::default();
+    let notify_queue: Mutex<Vec<NotifyEvent>> = Mutex::new(Vec::new());
     let schedules = FaultySchedules(&fx.schedules, &attempt);
     let runs = FaultyRuns(&fx.store, &attempt);
     let ledger = FaultyLedger(&fx.store, &attempt);
     let budgets = FaultyBudgets(&fx.store, &attempt);
     let items = FaultyItems(&fx.store, &attempt);
+    let reads = FaultyReads(&fx.store, &attempt);
     let launcher = FaultyLauncher(&queue, &attempt);
+    let deliveries = FaultyDeliveries(&fx.store, &notify_attempt);
     let notify_deps = notify::Deps {
         clock: &clock,
+        deliveries: &deliveries,
         ..fx.notify_deps()
     };
     let run_notifier = FaultyNotifier {
         faults: &faults,
-        notify: notify_deps,
-        chat: &fx.chat_state,
+        queue: &notify_queue,
         attempt: Some(&attempt),
     };
     let notifier = FaultyNotifier {
@@ -633,13 +924,21 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
             base: std::time::Duration::from_millis(1),
             cap: std::time::Duration::from_millis(5),
         });
-    // Jobs of several items spread over item runs, two at a time.
+    // Jobs of several items spread over item runs, two at a time; a budget an invocation (the
+    // clock moves as a run reads it), so long reads continue in fresh invocations; a local disk
+    // smaller than a one-time export's files together.
+    let work = tempfile::tempdir().expect("a work directory");
     let soak_config = run_export::RunConfig {
         fan_out: 2,
+        budget: Some(TimeDelta::seconds(30)),
+        work_dir: Some(work.path().to_owned()),
+        max_local_bytes: LOCAL_DISK,
         ..fx.run_config.clone()
     };
     let run = run_export::Deps {
         config: &soak_config,
+        exports: &reads,
+        history: &reads,
         items: &items,
         files: &files,
         runs: &runs,
@@ -677,21 +976,26 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         config: &reconcile_config,
     };
 
-    // A dozen hourly and daily-ish chains, and a few one-time exports; one owner each.
+    // A dozen hourly and daily-ish chains, one of a minute, and a few one-time exports of three
+    // items each; one owner each.
     let mut owners = Vec::new();
-    for i in 0..15 {
+    for i in 0..16 {
         let who = someone();
-        let body = if i < 12 {
-            let mut body = recurring_body(if i % 3 == 0 { "PT2H" } else { "PT1H" });
+        let body = if i < 12 || i == 15 {
+            let mut body = recurring_body(match i {
+                15 => "PT1M",
+                _ if i % 3 == 0 => "PT2H",
+                _ => "PT1H",
+            });
             body["periodStart"] = json!(start - 3600 * (i % 4));
-            body["items"][0]["params"]["period"] = json!("PT10M");
-            if i % 4 == 1 {
+            body["items"][0]["params"]["period"] = json!(if i == 15 { "PT1M" } else { "PT10M" });
+            if i % 4 == 1 && i < 12 {
                 // Two items: the job is spread over two item runs.
                 let mut second = body["items"][0].clone();
                 second["params"]["target"] = json!({"value": "urn:dev:second"});
                 body["items"] = json!([body["items"][0].clone(), second]);
             }
-            if i % 4 == 3 {
+            if i % 4 == 3 && i < 12 {
                 // A wide item of two targets: raw, their changes, or their five-minute highs.
                 let params = &mut body["items"][0]["params"];
                 params["target"] = json!({"value": "urn:dev:a,urn:dev:b", "label": "A,B"});
@@ -705,7 +1009,16 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 "title": "Export", "text": "job {{jobId}} of {{exportId}}", "target": format!("{}/slack/soak", fx.chat_url)}]);
             body
         } else {
-            one_time_body()
+            let mut body = one_time_body();
+            let first = body["items"][0].clone();
+            let mut items = vec![first.clone()];
+            for name in ["urn:dev:second", "urn:dev:third"] {
+                let mut item = first.clone();
+                item["params"]["target"] = json!({"value": name});
+                items.push(item);
+            }
+            body["items"] = json!(items);
+            body
         };
         let (status, export) = Fixture::call_with(api, "POST", "/exports", Some(&body), &who).await;
         assert!(status == 201 || status == 503, "{status} {export}");
@@ -736,73 +1049,113 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     }
 
     let mut fired: HashSet<(ExportId, u64)> = HashSet::new();
-    let mut postponed: Vec<(u32, RunEvent)> = Vec::new();
+    let mut triggers: Invocations<RunEvent> = Invocations::new();
+    let mut notifies: Invocations<NotifyEvent> = Invocations::new();
     let mut deletes = 0;
-    for step in 0..STEPS {
-        clock.0.fetch_add(STEP.num_milliseconds(), Ordering::SeqCst);
-        let now = clock.now();
+    let mut bounds = Bounds::default();
+    // The files of every job seen done: they must outlive the soak (unless their export is
+    // deleted).
+    let mut done_seen: BTreeMap<String, ExportId> = BTreeMap::new();
+    let ticks = STEP.num_minutes() / TICK.num_minutes();
+    for step in 0..steps {
         // The reader answers 500 to the next requests now and then (the client retries).
         if faults.roll("reader failed (500) for a while", 0.3) {
             fx.reader_state.fail_first.store(2, Ordering::SeqCst);
         }
-        // Data stamped in the window of the occurrence now due arrives while it is read.
-        if faults.roll("late data arrived during a read", 0.4) {
-            let hour = now.timestamp() / 3600 * 3600;
-            arrive_late(&faults, hour - 600, 10, 12);
-        }
-        // What is due: armed schedules (each occurrence fires once, like a real one-time
-        // schedule), what was launched, what was postponed.
-        let mut due: Vec<RunEvent> = queue
-            .take()
-            .into_iter()
-            .filter(|_| !faults.roll("a launch was lost", 0.15))
-            .collect();
-        for event in due_schedules(&fx, now, &mut fired).await {
-            if faults.roll("trigger never came", 0.05) {
-                continue;
+        for tick in 0..ticks {
+            let tick_start = clock.now();
+            clock.at_least(tick_start + TICK);
+            let now = clock.now();
+            // Data stamped in the window of the occurrence now due arrives while it is read.
+            if tick == 0 && faults.roll("late data arrived during a read", 0.4) {
+                let hour = now.timestamp() / 3600 * 3600;
+                arrive_late(&faults, hour - 600, 10, 12);
             }
-            if faults.roll("trigger came late", 0.1) {
-                postponed.push((step + 2, event));
-                continue;
-            }
-            due.push(event);
-        }
-        let (now_due, later): (Vec<_>, Vec<_>) = postponed.drain(..).partition(|(at, _)| *at <= step);
-        postponed = later;
-        due.extend(now_due.into_iter().map(|(_, e)| e));
-        for event in due {
-            let copies = if faults.roll("trigger came twice", 0.08) {
-                2
-            } else {
-                1
-            };
-            for _ in 0..copies {
-                // Lambda's asynchronous invocation: two retries, then the dead-letter queue.
-                // A process that died takes its trigger with it.
-                for _try in 0..3 {
-                    let ran = run_export::handle(run, event.clone()).await;
-                    if attempt.buried() || ran.is_ok() {
-                        break;
-                    }
+            // What is due: armed schedules (each occurrence fires once, like a real one-time
+            // schedule), what was launched, retries.
+            for event in queue.take() {
+                if !faults.roll("a launch was lost", 0.1) {
+                    triggers.add(now, event);
                 }
             }
-        }
-        if step % 7 == 3 && faults.roll("export deleted between runs", 0.5) {
-            let who = &owners[(step as usize) % owners.len()];
-            let (_, listed) = Fixture::call_with(api, "GET", "/exports", None, who).await;
-            if let Some(id) = listed["results"][0]["id"].as_str() {
-                let (status, _) =
-                    Fixture::call_with(api, "DELETE", &format!("/exports/{id}"), None, who).await;
-                deletes += usize::from(status == 204);
+            for event in due_schedules(&fx, now, &mut fired).await {
+                if faults.roll("trigger never came", 0.05) {
+                    continue;
+                }
+                let at = if faults.roll("trigger came late", 0.1) {
+                    now + STEP * 2
+                } else {
+                    now
+                };
+                if faults.roll("trigger came twice", 0.08) {
+                    triggers.add(at, event.clone());
+                }
+                triggers.add(at, event);
+            }
+            for pending in triggers.due(now) {
+                clock.running(true);
+                let (ran, disk, heap) = bounds
+                    .measure(work.path(), run_export::handle(run, pending.event.clone()))
+                    .await;
+                clock.running(false);
+                bounds.note(disk, heap);
+                // A process that died (timed out, crashed) or failed is retried by Lambda.
+                if attempt.buried() || ran.is_err() {
+                    *faults
+                        .injected
+                        .lock()
+                        .expect("counts")
+                        .entry("invocations retried by Lambda")
+                        .or_default() += 1;
+                    triggers.failed(clock.now(), pending);
+                }
+            }
+            let handed: Vec<NotifyEvent> = notify_queue
+                .lock()
+                .map(|mut q| std::mem::take(&mut *q))
+                .unwrap_or_default();
+            for event in handed {
+                notifies.add(clock.now(), event);
+            }
+            for pending in notifies.due(clock.now()) {
+                if faults.roll("Slack answered 500 three times", 0.05) {
+                    let failing = integration_tests::chat_server::Scripted {
+                        status: 500,
+                        retry_after: None,
+                    };
+                    fx.chat_state.script("/slack/soak", &[failing; 3]);
+                }
+                let sent = notify::handle(notify_deps, pending.event.clone()).await;
+                if notify_attempt.buried() || sent.is_err() {
+                    notifies.failed(clock.now(), pending);
+                }
+            }
+            if tick == 1 && step % 7 == 3 && faults.roll("export deleted between runs", 0.5) {
+                let who = &owners[(step as usize) % owners.len()];
+                let (_, listed) = Fixture::call_with(api, "GET", "/exports", None, who).await;
+                if let Some(id) = listed["results"][0]["id"].as_str() {
+                    let (status, _) =
+                        Fixture::call_with(api, "DELETE", &format!("/exports/{id}"), None, who).await;
+                    deletes += usize::from(status == 204);
+                }
+            }
+            if tick % SWEEP_EVERY as i64 == 0 {
+                reconcile::handle(reconciler).await.expect("sweeps");
+                bounds
+                    .no_job_overdue(&fx, clock.now(), reconcile_config.grace)
+                    .await;
             }
         }
-        reconcile::handle(reconciler).await.expect("sweeps");
+        remember_done(&fx, &mut done_seen).await;
     }
-    // Quiet down: no more faults, time for the grace to pass, the queue to drain.
+    // Quiet down: no more faults, time for the grace to pass, the queues to drain.
     if let Ok(mut rng) = faults.rng.lock() {
-        *rng = fastrand::Rng::with_seed(SEED);
+        *rng = fastrand::Rng::with_seed(seed);
     }
-    let quiet_notifier = NotifiesInProcess(notify_deps);
+    let quiet_notifier = NotifiesInProcess(notify::Deps {
+        clock: &clock,
+        ..fx.notify_deps()
+    });
     let quiet = run_export::Deps {
         config: &soak_config,
         runs: &fx.store,
@@ -818,17 +1171,16 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         ..reconciler
     };
     for _ in 0..4 {
-        clock
-            .0
-            .fetch_add(TimeDelta::minutes(30).num_milliseconds(), Ordering::SeqCst);
+        clock.advance(TimeDelta::minutes(30));
         reconcile::handle(quiet_reconciler).await.expect("sweeps");
-        let mut due: Vec<RunEvent> = queue
-            .0
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default();
-        due.extend(postponed.drain(..).map(|(_, e)| e));
+        let mut due: Vec<RunEvent> = queue.take();
+        due.extend(std::mem::take(&mut triggers.pending).into_iter().map(|p| p.event));
         due.extend(due_schedules(&fx, clock.now(), &mut fired).await);
+        for pending in std::mem::take(&mut notifies.pending) {
+            notify::handle(quiet_notifier.0, pending.event)
+                .await
+                .expect("notifies when nothing fails");
+        }
         // What the runs launch (items, continuations, missed occurrences) runs too, at once.
         while !due.is_empty() {
             for event in due {
@@ -840,6 +1192,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         }
     }
     reconcile::handle(quiet_reconciler).await.expect("sweeps");
+    remember_done(&fx, &mut done_seen).await;
 
     // The invariants.
     let now = clock.now();
@@ -968,10 +1321,9 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 if job.status != JobStatus::Done {
                     continue;
                 }
-                let whole = if export.request.schedule == Schedule::OneTime {
-                    1440
-                } else {
-                    10
+                // A row a minute of the window, and the late points it held.
+                let whole = |from: DateTime<Utc>, to: DateTime<Utc>| {
+                    usize::try_from((to - from).num_minutes()).unwrap_or(0)
                 };
                 // A decimated item's series for the email's chart stays beside the files.
                 for (index, item) in export.request.items.iter().enumerate() {
@@ -1017,7 +1369,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                         .filter(|(row, late)| !late || held.contains(row.as_str()))
                         .map(|(row, _)| row)
                         .collect();
-                    let late_held = rows.len() - whole;
+                    let late_held = rows.len().saturating_sub(whole(from, to));
                     let expected = format!("Time,Value\r\n{}\r\n", rows.join("\r\n"));
                     assert_eq!(got, expected, "{}", file.key);
                     assert_eq!(file.rows, rows.len() as u64, "{}: rows recorded", file.key);
@@ -1083,6 +1435,16 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 .or_default() += 1;
         }
     }
+    // The files of every job ever seen done are still there (unless its export was deleted).
+    let stored: HashSet<String> = fx.objects().await.into_iter().collect();
+    for (key, id) in &done_seen {
+        let deleted = exports.iter().any(|e| e.id == *id && e.deleted_at.is_some());
+        assert!(
+            deleted || stored.contains(key),
+            "{key}: a done job's file was deleted"
+        );
+        *checked.entry("done jobs' files never deleted").or_default() += 1;
+    }
     assert_eq!(fx.open_uploads().await, 0, "no upload left open");
     *checked.entry("no multipart upload left open").or_default() += 1;
     let mut queued: BTreeMap<String, i64> = BTreeMap::new();
@@ -1092,7 +1454,12 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     {
         *queued.entry(export.owner.clone()).or_default() += 1;
     }
-    for (owner, counter) in fx.store.quotas().await.expect("counters") {
+    for (owner, counter) in fx
+        .store
+        .quotas(Utc::now() + TimeDelta::days(1))
+        .await
+        .expect("counters")
+    {
         assert_eq!(
             counter,
             queued.get(&owner).copied().unwrap_or(0),
@@ -1102,8 +1469,19 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     }
     let injected = faults.injected.lock().map(|i| i.clone()).unwrap_or_default();
     println!(
-        "soak: {STEPS} steps of {} minutes, seed {SEED}, {deletes} deletes",
-        STEP.num_minutes()
+        "soak: {steps} steps of {} minutes (ticks of {}, a sweep every {}), seed {seed}, {deletes} deletes, {} dead letters",
+        STEP.num_minutes(),
+        TICK.num_minutes(),
+        TICK.num_minutes() * i64::from(SWEEP_EVERY),
+        triggers.dead_letters + notifies.dead_letters
+    );
+    println!(
+        "soak: {} invocations; peak local disk {} bytes (bound {}), peak heap added {} bytes (bound {HEAP_BOUND}); {} overdue checks after sweeps",
+        bounds.invocations,
+        bounds.disk,
+        2 * LOCAL_DISK + 64 * 1024,
+        bounds.heap,
+        bounds.overdue_checks
     );
     println!("soak: faults injected: {injected:?}");
     println!("soak: invariants checked: {checked:?}");
