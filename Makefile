@@ -1,5 +1,5 @@
 # The project's verbs. Each one is a single obvious command; the scripts say what they do.
-.PHONY: demo test lint build bench package stack-up stack-down infra-check
+.PHONY: demo test soak lint build bench package stack-up stack-down infra-check
 
 ## Run the main job locally end to end: stack up, an export created, what it stored, stack down.
 demo:
@@ -8,6 +8,14 @@ demo:
 ## Every test: formatting, lints, unit and property tests, and the tests against the local stack.
 test: lint infra-check
 	scripts/test.sh
+
+## The fault soak alone, longer: a simulated day (72 steps of 20 minutes) on the local stack.
+## SOAK_SEED=<n> picks another seed, SOAK_STEPS=<n> another length.
+soak:
+	scripts/stack.sh up
+	set -a; eval "$$(scripts/stack.sh env)"; set +a; \
+	  SOAK_STEPS=$${SOAK_STEPS:-72} cargo test -p integration-tests --test soak -- --nocapture; \
+	  status=$$?; scripts/stack.sh down; exit $$status
 
 ## The template as CloudFormation receives it: translated as `sam deploy` does, then linted.
 infra-check:

@@ -1,22 +1,24 @@
 //! A fault soak on moto: a driver plays EventBridge Scheduler (moto stores schedules and never
-//! fires them) on a fast clock for a dozen recurring exports (three of two items, spread over
-//! item runs; three of a wide item, raw, of deltas and decimated) and a few one-time ones, while
-//! faults are injected at random but reproducibly (a fixed seed): schedule fires that come late,
-//! twice, or never; launches that are lost; the scheduler, the store's next-run and job writes,
-//! S3, the reader and Slack failing (retried as Lambda's asynchronous invocations are, then
-//! dropped as into a dead-letter queue); attempts that die after any step that changes
-//! something (moving the chain, arming, claiming, starting, spending the budget, storing a file,
-//! removing a failed job's files, recording the job, settling, handing off, marking the
-//! hand-off; a dead attempt does nothing more and its trigger is lost); late data that arrives
-//! while a window is read page by page; deletes between runs. The reconciler runs every step.
-//! At the end the invariants hold: every due occurrence of a live recurring export has exactly
-//! one finished job (done, or failed with its reason); every one-time export ran once and is
-//! settled as its job ended; every live chain is armed at its true next occurrence; no job is
-//! left unfinished; no schedule outlives its export; every stored file belongs to a done job and
-//! equals, byte for byte, a fault-free run of its window (each late point once, in its place, or
-//! not at all when it came after its slice was read); every message went out once or is
-//! recorded failed; no upload is left open; the quota counters equal the records. It prints what
-//! it injected and checked.
+//! fires them) and Lambda's asynchronous invocations on a fast clock, in ticks of five minutes,
+//! for a dozen recurring exports (three of two items, spread over item runs; three of a wide
+//! item, raw, of deltas and decimated), one of a minute, and a few one-time ones of three items,
+//! while faults are injected at random but reproducibly (a fixed seed; `SOAK_SEED`,
+//! `SOAK_STEPS`): schedule fires that come late, twice, or never; launches that are lost; the
+//! scheduler, the store's next-run and job writes, S3, the reader and Slack failing; attempts that
+//! die at any await or right after any step that changes something; notify dying holding a
+//! message's claim; late data that arrives while a window is read page by page; deletes between
+//! runs. A failed or dead invocation is retried a minute and three minutes later, then
+//! dead-lettered. The clock moves as runs read it, so legs pause by their budget. The reconciler
+//! sweeps every ten minutes. After every sweep no job is left unfinished past its lease and the
+//! grace; every invocation's peak local disk and heap stay within bounds. At the end the
+//! invariants hold: every due occurrence of a live recurring export has exactly one finished job
+//! (done, or failed with its reason); every one-time export ran once and is settled as its job
+//! ended; every live chain is armed at its true next occurrence; no job is left unfinished; no
+//! schedule outlives its export; every stored file belongs to a done job and equals, byte for
+//! byte, a fault-free run of its window (each late point once, in its place, or not at all when
+//! it came after its slice was read); no done job's file was ever deleted; every message went
+//! out once or is recorded failed; no upload is left open; the quota counters equal the records.
+//! It prints what it injected and checked.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -45,7 +47,7 @@ use reconcile::ReconcileConfig;
 /// The seed and the number of steps of 20 minutes (`SOAK_SEED`, `SOAK_STEPS` override them:
 /// `SOAK_STEPS=72` is a simulated day).
 const SEED: u64 = 20_261_129;
-const STEPS: u32 = 40;
+const STEPS: u32 = 24;
 const STEP: TimeDelta = TimeDelta::minutes(20);
 /// A step is played in ticks: triggers and retries run when their time has come in a tick.
 const TICK: TimeDelta = TimeDelta::minutes(5);
