@@ -507,16 +507,29 @@ impl Fixture {
         notifier: &'a dyn exporter::ports::JobNotifier,
         config: &'a reconcile::ReconcileConfig,
     ) -> reconcile::Deps<'a> {
+        self.reconcile_deps_on(&self.store, &self.schedules, launcher, notifier, config)
+    }
+
+    /// The reconciler's dependencies on `store` (a table of its own) and `schedules`, with this
+    /// fixture's files and clock.
+    pub fn reconcile_deps_on<'a>(
+        &'a self,
+        store: &'a DynamoStore,
+        schedules: &'a dyn exporter::ports::RunSchedules,
+        launcher: &'a dyn exporter::ports::RunLauncher,
+        notifier: &'a dyn exporter::ports::JobNotifier,
+        config: &'a reconcile::ReconcileConfig,
+    ) -> reconcile::Deps<'a> {
         reconcile::Deps {
             files: &self.files,
-            sweep: &self.store,
-            exports: &self.store,
-            history: &self.store,
-            ledger: &self.store,
-            items: &self.store,
-            lifecycle: &self.store,
-            runs: &self.store,
-            schedules: &self.schedules,
+            sweep: store,
+            exports: store,
+            history: store,
+            ledger: store,
+            items: store,
+            lifecycle: store,
+            runs: store,
+            schedules,
             launcher,
             notifier,
             clock: &self.clock,

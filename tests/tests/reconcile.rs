@@ -84,6 +84,18 @@ async fn one_time_job(fx: &Fixture, who: &[(String, String)]) -> (ExportId, Date
     (id, at, job)
 }
 
+/// An hourly chain of `who` that began five hours ago (ten minutes an occurrence), with the
+/// occurrence armed.
+async fn hourly_chain(fx: &Fixture, who: &[(String, String)]) -> (ExportId, RunEvent) {
+    let mut body = recurring_body("PT1H");
+    body["periodStart"] = json!((Utc::now().timestamp() / 3600 - 5) * 3600);
+    body["items"][0]["params"]["period"] = json!("PT10M");
+    let (status, export) = fx.call("POST", "/exports", Some(&body), who).await;
+    assert_eq!(status, 201, "{export}");
+    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
+    (id, armed(fx, &id).await.expect("armed"))
+}
+
 fn millis(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
@@ -92,13 +104,7 @@ fn millis(t: DateTime<Utc>) -> String {
 async fn a_chain_whose_rearming_failed_is_restarted_and_a_second_sweep_finds_nothing() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let mut body = recurring_body("PT1H");
-    body["periodStart"] = json!((Utc::now().timestamp() / 3600 - 5) * 3600);
-    body["items"][0]["params"]["period"] = json!("PT10M");
-    let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
-    assert_eq!(status, 201, "{export}");
-    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
-    let next = armed(&fx, &id).await.expect("armed");
+    let (id, next) = hourly_chain(&fx, &alice).await;
     // Re-arming failed past every retry two hours ago: the schedule is gone, nextRunAt is past.
     fx.schedules.disarm(&id).await.expect("disarms");
     let stale = next.scheduled_at - TimeDelta::hours(2);
@@ -553,25 +559,7 @@ async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
     let hand_offs = HandOffs::default();
     let schedules = Armed(vec![live[0].0]);
     let config = ReconcileConfig::default();
-    let once = || {
-        let store = &store;
-        let deps = reconcile::Deps {
-            files: &fx.files,
-            sweep: store,
-            exports: store,
-            history: store,
-            ledger: store,
-            items: store,
-            lifecycle: store,
-            runs: store,
-            schedules: &schedules,
-            launcher: &launches,
-            notifier: &hand_offs,
-            clock: &fx.clock,
-            config: &config,
-        };
-        reconcile::handle(deps)
-    };
+    let once = || reconcile::handle(fx.reconcile_deps_on(&store, &schedules, &launches, &hand_offs, &config));
     read.take();
     assert_eq!(once().await.expect("sweeps"), Repairs::default());
     let alone = read.take();
@@ -659,13 +647,7 @@ async fn an_occurrence_whose_every_attempt_died_after_the_chain_moved_on_is_laun
     use exporter::ports::{Advance, ExportRuns};
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
-    let mut body = recurring_body("PT1H");
-    body["periodStart"] = json!((Utc::now().timestamp() / 3600 - 5) * 3600);
-    body["items"][0]["params"]["period"] = json!("PT10M");
-    let (status, export) = fx.call("POST", "/exports", Some(&body), &alice).await;
-    assert_eq!(status, 201, "{export}");
-    let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
-    let next = armed(&fx, &id).await.expect("armed");
+    let (id, next) = hourly_chain(&fx, &alice).await;
     // The trigger of the armed occurrence came two hours late; its attempt moved the chain
     // past it, then died, and so did every retry: no job was ever opened.
     let missed = next.scheduled_at;

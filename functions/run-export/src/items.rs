@@ -72,10 +72,13 @@ pub(crate) async fn run(deps: Deps<'_>, event: RunEvent, item: u32) -> Result<Ou
         tracing::info!(export_id = %event.export_id, "export missing; nothing to run");
         return Ok(Outcome::Skipped);
     };
-    // An item run relaunched by the reconciler names no occurrence: its time does.
+    // An item run relaunched by the reconciler names no occurrence: its time does (kept to the
+    // millisecond: the occurrence at or just after it, as an anchor may have a finer fraction).
     let event = match export.request.schedule {
         Schedule::Recurring(recurrence) if event.occurrence.is_none() => RunEvent {
-            occurrence: recurrence.index_of(event.scheduled_at),
+            occurrence: recurrence
+                .next_after(event.scheduled_at - chrono::TimeDelta::milliseconds(1))
+                .map(|(k, _)| k),
             ..event
         },
         _ => event,

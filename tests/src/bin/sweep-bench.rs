@@ -179,24 +179,8 @@ async fn main() {
     let hand_offs = HandOffs::default();
     let schedules = Armed(ids);
     let config = ReconcileConfig::default();
-    let sweep = || {
-        let store = &store;
-        reconcile::handle(reconcile::Deps {
-            files: &fx.files,
-            sweep: store,
-            exports: store,
-            history: store,
-            ledger: store,
-            items: store,
-            lifecycle: store,
-            runs: store,
-            schedules: &schedules,
-            launcher: &launches,
-            notifier: &hand_offs,
-            clock: &fx.clock,
-            config: &config,
-        })
-    };
+    let sweep =
+        || reconcile::handle(fx.reconcile_deps_on(&store, &schedules, &launches, &hand_offs, &config));
 
     println!("== the reconciler's sweep, {LIVE} live recurring exports, against the history kept");
     let mut held = 0;
