@@ -576,18 +576,18 @@ impl Fixture {
     /// # Panics
     /// When moto does not answer.
     pub async fn objects(&self) -> Vec<String> {
-        let listed = self
+        let mut pages = self
             .s3
             .list_objects_v2()
             .bucket(&self.bucket)
-            .send()
-            .await
-            .expect("moto lists");
-        listed
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect()
+            .into_paginator()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.expect("moto lists");
+            keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_owned)));
+        }
+        keys
     }
 
     /// How many multipart uploads are open in the bucket (a finished or failed job leaves none).

@@ -725,6 +725,27 @@ async fn an_occurrence_never_attempted_past_the_lateness_is_recorded_missed_with
         "a missed occurrence sends nothing"
     );
     assert_eq!(sweep(&fx, &hand_offs).await.occurrences_missed, 0, "once");
+    // Nothing hands it to notify later: not the pass that indexes older records, not a sweep,
+    // not a late trigger of it (a duplicate).
+    fx.store
+        .index_for_sweeps(Utc::now(), std::time::Duration::from_secs(60))
+        .await
+        .expect("indexes");
+    assert_eq!(sweep(&fx, &hand_offs).await.jobs_handed_off, 0);
+    let late = run_export::Deps {
+        notifier: &hand_offs,
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        run_export::handle(late, RunEvent::occurrence(id, 1, missed))
+            .await
+            .expect("runs"),
+        run_export::Outcome::Duplicate
+    );
+    assert!(
+        hand_offs.0.lock().map(|h| h.is_empty()).unwrap_or(false),
+        "a missed occurrence never sends anything"
+    );
 }
 
 #[tokio::test]

@@ -1017,8 +1017,11 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                     _ => params["decimation"] = json!({"ds": "5m", "dsf": "max", "fill": "previous"}),
                 }
             }
-            body["notification"]["messages"] = json!([{"policy": "onSuccess", "medium": "slack",
-                "title": "Export", "text": "job {{jobId}} of {{exportId}}", "target": format!("{}/slack/soak", fx.chat_url)}]);
+            body["notification"]["messages"] = json!([
+                {"policy": "onSuccess", "medium": "slack", "title": "Export",
+                    "text": "ok job {{jobId}} of {{exportId}}", "target": format!("{}/slack/soak", fx.chat_url)},
+                {"policy": "onFailure", "medium": "slack", "title": "Export",
+                    "text": "failed job {{jobId}} of {{exportId}}", "target": format!("{}/slack/soak", fx.chat_url)}]);
             body
         } else {
             let mut body = one_time_body();
@@ -1424,7 +1427,8 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         }
         *checked.entry("stored files of done jobs only").or_default() += 1;
     }
-    // Messages: each done job's message went out once, or its failure is recorded.
+    // Messages: each done job's success message and each failed job's failure message went out
+    // once, or its failure is recorded; a job that never ran (recorded missed) sends nothing.
     let posts: Vec<String> = fx
         .chat_state
         .captured()
@@ -1434,17 +1438,32 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         .collect();
     for export in exports.iter().filter(|e| !e.request.messages.is_empty()) {
         for job in fx.store.jobs(&export.id).await.expect("jobs") {
-            if job.status != JobStatus::Done {
-                continue;
-            }
-            let sent = posts
-                .iter()
-                .filter(|t| t.contains(&format!("job {} of {}", job.job_id, export.id)))
-                .count();
+            let posted = |outcome: &str| {
+                posts
+                    .iter()
+                    .filter(|t| t.contains(&format!("{outcome} job {} of {}", job.job_id, export.id)))
+                    .count()
+            };
+            let message = match job.status {
+                JobStatus::Done => 0,
+                JobStatus::Failed if job.attempts == 0 => {
+                    assert_eq!(
+                        posted("failed") + posted("ok"),
+                        0,
+                        "{}: recorded missed, never sent",
+                        job.job_id
+                    );
+                    *checked.entry("missed occurrences silent").or_default() += 1;
+                    continue;
+                }
+                JobStatus::Failed if export.deleted_at.is_none() => 1,
+                _ => continue,
+            };
+            let sent = posted(if message == 0 { "ok" } else { "failed" });
             let recorded = job
                 .deliveries
                 .iter()
-                .find(|d| d.message == 0)
+                .find(|d| d.message == message)
                 .map(|d| d.status.as_str());
             match recorded {
                 Some("sent") => assert_eq!(sent, 1, "{}: sent once", job.job_id),

@@ -313,12 +313,20 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
         if !deps.sweep.abandon_job(&key, &end, overdue).await? {
             continue;
         }
-        let left = deps
+        // The job is ended: a store that fails here leaves its files to the bucket's lifecycle
+        // rule, and the sweep goes on.
+        match deps
             .files
             .remove_all(&format!("{}/", files::job_prefix(&id, &job.job_id)))
             .await
-            .map_err(|e| Failure::Retryable(Box::new(e)))?;
-        tracing::warn!(export_id = %id, job_id = %job.job_id, files_removed = left, "recorded a stalled job failed");
+        {
+            Ok(left) => {
+                tracing::warn!(export_id = %id, job_id = %job.job_id, files_removed = left, "recorded a stalled job failed")
+            }
+            Err(e) => {
+                tracing::error!(export_id = %id, job_id = %job.job_id, error = %e, "recorded a stalled job failed; its files could not be removed (they expire with the bucket's lifecycle rule)")
+            }
+        }
         repairs.jobs_abandoned += 1;
         if export.request.schedule == Schedule::OneTime {
             deps.runs

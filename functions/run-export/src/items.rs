@@ -102,7 +102,9 @@ pub(crate) async fn run(deps: Deps<'_>, event: RunEvent, item: u32) -> Result<Ou
 }
 
 /// A duplicate item event: nothing to do, unless every item is done and the job still waits
-/// for its end (the last item's run died before ending it): then this one ends it.
+/// for its end (the last item's run died before ending it): then this one ends it; or the job
+/// failed (an attempt that stored this item after another failed the job may have died before
+/// removing it): then what is under its prefix goes again.
 async fn after_duplicate(
     deps: Deps<'_>,
     export: &Export,
@@ -110,6 +112,10 @@ async fn after_duplicate(
     item: u32,
 ) -> Result<Outcome, Failure> {
     let job = deps.history.job(&event.job()).await?;
+    if job.as_ref().is_some_and(|j| j.status == JobStatus::Failed) {
+        remove(deps, &format!("{}/", files::job_prefix(&export.id, &event.job_id()))).await;
+        return Ok(Outcome::Duplicate);
+    }
     let waiting = job.is_some_and(|j| {
         j.status == JobStatus::InProgress && j.spread.is_some_and(|s| s.left == 0 && s.items > 0)
     });

@@ -146,10 +146,13 @@ pub(crate) async fn after_duplicate(
     let Some(job) = deps.history.job(&event.job()).await? else {
         return Ok(());
     };
-    if !matches!(
-        job.status,
-        JobStatus::Done | JobStatus::Failed | JobStatus::Expired
-    ) {
+    // Unfinished, or recorded without running (missed): nothing to hand off.
+    if job.attempts == 0
+        || !matches!(
+            job.status,
+            JobStatus::Done | JobStatus::Failed | JobStatus::Expired
+        )
+    {
         return Ok(());
     }
     if export.request.schedule == Schedule::OneTime

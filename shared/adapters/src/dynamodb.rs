@@ -1161,8 +1161,10 @@ impl JobLedger for DynamoStore {
             .expression_attribute_values(":detail", s(detail))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":true", AttributeValue::Bool(true));
+        // Handed off and notified from the start: a job that never ran sends nothing.
         let set = "SET jobId = :job, scheduledAt = :scheduled, #status = :status, createdAt = :at, \
-                   finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true";
+                   finishedAt = :at, detail = :detail, attempts = :zero, handedOff = :true, \
+                   notified = :true";
         update = match end.expires_at {
             Some(expiry) => update
                 .update_expression(format!("{set}, {TTL_ATTRIBUTE} = :ttl REMOVE sweep"))
