@@ -113,7 +113,11 @@ async fn after_duplicate(
 ) -> Result<Outcome, Failure> {
     let job = deps.history.job(&event.job()).await?;
     if job.as_ref().is_some_and(|j| j.status == JobStatus::Failed) {
-        remove(deps, &format!("{}/", files::job_prefix(&export.id, &event.job_id()))).await;
+        remove(
+            deps,
+            &format!("{}/", files::job_prefix(&export.id, &event.job_id())),
+        )
+        .await;
         return Ok(Outcome::Duplicate);
     }
     let waiting = job.is_some_and(|j| {
