@@ -6,6 +6,7 @@
 
 pub mod chat_server;
 pub mod doubles;
+pub mod history;
 pub mod identity_server;
 pub mod reader_server;
 

@@ -13,6 +13,7 @@ use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter::domain::{ExportId, NotifyEvent, RunEvent};
 use exporter::ports::{ExportLifecycle, JobHistory, JobLedger, RunSchedules};
 use integration_tests::doubles::{Armed, HandOffs, ItemsRead, RunsInProcess};
+use integration_tests::history::millis;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::{ReconcileConfig, Repairs};
 
@@ -94,10 +95,6 @@ async fn hourly_chain(fx: &Fixture, who: &[(String, String)]) -> (ExportId, RunE
     assert_eq!(status, 201, "{export}");
     let id: ExportId = export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id");
     (id, armed(fx, &id).await.expect("armed"))
-}
-
-fn millis(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
 #[tokio::test]
@@ -565,7 +562,7 @@ async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
     let alone = read.take();
     assert!(alone >= 2, "the live exports are read: {alone}");
 
-    // A history of 200 deleted exports and 400 ended, handed and notified jobs.
+    // A history of 120 deleted exports and 480 ended, handed and notified jobs.
     let (_, template) = &live[0];
     let template_item = counted
         .get_item()
@@ -580,54 +577,10 @@ async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
         template_item.contains_key("sweep"),
         "the pass gave it its key: {template}"
     );
-    let mut history = Vec::new();
-    for i in 0..200 {
-        let id = ExportId::new_random();
-        let mut export = template_item.clone();
-        export.remove("sweep");
-        export.insert("pk".into(), AttributeValue::S(format!("EXPORT#{id}")));
-        export.insert("deletedAt".into(), AttributeValue::S(millis(Utc::now())));
-        history.push(export);
-        for j in 0..2 {
-            let at = Utc::now() - TimeDelta::days(1) - TimeDelta::minutes(i * 2 + j);
-            history.push(HashMap::from([
-                ("pk".into(), AttributeValue::S(format!("EXPORT#{id}"))),
-                ("sk".into(), AttributeValue::S(format!("JOB#{}", millis(at)))),
-                (
-                    "jobId".into(),
-                    AttributeValue::S(at.format("%Y%m%dT%H%M%S%3fZ").to_string()),
-                ),
-                ("scheduledAt".into(), AttributeValue::S(millis(at))),
-                ("status".into(), AttributeValue::S("done".into())),
-                ("finishedAt".into(), AttributeValue::S(millis(at))),
-                ("leaseUntil".into(), AttributeValue::N("0".into())),
-                ("attempts".into(), AttributeValue::N("1".into())),
-                ("handedOff".into(), AttributeValue::Bool(true)),
-                ("notified".into(), AttributeValue::Bool(true)),
-            ]));
-        }
-    }
-    for chunk in history.chunks(25) {
-        let writes = chunk
-            .iter()
-            .map(|item| {
-                aws_sdk_dynamodb::types::WriteRequest::builder()
-                    .put_request(
-                        aws_sdk_dynamodb::types::PutRequest::builder()
-                            .set_item(Some(item.clone()))
-                            .build()
-                            .expect("a put"),
-                    )
-                    .build()
-            })
-            .collect();
-        fx.dynamo
-            .batch_write_item()
-            .request_items(&table, writes)
-            .send()
-            .await
-            .expect("writes");
-    }
+    let history: Vec<_> = (0..120)
+        .flat_map(|n| integration_tests::history::history_of(&template_item, n))
+        .collect();
+    integration_tests::history::put_all(&fx.dynamo, &table, history).await;
     assert_eq!(once().await.expect("sweeps"), Repairs::default());
     assert_eq!(
         read.take(),
