@@ -14,7 +14,7 @@ test: lint infra-check
 soak:
 	scripts/stack.sh up
 	set -a; eval "$$(scripts/stack.sh env)"; set +a; \
-	  SOAK_STEPS=$${SOAK_STEPS:-72} cargo test -p integration-tests --test soak -- --nocapture; \
+	  SOAK_STEPS=$${SOAK_STEPS:-72} cargo test -p integration-tests --test integration -- fault_soak --nocapture; \
 	  status=$$?; scripts/stack.sh down; exit $$status
 
 ## The template as CloudFormation receives it: translated as `sam deploy` does, then linted.

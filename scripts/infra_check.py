@@ -2,7 +2,7 @@
 plain CloudFormation, writes it to target/infra/template.json, and lints the translated
 template with cfn-lint, whose rules (a dependency cycle among them, E3004) skip the
 AWS::Serverless resources of the untranslated one. The assertions on the translated resources
-are tests/tests/deployable.rs, which reads that file.
+are tests/tests/integration/deployable.rs, which reads that file.
 
 Run by `make infra-check` (part of `make test`); offline: no AWS account is asked anything.
 `--translate-only PATH` writes the translation to PATH, prints PATH and lints nothing (the

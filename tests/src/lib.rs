@@ -304,7 +304,7 @@ impl Fixture {
             reader_state,
             notifier: LambdaLauncher::new(lambda.clone(), "notify"),
             // Items one after the other by default: most tests watch one invocation; the
-            // parallel items are tested on their own (tests/tests/items.rs).
+            // parallel items are tested on their own (tests/tests/integration/items.rs).
             run_config: run_export::RunConfig {
                 fan_out: 1,
                 ..run_export::RunConfig::default()

@@ -1,0 +1,29 @@
+//! The integration tests, one binary (the AWS SDK and the functions link once): each module is
+//! one subject, against moto, `cargo lambda watch` and the project's local servers.
+
+mod api_on_moto;
+mod black_box;
+mod callers;
+mod chain;
+mod channel_access;
+mod clients;
+mod continuation;
+mod deadline;
+mod deployable;
+mod dialects;
+mod events;
+mod gaps;
+mod injection;
+mod items;
+mod links;
+mod losses;
+mod notify;
+mod optional_parts;
+mod reader;
+mod reconcile;
+mod relay;
+mod run_export;
+mod sheet_split;
+mod soak;
+mod template;
+mod wide;
