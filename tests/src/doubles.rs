@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use exporter::domain::job::{ItemOutcome, JobKey};
-use exporter::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter::ports::{Clock, JobNotifier, LaunchError, RunLauncher, RunSchedules};
+use exporter_core::domain::job::{ItemOutcome, JobKey};
+use exporter_core::domain::{ExportId, NotifyEvent, RunEvent};
+use exporter_core::ports::{Clock, JobNotifier, LaunchError, RunLauncher, RunSchedules};
 
 /// A clock set to a given time.
 pub struct At(pub DateTime<Utc>);
@@ -88,7 +88,7 @@ impl JobNotifier for NotifiesInProcess<'_> {
 /// completes. An attempt caught mid-await (right after storing a file or the zip) while another
 /// runs, or killed there (its future dropped).
 pub struct HeldPuts<'a> {
-    pub files: &'a dyn exporter::ports::FileStore,
+    pub files: &'a dyn exporter_core::ports::FileStore,
     pub suffix: &'static str,
     pub puts: bool,
     /// Let go of the puts held (and every later one).
@@ -100,7 +100,7 @@ pub struct HeldPuts<'a> {
 }
 
 impl<'a> HeldPuts<'a> {
-    pub fn new(files: &'a dyn exporter::ports::FileStore, suffix: &'static str) -> Self {
+    pub fn new(files: &'a dyn exporter_core::ports::FileStore, suffix: &'static str) -> Self {
         Self {
             files,
             suffix,
@@ -112,10 +112,10 @@ impl<'a> HeldPuts<'a> {
     }
 }
 
-type FileResult<T> = Result<T, exporter::ports::FileError>;
+type FileResult<T> = Result<T, exporter_core::ports::FileError>;
 
 #[async_trait]
-impl exporter::ports::FileStore for HeldPuts<'_> {
+impl exporter_core::ports::FileStore for HeldPuts<'_> {
     async fn put(&self, key: &str, path: &std::path::Path, content_type: &str) -> FileResult<u64> {
         let stored = self.files.put(key, path, content_type).await?;
         if self.puts && key.ends_with(self.suffix) {
@@ -189,13 +189,13 @@ impl HeldPuts<'_> {
 /// next; and that the first `deaths_after_done` attempts to record an item done die right after
 /// recording it.
 pub struct FaultyItems<'a> {
-    pub items: &'a dyn exporter::ports::ItemLedger,
+    pub items: &'a dyn exporter_core::ports::ItemLedger,
     pub failures: std::sync::atomic::AtomicU32,
     pub deaths_after_done: std::sync::atomic::AtomicU32,
 }
 
 impl<'a> FaultyItems<'a> {
-    pub fn new(items: &'a dyn exporter::ports::ItemLedger) -> Self {
+    pub fn new(items: &'a dyn exporter_core::ports::ItemLedger) -> Self {
         Self {
             items,
             failures: std::sync::atomic::AtomicU32::new(0),
@@ -215,10 +215,10 @@ fn take_one(counter: &std::sync::atomic::AtomicU32) -> bool {
         .is_ok()
 }
 
-type StoreResult<T> = Result<T, exporter::ports::StoreError>;
+type StoreResult<T> = Result<T, exporter_core::ports::StoreError>;
 
 #[async_trait]
-impl exporter::ports::ItemLedger for FaultyItems<'_> {
+impl exporter_core::ports::ItemLedger for FaultyItems<'_> {
     async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> StoreResult<bool> {
         self.items.spread_job(job, items, launched).await
     }
@@ -227,7 +227,7 @@ impl exporter::ports::ItemLedger for FaultyItems<'_> {
     }
     async fn next_item(&self, job: &JobKey, items: u32) -> StoreResult<Option<u32>> {
         if take_one(&self.failures) {
-            return Err(exporter::ports::StoreError::Unavailable("throttled".into()));
+            return Err(exporter_core::ports::StoreError::Unavailable("throttled".into()));
         }
         self.items.next_item(job, items).await
     }
@@ -253,10 +253,10 @@ impl exporter::ports::ItemLedger for FaultyItems<'_> {
         item: u32,
         outcome: &ItemOutcome,
         at: DateTime<Utc>,
-    ) -> StoreResult<exporter::domain::job::Counted> {
+    ) -> StoreResult<exporter_core::domain::job::Counted> {
         let counted = self.items.item_done(job, item, outcome, at).await?;
         if take_one(&self.deaths_after_done) {
-            return Err(exporter::ports::StoreError::Unavailable(
+            return Err(exporter_core::ports::StoreError::Unavailable(
                 "the attempt died".into(),
             ));
         }
@@ -265,7 +265,7 @@ impl exporter::ports::ItemLedger for FaultyItems<'_> {
     async fn item_outcomes(&self, job: &JobKey) -> StoreResult<Vec<(u32, ItemOutcome)>> {
         self.items.item_outcomes(job).await
     }
-    async fn item_runs(&self, job: &JobKey) -> StoreResult<Vec<exporter::domain::job::ItemRun>> {
+    async fn item_runs(&self, job: &JobKey) -> StoreResult<Vec<exporter_core::domain::job::ItemRun>> {
         self.items.item_runs(job).await
     }
 }
@@ -312,13 +312,13 @@ pub struct Armed(pub Vec<ExportId>);
 
 #[async_trait]
 impl RunSchedules for Armed {
-    async fn arm(&self, _: &RunEvent) -> Result<(), exporter::ports::ScheduleError> {
+    async fn arm(&self, _: &RunEvent) -> Result<(), exporter_core::ports::ScheduleError> {
         Ok(())
     }
-    async fn disarm(&self, _: &ExportId) -> Result<(), exporter::ports::ScheduleError> {
+    async fn disarm(&self, _: &ExportId) -> Result<(), exporter_core::ports::ScheduleError> {
         Ok(())
     }
-    async fn armed(&self) -> Result<Vec<ExportId>, exporter::ports::ScheduleError> {
+    async fn armed(&self) -> Result<Vec<ExportId>, exporter_core::ports::ScheduleError> {
         Ok(self.0.clone())
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use chrono::{TimeDelta, Utc};
 
-use exporter::domain::ExportId;
+use exporter_core::domain::ExportId;
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;

@@ -18,19 +18,19 @@ use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use exporter::access::{checker, AccessMode, ReaderAccess};
-use exporter::chat::HttpChat;
-use exporter::domain::link::LinkSigner;
-use exporter::domain::request::{Recipients, WebhookHosts};
-use exporter::domain::Dialect;
-use exporter::dynamodb::DynamoStore;
-use exporter::lambda::LambdaLauncher;
-use exporter::ports::SystemClock;
-use exporter::reader::HttpReader;
-use exporter::s3::S3Files;
-use exporter::scheduler::{EventBridgeSchedules, ScheduleSettings};
-use exporter::ses::SesMailer;
-use exporter::support::{Retry, Secret};
+use exporter_adapters::access::{checker, AccessMode, ReaderAccess};
+use exporter_adapters::chat::HttpChat;
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_adapters::lambda::LambdaLauncher;
+use exporter_adapters::reader::HttpReader;
+use exporter_adapters::s3::S3Files;
+use exporter_adapters::scheduler::{EventBridgeSchedules, ScheduleSettings};
+use exporter_adapters::ses::SesMailer;
+use exporter_adapters::support::{Retry, Secret};
+use exporter_core::domain::link::LinkSigner;
+use exporter_core::domain::request::{Recipients, WebhookHosts};
+use exporter_core::domain::Dialect;
+use exporter_core::ports::SystemClock;
 use exports_api::{ApiConfig, Deps};
 
 /// The endpoint in `var`, or `None` after saying loudly that the test is not run.
@@ -191,7 +191,7 @@ pub struct Fixture {
     pub reader: HttpReader,
     pub reader_state: std::sync::Arc<reader_server::ReaderConfig>,
     /// Channel access as the API checks it by default: the local reader, asked as the caller.
-    pub access: Box<dyn exporter::ports::ChannelAccess>,
+    pub access: Box<dyn exporter_core::ports::ChannelAccess>,
     /// The base URL of the fixture's local reader (which also serves a policy endpoint).
     pub reader_url: String,
     pub notifier: LambdaLauncher,
@@ -394,10 +394,14 @@ impl Fixture {
     ///
     /// # Panics
     /// When the API does not answer `201`.
-    pub async fn create_run(&self, who: &[(String, String)], body: &Value) -> exporter::domain::RunEvent {
+    pub async fn create_run(
+        &self,
+        who: &[(String, String)],
+        body: &Value,
+    ) -> exporter_core::domain::RunEvent {
         let (status, export) = self.call("POST", "/exports", Some(body), who).await;
         assert_eq!(status, 201, "{export}");
-        exporter::domain::RunEvent {
+        exporter_core::domain::RunEvent {
             export_id: export["id"].as_str().and_then(|i| i.parse().ok()).expect("an id"),
             scheduled_at: export["createdAt"]
                 .as_str()
@@ -504,8 +508,8 @@ impl Fixture {
     /// The reconciler's dependencies on this fixture's resources.
     pub fn reconcile_deps<'a>(
         &'a self,
-        launcher: &'a dyn exporter::ports::RunLauncher,
-        notifier: &'a dyn exporter::ports::JobNotifier,
+        launcher: &'a dyn exporter_core::ports::RunLauncher,
+        notifier: &'a dyn exporter_core::ports::JobNotifier,
         config: &'a reconcile::ReconcileConfig,
     ) -> reconcile::Deps<'a> {
         self.reconcile_deps_on(&self.store, &self.schedules, launcher, notifier, config)
@@ -516,9 +520,9 @@ impl Fixture {
     pub fn reconcile_deps_on<'a>(
         &'a self,
         store: &'a DynamoStore,
-        schedules: &'a dyn exporter::ports::RunSchedules,
-        launcher: &'a dyn exporter::ports::RunLauncher,
-        notifier: &'a dyn exporter::ports::JobNotifier,
+        schedules: &'a dyn exporter_core::ports::RunSchedules,
+        launcher: &'a dyn exporter_core::ports::RunLauncher,
+        notifier: &'a dyn exporter_core::ports::JobNotifier,
         config: &'a reconcile::ReconcileConfig,
     ) -> reconcile::Deps<'a> {
         reconcile::Deps {
@@ -679,12 +683,15 @@ impl Fixture {
     ///
     /// # Panics
     /// When a stored schedule's input is not a run event.
-    pub async fn armed_event(&self, id: &exporter::domain::ExportId) -> Option<exporter::domain::RunEvent> {
+    pub async fn armed_event(
+        &self,
+        id: &exporter_core::domain::ExportId,
+    ) -> Option<exporter_core::domain::RunEvent> {
         let schedule = self
             .scheduler
             .get_schedule()
             .group_name(&self.group)
-            .name(exporter::scheduler::schedule_name(id))
+            .name(exporter_adapters::scheduler::schedule_name(id))
             .send()
             .await
             .ok()?;
@@ -696,7 +703,11 @@ impl Fixture {
     ///
     /// # Panics
     /// When notify fails.
-    pub async fn notify_job(&self, export_id: exporter::domain::ExportId, job_id: String) -> notify::Summary {
+    pub async fn notify_job(
+        &self,
+        export_id: exporter_core::domain::ExportId,
+        job_id: String,
+    ) -> notify::Summary {
         notify::handle(self.notify_deps(), notify::NotifyEvent { export_id, job_id })
             .await
             .expect("notifies")

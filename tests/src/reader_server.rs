@@ -26,7 +26,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use exporter::domain::dialect::{Dialect, TimeUnit};
+use exporter_core::domain::dialect::{Dialect, TimeUnit};
 use serde_json::{json, Value};
 
 /// The domain every channel is in on a Magistrala reader, unless [`ReaderConfig::domains`] says

@@ -17,7 +17,7 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use exporter::config::{list_or, optional, required, ConfigError};
+use exporter_adapters::config::{list_or, optional, required, ConfigError};
 
 pub mod oidc;
 pub mod platform;
@@ -84,7 +84,7 @@ impl Authorizer {
                 );
                 Ok(Self::Platform(platform::Users::new(
                     &required("PLATFORM_USERS_URL")?,
-                    exporter::config::reader_dialect()?,
+                    exporter_adapters::config::reader_dialect()?,
                     permissions,
                 )?))
             }

@@ -1,7 +1,7 @@
 //! Composition root of the authorizer.
 
 use authorize::{handle, Authorizer};
-use exporter::config;
+use exporter_adapters::config;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]

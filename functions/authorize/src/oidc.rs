@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use exporter::config::ConfigError;
+use exporter_adapters::config::ConfigError;
 
 use crate::{words, Caller, Unavailable, Verdict};
 

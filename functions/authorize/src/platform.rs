@@ -15,8 +15,8 @@
 
 use serde_json::Value;
 
-use exporter::config::ConfigError;
-use exporter::domain::Dialect;
+use exporter_adapters::config::ConfigError;
+use exporter_core::domain::Dialect;
 
 use crate::{Caller, Unavailable, Verdict};
 

@@ -4,8 +4,8 @@
 use lambda_http::{Body, Response};
 use serde_json::json;
 
-use exporter::domain::Problem;
-use exporter::ports::{AccessError, Cause, LaunchError, ScheduleError, StoreError};
+use exporter_core::domain::Problem;
+use exporter_core::ports::{AccessError, Cause, LaunchError, ScheduleError, StoreError};
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]

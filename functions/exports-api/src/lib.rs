@@ -12,16 +12,16 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
-use exporter::config::{
+use exporter_adapters::config::{
     flag, parsed_or, reader_dialect, recipients, subtopic_separator, webhook_hosts, ConfigError,
 };
-use exporter::domain::job::{Job, JobKey, JobStatus};
-use exporter::domain::link::{LinkError, LinkSigner, Signature};
-use exporter::domain::request::{Limits, Recipients};
-use exporter::domain::{
+use exporter_core::domain::job::{Job, JobKey, JobStatus};
+use exporter_core::domain::link::{LinkError, LinkSigner, Signature};
+use exporter_core::domain::request::{Limits, Recipients};
+use exporter_core::domain::{
     Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
 };
-use exporter::ports::{
+use exporter_core::ports::{
     Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileStore, JobHistory, RunLauncher,
     RunSchedules,
 };
@@ -34,7 +34,7 @@ pub use identity::Identity;
 /// first, which new notify containers sign with at once) never answers `404` in warm containers.
 pub struct Links {
     keys: std::sync::RwLock<LinkSigner>,
-    source: Option<std::sync::Arc<dyn exporter::ports::LinkKeys>>,
+    source: Option<std::sync::Arc<dyn exporter_core::ports::LinkKeys>>,
     read_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
@@ -58,7 +58,7 @@ impl Links {
     }
 
     /// Keys read at cold start, read again from `source` for an unknown key.
-    pub fn kept_in(keys: LinkSigner, source: std::sync::Arc<dyn exporter::ports::LinkKeys>) -> Self {
+    pub fn kept_in(keys: LinkSigner, source: std::sync::Arc<dyn exporter_core::ports::LinkKeys>) -> Self {
         Self {
             source: Some(source),
             ..Self::fixed(keys)
@@ -523,7 +523,7 @@ async fn status(
         "exportId": export.id.to_string(),
         "type": export.request.export_type().as_str(),
         "status": export.status.as_str(),
-        "nextRunAt": export.next_run_at.map(exporter::domain::timestamp::rfc3339),
+        "nextRunAt": export.next_run_at.map(exporter_core::domain::timestamp::rfc3339),
         "jobs": jobs.iter().map(|j| j.to_json(now)).collect::<Vec<_>>(),
         "nextBefore": next_before,
     });

@@ -1,13 +1,13 @@
 //! Composition root of the exports API: configuration, AWS clients, adapters, runtime.
 
-use exporter::access::{checker, AccessMode};
-use exporter::config::{self, flag, required, schedule_settings};
-use exporter::dynamodb::DynamoStore;
-use exporter::lambda::LambdaLauncher;
-use exporter::ports::SystemClock;
-use exporter::s3::S3Files;
-use exporter::scheduler::EventBridgeSchedules;
-use exporter::ssm::{link_signer, secret, SsmLinkKeys};
+use exporter_adapters::access::{checker, AccessMode};
+use exporter_adapters::config::{self, flag, required, schedule_settings};
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_adapters::lambda::LambdaLauncher;
+use exporter_adapters::s3::S3Files;
+use exporter_adapters::scheduler::EventBridgeSchedules;
+use exporter_adapters::ssm::{link_signer, secret, SsmLinkKeys};
+use exporter_core::ports::SystemClock;
 use exports_api::{handle, ApiConfig, Deps, Links};
 
 #[tokio::main]
@@ -28,7 +28,7 @@ async fn main() -> Result<(), lambda_http::Error> {
     let reader_url = required("READER_URL")?;
     let access_mode = AccessMode::from_env()?;
 
-    let aws = exporter::aws_config().await;
+    let aws = exporter_adapters::aws_config().await;
     let policy_token = match access_mode {
         AccessMode::Policy { .. } => {
             let ssm = aws_sdk_ssm::Client::new(&aws);

@@ -10,9 +10,9 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use exporter::domain::job::{Job, JobKey};
-use exporter::domain::{Export, ExportId, ExportStatus, RunEvent};
-use exporter::ports::{
+use exporter_core::domain::job::{Job, JobKey};
+use exporter_core::domain::{Export, ExportId, ExportStatus, RunEvent};
+use exporter_core::ports::{
     AccessError, Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileError, FileStore,
     JobHistory, LaunchError, RunLauncher, RunSchedules, ScheduleError, StoreError,
 };

@@ -9,7 +9,7 @@ use chrono_tz::Tz;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
-use exporter::domain::files::ChartSeries;
+use exporter_core::domain::files::ChartSeries;
 
 /// The chart's size in pixels.
 pub const WIDTH: u32 = 640;
@@ -176,7 +176,7 @@ pub fn fallback(series: &ChartSeries) -> String {
 
 #[cfg(test)]
 mod tests {
-    use exporter::domain::files::ChartLine;
+    use exporter_core::domain::files::ChartLine;
 
     use super::*;
 

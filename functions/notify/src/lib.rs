@@ -15,21 +15,21 @@ mod chart;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use exporter::config::{optional, parsed_or, recipients, ConfigError};
-use exporter::domain::files::{self, ChartSeries};
-use exporter::domain::job::{Job, JobKey, JobStatus};
-use exporter::domain::link::LinkSigner;
-use exporter::domain::notification::{compose, Composed, Delivery, DeliveryStatus, JobFacts};
-use exporter::domain::request::{EmailAddress, Medium, Message, Recipients, Target};
-use exporter::domain::Export;
-use exporter::ports::{
+use exporter_adapters::config::{optional, parsed_or, recipients, ConfigError};
+use exporter_adapters::support::Retry;
+use exporter_core::domain::files::{self, ChartSeries};
+use exporter_core::domain::job::{Job, JobKey, JobStatus};
+use exporter_core::domain::link::LinkSigner;
+use exporter_core::domain::notification::{compose, Composed, Delivery, DeliveryStatus, JobFacts};
+use exporter_core::domain::request::{EmailAddress, Medium, Message, Recipients, Target};
+use exporter_core::domain::Export;
+use exporter_core::ports::{
     Attachment, Budgets, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore, Inline,
     JobHistory, Mailer, Spend,
 };
-use exporter::support::Retry;
 
-pub use exporter::domain::NotifyEvent;
-pub use exporter::failure::Failure;
+pub use exporter_adapters::failure::Failure;
+pub use exporter_core::domain::NotifyEvent;
 
 /// Where the download links of messages point: the API's link route, signed.
 #[derive(Clone, Debug)]

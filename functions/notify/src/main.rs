@@ -1,14 +1,14 @@
 //! Composition root of notify.
 
-use exporter::chat::HttpChat;
-use exporter::config::{self, flag, optional, required, webhook_hosts};
-use exporter::domain::request::Medium;
-use exporter::dynamodb::DynamoStore;
-use exporter::ports::SystemClock;
-use exporter::s3::S3Files;
-use exporter::ses::SesMailer;
-use exporter::ssm::{link_signer, optional_secret};
-use exporter::support::Secret;
+use exporter_adapters::chat::HttpChat;
+use exporter_adapters::config::{self, flag, optional, required, webhook_hosts};
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_adapters::s3::S3Files;
+use exporter_adapters::ses::SesMailer;
+use exporter_adapters::ssm::{link_signer, optional_secret};
+use exporter_adapters::support::Secret;
+use exporter_core::domain::request::Medium;
+use exporter_core::ports::SystemClock;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notify::{default_target, handle, Deps, Links, NotifyConfig, NotifyEvent};
 
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
     let sender = required("EMAIL_FROM")?;
     let mut notify_config = NotifyConfig::from_env()?;
     let public_api = required("PUBLIC_API_URL")?;
-    let aws = exporter::aws_config().await;
+    let aws = exporter_adapters::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&aws);
     notify_config.links = Some(Links {
         base_url: public_api,

@@ -37,16 +37,16 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use exporter::config::{parsed_or, ConfigError};
-use exporter::domain::files;
-use exporter::domain::job::{ItemRun, JobEnd, JobKey};
-use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
-use exporter::ports::{
+use exporter_adapters::config::{parsed_or, ConfigError};
+use exporter_core::domain::files;
+use exporter_core::domain::job::{ItemRun, JobEnd, JobKey};
+use exporter_core::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
+use exporter_core::ports::{
     Clock, ExportLifecycle, ExportRuns, Exports, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
     RunLauncher, RunSchedules, Sweep,
 };
 
-pub use exporter::failure::Failure;
+pub use exporter_adapters::failure::Failure;
 
 /// Settings of the sweep.
 #[derive(Clone, Debug)]
@@ -389,8 +389,8 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
 async fn relaunch_items(
     deps: Deps<'_>,
     key: &JobKey,
-    job: &exporter::domain::job::Job,
-    spread: &exporter::domain::job::Spread,
+    job: &exporter_core::domain::job::Job,
+    spread: &exporter_core::domain::job::Spread,
     overdue: DateTime<Utc>,
     repairs: &mut Repairs,
 ) -> Result<bool, Failure> {
@@ -497,7 +497,7 @@ async fn relaunch_one_time(deps: Deps<'_>, export: &Export, repairs: &mut Repair
 /// next sweep tries again (the job stays unmarked).
 async fn hand_off(
     deps: Deps<'_>,
-    id: exporter::domain::ExportId,
+    id: exporter_core::domain::ExportId,
     job_id: &str,
     scheduled_at: DateTime<Utc>,
     repairs: &mut Repairs,
@@ -530,7 +530,7 @@ async fn hand_off(
 async fn restart_chain(
     deps: Deps<'_>,
     export: &Export,
-    armed: &HashSet<exporter::domain::ExportId>,
+    armed: &HashSet<exporter_core::domain::ExportId>,
     overdue: DateTime<Utc>,
     repairs: &mut Repairs,
 ) -> Result<(), Failure> {

@@ -1,11 +1,11 @@
 //! Composition root of reconcile.
 
-use exporter::config::{self, flag, required, schedule_settings};
-use exporter::dynamodb::DynamoStore;
-use exporter::lambda::LambdaLauncher;
-use exporter::ports::SystemClock;
-use exporter::s3::S3Files;
-use exporter::scheduler::EventBridgeSchedules;
+use exporter_adapters::config::{self, flag, required, schedule_settings};
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_adapters::lambda::LambdaLauncher;
+use exporter_adapters::s3::S3Files;
+use exporter_adapters::scheduler::EventBridgeSchedules;
+use exporter_core::ports::SystemClock;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use reconcile::{handle, Deps, ReconcileConfig};
 
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
     let table = required("TABLE_NAME")?;
     let settings = schedule_settings()?;
     let reconcile_config = ReconcileConfig::from_env()?;
-    let aws = exporter::aws_config().await;
+    let aws = exporter_adapters::aws_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
     let lambda = aws_sdk_lambda::Client::new(&aws);

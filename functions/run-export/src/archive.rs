@@ -7,9 +7,9 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use exporter::domain::files;
-use exporter::domain::job::FileRecord;
-use exporter::domain::Export;
+use exporter_core::domain::files;
+use exporter_core::domain::job::FileRecord;
+use exporter_core::domain::Export;
 
 use crate::deps::Deps;
 use crate::error::JobError;

@@ -5,10 +5,10 @@ use crate::deps::Deps;
 use crate::steps::record_unrun;
 use chrono::TimeDelta;
 
-use exporter::domain::job::JobKey;
-use exporter::domain::{Export, Recurrence, RunEvent};
-use exporter::failure::Failure;
-use exporter::ports::Advance;
+use exporter_adapters::failure::Failure;
+use exporter_core::domain::job::JobKey;
+use exporter_core::domain::{Export, Recurrence, RunEvent};
+use exporter_core::ports::Advance;
 
 /// After occurrence `k`: moves the export's next run forward to the first occurrence after now
 /// and arms it, never back (a late or replayed trigger of `k` finds a later one armed and does

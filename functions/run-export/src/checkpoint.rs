@@ -1,7 +1,7 @@
 //! Where a job stands between two invocations.
 
-use exporter::domain::job::JobDetail;
-use exporter::render::series::Paused;
+use exporter_core::domain::job::JobDetail;
+use exporter_core::render::series::Paused;
 
 /// Where a job stands between two invocations: the items finished, and how far the current
 /// one got. Stored as JSON under the job's prefix, committed by the job's leg.

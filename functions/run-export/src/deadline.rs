@@ -2,9 +2,9 @@
 //! attempt must stop, at the next boundary between pieces when the file can go on later.
 
 use chrono::{DateTime, Utc};
-use exporter::domain::series::Point;
-use exporter::ports::{Cause, Clock, SliceSink};
-use exporter::render::series::SeriesSink;
+use exporter_core::domain::series::Point;
+use exporter_core::ports::{Cause, Clock, SliceSink};
+use exporter_core::render::series::SeriesSink;
 
 /// The attempt's time is up: reading stops here.
 #[derive(Debug, thiserror::Error)]

@@ -2,8 +2,8 @@
 //! role; when an attempt must stop working.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use exporter::config::{optional, parsed_or, ConfigError};
-use exporter::ports::{
+use exporter_adapters::config::{optional, parsed_or, ConfigError};
+use exporter_core::ports::{
     Budgets, ChannelAccess, Clock, ExportRuns, Exports, FileStore, ItemLedger, JobHistory, JobLedger,
     JobNotifier, RunLauncher, RunSchedules, SeriesReader,
 };

@@ -1,7 +1,7 @@
 //! Why a job failed.
 
-use exporter::ports::{FileError, ReadError};
-use exporter::render::RenderError;
+use exporter_core::ports::{FileError, ReadError};
+use exporter_core::render::RenderError;
 
 /// Why a job failed; its text is what the job record shows.
 #[derive(Debug, thiserror::Error)]

@@ -8,16 +8,16 @@
 //! conditional on the job still running), naming the item, and removes the job's files; an item
 //! that finishes after that finds the job ended and removes its own.
 
-use exporter::domain::files;
-use exporter::domain::job::{Counted, ItemRun, JobStatus};
-use exporter::domain::{Export, RunEvent, Schedule};
+use exporter_core::domain::files;
+use exporter_core::domain::job::{Counted, ItemRun, JobStatus};
+use exporter_core::domain::{Export, RunEvent, Schedule};
 
 use crate::checkpoint::Checkpoint;
 use crate::deps::Deps;
 use crate::error::JobError;
 use crate::pipeline::{self, ItemProgressed};
 use crate::steps::{end_job, failed_end, hand_off, remove, settle, Outcome};
-use exporter::failure::Failure;
+use exporter_adapters::failure::Failure;
 
 /// Spreads a claimed job over its items' runs and launches the first of them.
 pub(crate) async fn spread(

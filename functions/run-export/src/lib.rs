@@ -37,12 +37,12 @@ use chain::rearm;
 use checkpoint::{checkpoint_key, Progress};
 use steps::{after_duplicate, end_job, over_budget, record_unrun, revoked};
 
-use exporter::domain::files;
-use exporter::domain::job::{JobDetail, JobStatus};
-use exporter::domain::timestamp::rfc3339;
-use exporter::domain::{Export, ExportStatus, RunEvent, Schedule};
+use exporter_core::domain::files;
+use exporter_core::domain::job::{JobDetail, JobStatus};
+use exporter_core::domain::timestamp::rfc3339;
+use exporter_core::domain::{Export, ExportStatus, RunEvent, Schedule};
 
-pub use exporter::failure::Failure;
+pub use exporter_adapters::failure::Failure;
 
 /// Handles one trigger, or one continuation of a job.
 pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {

@@ -1,10 +1,10 @@
 //! How an item's workbook looks: its sheet's name and title, and its chart.
 
 use crate::deps::Deps;
-use exporter::domain::request::Item;
-use exporter::domain::Export;
-use exporter::render::wide::{wide_columns, WideColumn};
-use exporter::render::xlsx_file::{ChartSpec, Look};
+use exporter_core::domain::request::Item;
+use exporter_core::domain::Export;
+use exporter_core::render::wide::{wide_columns, WideColumn};
+use exporter_core::render::xlsx_file::{ChartSpec, Look};
 
 /// How an item's workbook looks: sheets named after the item's label (else its SenML name; a
 /// wide item's after all its targets'), titled with that name and the export, and a line chart

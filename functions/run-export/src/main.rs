@@ -1,18 +1,18 @@
 //! Composition root of run-export.
 
-use exporter::access::{checker, AccessMode};
-use exporter::config::{
+use exporter_adapters::access::{checker, AccessMode};
+use exporter_adapters::config::{
     self, credential_scheme, flag, optional, parsed_or, reader_dialect, required, schedule_settings,
 };
-use exporter::domain::RunEvent;
-use exporter::dynamodb::DynamoStore;
-use exporter::flow::DEFAULT_MAX_IN_FLIGHT;
-use exporter::lambda::LambdaLauncher;
-use exporter::ports::SystemClock;
-use exporter::reader::{HttpReader, DEFAULT_PAGE_MAX_BYTES};
-use exporter::s3::{S3Files, DEFAULT_PART_BYTES};
-use exporter::scheduler::EventBridgeSchedules;
-use exporter::ssm::secret;
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_adapters::flow::DEFAULT_MAX_IN_FLIGHT;
+use exporter_adapters::lambda::LambdaLauncher;
+use exporter_adapters::reader::{HttpReader, DEFAULT_PAGE_MAX_BYTES};
+use exporter_adapters::s3::{S3Files, DEFAULT_PART_BYTES};
+use exporter_adapters::scheduler::EventBridgeSchedules;
+use exporter_adapters::ssm::secret;
+use exporter_core::domain::RunEvent;
+use exporter_core::ports::SystemClock;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use run_export::{handle, Deps, RunConfig};
 
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Error> {
     let dialect = reader_dialect()?;
     let scheme = credential_scheme(dialect)?;
 
-    let aws = exporter::aws_config().await;
+    let aws = exporter_adapters::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&aws);
     let reader_token = secret(&ssm, "READER_TOKEN", "READER_TOKEN_PARAMETER")
         .await?

@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
-use exporter::domain::series::Point;
-use exporter::ports::{Cause, ReadError, SeriesQuery, SeriesReader, SliceSink};
+use exporter_core::domain::series::Point;
+use exporter_core::ports::{Cause, ReadError, SeriesQuery, SeriesReader, SliceSink};
 
 /// Batches (a reader's slices) a target may have read ahead of the merge.
 const AHEAD: usize = 4;

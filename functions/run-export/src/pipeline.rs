@@ -14,19 +14,19 @@ use chrono::{DateTime, Utc};
 use futures::future::Either;
 use tempfile::NamedTempFile;
 
-use exporter::domain::decimation::{Decimator, Filler};
-use exporter::domain::files;
-use exporter::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
-use exporter::domain::request::{Extension, Fill, Item, Transform};
-use exporter::domain::timestamp::rfc3339;
-use exporter::domain::{Export, Schedule, Window};
-use exporter::ports::{FileError, ReadError, SeriesQuery};
-use exporter::render::csv_file::CsvFile;
-use exporter::render::series::{SeriesRenderer, SeriesSink};
-use exporter::render::stage::{render_stage, StageFile};
-use exporter::render::wide::{wide_columns, WideDecimation, WideRenderer};
-use exporter::render::xlsx_file::XlsxFile;
-use exporter::render::{ItemContext, RenderError, RowWriter};
+use exporter_core::domain::decimation::{Decimator, Filler};
+use exporter_core::domain::files;
+use exporter_core::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
+use exporter_core::domain::request::{Extension, Fill, Item, Transform};
+use exporter_core::domain::timestamp::rfc3339;
+use exporter_core::domain::{Export, Schedule, Window};
+use exporter_core::ports::{FileError, ReadError, SeriesQuery};
+use exporter_core::render::csv_file::CsvFile;
+use exporter_core::render::series::{SeriesRenderer, SeriesSink};
+use exporter_core::render::stage::{render_stage, StageFile};
+use exporter_core::render::wide::{wide_columns, WideDecimation, WideRenderer};
+use exporter_core::render::xlsx_file::XlsxFile;
+use exporter_core::render::{ItemContext, RenderError, RowWriter};
 
 use crate::archive::archive;
 use crate::checkpoint::{checkpoint_key, Checkpoint, ItemProgress, Progress};
@@ -291,8 +291,8 @@ fn cut_warning(index: usize, cut: u64) -> Option<String> {
     (cut > 0).then(|| {
         format!(
             "item {index}: {cut} text cells longer than a spreadsheet cell holds ({} characters) were cut, ending with `{}`",
-            exporter::render::xlsx_file::MAX_CELL_CHARS,
-            exporter::render::xlsx_file::CELL_CUT_MARKER
+            exporter_core::render::xlsx_file::MAX_CELL_CHARS,
+            exporter_core::render::xlsx_file::CELL_CUT_MARKER
         )
     })
 }

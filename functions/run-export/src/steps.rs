@@ -4,10 +4,10 @@
 
 use crate::deps::Deps;
 use chrono::{DateTime, Utc};
-use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
-use exporter::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
-use exporter::failure::Failure;
-use exporter::ports::{Caller, ChannelRead, Spend};
+use exporter_adapters::failure::Failure;
+use exporter_core::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
+use exporter_core::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
+use exporter_core::ports::{Caller, ChannelRead, Spend};
 
 /// What became of a trigger.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -55,7 +55,10 @@ pub(crate) async fn end_job(
         if ended == Some(JobStatus::Failed) && status == JobStatus::Done {
             remove(
                 deps,
-                &format!("{}/", exporter::domain::files::job_prefix(&export.id, job_id)),
+                &format!(
+                    "{}/",
+                    exporter_core::domain::files::job_prefix(&export.id, job_id)
+                ),
             )
             .await;
         }
@@ -63,7 +66,7 @@ pub(crate) async fn end_job(
     }
     if status == JobStatus::Done {
         // Recorded: the checkpoints, tails and stages a retry would have needed have served.
-        let prefix = exporter::domain::files::job_prefix(&export.id, job_id);
+        let prefix = exporter_core::domain::files::job_prefix(&export.id, job_id);
         remove(deps, &format!("{prefix}/.resume/")).await;
     }
     settle(deps, export, status, finished_at).await?;

@@ -2,7 +2,7 @@
 
 use crate::deps::Deps;
 use crate::error::JobError;
-use exporter::ports::FileError;
+use exporter_core::ports::FileError;
 use std::io::{Read, Seek, SeekFrom, Write};
 
 /// An item's file on its way to the store in parts, across legs.

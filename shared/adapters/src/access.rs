@@ -20,9 +20,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::config::{optional, ConfigError};
-use crate::domain::Dialect;
-use crate::ports::{AccessError, Caller, ChannelAccess, ChannelRead};
 use crate::support::Secret;
+use exporter_core::domain::Dialect;
+use exporter_core::ports::{AccessError, Caller, ChannelAccess, ChannelRead};
 
 /// How a deployment decides channel access.
 #[derive(Clone, Debug, PartialEq, Eq)]

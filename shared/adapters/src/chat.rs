@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 
-use crate::domain::notification::{fit, max_chars, Composed};
-use crate::domain::request::{Medium, Target, WebhookHosts};
-use crate::ports::{ChatPoster, DeliveryError};
 use crate::support::{capped_text, retry_after, wait_of, Secret};
+use exporter_core::domain::notification::{fit, max_chars, Composed};
+use exporter_core::domain::request::{Medium, Target, WebhookHosts};
+use exporter_core::ports::{ChatPoster, DeliveryError};
 
 /// Posts to chats over HTTPS.
 #[derive(Clone, Debug)]

@@ -84,9 +84,9 @@ pub fn flag(name: &'static str) -> bool {
 
 /// The hosts chat webhook targets may name: `SLACK_ALLOWED_HOSTS` and `DISCORD_ALLOWED_HOSTS`,
 /// else the official ones.
-pub fn webhook_hosts() -> crate::domain::request::WebhookHosts {
-    let defaults = crate::domain::request::WebhookHosts::default();
-    crate::domain::request::WebhookHosts {
+pub fn webhook_hosts() -> exporter_core::domain::request::WebhookHosts {
+    let defaults = exporter_core::domain::request::WebhookHosts::default();
+    exporter_core::domain::request::WebhookHosts {
         slack: list_or("SLACK_ALLOWED_HOSTS", defaults.slack),
         discord: list_or("DISCORD_ALLOWED_HOSTS", defaults.discord),
     }
@@ -94,10 +94,10 @@ pub fn webhook_hosts() -> crate::domain::request::WebhookHosts {
 
 /// Who messages may go to besides the caller's own address: `EMAIL_ALLOWED_RECIPIENTS`
 /// (addresses and domains) and `TELEGRAM_ALLOWED_CHATS`, with `TELEGRAM_DEFAULT_CHAT` allowed too.
-pub fn recipients() -> crate::domain::request::Recipients {
+pub fn recipients() -> exporter_core::domain::request::Recipients {
     let mut telegram_chats = list_or("TELEGRAM_ALLOWED_CHATS", Vec::new());
     telegram_chats.extend(optional("TELEGRAM_DEFAULT_CHAT"));
-    crate::domain::request::Recipients {
+    exporter_core::domain::request::Recipients {
         emails: list_or("EMAIL_ALLOWED_RECIPIENTS", Vec::new()),
         telegram_chats,
     }
@@ -105,10 +105,10 @@ pub fn recipients() -> crate::domain::request::Recipients {
 
 /// `READER_DIALECT`: how the platform's reader speaks (`mainflux`, `magistrala` for Magistrala
 /// >= 0.15 and SuperMQ, `connhex`, the default).
-pub fn reader_dialect() -> Result<crate::domain::Dialect, ConfigError> {
+pub fn reader_dialect() -> Result<exporter_core::domain::Dialect, ConfigError> {
     match optional("READER_DIALECT") {
-        None => Ok(crate::domain::Dialect::default()),
-        Some(text) => crate::domain::Dialect::parse(&text).map_err(|reason| ConfigError::Malformed {
+        None => Ok(exporter_core::domain::Dialect::default()),
+        Some(text) => exporter_core::domain::Dialect::parse(&text).map_err(|reason| ConfigError::Malformed {
             name: "READER_DIALECT",
             reason,
         }),
@@ -119,13 +119,13 @@ pub fn reader_dialect() -> Result<crate::domain::Dialect, ConfigError> {
 /// default; `Thing` on Mainflux; `Client` on Magistrala). Fails naming the schemes the
 /// dialect's reader takes.
 pub fn credential_scheme(
-    dialect: crate::domain::Dialect,
-) -> Result<crate::domain::CredentialScheme, ConfigError> {
+    dialect: exporter_core::domain::Dialect,
+) -> Result<exporter_core::domain::CredentialScheme, ConfigError> {
     let Some(text) = optional("READER_CREDENTIAL_SCHEME") else {
-        return Ok(crate::domain::CredentialScheme::default());
+        return Ok(exporter_core::domain::CredentialScheme::default());
     };
     let takes = dialect.credential_schemes();
-    match crate::domain::CredentialScheme::parse(&text) {
+    match exporter_core::domain::CredentialScheme::parse(&text) {
         Some(scheme) if takes.contains(&scheme) => Ok(scheme),
         _ => Err(ConfigError::Malformed {
             name: "READER_CREDENTIAL_SCHEME",

@@ -40,12 +40,14 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, Utc};
 
-use crate::domain::job::{Counted, ItemOutcome, ItemRun, Job, JobDetail, JobEnd, JobKey, JobStatus, Spread};
-use crate::domain::notification::{Delivery, DeliveryStatus};
-use crate::domain::record;
-use crate::domain::timestamp::rfc3339;
-use crate::domain::{Export, ExportId, ExportStatus};
-use crate::ports::{
+use exporter_core::domain::job::{
+    Counted, ItemOutcome, ItemRun, Job, JobDetail, JobEnd, JobKey, JobStatus, Spread,
+};
+use exporter_core::domain::notification::{Delivery, DeliveryStatus};
+use exporter_core::domain::record;
+use exporter_core::domain::timestamp::rfc3339;
+use exporter_core::domain::{Export, ExportId, ExportStatus};
+use exporter_core::ports::{
     Advance, Budgets, Cause, DeliveryLog, ExportLifecycle, ExportRuns, Exports, ItemLedger, JobHistory,
     JobLedger, Spend, StoreError, Sweep,
 };

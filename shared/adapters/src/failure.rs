@@ -3,7 +3,7 @@
 //! queue can help: a store or scheduler unavailable) or `Permanent` (they cannot). The cause is
 //! kept as the error's source, for the log.
 
-use crate::ports::{AccessError, Cause, ScheduleError, StoreError};
+use exporter_core::ports::{AccessError, Cause, ScheduleError, StoreError};
 
 /// Why an event function stopped.
 #[derive(Debug, thiserror::Error)]

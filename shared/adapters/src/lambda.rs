@@ -7,8 +7,8 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_lambda::Client;
 
-use crate::domain::{NotifyEvent, RunEvent};
-use crate::ports::{Cause, JobNotifier, LaunchError, RunLauncher};
+use exporter_core::domain::{NotifyEvent, RunEvent};
+use exporter_core::ports::{Cause, JobNotifier, LaunchError, RunLauncher};
 
 /// Launches runs by invoking a Lambda function by name or ARN.
 #[derive(Clone, Debug)]

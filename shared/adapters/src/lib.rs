@@ -1,13 +1,10 @@
-//! `exporter`: the adapters of the export service's ports onto AWS and HTTP, and the typed
-//! configuration the functions read at cold start.
+//! `exporter-adapters`: the adapters of the export service's ports onto AWS and HTTP (the
+//! reader, chat webhooks), and the typed configuration the functions read at cold start.
 //!
 //! The pure part (requests, calendar arithmetic, decimation, rendering, the reader's page
-//! parser, and the ports themselves) is the `exporter-core` crate, re-exported here as
-//! [`domain`], [`render`], [`page`] and [`ports`] so a function depends on one crate. Each
-//! adapter module is the only code that knows its service's wire format; none of them holds a
-//! rule of the domain.
-
-pub use exporter_core::{domain, page, ports, render};
+//! parser, and the ports themselves) is the `exporter-core` crate; functions name it themselves,
+//! so pure code reads as pure code at its use site. Each adapter module is the only code that
+//! knows its service's wire format; none of them holds a rule of the domain.
 
 pub mod access;
 pub mod chat;

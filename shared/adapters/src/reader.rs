@@ -30,14 +30,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::dialect::{CredentialScheme, Dialect, TimeUnit};
-use crate::domain::series::Point;
-use crate::domain::timestamp::rfc3339;
 use crate::flow::{Flow, DEFAULT_MAX_IN_FLIGHT};
-use crate::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
 use crate::support::{capped_body, capped_text, retry_after, BodyError, Retry, Secret};
+use exporter_core::domain::dialect::{CredentialScheme, Dialect, TimeUnit};
+use exporter_core::domain::series::Point;
+use exporter_core::domain::timestamp::rfc3339;
+use exporter_core::ports::{ReadError, SeriesQuery, SeriesReader, SliceSink};
 
-pub use crate::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PagePoints};
+pub use exporter_core::page::{parse_owned, parse_page, OwnedPage, Page, PageError, PagePoints};
 
 /// The largest page accepted by default, decompressed: pages of 1000 messages are a few hundred
 /// kilobytes, so this only stops an answer that is not a page (a gzip bomb, a runaway proxy).

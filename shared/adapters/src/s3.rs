@@ -14,7 +14,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 
-use crate::ports::{Cause, FileError, FileStore};
+use exporter_core::ports::{Cause, FileError, FileStore};
 
 /// The export files' bucket.
 #[derive(Clone, Debug)]

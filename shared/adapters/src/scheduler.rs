@@ -11,8 +11,8 @@ use aws_sdk_scheduler::types::{
 use aws_sdk_scheduler::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use crate::domain::{ExportId, RunEvent};
-use crate::ports::{Cause, RunSchedules, ScheduleError};
+use exporter_core::domain::{ExportId, RunEvent};
+use exporter_core::ports::{Cause, RunSchedules, ScheduleError};
 
 /// Where schedules point and how they retry.
 #[derive(Clone, Debug)]

@@ -8,7 +8,7 @@ use aws_sdk_sesv2::types::{EmailContent, RawMessage};
 use aws_sdk_sesv2::Client;
 use mail_builder::MessageBuilder;
 
-use crate::ports::{DeliveryError, Email, Mailer};
+use exporter_core::ports::{DeliveryError, Email, Mailer};
 
 /// Sends email through SES v2.
 #[derive(Clone, Debug)]
@@ -115,7 +115,7 @@ impl Mailer for SesMailer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::request::EmailAddress;
+    use exporter_core::domain::request::EmailAddress;
 
     /// The names of a MIME message's top-level headers, folded lines joined.
     fn header_names(mime: &[u8]) -> Vec<String> {

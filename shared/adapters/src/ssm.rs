@@ -117,11 +117,13 @@ pub async fn secret(
 
 /// The link signing keys from their SSM parameter (`LINK_SIGNING_KEYS_PARAMETER`), or, for local
 /// runs, `LINK_SIGNING_KEYS` itself: `id:secret[,id:secret...]`, the first signing.
-pub async fn link_signer(ssm: &aws_sdk_ssm::Client) -> Result<crate::domain::link::LinkSigner, ConfigError> {
+pub async fn link_signer(
+    ssm: &aws_sdk_ssm::Client,
+) -> Result<exporter_core::domain::link::LinkSigner, ConfigError> {
     let keys = secret(ssm, "LINK_SIGNING_KEYS", "LINK_SIGNING_KEYS_PARAMETER")
         .await?
         .ok_or(ConfigError::Missing("LINK_SIGNING_KEYS_PARAMETER"))?;
-    crate::domain::link::LinkSigner::parse(keys.expose()).map_err(|e| ConfigError::Malformed {
+    exporter_core::domain::link::LinkSigner::parse(keys.expose()).map_err(|e| ConfigError::Malformed {
         name: "LINK_SIGNING_KEYS_PARAMETER",
         reason: e.to_string(),
     })
@@ -149,9 +151,11 @@ impl SsmLinkKeys {
 }
 
 #[async_trait::async_trait]
-impl crate::ports::LinkKeys for SsmLinkKeys {
-    async fn current(&self) -> Result<crate::domain::link::LinkSigner, crate::ports::StoreError> {
-        let unavailable = |reason: String| crate::ports::StoreError::Unavailable(reason.into());
+impl exporter_core::ports::LinkKeys for SsmLinkKeys {
+    async fn current(
+        &self,
+    ) -> Result<exporter_core::domain::link::LinkSigner, exporter_core::ports::StoreError> {
+        let unavailable = |reason: String| exporter_core::ports::StoreError::Unavailable(reason.into());
         let output = self
             .client
             .get_parameter()
@@ -167,7 +171,7 @@ impl crate::ports::LinkKeys for SsmLinkKeys {
                 ))
             })?;
         let value = output.parameter().and_then(|p| p.value()).unwrap_or_default();
-        crate::domain::link::LinkSigner::parse(value)
+        exporter_core::domain::link::LinkSigner::parse(value)
             .map_err(|e| unavailable(format!("SSM parameter {}: {e}", self.parameter)))
     }
 }

@@ -12,11 +12,11 @@ use std::time::Instant;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use exporter::domain::job::JobStatus;
-use exporter::domain::RunEvent;
-use exporter::ports::{JobHistory, ReadError, SeriesQuery, SeriesReader, SliceSink};
-use exporter::reader::HttpReader;
-use exporter::support::Secret;
+use exporter_adapters::reader::HttpReader;
+use exporter_adapters::support::Secret;
+use exporter_core::domain::job::JobStatus;
+use exporter_core::domain::RunEvent;
+use exporter_core::ports::{JobHistory, ReadError, SeriesQuery, SeriesReader, SliceSink};
 use integration_tests::doubles::{HandOffs, Launches};
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, RunConfig};

@@ -18,8 +18,10 @@ async fn main() -> Result<(), String> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
     let dialect = match std::env::var("READER_DIALECT").ok().filter(|d| !d.is_empty()) {
-        Some(name) => exporter::domain::Dialect::parse(&name).map_err(|e| format!("READER_DIALECT: {e}"))?,
-        None => exporter::domain::Dialect::default(),
+        Some(name) => {
+            exporter_core::domain::Dialect::parse(&name).map_err(|e| format!("READER_DIALECT: {e}"))?
+        }
+        None => exporter_core::domain::Dialect::default(),
     };
     let mut config = ReaderConfig::new(&token, 1_735_689_600, step).speaking(dialect);
     // A reader far away: each answer takes this long (the end-to-end benchmark sets it).

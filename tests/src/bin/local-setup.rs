@@ -2,10 +2,10 @@
 //! sender identity), as the SAM
 //! template does in AWS. Safe to run again: what exists already is left as it is.
 
-use exporter::config::required;
-use exporter::dynamodb::DynamoStore;
-use exporter::s3::S3Files;
-use exporter::scheduler::EventBridgeSchedules;
+use exporter_adapters::config::required;
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_adapters::s3::S3Files;
+use exporter_adapters::scheduler::EventBridgeSchedules;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -13,7 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let group = required("SCHEDULE_GROUP")?;
     let bucket = required("BUCKET_NAME")?;
     let sender = required("EMAIL_FROM")?;
-    let aws = exporter::aws_config().await;
+    let aws = exporter_adapters::aws_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&aws);
     let scheduler = aws_sdk_scheduler::Client::new(&aws);
     if dynamo.describe_table().table_name(&table).send().await.is_err() {

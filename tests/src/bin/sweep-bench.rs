@@ -12,8 +12,8 @@ use std::time::Instant;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{TimeDelta, Utc};
 
-use exporter::domain::ExportId;
-use exporter::dynamodb::DynamoStore;
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_core::domain::ExportId;
 use integration_tests::doubles::{Armed, HandOffs, ItemsRead, Launches};
 use integration_tests::history::{history_of, put_all};
 use integration_tests::{recurring_body, someone, Fixture};

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use exporter::scheduler::EventBridgeSchedules;
+use exporter_adapters::scheduler::EventBridgeSchedules;
 use integration_tests::{
     one_time_body, recurring_body, someone, Fixture, RUN_EXPORT_ARN, SCHEDULER_ROLE_ARN,
 };

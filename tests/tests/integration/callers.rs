@@ -9,7 +9,7 @@ use std::time::Duration;
 use authorize::oidc::Issuer;
 use authorize::platform::Users;
 use authorize::{handle, Authorizer, Caller, Verdict, PLATFORM_DEFAULT_PERMISSIONS};
-use exporter::domain::Dialect;
+use exporter_core::domain::Dialect;
 use integration_tests::identity_server::{self, signed, User};
 use integration_tests::{http_event, one_time_body, request, status_and_json, Fixture};
 use serde_json::{json, Value};

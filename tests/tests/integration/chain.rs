@@ -7,7 +7,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
-use exporter::domain::{ExportId, RunEvent};
+use exporter_core::domain::{ExportId, RunEvent};
 use integration_tests::doubles::{At, Launches};
 use integration_tests::{recurring_body, someone, Fixture};
 use run_export::{handle, Outcome};
@@ -174,7 +174,7 @@ async fn occurrences_that_passed_without_a_trigger_run_within_the_lateness_or_ar
 /// it left it (`Same`, so it arms), not "behind" (which would leave the chain unarmed).
 #[tokio::test]
 async fn a_retried_rearm_of_a_sub_millisecond_occurrence_finds_the_chain_where_it_left_it() {
-    use exporter::ports::{Advance, ExportRuns};
+    use exporter_core::ports::{Advance, ExportRuns};
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
     let (id, _) = hourly(&fx, &alice, 0.000_250_5).await;

@@ -7,10 +7,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use exporter::access::{PolicyAccess, ReaderAccess};
-use exporter::domain::{ExportId, RunEvent};
-use exporter::scheduler::schedule_name;
-use exporter::support::Secret;
+use exporter_adapters::access::{PolicyAccess, ReaderAccess};
+use exporter_adapters::scheduler::schedule_name;
+use exporter_adapters::support::Secret;
+use exporter_core::domain::{ExportId, RunEvent};
 use integration_tests::{
     one_time_body, presenting, reader_server, recurring_body, someone, Fixture, READER_START, READER_TOKEN,
 };
@@ -108,7 +108,8 @@ async fn a_checker_that_cannot_answer_is_a_503_with_nothing_stored() {
     let mut down = reader_server::ReaderConfig::new(READER_TOKEN, READER_START, 60);
     down.always_fail = Some(500);
     let (url, _) = reader_server::start(down).await;
-    fx.access = Box::new(ReaderAccess::new(url, exporter::domain::Dialect::default()).expect("a client"));
+    fx.access =
+        Box::new(ReaderAccess::new(url, exporter_core::domain::Dialect::default()).expect("a client"));
 
     let (status, answer) = fx
         .call("POST", "/exports", Some(&one_time_body()), &someone())

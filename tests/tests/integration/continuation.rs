@@ -11,9 +11,9 @@ use std::time::Duration;
 use chrono::TimeDelta;
 use serde_json::{json, Value};
 
-use exporter::domain::job::JobStatus;
-use exporter::domain::{ExportId, ExportStatus, RunEvent};
-use exporter::ports::{ExportLifecycle, Exports, FileStore, JobHistory};
+use exporter_core::domain::job::JobStatus;
+use exporter_core::domain::{ExportId, ExportStatus, RunEvent};
+use exporter_core::ports::{ExportLifecycle, Exports, FileStore, JobHistory};
 use integration_tests::doubles::{HandOffs, Launches};
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
@@ -185,7 +185,7 @@ async fn a_csv_job_continues_across_invocations_and_writes_the_files_of_a_run_th
         }
     }
     let reference = fx.store.job(&whole.job()).await.expect("reads").expect("a job");
-    let rows = |j: &exporter::domain::job::Job| {
+    let rows = |j: &exporter_core::domain::job::Job| {
         j.detail
             .files
             .iter()
@@ -508,7 +508,7 @@ async fn a_wide_job_continues_across_invocations_and_writes_the_files_of_a_run_t
     // The decimated wide item's chart (a line per target) went on across the invocations too.
     let chart = expected.get("item-1.json").expect("the wide item's chart series");
     assert_eq!(got.get("item-1.json"), Some(chart), "the same chart series");
-    let series: exporter::domain::files::ChartSeries = serde_json::from_slice(chart).expect("a series");
+    let series: exporter_core::domain::files::ChartSeries = serde_json::from_slice(chart).expect("a series");
     let names: Vec<&str> = series.lines.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["A", "B", "C"]);
     assert!(series.lines.iter().all(|l| l.points.len() > 280), "{series:?}");
@@ -545,32 +545,40 @@ impl FileStore for PartsAfterReading<'_> {
         key: &str,
         path: &std::path::Path,
         content_type: &str,
-    ) -> Result<u64, exporter::ports::FileError> {
+    ) -> Result<u64, exporter_core::ports::FileError> {
         self.files.put(key, path, content_type).await
     }
-    async fn remove(&self, key: &str) -> Result<(), exporter::ports::FileError> {
+    async fn remove(&self, key: &str) -> Result<(), exporter_core::ports::FileError> {
         self.files.remove(key).await
     }
-    async fn remove_all(&self, prefix: &str) -> Result<u64, exporter::ports::FileError> {
+    async fn remove_all(&self, prefix: &str) -> Result<u64, exporter_core::ports::FileError> {
         self.files.remove_all(prefix).await
     }
-    async fn presign(&self, key: &str, expires_in: Duration) -> Result<String, exporter::ports::FileError> {
+    async fn presign(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<String, exporter_core::ports::FileError> {
         self.files.presign(key, expires_in).await
     }
-    async fn read(&self, key: &str) -> Result<Vec<u8>, exporter::ports::FileError> {
+    async fn read(&self, key: &str) -> Result<Vec<u8>, exporter_core::ports::FileError> {
         self.files.read(key).await
     }
-    async fn download(&self, key: &str, path: &std::path::Path) -> Result<u64, exporter::ports::FileError> {
+    async fn download(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+    ) -> Result<u64, exporter_core::ports::FileError> {
         self.files.download(key, path).await
     }
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), exporter::ports::FileError> {
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), exporter_core::ports::FileError> {
         self.files.put_bytes(key, bytes).await
     }
     async fn begin_upload(
         &self,
         key: &str,
         content_type: &str,
-    ) -> Result<String, exporter::ports::FileError> {
+    ) -> Result<String, exporter_core::ports::FileError> {
         self.files.begin_upload(key, content_type).await
     }
     async fn upload_part(
@@ -579,7 +587,7 @@ impl FileStore for PartsAfterReading<'_> {
         upload: &str,
         number: i32,
         bytes: Vec<u8>,
-    ) -> Result<String, exporter::ports::FileError> {
+    ) -> Result<String, exporter_core::ports::FileError> {
         let requests = || self.reader.requests.load(std::sync::atomic::Ordering::SeqCst);
         let until = requests() + self.pages;
         let waited = tokio::time::timeout(Duration::from_secs(10), async {
@@ -594,7 +602,7 @@ impl FileStore for PartsAfterReading<'_> {
         if self.refuse && number == 1 {
             self.refused_at
                 .store(requests(), std::sync::atomic::Ordering::SeqCst);
-            return Err(exporter::ports::FileError::Unavailable(
+            return Err(exporter_core::ports::FileError::Unavailable(
                 "upload a part".into(),
                 "the store is down".into(),
             ));
@@ -606,7 +614,7 @@ impl FileStore for PartsAfterReading<'_> {
         key: &str,
         upload: &str,
         parts: &[(i32, String)],
-    ) -> Result<(), exporter::ports::FileError> {
+    ) -> Result<(), exporter_core::ports::FileError> {
         self.files.complete_upload(key, upload, parts).await
     }
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use exporter::domain::RunEvent;
-use exporter::reader::HttpReader;
-use exporter::support::{Retry, Secret};
+use exporter_adapters::reader::HttpReader;
+use exporter_adapters::support::{Retry, Secret};
+use exporter_core::domain::RunEvent;
 use integration_tests::{one_time_body, reader_server, someone, Fixture, READER_START, READER_TOKEN};
 use run_export::{handle, Outcome};
 

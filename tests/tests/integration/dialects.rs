@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use serde_json::{json, Value};
 
-use exporter::access::{checker, AccessMode, ReaderAccess};
-use exporter::domain::series::Point;
-use exporter::domain::{Dialect, Window};
-use exporter::ports::{Cause, ReadError, SeriesQuery, SeriesReader, SliceSink};
-use exporter::reader::HttpReader;
-use exporter::support::Secret;
+use exporter_adapters::access::{checker, AccessMode, ReaderAccess};
+use exporter_adapters::reader::HttpReader;
+use exporter_adapters::support::Secret;
+use exporter_core::domain::series::Point;
+use exporter_core::domain::{Dialect, Window};
+use exporter_core::ports::{Cause, ReadError, SeriesQuery, SeriesReader, SliceSink};
 use integration_tests::reader_server::{start, ReaderConfig, LOCAL_DOMAIN};
 use integration_tests::{someone, Fixture, READER_TOKEN};
 use run_export::{handle, Outcome};

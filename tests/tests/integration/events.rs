@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use exporter::domain::RunEvent;
+use exporter_core::domain::RunEvent;
 use notify::NotifyEvent;
 
 #[test]
@@ -68,18 +68,21 @@ fn the_excel_ready_create_event_is_a_valid_request_of_every_new_option() {
         serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
     let body: serde_json::Value =
         serde_json::from_str(event["body"].as_str().expect("a body")).expect("JSON");
-    let request = exporter::domain::request::ExportRequest::parse(
+    let request = exporter_core::domain::request::ExportRequest::parse(
         &body,
         chrono::Utc::now(),
-        &exporter::domain::request::Policy::default(),
+        &exporter_core::domain::request::Policy::default(),
     )
     .expect("valid");
     let format = &request.format;
     assert!(format.csv_bom && format.csv_decimal_comma && format.csv_delimiter == b';');
     let item = &request.items[0];
-    assert_eq!(item.transform, Some(exporter::domain::request::Transform::Delta));
+    assert_eq!(
+        item.transform,
+        Some(exporter_core::domain::request::Transform::Delta)
+    );
     assert_eq!(
         item.decimation.map(|d| d.fill),
-        Some(exporter::domain::request::Fill::Null)
+        Some(exporter_core::domain::request::Fill::Null)
     );
 }

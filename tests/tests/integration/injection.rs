@@ -10,7 +10,7 @@ use calamine::{Data, Reader, Xlsx};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use exporter::domain::RunEvent;
+use exporter_core::domain::RunEvent;
 use integration_tests::{one_time_body, someone, Fixture, READER_START};
 use run_export::{handle, Outcome};
 
@@ -78,7 +78,7 @@ async fn the_email_ses_receives_has_exactly_the_headers_we_set() {
     let (id, outcome) = created_and_run(&fx, &alice, &body).await;
     assert_eq!(outcome, Outcome::Done);
     // As a record stored before titles were checked could hold: line breaks and a header.
-    let export_id: exporter::domain::ExportId = id.parse().expect("an id");
+    let export_id: exporter_core::domain::ExportId = id.parse().expect("an id");
     let key = |k: &str, v: String| (k.to_owned(), aws_sdk_dynamodb::types::AttributeValue::S(v));
     let keys =
         std::collections::HashMap::from([key("pk", format!("EXPORT#{id}")), key("sk", "EXPORT".into())]);

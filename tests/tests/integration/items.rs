@@ -13,9 +13,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::TimeDelta;
 use serde_json::{json, Value};
 
-use exporter::domain::job::JobStatus;
-use exporter::domain::{NotifyEvent, RunEvent};
-use exporter::ports::{FileStore, ItemLedger, JobHistory, JobLedger, LaunchError, RunLauncher};
+use exporter_core::domain::job::JobStatus;
+use exporter_core::domain::{NotifyEvent, RunEvent};
+use exporter_core::ports::{FileStore, ItemLedger, JobHistory, JobLedger, LaunchError, RunLauncher};
 use integration_tests::doubles::HandOffs;
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};

@@ -112,8 +112,8 @@ async fn a_link_in_a_message_holds_for_its_whole_stated_validity_and_not_longer(
 /// with the new key, rather than answering it `404`; a key nobody holds stays `404`.
 #[tokio::test]
 async fn a_link_signed_with_a_key_rotated_in_is_followed_by_a_warm_api() {
-    use exporter::domain::link::LinkSigner;
-    use exporter::ports::LinkKeys;
+    use exporter_core::domain::link::LinkSigner;
+    use exporter_core::ports::LinkKeys;
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
     let event = fx.create_run(&alice, &one_time_body()).await;
@@ -135,7 +135,7 @@ async fn a_link_signed_with_a_key_rotated_in_is_followed_by_a_warm_api() {
     put("old:old-link-signing-key-0123456789abcdef")
         .await
         .expect("moto stores it");
-    let source = exporter::ssm::SsmLinkKeys::new(&ssm, &name);
+    let source = exporter_adapters::ssm::SsmLinkKeys::new(&ssm, &name);
     let at_cold_start = source.current().await.expect("the keys");
     let config = exports_api::ApiConfig {
         links: Some(std::sync::Arc::new(exports_api::Links::kept_in(

@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{json, Value};
 
-use exporter::domain::{ExportId, ExportStatus, NotifyEvent, RunEvent};
-use exporter::ports::{ExportRuns, Exports, JobNotifier, LaunchError};
+use exporter_core::domain::{ExportId, ExportStatus, NotifyEvent, RunEvent};
+use exporter_core::ports::{ExportRuns, Exports, JobNotifier, LaunchError};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use run_export::{handle, Failure, Outcome};
 

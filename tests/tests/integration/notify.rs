@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use exporter::domain::job::JobKey;
-use exporter::domain::RunEvent;
-use exporter::ports::{DeliveryLog, JobHistory};
+use exporter_core::domain::job::JobKey;
+use exporter_core::domain::RunEvent;
+use exporter_core::ports::{DeliveryLog, JobHistory};
 use integration_tests::chat_server::Scripted;
 use integration_tests::{someone, Fixture, READER_START, TELEGRAM_TOKEN};
 use notify::{handle, NotifyEvent, Summary};

@@ -3,7 +3,7 @@
 
 use aws_sdk_ssm::types::ParameterType;
 
-use exporter::ssm::parameter_or_off;
+use exporter_adapters::ssm::parameter_or_off;
 use integration_tests::{aws_at, endpoint};
 
 #[tokio::test]

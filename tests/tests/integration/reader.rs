@@ -7,11 +7,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::DateTime;
 
-use exporter::domain::series::Point;
-use exporter::domain::Window;
-use exporter::ports::{Cause, ReadError, SeriesQuery, SeriesReader, SliceSink};
-use exporter::reader::HttpReader;
-use exporter::support::{Retry, Secret};
+use exporter_adapters::reader::HttpReader;
+use exporter_adapters::support::{Retry, Secret};
+use exporter_core::domain::series::Point;
+use exporter_core::domain::Window;
+use exporter_core::ports::{Cause, ReadError, SeriesQuery, SeriesReader, SliceSink};
 use integration_tests::reader_server::{start, ReaderConfig};
 
 const START: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z

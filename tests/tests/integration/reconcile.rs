@@ -9,9 +9,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use exporter::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
-use exporter::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter::ports::{ExportLifecycle, JobHistory, JobLedger, RunSchedules};
+use exporter_core::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
+use exporter_core::domain::{ExportId, NotifyEvent, RunEvent};
+use exporter_core::ports::{ExportLifecycle, JobHistory, JobLedger, RunSchedules};
 use integration_tests::doubles::{Armed, HandOffs, ItemsRead, RunsInProcess};
 use integration_tests::history::millis;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
@@ -397,8 +397,8 @@ async fn a_job_given_back_after_a_short_outage_waits_the_grace_before_a_sweep_fa
 struct Launched(std::sync::Mutex<Vec<RunEvent>>);
 
 #[async_trait::async_trait]
-impl exporter::ports::RunLauncher for Launched {
-    async fn launch(&self, event: &RunEvent) -> Result<(), exporter::ports::LaunchError> {
+impl exporter_core::ports::RunLauncher for Launched {
+    async fn launch(&self, event: &RunEvent) -> Result<(), exporter_core::ports::LaunchError> {
         if let Ok(mut seen) = self.0.lock() {
             seen.push(event.clone());
         }
@@ -485,7 +485,7 @@ async fn a_chains_recent_jobs_are_read_whole_past_a_page() {
 
 #[tokio::test]
 async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
-    use exporter::dynamodb::DynamoStore;
+    use exporter_adapters::dynamodb::DynamoStore;
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
     // A table of its own, read through a client that counts what DynamoDB reads.
@@ -597,7 +597,7 @@ async fn a_sweep_reads_the_live_exports_and_the_open_jobs_never_the_history() {
 
 #[tokio::test]
 async fn an_occurrence_whose_every_attempt_died_after_the_chain_moved_on_is_launched() {
-    use exporter::ports::{Advance, ExportRuns};
+    use exporter_core::ports::{Advance, ExportRuns};
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
     let (id, next) = hourly_chain(&fx, &alice).await;
@@ -644,7 +644,7 @@ async fn an_occurrence_whose_every_attempt_died_after_the_chain_moved_on_is_laun
 
 #[tokio::test]
 async fn an_occurrence_never_attempted_past_the_lateness_is_recorded_missed_without_a_message() {
-    use exporter::ports::ExportRuns;
+    use exporter_core::ports::ExportRuns;
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
     let mut body = recurring_body("PT1H");
@@ -703,7 +703,7 @@ async fn an_occurrence_never_attempted_past_the_lateness_is_recorded_missed_with
 
 #[tokio::test]
 async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_order() {
-    use exporter::ports::DeliveryLog;
+    use exporter_core::ports::DeliveryLog;
     let Some(fx) = Fixture::new().await else { return };
     let swept = |job: &JobKey| {
         let key = key(

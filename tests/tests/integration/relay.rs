@@ -7,8 +7,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
 use serde_json::{json, Value};
 
-use exporter::domain::job::JobKey;
-use exporter::ports::{Budgets, JobLedger, Spend};
+use exporter_core::domain::job::JobKey;
+use exporter_core::ports::{Budgets, JobLedger, Spend};
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use run_export::{handle, Outcome};
 

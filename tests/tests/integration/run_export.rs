@@ -15,10 +15,10 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use exporter::domain::job::{JobEnd, JobKey};
-use exporter::domain::RunEvent;
-use exporter::ports::{JobLedger, StoreError};
-use exporter::s3::S3Files;
+use exporter_adapters::s3::S3Files;
+use exporter_core::domain::job::{JobEnd, JobKey};
+use exporter_core::domain::RunEvent;
+use exporter_core::ports::{JobLedger, StoreError};
 use integration_tests::{expected_value, someone, Fixture, READER_START};
 use run_export::{handle, Failure, Outcome};
 

@@ -5,8 +5,8 @@ use std::io::Cursor;
 
 use calamine::{Data, Reader, Xlsx};
 
-use exporter::render::xlsx_file::{XlsxFile, ROWS_PER_SHEET};
-use exporter::render::{Cell, RowWriter};
+use exporter_core::render::xlsx_file::{XlsxFile, ROWS_PER_SHEET};
+use exporter_core::render::{Cell, RowWriter};
 
 #[test]
 fn a_series_over_the_row_limit_lands_on_two_sheets_with_the_header_on_both() {

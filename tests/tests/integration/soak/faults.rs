@@ -8,10 +8,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use exporter::domain::job::{JobEnd, JobKey};
-use exporter::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent};
-use exporter::dynamodb::DynamoStore;
-use exporter::ports::{
+use exporter_adapters::dynamodb::DynamoStore;
+use exporter_core::domain::job::{JobEnd, JobKey};
+use exporter_core::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent};
+use exporter_core::ports::{
     Advance, Budgets, DeliveryLog, ExportRuns, Exports, FileError, FileStore, ItemLedger, JobHistory,
     JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules, ScheduleError, Spend, StoreError,
 };
@@ -254,9 +254,9 @@ impl ItemLedger for FaultyItems<'_> {
         &self,
         job: &JobKey,
         item: u32,
-        outcome: &exporter::domain::job::ItemOutcome,
+        outcome: &exporter_core::domain::job::ItemOutcome,
         at: DateTime<Utc>,
-    ) -> Result<exporter::domain::job::Counted, StoreError> {
+    ) -> Result<exporter_core::domain::job::Counted, StoreError> {
         self.1.at("attempt died awaiting the store")?;
         let counted = self.0.item_done(job, item, outcome, at).await?;
         self.1
@@ -266,11 +266,11 @@ impl ItemLedger for FaultyItems<'_> {
     async fn item_outcomes(
         &self,
         job: &JobKey,
-    ) -> Result<Vec<(u32, exporter::domain::job::ItemOutcome)>, StoreError> {
+    ) -> Result<Vec<(u32, exporter_core::domain::job::ItemOutcome)>, StoreError> {
         self.1.at("attempt died awaiting the store")?;
         self.0.item_outcomes(job).await
     }
-    async fn item_runs(&self, job: &JobKey) -> Result<Vec<exporter::domain::job::ItemRun>, StoreError> {
+    async fn item_runs(&self, job: &JobKey) -> Result<Vec<exporter_core::domain::job::ItemRun>, StoreError> {
         self.0.item_runs(job).await
     }
 }
@@ -291,11 +291,11 @@ impl Exports for FaultyReads<'_> {
 
 #[async_trait]
 impl JobHistory for FaultyReads<'_> {
-    async fn jobs(&self, id: &ExportId) -> Result<Vec<exporter::domain::job::Job>, StoreError> {
+    async fn jobs(&self, id: &ExportId) -> Result<Vec<exporter_core::domain::job::Job>, StoreError> {
         self.1.at("attempt died awaiting the store")?;
         self.0.jobs(id).await
     }
-    async fn job(&self, job: &JobKey) -> Result<Option<exporter::domain::job::Job>, StoreError> {
+    async fn job(&self, job: &JobKey) -> Result<Option<exporter_core::domain::job::Job>, StoreError> {
         self.1.at("attempt died awaiting the store")?;
         self.0.job(job).await
     }
@@ -304,7 +304,7 @@ impl JobHistory for FaultyReads<'_> {
         id: &ExportId,
         before: Option<DateTime<Utc>>,
         limit: usize,
-    ) -> Result<Vec<exporter::domain::job::Job>, StoreError> {
+    ) -> Result<Vec<exporter_core::domain::job::Job>, StoreError> {
         self.1.at("attempt died awaiting the store")?;
         self.0.recent_jobs(id, before, limit).await
     }
@@ -334,7 +334,7 @@ impl DeliveryLog for FaultyDeliveries<'_> {
     async fn record_delivery(
         &self,
         job: &JobKey,
-        delivery: &exporter::domain::notification::Delivery,
+        delivery: &exporter_core::domain::notification::Delivery,
     ) -> Result<(), StoreError> {
         self.1.alive()?;
         self.0.record_delivery(job, delivery).await

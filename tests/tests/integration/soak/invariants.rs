@@ -6,11 +6,11 @@ use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
-use exporter::domain::job::{JobKey, JobStatus};
-use exporter::domain::request::Item;
-use exporter::domain::{ExportId, ExportStatus, RunEvent, Schedule};
-use exporter::ports::{FileStore, ItemLedger, JobHistory, RunSchedules, Sweep};
-use exporter::scheduler::schedule_name;
+use exporter_adapters::scheduler::schedule_name;
+use exporter_core::domain::job::{JobKey, JobStatus};
+use exporter_core::domain::request::Item;
+use exporter_core::domain::{ExportId, ExportStatus, RunEvent, Schedule};
+use exporter_core::ports::{FileStore, ItemLedger, JobHistory, RunSchedules, Sweep};
 use integration_tests::reader_server::LatePoint;
 use integration_tests::Fixture;
 
@@ -384,7 +384,11 @@ pub(super) async fn hold(
                 // A decimated item's series for the email's chart stays beside the files.
                 for (index, item) in export.request.items.iter().enumerate() {
                     if item.decimation.is_some() {
-                        keys.insert(exporter::domain::files::chart_key(&export.id, &job.job_id, index));
+                        keys.insert(exporter_core::domain::files::chart_key(
+                            &export.id,
+                            &job.job_id,
+                            index,
+                        ));
                     }
                 }
                 if let Some(archive) = &job.detail.archive {

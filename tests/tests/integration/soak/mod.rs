@@ -30,11 +30,11 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 
-use exporter::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter::ports::{Clock, RunSchedules};
-use exporter::reader::HttpReader;
-use exporter::scheduler::schedule_name;
-use exporter::support::{Retry, Secret};
+use exporter_adapters::reader::HttpReader;
+use exporter_adapters::scheduler::schedule_name;
+use exporter_adapters::support::{Retry, Secret};
+use exporter_core::domain::{ExportId, NotifyEvent, RunEvent};
+use exporter_core::ports::{Clock, RunSchedules};
 use integration_tests::doubles::{Launches, NotifiesInProcess};
 use integration_tests::reader_server::LatePoint;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
