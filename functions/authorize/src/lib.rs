@@ -17,8 +17,9 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use exporter_adapters::config::{list_or, optional, required, ConfigError};
+use exporter_adapters::config::ConfigError;
 
+pub mod config;
 pub mod oidc;
 pub mod platform;
 
@@ -63,38 +64,6 @@ pub enum Authorizer {
 }
 
 impl Authorizer {
-    /// Reads `CALLER_AUTH` and what that way needs: `OIDC_ISSUER` and `OIDC_AUDIENCE`, or
-    /// `PLATFORM_USERS_URL`, `READER_DIALECT` and `PLATFORM_PERMISSIONS`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        match optional("CALLER_AUTH").as_deref().unwrap_or("oidc") {
-            "oidc" => {
-                let audiences = list_or("OIDC_AUDIENCE", Vec::new());
-                if audiences.is_empty() {
-                    return Err(ConfigError::Missing("OIDC_AUDIENCE"));
-                }
-                Ok(Self::Oidc(oidc::Issuer::new(
-                    &required("OIDC_ISSUER")?,
-                    audiences,
-                )?))
-            }
-            "platform" => {
-                let permissions = list_or(
-                    "PLATFORM_PERMISSIONS",
-                    PLATFORM_DEFAULT_PERMISSIONS.map(str::to_owned).to_vec(),
-                );
-                Ok(Self::Platform(platform::Users::new(
-                    &required("PLATFORM_USERS_URL")?,
-                    exporter_adapters::config::reader_dialect()?,
-                    permissions,
-                )?))
-            }
-            other => Err(ConfigError::Malformed {
-                name: "CALLER_AUTH",
-                reason: format!("{other:?} is neither \"oidc\" nor \"platform\""),
-            }),
-        }
-    }
-
     /// The verdict on an `Authorization` header.
     pub async fn decide(&self, authorization: Option<&str>) -> Result<Verdict, Unavailable> {
         let Some(token) = authorization.and_then(bearer) else {

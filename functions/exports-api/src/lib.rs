@@ -2,6 +2,7 @@
 //! behind API Gateway's HTTP API. The handler translates: request in, domain and ports called,
 //! response out; every expected failure is an `Ok` response mapped in [`error`].
 
+pub mod config;
 pub mod error;
 pub mod identity;
 
@@ -12,20 +13,17 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
-use exporter_adapters::config::{
-    flag, parsed_or, reader_dialect, recipients, subtopic_separator, webhook_hosts, ConfigError,
-};
 use exporter_core::domain::job::{Job, JobKey, JobStatus};
 use exporter_core::domain::link::{LinkError, LinkSigner, Signature};
-use exporter_core::domain::request::{Limits, Recipients};
 use exporter_core::domain::{
-    Export, ExportId, ExportRequest, ExportStatus, ListQuery, Policy, Problem, RunEvent, Schedule,
+    Export, ExportId, ExportRequest, ExportStatus, ListQuery, Problem, RunEvent, Schedule,
 };
 use exporter_core::ports::{
     Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileStore, JobHistory, RunLauncher,
     RunSchedules,
 };
 
+pub use config::ApiConfig;
 pub use error::ApiError;
 pub use identity::Identity;
 
@@ -117,76 +115,6 @@ impl Links {
                 Err(LinkError::Invalid)
             }
         }
-    }
-}
-
-/// Settings of the API, read once at cold start.
-#[derive(Clone, Debug)]
-pub struct ApiConfig {
-    pub policy: Policy,
-    /// Largest accepted body; larger ones are answered `413`.
-    pub max_body_bytes: usize,
-    /// Exports a user may have queued or scheduled at once; more are answered `429`.
-    pub max_queued_per_user: u32,
-    /// Read the caller from the `x-local-identity` header when no authorizer ran (local only).
-    pub local_identity: bool,
-    /// How long a download link stays valid.
-    pub download_url_ttl: std::time::Duration,
-    /// Who messages may go to besides the caller's own address.
-    pub recipients: Recipients,
-    /// Verifies the signed links of messages (`GET /links/...`); `None` answers them `404`.
-    pub links: Option<std::sync::Arc<Links>>,
-    /// How long a deleted export's record is kept (then DynamoDB's TTL removes it).
-    pub retention: chrono::TimeDelta,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            policy: Policy::default(),
-            max_body_bytes: 256 * 1024,
-            max_queued_per_user: 100,
-            local_identity: false,
-            download_url_ttl: std::time::Duration::from_secs(3600),
-            recipients: Recipients::default(),
-            links: None,
-            retention: chrono::TimeDelta::days(7),
-        }
-    }
-}
-
-impl ApiConfig {
-    /// Reads the limits, webhook hosts, quota, body limit, link validity and `LOCAL_IDENTITY`,
-    /// each falling back to its default.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        let limits = defaults.policy.limits;
-        Ok(Self {
-            policy: Policy {
-                limits: Limits {
-                    max_items: parsed_or("MAX_ITEMS", limits.max_items)?,
-                    max_columns: parsed_or("MAX_COLUMNS", limits.max_columns)?,
-                    max_messages: parsed_or("MAX_MESSAGES", limits.max_messages)?,
-                },
-                webhook_hosts: webhook_hosts(),
-                min_periodicity_seconds: parsed_or(
-                    "MIN_PERIODICITY_SECONDS",
-                    defaults.policy.min_periodicity_seconds,
-                )?,
-                dialect: reader_dialect()?,
-                subtopic_separator: subtopic_separator()?,
-            },
-            max_body_bytes: parsed_or("MAX_BODY_BYTES", defaults.max_body_bytes)?,
-            max_queued_per_user: parsed_or("MAX_QUEUED_EXPORTS_PER_USER", defaults.max_queued_per_user)?,
-            local_identity: flag("LOCAL_IDENTITY"),
-            download_url_ttl: std::time::Duration::from_secs(parsed_or(
-                "DOWNLOAD_URL_SECONDS",
-                defaults.download_url_ttl.as_secs(),
-            )?),
-            recipients: recipients(),
-            links: None,
-            retention: chrono::TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
-        })
     }
 }
 

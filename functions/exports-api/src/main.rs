@@ -1,57 +1,42 @@
-//! Composition root of the exports API: configuration, AWS clients, adapters, runtime.
+//! Composition root of the exports API: its configuration (`config.rs`) wired to the adapters.
 
-use exporter_adapters::access::{checker, AccessMode};
-use exporter_adapters::config::{self, flag, required, schedule_settings};
+use exporter_adapters::access::checker;
+use exporter_adapters::config::init_tracing;
 use exporter_adapters::dynamodb::DynamoStore;
 use exporter_adapters::lambda::LambdaLauncher;
 use exporter_adapters::s3::S3Files;
 use exporter_adapters::scheduler::EventBridgeSchedules;
-use exporter_adapters::ssm::{link_signer, secret, SsmLinkKeys};
 use exporter_core::ports::SystemClock;
-use exports_api::{handle, ApiConfig, Deps, Links};
+use exports_api::config::Environment;
+use exports_api::{handle, ApiConfig, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    config::init_tracing();
-    let api_config = ApiConfig::from_env()?;
-    if api_config.local_identity && !cfg!(debug_assertions) {
+    init_tracing();
+    let env = Environment::from_env()?;
+    if env.api.local_identity && !cfg!(debug_assertions) {
         // A deployment is a release build: the local identity can never be switched on there.
         return Err(
             "LOCAL_IDENTITY is set, but this is a release build; it only works in local debug builds".into(),
         );
     }
-    let table = required("TABLE_NAME")?;
-    let settings = schedule_settings()?;
-    let bucket = required("BUCKET_NAME")?;
-    let run_export = required("RUN_EXPORT_FUNCTION")?;
-
-    let reader_url = required("READER_URL")?;
-    let access_mode = AccessMode::from_env()?;
-
     let aws = exporter_adapters::aws_config().await;
-    let policy_token = match access_mode {
-        AccessMode::Policy { .. } => {
-            let ssm = aws_sdk_ssm::Client::new(&aws);
-            secret(&ssm, "ACCESS_POLICY_TOKEN", "ACCESS_POLICY_TOKEN_PARAMETER").await?
-        }
-        _ => None,
-    };
-    let access = checker(access_mode, &reader_url, policy_token, api_config.policy.dialect)?;
+    let ssm = aws_sdk_ssm::Client::new(&aws);
+    let policy_token = env.policy_token(&ssm).await?;
+    let access = checker(
+        env.access.clone(),
+        &env.reader_url,
+        policy_token,
+        env.api.policy.dialect,
+    )?;
     let api_config = ApiConfig {
-        links: Some(std::sync::Arc::new({
-            let ssm = aws_sdk_ssm::Client::new(&aws);
-            let keys = link_signer(&ssm).await?;
-            match SsmLinkKeys::from_env(&ssm) {
-                Some(source) => Links::kept_in(keys, std::sync::Arc::new(source)),
-                None => Links::fixed(keys),
-            }
-        })),
-        ..api_config
+        links: Some(std::sync::Arc::new(env.links(&ssm).await?)),
+        ..env.api
     };
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
-    let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
-    let launcher = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), run_export);
-    let files = S3Files::new(S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")), bucket);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
+    let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), env.schedules);
+    let launcher = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), env.run_export_function);
+    let files = S3Files::new(S3Files::client(&aws, env.path_style), env.bucket);
     let clock = SystemClock;
     let deps = Deps {
         exports: &store,

@@ -8,124 +8,25 @@
 //! leaves its message to the next); transient failures are retried with backoff and jitter within a
 //! bound, honouring `Retry-After`; one channel's failure never stops the others.
 
-use std::time::Duration;
-
 mod chart;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use exporter_adapters::config::{optional, parsed_or, recipients, ConfigError};
-use exporter_adapters::support::Retry;
 use exporter_core::domain::files::{self, ChartSeries};
 use exporter_core::domain::job::{Job, JobKey, JobStatus};
-use exporter_core::domain::link::LinkSigner;
 use exporter_core::domain::notification::{compose, Composed, Delivery, DeliveryStatus, JobFacts};
-use exporter_core::domain::request::{EmailAddress, Medium, Message, Recipients, Target};
+use exporter_core::domain::request::{EmailAddress, Medium, Message, Target};
 use exporter_core::domain::Export;
 use exporter_core::ports::{
     Attachment, Budgets, ChatPoster, Clock, DeliveryError, DeliveryLog, Email, Exports, FileStore, Inline,
     JobHistory, Mailer, Spend,
 };
 
+pub mod config;
+pub use config::{default_target, Links, NotifyConfig};
 pub use exporter_adapters::failure::Failure;
 pub use exporter_core::domain::NotifyEvent;
-
-/// Where the download links of messages point: the API's link route, signed.
-#[derive(Clone, Debug)]
-pub struct Links {
-    /// The API's public base URL (`https://api.example.com`).
-    pub base_url: String,
-    pub signer: LinkSigner,
-}
-
-/// Settings of notify.
-#[derive(Clone, Debug)]
-pub struct NotifyConfig {
-    /// Files up to this size are attached to emails (before base64, which adds a third).
-    pub attachment_max_bytes: u64,
-    /// How long the download link in a message is valid (capped by the files' expiry).
-    pub link_ttl: Duration,
-    /// The signed links of messages; `None` leaves messages without a link.
-    pub links: Option<Links>,
-    pub retry: Retry,
-    /// Targets used when a message names none.
-    pub slack_default: Option<Target>,
-    pub discord_default: Option<Target>,
-    pub telegram_default: Option<Target>,
-    /// Who messages may go to besides the export owner's address (checked again before sending:
-    /// a record stored before the rule, or a list since narrowed, relays nothing).
-    pub recipients: Recipients,
-    /// Messages an owner's exports may send in a UTC day; past it, they are recorded not sent.
-    pub max_messages_per_day: u32,
-    /// How long a run holds a message it is sending: longer than the function's timeout, so
-    /// that only a run that is surely over (crashed, timed out) leaves it to a retry.
-    pub claim: chrono::TimeDelta,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        Self {
-            // SES caps a message at 40 MB; 7 MiB stays under 10 MB once base64-encoded.
-            attachment_max_bytes: 7 * 1024 * 1024,
-            link_ttl: Duration::from_secs(7 * 24 * 3600),
-            links: None,
-            retry: Retry {
-                attempts: 5,
-                base: Duration::from_millis(500),
-                cap: Duration::from_secs(20),
-            },
-            slack_default: None,
-            discord_default: None,
-            telegram_default: None,
-            recipients: Recipients::default(),
-            max_messages_per_day: 1000,
-            claim: chrono::TimeDelta::seconds(330),
-        }
-    }
-}
-
-impl NotifyConfig {
-    /// Reads `ATTACHMENT_MAX_BYTES`, `LINK_TTL_SECONDS`, `DELIVERY_CLAIM_SECONDS` and the default
-    /// targets, each falling back to its default.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        Ok(Self {
-            attachment_max_bytes: parsed_or("ATTACHMENT_MAX_BYTES", defaults.attachment_max_bytes)?,
-            link_ttl: Duration::from_secs(parsed_or("LINK_TTL_SECONDS", defaults.link_ttl.as_secs())?),
-            links: None,
-            retry: defaults.retry,
-            // Webhook URLs are secrets (whoever has one may post): read from SSM by the
-            // composition root, see `default_target`.
-            slack_default: None,
-            discord_default: None,
-            telegram_default: default_target(
-                "TELEGRAM_DEFAULT_CHAT",
-                Medium::Telegram,
-                optional("TELEGRAM_DEFAULT_CHAT").as_deref(),
-            )?,
-            recipients: recipients(),
-            max_messages_per_day: parsed_or("MAX_MESSAGES_PER_DAY", defaults.max_messages_per_day)?,
-            claim: chrono::TimeDelta::seconds(parsed_or(
-                "DELIVERY_CLAIM_SECONDS",
-                defaults.claim.num_seconds(),
-            )?),
-        })
-    }
-}
-
-/// A configured default target (the value of `name`, or of the SSM parameter it names),
-/// parsed at cold start; a webhook's host is checked before each post.
-pub fn default_target(
-    name: &'static str,
-    medium: Medium,
-    text: Option<&str>,
-) -> Result<Option<Target>, ConfigError> {
-    text.map(|text| {
-        Target::parse(medium, text, None).map_err(|reason| ConfigError::Malformed { name, reason })
-    })
-    .transpose()
-}
 
 /// What notify needs: exports and jobs to read, the delivery log to write, and the media.
 #[derive(Clone, Copy)]

@@ -37,7 +37,6 @@ use std::collections::{BTreeMap, HashSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 
-use exporter_adapters::config::{parsed_or, ConfigError};
 use exporter_core::domain::files;
 use exporter_core::domain::job::{ItemRun, JobEnd, JobKey};
 use exporter_core::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent, Schedule};
@@ -46,49 +45,9 @@ use exporter_core::ports::{
     RunLauncher, RunSchedules, Sweep,
 };
 
+pub mod config;
+pub use config::ReconcileConfig;
 pub use exporter_adapters::failure::Failure;
-
-/// Settings of the sweep.
-#[derive(Clone, Debug)]
-pub struct ReconcileConfig {
-    /// How long past due something must be before the sweep repairs it: longer than a run's
-    /// lease and the schedules' retries take, so it never races a live attempt.
-    pub grace: TimeDelta,
-    /// How long abandoned jobs' records are kept.
-    pub retention: TimeDelta,
-    /// How late an occurrence whose job was never attempted may still run; an older one is
-    /// recorded missed (as run-export's catch-up does).
-    pub lateness: TimeDelta,
-}
-
-impl Default for ReconcileConfig {
-    fn default() -> Self {
-        Self {
-            grace: TimeDelta::minutes(20),
-            retention: TimeDelta::days(7),
-            lateness: TimeDelta::hours(1),
-        }
-    }
-}
-
-impl ReconcileConfig {
-    /// Reads `RECONCILE_GRACE_SECONDS`, `RETENTION_DAYS` and `CATCH_UP_LATENESS_SECONDS`, each
-    /// falling back to its default.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        Ok(Self {
-            grace: TimeDelta::seconds(parsed_or(
-                "RECONCILE_GRACE_SECONDS",
-                defaults.grace.num_seconds(),
-            )?),
-            retention: TimeDelta::days(parsed_or("RETENTION_DAYS", defaults.retention.num_days())?),
-            lateness: TimeDelta::seconds(parsed_or(
-                "CATCH_UP_LATENESS_SECONDS",
-                defaults.lateness.num_seconds(),
-            )?),
-        })
-    }
-}
 
 /// What the sweep needs.
 #[derive(Clone, Copy)]

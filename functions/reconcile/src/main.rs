@@ -1,30 +1,27 @@
-//! Composition root of reconcile.
+//! Composition root of reconcile: its configuration (`config.rs`) wired to the adapters.
 
-use exporter_adapters::config::{self, flag, required, schedule_settings};
+use exporter_adapters::config::init_tracing;
 use exporter_adapters::dynamodb::DynamoStore;
 use exporter_adapters::lambda::LambdaLauncher;
 use exporter_adapters::s3::S3Files;
 use exporter_adapters::scheduler::EventBridgeSchedules;
 use exporter_core::ports::SystemClock;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use reconcile::{handle, Deps, ReconcileConfig};
+use reconcile::config::Environment;
+use reconcile::{handle, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    let table = required("TABLE_NAME")?;
-    let settings = schedule_settings()?;
-    let reconcile_config = ReconcileConfig::from_env()?;
+    init_tracing();
+    let env = Environment::from_env()?;
+    let reconcile_config = env.sweep;
     let aws = exporter_adapters::aws_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
-    let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
+    let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), env.schedules);
     let lambda = aws_sdk_lambda::Client::new(&aws);
-    let launcher = LambdaLauncher::new(lambda.clone(), required("RUN_EXPORT_FUNCTION")?);
-    let notifier = LambdaLauncher::new(lambda, required("NOTIFY_FUNCTION")?);
-    let files = S3Files::new(
-        S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")),
-        required("BUCKET_NAME")?,
-    );
+    let launcher = LambdaLauncher::new(lambda.clone(), env.run_export_function);
+    let notifier = LambdaLauncher::new(lambda, env.notify_function);
+    let files = S3Files::new(S3Files::client(&aws, env.path_style), env.bucket);
     let clock = SystemClock;
     let deps = Deps {
         sweep: &store,

@@ -18,6 +18,7 @@
 mod archive;
 mod chain;
 mod checkpoint;
+pub mod config;
 mod deadline;
 mod deps;
 mod error;
@@ -29,7 +30,8 @@ mod steps;
 mod upload;
 
 pub use checkpoint::Checkpoint;
-pub use deps::{stop_at, Deps, RunConfig};
+pub use config::RunConfig;
+pub use deps::{stop_at, Deps};
 pub use error::JobError;
 pub use steps::Outcome;
 

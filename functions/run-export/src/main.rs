@@ -1,72 +1,55 @@
-//! Composition root of run-export.
+//! Composition root of run-export: its configuration (`config.rs`) wired to the adapters.
 
 use exporter_adapters::access::{checker, AccessMode};
-use exporter_adapters::config::{
-    self, credential_scheme, flag, optional, parsed_or, reader_dialect, required, schedule_settings,
-};
+use exporter_adapters::config::init_tracing;
 use exporter_adapters::dynamodb::DynamoStore;
-use exporter_adapters::flow::DEFAULT_MAX_IN_FLIGHT;
 use exporter_adapters::lambda::LambdaLauncher;
-use exporter_adapters::reader::{HttpReader, DEFAULT_PAGE_MAX_BYTES};
-use exporter_adapters::s3::{S3Files, DEFAULT_PART_BYTES};
+use exporter_adapters::reader::HttpReader;
+use exporter_adapters::s3::S3Files;
 use exporter_adapters::scheduler::EventBridgeSchedules;
-use exporter_adapters::ssm::secret;
 use exporter_core::domain::RunEvent;
 use exporter_core::ports::SystemClock;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use run_export::{handle, Deps, RunConfig};
+use run_export::config::{policy_token, reader_token, Environment};
+use run_export::{handle, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    config::init_tracing();
-    let table = required("TABLE_NAME")?;
-    let bucket = required("BUCKET_NAME")?;
-    let reader_url = required("READER_URL")?;
-    let notify_function = required("NOTIFY_FUNCTION")?;
-    let settings = schedule_settings()?;
-    let part_size = parsed_or("UPLOAD_PART_BYTES", DEFAULT_PART_BYTES)?;
-    let run_config = RunConfig {
-        settle: chrono::TimeDelta::seconds(settings.settle_seconds),
-        part_bytes: part_size,
-        ..RunConfig::from_env()?
-    };
-    let access_mode = AccessMode::from_env()?;
-    let dialect = reader_dialect()?;
-    let scheme = credential_scheme(dialect)?;
-
+    init_tracing();
+    let env = Environment::from_env()?;
+    let run_config = env.run;
     let aws = exporter_adapters::aws_config().await;
     let ssm = aws_sdk_ssm::Client::new(&aws);
-    let reader_token = secret(&ssm, "READER_TOKEN", "READER_TOKEN_PARAMETER")
-        .await?
-        .ok_or(config::ConfigError::Missing("READER_TOKEN_PARAMETER"))?;
-    let mut reader = HttpReader::new(reader_url, reader_token)?
-        .with_dialect(dialect)
-        .with_credential_scheme(scheme);
-    if optional("READER_PAGE_LIMIT").is_some() {
-        reader = reader.with_page_limit(parsed_or("READER_PAGE_LIMIT", dialect.largest_page())?);
+    let settings = env.reader;
+    let mut reader = HttpReader::new(settings.url, reader_token(&ssm).await?)?
+        .with_dialect(settings.dialect)
+        .with_credential_scheme(settings.scheme);
+    if let Some(limit) = settings.page_limit {
+        reader = reader.with_page_limit(limit);
     }
-    let page_max_bytes = parsed_or("READER_PAGE_MAX_BYTES", DEFAULT_PAGE_MAX_BYTES)?;
     let reader = reader
-        .with_max_page_bytes(page_max_bytes)
-        .with_max_in_flight(parsed_or("READER_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT)?)
-        .with_max_pages_held(config::pages_held(page_max_bytes)?);
+        .with_max_page_bytes(settings.page_max_bytes)
+        .with_max_in_flight(settings.max_in_flight)
+        .with_max_pages_held(settings.pages_held);
     // Only a policy endpoint can answer for the owner without their credential: then every run
     // re-checks; otherwise access was checked when the export was created.
-    let access = match access_mode {
-        AccessMode::Policy { .. } => {
-            let token = secret(&ssm, "ACCESS_POLICY_TOKEN", "ACCESS_POLICY_TOKEN_PARAMETER").await?;
-            Some(checker(access_mode, "", token, dialect)?)
-        }
+    let access = match env.access {
+        AccessMode::Policy { .. } => Some(checker(
+            env.access,
+            "",
+            policy_token(&ssm).await?,
+            settings.dialect,
+        )?),
         _ => None,
     };
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
-    let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), settings);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
+    let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), env.schedules);
     let files =
-        S3Files::new(S3Files::client(&aws, flag("S3_FORCE_PATH_STYLE")), bucket).with_part_size(part_size);
+        S3Files::new(S3Files::client(&aws, env.path_style), env.bucket).with_part_size(run_config.part_bytes);
     let lambda = aws_sdk_lambda::Client::new(&aws);
-    let notifier = LambdaLauncher::new(lambda.clone(), notify_function);
-    // Itself: occurrences that passed without their trigger run in invocations of their own.
-    let launcher = LambdaLauncher::new(lambda, required("RUN_EXPORT_FUNCTION")?);
+    let notifier = LambdaLauncher::new(lambda.clone(), env.notify_function);
+    // Itself: continuations, item runs and missed occurrences run in invocations of their own.
+    let launcher = LambdaLauncher::new(lambda, env.run_export_function);
     let clock = SystemClock;
     let deps = Deps {
         exports: &store,

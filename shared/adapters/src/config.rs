@@ -73,8 +73,29 @@ pub fn schedule_settings() -> Result<crate::scheduler::ScheduleSettings, ConfigE
         dead_letter_arn: optional("SCHEDULE_DLQ_ARN"),
         max_retries: parsed_or("SCHEDULE_MAX_RETRIES", 10)?,
         max_event_age_seconds: parsed_or("SCHEDULE_MAX_EVENT_AGE_SECONDS", 86_400)?,
-        settle_seconds: parsed_or("SCHEDULE_SETTLE_SECONDS", 60)?,
+        settle_seconds: parsed_or(
+            "SCHEDULE_SETTLE_SECONDS",
+            exporter_core::domain::defaults::SCHEDULE_SETTLE.num_seconds(),
+        )?,
     })
+}
+
+/// `RETENTION_DAYS`: how long files and records are kept.
+pub fn retention() -> Result<chrono::TimeDelta, ConfigError> {
+    let days = parsed_or(
+        "RETENTION_DAYS",
+        exporter_core::domain::defaults::RETENTION.num_days(),
+    )?;
+    Ok(chrono::TimeDelta::days(days))
+}
+
+/// `CATCH_UP_LATENESS_SECONDS`: how late an occurrence that never ran may still run.
+pub fn catch_up_lateness() -> Result<chrono::TimeDelta, ConfigError> {
+    let seconds = parsed_or(
+        "CATCH_UP_LATENESS_SECONDS",
+        exporter_core::domain::defaults::CATCH_UP_LATENESS.num_seconds(),
+    )?;
+    Ok(chrono::TimeDelta::seconds(seconds))
 }
 
 /// True when `name` is `1` or `true`.

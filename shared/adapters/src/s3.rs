@@ -27,7 +27,7 @@ pub struct S3Files {
 /// S3's smallest part but the last.
 pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
 /// The default part size: a few parts for most files, little memory.
-pub const DEFAULT_PART_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_PART_BYTES: usize = exporter_core::domain::defaults::PART_BYTES;
 
 fn failed<E: std::error::Error + Send + Sync + 'static>(what: &str) -> impl FnOnce(E) -> FileError + '_ {
     move |e| FileError::Unavailable(what.to_owned(), Box::new(e) as Cause)

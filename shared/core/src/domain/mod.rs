@@ -3,6 +3,7 @@
 //! Nothing in here touches AWS, HTTP, the environment or a clock; every input arrives as a value.
 
 pub mod decimation;
+pub mod defaults;
 pub mod dialect;
 pub mod duration;
 pub mod export;
