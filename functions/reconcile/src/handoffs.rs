@@ -1,0 +1,69 @@
+//! Jobs that ended but were never handed to notify (or whose messages notify never finished):
+//! handed now, a one-time export settled first when its attempt died before settling it.
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use exporter_core::domain::job::JobKey;
+use exporter_core::domain::{NotifyEvent, Schedule};
+
+use crate::{Deps, Failure, Pass, Repairs};
+
+/// The jobs notify has not finished, handed (again).
+pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(), Failure> {
+    // Finished jobs never handed to notify (every attempt's hand-off failed, or a crash came
+    // between), handed now once the grace has passed, for the last day's jobs.
+    for (id, job) in pass
+        .deps
+        .sweep
+        .unhanded_jobs(pass.now - TimeDelta::days(1), pass.overdue)
+        .await?
+    {
+        let unsettled = pass.exports.iter().find(|e| {
+            e.id == id
+                && e.deleted_at.is_none()
+                && e.request.schedule == Schedule::OneTime
+                && e.status.counts_against_quota()
+        });
+        // A job left unhanded has ended; one that somehow has not settles nothing.
+        if let (Some(export), Some(status)) = (unsettled, job.status.settles_as()) {
+            let at = job.finished_at.unwrap_or(pass.now);
+            pass.deps.runs.settle_one_time(export, status, at).await?;
+            tracing::warn!(export_id = %id, job_id = %job.job_id, status = status.as_str(), "settled a one-time export whose job had ended");
+            repairs.exports_settled += 1;
+        }
+        hand_off(pass.deps, id, &job.job_id, job.scheduled_at, repairs).await?;
+    }
+    Ok(())
+}
+
+/// Hands a finished job to notify and marks it handed; a failure is logged and counted, and the
+/// next sweep tries again (the job stays unmarked).
+pub(crate) async fn hand_off(
+    deps: Deps<'_>,
+    id: exporter_core::domain::ExportId,
+    job_id: &str,
+    scheduled_at: DateTime<Utc>,
+    repairs: &mut Repairs,
+) -> Result<(), Failure> {
+    let event = NotifyEvent {
+        export_id: id,
+        job_id: job_id.to_owned(),
+    };
+    match deps.notifier.job_ended(&event).await {
+        Ok(()) => {
+            deps.ledger
+                .handed_off(&JobKey {
+                    export_id: id,
+                    scheduled_at,
+                })
+                .await?;
+            tracing::warn!(export_id = %id, job_id, "handed a finished job to notify");
+            repairs.jobs_handed_off += 1;
+        }
+        Err(e) => {
+            tracing::error!(export_id = %id, job_id, error = %e, "could not hand a finished job to notify");
+            repairs.hand_offs_failed += 1;
+        }
+    }
+    Ok(())
+}
