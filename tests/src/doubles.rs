@@ -84,11 +84,11 @@ impl JobNotifier for NotifiesInProcess<'_> {
 }
 
 /// The store of files, with every file of a key ending in `suffix` held, once stored, until the
-/// test lets it go: after a whole-file `put` (unless `puts` is off) and after a multipart upload
-/// completes. An attempt caught mid-await (right after storing a file or the zip) while another
-/// runs, or killed there (its future dropped).
+/// test lets it go: after a whole-file `put` (unless `puts` is off) and after a file that grew
+/// is finished. An attempt caught mid-await (right after storing a file or the zip) while another
+/// runs, or killed there (its future dropped). It stands for all three file ports.
 pub struct HeldPuts<'a> {
-    pub files: &'a dyn exporter_core::ports::FileStore,
+    pub files: &'a exporter_adapters::s3::S3Files,
     pub suffix: &'static str,
     pub puts: bool,
     /// Let go of the puts held (and every later one).
@@ -100,7 +100,7 @@ pub struct HeldPuts<'a> {
 }
 
 impl<'a> HeldPuts<'a> {
-    pub fn new(files: &'a dyn exporter_core::ports::FileStore, suffix: &'static str) -> Self {
+    pub fn new(files: &'a exporter_adapters::s3::S3Files, suffix: &'static str) -> Self {
         Self {
             files,
             suffix,
@@ -123,6 +123,12 @@ impl exporter_core::ports::FileStore for HeldPuts<'_> {
         }
         Ok(stored)
     }
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> FileResult<()> {
+        self.files.put_bytes(key, bytes).await
+    }
+    async fn read(&self, key: &str) -> FileResult<Vec<u8>> {
+        self.files.read(key).await
+    }
     async fn remove(&self, key: &str) -> FileResult<()> {
         self.files.remove(key).await
     }
@@ -132,9 +138,10 @@ impl exporter_core::ports::FileStore for HeldPuts<'_> {
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> FileResult<String> {
         self.files.presign(key, expires_in).await
     }
-    async fn read(&self, key: &str) -> FileResult<Vec<u8>> {
-        self.files.read(key).await
-    }
+}
+
+#[async_trait]
+impl exporter_core::ports::FilePieces for HeldPuts<'_> {
     async fn read_range(&self, key: &str, offset: u64, len: u64) -> FileResult<Vec<u8>> {
         tokio::time::sleep(self.range_delay).await;
         self.files.read_range(key, offset, len).await
@@ -142,17 +149,26 @@ impl exporter_core::ports::FileStore for HeldPuts<'_> {
     async fn download(&self, key: &str, path: &std::path::Path) -> FileResult<u64> {
         self.files.download(key, path).await
     }
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> FileResult<()> {
-        self.files.put_bytes(key, bytes).await
+}
+
+#[async_trait]
+impl exporter_core::ports::GrowingFiles for HeldPuts<'_> {
+    fn piece_bytes(&self) -> usize {
+        self.files.piece_bytes()
     }
-    async fn begin_upload(&self, key: &str, content_type: &str) -> FileResult<String> {
-        self.files.begin_upload(key, content_type).await
+    async fn begin(&self, key: &str, content_type: &str) -> FileResult<exporter_core::ports::Upload> {
+        self.files.begin(key, content_type).await
     }
-    async fn upload_part(&self, key: &str, upload: &str, number: i32, bytes: Vec<u8>) -> FileResult<String> {
-        self.files.upload_part(key, upload, number, bytes).await
+    async fn append(
+        &self,
+        key: &str,
+        upload: &mut exporter_core::ports::Upload,
+        bytes: Vec<u8>,
+    ) -> FileResult<()> {
+        self.files.append(key, upload, bytes).await
     }
-    async fn complete_upload(&self, key: &str, upload: &str, parts: &[(i32, String)]) -> FileResult<()> {
-        self.files.complete_upload(key, upload, parts).await?;
+    async fn finish(&self, key: &str, upload: &exporter_core::ports::Upload) -> FileResult<()> {
+        self.files.finish(key, upload).await?;
         if key.ends_with(self.suffix) {
             self.hold().await;
         }

@@ -295,7 +295,8 @@ impl Fixture {
             chat_state,
             chat,
             notify_config,
-            files: S3Files::new(s3.clone(), &bucket),
+            // S3's smallest part, so that tests meet files of several parts early.
+            files: S3Files::new(s3.clone(), &bucket).with_part_size(5 * 1024 * 1024),
             s3,
             bucket,
             access: Box::new(ReaderAccess::new(&reader_url, Dialect::default()).expect("an access client")),
@@ -380,6 +381,8 @@ impl Fixture {
             launcher: &self.launcher,
             reader: &self.reader,
             files: &self.files,
+            pieces: &self.files,
+            uploads: &self.files,
             notifier: &self.notifier,
             access: None,
             clock: &self.clock,

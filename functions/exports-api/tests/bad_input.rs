@@ -131,24 +131,8 @@ impl FileStore for Recorder {
         self.note("read");
         Ok(Vec::new())
     }
-    async fn download(&self, _: &str, _: &Path) -> Result<u64, FileError> {
-        self.note("download");
-        Ok(0)
-    }
     async fn put_bytes(&self, _: &str, _: Vec<u8>) -> Result<(), FileError> {
         self.note("put_bytes");
-        Ok(())
-    }
-    async fn begin_upload(&self, _: &str, _: &str) -> Result<String, FileError> {
-        self.note("begin_upload");
-        Ok(String::new())
-    }
-    async fn upload_part(&self, _: &str, _: &str, _: i32, _: Vec<u8>) -> Result<String, FileError> {
-        self.note("upload_part");
-        Ok(String::new())
-    }
-    async fn complete_upload(&self, _: &str, _: &str, _: &[(i32, String)]) -> Result<(), FileError> {
-        self.note("complete_upload");
         Ok(())
     }
 }

@@ -55,7 +55,7 @@ pub(crate) async fn archive(
     names: &[String],
 ) -> Result<FileRecord, JobError> {
     let key = files::archive_key(&export.id, job_id);
-    let part = deps.config.part_bytes.max(1);
+    let part = deps.uploads.piece_bytes().max(1);
     let pending = Pending::default();
     let mut zip = zip::ZipWriter::new_stream(pending.clone());
     let options =
@@ -63,8 +63,6 @@ pub(crate) async fn archive(
     let mut sent = Sent {
         key: &key,
         upload: None,
-        parts: Vec::new(),
-        uploaded: 0,
         local: 0,
     };
     let total: u64 = records.iter().map(|r| r.bytes).sum();
@@ -86,7 +84,7 @@ pub(crate) async fn archive(
             }
             let rest = record.bytes - offset;
             let piece = deps
-                .files
+                .pieces
                 .read_range(&record.key, offset, (part as u64).min(rest))
                 .await?;
             if piece.is_empty() {
@@ -108,7 +106,7 @@ pub(crate) async fn archive(
         sent.send_part(deps, rest, files::ZIP_CONTENT_TYPE).await?;
     }
     sent.complete(deps).await?;
-    let bytes = sent.uploaded;
+    let bytes = sent.uploaded();
     let rows = records.iter().map(|f| f.rows).sum();
     Ok(FileRecord { key, rows, bytes })
 }

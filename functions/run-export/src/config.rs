@@ -33,6 +33,8 @@ pub struct Environment {
     pub reader: ReaderSettings,
     /// `CHANNEL_ACCESS`, `ACCESS_POLICY_URL`.
     pub access: AccessMode,
+    /// `UPLOAD_PART_BYTES`: the pieces a file is sent to the store in (S3's minimum at least).
+    pub part_bytes: usize,
 }
 
 /// How the platform's reader is reached and read.
@@ -82,6 +84,7 @@ impl Environment {
                 pages_held: pages_held(page_max_bytes)?,
             },
             access: AccessMode::from_env()?,
+            part_bytes: parsed_or("UPLOAD_PART_BYTES", defaults::PART_BYTES)?,
         })
     }
 }
@@ -126,9 +129,6 @@ pub struct RunConfig {
     pub budget: Option<TimeDelta>,
     /// How many times a job may continue; past it, a job out of time fails.
     pub max_legs: u32,
-    /// The size of the parts a file continued across invocations is uploaded in (the store's
-    /// minimum at least).
-    pub part_bytes: usize,
     /// The most rows one item's workbook may hold; a job past it fails as soon as it gets there.
     pub xlsx_max_rows: u64,
     /// The most rows of a decimated item's workbook that get a native line chart; 0: none.
@@ -153,7 +153,6 @@ impl Default for RunConfig {
             settle: defaults::SCHEDULE_SETTLE,
             budget: None,
             max_legs: 200,
-            part_bytes: defaults::PART_BYTES,
             xlsx_max_rows: 5_000_000,
             xlsx_chart_max_rows: 10_000,
             fan_out: 4,
@@ -186,7 +185,6 @@ impl RunConfig {
                     reason: e.to_string(),
                 })?,
             max_legs: parsed_or("RUN_MAX_CONTINUATIONS", defaults.max_legs)?,
-            part_bytes: parsed_or("UPLOAD_PART_BYTES", defaults.part_bytes)?,
             xlsx_max_rows: parsed_or("XLSX_MAX_ROWS", defaults.xlsx_max_rows)?,
             xlsx_chart_max_rows: parsed_or("XLSX_CHART_MAX_ROWS", defaults.xlsx_chart_max_rows)?,
             fan_out: parsed_or("ITEM_FAN_OUT", defaults.fan_out)?,

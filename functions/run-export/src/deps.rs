@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use exporter_core::ports::{
-    Budgets, ChannelAccess, Clock, ExportRuns, Exports, FileStore, ItemLedger, JobHistory, JobLedger,
-    JobNotifier, RunLauncher, RunSchedules, SeriesReader,
+    Budgets, ChannelAccess, Clock, ExportRuns, Exports, FilePieces, FileStore, GrowingFiles, ItemLedger,
+    JobHistory, JobLedger, JobNotifier, RunLauncher, RunSchedules, SeriesReader,
 };
 
 use crate::config::RunConfig;
@@ -24,6 +24,10 @@ pub struct Deps<'a> {
     pub launcher: &'a dyn RunLauncher,
     pub reader: &'a dyn SeriesReader,
     pub files: &'a dyn FileStore,
+    /// Stored files read a piece at a time (the zip, a workbook's stage).
+    pub pieces: &'a dyn FilePieces,
+    /// Files written across invocations, sent a piece at a time.
+    pub uploads: &'a dyn GrowingFiles,
     pub notifier: &'a dyn JobNotifier,
     /// Re-checks the owner's channel access before every run (`CHANNEL_ACCESS=policy`); `None`
     /// when access is only checked at create time.

@@ -45,7 +45,7 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), env.schedules);
     let files =
-        S3Files::new(S3Files::client(&aws, env.path_style), env.bucket).with_part_size(run_config.part_bytes);
+        S3Files::new(S3Files::client(&aws, env.path_style), env.bucket).with_part_size(env.part_bytes);
     let lambda = aws_sdk_lambda::Client::new(&aws);
     let notifier = LambdaLauncher::new(lambda.clone(), env.notify_function);
     // Itself: continuations, item runs and missed occurrences run in invocations of their own.
@@ -62,6 +62,8 @@ async fn main() -> Result<(), Error> {
         launcher: &launcher,
         reader: &reader,
         files: &files,
+        pieces: &files,
+        uploads: &files,
         notifier: &notifier,
         access: access.as_deref(),
         clock: &clock,

@@ -20,7 +20,7 @@ use exporter_core::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail}
 use exporter_core::domain::request::{Extension, Fill, Item, Transform};
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{Export, Schedule, Window};
-use exporter_core::ports::{FileError, ReadError, SeriesQuery};
+use exporter_core::ports::{FileError, ReadError, SeriesQuery, Upload};
 use exporter_core::render::csv_file::CsvFile;
 use exporter_core::render::series::{SeriesRenderer, SeriesSink};
 use exporter_core::render::stage::{render_stage, StageFile};
@@ -297,11 +297,12 @@ fn cut_warning(index: usize, cut: u64) -> Option<String> {
     })
 }
 
-/// An item's file whose every part is sent, as its leg stores it before completing the upload.
+/// An item's file whose every piece is sent, as its leg stores it before finishing the file:
+/// `resumed` is the file as the leg's checkpoint had it (what tells this leg's record apart).
 #[derive(serde::Serialize, serde::Deserialize)]
 struct StoredItem {
-    upload: String,
-    parts: Vec<(i32, String)>,
+    resumed: Option<Upload>,
+    upload: Option<Upload>,
     rows: u64,
     bytes: u64,
     warnings: Vec<String>,
@@ -314,11 +315,11 @@ async fn stored_before(
     target: &Target<'_>,
     progress: Option<&ItemProgress>,
 ) -> Option<StoredItem> {
-    let upload = progress?.upload.as_deref()?;
+    let upload = progress?.upload.as_ref()?;
     let bytes = deps.files.read(&target.stored_key).await.ok()?;
     serde_json::from_slice::<StoredItem>(&bytes)
         .ok()
-        .filter(|stored| stored.upload == upload)
+        .filter(|stored| stored.resumed.as_ref() == Some(upload))
 }
 
 /// Where an item's file goes.
@@ -379,16 +380,14 @@ async fn render_item(
         // the file, or of a workbook's stage (then the workbook is rendered from it again).
         Sent {
             key: if workbook { &target.stage_key } else { target.key },
-            upload: Some(stored.upload),
-            parts: stored.parts,
-            uploaded: stored.bytes,
+            upload: stored.upload.take(),
             local: 0,
         }
         .complete(deps)
         .await?;
         let bytes = if workbook {
             let mut stage = temp_file(deps)?;
-            deps.files.download(&target.stage_key, stage.path()).await?;
+            deps.pieces.download(&target.stage_key, stage.path()).await?;
             stage.rewind()?;
             let (file, cut) = workbook_from(deps, export, item, &labels, &target, stage)?;
             stored.warnings.extend(cut_warning(index, cut));
@@ -504,16 +503,12 @@ async fn render_item(
             window: Window { from, to: window.to },
         })
         .collect();
-    let (upload, parts, uploaded) = match progress {
-        Some(p) => (p.upload, p.parts, p.uploaded),
-        None => (None, Vec::new(), 0),
-    };
-    // A workbook's parts are its stage's, under a key of their own.
+    let upload = progress.and_then(|p| p.upload);
+    let resumed = upload.clone();
+    // A workbook's pieces are its stage's, under a key of their own.
     let mut sent = Sent {
         key: if workbook { &target.stage_key } else { target.key },
         upload,
-        parts,
-        uploaded,
         local: 0,
     };
     let content_type = files::content_type(format.extension);
@@ -589,8 +584,6 @@ async fn render_item(
                 from_ns,
                 paused,
                 upload: sent.upload,
-                parts: sent.parts,
-                uploaded: sent.uploaded,
                 tail,
             })));
         }
@@ -667,22 +660,21 @@ async fn render_item(
     // stage) is goes into the leg's store before the upload completes, so that a retry of this
     // leg after the completion (the attempt dying right after it, or while rendering the
     // workbook) finds it stored, not an upload to resume that S3 no longer knows.
-    let completed = match sent.upload.clone() {
-        Some(upload) => {
-            sent.send(deps, file.as_file_mut(), true, content_type).await?;
-            let stored = StoredItem {
-                upload,
-                parts: sent.parts.clone(),
-                rows: rendered.rows,
-                bytes: sent.uploaded,
-                warnings: warnings.clone(),
-            };
-            let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
-            deps.files.put_bytes(&target.stored_key, json).await?;
-            sent.complete(deps).await?;
-            Some(sent.uploaded)
-        }
-        None => None,
+    let completed = if sent.upload.is_some() {
+        sent.send(deps, file.as_file_mut(), true, content_type).await?;
+        let stored = StoredItem {
+            resumed,
+            upload: sent.upload.clone(),
+            rows: rendered.rows,
+            bytes: sent.uploaded(),
+            warnings: warnings.clone(),
+        };
+        let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+        deps.files.put_bytes(&target.stored_key, json).await?;
+        sent.complete(deps).await?;
+        Some(sent.uploaded())
+    } else {
+        None
     };
     let bytes = if workbook {
         // The stage is whole: in the store (larger than a part), or in the local file. The
@@ -690,7 +682,7 @@ async fn render_item(
         // render from it again.
         let stage = if completed.is_some() {
             let mut whole = temp_file(deps)?;
-            deps.files.download(&target.stage_key, whole.path()).await?;
+            deps.pieces.download(&target.stage_key, whole.path()).await?;
             whole.rewind()?;
             whole
         } else {

@@ -2,20 +2,24 @@
 
 use crate::deps::Deps;
 use crate::error::JobError;
-use exporter_core::ports::FileError;
+use exporter_core::ports::{FileError, Upload};
 use std::io::{Read, Seek, SeekFrom, Write};
 
 /// An item's file on its way to the store in parts, across legs.
 pub(crate) struct Sent<'k> {
     pub(crate) key: &'k str,
-    pub(crate) upload: Option<String>,
-    pub(crate) parts: Vec<(i32, String)>,
-    pub(crate) uploaded: u64,
-    /// Bytes of this leg's local file already sent as parts.
+    /// The file as the store has it so far (none before its first piece).
+    pub(crate) upload: Option<Upload>,
+    /// Bytes of this leg's local file already sent.
     pub(crate) local: u64,
 }
 
 impl Sent<'_> {
+    /// Bytes sent so far, in every leg.
+    pub(crate) fn uploaded(&self) -> u64 {
+        self.upload.as_ref().map_or(0, Upload::size)
+    }
+
     /// Sends the local file's full parts as it grows, each time the reading side says it did,
     /// until that side hangs up (and then what is ready).
     pub(crate) async fn send_while_written(
@@ -42,7 +46,7 @@ impl Sent<'_> {
         path: &std::path::Path,
         content_type: &str,
     ) -> Result<(), FileError> {
-        let part_bytes = deps.config.part_bytes.max(1) as u64;
+        let part_bytes = deps.uploads.piece_bytes().max(1) as u64;
         let failed = |e: std::io::Error| FileError::Unavailable("read the local file".into(), Box::new(e));
         while std::fs::metadata(path).map_err(failed)?.len() >= self.local + part_bytes {
             let mut source = std::fs::File::open(path).map_err(failed)?;
@@ -54,33 +58,23 @@ impl Sent<'_> {
         Ok(())
     }
 
-    /// Sends the next part (the upload begun with the first), counted as sent.
+    /// Sends the next piece (the file begun with the first), counted as sent.
     pub(crate) async fn send_part(
         &mut self,
         deps: Deps<'_>,
         bytes: Vec<u8>,
         content_type: &str,
     ) -> Result<(), FileError> {
-        let upload = match &self.upload {
-            Some(upload) => upload.clone(),
-            None => {
-                let upload = deps.files.begin_upload(self.key, content_type).await?;
-                self.upload = Some(upload.clone());
-                upload
-            }
+        let upload = match &mut self.upload {
+            Some(upload) => upload,
+            None => self
+                .upload
+                .insert(deps.uploads.begin(self.key, content_type).await?),
         };
-        let number = self.parts.len() as i32 + 1;
         let size = bytes.len() as u64;
         let began = std::time::Instant::now();
-        let tag = deps.files.upload_part(self.key, &upload, number, bytes).await?;
-        tracing::debug!(
-            number,
-            size,
-            took_ms = began.elapsed().as_millis() as u64,
-            "part sent"
-        );
-        self.parts.push((number, tag));
-        self.uploaded += size;
+        deps.uploads.append(self.key, upload, bytes).await?;
+        tracing::debug!(size, took_ms = began.elapsed().as_millis() as u64, "piece sent");
         self.local += size;
         Ok(())
     }
@@ -94,7 +88,7 @@ impl Sent<'_> {
         last: bool,
         content_type: &str,
     ) -> Result<Option<Vec<u8>>, JobError> {
-        let part_bytes = deps.config.part_bytes.max(1);
+        let part_bytes = deps.uploads.piece_bytes().max(1);
         file.flush()?;
         file.seek(SeekFrom::Start(self.local))?;
         loop {
@@ -104,7 +98,7 @@ impl Sent<'_> {
             if !full && !last {
                 return Ok((!bytes.is_empty()).then_some(bytes));
             }
-            if bytes.is_empty() && !self.parts.is_empty() {
+            if bytes.is_empty() && self.uploaded() > 0 {
                 break;
             }
             self.send_part(deps, bytes, content_type).await?;
@@ -118,7 +112,7 @@ impl Sent<'_> {
     /// Completes the upload once every part is sent (`send` with `last`).
     pub(crate) async fn complete(&self, deps: Deps<'_>) -> Result<(), JobError> {
         if let Some(upload) = &self.upload {
-            deps.files.complete_upload(self.key, upload, &self.parts).await?;
+            deps.uploads.finish(self.key, upload).await?;
         }
         Ok(())
     }

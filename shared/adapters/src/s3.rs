@@ -1,7 +1,9 @@
-//! S3 adapter of [`FileStore`]: a finished local file stored by multipart upload in parts of
-//! `part_size` (so it is visible whole or not at all, and memory holds one part), the upload
-//! aborted on any failure; deletes; presigned download URLs. Path-style addressing is a setting,
-//! for emulators. Parts, ETags and S3's 5 MiB rule stay in here.
+//! S3 adapter of the file ports: [`FileStore`] (a finished local file stored by multipart upload
+//! in parts of `part_size`, so it is visible whole or not at all and memory holds one part, the
+//! upload aborted on any failure; deletes; presigned download URLs), [`FilePieces`] (ranged
+//! reads, downloads) and [`GrowingFiles`] (a file written across invocations, its multipart
+//! upload's id and parts kept in the opaque [`Upload`] the caller carries). Path-style
+//! addressing is a setting, for emulators. Parts, ETags and S3's 5 MiB rule stay in here.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -14,7 +16,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 
-use exporter_core::ports::{Cause, FileError, FileStore};
+use exporter_core::ports::{Cause, FileError, FilePieces, FileStore, GrowingFiles, Upload};
 
 /// The export files' bucket.
 #[derive(Clone, Debug)]
@@ -69,7 +71,7 @@ impl S3Files {
 }
 
 impl S3Files {
-    async fn begin(&self, key: &str, content_type: &str) -> Result<String, FileError> {
+    async fn create_upload(&self, key: &str, content_type: &str) -> Result<String, FileError> {
         let output = self
             .client
             .create_multipart_upload()
@@ -197,7 +199,7 @@ impl S3Files {
 #[async_trait]
 impl FileStore for S3Files {
     async fn put(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, FileError> {
-        let upload = self.begin(key, content_type).await?;
+        let upload = self.create_upload(key, content_type).await?;
         let sent = match self.send_parts(key, &upload, path).await {
             Ok((parts, bytes)) => self.complete(key, &upload, parts).await.map(|()| bytes),
             Err(e) => Err(e),
@@ -267,6 +269,34 @@ impl FileStore for S3Files {
         Ok(bytes.into_bytes().to_vec())
     }
 
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(failed("put object"))?;
+        Ok(())
+    }
+
+    async fn presign(&self, key: &str, expires_in: Duration) -> Result<String, FileError> {
+        let config = PresigningConfig::expires_in(expires_in).map_err(failed("presigning config"))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(failed("presign"))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+#[async_trait]
+impl FilePieces for S3Files {
     async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError> {
         if len == 0 {
             return Ok(Vec::new());
@@ -310,57 +340,91 @@ impl FileStore for S3Files {
         out.flush().map_err(failed("write the local file"))?;
         Ok(size)
     }
+}
 
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(failed("put object"))?;
+/// The S3 record of a file that grows: its multipart upload and the parts sent, in order.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Multipart {
+    upload_id: String,
+    parts: Vec<(i32, String)>,
+}
+
+impl Multipart {
+    fn of(upload: &Upload) -> Result<Self, FileError> {
+        serde_json::from_value(upload.state().clone()).map_err(failed("read a file's upload record"))
+    }
+
+    fn state(&self) -> Result<serde_json::Value, FileError> {
+        serde_json::to_value(self).map_err(failed("write a file's upload record"))
+    }
+}
+
+/// A file's upload as recorded before the upload's record was the store's own (a checkpoint
+/// of an earlier version: the upload's id, its parts and their size).
+pub fn upload_of_multipart(upload_id: String, parts: Vec<(i32, String)>, size: u64) -> Upload {
+    let state = serde_json::json!({ "uploadId": upload_id, "parts": parts });
+    Upload::resumed(size, state)
+}
+
+#[async_trait]
+impl GrowingFiles for S3Files {
+    fn piece_bytes(&self) -> usize {
+        self.part_size
+    }
+
+    async fn begin(&self, key: &str, content_type: &str) -> Result<Upload, FileError> {
+        let upload_id = self.create_upload(key, content_type).await?;
+        let record = Multipart {
+            upload_id,
+            parts: Vec::new(),
+        };
+        Ok(Upload::begun(record.state()?))
+    }
+
+    async fn append(&self, key: &str, upload: &mut Upload, bytes: Vec<u8>) -> Result<(), FileError> {
+        let mut record = Multipart::of(upload)?;
+        let number = i32::try_from(record.parts.len() + 1).map_err(failed("number the next part"))?;
+        let size = bytes.len() as u64;
+        let part = self.part(key, &record.upload_id, number, bytes).await?;
+        record
+            .parts
+            .push((number, part.e_tag().unwrap_or_default().to_owned()));
+        upload.appended(size, record.state()?);
         Ok(())
     }
 
-    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, FileError> {
-        self.begin(key, content_type).await
-    }
-
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload: &str,
-        number: i32,
-        bytes: Vec<u8>,
-    ) -> Result<String, FileError> {
-        let part = self.part(key, upload, number, bytes).await?;
-        Ok(part.e_tag().unwrap_or_default().to_owned())
-    }
-
-    async fn complete_upload(
-        &self,
-        key: &str,
-        upload: &str,
-        parts: &[(i32, String)],
-    ) -> Result<(), FileError> {
-        let parts = parts
+    async fn finish(&self, key: &str, upload: &Upload) -> Result<(), FileError> {
+        let record = Multipart::of(upload)?;
+        let parts = record
+            .parts
             .iter()
             .map(|(number, tag)| CompletedPart::builder().part_number(*number).e_tag(tag).build())
             .collect();
-        self.complete(key, upload, parts).await
+        self.complete(key, &record.upload_id, parts).await
     }
+}
 
-    async fn presign(&self, key: &str, expires_in: Duration) -> Result<String, FileError> {
-        let config = PresigningConfig::expires_in(expires_in).map_err(failed("presigning config"))?;
-        let request = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .presigned(config)
-            .await
-            .map_err(failed("presign"))?;
-        Ok(request.uri().to_owned())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_upload_recorded_by_an_earlier_version_reads_as_the_multipart_record() {
+        let upload = upload_of_multipart("id-1".into(), vec![(1, "t1".into()), (2, "t2".into())], 42);
+        let record = Multipart::of(&upload).expect("reads");
+        assert_eq!(record.upload_id, "id-1");
+        assert_eq!(record.parts, vec![(1, "t1".to_owned()), (2, "t2".to_owned())]);
+        assert_eq!(upload.size(), 42);
+        let begun = Upload::begun(
+            Multipart {
+                upload_id: "id-2".into(),
+                parts: Vec::new(),
+            }
+            .state()
+            .expect("writes"),
+        );
+        assert_eq!(Multipart::of(&begun).expect("reads").upload_id, "id-2");
+        assert!(Multipart::of(&Upload::begun(serde_json::json!("junk"))).is_err());
     }
 }

@@ -456,53 +456,84 @@ pub enum FileError {
     Unavailable(String, #[source] Cause),
 }
 
-/// Where files go (S3): each file visible whole or not at all.
+/// Where finished files go (S3): each file visible whole or not at all.
 #[async_trait]
 pub trait FileStore: Send + Sync {
-    /// `len` bytes of a stored file from `offset` (fewer at its end, none past it): a file read
-    /// a piece at a time, never whole.
-    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError> {
-        let whole = self.read(key).await?;
-        let from = usize::try_from(offset).unwrap_or(usize::MAX).min(whole.len());
-        let to = from
-            .saturating_add(usize::try_from(len).unwrap_or(usize::MAX))
-            .min(whole.len());
-        Ok(whole[from..to].to_vec())
-    }
     /// Stores the finished local file at `path` under `key` with its content type; returns its
     /// size. Fails leaving nothing under `key` (how the bytes travel is the adapter's business).
     async fn put(&self, key: &str, path: &Path, content_type: &str) -> Result<u64, FileError>;
+    /// Stores small bytes under `key` at once (a checkpoint, a tail kept between invocations).
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError>;
+    /// A file's bytes (to attach it to an email, a checkpoint).
+    async fn read(&self, key: &str) -> Result<Vec<u8>, FileError>;
     /// Removes a file; removing a missing one succeeds.
     async fn remove(&self, key: &str) -> Result<(), FileError>;
-    /// Removes every file whose key starts with `prefix` (what an attempt that died left);
-    /// returns how many there were.
+    /// Removes every file whose key starts with `prefix` (what an attempt that died left, files
+    /// on their way included); returns how many there were.
     async fn remove_all(&self, prefix: &str) -> Result<u64, FileError>;
     /// A time-limited URL to download a file.
     async fn presign(&self, key: &str, expires_in: std::time::Duration) -> Result<String, FileError>;
-    /// A file's bytes (to attach it to an email).
-    async fn read(&self, key: &str) -> Result<Vec<u8>, FileError>;
+}
+
+/// A stored file read without holding it whole in memory.
+#[async_trait]
+pub trait FilePieces: Send + Sync {
+    /// `len` bytes of a stored file from `offset` (fewer at its end, none past it).
+    async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError>;
     /// Copies a file into the local file at `path`, streaming; returns its size.
     async fn download(&self, key: &str, path: &Path) -> Result<u64, FileError>;
-    /// Stores small bytes under `key` at once (a checkpoint, a tail kept between invocations).
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError>;
-    /// Starts an upload of a file sent in parts across invocations; returns its id.
-    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, FileError>;
-    /// Sends part `number` (from 1; every part but the last at least the store's minimum);
-    /// returns its tag.
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload: &str,
-        number: i32,
-        bytes: Vec<u8>,
-    ) -> Result<String, FileError>;
-    /// Ends an upload with its parts, in order: the file appears whole.
-    async fn complete_upload(
-        &self,
-        key: &str,
-        upload: &str,
-        parts: &[(i32, String)],
-    ) -> Result<(), FileError>;
+}
+
+/// A file on its way to the store a piece at a time, across invocations: its size so far and
+/// what the store needs to go on with it, which nobody but the store reads (for S3, the upload's
+/// id and its parts' tags). Serialisable: a job's checkpoint keeps it between legs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Upload {
+    size: u64,
+    state: serde_json::Value,
+}
+
+impl Upload {
+    /// A file begun with nothing in it yet, with the store's record of it.
+    pub fn begun(state: serde_json::Value) -> Self {
+        Self { size: 0, state }
+    }
+
+    /// A file `size` bytes long so far, with the store's record of it.
+    pub fn resumed(size: u64, state: serde_json::Value) -> Self {
+        Self { size, state }
+    }
+
+    /// The bytes appended so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The store's record of the file: for the store's adapter only.
+    pub fn state(&self) -> &serde_json::Value {
+        &self.state
+    }
+
+    /// A piece of `bytes` appended, and the store's record as it stands now.
+    pub fn appended(&mut self, bytes: u64, state: serde_json::Value) {
+        self.size += bytes;
+        self.state = state;
+    }
+}
+
+/// Files that grow: a file written across invocations goes to the store a piece at a time and
+/// appears whole when finished, or never. How pieces travel (S3's parts, their tags, its
+/// minimum size) is the adapter's.
+#[async_trait]
+pub trait GrowingFiles: Send + Sync {
+    /// The size of every piece but the last (the store's part size).
+    fn piece_bytes(&self) -> usize;
+    /// Begins a file under `key`; nothing is visible there until [`GrowingFiles::finish`].
+    async fn begin(&self, key: &str, content_type: &str) -> Result<Upload, FileError>;
+    /// Appends the next piece (of [`GrowingFiles::piece_bytes`], or fewer for the last).
+    async fn append(&self, key: &str, upload: &mut Upload, bytes: Vec<u8>) -> Result<(), FileError>;
+    /// Ends the file: it appears whole under `key`.
+    async fn finish(&self, key: &str, upload: &Upload) -> Result<(), FileError>;
 }
 
 /// The hand-off to notify when a job ends.

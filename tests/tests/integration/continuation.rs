@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use exporter_core::domain::job::JobStatus;
 use exporter_core::domain::{ExportId, ExportStatus, RunEvent};
-use exporter_core::ports::{ExportLifecycle, Exports, FileStore, JobHistory};
+use exporter_core::ports::{ExportLifecycle, Exports, FileStore, GrowingFiles, JobHistory, Upload};
 use integration_tests::doubles::{HandOffs, Launches};
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
@@ -212,7 +212,6 @@ async fn a_file_larger_than_a_part_is_uploaded_in_parts_across_invocations() {
     let budgeted = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(400)),
-        part_bytes: 5 * 1024 * 1024,
         ..fx.run_config.clone()
     };
     let deps = run_export::Deps {
@@ -529,7 +528,7 @@ async fn a_wide_job_continues_across_invocations_and_writes_the_files_of_a_run_t
 /// requests since the part came (or, giving up, after ten seconds): a run that waited for its
 /// parts before reading on would never get there. When `refuse`, it then fails that part.
 struct PartsAfterReading<'a> {
-    files: &'a dyn FileStore,
+    files: &'a exporter_adapters::s3::S3Files,
     reader: &'a integration_tests::reader_server::ReaderConfig,
     pages: u64,
     refuse: bool,
@@ -539,59 +538,24 @@ struct PartsAfterReading<'a> {
 }
 
 #[async_trait::async_trait]
-impl FileStore for PartsAfterReading<'_> {
-    async fn put(
+impl GrowingFiles for PartsAfterReading<'_> {
+    fn piece_bytes(&self) -> usize {
+        self.files.piece_bytes()
+    }
+    async fn begin(&self, key: &str, content_type: &str) -> Result<Upload, exporter_core::ports::FileError> {
+        self.files.begin(key, content_type).await
+    }
+    async fn append(
         &self,
         key: &str,
-        path: &std::path::Path,
-        content_type: &str,
-    ) -> Result<u64, exporter_core::ports::FileError> {
-        self.files.put(key, path, content_type).await
-    }
-    async fn remove(&self, key: &str) -> Result<(), exporter_core::ports::FileError> {
-        self.files.remove(key).await
-    }
-    async fn remove_all(&self, prefix: &str) -> Result<u64, exporter_core::ports::FileError> {
-        self.files.remove_all(prefix).await
-    }
-    async fn presign(
-        &self,
-        key: &str,
-        expires_in: Duration,
-    ) -> Result<String, exporter_core::ports::FileError> {
-        self.files.presign(key, expires_in).await
-    }
-    async fn read(&self, key: &str) -> Result<Vec<u8>, exporter_core::ports::FileError> {
-        self.files.read(key).await
-    }
-    async fn download(
-        &self,
-        key: &str,
-        path: &std::path::Path,
-    ) -> Result<u64, exporter_core::ports::FileError> {
-        self.files.download(key, path).await
-    }
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), exporter_core::ports::FileError> {
-        self.files.put_bytes(key, bytes).await
-    }
-    async fn begin_upload(
-        &self,
-        key: &str,
-        content_type: &str,
-    ) -> Result<String, exporter_core::ports::FileError> {
-        self.files.begin_upload(key, content_type).await
-    }
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload: &str,
-        number: i32,
+        upload: &mut Upload,
         bytes: Vec<u8>,
-    ) -> Result<String, exporter_core::ports::FileError> {
+    ) -> Result<(), exporter_core::ports::FileError> {
+        let first = upload.size() == 0;
         let requests = || self.reader.requests.load(std::sync::atomic::Ordering::SeqCst);
         let until = requests() + self.pages;
         let waited = tokio::time::timeout(Duration::from_secs(10), async {
-            while number == 1 && requests() < until {
+            while first && requests() < until {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -599,7 +563,7 @@ impl FileStore for PartsAfterReading<'_> {
         if waited.is_err() {
             self.gave_up.store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        if self.refuse && number == 1 {
+        if self.refuse && first {
             self.refused_at
                 .store(requests(), std::sync::atomic::Ordering::SeqCst);
             return Err(exporter_core::ports::FileError::Unavailable(
@@ -607,15 +571,10 @@ impl FileStore for PartsAfterReading<'_> {
                 "the store is down".into(),
             ));
         }
-        self.files.upload_part(key, upload, number, bytes).await
+        self.files.append(key, upload, bytes).await
     }
-    async fn complete_upload(
-        &self,
-        key: &str,
-        upload: &str,
-        parts: &[(i32, String)],
-    ) -> Result<(), exporter_core::ports::FileError> {
-        self.files.complete_upload(key, upload, parts).await
+    async fn finish(&self, key: &str, upload: &Upload) -> Result<(), exporter_core::ports::FileError> {
+        self.files.finish(key, upload).await
     }
 }
 
@@ -624,18 +583,15 @@ impl FileStore for PartsAfterReading<'_> {
 async fn run_storing_through(
     fx: &Fixture,
     event: &RunEvent,
-    store: &dyn FileStore,
+    store: &dyn GrowingFiles,
 ) -> (Result<Outcome, run_export::Failure>, usize) {
-    let config = RunConfig {
-        part_bytes: 5 * 1024 * 1024,
-        ..fx.run_config.clone()
-    };
+    let config = fx.run_config.clone();
     let (queue, hand_offs) = (Launches::default(), HandOffs::default());
     let deps = run_export::Deps {
         launcher: &queue,
         notifier: &hand_offs,
         config: &config,
-        files: store,
+        uploads: store,
         ..fx.run_deps()
     };
     let outcome = handle(deps, event.clone()).await;
@@ -741,7 +697,6 @@ async fn a_final_leg_that_dies_before_recording_its_job_is_retried_to_the_same_f
     let budgeted = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(400)),
-        part_bytes: 5 * 1024 * 1024,
         ..fx.run_config.clone()
     };
     let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
@@ -749,6 +704,8 @@ async fn a_final_leg_that_dies_before_recording_its_job_is_retried_to_the_same_f
         launcher: &queue,
         config: &config,
         files: &held,
+        pieces: &held,
+        uploads: &held,
         ..fx.run_deps()
     };
     let (killed, _) = run_until_held(zipping, &queue, &held, budgeted.clone()).await;
@@ -809,7 +766,6 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
     let spread = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(400)),
-        part_bytes: 5 * 1024 * 1024,
         fan_out: 2,
         ..fx.run_config.clone()
     };
@@ -819,6 +775,8 @@ async fn an_item_leg_that_dies_after_storing_its_file_is_retried_to_the_same_fil
         launcher: &queue,
         config: &config,
         files: &held,
+        pieces: &held,
+        uploads: &held,
         ..fx.run_deps()
     };
     let (killed, mut pending) = run_until_held(storing, &queue, &held, spread.clone()).await;
@@ -876,7 +834,6 @@ async fn a_jobs_files_are_never_held_together_on_local_disk() {
     let event = fx.create_run(&alice, &request).await;
     let dir = tempfile::tempdir().expect("a work directory");
     let config = RunConfig {
-        part_bytes: 5 * 1024 * 1024,
         work_dir: Some(dir.path().to_owned()),
         ..fx.run_config.clone()
     };
@@ -902,7 +859,7 @@ async fn a_jobs_files_are_never_held_together_on_local_disk() {
 /// and storing through `files`; returns each invocation's outcome.
 async fn run_timed(
     fx: &Fixture,
-    files: &dyn FileStore,
+    files: &integration_tests::doubles::HeldPuts<'_>,
     queue: &Launches,
     first: RunEvent,
     seconds: i64,
@@ -912,6 +869,8 @@ async fn run_timed(
     while let Some(event) = pending.pop() {
         let deps = run_export::Deps {
             files,
+            pieces: files,
+            uploads: files,
             launcher: queue,
             stop_at: Some(chrono::Utc::now() + TimeDelta::seconds(seconds)),
             ..fx.run_deps()
@@ -936,6 +895,8 @@ async fn a_zip_out_of_time_is_written_by_a_fresh_invocation_and_one_out_of_time_
     let event = fx.create_run(&alice, &body()).await;
     let deps = run_export::Deps {
         files: &slow,
+        pieces: &slow,
+        uploads: &slow,
         launcher: &queue,
         stop_at: Some(chrono::Utc::now() + TimeDelta::seconds(2)),
         ..fx.run_deps()
@@ -977,6 +938,8 @@ async fn a_zip_out_of_time_is_written_by_a_fresh_invocation_and_one_out_of_time_
     let outcomes = run_to_end(
         run_export::Deps {
             files: &slow,
+            pieces: &slow,
+            uploads: &slow,
             launcher: &queue,
             config: &budgeted,
             ..fx.run_deps()
@@ -1035,7 +998,6 @@ async fn a_workbooks_final_leg_that_dies_after_completing_its_stage_is_retried_t
     let event = fx.create_run(&alice, &request).await;
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(400)),
-        part_bytes: 5 * 1024 * 1024,
         ..fx.run_config.clone()
     };
     // The attempt dies once the stage's upload is complete (rendering the workbook).
@@ -1044,6 +1006,8 @@ async fn a_workbooks_final_leg_that_dies_after_completing_its_stage_is_retried_t
         launcher: &queue,
         config: &config,
         files: &held,
+        pieces: &held,
+        uploads: &held,
         ..fx.run_deps()
     };
     let (killed, _) = run_until_held(staging, &queue, &held, event.clone()).await;

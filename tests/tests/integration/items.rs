@@ -425,7 +425,12 @@ async fn a_second_finisher_beside_the_last_items_run_ends_nothing_twice() {
     let deps = run.deps(&fx);
     let (event, last) = two_of_three_done(&fx, deps, queue).await;
     let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
-    let zipping = run_export::Deps { files: &held, ..deps };
+    let zipping = run_export::Deps {
+        files: &held,
+        pieces: &held,
+        uploads: &held,
+        ..deps
+    };
     let second = async {
         held.until_held().await;
         let outcome = handle(deps, last.clone()).await.expect("runs");
@@ -466,7 +471,12 @@ async fn a_finisher_that_died_is_relaunched_after_the_grace_not_beside_a_live_on
     let deps = run.deps(&fx);
     let (event, last) = two_of_three_done(&fx, deps, queue).await;
     let held = integration_tests::doubles::HeldPuts::new(&fx.files, ".zip");
-    let zipping = run_export::Deps { files: &held, ..deps };
+    let zipping = run_export::Deps {
+        files: &held,
+        pieces: &held,
+        uploads: &held,
+        ..deps
+    };
     tokio::select! {
         _ = handle(zipping, last.clone()) => panic!("the zip's put is held"),
         () = held.until_held() => {}
@@ -620,6 +630,8 @@ async fn the_last_items_run_out_of_time_for_the_zip_hands_it_to_a_fresh_invocati
             launcher: &queue,
             notifier: &hand_offs,
             files: &slow,
+            pieces: &slow,
+            uploads: &slow,
             config: &config,
             stop_at: Some(chrono::Utc::now() + TimeDelta::seconds(2)),
             ..fx.run_deps()

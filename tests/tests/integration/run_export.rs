@@ -336,6 +336,8 @@ async fn an_s3_failure_in_the_middle_of_an_upload_aborts_it_and_fails_the_job() 
         S3Files::new(aws_sdk_s3::Client::from_conf(failing_s3), &fx.bucket).with_part_size(5 * 1024 * 1024);
     let deps = run_export::Deps {
         files: &failing,
+        pieces: &failing,
+        uploads: &failing,
         ..fx.run_deps()
     };
     assert_eq!(

@@ -185,17 +185,17 @@ fn actions_of(call: &str) -> &'static [&'static str] {
             "s3:ListBucketMultipartUploads",
             "s3:AbortMultipartUpload",
         ],
-        // Completing an upload an earlier attempt completed asks whether its file is there.
-        "files.complete_upload" => &["s3:PutObject", "s3:GetObject"],
-        "files.put_bytes" | "files.begin_upload" | "files.upload_part" => &["s3:PutObject"],
-        "files.presign" | "files.read" | "files.download" => &["s3:GetObject"],
+        // Finishing a file an earlier attempt finished asks whether it is there.
+        "uploads.finish" => &["s3:PutObject", "s3:GetObject"],
+        "files.put_bytes" | "uploads.begin" | "uploads.append" => &["s3:PutObject"],
+        "files.presign" | "files.read" | "pieces.read_range" | "pieces.download" => &["s3:GetObject"],
         "mailer.send" => &["ses:SendEmail"],
         _ => &[],
     }
 }
 
 /// The port methods, by field name as the functions' `Deps` name them.
-const PORT_CALLS: [(&str, &[&str]); 15] = [
+const PORT_CALLS: [(&str, &[&str]); 17] = [
     ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
@@ -244,19 +244,10 @@ const PORT_CALLS: [(&str, &[&str]); 15] = [
     ("notifier", &["job_ended"]),
     (
         "files",
-        &[
-            "put",
-            "remove",
-            "remove_all",
-            "presign",
-            "read",
-            "put_bytes",
-            "begin_upload",
-            "upload_part",
-            "complete_upload",
-            "download",
-        ],
+        &["put", "put_bytes", "read", "remove", "remove_all", "presign"],
     ),
+    ("pieces", &["read_range", "download"]),
+    ("uploads", &["begin", "append", "finish"]),
     ("mailer", &["send"]),
     ("reader", &["read"]),
 ];
@@ -265,7 +256,7 @@ const PORT_CALLS: [(&str, &[&str]); 15] = [
 fn actions_needed(function: &str) -> BTreeSet<String> {
     let code = function_code(function);
     let mut needed = BTreeSet::new();
-    if code.contains("secret(&ssm,") || code.contains("link_signer(") {
+    if code.contains("secret(&ssm,") || code.contains("secret(ssm,") || code.contains("link_signer(") {
         needed.insert("ssm:GetParameter".to_owned());
     }
     // The one-time scan that gives records older than the sweep's index their key.

@@ -12,8 +12,9 @@ use exporter_adapters::dynamodb::DynamoStore;
 use exporter_core::domain::job::{JobEnd, JobKey};
 use exporter_core::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent};
 use exporter_core::ports::{
-    Advance, Budgets, DeliveryLog, ExportRuns, Exports, FileError, FileStore, ItemLedger, JobHistory,
-    JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules, ScheduleError, Spend, StoreError,
+    Advance, Budgets, DeliveryLog, ExportRuns, Exports, FileError, FilePieces, FileStore, GrowingFiles,
+    ItemLedger, JobHistory, JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules, ScheduleError,
+    Spend, StoreError, Upload,
 };
 
 /// The chance of an attempt dying at any await (Lambda's timeout, the process killed).
@@ -378,7 +379,10 @@ impl RunLauncher for FaultyLauncher<'_> {
     }
 }
 
-pub(super) struct FaultyFiles<'a>(pub(super) &'a dyn FileStore, pub(super) &'a Attempt<'a>);
+pub(super) struct FaultyFiles<'a>(
+    pub(super) &'a exporter_adapters::s3::S3Files,
+    pub(super) &'a Attempt<'a>,
+);
 
 pub(super) fn s3_down(e: StoreError) -> FileError {
     FileError::Unavailable("dead".into(), Box::new(e))
@@ -422,6 +426,14 @@ impl FileStore for FaultyFiles<'_> {
         self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.read(key).await
     }
+    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
+        self.0.put_bytes(key, bytes).await
+    }
+}
+
+#[async_trait]
+impl FilePieces for FaultyFiles<'_> {
     async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError> {
         // Lambda's timeout in the middle of a zip.
         self.1.alive().map_err(s3_down)?;
@@ -434,32 +446,24 @@ impl FileStore for FaultyFiles<'_> {
         self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.download(key, path).await
     }
-    async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), FileError> {
-        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
-        self.0.put_bytes(key, bytes).await
+}
+
+#[async_trait]
+impl GrowingFiles for FaultyFiles<'_> {
+    fn piece_bytes(&self) -> usize {
+        self.0.piece_bytes()
     }
-    async fn begin_upload(&self, key: &str, content_type: &str) -> Result<String, FileError> {
+    async fn begin(&self, key: &str, content_type: &str) -> Result<Upload, FileError> {
         self.1.at("attempt died awaiting S3").map_err(s3_down)?;
-        self.0.begin_upload(key, content_type).await
+        self.0.begin(key, content_type).await
     }
-    async fn upload_part(
-        &self,
-        key: &str,
-        upload: &str,
-        number: i32,
-        bytes: Vec<u8>,
-    ) -> Result<String, FileError> {
+    async fn append(&self, key: &str, upload: &mut Upload, bytes: Vec<u8>) -> Result<(), FileError> {
         self.1.at("attempt died awaiting S3").map_err(s3_down)?;
-        self.0.upload_part(key, upload, number, bytes).await
+        self.0.append(key, upload, bytes).await
     }
-    async fn complete_upload(
-        &self,
-        key: &str,
-        upload: &str,
-        parts: &[(i32, String)],
-    ) -> Result<(), FileError> {
+    async fn finish(&self, key: &str, upload: &Upload) -> Result<(), FileError> {
         self.1.at("attempt died awaiting S3").map_err(s3_down)?;
-        self.0.complete_upload(key, upload, parts).await
+        self.0.finish(key, upload).await
     }
 }
 

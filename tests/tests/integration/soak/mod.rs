@@ -249,6 +249,8 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         history: &reads,
         items: &items,
         files: &files,
+        pieces: &files,
+        uploads: &files,
         runs: &runs,
         ledger: &ledger,
         budgets: &budgets,
