@@ -200,20 +200,22 @@ impl HeldPuts<'_> {
     }
 }
 
-/// The item ledger, except that taking the next item to launch fails (the store unavailable)
+/// The spread jobs' ledgers, except that taking the next item to launch fails (the store unavailable)
 /// the first `failures` times: item runs that counted their item done and could not launch the
 /// next; and that the first `deaths_after_done` attempts to record an item done die right after
 /// recording it.
 pub struct FaultyItems<'a> {
     pub items: &'a dyn exporter_core::ports::ItemLedger,
+    pub spread: &'a dyn exporter_core::ports::JobSpread,
     pub failures: std::sync::atomic::AtomicU32,
     pub deaths_after_done: std::sync::atomic::AtomicU32,
 }
 
 impl<'a> FaultyItems<'a> {
-    pub fn new(items: &'a dyn exporter_core::ports::ItemLedger) -> Self {
+    pub fn new<S: exporter_core::ports::ItemLedger + exporter_core::ports::JobSpread>(store: &'a S) -> Self {
         Self {
-            items,
+            items: store,
+            spread: store,
             failures: std::sync::atomic::AtomicU32::new(0),
             deaths_after_done: std::sync::atomic::AtomicU32::new(0),
         }
@@ -235,18 +237,6 @@ type StoreResult<T> = Result<T, exporter_core::ports::StoreError>;
 
 #[async_trait]
 impl exporter_core::ports::ItemLedger for FaultyItems<'_> {
-    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> StoreResult<bool> {
-        self.items.spread_job(job, items, launched).await
-    }
-    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> StoreResult<()> {
-        self.items.launch_item(job, item, at).await
-    }
-    async fn next_item(&self, job: &JobKey, items: u32) -> StoreResult<Option<u32>> {
-        if take_one(&self.failures) {
-            return Err(exporter_core::ports::StoreError::Unavailable("throttled".into()));
-        }
-        self.items.next_item(job, items).await
-    }
     async fn claim_item(
         &self,
         job: &JobKey,
@@ -278,11 +268,27 @@ impl exporter_core::ports::ItemLedger for FaultyItems<'_> {
         }
         Ok(counted)
     }
+}
+
+#[async_trait]
+impl exporter_core::ports::JobSpread for FaultyItems<'_> {
+    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> StoreResult<bool> {
+        self.spread.spread_job(job, items, launched).await
+    }
+    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> StoreResult<()> {
+        self.spread.launch_item(job, item, at).await
+    }
+    async fn next_item(&self, job: &JobKey, items: u32) -> StoreResult<Option<u32>> {
+        if take_one(&self.failures) {
+            return Err(exporter_core::ports::StoreError::Unavailable("throttled".into()));
+        }
+        self.spread.next_item(job, items).await
+    }
     async fn item_outcomes(&self, job: &JobKey) -> StoreResult<Vec<(u32, ItemOutcome)>> {
-        self.items.item_outcomes(job).await
+        self.spread.item_outcomes(job).await
     }
     async fn item_runs(&self, job: &JobKey) -> StoreResult<Vec<exporter_core::domain::job::ItemRun>> {
-        self.items.item_runs(job).await
+        self.spread.item_runs(job).await
     }
 }
 

@@ -51,7 +51,7 @@ pub(crate) async fn hand_off(
     };
     match deps.notifier.job_ended(&event).await {
         Ok(()) => {
-            deps.ledger
+            deps.ends
                 .handed_off(&JobKey {
                     export_id: id,
                     scheduled_at,

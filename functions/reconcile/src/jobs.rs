@@ -56,7 +56,7 @@ pub(crate) async fn stalled(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<()
                     );
                     let end =
                         JobEnd::failed(reason, job.detail.clone(), pass.now, pass.deps.config.retention);
-                    pass.deps.ledger.record_unrun(&key, &end).await?;
+                    pass.deps.ends.record_unrun(&key, &end).await?;
                     tracing::warn!(export_id = %id, job_id = %job.job_id, "recorded missed an occurrence whose job was never attempted");
                     repairs.occurrences_missed += 1;
                 }
@@ -167,7 +167,7 @@ async fn relaunch_items(
         item: Some(item),
     };
     let mut launches = Vec::new();
-    let runs = deps.items.item_runs(key).await?;
+    let runs = deps.spread.item_runs(key).await?;
     if spread.left == 0 {
         // Every item is done and the job never ended. Its finisher is relaunched (as the last
         // item's event, which ends a job whose items are done) only once none can be alive: no
@@ -212,7 +212,7 @@ async fn relaunch_items(
         let all_done = (0..spread.launched).all(|item| spread.done.contains(&item));
         let last_done = runs.iter().filter_map(|r| r.done_at).max().or(job.started_at);
         if all_done && spread.launched < spread.items && last_done.is_some_and(|t| t < overdue) {
-            if let Some(next) = deps.items.next_item(key, spread.items).await? {
+            if let Some(next) = deps.spread.next_item(key, spread.items).await? {
                 launches.push(event(next, 0));
             }
         }

@@ -39,7 +39,7 @@ use serde::Serialize;
 
 use exporter_core::domain::{Export, ExportId};
 use exporter_core::ports::{
-    Clock, ExportLifecycle, ExportRuns, Exports, FileStore, ItemLedger, JobHistory, JobLedger, JobNotifier,
+    Clock, ExportLifecycle, ExportRuns, Exports, FileStore, JobEnds, JobHistory, JobNotifier, JobSpread,
     RunLauncher, RunSchedules, Sweep,
 };
 
@@ -60,9 +60,9 @@ pub struct Deps<'a> {
     /// Whether a one-time export's job was opened.
     pub history: &'a dyn JobHistory,
     /// To mark the jobs it hands to notify.
-    pub ledger: &'a dyn JobLedger,
+    pub ends: &'a dyn JobEnds,
     /// The item runs of spread jobs.
-    pub items: &'a dyn ItemLedger,
+    pub spread: &'a dyn JobSpread,
     pub lifecycle: &'a dyn ExportLifecycle,
     pub runs: &'a dyn ExportRuns,
     pub schedules: &'a dyn RunSchedules,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use exporter_core::ports::{
     Budgets, ChannelAccess, Clock, ExportRuns, Exports, FilePieces, FileStore, GrowingFiles, ItemLedger,
-    JobHistory, JobLedger, JobNotifier, RunLauncher, RunSchedules, SeriesReader,
+    JobEnds, JobHistory, JobLedger, JobNotifier, JobSpread, RunLauncher, RunSchedules, SeriesReader,
 };
 
 use crate::config::RunConfig;
@@ -15,8 +15,12 @@ pub struct Deps<'a> {
     pub exports: &'a dyn Exports,
     pub runs: &'a dyn ExportRuns,
     pub ledger: &'a dyn JobLedger,
+    /// How jobs end: recorded once, handed off.
+    pub ends: &'a dyn JobEnds,
     /// The runs of the items of jobs spread over parallel invocations.
     pub items: &'a dyn ItemLedger,
+    /// Jobs spread over item runs: the spread, the items launched, their outcomes.
+    pub spread: &'a dyn JobSpread,
     pub history: &'a dyn JobHistory,
     pub budgets: &'a dyn Budgets,
     pub schedules: &'a dyn RunSchedules,

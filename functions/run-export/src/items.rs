@@ -29,7 +29,7 @@ pub(crate) async fn spread(
     let items =
         u32::try_from(export.request.items.len()).map_err(|_| Failure::permanent("too many items"))?;
     let launched = deps.config.fan_out.clamp(1, items);
-    if !deps.items.spread_job(&event.job(), items, launched).await? {
+    if !deps.spread.spread_job(&event.job(), items, launched).await? {
         tracing::info!(export_id = %export.id, "job spread already; its items are under way");
         return Ok(Outcome::Duplicate);
     }
@@ -52,7 +52,11 @@ async fn launch(deps: Deps<'_>, event: &RunEvent, item: u32, leg: Option<u32>) {
         item: Some(item),
         ..event.clone()
     };
-    let launched = match deps.items.launch_item(&event.job(), item, deps.clock.now()).await {
+    let launched = match deps
+        .spread
+        .launch_item(&event.job(), item, deps.clock.now())
+        .await
+    {
         Ok(()) => deps.launcher.launch(&run).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -154,7 +158,7 @@ async fn run_claimed(
         // An earlier attempt counted the item and died before marking its run done: the run is
         // marked now, never run again (a second run's failure would fail a job whose items all
         // succeeded), and the job ends when nothing is left.
-        let outcomes = deps.items.item_outcomes(&job).await?;
+        let outcomes = deps.spread.item_outcomes(&job).await?;
         if let Some((_, outcome)) = outcomes.into_iter().find(|(i, _)| *i == item) {
             deps.items
                 .item_done(&job, item, &outcome, deps.clock.now())
@@ -216,7 +220,7 @@ async fn run_claimed(
             Counted::Left(0) => finish(deps, export, event, Fresh::No).await,
             Counted::Left(left) => {
                 tracing::info!(export_id = %export.id, item, left, "item done");
-                if let Some(next) = deps.items.next_item(&job, spread.items).await? {
+                if let Some(next) = deps.spread.next_item(&job, spread.items).await? {
                     let first = RunEvent {
                         leg: None,
                         item: None,
@@ -279,7 +283,7 @@ async fn finish_claimed(
     fresh: Fresh,
 ) -> Result<Outcome, Failure> {
     let job_id = event.job_id();
-    let outcomes = deps.items.item_outcomes(&event.job()).await?;
+    let outcomes = deps.spread.item_outcomes(&event.job()).await?;
     match pipeline::assemble(
         deps,
         export,
@@ -337,7 +341,7 @@ async fn fail(
     let end = failed_end(deps, reason);
     let finished_at = end.finished_at;
     // Once: the job's end is recorded only while it is under way, so the first failure wins.
-    let first = deps.ledger.finish_job(&event.job(), &end).await?;
+    let first = deps.ends.finish_job(&event.job(), &end).await?;
     if !first {
         // The job ended already. Failed by another item (its removal may be why this one
         // failed): what is left goes. Done (a finisher ended it while this run failed): its

@@ -46,7 +46,7 @@ pub(crate) async fn end_job(
         // Failed jobs expire too, so an export's partition does not grow without bound.
         expires_at: Some(finished_at + deps.config.retention),
     };
-    if !deps.ledger.finish_job(&event.job(), &end).await? {
+    if !deps.ends.finish_job(&event.job(), &end).await? {
         // Another attempt ended the job first (a second finisher, or the reconciler that gave
         // this attempt up for dead): its end stands, and its settling and hand-off are its own.
         // Files this attempt wrote for a job that ended failed have no reader: they go.
@@ -179,7 +179,7 @@ pub(crate) async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> R
         Failure::Retryable(Box::new(e))
     })?;
     if let Some(key) = JobKey::of_job_id(export.id, job_id) {
-        deps.ledger.handed_off(&key).await?;
+        deps.ends.handed_off(&key).await?;
     }
     Ok(())
 }
@@ -187,7 +187,7 @@ pub(crate) async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> R
 /// Records the job of `event` as failed without running it.
 pub(crate) async fn record_unrun(deps: Deps<'_>, event: &RunEvent, reason: String) -> Result<(), Failure> {
     Ok(deps
-        .ledger
+        .ends
         .record_unrun(&event.job(), &failed_end(deps, reason))
         .await?)
 }

@@ -130,7 +130,8 @@ pub trait JobHistory: Send + Sync {
     ) -> Result<Vec<Job>, StoreError>;
 }
 
-/// The job ledger of run-export: one job per trigger, held by one attempt at a time.
+/// The job ledger of run-export: one job per trigger, held by one attempt at a time, leg by
+/// leg (how it ends: [`JobEnds`]).
 #[async_trait]
 pub trait JobLedger: Send + Sync {
     /// Claims the job of one trigger for this attempt until `lease_until`: records it as
@@ -153,17 +154,6 @@ pub trait JobLedger: Send + Sync {
     /// Marks a job `inProgress`.
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError>;
 
-    /// Records how a job ended: `done` (with its files' expiry) or `failed`, unless it ended
-    /// already (another attempt ended it); `true` when this call ended it.
-    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError>;
-
-    /// Records a job that did not run (a missed occurrence, a trigger that is no occurrence) as
-    /// `failed` with its reason, unless the job exists already. It sends no messages.
-    async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
-
-    /// Records that a finished job was handed to notify (so the reconciler need not).
-    async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError>;
-
     /// Commits leg `leg`'s checkpoint of an unfinished job this attempt holds at leg `leg - 1`:
     /// the job's leg becomes `leg` and its lease is given back, so that the continuation may
     /// take it at once. `false` when the job is not at leg `leg - 1` (another writer moved it).
@@ -180,11 +170,26 @@ pub trait JobLedger: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
-/// The runs of the items of a job spread over parallel invocations: each item claimed, leased,
-/// checkpointed and continued like a job; their outcomes counted on the job with one atomic
-/// write, so exactly one item (the last) assembles the job.
+/// How a job ends: its end recorded once, a job that never ran recorded, the hand-off to
+/// notify marked.
 #[async_trait]
-pub trait ItemLedger: Send + Sync {
+pub trait JobEnds: Send + Sync {
+    /// Records how a job ended: `done` (with its files' expiry) or `failed`, unless it ended
+    /// already (another attempt ended it); `true` when this call ended it.
+    async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError>;
+
+    /// Records a job that did not run (a missed occurrence, a trigger that is no occurrence) as
+    /// `failed` with its reason, unless the job exists already. It sends no messages.
+    async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError>;
+
+    /// Records that a finished job was handed to notify (so the reconciler need not).
+    async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError>;
+}
+
+/// A job spread over parallel invocations, one item each: the spread, the items launched and
+/// left, their outcomes and runs (each item's own claim: [`ItemLedger`]).
+#[async_trait]
+pub trait JobSpread: Send + Sync {
     /// Spreads an unfinished job over `items` item runs, `launched` of them to be launched now.
     /// `false` when it was spread already.
     async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError>;
@@ -196,6 +201,18 @@ pub trait ItemLedger: Send + Sync {
     /// Takes the next item to launch, when one is left.
     async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError>;
 
+    /// The outcomes of a spread job's items, by index.
+    async fn item_outcomes(&self, job: &JobKey) -> Result<Vec<(u32, ItemOutcome)>, StoreError>;
+
+    /// The runs of a spread job's launched items (and of its finisher, [`ItemRun::finisher`]).
+    async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError>;
+}
+
+/// The runs of the items of a spread job: each item claimed, leased, checkpointed and continued
+/// like a job; their outcomes counted on the job with one atomic write, so exactly one item (the
+/// last) assembles the job.
+#[async_trait]
+pub trait ItemLedger: Send + Sync {
     /// Claims item `item` at leg `leg` until `lease_until` when no attempt holds it; `false`
     /// for a duplicate, a stale continuation, or an item done.
     async fn claim_item(
@@ -222,12 +239,6 @@ pub trait ItemLedger: Send + Sync {
         outcome: &ItemOutcome,
         at: DateTime<Utc>,
     ) -> Result<Counted, StoreError>;
-
-    /// The outcomes of a spread job's items, by index.
-    async fn item_outcomes(&self, job: &JobKey) -> Result<Vec<(u32, ItemOutcome)>, StoreError>;
-
-    /// The runs of a spread job's launched items (and of its finisher, [`ItemRun::finisher`]).
-    async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError>;
 }
 
 /// Who asks to read a channel: the subject of their token, and the credential they presented

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use exporter_core::domain::job::JobStatus;
 use exporter_core::domain::{NotifyEvent, RunEvent};
-use exporter_core::ports::{FileStore, ItemLedger, JobHistory, JobLedger, LaunchError, RunLauncher};
+use exporter_core::ports::{FileStore, JobHistory, JobLedger, JobSpread, LaunchError, RunLauncher};
 use integration_tests::doubles::HandOffs;
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
@@ -550,6 +550,7 @@ async fn items_never_launched_after_a_failed_hand_on_are_launched_by_the_sweep()
         notifier: &hand_offs,
         config: &config,
         items: &failing,
+        spread: &failing,
         ..fx.run_deps()
     };
     let event = fx.create_run(&someone(), &body(3)).await;

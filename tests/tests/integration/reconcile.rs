@@ -11,7 +11,7 @@ use serde_json::json;
 
 use exporter_core::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter_core::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter_core::ports::{ExportLifecycle, JobHistory, JobLedger, RunSchedules};
+use exporter_core::ports::{ExportLifecycle, JobEnds, JobHistory, JobLedger, RunSchedules};
 use integration_tests::doubles::{Armed, HandOffs, ItemsRead, RunsInProcess};
 use integration_tests::history::millis;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
@@ -28,8 +28,8 @@ async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
         sweep: &fx.store,
         exports: &fx.store,
         history: &fx.store,
-        ledger: &fx.store,
-        items: &fx.store,
+        ends: &fx.store,
+        spread: &fx.store,
         lifecycle: &fx.store,
         runs: &fx.store,
         schedules: &fx.schedules,

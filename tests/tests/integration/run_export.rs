@@ -18,7 +18,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use exporter_adapters::s3::S3Files;
 use exporter_core::domain::job::{JobEnd, JobKey};
 use exporter_core::domain::RunEvent;
-use exporter_core::ports::{JobLedger, StoreError};
+use exporter_core::ports::{JobEnds, JobLedger, StoreError};
 use integration_tests::{expected_value, someone, Fixture, READER_START};
 use run_export::{handle, Failure, Outcome};
 
@@ -428,51 +428,25 @@ async fn an_expired_job_answers_410_on_download() {
     );
 }
 
-/// The job ledger, except that recording a job's end fails (DynamoDB unavailable) the first time.
+/// How jobs end, except that recording a job's end fails (DynamoDB unavailable) the first time.
 struct FinishFailsOnce<'a> {
-    ledger: &'a dyn JobLedger,
+    ends: &'a dyn JobEnds,
     failed: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
-impl JobLedger for FinishFailsOnce<'_> {
-    async fn open_job(
-        &self,
-        job: &JobKey,
-        at: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.ledger.open_job(job, at, lease_until).await
-    }
-    async fn release_job(&self, job: &JobKey, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
-        self.ledger.release_job(job, at).await
-    }
-    async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.ledger.start_job(job, at).await
-    }
+impl JobEnds for FinishFailsOnce<'_> {
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
         if !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable("throttled".into()));
         }
-        self.ledger.finish_job(job, end).await
+        self.ends.finish_job(job, end).await
     }
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
-        self.ledger.record_unrun(job, end).await
+        self.ends.record_unrun(job, end).await
     }
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
-        self.ledger.handed_off(job).await
-    }
-    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
-        self.ledger.checkpoint_job(job, leg).await
-    }
-    async fn resume_job(
-        &self,
-        job: &JobKey,
-        leg: u32,
-        at: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.ledger.resume_job(job, leg, at, lease_until).await
+        self.ends.handed_off(job).await
     }
 }
 
@@ -482,12 +456,12 @@ async fn an_attempt_stopped_by_an_error_gives_its_job_back_and_the_retry_runs_it
     let alice = someone();
     let body = one_time_csv(vec![item("urn:dev:a", READER_START, READER_START + 600)]);
     let (id, created_at) = created(&fx, &alice, &body).await;
-    let ledger = FinishFailsOnce {
-        ledger: &fx.store,
+    let ends = FinishFailsOnce {
+        ends: &fx.store,
         failed: false.into(),
     };
     let deps = run_export::Deps {
-        ledger: &ledger,
+        ends: &ends,
         ..fx.run_deps()
     };
     assert!(matches!(

@@ -148,8 +148,9 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "ledger.open_job"
         | "ledger.release_job"
         | "ledger.start_job"
-        | "ledger.finish_job"
-        | "ledger.handed_off"
+        | "ends.finish_job"
+        | "ends.record_unrun"
+        | "ends.handed_off"
         | "ledger.checkpoint_job"
         | "ledger.resume_job" => &["dynamodb:UpdateItem"],
         "deliveries.claim_delivery"
@@ -167,15 +168,15 @@ fn actions_of(call: &str) -> &'static [&'static str] {
             &["dynamodb:Query"]
         }
         "sweep.abandon_job" | "sweep.set_quota" => &["dynamodb:UpdateItem"],
-        "items.spread_job"
-        | "items.launch_item"
-        | "items.next_item"
+        "spread.spread_job"
+        | "spread.launch_item"
+        | "spread.next_item"
         | "items.claim_item"
         | "items.release_item"
         | "items.checkpoint_item" => &["dynamodb:UpdateItem"],
         "items.item_done" => &["dynamodb:UpdateItem", "dynamodb:GetItem"],
-        "items.item_outcomes" => &["dynamodb:GetItem"],
-        "items.item_runs" => &["dynamodb:Query"],
+        "spread.item_outcomes" => &["dynamodb:GetItem"],
+        "spread.item_runs" => &["dynamodb:Query"],
         "launcher.launch" | "notifier.job_ended" => &["lambda:InvokeFunction"],
         "files.put" => &["s3:PutObject", "s3:AbortMultipartUpload"],
         "files.remove" => &["s3:DeleteObject"],
@@ -195,7 +196,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
 }
 
 /// The port methods, by field name as the functions' `Deps` name them.
-const PORT_CALLS: [(&str, &[&str]); 17] = [
+const PORT_CALLS: [(&str, &[&str]); 19] = [
     ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
     ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
@@ -207,12 +208,11 @@ const PORT_CALLS: [(&str, &[&str]); 17] = [
             "open_job",
             "release_job",
             "start_job",
-            "finish_job",
-            "handed_off",
             "checkpoint_job",
             "resume_job",
         ],
     ),
+    ("ends", &["finish_job", "record_unrun", "handed_off"]),
     ("deliveries", &["claim_delivery", "record_delivery"]),
     ("schedules", &["arm", "disarm", "armed"]),
     (
@@ -228,14 +228,14 @@ const PORT_CALLS: [(&str, &[&str]); 17] = [
     ),
     (
         "items",
+        &["claim_item", "release_item", "checkpoint_item", "item_done"],
+    ),
+    (
+        "spread",
         &[
             "spread_job",
             "launch_item",
             "next_item",
-            "claim_item",
-            "release_item",
-            "checkpoint_item",
-            "item_done",
             "item_outcomes",
             "item_runs",
         ],

@@ -10,81 +10,13 @@ use chrono::{DateTime, Utc};
 
 use exporter_core::domain::job::{Counted, ItemOutcome, ItemRun, JobKey, JobStatus};
 use exporter_core::domain::timestamp::rfc3339;
-use exporter_core::ports::{ItemLedger, JobHistory, StoreError};
+use exporter_core::ports::{ItemLedger, JobHistory, JobSpread, StoreError};
 
 use super::codec::*;
 use super::{DynamoStore, TTL_ATTRIBUTE};
 
 #[async_trait]
 impl ItemLedger for DynamoStore {
-    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError> {
-        let spread = self
-            .update_job(job)
-            .update_expression(
-                "SET #items = :items, itemsLaunched = :launched, itemsLeft = :items, outcomes = :none, \
-                 leaseUntil = :zero",
-            )
-            .condition_expression("#status = :running AND attribute_not_exists(#items)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#items", "items")
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":items", n(items))
-            .expression_attribute_values(":launched", n(launched))
-            .expression_attribute_values(":none", AttributeValue::M(HashMap::new()))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        conditional(spread)
-    }
-
-    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(job, item)))
-            .update_expression(format!(
-                "SET #status = if_not_exists(#status, :running), launchedAt = if_not_exists(launchedAt, :at), \
-                 leaseUntil = if_not_exists(leaseUntil, :zero), attempts = if_not_exists(attempts, :zero), \
-                 {TTL_ATTRIBUTE} = :ttl"
-            ))
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":at", s(rfc3339(at)))
-            .expression_attribute_values(":zero", n(0))
-            // Item records outlive any job's retention, then go.
-            .expression_attribute_values(":ttl", n((at + chrono::TimeDelta::days(400)).timestamp()))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError> {
-        let taken = self
-            .update_job(job)
-            .update_expression("SET itemsLaunched = itemsLaunched + :one")
-            .condition_expression("#status = :running AND itemsLaunched < :items")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":items", n(items))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
-            .send()
-            .await;
-        match taken {
-            Ok(output) => Ok(output
-                .attributes()
-                .and_then(|a| number_of(a, "itemsLaunched"))
-                .and_then(|n| u32::try_from(n - 1).ok())),
-            Err(e)
-                if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
     async fn claim_item(
         &self,
         job: &JobKey,
@@ -218,7 +150,75 @@ impl ItemLedger for DynamoStore {
             .map_err(unavailable)?;
         Ok(counted)
     }
+}
 
+#[async_trait]
+impl JobSpread for DynamoStore {
+    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError> {
+        let spread = self
+            .update_job(job)
+            .update_expression(
+                "SET #items = :items, itemsLaunched = :launched, itemsLeft = :items, outcomes = :none, \
+                 leaseUntil = :zero",
+            )
+            .condition_expression("#status = :running AND attribute_not_exists(#items)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#items", "items")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":items", n(items))
+            .expression_attribute_values(":launched", n(launched))
+            .expression_attribute_values(":none", AttributeValue::M(HashMap::new()))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        conditional(spread)
+    }
+    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(job, item)))
+            .update_expression(format!(
+                "SET #status = if_not_exists(#status, :running), launchedAt = if_not_exists(launchedAt, :at), \
+                 leaseUntil = if_not_exists(leaseUntil, :zero), attempts = if_not_exists(attempts, :zero), \
+                 {TTL_ATTRIBUTE} = :ttl"
+            ))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(at)))
+            .expression_attribute_values(":zero", n(0))
+            // Item records outlive any job's retention, then go.
+            .expression_attribute_values(":ttl", n((at + chrono::TimeDelta::days(400)).timestamp()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+    async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError> {
+        let taken = self
+            .update_job(job)
+            .update_expression("SET itemsLaunched = itemsLaunched + :one")
+            .condition_expression("#status = :running AND itemsLaunched < :items")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":items", n(items))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match taken {
+            Ok(output) => Ok(output
+                .attributes()
+                .and_then(|a| number_of(a, "itemsLaunched"))
+                .and_then(|n| u32::try_from(n - 1).ok())),
+            Err(e)
+                if e.as_service_error().and_then(|s| s.code()) == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
     async fn item_outcomes(&self, job: &JobKey) -> Result<Vec<(u32, ItemOutcome)>, StoreError> {
         let output = self
             .client
@@ -231,7 +231,6 @@ impl ItemLedger for DynamoStore {
             .map_err(unavailable)?;
         output.item().map_or(Ok(Vec::new()), read_outcomes)
     }
-
     async fn item_runs(&self, job: &JobKey) -> Result<Vec<ItemRun>, StoreError> {
         let mut output = self
             .client

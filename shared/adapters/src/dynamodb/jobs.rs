@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use exporter_core::domain::job::{Job, JobEnd, JobKey, JobStatus};
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::ExportId;
-use exporter_core::ports::{JobHistory, JobLedger, StoreError};
+use exporter_core::ports::{JobEnds, JobHistory, JobLedger, StoreError};
 
 use super::codec::*;
 use super::{DynamoStore, TTL_ATTRIBUTE};
@@ -286,7 +286,10 @@ impl JobLedger for DynamoStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl JobEnds for DynamoStore {
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
         // Only a job still under way ends: a second finisher never overwrites the first's end
         // (a `failed` over a `done`, or the reverse).
@@ -297,7 +300,6 @@ impl JobLedger for DynamoStore {
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()));
         conditional(update.send().await)
     }
-
     async fn record_unrun(&self, job: &JobKey, end: &JobEnd) -> Result<(), StoreError> {
         let detail = serde_json::to_string(&end.detail).map_err(unavailable)?;
         // A job expected when the chain moved past it, and never attempted, is recorded too.
@@ -325,7 +327,6 @@ impl JobLedger for DynamoStore {
         };
         conditional(update.send().await).map(drop)
     }
-
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
         let marked = self
             .update_job(job)

@@ -5,8 +5,8 @@
 //! |---|---|---|
 //! | `exports.rs` | `Exports`, `ExportLifecycle` | `GetItem`, `Query` (`byOwner`), `UpdateItem`, `TransactWriteItems` (the quota) |
 //! | `runs.rs` | `ExportRuns` | `GetItem`, `UpdateItem` (the jobs it passes first, then the export), `TransactWriteItems` (settling with the quota) |
-//! | `jobs.rs` | `JobHistory`, `JobLedger` | `GetItem`, `Query`, `UpdateItem` |
-//! | `items.rs` | `ItemLedger` | `GetItem`, `Query`, `UpdateItem` |
+//! | `jobs.rs` | `JobHistory`, `JobLedger`, `JobEnds` | `GetItem`, `Query`, `UpdateItem` |
+//! | `items.rs` | `JobSpread`, `ItemLedger` | `GetItem`, `Query`, `UpdateItem` |
 //! | `deliveries.rs` | `DeliveryLog` | `UpdateItem` (the job's record) |
 //! | `budgets.rs` | `Budgets` | `TransactWriteItems` |
 //! | `sweep.rs` | `Sweep`, and the index's backfill | `Query` (`bySweep`), `Scan` (backfill only), `GetItem`, `PutItem`, `UpdateItem` |

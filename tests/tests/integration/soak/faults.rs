@@ -13,8 +13,8 @@ use exporter_core::domain::job::{JobEnd, JobKey};
 use exporter_core::domain::{Export, ExportId, ExportStatus, NotifyEvent, RunEvent};
 use exporter_core::ports::{
     Advance, Budgets, DeliveryLog, ExportRuns, Exports, FileError, FilePieces, FileStore, GrowingFiles,
-    ItemLedger, JobHistory, JobLedger, JobNotifier, LaunchError, RunLauncher, RunSchedules, ScheduleError,
-    Spend, StoreError, Upload,
+    ItemLedger, JobEnds, JobHistory, JobLedger, JobNotifier, JobSpread, LaunchError, RunLauncher,
+    RunSchedules, ScheduleError, Spend, StoreError, Upload,
 };
 
 /// The chance of an attempt dying at any await (Lambda's timeout, the process killed).
@@ -149,7 +149,7 @@ impl ExportRuns for FaultyRuns<'_> {
 
 /// The ledger, whose writes fail now and then; an attempt that dies holding its job leaves it
 /// unfinished under a live lease.
-pub(super) struct FaultyLedger<'a>(pub(super) &'a dyn JobLedger, pub(super) &'a Attempt<'a>);
+pub(super) struct FaultyLedger<'a>(pub(super) &'a DynamoStore, pub(super) &'a Attempt<'a>);
 
 #[async_trait]
 impl JobLedger for FaultyLedger<'_> {
@@ -173,6 +173,24 @@ impl JobLedger for FaultyLedger<'_> {
         self.0.start_job(job, at).await?;
         self.1.dies_after("attempt died after starting its job")
     }
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.checkpoint_job(job, leg).await
+    }
+    async fn resume_job(
+        &self,
+        job: &JobKey,
+        leg: u32,
+        at: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.resume_job(job, leg, at, lease_until).await
+    }
+}
+
+#[async_trait]
+impl JobEnds for FaultyLedger<'_> {
     async fn finish_job(&self, job: &JobKey, end: &JobEnd) -> Result<bool, StoreError> {
         self.1.at("attempt died awaiting the store")?;
         if self.1.faults.roll("store failed to record a job", 0.05) {
@@ -194,42 +212,14 @@ impl JobLedger for FaultyLedger<'_> {
         self.0.handed_off(job).await?;
         self.1.dies_after("attempt died after marking its hand-off")
     }
-    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
-        self.1.at("attempt died awaiting the store")?;
-        self.0.checkpoint_job(job, leg).await
-    }
-    async fn resume_job(
-        &self,
-        job: &JobKey,
-        leg: u32,
-        at: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.1.at("attempt died awaiting the store")?;
-        self.0.resume_job(job, leg, at, lease_until).await
-    }
 }
 
 /// The runs of spread jobs' items: a dead attempt writes nothing; attempts die after spreading
 /// a job, claiming an item, or counting one done.
-pub(super) struct FaultyItems<'a>(pub(super) &'a dyn ItemLedger, pub(super) &'a Attempt<'a>);
+pub(super) struct FaultyItems<'a>(pub(super) &'a DynamoStore, pub(super) &'a Attempt<'a>);
 
 #[async_trait]
 impl ItemLedger for FaultyItems<'_> {
-    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError> {
-        self.1.at("attempt died awaiting the store")?;
-        let spread = self.0.spread_job(job, items, launched).await?;
-        self.1.dies_after("attempt died after spreading its job")?;
-        Ok(spread)
-    }
-    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.1.at("attempt died awaiting the store")?;
-        self.0.launch_item(job, item, at).await
-    }
-    async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError> {
-        self.1.at("attempt died awaiting the store")?;
-        self.0.next_item(job, items).await
-    }
     async fn claim_item(
         &self,
         job: &JobKey,
@@ -263,6 +253,24 @@ impl ItemLedger for FaultyItems<'_> {
         self.1
             .dies_after_at("attempt died after counting its item done", 0.1)?;
         Ok(counted)
+    }
+}
+
+#[async_trait]
+impl JobSpread for FaultyItems<'_> {
+    async fn spread_job(&self, job: &JobKey, items: u32, launched: u32) -> Result<bool, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        let spread = self.0.spread_job(job, items, launched).await?;
+        self.1.dies_after("attempt died after spreading its job")?;
+        Ok(spread)
+    }
+    async fn launch_item(&self, job: &JobKey, item: u32, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.launch_item(job, item, at).await
+    }
+    async fn next_item(&self, job: &JobKey, items: u32) -> Result<Option<u32>, StoreError> {
+        self.1.at("attempt died awaiting the store")?;
+        self.0.next_item(job, items).await
     }
     async fn item_outcomes(
         &self,

@@ -10,7 +10,7 @@ use exporter_adapters::scheduler::schedule_name;
 use exporter_core::domain::job::{JobKey, JobStatus};
 use exporter_core::domain::request::Item;
 use exporter_core::domain::{ExportId, ExportStatus, RunEvent, Schedule};
-use exporter_core::ports::{FileStore, ItemLedger, JobHistory, RunSchedules, Sweep};
+use exporter_core::ports::{FileStore, JobHistory, JobSpread, RunSchedules, Sweep};
 use integration_tests::reader_server::LatePoint;
 use integration_tests::Fixture;
 
