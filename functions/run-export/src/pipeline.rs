@@ -16,16 +16,17 @@ use tempfile::NamedTempFile;
 
 use exporter_core::domain::decimation::{Decimator, Filler};
 use exporter_core::domain::files;
+use exporter_core::domain::formats::{self, Continuation};
 use exporter_core::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
 use exporter_core::domain::request::{Extension, Fill, Item, Transform};
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{Export, Schedule, Window};
 use exporter_core::ports::{FileError, ReadError, SeriesQuery, Upload};
-use exporter_core::render::csv_file::CsvFile;
 use exporter_core::render::series::{SeriesRenderer, SeriesSink};
-use exporter_core::render::stage::{render_stage, StageFile};
+use exporter_core::render::stage::render_stage;
 use exporter_core::render::wide::{wide_columns, WideDecimation, WideRenderer};
 use exporter_core::render::xlsx_file::XlsxFile;
+use exporter_core::render::WriterArgs;
 use exporter_core::render::{ItemContext, RenderError, RowWriter};
 
 use crate::archive::archive;
@@ -263,7 +264,7 @@ pub(crate) fn temp_file(deps: Deps<'_>) -> Result<NamedTempFile, JobError> {
 
 /// Renders an item's workbook from its whole stage; returns it with the number of text cells
 /// cut.
-fn workbook_from(
+fn file_from_stage(
     deps: Deps<'_>,
     export: &Export,
     item: &Item,
@@ -276,13 +277,24 @@ fn workbook_from(
         source,
     };
     let format = &export.request.format;
-    let mut xlsx = XlsxFile::with_look(format.timezone, labels, look(deps, export, item))
-        .map_err(render)?
-        .created_at(target.created_at);
-    render_stage(stage.reopen()?, &mut xlsx).map_err(render)?;
-    let cut = xlsx.cut();
+    // Each staged format renders its file from the stage here (exhaustive: a new format says
+    // how, or that it is not staged).
+    let mut writer = match format.extension {
+        Extension::Xls | Extension::Xlsx => {
+            XlsxFile::with_look(format.timezone, labels, look(deps, export, item))
+                .map_err(render)?
+                .created_at(target.created_at)
+        }
+        Extension::Csv => {
+            return Err(render(RenderError::Io(std::io::Error::other(
+                "a CSV is written as it goes, never staged",
+            ))))
+        }
+    };
+    render_stage(stage.reopen()?, &mut writer).map_err(render)?;
+    let cut = writer.cut();
     let mut file = temp_file(deps)?;
-    Box::new(xlsx).finish_into(file.as_file_mut()).map_err(render)?;
+    Box::new(writer).finish_into(file.as_file_mut()).map_err(render)?;
     Ok((file, cut))
 }
 
@@ -374,7 +386,8 @@ async fn render_item(
     } else {
         format.columns.iter().map(|c| c.label.as_str()).collect()
     };
-    let workbook = format.extension != Extension::Csv;
+    // A staged format's pieces are its stage's; the file is rendered from it at the end.
+    let workbook = formats::of(format.extension).continuation == Continuation::Staged;
     if let Some(mut stored) = stored_before(deps, &target, progress.as_ref()).await {
         // An earlier attempt of this leg sent every part and died around the completion: of
         // the file, or of a workbook's stage (then the workbook is rendered from it again).
@@ -389,7 +402,7 @@ async fn render_item(
             let mut stage = temp_file(deps)?;
             deps.pieces.download(&target.stage_key, stage.path()).await?;
             stage.rewind()?;
-            let (file, cut) = workbook_from(deps, export, item, &labels, &target, stage)?;
+            let (file, cut) = file_from_stage(deps, export, item, &labels, &target, stage)?;
             stored.warnings.extend(cut_warning(index, cut));
             deps.files
                 .put(target.key, file.path(), files::content_type(format.extension))
@@ -415,28 +428,16 @@ async fn render_item(
         file.flush()?;
     }
     let render = |source| JobError::Render { item: index, source };
-    let writer: Box<dyn RowWriter + Send> = match (format.extension, &progress) {
-        (Extension::Csv, None) => {
-            Box::new(CsvFile::new(file.reopen()?, format.into(), format.timezone, &labels).map_err(render)?)
-        }
-        (Extension::Csv, Some(p)) => {
-            let mut out = file.reopen()?;
-            out.seek(SeekFrom::End(0))?;
-            Box::new(CsvFile::continued(
-                out,
-                format.into(),
-                format.timezone,
-                p.paused.rows,
-            ))
-        }
-        // A workbook's rows are staged, and the workbook rendered from the stage at the end.
-        (Extension::Xls | Extension::Xlsx, progress) => {
-            let mut out = file.reopen()?;
-            out.seek(SeekFrom::End(0))?;
-            let rows = progress.as_ref().map_or(0, |p| p.paused.rows);
-            Box::new(StageFile::new(out, rows, deps.config.xlsx_max_rows))
-        }
-    };
+    let mut out = file.reopen()?;
+    out.seek(SeekFrom::End(0))?;
+    let writer = exporter_core::render::writer(WriterArgs {
+        out,
+        format,
+        labels: &labels,
+        resumed_rows: progress.as_ref().map(|p| p.paused.rows),
+        max_staged_rows: deps.config.xlsx_max_rows,
+    })
+    .map_err(render)?;
     let context = ItemContext {
         label: item.label.clone(),
         target: item.target.as_str().to_owned(),
@@ -689,7 +690,7 @@ async fn render_item(
             file.rewind()?;
             file
         };
-        let (workbook, cut) = workbook_from(deps, export, item, &labels, &target, stage)?;
+        let (workbook, cut) = file_from_stage(deps, export, item, &labels, &target, stage)?;
         warnings.extend(cut_warning(index, cut));
         file = workbook;
         deps.files.put(target.key, file.path(), content_type).await?

@@ -13,30 +13,28 @@ use super::request::{Extension, Item};
 
 /// The content type of a zip of a job's files.
 pub const ZIP_CONTENT_TYPE: &str = "application/zip";
-const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
-const XLSX_CONTENT_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
 /// The longest file stem written, in characters.
 const MAX_STEM: usize = 120;
 
 /// The content type of files in `extension`'s format.
 pub fn content_type(extension: Extension) -> &'static str {
-    match extension {
-        Extension::Csv => CSV_CONTENT_TYPE,
-        Extension::Xls | Extension::Xlsx => XLSX_CONTENT_TYPE,
-    }
+    super::formats::of(extension).content_type
 }
 
-/// The content type of a stored file, from the extension its name ends with.
+/// The content type of a stored file, from the extension its name ends with (a zip, a
+/// registered format's file; text otherwise).
 pub fn content_type_of(name: &str) -> &'static str {
     let lower = name.to_ascii_lowercase();
     if lower.ends_with(".zip") {
-        ZIP_CONTENT_TYPE
-    } else if lower.ends_with(".xlsx") {
-        XLSX_CONTENT_TYPE
-    } else {
-        CSV_CONTENT_TYPE
+        return ZIP_CONTENT_TYPE;
     }
+    super::formats::FORMATS
+        .iter()
+        .find(|f| lower.ends_with(&format!(".{}", f.file_extension)))
+        .map_or(super::formats::of(Extension::Csv).content_type, |f| {
+            f.content_type
+        })
 }
 
 /// The folder of a job's files: `exports/{exportId}/{jobId}`.

@@ -8,6 +8,7 @@ pub mod dialect;
 pub mod duration;
 pub mod export;
 pub mod files;
+pub mod formats;
 pub mod granularity;
 pub mod job;
 pub mod link;

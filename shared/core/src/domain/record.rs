@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::recurrence::{ItemSpan, Recurrence};
 use super::request::{
-    Aggregate, Column, ColumnId, Decimation, EmailAddress, ExportRequest, Extension, Filename, Fill, Format,
-    Item, Medium, Message, MessageTable, NotifyPolicy, Schedule, SenmlName, Subtopic, Target, TelegramChat,
+    Aggregate, Column, ColumnId, Decimation, EmailAddress, ExportRequest, Filename, Fill, Format, Item,
+    Medium, Message, MessageTable, NotifyPolicy, Schedule, SenmlName, Subtopic, Target, TelegramChat,
     Transform, WebhookUrl,
 };
 
@@ -199,11 +199,9 @@ impl RecordV1 {
             ));
         }
         let f = &self.format;
-        let extension = match f.extension.as_str() {
-            "csv" => Extension::Csv,
-            "xls" => Extension::Xls,
-            "xlsx" => Extension::Xlsx,
-            other => return Err(bad("format.extension", format!("unknown `{other}`"))),
+        let extension = match crate::domain::formats::named(&f.extension) {
+            Some(extension) => extension,
+            None => return Err(bad("format.extension", format!("unknown `{}`", f.extension))),
         };
         let columns = f
             .columns

@@ -10,8 +10,53 @@ pub mod wide;
 pub mod xlsx_file;
 
 use crate::domain::decimation::BucketRow;
-use crate::domain::request::ColumnId;
+use crate::domain::request::{ColumnId, Extension, Format};
 use crate::domain::series::Point;
+
+/// What a format's writer is opened with: the file (positioned at its end when it goes on),
+/// the request's format, the column labels, how many rows an earlier leg wrote (`None`: a new
+/// file), and the most rows a staged file may hold.
+pub struct WriterArgs<'a> {
+    pub out: std::fs::File,
+    pub format: &'a Format,
+    pub labels: &'a [&'a str],
+    pub resumed_rows: Option<u64>,
+    pub max_staged_rows: u64,
+}
+
+/// The writer of the file an item is written to, by its format (the registry in
+/// `domain::formats` says how each goes on across invocations): a CSV written as it goes, or a
+/// workbook's stage, rendered into the workbook at the end.
+pub fn writer(args: WriterArgs<'_>) -> Result<Box<dyn RowWriter + Send>, RenderError> {
+    let WriterArgs {
+        out,
+        format,
+        labels,
+        resumed_rows,
+        max_staged_rows,
+    } = args;
+    Ok(match format.extension {
+        Extension::Csv => match resumed_rows {
+            None => Box::new(csv_file::CsvFile::new(
+                out,
+                format.into(),
+                format.timezone,
+                labels,
+            )?),
+            Some(rows) => Box::new(csv_file::CsvFile::continued(
+                out,
+                format.into(),
+                format.timezone,
+                rows,
+            )),
+        },
+        Extension::Xls | Extension::Xlsx => Box::new(stage::StageFile::new(
+            out,
+            resumed_rows.unwrap_or(0),
+            max_staged_rows,
+        )),
+    })
+}
 
 /// One cell of a row, borrowed from the row it came from.
 #[derive(Clone, Copy, Debug, PartialEq)]

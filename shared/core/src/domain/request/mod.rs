@@ -48,20 +48,14 @@ pub enum Extension {
 }
 
 impl Extension {
+    /// As the request names it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Csv => "csv",
-            Self::Xls => "xls",
-            Self::Xlsx => "xlsx",
-        }
+        crate::domain::formats::of(self).name
     }
 
     /// The extension of the files written.
     pub fn file_extension(self) -> &'static str {
-        match self {
-            Self::Csv => "csv",
-            Self::Xls | Self::Xlsx => "xlsx",
-        }
+        crate::domain::formats::of(self).file_extension
     }
 }
 

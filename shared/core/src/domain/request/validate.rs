@@ -167,17 +167,13 @@ impl Checker<'_> {
                 "csvDecimalSeparator",
             ],
         )?;
-        let extension = self.required(map, "/format", "extension").and_then(|v| {
-            self.one_of(
-                v,
-                "/format/extension",
-                &[
-                    ("csv", Extension::Csv),
-                    ("xls", Extension::Xls),
-                    ("xlsx", Extension::Xlsx),
-                ],
-            )
-        });
+        let formats: Vec<(&str, Extension)> = crate::domain::formats::FORMATS
+            .iter()
+            .map(|f| (f.name, f.extension))
+            .collect();
+        let extension = self
+            .required(map, "/format", "extension")
+            .and_then(|v| self.one_of(v, "/format/extension", &formats));
         let columns = self
             .required(map, "/format", "columns")
             .and_then(|v| self.columns(v));
