@@ -28,7 +28,7 @@ use exporter_adapters::scheduler::{EventBridgeSchedules, ScheduleSettings};
 use exporter_adapters::ses::SesMailer;
 use exporter_adapters::support::{Retry, Secret};
 use exporter_core::domain::link::LinkSigner;
-use exporter_core::domain::request::{Recipients, WebhookHosts};
+use exporter_core::domain::request::{Medium, Recipients, WebhookHosts};
 use exporter_core::domain::Dialect;
 use exporter_core::ports::SystemClock;
 use exports_api::{ApiConfig, Deps};
@@ -259,10 +259,9 @@ impl Fixture {
             .await
             .expect("moto creates the identity");
         let (chat_url, chat_state) = chat_server::start().await;
-        let local_hosts = WebhookHosts {
-            slack: vec!["127.0.0.1".into()],
-            discord: vec!["127.0.0.1".into()],
-        };
+        let local_hosts = WebhookHosts::default()
+            .with(Medium::Slack, vec!["127.0.0.1".into()])
+            .with(Medium::Discord, vec!["127.0.0.1".into()]);
         let chat = HttpChat::new(&chat_url, Some(Secret::new(TELEGRAM_TOKEN)), local_hosts.clone())
             .expect("a chat client");
         let mut config = ApiConfig::default();

@@ -106,11 +106,11 @@ pub fn flag(name: &'static str) -> bool {
 /// The hosts chat webhook targets may name: `SLACK_ALLOWED_HOSTS` and `DISCORD_ALLOWED_HOSTS`,
 /// else the official ones.
 pub fn webhook_hosts() -> exporter_core::domain::request::WebhookHosts {
-    let defaults = exporter_core::domain::request::WebhookHosts::default();
-    exporter_core::domain::request::WebhookHosts {
-        slack: list_or("SLACK_ALLOWED_HOSTS", defaults.slack),
-        discord: list_or("DISCORD_ALLOWED_HOSTS", defaults.discord),
-    }
+    use exporter_core::domain::request::{Medium, WebhookHosts};
+    let defaults = WebhookHosts::default();
+    let slack = list_or("SLACK_ALLOWED_HOSTS", defaults.of(Medium::Slack).to_vec());
+    let discord = list_or("DISCORD_ALLOWED_HOSTS", defaults.of(Medium::Discord).to_vec());
+    defaults.with(Medium::Slack, slack).with(Medium::Discord, discord)
 }
 
 /// Who messages may go to besides the caller's own address: `EMAIL_ALLOWED_RECIPIENTS`

@@ -12,6 +12,7 @@ pub mod formats;
 pub mod granularity;
 pub mod job;
 pub mod link;
+pub mod media;
 pub mod notification;
 pub mod record;
 pub mod recurrence;

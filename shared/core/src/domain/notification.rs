@@ -115,15 +115,9 @@ pub fn fit(text: &str, max_chars: usize) -> String {
     out
 }
 
-/// The most characters a medium's message holds (Discord's content, Telegram's text, Slack's
-/// text field; an email's text has no practical limit).
+/// The most characters a medium's message holds (`domain::media`).
 pub fn max_chars(medium: Medium) -> usize {
-    match medium {
-        Medium::Discord => 2000,
-        Medium::Telegram => 4096,
-        Medium::Slack => 40_000,
-        Medium::Email => 1_000_000,
-    }
+    crate::domain::media::of(medium).max_chars
 }
 
 /// Where a message's delivery stands.

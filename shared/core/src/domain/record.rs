@@ -340,9 +340,7 @@ impl MessageV1 {
             "onFailure" => NotifyPolicy::OnFailure,
             other => return Err(bad(&field("policy"), format!("unknown `{other}`"))),
         };
-        let medium = [Medium::Email, Medium::Telegram, Medium::Slack, Medium::Discord]
-            .into_iter()
-            .find(|m| m.as_str() == self.medium)
+        let medium = crate::domain::media::named(&self.medium)
             .ok_or_else(|| bad(&field("medium"), format!("unknown `{}`", self.medium)))?;
         let target = match &self.target {
             None => None,
@@ -520,10 +518,9 @@ mod tests {
                 max_columns: usize::MAX,
                 max_messages: usize::MAX,
             },
-            webhook_hosts: WebhookHosts {
-                slack: vec!["hooks.example.net".into()],
-                discord: vec!["discord.com".into()],
-            },
+            webhook_hosts: WebhookHosts::default()
+                .with(Medium::Slack, vec!["hooks.example.net".into()])
+                .with(Medium::Discord, vec!["discord.com".into()]),
             min_periodicity_seconds: 60,
             dialect: crate::domain::Dialect::Connhex,
             subtopic_separator: None,

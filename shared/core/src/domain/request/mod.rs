@@ -439,13 +439,9 @@ pub enum Medium {
 }
 
 impl Medium {
+    /// As the request names it.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Email => "email",
-            Self::Telegram => "telegram",
-            Self::Slack => "slack",
-            Self::Discord => "discord",
-        }
+        crate::domain::media::of(self).name
     }
 }
 

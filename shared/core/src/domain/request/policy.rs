@@ -2,7 +2,7 @@
 //! periodicity, the hosts webhook targets may name, and who messages may go to.
 
 use super::target::Target;
-use super::{Message, Problem};
+use super::{Medium, Message, Problem};
 use crate::domain::dialect::Dialect;
 
 /// Size limits of a request; configurable per deployment.
@@ -23,18 +23,43 @@ impl Default for Limits {
     }
 }
 
-/// Hosts a chat webhook target may name (spec section 8): the official ones by default.
+/// Hosts a chat webhook target may name (spec section 8), by medium: each webhook medium's
+/// official ones (`domain::media`) unless the operator says otherwise.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WebhookHosts {
-    pub slack: Vec<String>,
-    pub discord: Vec<String>,
+    hosts: Vec<(Medium, Vec<String>)>,
+}
+
+impl WebhookHosts {
+    /// The hosts `medium`'s webhooks may name (none for a medium without webhooks).
+    pub fn of(&self, medium: Medium) -> &[String] {
+        self.hosts
+            .iter()
+            .find(|(m, _)| *m == medium)
+            .map_or(&[], |(_, hosts)| hosts.as_slice())
+    }
+
+    /// These hosts, `hosts` for `medium`.
+    pub fn with(mut self, medium: Medium, hosts: Vec<String>) -> Self {
+        self.hosts.retain(|(m, _)| *m != medium);
+        self.hosts.push((medium, hosts));
+        self
+    }
 }
 
 impl Default for WebhookHosts {
     fn default() -> Self {
         Self {
-            slack: vec!["hooks.slack.com".into()],
-            discord: vec!["discord.com".into(), "discordapp.com".into()],
+            hosts: crate::domain::media::MEDIA
+                .iter()
+                .filter(|m| !m.webhook_hosts.is_empty())
+                .map(|m| {
+                    (
+                        m.medium,
+                        m.webhook_hosts.iter().map(|h| (*h).to_owned()).collect(),
+                    )
+                })
+                .collect(),
         }
     }
 }

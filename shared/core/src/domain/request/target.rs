@@ -143,9 +143,9 @@ impl Target {
         let target = match medium {
             Medium::Email => Self::Email(EmailAddress::parse(text)?),
             Medium::Telegram => Self::Telegram(TelegramChat::parse(text)?),
-            Medium::Slack => Self::Slack(WebhookUrl::parse(text, "https://hooks.slack.com/services/...")?),
+            Medium::Slack => Self::Slack(WebhookUrl::parse(text, crate::domain::media::of(medium).example)?),
             Medium::Discord => {
-                Self::Discord(WebhookUrl::parse(text, "https://discord.com/api/webhooks/...")?)
+                Self::Discord(WebhookUrl::parse(text, crate::domain::media::of(medium).example)?)
             }
         };
         if let Some(hosts) = hosts {
@@ -175,11 +175,11 @@ impl Target {
 
     /// Checks a webhook's host against the allowed ones; other targets always pass.
     pub fn allowed_by(&self, hosts: &WebhookHosts) -> Result<(), String> {
-        let (url, allowed) = match self {
-            Self::Slack(url) => (url, &hosts.slack),
-            Self::Discord(url) => (url, &hosts.discord),
+        let url = match self {
+            Self::Slack(url) | Self::Discord(url) => url,
             Self::Email(_) | Self::Telegram(_) => return Ok(()),
         };
+        let allowed = hosts.of(self.medium());
         let host = url.host();
         if allowed.iter().any(|a| a.eq_ignore_ascii_case(host)) {
             Ok(())

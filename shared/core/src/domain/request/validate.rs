@@ -613,18 +613,13 @@ impl Checker<'_> {
                 ],
             )
         });
-        let medium = self.required(map, path, "medium").and_then(|v| {
-            self.one_of(
-                v,
-                &format!("{path}/medium"),
-                &[
-                    ("email", Medium::Email),
-                    ("telegram", Medium::Telegram),
-                    ("slack", Medium::Slack),
-                    ("discord", Medium::Discord),
-                ],
-            )
-        });
+        let media: Vec<(&str, Medium)> = crate::domain::media::MEDIA
+            .iter()
+            .map(|m| (m.name, m.medium))
+            .collect();
+        let medium = self
+            .required(map, path, "medium")
+            .and_then(|v| self.one_of(v, &format!("{path}/medium"), &media));
         let title = self
             .required(map, path, "title")
             .and_then(|v| self.line(v, &format!("{path}/title"), 256));

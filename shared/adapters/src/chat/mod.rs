@@ -1,15 +1,21 @@
-//! Chat adapter of [`ChatPoster`]: Telegram's Bot API `sendMessage`, Slack and Discord incoming
-//! webhooks, each in its own message format. Hosts are checked against an allow-list before any
-//! request; redirects are never followed; the bot token and webhook URLs never reach the logs
-//! (errors name the medium and the status, not the URL).
+//! Chat adapter of [`ChatPoster`]: one module per medium, each with its message's shape
+//! (Telegram's Bot API `sendMessage`, Slack's and Discord's incoming webhooks); here, what they
+//! share: the HTTP client, how an answer is read, and the dispatch by medium. Hosts are checked
+//! against the allow-list before any webhook request; redirects are never followed; the bot
+//! token and webhook URLs never reach the logs (errors name the medium and the status, not the
+//! URL). A new medium is a module here and an arm in `post` (the match is exhaustive).
+
+mod discord;
+mod slack;
+mod telegram;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::support::{capped_text, retry_after, wait_of, Secret};
-use exporter_core::domain::notification::{fit, max_chars, Composed};
+use exporter_core::domain::notification::Composed;
 use exporter_core::domain::request::{Medium, Target, WebhookHosts};
 use exporter_core::ports::{ChatPoster, DeliveryError};
 
@@ -43,6 +49,7 @@ impl HttpChat {
         })
     }
 
+    /// Posts `body` to `url` for `medium`; the answer's status and text, or why it failed.
     async fn send(&self, medium: Medium, url: &str, body: &Value) -> Result<(u16, String), DeliveryError> {
         let response = self
             .http
@@ -99,45 +106,15 @@ impl HttpChat {
 #[async_trait]
 impl ChatPoster for HttpChat {
     async fn post(&self, target: &Target, message: &Composed) -> Result<Option<String>, DeliveryError> {
-        let medium = target.medium();
         match target {
-            Target::Telegram(chat) => {
-                let token = self
-                    .telegram_token
-                    .as_ref()
-                    .ok_or_else(|| DeliveryError::Permanent("no Telegram bot token is configured".into()))?;
-                let text = fit(
-                    &format!("{}\n\n{}", message.title, message.text),
-                    max_chars(medium),
-                );
-                let url = format!("{}/bot{}/sendMessage", self.telegram_api, token.expose());
-                let body = json!({"chat_id": chat.as_str(), "text": text, "disable_web_page_preview": true});
-                let (_, answer) = self.send(medium, &url, &body).await?;
-                let id = serde_json::from_str::<Value>(&answer)
-                    .ok()
-                    .and_then(|v| v.pointer("/result/message_id").map(|id| id.to_string()));
-                Ok(id)
-            }
+            Target::Telegram(chat) => telegram::post(self, chat, message).await,
             Target::Slack(url) => {
                 target.allowed_by(&self.hosts).map_err(DeliveryError::Permanent)?;
-                let text = fit(
-                    &format!("*{}*\n{}", message.title, message.text),
-                    max_chars(medium),
-                );
-                self.send(medium, url.as_str(), &json!({"text": text})).await?;
-                Ok(None)
+                slack::post(self, url, message).await
             }
             Target::Discord(url) => {
                 target.allowed_by(&self.hosts).map_err(DeliveryError::Permanent)?;
-                let content = fit(
-                    &format!("**{}**\n{}", message.title, message.text),
-                    max_chars(medium),
-                );
-                let body = json!({"content": content, "allowed_mentions": {"parse": []}});
-                let (_, answer) = self.send(medium, &url.with_query("wait", "true"), &body).await?;
-                Ok(serde_json::from_str::<Value>(&answer)
-                    .ok()
-                    .and_then(|v| v["id"].as_str().map(str::to_owned)))
+                discord::post(self, url, message).await
             }
             Target::Email(_) => Err(DeliveryError::Permanent("email does not go through chat".into())),
         }
