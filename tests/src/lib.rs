@@ -5,6 +5,7 @@
 //! `CI=true` it fails instead, so a missing emulator never passes for a green run.
 
 pub mod chat_server;
+pub mod conformance;
 pub mod doubles;
 pub mod history;
 pub mod identity_server;

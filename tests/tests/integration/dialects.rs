@@ -565,3 +565,56 @@ async fn an_empty_window_is_an_empty_file_that_says_0_points_read() {
     let warnings = status["jobs"][0]["warnings"].to_string();
     assert!(warnings.contains("item 0: 0 points read"), "{warnings}");
 }
+
+/// A backend that hands its points on and never says where reading may stop.
+struct NoBoundaries<'a>(&'a dyn SeriesReader);
+
+struct Forward<'s>(&'s mut (dyn SliceSink + Send));
+
+#[async_trait]
+impl SliceSink for Forward<'_> {
+    async fn accept(&mut self, points: &[Point<'_>]) -> Result<(), exporter_core::ports::Cause> {
+        self.0.accept(points).await
+    }
+}
+
+#[async_trait]
+impl SeriesReader for NoBoundaries<'_> {
+    async fn read(&self, query: &SeriesQuery, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
+        self.0.read(query, &mut Forward(sink)).await
+    }
+}
+
+#[tokio::test]
+async fn every_reader_backend_keeps_the_seams_contract_and_one_without_boundaries_fails_it() {
+    for dialect in DIALECTS {
+        let messages = day(dialect);
+        let mut expected: Vec<i64> = messages
+            .iter()
+            .filter(|m| m["name"] == "temp")
+            .map(|m| (m["time"].as_f64().expect("a time") * 1000.0).round() as i64 * 1_000_000)
+            .collect();
+        expected.sort_unstable();
+        let (url, _) = start(
+            ReaderConfig::new(READER_TOKEN, 0, 60)
+                .speaking(dialect)
+                .with_messages(messages),
+        )
+        .await;
+        // Small pages: the day comes in many slices.
+        let reader = HttpReader::new(&url, Secret::new(READER_TOKEN))
+            .expect("client")
+            .with_dialect(dialect)
+            .with_page_limit(20);
+        let domain = dialect.has_domains().then_some(LOCAL_DOMAIN);
+        let day = query(domain, &subtopic(dialect), DAY_FROM, DAY_TO);
+        integration_tests::conformance::conforms(&reader, &day, &expected)
+            .await
+            .unwrap_or_else(|broken| panic!("{dialect}: {broken}"));
+        let broken = integration_tests::conformance::conforms(&NoBoundaries(&reader), &day, &expected).await;
+        assert!(
+            broken.as_ref().is_err_and(|e| e.contains("no boundary")),
+            "{dialect}: a backend without boundaries passed: {broken:?}"
+        );
+    }
+}
