@@ -24,7 +24,7 @@ use exporter_core::domain::{Export, Schedule, Window};
 use exporter_core::ports::{FileError, ReadError, SeriesQuery, Upload};
 use exporter_core::render::series::{SeriesRenderer, SeriesSink};
 use exporter_core::render::stage::render_stage;
-use exporter_core::render::wide::{wide_columns, WideDecimation, WideRenderer};
+use exporter_core::render::wide::{wide_columns, WideColumn, WideDecimation, WideRenderer};
 use exporter_core::render::xlsx_file::XlsxFile;
 use exporter_core::render::WriterArgs;
 use exporter_core::render::{ItemContext, RenderError, RowWriter};
@@ -372,69 +372,154 @@ async fn render_item(
     target: Target<'_>,
     progress: Option<ItemProgress>,
 ) -> Result<Rendered, JobError> {
-    let index = target.index;
-    let format = &export.request.format;
-    let targets: Vec<(&str, Option<&str>)> = item
-        .targets()
-        .into_iter()
-        .map(|(name, label)| (name.as_str(), label))
-        .collect();
-    // A wide item has a value (and count) column per target.
-    let (wide_columns, wide_labels) = wide_columns(&format.columns, &targets);
-    let labels: Vec<&str> = if item.is_wide() {
-        wide_labels.iter().map(String::as_str).collect()
-    } else {
-        format.columns.iter().map(|c| c.label.as_str()).collect()
-    };
-    // A staged format's pieces are its stage's; the file is rendered from it at the end.
-    let workbook = formats::of(format.extension).continuation == Continuation::Staged;
-    if let Some(mut stored) = stored_before(deps, &target, progress.as_ref()).await {
-        // An earlier attempt of this leg sent every part and died around the completion: of
-        // the file, or of a workbook's stage (then the workbook is rendered from it again).
-        Sent {
-            key: if workbook { &target.stage_key } else { target.key },
-            upload: stored.upload.take(),
-            local: 0,
-        }
-        .complete(deps)
-        .await?;
-        let bytes = if workbook {
-            let mut stage = temp_file(deps)?;
-            deps.pieces.download(&target.stage_key, stage.path()).await?;
-            stage.rewind()?;
-            let (file, cut) = file_from_stage(deps, export, item, &labels, &target, stage)?;
-            stored.warnings.extend(cut_warning(index, cut));
-            deps.files
-                .put(target.key, file.path(), files::content_type(format.extension))
-                .await?
-        } else {
-            stored.bytes
-        };
-        return Ok(Rendered::Stored {
-            record: FileRecord {
-                key: target.key.to_owned(),
-                rows: stored.rows,
-                bytes,
-            },
-            warnings: stored.warnings,
-        });
+    let shape = Shape::of(export, item);
+    if let Some(stored) = stored_before(deps, &target, progress.as_ref()).await {
+        return finish_stored(deps, export, item, &shape, &target, stored).await;
     }
+    let mut building = build_sink(deps, export, item, window, &target, &shape, progress.as_ref()).await?;
+    let upload = progress.and_then(|p| p.upload);
+    let resumed = upload.clone();
+    // A staged format's pieces are its stage's, under a key of their own.
+    let mut sent = Sent {
+        key: if shape.staged {
+            &target.stage_key
+        } else {
+            target.key
+        },
+        upload,
+        local: 0,
+    };
+    let read = read_while_uploading(deps, &target, &mut building, &mut sent, shape.content_type).await?;
+    finish_file(deps, export, item, &shape, &target, building, sent, resumed, read).await
+}
+
+/// What an item's file looks like: its targets (name, label), a wide item's columns, the
+/// columns' labels, and its format's content type and continuation.
+struct Shape<'a> {
+    targets: Vec<(&'a str, Option<&'a str>)>,
+    wide_columns: Vec<WideColumn>,
+    labels: Vec<String>,
+    /// Rendered from a stage at the end (a workbook), not appended as it goes.
+    staged: bool,
+    content_type: &'static str,
+}
+
+impl<'a> Shape<'a> {
+    fn of(export: &Export, item: &'a Item) -> Self {
+        let format = &export.request.format;
+        let targets: Vec<(&str, Option<&str>)> = item
+            .targets()
+            .into_iter()
+            .map(|(name, label)| (name.as_str(), label))
+            .collect();
+        // A wide item has a value (and count) column per target.
+        let (wide_columns, wide_labels) = wide_columns(&format.columns, &targets);
+        let labels = if item.is_wide() {
+            wide_labels
+        } else {
+            format.columns.iter().map(|c| c.label.clone()).collect()
+        };
+        Self {
+            targets,
+            wide_columns,
+            labels,
+            staged: formats::of(format.extension).continuation == Continuation::Staged,
+            content_type: files::content_type(format.extension),
+        }
+    }
+
+    fn labels(&self) -> Vec<&str> {
+        self.labels.iter().map(String::as_str).collect()
+    }
+}
+
+/// The item whose every piece an earlier attempt of this leg sent before dying around the
+/// finish: its file (or a workbook's stage, then the workbook rendered from it again) finished.
+async fn finish_stored(
+    deps: Deps<'_>,
+    export: &Export,
+    item: &Item,
+    shape: &Shape<'_>,
+    target: &Target<'_>,
+    mut stored: StoredItem,
+) -> Result<Rendered, JobError> {
+    // An earlier attempt of this leg sent every part and died around the completion: of
+    // the file, or of a workbook's stage (then the workbook is rendered from it again).
+    Sent {
+        key: if shape.staged {
+            &target.stage_key
+        } else {
+            target.key
+        },
+        upload: stored.upload.take(),
+        local: 0,
+    }
+    .complete(deps)
+    .await?;
+    let bytes = if shape.staged {
+        let mut stage = temp_file(deps)?;
+        deps.pieces.download(&target.stage_key, stage.path()).await?;
+        stage.rewind()?;
+        let (file, cut) = file_from_stage(deps, export, item, &shape.labels(), target, stage)?;
+        stored.warnings.extend(cut_warning(target.index, cut));
+        deps.files
+            .put(target.key, file.path(), shape.content_type)
+            .await?
+    } else {
+        stored.bytes
+    };
+    Ok(Rendered::Stored {
+        record: FileRecord {
+            key: target.key.to_owned(),
+            rows: stored.rows,
+            bytes,
+        },
+        warnings: stored.warnings,
+    })
+}
+
+/// An item's file being written: the local file (with the tail an earlier leg left), the
+/// renderer feeding it, and the reads that fill it.
+struct Building {
+    file: NamedTempFile,
+    /// Bytes of the tail carried over from the leg before.
+    carried: u64,
+    sink: Box<dyn SeriesSink>,
+    queries: Vec<SeriesQuery>,
+}
+
+/// Builds the sink an item's points go into: the local file (the tail of `progress` first),
+/// the format's writer, the renderer (a series' or a wide item's, with its decimation, fill,
+/// delta and chart, resumed where `progress` left them), and the reads from where it stopped.
+async fn build_sink(
+    deps: Deps<'_>,
+    export: &Export,
+    item: &Item,
+    window: Window,
+    target: &Target<'_>,
+    shape: &Shape<'_>,
+    progress: Option<&ItemProgress>,
+) -> Result<Building, JobError> {
+    let format = &export.request.format;
     let mut file = temp_file(deps)?;
     let mut carried = 0u64;
-    if let Some(tail) = progress.as_ref().and_then(|p| p.tail.as_deref()) {
+    if let Some(tail) = progress.and_then(|p| p.tail.as_deref()) {
         let bytes = deps.files.read(tail).await?;
         carried = bytes.len() as u64;
         file.write_all(&bytes)?;
         file.flush()?;
     }
-    let render = |source| JobError::Render { item: index, source };
+    let render = |source| JobError::Render {
+        item: target.index,
+        source,
+    };
     let mut out = file.reopen()?;
     out.seek(SeekFrom::End(0))?;
     let writer = exporter_core::render::writer(WriterArgs {
         out,
         format,
-        labels: &labels,
-        resumed_rows: progress.as_ref().map(|p| p.paused.rows),
+        labels: &shape.labels(),
+        resumed_rows: progress.map(|p| p.paused.rows),
         max_staged_rows: deps.config.xlsx_max_rows,
     })
     .map_err(render)?;
@@ -445,24 +530,23 @@ async fn render_item(
         subtopic: item.subtopic.as_str().to_owned(),
     };
     let columns = format.columns.iter().map(|c| c.id).collect();
-    let decimator =
-        item.decimation.map(
-            |d| match progress.as_ref().and_then(|p| p.paused.decimator.as_ref()) {
-                Some(state) => Decimator::restore(format.timezone, d.ds, d.dsf, state),
-                None => Decimator::new(format.timezone, d.ds, d.dsf),
-            },
-        );
-    let paused = progress.as_ref().map(|p| &p.paused);
+    let decimator = item
+        .decimation
+        .map(|d| match progress.and_then(|p| p.paused.decimator.as_ref()) {
+            Some(state) => Decimator::restore(format.timezone, d.ds, d.dsf, state),
+            None => Decimator::new(format.timezone, d.ds, d.dsf),
+        });
+    let paused = progress.map(|p| &p.paused);
     let bounds = (
         window.from.and_then(|f| f.timestamp_nanos_opt()),
         window.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
     );
     let delta = item.transform == Some(Transform::Delta);
-    let mut sink: Box<dyn SeriesSink> = if item.is_wide() {
+    let sink: Box<dyn SeriesSink> = if item.is_wide() {
         Box::new(WideRenderer::new(
             writer,
-            wide_columns,
-            targets.iter().map(|(name, _)| (*name).to_owned()).collect(),
+            shape.wide_columns.clone(),
+            shape.targets.iter().map(|(name, _)| (*name).to_owned()).collect(),
             (
                 item.decimation.map(|d| WideDecimation {
                     tz: format.timezone,
@@ -489,11 +573,12 @@ async fn render_item(
         }
         Box::new(series)
     };
-    let from = match &progress {
+    let from = match progress {
         Some(p) => Some(DateTime::from_timestamp_nanos(p.from_ns)),
         None => window.from,
     };
-    let queries: Vec<SeriesQuery> = targets
+    let queries: Vec<SeriesQuery> = shape
+        .targets
         .iter()
         .map(|(name, _)| SeriesQuery {
             domain: item.domain_id.map(|d| d.to_string()),
@@ -504,32 +589,47 @@ async fn render_item(
             window: Window { from, to: window.to },
         })
         .collect();
-    let upload = progress.and_then(|p| p.upload);
-    let resumed = upload.clone();
-    // A workbook's pieces are its stage's, under a key of their own.
-    let mut sent = Sent {
-        key: if workbook { &target.stage_key } else { target.key },
-        upload,
-        local: 0,
-    };
-    let content_type = files::content_type(format.extension);
+    Ok(Building {
+        file,
+        carried,
+        sink,
+        queries,
+    })
+}
+
+/// Reads the item's series into its sink while the file's full pieces go up (the reading side
+/// never waits for them, one piece at a time): once reading ends, the uploader sends what is
+/// ready and stops; when reading failed, or the uploader fails, the other side is dropped at
+/// once (the job's files, the open upload included, are removed as it fails). Returns the
+/// read's outcome and, when it paused, where.
+async fn read_while_uploading(
+    deps: Deps<'_>,
+    target: &Target<'_>,
+    building: &mut Building,
+    sent: &mut Sent<'_>,
+    content_type: &str,
+) -> Result<(Result<u64, ReadError>, Option<DateTime<Utc>>), JobError> {
     let (written, told) = tokio::sync::watch::channel(());
     let mut timed = Timed {
-        pausable: target.may_pause && sink.pausable(),
+        pausable: target.may_pause && building.sink.pausable(),
         written,
-        inner: sink.as_mut(),
+        inner: building.sink.as_mut(),
         stop_at: deps.stop_at,
         clock: deps.clock,
         until: None,
         // The tail carried over (less than a part) does not count: each leg writes its share.
-        local: (file.path(), carried.saturating_add(deps.config.max_local_bytes)),
+        local: (
+            building.file.path(),
+            building.carried.saturating_add(deps.config.max_local_bytes),
+        ),
     };
-    let path = file.path().to_owned();
+    let path = building.file.path().to_owned();
+    let queries = &building.queries;
     // The file's full parts go up while it is read (the reading side never waits for them),
     // one at a time. Once reading ends, the uploader sends what is ready and stops; when it
     // ended in failure, or the uploader fails, the other side is dropped at once (the job's
     // files, the open upload included, are removed as it fails).
-    let (read, until) = {
+    let read = {
         let reading = std::pin::pin!(async move {
             let read = match queries.as_slice() {
                 [query] => deps.reader.read(query, &mut timed).await,
@@ -558,6 +658,30 @@ async fn render_item(
             }
         }
     };
+    Ok(read)
+}
+
+/// What became of the item once its read ended: paused (the pieces sent, the rest kept as the
+/// tail, the renderer's state saved), failed (the reason sorted), or done: the file finished
+/// (its pieces' record stored before the finish, so that a retry finds it), a workbook
+/// rendered from its stage, and the chart's series stored.
+#[allow(clippy::too_many_arguments)]
+async fn finish_file(
+    deps: Deps<'_>,
+    export: &Export,
+    item: &Item,
+    shape: &Shape<'_>,
+    target: &Target<'_>,
+    building: Building,
+    mut sent: Sent<'_>,
+    resumed: Option<Upload>,
+    (read, until): (Result<u64, ReadError>, Option<DateTime<Utc>>),
+) -> Result<Rendered, JobError> {
+    let index = target.index;
+    let format = &export.request.format;
+    let render = |source| JobError::Render { item: index, source };
+    let Building { mut file, sink, .. } = building;
+    let content_type = shape.content_type;
     let rows = sink.rows();
     match read {
         Err(ReadError::Sink(cause)) if cause.is::<Pause>() => {
@@ -576,7 +700,7 @@ async fn render_item(
             let tail = match tail {
                 Some(bytes) => {
                     deps.files.put_bytes(&target.tail_key, bytes).await?;
-                    Some(target.tail_key)
+                    Some(target.tail_key.clone())
                 }
                 None => None,
             };
@@ -621,7 +745,8 @@ async fn render_item(
     let lines = rendered.chart.take().unwrap_or_default();
     if lines.iter().any(|points| !points.is_empty()) {
         // A line per target, named as its value column is headed (a single series: the item).
-        let names = targets
+        let names = shape
+            .targets
             .iter()
             .map(|(name, label)| label.unwrap_or(name).to_owned());
         let series = files::ChartSeries {
@@ -677,7 +802,7 @@ async fn render_item(
     } else {
         None
     };
-    let bytes = if workbook {
+    let bytes = if shape.staged {
         // The stage is whole: in the store (larger than a part), or in the local file. The
         // stage stays (under `.resume/`) until the job is recorded: a retry of this leg may
         // render from it again.
@@ -690,7 +815,7 @@ async fn render_item(
             file.rewind()?;
             file
         };
-        let (workbook, cut) = file_from_stage(deps, export, item, &labels, &target, stage)?;
+        let (workbook, cut) = file_from_stage(deps, export, item, &shape.labels(), target, stage)?;
         warnings.extend(cut_warning(index, cut));
         file = workbook;
         deps.files.put(target.key, file.path(), content_type).await?
