@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
+use exporter_core::domain::chain;
 use exporter_core::domain::{Export, ExportStatus, RunEvent, Schedule};
 
 use crate::{Deps, Failure, Pass, Repairs};
@@ -100,7 +101,7 @@ async fn restart_chain(
     };
     let next_run = export.next_run_at.unwrap_or(export.created_at);
     // `nextRunAt` is kept to the millisecond: the occurrence at or just after it.
-    let Some((k, at)) = recurrence.next_after(next_run - TimeDelta::milliseconds(1)) else {
+    let Some((k, at)) = chain::occurrence_at(&recurrence, next_run) else {
         return Ok(());
     };
     let event = RunEvent::occurrence(export.id, k, at);

@@ -2,9 +2,9 @@
 //! handed now, a one-time export settled first when its attempt died before settling it.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use exporter_core::domain::chain::{self, HandOffError};
 
-use exporter_core::domain::job::JobKey;
-use exporter_core::domain::{NotifyEvent, Schedule};
+use exporter_core::domain::Schedule;
 
 use crate::{Deps, Failure, Pass, Repairs};
 
@@ -45,25 +45,16 @@ pub(crate) async fn hand_off(
     scheduled_at: DateTime<Utc>,
     repairs: &mut Repairs,
 ) -> Result<(), Failure> {
-    let event = NotifyEvent {
-        export_id: id,
-        job_id: job_id.to_owned(),
-    };
-    match deps.notifier.job_ended(&event).await {
+    match chain::hand_off(deps.notifier, deps.ends, id, job_id, scheduled_at).await {
         Ok(()) => {
-            deps.ends
-                .handed_off(&JobKey {
-                    export_id: id,
-                    scheduled_at,
-                })
-                .await?;
             tracing::warn!(export_id = %id, job_id, "handed a finished job to notify");
             repairs.jobs_handed_off += 1;
         }
-        Err(e) => {
+        Err(HandOffError::Notify(e)) => {
             tracing::error!(export_id = %id, job_id, error = %e, "could not hand a finished job to notify");
             repairs.hand_offs_failed += 1;
         }
+        Err(HandOffError::Mark(e)) => return Err(e.into()),
     }
     Ok(())
 }

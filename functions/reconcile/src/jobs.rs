@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
+use exporter_core::domain::chain::{self, CatchUp};
 use exporter_core::domain::files;
 use exporter_core::domain::job::{ItemRun, JobEnd, JobKey};
 use exporter_core::domain::{ExportId, ExportStatus, RunEvent, Schedule};
@@ -30,13 +31,19 @@ pub(crate) async fn stalled(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<()
         // later, or for an export gone, recorded missed as run-export's catch-up records it.
         if job.attempts == 0 && job.spread.is_none() {
             let occurrence = export.as_ref().and_then(|e| match e.request.schedule {
-                Schedule::Recurring(recurrence) if e.deleted_at.is_none() => recurrence
-                    .next_after(job.scheduled_at - TimeDelta::milliseconds(1))
-                    .map(|(k, _)| k),
+                Schedule::Recurring(recurrence) if e.deleted_at.is_none() => {
+                    chain::occurrence_at(&recurrence, job.scheduled_at).map(|(k, _)| k)
+                }
                 _ => None,
             });
-            match occurrence {
-                Some(k) if pass.now - job.scheduled_at <= pass.deps.config.lateness => {
+            let due = chain::catch_up(
+                job.scheduled_at,
+                pass.now,
+                pass.deps.config.lateness,
+                "its trigger's every attempt failed",
+            );
+            match (occurrence, due) {
+                (Some(k), CatchUp::Run) => {
                     let launched = launched_of.entry(id).or_default();
                     if *launched < MAX_LAUNCHES {
                         pass.deps
@@ -49,11 +56,12 @@ pub(crate) async fn stalled(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<()
                         repairs.occurrences_launched += 1;
                     }
                 }
-                _ => {
-                    let reason = format!(
-                        "missed: its trigger's every attempt failed, and it is more than {} s late (CATCH_UP_LATENESS_SECONDS)",
-                        pass.deps.config.lateness.num_seconds()
-                    );
+                (occurrence, due) => {
+                    let reason = match (occurrence, due) {
+                        (_, CatchUp::Missed(reason)) => reason,
+                        // Within the lateness, of an export deleted or gone meanwhile.
+                        _ => "missed: its trigger's every attempt failed, and its export is gone".to_owned(),
+                    };
                     let end =
                         JobEnd::failed(reason, job.detail.clone(), pass.now, pass.deps.config.retention);
                     pass.deps.ends.record_unrun(&key, &end).await?;

@@ -5,6 +5,7 @@
 use crate::deps::Deps;
 use chrono::{DateTime, Utc};
 use exporter_adapters::failure::Failure;
+use exporter_core::domain::chain::{self, HandOffError};
 use exporter_core::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter_core::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
 use exporter_core::ports::{Caller, ChannelRead, Spend};
@@ -170,18 +171,26 @@ pub(crate) async fn after_duplicate(
 /// Hands a finished job to notify; a failure is retryable, so the runtime's retry (a duplicate
 /// of a finished job) hands it off again rather than losing its messages.
 pub(crate) async fn hand_off(deps: Deps<'_>, export: &Export, job_id: &str) -> Result<(), Failure> {
-    let event = NotifyEvent {
-        export_id: export.id,
-        job_id: job_id.to_owned(),
+    let handed = match JobKey::of_job_id(export.id, job_id) {
+        Some(key) => chain::hand_off(deps.notifier, deps.ends, export.id, job_id, key.scheduled_at).await,
+        // Not a job id of an occurrence (never written by the service): notify is asked, and
+        // there is no record to mark.
+        None => deps
+            .notifier
+            .job_ended(&NotifyEvent {
+                export_id: export.id,
+                job_id: job_id.to_owned(),
+            })
+            .await
+            .map_err(HandOffError::Notify),
     };
-    deps.notifier.job_ended(&event).await.map_err(|e| {
-        tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify; the retry (or the reconciler) will");
-        Failure::Retryable(Box::new(e))
-    })?;
-    if let Some(key) = JobKey::of_job_id(export.id, job_id) {
-        deps.ends.handed_off(&key).await?;
-    }
-    Ok(())
+    handed.map_err(|e| match e {
+            HandOffError::Notify(e) => {
+                tracing::error!(export_id = %export.id, job_id, error = %e, "could not hand off to notify; the retry (or the reconciler) will");
+                Failure::Retryable(Box::new(e))
+            }
+            HandOffError::Mark(e) => e.into(),
+        })
 }
 
 /// Records the job of `event` as failed without running it.

@@ -2,6 +2,7 @@
 //!
 //! Nothing in here touches AWS, HTTP, the environment or a clock; every input arrives as a value.
 
+pub mod chain;
 pub mod decimation;
 pub mod defaults;
 pub mod dialect;
