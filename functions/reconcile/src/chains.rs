@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use exporter_core::domain::chain;
 use exporter_core::domain::{Export, ExportStatus, RunEvent, Schedule};
 
-use crate::{Deps, Failure, Pass, Repairs};
+use crate::pass::{Deps, Pass, Repairs};
+use exporter_adapters::failure::Failure;
 
 /// The schedules and the live exports, each repaired as it needs.
 pub(crate) async fn exports(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(), Failure> {

@@ -6,7 +6,8 @@ use exporter_core::domain::chain::{self, HandOffError};
 
 use exporter_core::domain::Schedule;
 
-use crate::{Deps, Failure, Pass, Repairs};
+use crate::pass::{Deps, Pass, Repairs};
+use exporter_adapters::failure::Failure;
 
 /// The jobs notify has not finished, handed (again).
 pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(), Failure> {

@@ -12,7 +12,8 @@ use exporter_core::domain::job::{ItemRun, JobEnd, JobKey};
 use exporter_core::domain::{ExportId, ExportStatus, RunEvent, Schedule};
 
 use crate::handoffs::hand_off;
-use crate::{Deps, Failure, Pass, Repairs, MAX_ATTEMPTS_PER_LEG, MAX_LAUNCHES};
+use crate::pass::{Deps, Pass, Repairs, MAX_ATTEMPTS_PER_LEG, MAX_LAUNCHES};
+use exporter_adapters::failure::Failure;
 
 /// Every stalled job, repaired or ended.
 pub(crate) async fn stalled(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(), Failure> {

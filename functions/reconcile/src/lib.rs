@@ -32,95 +32,19 @@
 //!
 //! Every repair is logged and counted in the answer.
 
-use std::collections::HashSet;
-
-use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
-
-use exporter_core::domain::{Export, ExportId};
-use exporter_core::ports::{
-    Clock, ExportLifecycle, ExportRuns, Exports, FileStore, JobEnds, JobHistory, JobNotifier, JobSpread,
-    RunLauncher, RunSchedules, Sweep,
-};
+use chrono::TimeDelta;
 
 mod chains;
 pub mod config;
 mod handoffs;
 mod jobs;
+mod pass;
 mod quotas;
 pub use config::ReconcileConfig;
 pub use exporter_adapters::failure::Failure;
+pub use pass::{Deps, Repairs};
 
-/// What the sweep needs.
-#[derive(Clone, Copy)]
-pub struct Deps<'a> {
-    pub sweep: &'a dyn Sweep,
-    /// An export that is not live (deleted, settled) whose job or schedule the sweep found.
-    pub exports: &'a dyn Exports,
-    /// Whether a one-time export's job was opened.
-    pub history: &'a dyn JobHistory,
-    /// To mark the jobs it hands to notify.
-    pub ends: &'a dyn JobEnds,
-    /// The item runs of spread jobs.
-    pub spread: &'a dyn JobSpread,
-    pub lifecycle: &'a dyn ExportLifecycle,
-    pub runs: &'a dyn ExportRuns,
-    pub schedules: &'a dyn RunSchedules,
-    /// run-export, for chains whose trigger never came.
-    pub launcher: &'a dyn RunLauncher,
-    pub notifier: &'a dyn JobNotifier,
-    /// The files an attempt that died left behind.
-    pub files: &'a dyn FileStore,
-    pub clock: &'a dyn Clock,
-    pub config: &'a ReconcileConfig,
-}
-
-/// The repairs one sweep made.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Repairs {
-    /// Chains whose trigger never came, whose occurrence was launched.
-    pub chains_restarted: usize,
-    /// Live recurring exports whose schedule was gone, armed again.
-    pub schedules_rearmed: usize,
-    /// Unfinished jobs past their lease, recorded failed.
-    pub jobs_abandoned: usize,
-    /// Unfinished jobs that had continued, launched again from their last checkpoint.
-    pub jobs_continued: usize,
-    /// Item runs of spread jobs relaunched (lost, or stopped past their lease).
-    pub items_relaunched: usize,
-    /// Schedules of exports that are gone, deleted or not recurring, removed.
-    pub schedules_removed: usize,
-    /// Exports left `creating`, discarded.
-    pub creating_discarded: usize,
-    /// Owners whose counter of queued exports was corrected.
-    pub quotas_corrected: usize,
-    /// Occurrences the chain moved past whose job was never attempted (every attempt of their
-    /// trigger died after the chain moved on), launched.
-    pub occurrences_launched: usize,
-    /// Such occurrences too late to run (or of an export deleted meanwhile), recorded missed.
-    pub occurrences_missed: usize,
-    /// One-time exports queued past the grace with no job (their launch was lost), launched.
-    pub one_time_launched: usize,
-    /// Finished jobs never handed to notify, handed now.
-    pub jobs_handed_off: usize,
-    /// One-time exports whose job finished but that were never given its end (the attempt died
-    /// between recording the job and settling the export), settled now.
-    pub exports_settled: usize,
-    /// Hand-offs that failed (logged; the next sweep tries again).
-    pub hand_offs_failed: usize,
-}
-
-/// What one sweep read first, shared by its phases.
-pub(crate) struct Pass<'a> {
-    pub(crate) deps: Deps<'a>,
-    pub(crate) now: DateTime<Utc>,
-    /// Before this, what is due is overdue (now less the grace).
-    pub(crate) overdue: DateTime<Utc>,
-    /// The live exports, from the sweep's index.
-    pub(crate) exports: Vec<Export>,
-    pub(crate) armed: HashSet<ExportId>,
-}
+use pass::Pass;
 
 /// One sweep.
 pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
@@ -145,10 +69,3 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     tracing::info!(repairs = ?repairs, exports = pass.exports.len(), "reconciled");
     Ok(repairs)
 }
-
-/// The most occurrences never attempted of one chain the sweep launches at once.
-pub(crate) const MAX_LAUNCHES: usize = 100;
-
-/// How many attempts one leg of a job that continued may take (counted from its checkpoint, so a
-/// long job's earlier faults do not count) before the sweep gives up on it and records it failed.
-pub(crate) const MAX_ATTEMPTS_PER_LEG: u32 = 3;

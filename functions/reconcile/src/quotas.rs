@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Failure, Pass, Repairs};
+use crate::pass::{Pass, Repairs};
+use exporter_adapters::failure::Failure;
 
 /// The counters read first (`counters`), corrected against the live exports.
 pub(crate) async fn correct(
