@@ -4,7 +4,26 @@
 //! `render::writer` (and, when staged, its renderer from the stage in run-export): the compiler
 //! points at each place, since every match on a format is exhaustive.
 
-use super::request::Extension;
+/// The output format of the files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extension {
+    Csv,
+    /// The seed's `xls`: written as an Office Open XML workbook named `.xlsx`.
+    Xls,
+    Xlsx,
+}
+
+impl Extension {
+    /// As the request names it.
+    pub fn as_str(self) -> &'static str {
+        of(self).name
+    }
+
+    /// The extension of the files written.
+    pub fn file_extension(self) -> &'static str {
+        of(self).file_extension
+    }
+}
 
 /// How a file in a format is written across invocations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,7 +4,21 @@
 //! [`Medium`], an entry here, its target's parsing in `request::target`, and a module of its
 //! own in the chat adapter (its message's shape); every match on a medium is exhaustive.
 
-use super::request::Medium;
+/// Through what a message is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Medium {
+    Email,
+    Telegram,
+    Slack,
+    Discord,
+}
+
+impl Medium {
+    /// As the request names it.
+    pub fn as_str(self) -> &'static str {
+        of(self).name
+    }
+}
 
 /// A registered medium.
 #[derive(Debug)]

@@ -18,6 +18,8 @@ use uuid::Uuid;
 use super::granularity::Granularity;
 use super::recurrence::{ItemSpan, Recurrence};
 
+pub use crate::domain::formats::Extension;
+pub use crate::domain::media::Medium;
 pub use policy::{Limits, Policy, Recipients, WebhookHosts};
 pub use target::{EmailAddress, Target, TelegramChat, WebhookUrl};
 pub use wire::unix_json;
@@ -35,27 +37,6 @@ impl Problem {
             path: path.into(),
             message: message.into(),
         }
-    }
-}
-
-/// The output format of the files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Extension {
-    Csv,
-    /// The seed's `xls`: written as an Office Open XML workbook named `.xlsx`.
-    Xls,
-    Xlsx,
-}
-
-impl Extension {
-    /// As the request names it.
-    pub fn as_str(self) -> &'static str {
-        crate::domain::formats::of(self).name
-    }
-
-    /// The extension of the files written.
-    pub fn file_extension(self) -> &'static str {
-        crate::domain::formats::of(self).file_extension
     }
 }
 
@@ -427,22 +408,6 @@ impl Item {
 pub enum NotifyPolicy {
     OnSuccess,
     OnFailure,
-}
-
-/// Through what a message is sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Medium {
-    Email,
-    Telegram,
-    Slack,
-    Discord,
-}
-
-impl Medium {
-    /// As the request names it.
-    pub fn as_str(self) -> &'static str {
-        crate::domain::media::of(self).name
-    }
 }
 
 /// One notification message.
