@@ -3,8 +3,8 @@
 
 use exporter_adapters::access::AccessMode;
 use exporter_adapters::config::{
-    flag, parsed_or, reader_dialect, recipients, required, retention, schedule_settings, subtopic_separator,
-    webhook_hosts, ConfigError,
+    flag, parsed_or, reader_dialect, recipients, required, retention, schedule_settings, stores,
+    subtopic_separator, webhook_hosts, ConfigError, Stores,
 };
 use exporter_adapters::scheduler::ScheduleSettings;
 use exporter_adapters::ssm::{link_signer, secret, SsmLinkKeys};
@@ -18,9 +18,7 @@ use crate::Links;
 /// Everything the composition root wires from the environment.
 pub struct Environment {
     /// `TABLE_NAME`, `BUCKET_NAME`, `S3_FORCE_PATH_STYLE`.
-    pub table: String,
-    pub bucket: String,
-    pub path_style: bool,
+    pub stores: Stores,
     /// `RUN_EXPORT_FUNCTION`: what a one-time export's create launches.
     pub run_export_function: String,
     /// `READER_URL`: asked whether a caller may read a channel (`CHANNEL_ACCESS=reader`).
@@ -34,9 +32,7 @@ pub struct Environment {
 impl Environment {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            table: required("TABLE_NAME")?,
-            bucket: required("BUCKET_NAME")?,
-            path_style: flag("S3_FORCE_PATH_STYLE"),
+            stores: stores()?,
             run_export_function: required("RUN_EXPORT_FUNCTION")?,
             reader_url: required("READER_URL")?,
             access: AccessMode::from_env()?,

@@ -33,10 +33,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         links: Some(std::sync::Arc::new(env.links(&ssm).await?)),
         ..env.api
     };
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.stores.table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), env.schedules);
     let launcher = LambdaLauncher::new(aws_sdk_lambda::Client::new(&aws), env.run_export_function);
-    let files = S3Files::new(S3Files::client(&aws, env.path_style), env.bucket);
+    let files = S3Files::new(S3Files::client(&aws, env.stores.path_style), env.stores.bucket);
     let clock = SystemClock;
     let deps = Deps {
         exports: &store,

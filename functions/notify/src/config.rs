@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use exporter_adapters::config::{
-    flag, optional, parsed_or, recipients, required, webhook_hosts, ConfigError,
+    optional, parsed_or, recipients, required, stores, webhook_hosts, ConfigError, Stores,
 };
 use exporter_adapters::ssm::{link_signer, optional_secret};
 use exporter_adapters::support::{Retry, Secret};
@@ -15,9 +15,7 @@ use exporter_core::domain::request::{Medium, Recipients, Target, WebhookHosts};
 /// Everything the composition root wires from the environment.
 pub struct Environment {
     /// `TABLE_NAME`, `BUCKET_NAME`, `S3_FORCE_PATH_STYLE`.
-    pub table: String,
-    pub bucket: String,
-    pub path_style: bool,
+    pub stores: Stores,
     /// `EMAIL_FROM`: the sender of every email.
     pub sender: String,
     /// `PUBLIC_API_URL`: where the messages' signed links point.
@@ -32,9 +30,7 @@ pub struct Environment {
 impl Environment {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            table: required("TABLE_NAME")?,
-            bucket: required("BUCKET_NAME")?,
-            path_style: flag("S3_FORCE_PATH_STYLE"),
+            stores: stores()?,
             sender: required("EMAIL_FROM")?,
             public_api: required("PUBLIC_API_URL")?,
             telegram_api: optional("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into()),

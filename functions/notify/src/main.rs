@@ -18,8 +18,8 @@ async fn main() -> Result<(), Error> {
     let telegram_token = env.read_secrets(&aws_sdk_ssm::Client::new(&aws)).await?;
     let chat = HttpChat::new(env.telegram_api, telegram_token, env.webhook_hosts)?;
     let notify_config = env.notify;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
-    let files = S3Files::new(S3Files::client(&aws, env.path_style), env.bucket);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.stores.table);
+    let files = S3Files::new(S3Files::client(&aws, env.stores.path_style), env.stores.bucket);
     let mailer = SesMailer::new(aws_sdk_sesv2::Client::new(&aws), env.sender);
     let clock = SystemClock;
     let deps = Deps {

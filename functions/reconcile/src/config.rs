@@ -3,7 +3,7 @@
 
 use chrono::TimeDelta;
 use exporter_adapters::config::{
-    catch_up_lateness, flag, parsed_or, required, retention, schedule_settings, ConfigError,
+    catch_up_lateness, parsed_or, required, retention, schedule_settings, stores, ConfigError, Stores,
 };
 use exporter_adapters::scheduler::ScheduleSettings;
 use exporter_core::domain::defaults;
@@ -11,9 +11,7 @@ use exporter_core::domain::defaults;
 /// Everything the composition root wires from the environment.
 pub struct Environment {
     /// `TABLE_NAME`, `BUCKET_NAME`, `S3_FORCE_PATH_STYLE`.
-    pub table: String,
-    pub bucket: String,
-    pub path_style: bool,
+    pub stores: Stores,
     /// `RUN_EXPORT_FUNCTION` and `NOTIFY_FUNCTION`: what the sweep relaunches.
     pub run_export_function: String,
     pub notify_function: String,
@@ -24,9 +22,7 @@ pub struct Environment {
 impl Environment {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            table: required("TABLE_NAME")?,
-            bucket: required("BUCKET_NAME")?,
-            path_style: flag("S3_FORCE_PATH_STYLE"),
+            stores: stores()?,
             run_export_function: required("RUN_EXPORT_FUNCTION")?,
             notify_function: required("NOTIFY_FUNCTION")?,
             schedules: schedule_settings()?,

@@ -16,12 +16,12 @@ async fn main() -> Result<(), Error> {
     let env = Environment::from_env()?;
     let reconcile_config = env.sweep;
     let aws = exporter_adapters::aws_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.stores.table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), env.schedules);
     let lambda = aws_sdk_lambda::Client::new(&aws);
     let launcher = LambdaLauncher::new(lambda.clone(), env.run_export_function);
     let notifier = LambdaLauncher::new(lambda, env.notify_function);
-    let files = S3Files::new(S3Files::client(&aws, env.path_style), env.bucket);
+    let files = S3Files::new(S3Files::client(&aws, env.stores.path_style), env.stores.bucket);
     let clock = SystemClock;
     let deps = Deps {
         sweep: &store,

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use chrono::TimeDelta;
 use exporter_adapters::access::AccessMode;
 use exporter_adapters::config::{
-    catch_up_lateness, credential_scheme, flag, optional, pages_held, parsed_or, reader_dialect, required,
-    retention, schedule_settings, ConfigError,
+    catch_up_lateness, credential_scheme, optional, pages_held, parsed_or, reader_dialect, required,
+    retention, schedule_settings, stores, ConfigError, Stores,
 };
 use exporter_adapters::flow::DEFAULT_MAX_IN_FLIGHT;
 use exporter_adapters::reader::DEFAULT_PAGE_MAX_BYTES;
@@ -19,11 +19,8 @@ use exporter_core::domain::{defaults, CredentialScheme, Dialect};
 
 /// Everything the composition root wires from the environment.
 pub struct Environment {
-    /// `TABLE_NAME`, `BUCKET_NAME`.
-    pub table: String,
-    pub bucket: String,
-    /// `S3_FORCE_PATH_STYLE`: path-style addressing (local S3 emulators).
-    pub path_style: bool,
+    /// `TABLE_NAME`, `BUCKET_NAME`, `S3_FORCE_PATH_STYLE`.
+    pub stores: Stores,
     /// `NOTIFY_FUNCTION`, and `RUN_EXPORT_FUNCTION` (itself: continuations, item runs, missed
     /// occurrences run in invocations of their own).
     pub notify_function: String,
@@ -67,9 +64,7 @@ impl Environment {
             None => None,
         };
         Ok(Self {
-            table: required("TABLE_NAME")?,
-            bucket: required("BUCKET_NAME")?,
-            path_style: flag("S3_FORCE_PATH_STYLE"),
+            stores: stores()?,
             notify_function: required("NOTIFY_FUNCTION")?,
             run_export_function: required("RUN_EXPORT_FUNCTION")?,
             schedules,

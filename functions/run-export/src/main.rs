@@ -42,10 +42,10 @@ async fn main() -> Result<(), Error> {
         )?),
         _ => None,
     };
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.table);
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), env.stores.table);
     let schedules = EventBridgeSchedules::new(aws_sdk_scheduler::Client::new(&aws), env.schedules);
-    let files =
-        S3Files::new(S3Files::client(&aws, env.path_style), env.bucket).with_part_size(env.part_bytes);
+    let files = S3Files::new(S3Files::client(&aws, env.stores.path_style), env.stores.bucket)
+        .with_part_size(env.part_bytes);
     let lambda = aws_sdk_lambda::Client::new(&aws);
     let notifier = LambdaLauncher::new(lambda.clone(), env.notify_function);
     // Itself: continuations, item runs and missed occurrences run in invocations of their own.

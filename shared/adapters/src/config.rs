@@ -98,6 +98,26 @@ pub fn catch_up_lateness() -> Result<chrono::TimeDelta, ConfigError> {
     Ok(chrono::TimeDelta::seconds(seconds))
 }
 
+/// Where a function's records and files are.
+#[derive(Clone, Debug)]
+pub struct Stores {
+    /// `TABLE_NAME`: the DynamoDB table.
+    pub table: String,
+    /// `BUCKET_NAME`: the S3 bucket of the files.
+    pub bucket: String,
+    /// `S3_FORCE_PATH_STYLE`: path-style addressing (local S3 emulators).
+    pub path_style: bool,
+}
+
+/// `TABLE_NAME`, `BUCKET_NAME` and `S3_FORCE_PATH_STYLE`.
+pub fn stores() -> Result<Stores, ConfigError> {
+    Ok(Stores {
+        table: required("TABLE_NAME")?,
+        bucket: required("BUCKET_NAME")?,
+        path_style: flag("S3_FORCE_PATH_STYLE"),
+    })
+}
+
 /// True when `name` is `1` or `true`.
 pub fn flag(name: &'static str) -> bool {
     optional(name).is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))

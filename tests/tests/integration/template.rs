@@ -57,7 +57,8 @@ fn function_code(function: &str) -> String {
 fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
     // Shared readers a function calls: (the call, its file, where its body starts and ends).
-    let shared: [(&str, &str, &str, &str); 10] = [
+    let shared: [(&str, &str, &str, &str); 11] = [
+        ("stores()", "config.rs", "pubfnstores", "pubfn"),
         ("retention()", "config.rs", "pubfnretention", "pubfn"),
         (
             "catch_up_lateness()",
