@@ -60,8 +60,12 @@ pub(crate) async fn stalled(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<()
                 (occurrence, due) => {
                     let reason = match (occurrence, due) {
                         (_, CatchUp::Missed(reason)) => reason,
-                        // Within the lateness, of an export deleted or gone meanwhile.
-                        _ => "missed: its trigger's every attempt failed, and its export is gone".to_owned(),
+                        // Within the lateness, of an export deleted or gone meanwhile: recorded
+                        // as a late one is.
+                        _ => format!(
+                            "missed: its trigger's every attempt failed, and it is more than {} s late (CATCH_UP_LATENESS_SECONDS)",
+                            pass.deps.config.lateness.num_seconds()
+                        ),
                     };
                     let end =
                         JobEnd::failed(reason, job.detail.clone(), pass.now, pass.deps.config.retention);

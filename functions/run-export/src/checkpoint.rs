@@ -48,9 +48,10 @@ struct ItemProgressRecord {
     tail: Option<String>,
 }
 
+/// A file's upload as stored: the handle, or an earlier version's multipart upload id.
 #[derive(serde::Deserialize)]
 #[serde(untagged)]
-enum UploadRecord {
+pub(crate) enum UploadRecord {
     Handle(Upload),
     MultipartId(String),
 }

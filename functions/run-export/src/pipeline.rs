@@ -30,7 +30,7 @@ use exporter_core::render::WriterArgs;
 use exporter_core::render::{ItemContext, RenderError, RowWriter};
 
 use crate::archive::archive;
-use crate::checkpoint::{checkpoint_key, Checkpoint, ItemProgress, Progress};
+use crate::checkpoint::{checkpoint_key, Checkpoint, ItemProgress, Progress, UploadRecord};
 use crate::deadline::{Pause, TimeUp, Timed, UploadStopped};
 use crate::deps::Deps;
 use crate::error::JobError;
@@ -312,12 +312,66 @@ fn cut_warning(index: usize, cut: u64) -> Option<String> {
 /// An item's file whose every piece is sent, as its leg stores it before finishing the file:
 /// `resumed` is the file as the leg's checkpoint had it (what tells this leg's record apart).
 #[derive(serde::Serialize, serde::Deserialize)]
+#[serde(from = "StoredItemRecord")]
 struct StoredItem {
     resumed: Option<Upload>,
     upload: Option<Upload>,
     rows: u64,
     bytes: u64,
     warnings: Vec<String>,
+    /// Written by an earlier version, which kept the multipart upload's id and parts instead.
+    #[serde(skip)]
+    earlier: bool,
+}
+
+/// A stored item as written now, or by an earlier version (so that a leg retried across a
+/// deployment still finds what its earlier attempt sent).
+#[derive(serde::Deserialize)]
+struct StoredItemRecord {
+    #[serde(default)]
+    resumed: Option<Upload>,
+    upload: Option<UploadRecord>,
+    #[serde(default)]
+    parts: Vec<(i32, String)>,
+    rows: u64,
+    bytes: u64,
+    warnings: Vec<String>,
+}
+
+impl From<StoredItemRecord> for StoredItem {
+    fn from(record: StoredItemRecord) -> Self {
+        let (upload, earlier) = match record.upload {
+            Some(UploadRecord::Handle(upload)) => (Some(upload), false),
+            Some(UploadRecord::MultipartId(id)) => (
+                Some(exporter_adapters::s3::upload_of_multipart(
+                    id,
+                    record.parts,
+                    record.bytes,
+                )),
+                true,
+            ),
+            None => (None, false),
+        };
+        Self {
+            resumed: record.resumed,
+            upload,
+            rows: record.rows,
+            bytes: record.bytes,
+            warnings: record.warnings,
+            earlier,
+        }
+    }
+}
+
+impl StoredItem {
+    /// Whether this record is of the leg resuming `upload`: written now, by the file as the
+    /// checkpoint had it; by an earlier version, by the multipart upload it belongs to.
+    fn resumes(&self, upload: &Upload) -> bool {
+        match (&self.upload, self.earlier) {
+            (Some(stored), true) => exporter_adapters::s3::same_multipart(stored, upload),
+            _ => self.resumed.as_ref() == Some(upload),
+        }
+    }
 }
 
 /// The stored item an earlier attempt of this leg left for the upload `progress` resumes, if
@@ -331,7 +385,7 @@ async fn stored_before(
     let bytes = deps.files.read(&target.stored_key).await.ok()?;
     serde_json::from_slice::<StoredItem>(&bytes)
         .ok()
-        .filter(|stored| stored.resumed.as_ref() == Some(upload))
+        .filter(|stored| stored.resumes(upload))
 }
 
 /// Where an item's file goes.
@@ -794,6 +848,7 @@ async fn finish_file(
             rows: rendered.rows,
             bytes: sent.uploaded(),
             warnings: warnings.clone(),
+            earlier: false,
         };
         let json = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
         deps.files.put_bytes(&target.stored_key, json).await?;
@@ -835,4 +890,44 @@ async fn finish_file(
         },
         warnings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_item_of_an_earlier_version_is_found_by_its_multipart_upload() {
+        // As an earlier version stored it before completing the upload.
+        let earlier = serde_json::json!({
+            "upload": "upload-7",
+            "parts": [[1, "t1"], [2, "t2"]],
+            "rows": 10,
+            "bytes": 12_000_000,
+            "warnings": []
+        });
+        let stored: StoredItem = serde_json::from_value(earlier).expect("reads");
+        let upload = stored.upload.clone().expect("its upload");
+        assert_eq!(upload.size(), 12_000_000);
+        // The checkpoint the leg resumed had fewer parts of the same upload.
+        let resumed =
+            exporter_adapters::s3::upload_of_multipart("upload-7".into(), vec![(1, "t1".into())], 6_000_000);
+        assert!(stored.resumes(&resumed));
+        let other =
+            exporter_adapters::s3::upload_of_multipart("upload-8".into(), vec![(1, "t1".into())], 6_000_000);
+        assert!(!stored.resumes(&other));
+        // As written now: found by the file as the checkpoint had it, and only by it.
+        let now = StoredItem {
+            resumed: Some(resumed.clone()),
+            upload: Some(upload),
+            rows: 10,
+            bytes: 12_000_000,
+            warnings: Vec::new(),
+            earlier: false,
+        };
+        let read: StoredItem =
+            serde_json::from_slice(&serde_json::to_vec(&now).expect("writes")).expect("reads");
+        assert!(read.resumes(&resumed));
+        assert!(!read.resumes(&other));
+    }
 }

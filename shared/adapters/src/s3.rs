@@ -367,6 +367,14 @@ pub fn upload_of_multipart(upload_id: String, parts: Vec<(i32, String)>, size: u
     Upload::resumed(size, state)
 }
 
+/// Whether two handles are of the same multipart upload (whatever parts each has seen).
+pub fn same_multipart(a: &Upload, b: &Upload) -> bool {
+    match (Multipart::of(a), Multipart::of(b)) {
+        (Ok(a), Ok(b)) => a.upload_id == b.upload_id,
+        _ => false,
+    }
+}
+
 #[async_trait]
 impl GrowingFiles for S3Files {
     fn piece_bytes(&self) -> usize {

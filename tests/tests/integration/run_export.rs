@@ -334,10 +334,13 @@ async fn an_s3_failure_in_the_middle_of_an_upload_aborts_it_and_fails_the_job() 
     let failing_s3 = fx.s3.config().to_builder().interceptor(FailingSecondPart).build();
     let failing =
         S3Files::new(aws_sdk_s3::Client::from_conf(failing_s3), &fx.bucket).with_part_size(5 * 1024 * 1024);
+    // Files are not sent while written (a piece is larger than any of them): each is stored
+    // whole by the file store, whose own upload fails at its second part.
+    let whole = S3Files::new(fx.s3.clone(), &fx.bucket).with_part_size(8 * 1024 * 1024);
     let deps = run_export::Deps {
         files: &failing,
         pieces: &failing,
-        uploads: &failing,
+        uploads: &whole,
         ..fx.run_deps()
     };
     assert_eq!(

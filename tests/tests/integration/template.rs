@@ -272,6 +272,10 @@ fn actions_needed(function: &str) -> BTreeSet<String> {
             .map(str::to_owned),
         );
     }
+    // The hand-off, the core's rule: notify asked, then the job marked.
+    if code.contains("chain::hand_off(") {
+        needed.extend(["lambda:InvokeFunction", "dynamodb:UpdateItem"].map(str::to_owned));
+    }
     for (field, methods) in PORT_CALLS {
         for method in methods {
             if code.contains(&format!("{field}.{method}(")) {

@@ -1,7 +1,7 @@
 //! The generic half of the request validator: a walker over the JSON that collects every
 //! problem with its JSON pointer (objects with their known fields and "did you mean" for near
 //! misses, required fields, strings, arrays, choices, durations, Unix seconds). The request's
-//! own rules are in `validate.rs`.
+//! own rules are in `validate/`.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
