@@ -250,8 +250,14 @@ impl exporter_core::ports::ItemLedger for FaultyItems<'_> {
     async fn release_item(&self, job: &JobKey, item: u32) -> StoreResult<()> {
         self.items.release_item(job, item).await
     }
-    async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> StoreResult<bool> {
-        self.items.checkpoint_item(job, item, leg).await
+    async fn checkpoint_item(
+        &self,
+        job: &JobKey,
+        item: u32,
+        leg: u32,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.items.checkpoint_item(job, item, leg, at).await
     }
     async fn item_done(
         &self,

@@ -205,7 +205,11 @@ async fn run_claimed(
                 .put_bytes(&checkpoint_key(&prefix, item, next), bytes)
                 .await
                 .map_err(|e| Failure::Retryable(Box::new(e)))?;
-            if !deps.items.checkpoint_item(&job, item, next).await? {
+            if !deps
+                .items
+                .checkpoint_item(&job, item, next, deps.clock.now())
+                .await?
+            {
                 tracing::warn!(export_id = %export.id, item, leg, "another attempt moved the item on; this one stops");
                 return Ok(Outcome::Duplicate);
             }

@@ -251,7 +251,11 @@ async fn pause(
         .put_bytes(&key, bytes)
         .await
         .map_err(|e| Failure::Retryable(Box::new(e)))?;
-    if !deps.ledger.checkpoint_job(&event.job(), leg).await? {
+    if !deps
+        .ledger
+        .checkpoint_job(&event.job(), leg, deps.clock.now())
+        .await?
+    {
         tracing::warn!(export_id = %export.id, job_id, leg, "another attempt moved the job on; this one stops");
         return Ok(Outcome::Duplicate);
     }

@@ -155,9 +155,11 @@ pub trait JobLedger: Send + Sync {
     async fn start_job(&self, job: &JobKey, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Commits leg `leg`'s checkpoint of an unfinished job this attempt holds at leg `leg - 1`:
-    /// the job's leg becomes `leg` and its lease is given back, so that the continuation may
-    /// take it at once. `false` when the job is not at leg `leg - 1` (another writer moved it).
-    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError>;
+    /// the job's leg becomes `leg` and its lease is given back at `at`, so that the continuation
+    /// may take it at once while the reconciler's grace counts from `at` (the continuation may
+    /// wait in Lambda's queue). `false` when the job is not at leg `leg - 1` (another writer
+    /// moved it).
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
     /// Claims an unfinished job at leg `leg` for a continuation until `lease_until`, when no
     /// attempt holds it; `false` otherwise (a duplicate continuation, a stale one).
@@ -227,8 +229,15 @@ pub trait ItemLedger: Send + Sync {
     /// Gives back this attempt's claim on an item.
     async fn release_item(&self, job: &JobKey, item: u32) -> Result<(), StoreError>;
 
-    /// Commits an item's checkpoint of leg `leg` (from leg `leg - 1`) and gives its claim back.
-    async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> Result<bool, StoreError>;
+    /// Commits an item's checkpoint of leg `leg` (from leg `leg - 1`) and gives its claim back at
+    /// `at` (the reconciler's grace counts from there).
+    async fn checkpoint_item(
+        &self,
+        job: &JobKey,
+        item: u32,
+        leg: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Records an item's outcome on its job and counts it, atomically; its run is marked done at
     /// `at`.

@@ -418,7 +418,7 @@ async fn a_long_job_whose_earlier_legs_were_retried_goes_on_while_its_own_leg_ha
         .await
         .expect("claims"));
     fx.store.start_job(&job, then).await.expect("starts");
-    assert!(fx.store.checkpoint_job(&job, 1).await.expect("checkpoints"));
+    assert!(fx.store.checkpoint_job(&job, 1, then).await.expect("checkpoints"));
     // A job of many legs whose earlier legs met transient faults (49 attempts so far), and whose
     // current leg's one attempt died: its leg has attempts left.
     let pk = format!("EXPORT#{id}");
@@ -439,6 +439,47 @@ async fn a_long_job_whose_earlier_legs_were_retried_goes_on_while_its_own_leg_ha
     let resumed = launched.0.lock().map(|l| l.clone()).unwrap_or_default();
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].leg, Some(1), "from its checkpoint");
+}
+
+/// A job that paused at its checkpoint gives its claim back for the continuation it launched:
+/// a sweep right after must leave it alone for the grace (the continuation may sit in Lambda's
+/// queue), not launch a second continuation at once; a grace later, with none come, it does.
+#[tokio::test]
+async fn a_job_paused_at_its_checkpoint_waits_the_grace_before_a_sweep_continues_it() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (_, _, job) = one_time_job(&fx, &alice).await;
+    let now = Utc::now();
+    assert!(fx
+        .store
+        .open_job(&job, now, now + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
+    fx.store.start_job(&job, now).await.expect("starts");
+    assert!(fx.store.checkpoint_job(&job, 1, now).await.expect("checkpoints"));
+    let hand_offs = HandOffs::default();
+    let config = ReconcileConfig {
+        grace: TimeDelta::minutes(20),
+        ..ReconcileConfig::default()
+    };
+    let launched = Launched::default();
+    let repairs = reconcile::handle(fx.reconcile_deps(&launched, &hand_offs, &config))
+        .await
+        .expect("sweeps");
+    assert_eq!(
+        repairs.jobs_continued, 0,
+        "a paused job is no stalled one: {repairs:?}"
+    );
+    assert!(launched.0.lock().map(|l| l.is_empty()).unwrap_or(false));
+    // Twenty-one minutes later its continuation never came: the sweep launches it.
+    let later = integration_tests::doubles::At(now + TimeDelta::minutes(21));
+    let deps = reconcile::Deps {
+        clock: &later,
+        ..fx.reconcile_deps(&launched, &hand_offs, &config)
+    };
+    let repairs = reconcile::handle(deps).await.expect("sweeps");
+    assert_eq!(repairs.jobs_continued, 1, "{repairs:?}");
+    assert_eq!(repairs.jobs_abandoned, 0, "{repairs:?}");
 }
 
 /// A chain's recent jobs fill more than one page of a query (DynamoDB stops a page at 1 MB):

@@ -211,7 +211,7 @@ impl JobLedger for DynamoStore {
         conditional(claim)
     }
 
-    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let previous = leg
             .checked_sub(1)
             .ok_or_else(|| StoreError::Corrupt("leg 0 has no checkpoint".into()))?;
@@ -223,11 +223,16 @@ impl JobLedger for DynamoStore {
         // The leg's attempts count from here: `legFrom` keeps the attempts so far.
         let mut update = self
             .update_job(job)
-            .update_expression("SET leg = :leg, leaseUntil = :zero, legFrom = if_not_exists(attempts, :zero)")
+            // The lease ends a second before `at`, as when a claim is given back: the continuation
+            // takes it at once, the sweep only once the grace has passed.
+            .update_expression(
+                "SET leg = :leg, leaseUntil = :given, legFrom = if_not_exists(attempts, :zero)",
+            )
             .condition_expression(format!("#status = :running AND {at_previous}"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
             .expression_attribute_values(":leg", n(i64::from(leg)))
+            .expression_attribute_values(":given", n(at.timestamp() - 1))
             .expression_attribute_values(":zero", n(0));
         if previous > 0 {
             update = update.expression_attribute_values(":previous", n(i64::from(previous)));

@@ -173,9 +173,9 @@ impl JobLedger for FaultyLedger<'_> {
         self.0.start_job(job, at).await?;
         self.1.dies_after("attempt died after starting its job")
     }
-    async fn checkpoint_job(&self, job: &JobKey, leg: u32) -> Result<bool, StoreError> {
+    async fn checkpoint_job(&self, job: &JobKey, leg: u32, at: DateTime<Utc>) -> Result<bool, StoreError> {
         self.1.at("attempt died awaiting the store")?;
-        self.0.checkpoint_job(job, leg).await
+        self.0.checkpoint_job(job, leg, at).await
     }
     async fn resume_job(
         &self,
@@ -237,9 +237,15 @@ impl ItemLedger for FaultyItems<'_> {
         self.1.at("attempt died awaiting the store")?;
         self.0.release_item(job, item).await
     }
-    async fn checkpoint_item(&self, job: &JobKey, item: u32, leg: u32) -> Result<bool, StoreError> {
+    async fn checkpoint_item(
+        &self,
+        job: &JobKey,
+        item: u32,
+        leg: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         self.1.at("attempt died awaiting the store")?;
-        self.0.checkpoint_item(job, item, leg).await
+        self.0.checkpoint_item(job, item, leg, at).await
     }
     async fn item_done(
         &self,
