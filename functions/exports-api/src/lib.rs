@@ -397,7 +397,7 @@ async fn check_channels(deps: Deps<'_>, who: &Identity, request: &ExportRequest)
 
 /// Removes an export whose trigger failed, so no live export is left without one.
 async fn discard(deps: Deps<'_>, export: &Export) {
-    if let Err(e) = deps.lifecycle.discard(export).await {
+    if let Err(e) = deps.lifecycle.discard(export, deps.clock.now()).await {
         // It stays in `creating`: invisible to the API and never run.
         tracing::error!(export_id = %export.id, error = %e, "could not discard an unarmed export");
     }

@@ -64,7 +64,7 @@ impl ExportLifecycle for Recorder {
         self.note("activate");
         Ok(())
     }
-    async fn discard(&self, _: &Export) -> Result<(), StoreError> {
+    async fn discard(&self, _: &Export, _: DateTime<Utc>) -> Result<(), StoreError> {
         self.note("discard");
         Ok(())
     }

@@ -47,7 +47,7 @@ pub(crate) async fn exports(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<()
                 pass.deps.schedules.disarm(&export.id).await?;
                 repairs.schedules_removed += 1;
             }
-            pass.deps.lifecycle.discard(export).await?;
+            pass.deps.lifecycle.discard(export, pass.now).await?;
             tracing::warn!(export_id = %export.id, "discarded an export whose create never finished");
             repairs.creating_discarded += 1;
         }

@@ -3,22 +3,21 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use exporter_core::domain::chain::{self, HandOffError};
+use exporter_core::domain::job::JobKey;
 
 use exporter_core::domain::Schedule;
 
 use crate::pass::{Deps, Pass, Repairs};
 use exporter_adapters::failure::Failure;
 
-/// The jobs notify has not finished, handed (again).
+/// How long after a job ended the reconciler keeps handing it to notify.
+const HAND_OFF_FOR: TimeDelta = TimeDelta::days(1);
+
+/// The jobs notify has not finished, handed (again), for a day after they ended.
 pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(), Failure> {
     // Finished jobs never handed to notify (every attempt's hand-off failed, or a crash came
-    // between), handed now once the grace has passed, for the last day's jobs.
-    for (id, job) in pass
-        .deps
-        .sweep
-        .unhanded_jobs(pass.now - TimeDelta::days(1), pass.overdue)
-        .await?
-    {
+    // between), handed now once the grace has passed; after a day of trying, given up.
+    for (id, job) in pass.deps.sweep.unhanded_jobs(pass.overdue).await? {
         let unsettled = pass.exports.iter().find(|e| {
             e.id == id
                 && e.deleted_at.is_none()
@@ -31,6 +30,16 @@ pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(
             pass.deps.runs.settle_one_time(export, status, at).await?;
             tracing::warn!(export_id = %id, job_id = %job.job_id, status = status.as_str(), "settled a one-time export whose job had ended");
             repairs.exports_settled += 1;
+        }
+        if job.finished_at.is_some_and(|t| t < pass.now - HAND_OFF_FOR) {
+            let key = JobKey {
+                export_id: id,
+                scheduled_at: job.scheduled_at,
+            };
+            pass.deps.ends.stop_handing_off(&key).await?;
+            tracing::error!(export_id = %id, job_id = %job.job_id, finished_at = ?job.finished_at, "gave up handing a job to notify after a day; its unsent messages are not sent");
+            repairs.hand_offs_dropped += 1;
+            continue;
         }
         hand_off(pass.deps, id, &job.job_id, job.scheduled_at, repairs).await?;
     }

@@ -72,6 +72,9 @@ pub struct Repairs {
     pub exports_settled: usize,
     /// Hand-offs that failed (logged; the next sweep tries again).
     pub hand_offs_failed: usize,
+    /// Jobs whose messages notify had not finished a day after they ended, given up (logged
+    /// as an error; they leave the sweep's index).
+    pub hand_offs_dropped: usize,
 }
 
 /// What one sweep read first, shared by its phases.

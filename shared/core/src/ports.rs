@@ -61,8 +61,9 @@ pub trait ExportLifecycle: Send + Sync {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Removes an export whose trigger could not be armed, and gives its quota back.
-    async fn discard(&self, export: &Export) -> Result<(), StoreError>;
+    /// Removes an export whose trigger could not be armed, and gives its quota back (the
+    /// counter touched `at`, the caller's time).
+    async fn discard(&self, export: &Export, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Sets `deletedAt` on a live export of `owner`, gives its quota back, and lets the record
     /// expire at `expires_at`. Fails with `NotFound` when the export is missing, another
@@ -186,6 +187,11 @@ pub trait JobEnds: Send + Sync {
 
     /// Records that a finished job was handed to notify (so the reconciler need not).
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError>;
+
+    /// Takes a finished job out of the reconciler's hands for good: its messages were not
+    /// finished within the day the reconciler keeps handing it to notify. It leaves the
+    /// sweep's index (rather than being read by every sweep until its record expires).
+    async fn stop_handing_off(&self, job: &JobKey) -> Result<(), StoreError>;
 }
 
 /// A job spread over parallel invocations, one item each: the spread, the items launched and
@@ -353,13 +359,9 @@ pub trait Sweep: Send + Sync {
         lease_before: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Jobs that ended between `since` and `before` whose messages notify never finished: never
-    /// handed to it, or left by its last run with a message another run was sending.
-    async fn unhanded_jobs(
-        &self,
-        since: DateTime<Utc>,
-        before: DateTime<Utc>,
-    ) -> Result<Vec<(ExportId, Job)>, StoreError>;
+    /// Jobs that ended before `before` whose messages notify never finished: never handed to
+    /// it, or left by its last run with a message another run was sending.
+    async fn unhanded_jobs(&self, before: DateTime<Utc>) -> Result<Vec<(ExportId, Job)>, StoreError>;
 
     /// Each owner's counter of queued exports, but those changed since `settled_before`: a
     /// counter changed a moment ago may be ahead of the index the live exports are read from.

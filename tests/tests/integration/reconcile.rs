@@ -11,8 +11,8 @@ use serde_json::json;
 
 use exporter_core::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter_core::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter_core::ports::{ExportLifecycle, JobEnds, JobHistory, JobLedger, RunSchedules};
-use integration_tests::doubles::{Armed, HandOffs, ItemsRead, RunsInProcess};
+use exporter_core::ports::{ExportLifecycle, JobEnds, JobHistory, JobLedger, RunSchedules, Sweep};
+use integration_tests::doubles::{Armed, At, HandOffs, ItemsRead, RunsInProcess};
 use integration_tests::history::millis;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
 use reconcile::{ReconcileConfig, Repairs};
@@ -354,6 +354,32 @@ async fn orphan_schedules_unfinished_creates_and_wrong_counters_are_repaired() {
     assert_eq!(repairs.quotas_corrected, 1, "{repairs:?}");
     assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("1"));
     assert_eq!(sweep(&fx, &HandOffs::default()).await, Repairs::default());
+}
+
+#[tokio::test]
+async fn a_counter_is_touched_at_the_writers_time_so_a_sweep_on_that_clock_leaves_a_fresh_one_alone() {
+    let Some(fx) = Fixture::new().await else { return };
+    // The API's clock is ahead of the wall's (as the soak's is, or a host's drifts): the
+    // counter it moves is fresh on that clock, and a sweep reading it on that clock leaves it.
+    let ahead = At(Utc::now() + TimeDelta::hours(2));
+    let api = exports_api::Deps {
+        clock: &ahead,
+        ..fx.deps()
+    };
+    let who = someone();
+    let mut body = recurring_body("PT1H");
+    body["periodStart"] = json!(ahead.0.timestamp() / 3600 * 3600);
+    let (status, export) = Fixture::call_with(api, "POST", "/exports", Some(&body), &who).await;
+    assert_eq!(status, 201, "{export}");
+    let owner = &who[0].1;
+    let settled = |counters: Vec<(String, i64)>| counters.iter().any(|(o, _)| o == owner);
+    let just_before = fx.store.quotas(ahead.0 - TimeDelta::minutes(1)).await.expect("reads");
+    assert!(
+        !settled(just_before),
+        "a counter moved a moment ago on the writer's clock is not settled yet"
+    );
+    let after = fx.store.quotas(ahead.0 + TimeDelta::minutes(1)).await.expect("reads");
+    assert!(settled(after), "settled once the minute has passed");
 }
 
 #[tokio::test]
@@ -795,4 +821,62 @@ async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_or
         fx.store.notified(&job, false).await.expect("marks");
         assert!(swept(&job).await, "back in the index");
     }
+}
+
+#[tokio::test]
+async fn a_job_notify_never_finished_is_handed_for_a_day_then_given_up_and_leaves_the_index() {
+    let Some(fx) = Fixture::new().await else { return };
+    let in_index = |job: JobKey| {
+        let key = key(
+            format!("EXPORT#{}", job.export_id),
+            &format!("JOB#{}", millis(job.scheduled_at)),
+        );
+        let (dynamo, table) = (fx.dynamo.clone(), fx.table.clone());
+        async move {
+            let item = dynamo
+                .get_item()
+                .table_name(table)
+                .set_key(Some(key))
+                .send()
+                .await
+                .expect("reads")
+                .item
+                .expect("the job");
+            item.contains_key("sweep")
+        }
+    };
+    // Two jobs that ended and were never handed to notify: one an hour ago, one two days ago.
+    let mut jobs = Vec::new();
+    for ended in [TimeDelta::hours(1), TimeDelta::days(2)] {
+        let then = Utc::now() - ended;
+        let job = JobKey {
+            export_id: ExportId::new_random(),
+            scheduled_at: then,
+        };
+        assert!(fx
+            .store
+            .open_job(&job, then, then + TimeDelta::minutes(15))
+            .await
+            .expect("opens"));
+        let end = JobEnd::failed("boom".into(), JobDetail::default(), then, TimeDelta::days(7));
+        assert!(fx.store.finish_job(&job, &end).await.expect("ends"));
+        jobs.push(job);
+    }
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    let handed: Vec<ExportId> = hand_offs
+        .0
+        .lock()
+        .map(|h| h.iter().map(|e| e.export_id).collect())
+        .unwrap_or_default();
+    assert!(handed.contains(&jobs[0].export_id), "the hour-old job is handed");
+    assert!(
+        !handed.contains(&jobs[1].export_id),
+        "the two-day-old job is not sent to anyone now"
+    );
+    assert!(
+        !in_index(jobs[1]).await,
+        "given up, it leaves the sweep's index rather than being read by every sweep until it expires"
+    );
+    assert!(repairs.hand_offs_dropped >= 1, "{repairs:?}");
 }

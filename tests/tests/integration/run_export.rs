@@ -451,6 +451,9 @@ impl JobEnds for FinishFailsOnce<'_> {
     async fn handed_off(&self, job: &JobKey) -> Result<(), StoreError> {
         self.ends.handed_off(job).await
     }
+    async fn stop_handing_off(&self, job: &JobKey) -> Result<(), StoreError> {
+        self.ends.stop_handing_off(job).await
+    }
 }
 
 #[tokio::test]

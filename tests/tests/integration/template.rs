@@ -152,6 +152,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         | "ends.finish_job"
         | "ends.record_unrun"
         | "ends.handed_off"
+        | "ends.stop_handing_off"
         | "ledger.checkpoint_job"
         | "ledger.resume_job" => &["dynamodb:UpdateItem"],
         "deliveries.claim_delivery"
@@ -213,7 +214,7 @@ const PORT_CALLS: [(&str, &[&str]); 19] = [
             "resume_job",
         ],
     ),
-    ("ends", &["finish_job", "record_unrun", "handed_off"]),
+    ("ends", &["finish_job", "record_unrun", "handed_off", "stop_handing_off"]),
     ("deliveries", &["claim_delivery", "record_delivery"]),
     ("schedules", &["arm", "disarm", "armed"]),
     (

@@ -13,14 +13,21 @@ use super::codec::*;
 use super::{DynamoStore, OWNER_INDEX, TTL_ATTRIBUTE};
 
 impl DynamoStore {
-    pub(super) fn quota_change(&self, owner: &str, delta: i64) -> Result<TransactWriteItem, StoreError> {
+    /// A change of `owner`'s counter by `delta`, touched `at` (the caller's time: the sweep
+    /// leaves a counter touched within the last minute alone).
+    pub(super) fn quota_change(
+        &self,
+        owner: &str,
+        delta: i64,
+        at: DateTime<Utc>,
+    ) -> Result<TransactWriteItem, StoreError> {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(quota_key(owner)))
             .update_expression("SET queued = if_not_exists(queued, :zero) + :delta, touchedAt = :touched")
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":delta", n(delta))
-            .expression_attribute_values(":touched", n(Utc::now().timestamp()));
+            .expression_attribute_values(":touched", n(at.timestamp()));
         if delta < 0 {
             // Never below zero, even if a record was lost: a quota that only drifts up locks users out.
             update = update
@@ -42,12 +49,13 @@ impl DynamoStore {
         &self,
         primary: TransactWriteItem,
         owner: &str,
+        at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let result = self
             .client
             .transact_write_items()
             .transact_items(primary.clone())
-            .transact_items(self.quota_change(owner, -1)?)
+            .transact_items(self.quota_change(owner, -1, at)?)
             .send()
             .await;
         match result {
@@ -123,7 +131,7 @@ impl ExportLifecycle for DynamoStore {
             .update_expression(
                 "SET queued = if_not_exists(queued, :zero) + :one, sweep = :sweep, touchedAt = :touched",
             )
-            .expression_attribute_values(":touched", n(Utc::now().timestamp()))
+            .expression_attribute_values(":touched", n(export.created_at.timestamp()))
             .condition_expression("attribute_not_exists(queued) OR queued < :max")
             .expression_attribute_values(":sweep", Swept::Quota.key(&export.owner))
             .expression_attribute_values(":zero", n(0))
@@ -182,7 +190,7 @@ impl ExportLifecycle for DynamoStore {
         Ok(())
     }
 
-    async fn discard(&self, export: &Export) -> Result<(), StoreError> {
+    async fn discard(&self, export: &Export, at: DateTime<Utc>) -> Result<(), StoreError> {
         // `queued`: a one-time export is queued before it is launched, and discarded when the
         // launch fails.
         let delete = Delete::builder()
@@ -194,7 +202,7 @@ impl ExportLifecycle for DynamoStore {
             .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
             .build()
             .map_err(unavailable)?;
-        self.with_quota_back(TransactWriteItem::builder().delete(delete).build(), &export.owner)
+        self.with_quota_back(TransactWriteItem::builder().delete(delete).build(), &export.owner, at)
             .await?;
         Ok(())
     }
@@ -228,7 +236,7 @@ impl ExportLifecycle for DynamoStore {
             .map_err(unavailable)?;
         let update = TransactWriteItem::builder().update(update).build();
         let written = if export.status.counts_against_quota() {
-            self.with_quota_back(update, owner).await?
+            self.with_quota_back(update, owner, at).await?
         } else {
             self.alone(update).await?
         };

@@ -343,4 +343,14 @@ impl JobEnds for DynamoStore {
             .await;
         self.leave_sweep_when_finished(job, marked).await
     }
+    async fn stop_handing_off(&self, job: &JobKey) -> Result<(), StoreError> {
+        let stopped = self
+            .update_job(job)
+            .update_expression("SET handedOff = :true, notified = :true REMOVE sweep")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .send()
+            .await;
+        conditional(stopped).map(drop)
+    }
 }

@@ -85,7 +85,7 @@ impl ExportRuns for DynamoStore {
         };
         // The quota comes back with the status, unless the export was deleted (its delete gave
         // it back, even if that happened after this run read the export).
-        if self.with_quota_back(settle(true)?, &export.owner).await? {
+        if self.with_quota_back(settle(true)?, &export.owner, at).await? {
             return Ok(());
         }
         // Settled already (a retried run), or deleted: the status alone, once.

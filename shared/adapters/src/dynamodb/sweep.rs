@@ -257,11 +257,7 @@ impl Sweep for DynamoStore {
         conditional(update.send().await)
     }
 
-    async fn unhanded_jobs(
-        &self,
-        since: DateTime<Utc>,
-        before: DateTime<Utc>,
-    ) -> Result<Vec<(ExportId, Job)>, StoreError> {
+    async fn unhanded_jobs(&self, before: DateTime<Utc>) -> Result<Vec<(ExportId, Job)>, StoreError> {
         let items = self
             .swept(
                 Swept::Job,
@@ -269,13 +265,12 @@ impl Sweep for DynamoStore {
                     "#status IN (:done, :failed) \
                      AND (attribute_not_exists(handedOff) OR attribute_not_exists(notified) \
                      OR notified = :pending) \
-                     AND finishedAt BETWEEN :since AND :before",
+                     AND finishedAt < :before",
                 ),
                 &[
                     (":done", s(JobStatus::Done.as_str())),
                     (":failed", s(JobStatus::Failed.as_str())),
                     (":pending", AttributeValue::Bool(false)),
-                    (":since", s(rfc3339(since))),
                     (":before", s(rfc3339(before))),
                 ],
             )

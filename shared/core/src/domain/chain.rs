@@ -241,6 +241,9 @@ mod tests {
                 .push(*job);
             Ok(())
         }
+        async fn stop_handing_off(&self, _: &JobKey) -> Result<(), StoreError> {
+            Ok(())
+        }
     }
 
     #[tokio::test]

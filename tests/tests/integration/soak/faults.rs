@@ -212,6 +212,9 @@ impl JobEnds for FaultyLedger<'_> {
         self.0.handed_off(job).await?;
         self.1.dies_after("attempt died after marking its hand-off")
     }
+    async fn stop_handing_off(&self, job: &JobKey) -> Result<(), StoreError> {
+        self.0.stop_handing_off(job).await
+    }
 }
 
 /// The runs of spread jobs' items: a dead attempt writes nothing; attempts die after spreading
