@@ -174,6 +174,9 @@ impl exporter_core::ports::GrowingFiles for HeldPuts<'_> {
         }
         Ok(())
     }
+    async fn abandon_unfinished(&self, prefix: &str) -> FileResult<u64> {
+        self.files.abandon_unfinished(prefix).await
+    }
 }
 
 impl HeldPuts<'_> {

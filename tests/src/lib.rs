@@ -532,6 +532,7 @@ impl Fixture {
     ) -> reconcile::Deps<'a> {
         reconcile::Deps {
             files: &self.files,
+            uploads: &self.files,
             sweep: store,
             exports: store,
             history: store,
@@ -605,6 +606,11 @@ impl Fixture {
     /// # Panics
     /// When moto does not answer.
     pub async fn open_uploads(&self) -> usize {
+        self.open_upload_keys().await.len()
+    }
+
+    /// The keys of the multipart uploads still open.
+    pub async fn open_upload_keys(&self) -> Vec<String> {
         self.s3
             .list_multipart_uploads()
             .bucket(&self.bucket)
@@ -612,7 +618,9 @@ impl Fixture {
             .await
             .expect("moto lists")
             .uploads()
-            .len()
+            .iter()
+            .filter_map(|u| u.key().map(str::to_owned))
+            .collect()
     }
 
     /// Sends one request through the handler.

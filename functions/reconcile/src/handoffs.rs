@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use exporter_core::domain::chain::{self, HandOffError};
-use exporter_core::domain::job::JobKey;
+use exporter_core::domain::files;
+use exporter_core::domain::job::{JobKey, JobStatus};
 
 use exporter_core::domain::Schedule;
 
@@ -30,6 +31,19 @@ pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(
             pass.deps.runs.settle_one_time(export, status, at).await?;
             tracing::warn!(export_id = %id, job_id = %job.job_id, status = status.as_str(), "settled a one-time export whose job had ended");
             repairs.exports_settled += 1;
+        }
+        if job.status == JobStatus::Done {
+            // Its attempt may have died between recording it and clearing up what a retry
+            // would have needed (checkpoints, tails, stages under `.resume/`) or what attempts
+            // that died had begun.
+            let prefix = files::job_prefix(&id, &job.job_id);
+            let cleared = match pass.deps.files.remove_all(&format!("{prefix}/.resume/")).await {
+                Ok(_) => pass.deps.uploads.abandon_unfinished(&format!("{prefix}/")).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = cleared {
+                tracing::error!(export_id = %id, job_id = %job.job_id, error = %e, "could not clear up a done job's resume files; they expire with the bucket's lifecycle rules");
+            }
         }
         if job.finished_at.is_some_and(|t| t < pass.now - HAND_OFF_FOR) {
             let key = JobKey {

@@ -35,6 +35,7 @@ async fn main() -> Result<(), Error> {
         launcher: &launcher,
         notifier: &notifier,
         files: &files,
+        uploads: &files,
         clock: &clock,
         config: &reconcile_config,
     };

@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use exporter_core::domain::{Export, ExportId};
 use exporter_core::ports::{
-    Clock, ExportLifecycle, ExportRuns, Exports, FileStore, JobEnds, JobHistory, JobNotifier, JobSpread,
-    RunLauncher, RunSchedules, Sweep,
+    Clock, ExportLifecycle, ExportRuns, Exports, FileStore, GrowingFiles, JobEnds, JobHistory, JobNotifier,
+    JobSpread, RunLauncher, RunSchedules, Sweep,
 };
 
 use crate::config::ReconcileConfig;
@@ -34,6 +34,8 @@ pub struct Deps<'a> {
     pub notifier: &'a dyn JobNotifier,
     /// The files an attempt that died left behind.
     pub files: &'a dyn FileStore,
+    /// Files begun by attempts that died, never finished.
+    pub uploads: &'a dyn GrowingFiles,
     pub clock: &'a dyn Clock,
     pub config: &'a ReconcileConfig,
 }

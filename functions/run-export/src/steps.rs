@@ -66,9 +66,7 @@ pub(crate) async fn end_job(
         return Ok(Outcome::Duplicate);
     }
     if status == JobStatus::Done {
-        // Recorded: the checkpoints, tails and stages a retry would have needed have served.
-        let prefix = exporter_core::domain::files::job_prefix(&export.id, job_id);
-        remove(deps, &format!("{prefix}/.resume/")).await;
+        clear_after_done(deps, export, job_id).await;
     }
     settle(deps, export, status, finished_at).await?;
     hand_off(deps, export, job_id).await?;
@@ -159,6 +157,10 @@ pub(crate) async fn after_duplicate(
     {
         return Ok(());
     }
+    if job.status == JobStatus::Done {
+        // The attempt that recorded it may have died before clearing up.
+        clear_after_done(deps, export, &job.job_id).await;
+    }
     if export.request.schedule == Schedule::OneTime
         && !matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
     {
@@ -213,6 +215,24 @@ pub(crate) fn failed_end(deps: Deps<'_>, reason: String) -> JobEnd {
 
 /// Removes what is under `prefix` (a key is its own prefix); a failure is logged: the bucket's
 /// lifecycle rule removes it in time.
+/// Once a job is recorded done, what its attempts kept for a retry has served: the
+/// checkpoints, tails and stages under `.resume/`, and files begun by attempts that died
+/// before recording them (never finished). A failure is logged: the bucket's lifecycle rules
+/// remove both in the end.
+pub(crate) async fn clear_after_done(deps: Deps<'_>, export: &Export, job_id: &str) {
+    let prefix = exporter_core::domain::files::job_prefix(&export.id, job_id);
+    remove(deps, &format!("{prefix}/.resume/")).await;
+    match deps.uploads.abandon_unfinished(&format!("{prefix}/")).await {
+        Ok(0) => {}
+        Ok(abandoned) => {
+            tracing::warn!(export_id = %export.id, job_id, abandoned, "abandoned files that attempts which died had begun")
+        }
+        Err(e) => {
+            tracing::error!(export_id = %export.id, job_id, error = %e, "could not abandon unfinished files; they expire with the bucket's lifecycle rule")
+        }
+    }
+}
+
 pub(crate) async fn remove(deps: Deps<'_>, prefix: &str) {
     if let Err(e) = deps.files.remove_all(prefix).await {
         tracing::error!(prefix, error = %e, "could not remove files; they expire with the bucket's lifecycle rule");

@@ -181,6 +181,26 @@ impl S3Files {
 
     /// Drops an upload and its parts; a failure is logged, as the bucket's lifecycle rule
     /// removes incomplete uploads after a day anyway.
+    /// Aborts every multipart upload open under `prefix`; how many.
+    async fn abort_all(&self, prefix: &str) -> Result<u64, FileError> {
+        let uploads = self
+            .client
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .map_err(failed("list multipart uploads"))?;
+        let mut aborted = 0;
+        for upload in uploads.uploads() {
+            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
+                self.abort(key, id).await;
+                aborted += 1;
+            }
+        }
+        Ok(aborted)
+    }
+
     async fn abort(&self, key: &str, upload: &str) {
         let aborted = self
             .client
@@ -239,21 +259,7 @@ impl FileStore for S3Files {
             }
         }
         // Uploads left open under the prefix (a job that continued across invocations).
-        let uploads = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .send()
-            .await
-            .map_err(failed("list multipart uploads"))?;
-        for upload in uploads.uploads() {
-            if let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) {
-                self.abort(key, id).await;
-                removed += 1;
-            }
-        }
-        Ok(removed)
+        Ok(removed + self.abort_all(prefix).await?)
     }
 
     async fn read(&self, key: &str) -> Result<Vec<u8>, FileError> {
@@ -410,6 +416,10 @@ impl GrowingFiles for S3Files {
             .map(|(number, tag)| CompletedPart::builder().part_number(*number).e_tag(tag).build())
             .collect();
         self.complete(key, &record.upload_id, parts).await
+    }
+
+    async fn abandon_unfinished(&self, prefix: &str) -> Result<u64, FileError> {
+        self.abort_all(prefix).await
     }
 }
 

@@ -556,6 +556,9 @@ pub trait GrowingFiles: Send + Sync {
     async fn append(&self, key: &str, upload: &mut Upload, bytes: Vec<u8>) -> Result<(), FileError>;
     /// Ends the file: it appears whole under `key`.
     async fn finish(&self, key: &str, upload: &Upload) -> Result<(), FileError>;
+    /// Abandons every file begun under `prefix` and never finished (begun by an attempt that
+    /// died before it could record it); how many.
+    async fn abandon_unfinished(&self, prefix: &str) -> Result<u64, FileError>;
 }
 
 /// The hand-off to notify when a job ends.

@@ -576,6 +576,9 @@ impl GrowingFiles for PartsAfterReading<'_> {
     async fn finish(&self, key: &str, upload: &Upload) -> Result<(), exporter_core::ports::FileError> {
         self.files.finish(key, upload).await
     }
+    async fn abandon_unfinished(&self, prefix: &str) -> Result<u64, exporter_core::ports::FileError> {
+        self.files.abandon_unfinished(prefix).await
+    }
 }
 
 /// Runs `event`'s job in one invocation, its file going up in 5 MiB parts through `store`;

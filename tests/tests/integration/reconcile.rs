@@ -11,7 +11,9 @@ use serde_json::json;
 
 use exporter_core::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter_core::domain::{ExportId, NotifyEvent, RunEvent};
-use exporter_core::ports::{ExportLifecycle, JobEnds, JobHistory, JobLedger, RunSchedules, Sweep};
+use exporter_core::ports::{
+    ExportLifecycle, FileStore, GrowingFiles, JobEnds, JobHistory, JobLedger, RunSchedules, Sweep,
+};
 use integration_tests::doubles::{Armed, At, HandOffs, ItemsRead, RunsInProcess};
 use integration_tests::history::millis;
 use integration_tests::{one_time_body, recurring_body, someone, Fixture};
@@ -25,6 +27,7 @@ async fn sweep(fx: &Fixture, notifier: &HandOffs) -> Repairs {
     let launcher = RunsInProcess(fx.run_deps());
     let deps = reconcile::Deps {
         files: &fx.files,
+        uploads: &fx.files,
         sweep: &fx.store,
         exports: &fx.store,
         history: &fx.store,
@@ -205,9 +208,29 @@ async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_sett
         fx.store.finish_job(&job, &end).await.expect("records"),
         "ends the job"
     );
+    // It died before removing what a retry of a later leg would have needed.
+    let resume = format!(
+        "{}/.resume/leg-1.json",
+        exporter_core::domain::files::job_prefix(&id, &job.job_id())
+    );
+    fx.files.put_bytes(&resume, b"{}".to_vec()).await.expect("stores");
+    let begun = format!(
+        "{}/again.csv",
+        exporter_core::domain::files::job_prefix(&id, &job.job_id())
+    );
+    fx.files.begin(&begun, "text/csv").await.expect("begins");
 
     let hand_offs = HandOffs::default();
     let repairs = sweep(&fx, &hand_offs).await;
+    assert!(
+        !fx.objects().await.contains(&resume),
+        "a done job's resume files are removed when it is handed off"
+    );
+    assert_eq!(
+        fx.open_uploads().await,
+        0,
+        "and files its attempts began are abandoned"
+    );
     assert_eq!(repairs.exports_settled, 1, "{repairs:?}");
     assert_eq!(repairs.jobs_handed_off, 1, "{repairs:?}");
     let (_, state) = fx
@@ -373,12 +396,20 @@ async fn a_counter_is_touched_at_the_writers_time_so_a_sweep_on_that_clock_leave
     assert_eq!(status, 201, "{export}");
     let owner = &who[0].1;
     let settled = |counters: Vec<(String, i64)>| counters.iter().any(|(o, _)| o == owner);
-    let just_before = fx.store.quotas(ahead.0 - TimeDelta::minutes(1)).await.expect("reads");
+    let just_before = fx
+        .store
+        .quotas(ahead.0 - TimeDelta::minutes(1))
+        .await
+        .expect("reads");
     assert!(
         !settled(just_before),
         "a counter moved a moment ago on the writer's clock is not settled yet"
     );
-    let after = fx.store.quotas(ahead.0 + TimeDelta::minutes(1)).await.expect("reads");
+    let after = fx
+        .store
+        .quotas(ahead.0 + TimeDelta::minutes(1))
+        .await
+        .expect("reads");
     assert!(settled(after), "settled once the minute has passed");
 }
 

@@ -18,7 +18,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use exporter_adapters::s3::S3Files;
 use exporter_core::domain::job::{JobEnd, JobKey};
 use exporter_core::domain::RunEvent;
-use exporter_core::ports::{JobEnds, JobLedger, StoreError};
+use exporter_core::ports::{FileStore, GrowingFiles, JobEnds, JobLedger, StoreError};
 use integration_tests::{expected_value, someone, Fixture, READER_START};
 use run_export::{handle, Failure, Outcome};
 
@@ -371,11 +371,30 @@ async fn the_same_trigger_twice_gives_one_job_and_one_set_of_files() {
         Outcome::Done
     );
     let files = fx.objects().await;
+    // As if the attempt had died between recording its job and removing what a retry of a
+    // later leg would have needed: the duplicate removes it.
+    let job_id = event(&id, created_at).job_id();
+    let resume = format!(
+        "{}/.resume/leg-1.json",
+        exporter_core::domain::files::job_prefix(&id.parse().expect("an id"), &job_id)
+    );
+    fx.files.put_bytes(&resume, b"{}".to_vec()).await.expect("stores");
+    // And an attempt that died had begun the file again, never finishing it.
+    let begun = format!(
+        "{}/again.csv",
+        exporter_core::domain::files::job_prefix(&id.parse().expect("an id"), &job_id)
+    );
+    fx.files.begin(&begun, "text/csv").await.expect("begins");
     assert_eq!(
         handle(fx.run_deps(), event(&id, created_at)).await.expect("runs"),
         Outcome::Duplicate
     );
-    assert_eq!(fx.objects().await, files);
+    assert_eq!(
+        fx.objects().await,
+        files,
+        "one set of files, and no resume file left"
+    );
+    assert_eq!(fx.open_uploads().await, 0, "no file left begun");
     let (_, state) = fx
         .call("GET", &format!("/exports/{id}/status"), None, &alice)
         .await;

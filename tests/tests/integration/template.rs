@@ -188,6 +188,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
             "s3:ListBucketMultipartUploads",
             "s3:AbortMultipartUpload",
         ],
+        "uploads.abandon_unfinished" => &["s3:ListBucketMultipartUploads", "s3:AbortMultipartUpload"],
         // Finishing a file an earlier attempt finished asks whether it is there.
         "uploads.finish" => &["s3:PutObject", "s3:GetObject"],
         "files.put_bytes" | "uploads.begin" | "uploads.append" => &["s3:PutObject"],
@@ -214,7 +215,10 @@ const PORT_CALLS: [(&str, &[&str]); 19] = [
             "resume_job",
         ],
     ),
-    ("ends", &["finish_job", "record_unrun", "handed_off", "stop_handing_off"]),
+    (
+        "ends",
+        &["finish_job", "record_unrun", "handed_off", "stop_handing_off"],
+    ),
     ("deliveries", &["claim_delivery", "record_delivery"]),
     ("schedules", &["arm", "disarm", "armed"]),
     (
@@ -249,7 +253,7 @@ const PORT_CALLS: [(&str, &[&str]); 19] = [
         &["put", "put_bytes", "read", "remove", "remove_all", "presign"],
     ),
     ("pieces", &["read_range", "download"]),
-    ("uploads", &["begin", "append", "finish"]),
+    ("uploads", &["begin", "append", "finish", "abandon_unfinished"]),
     ("mailer", &["send"]),
     ("reader", &["read"]),
 ];

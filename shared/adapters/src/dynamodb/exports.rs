@@ -202,8 +202,12 @@ impl ExportLifecycle for DynamoStore {
             .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
             .build()
             .map_err(unavailable)?;
-        self.with_quota_back(TransactWriteItem::builder().delete(delete).build(), &export.owner, at)
-            .await?;
+        self.with_quota_back(
+            TransactWriteItem::builder().delete(delete).build(),
+            &export.owner,
+            at,
+        )
+        .await?;
         Ok(())
     }
 

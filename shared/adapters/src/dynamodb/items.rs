@@ -79,34 +79,7 @@ impl ItemLedger for DynamoStore {
         leg: u32,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let previous = leg
-            .checked_sub(1)
-            .ok_or_else(|| StoreError::Corrupt("leg 0 has no checkpoint".into()))?;
-        let at_previous = if previous == 0 {
-            "attribute_not_exists(leg)"
-        } else {
-            "leg = :previous"
-        };
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(job, item)))
-            // The lease ends a second before `at`: the continuation takes it at once, the sweep
-            // only once the grace has passed.
-            .update_expression(
-                "SET leg = :leg, leaseUntil = :given, legFrom = if_not_exists(attempts, :zero)",
-            )
-            .condition_expression(format!("#status = :running AND {at_previous}"))
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":leg", n(leg))
-            .expression_attribute_values(":given", n(at.timestamp() - 1))
-            .expression_attribute_values(":zero", n(0));
-        if previous > 0 {
-            update = update.expression_attribute_values(":previous", n(previous));
-        }
-        conditional(update.send().await)
+        self.checkpoint(item_key(job, item), leg, at).await
     }
 
     async fn item_done(

@@ -24,6 +24,45 @@ impl DynamoStore {
             .set_key(Some(job_key(job)))
     }
 
+    /// Records that the record at `key` (a job, or one item run of a spread job) paused `at`
+    /// after its leg `leg - 1`, unless another attempt moved it on; whether this call did. The
+    /// leg's attempts count from here (`legFrom` keeps the attempts so far), and the lease ends
+    /// a second before `at`, as when a claim is given back: the continuation takes it at once,
+    /// the sweep only once the grace has passed.
+    pub(super) async fn checkpoint(
+        &self,
+        key: Item,
+        leg: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let previous = leg
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::Corrupt("leg 0 has no checkpoint".into()))?;
+        let at_previous = if previous == 0 {
+            "attribute_not_exists(leg)"
+        } else {
+            "leg = :previous"
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(
+                "SET leg = :leg, leaseUntil = :given, legFrom = if_not_exists(attempts, :zero)",
+            )
+            .condition_expression(format!("#status = :running AND {at_previous}"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
+            .expression_attribute_values(":leg", n(i64::from(leg)))
+            .expression_attribute_values(":given", n(at.timestamp() - 1))
+            .expression_attribute_values(":zero", n(0));
+        if previous > 0 {
+            update = update.expression_attribute_values(":previous", n(i64::from(previous)));
+        }
+        conditional(update.send().await)
+    }
+
     /// The write that records a job's end (its status, time, detail and expiry); the caller
     /// adds the condition.
     pub(super) fn ending(&self, job: &JobKey, end: &JobEnd) -> Result<UpdateItemFluentBuilder, StoreError> {
@@ -212,32 +251,7 @@ impl JobLedger for DynamoStore {
     }
 
     async fn checkpoint_job(&self, job: &JobKey, leg: u32, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let previous = leg
-            .checked_sub(1)
-            .ok_or_else(|| StoreError::Corrupt("leg 0 has no checkpoint".into()))?;
-        let at_previous = if previous == 0 {
-            "attribute_not_exists(leg)"
-        } else {
-            "leg = :previous"
-        };
-        // The leg's attempts count from here: `legFrom` keeps the attempts so far.
-        let mut update = self
-            .update_job(job)
-            // The lease ends a second before `at`, as when a claim is given back: the continuation
-            // takes it at once, the sweep only once the grace has passed.
-            .update_expression(
-                "SET leg = :leg, leaseUntil = :given, legFrom = if_not_exists(attempts, :zero)",
-            )
-            .condition_expression(format!("#status = :running AND {at_previous}"))
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":running", s(JobStatus::InProgress.as_str()))
-            .expression_attribute_values(":leg", n(i64::from(leg)))
-            .expression_attribute_values(":given", n(at.timestamp() - 1))
-            .expression_attribute_values(":zero", n(0));
-        if previous > 0 {
-            update = update.expression_attribute_values(":previous", n(i64::from(previous)));
-        }
-        conditional(update.send().await)
+        self.checkpoint(job_key(job), leg, at).await
     }
 
     async fn resume_job(

@@ -2,7 +2,7 @@
 //! write, and a double of each port that rolls them.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -17,8 +17,10 @@ use exporter_core::ports::{
     RunSchedules, ScheduleError, Spend, StoreError, Upload,
 };
 
-/// The chance of an attempt dying at any await (Lambda's timeout, the process killed).
+/// The chance of an attempt dying at any await (the process killed).
 pub(super) const AWAIT_DEATH: f64 = 0.004;
+/// The chance of a call taking minutes (a throttled or slow dependency).
+pub(super) const SLOW_CALL: f64 = 0.006;
 
 /// The dice, and what they decided.
 pub(super) struct Faults {
@@ -42,25 +44,61 @@ pub(super) fn unavailable(what: &str) -> StoreError {
     StoreError::Unavailable(format!("injected: {what}").into())
 }
 
-/// An attempt's process: it may die at any await, and after any step that changes something.
-/// Once dead, every later call of the attempt fails and changes nothing (a dead process does
-/// nothing more); Lambda retries its event like a failed one.
+/// An attempt's process: it may die at any await, and after any step that changes something;
+/// a call may take minutes, and Lambda ends the invocation at its deadline, whatever it is
+/// doing (the first await past the deadline is where it stops). Once dead, every later call of
+/// the attempt fails and changes nothing (a dead process does nothing more); Lambda retries its
+/// event like a failed one.
 pub(super) struct Attempt<'a> {
     pub(super) faults: &'a Faults,
     pub(super) dead: AtomicBool,
+    /// The soak's clock, which a slow call moves on.
+    pub(super) clock: &'a super::FastClock,
+    /// The invocation's deadline on that clock (milliseconds since the epoch; 0: none).
+    pub(super) deadline_ms: AtomicI64,
 }
 
 impl Attempt<'_> {
+    pub(super) fn new<'a>(faults: &'a Faults, clock: &'a super::FastClock) -> Attempt<'a> {
+        Attempt {
+            faults,
+            dead: AtomicBool::new(false),
+            clock,
+            deadline_ms: AtomicI64::new(0),
+        }
+    }
+    /// A fresh invocation that Lambda ends at `deadline`.
+    pub(super) fn invoked(&self, deadline: DateTime<Utc>) {
+        self.dead.store(false, Ordering::SeqCst);
+        self.deadline_ms
+            .store(deadline.timestamp_millis(), Ordering::SeqCst);
+    }
     pub(super) fn alive(&self) -> Result<(), StoreError> {
         if self.dead.load(Ordering::SeqCst) {
             return Err(unavailable("the attempt is dead"));
         }
+        let deadline = self.deadline_ms.load(Ordering::SeqCst);
+        if deadline > 0 && self.clock.peek_ms() >= deadline {
+            if let Ok(mut injected) = self.faults.injected.lock() {
+                *injected
+                    .entry("Lambda ended an invocation at its deadline (after a slow call)")
+                    .or_default() += 1;
+            }
+            self.dead.store(true, Ordering::SeqCst);
+            return Err(unavailable("Lambda's timeout"));
+        }
         Ok(())
     }
-    /// Rolls a death at the await of `step`, before its answer: the call may or may not have
-    /// been made (Lambda's timeout, the process killed while it waited).
+    /// The await of `step`: the call may take minutes (the clock moves on, and past the
+    /// invocation's deadline Lambda ends it here), or the process may die before its answer
+    /// (the call may or may not have been made).
     pub(super) fn at(&self, step: &'static str) -> Result<(), StoreError> {
         self.alive()?;
+        if self.faults.roll("a call took minutes", SLOW_CALL) {
+            let minutes = self.faults.rng.lock().map(|mut r| r.i64(1..4)).unwrap_or(1);
+            self.clock.advance(chrono::TimeDelta::minutes(minutes));
+            self.alive()?;
+        }
         self.dies_after_at(step, AWAIT_DEATH)
     }
     /// Rolls a death right after `step` was done.
@@ -453,7 +491,7 @@ impl FileStore for FaultyFiles<'_> {
 impl FilePieces for FaultyFiles<'_> {
     async fn read_range(&self, key: &str, offset: u64, len: u64) -> Result<Vec<u8>, FileError> {
         // Lambda's timeout in the middle of a zip.
-        self.1.alive().map_err(s3_down)?;
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.1
             .dies_after_at("attempt died (timed out) in the middle of a zip", 0.05)
             .map_err(s3_down)?;
@@ -481,6 +519,10 @@ impl GrowingFiles for FaultyFiles<'_> {
     async fn finish(&self, key: &str, upload: &Upload) -> Result<(), FileError> {
         self.1.at("attempt died awaiting S3").map_err(s3_down)?;
         self.0.finish(key, upload).await
+    }
+    async fn abandon_unfinished(&self, prefix: &str) -> Result<u64, FileError> {
+        self.1.at("attempt died awaiting S3").map_err(s3_down)?;
+        self.0.abandon_unfinished(prefix).await
     }
 }
 

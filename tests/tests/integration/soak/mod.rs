@@ -24,7 +24,7 @@ mod faults;
 mod invariants;
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -49,7 +49,7 @@ use invariants::{remember_done, Bounds, HEAP_BOUND, LOCAL_DISK};
 /// The seed and the number of steps of 20 minutes (`SOAK_SEED`, `SOAK_STEPS` override them:
 /// `SOAK_STEPS=72` is a simulated day).
 const SEED: u64 = 20_261_129;
-const STEPS: u32 = 24;
+const STEPS: u32 = 16;
 const STEP: TimeDelta = TimeDelta::minutes(20);
 /// A step is played in ticks: triggers and retries run when their time has come in a tick.
 const TICK: TimeDelta = TimeDelta::minutes(5);
@@ -58,6 +58,13 @@ const SWEEP_EVERY: u32 = 2;
 /// Lambda's asynchronous retries of a failed (or timed-out, or crashed) invocation: about a
 /// minute, then about two more; after them the event goes to the dead-letter queue.
 const RETRIES: [TimeDelta; 2] = [TimeDelta::minutes(1), TimeDelta::minutes(3)];
+/// Lambda's timeout of a run-export invocation, and the margin before it where a run stops
+/// working, on the soak's clock (scaled down from 900 s and 60 s: a call that takes minutes
+/// runs past it).
+const INVOCATION_TIMEOUT: TimeDelta = TimeDelta::seconds(120);
+const DEADLINE_MARGIN: TimeDelta = TimeDelta::seconds(20);
+/// Lambda's timeout of a notify invocation.
+const NOTIFY_TIMEOUT: TimeDelta = TimeDelta::seconds(300);
 /// How far the clock moves each time a run reads it, so that a run takes time and its legs
 /// pause by their budget.
 const RUN_READ_MS: i64 = 100;
@@ -82,6 +89,10 @@ impl FastClock {
     /// Moves the clock to `to`, unless runs took it past already.
     fn at_least(&self, to: DateTime<Utc>) {
         self.ms.fetch_max(to.timestamp_millis(), Ordering::SeqCst);
+    }
+    /// The time, without moving it.
+    fn peek_ms(&self) -> i64 {
+        self.ms.load(Ordering::SeqCst)
     }
     fn running(&self, running: bool) {
         self.per_read
@@ -189,14 +200,8 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         rng: Mutex::new(fastrand::Rng::with_seed(seed)),
         injected: Mutex::new(BTreeMap::new()),
     };
-    let attempt = Attempt {
-        faults: &faults,
-        dead: AtomicBool::new(false),
-    };
-    let notify_attempt = Attempt {
-        faults: &faults,
-        dead: AtomicBool::new(false),
-    };
+    let attempt = Attempt::new(&faults, &clock);
+    let notify_attempt = Attempt::new(&faults, &clock);
     let queue = Launches::default();
     let notify_queue: Mutex<Vec<NotifyEvent>> = Mutex::new(Vec::new());
     let schedules = FaultySchedules(&fx.schedules, &attempt);
@@ -263,6 +268,17 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         clock: &clock,
         ..fx.run_deps()
     };
+    // Some jobs of several items run them one after another in one job (`RUN_FAN_OUT=1`): their
+    // files together exceed the local disk, so each is uploaded as it is written.
+    let serial_config = run_export::RunConfig {
+        fan_out: 1,
+        ..soak_config.clone()
+    };
+    let run_serial = run_export::Deps {
+        config: &serial_config,
+        ..run
+    };
+    let mut serial: HashSet<ExportId> = HashSet::new();
     let api = exports_api::Deps {
         launcher: &queue,
         clock: &clock,
@@ -274,6 +290,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     };
     let reconciler = reconcile::Deps {
         files: &fx.files,
+        uploads: &fx.files,
         sweep: &fx.store,
         exports: &fx.store,
         history: &fx.store,
@@ -341,6 +358,12 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
         };
         let (status, export) = Fixture::call_with(api, "POST", "/exports", Some(&body), &who).await;
         assert!(status == 201 || status == 503, "{status} {export}");
+        if i == 13 || i == 5 {
+            // A one-time export of three items, and a chain of two, run item after item.
+            if let Some(id) = export["id"].as_str().and_then(|id| id.parse().ok()) {
+                serial.insert(id);
+            }
+        }
         owners.push(who);
     }
 
@@ -376,6 +399,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     // deleted).
     let mut done_seen: BTreeMap<String, ExportId> = BTreeMap::new();
     let ticks = STEP.num_minutes() / TICK.num_minutes();
+    let real = std::time::Instant::now();
     for step in 0..steps {
         // The reader answers 500 to the next requests now and then (the client retries).
         if faults.roll("reader failed (500) for a while", 0.3) {
@@ -411,44 +435,73 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                 }
                 triggers.add(at, event);
             }
-            for pending in triggers.due(now) {
-                clock.running(true);
-                let (ran, disk, heap) = bounds
-                    .measure(work.path(), run_export::handle(run, pending.event.clone()))
-                    .await;
-                clock.running(false);
-                bounds.note(disk, heap);
-                // A process that died (timed out, crashed) or failed is retried by Lambda.
-                if attempt.buried() || ran.is_err() {
-                    *faults
-                        .injected
-                        .lock()
-                        .expect("counts")
-                        .entry("invocations retried by Lambda")
-                        .or_default() += 1;
-                    triggers.failed(clock.now(), pending);
-                }
-            }
-            let handed: Vec<NotifyEvent> = notify_queue
-                .lock()
-                .map(|mut q| std::mem::take(&mut *q))
-                .unwrap_or_default();
-            for event in handed {
-                notifies.add(clock.now(), event);
-            }
-            for pending in notifies.due(clock.now()) {
-                if faults.roll("Slack answered 500 three times", 0.05) {
-                    let failing = integration_tests::chat_server::Scripted {
-                        status: 500,
-                        retry_after: None,
+            // The invocations due run while the sweep due (if any) runs: Lambda's retries and
+            // the reconciler's rate are independent, and their calls interleave.
+            let invocations = async {
+                for pending in triggers.due(now) {
+                    // A fresh invocation: Lambda ends it at its deadline; the run stops its work a
+                    // margin before (or pauses earlier, by its budget).
+                    let started = clock.now();
+                    let deadline = started + INVOCATION_TIMEOUT;
+                    attempt.invoked(deadline);
+                    let deps = run_export::Deps {
+                        stop_at: run_export::stop_at(Some(deadline), started, DEADLINE_MARGIN),
+                        ..if serial.contains(&pending.event.export_id) {
+                            run_serial
+                        } else {
+                            run
+                        }
                     };
-                    fx.chat_state.script("/slack/soak", &[failing; 3]);
+                    clock.running(true);
+                    let took = std::time::Instant::now();
+                    let (ran, disk, heap) = bounds
+                        .measure(work.path(), run_export::handle(deps, pending.event.clone()))
+                        .await;
+                    clock.running(false);
+                    bounds.note(disk, heap);
+                    if std::env::var_os("SOAK_TRACE").is_some()
+                        && took.elapsed() > std::time::Duration::from_millis(500)
+                    {
+                        eprintln!(
+                            "soak: slow invocation {:?}: {:?} -> {:?}",
+                            took.elapsed(),
+                            pending.event,
+                            ran.as_ref().map_err(|e| e.to_string())
+                        );
+                    }
+                    // A process that died (timed out, crashed) or failed is retried by Lambda.
+                    if attempt.buried() || ran.is_err() {
+                        *faults
+                            .injected
+                            .lock()
+                            .expect("counts")
+                            .entry("invocations retried by Lambda")
+                            .or_default() += 1;
+                        triggers.failed(clock.now(), pending);
+                    }
                 }
-                let sent = notify::handle(notify_deps, pending.event.clone()).await;
-                if notify_attempt.buried() || sent.is_err() {
-                    notifies.failed(clock.now(), pending);
+                let handed: Vec<NotifyEvent> = notify_queue
+                    .lock()
+                    .map(|mut q| std::mem::take(&mut *q))
+                    .unwrap_or_default();
+                for event in handed {
+                    notifies.add(clock.now(), event);
                 }
-            }
+                for pending in notifies.due(clock.now()) {
+                    if faults.roll("Slack answered 500 three times", 0.05) {
+                        let failing = integration_tests::chat_server::Scripted {
+                            status: 500,
+                            retry_after: None,
+                        };
+                        fx.chat_state.script("/slack/soak", &[failing; 3]);
+                    }
+                    notify_attempt.invoked(clock.now() + NOTIFY_TIMEOUT);
+                    let sent = notify::handle(notify_deps, pending.event.clone()).await;
+                    if notify_attempt.buried() || sent.is_err() {
+                        notifies.failed(clock.now(), pending);
+                    }
+                }
+            };
             if tick == 1 && step % 7 == 3 && faults.roll("export deleted between runs", 0.5) {
                 let who = &owners[(step as usize) % owners.len()];
                 let (_, listed) = Fixture::call_with(api, "GET", "/exports", None, who).await;
@@ -458,14 +511,27 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                     deletes += usize::from(status == 204);
                 }
             }
-            if tick % SWEEP_EVERY as i64 == 0 {
-                reconcile::handle(reconciler).await.expect("sweeps");
+            let sweeping = tick % SWEEP_EVERY as i64 == 0;
+            let sweep = async {
+                if sweeping {
+                    reconcile::handle(reconciler).await.expect("sweeps");
+                }
+            };
+            let ((), ()) = tokio::join!(invocations, sweep);
+            if sweeping {
                 bounds
                     .no_job_overdue(&fx, clock.now(), reconcile_config.grace)
                     .await;
             }
         }
         remember_done(&fx, &mut done_seen).await;
+        if std::env::var_os("SOAK_TRACE").is_some() {
+            eprintln!(
+                "soak: step {step} done after {:?}, {} invocations",
+                real.elapsed(),
+                bounds.invocations
+            );
+        }
     }
     // Quiet down: no more faults, time for the grace to pass, the queues to drain.
     if let Ok(mut rng) = faults.rng.lock() {
