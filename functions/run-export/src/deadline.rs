@@ -33,6 +33,10 @@ pub(crate) struct Timed<'s> {
     pub(crate) pausable: bool,
     /// Everything before this instant was taken, nothing after.
     pub(crate) until: Option<DateTime<Utc>>,
+    /// Where this leg's read began (`None`: at the window's start): a leg pauses only at a
+    /// boundary past it, so every leg moves on, however slow its start (a leg that paused
+    /// where it began would be continued by one that does the same, for ever).
+    pub(crate) from: Option<DateTime<Utc>>,
     /// The local file, and the most it may hold in one invocation: past it, a pausable series
     /// pauses (its full parts go up), so the function's local storage is never exhausted.
     pub(crate) local: (&'s std::path::Path, u64),
@@ -59,7 +63,8 @@ impl SliceSink for Timed<'_> {
 
     async fn boundary(&mut self, until: DateTime<Utc>) -> Result<(), Cause> {
         self.until = Some(until);
-        match (self.time_is_up(), self.pausable) {
+        let moved_on = self.from.is_none_or(|from| until > from);
+        match (self.time_is_up() && moved_on, self.pausable) {
             (false, true) if self.local_is_full() => Err(Box::new(Pause)),
             // The uploader's error, once it hung up, is the one the job reports.
             (false, _) => self

@@ -92,9 +92,18 @@ async fn export_items(
     let may_pause = leg < deps.config.max_legs;
     // Whether this invocation wrote (some of) an item before the zip.
     let wrote_items = checkpoint.detail.files.len() < plan.len() || checkpoint.current.is_some();
-    for (index, (item, window, name)) in plan.iter().enumerate().skip(checkpoint.detail.files.len()) {
+    let first = checkpoint.detail.files.len();
+    for (index, (item, window, name)) in plan.iter().enumerate().skip(first) {
         let progress = checkpoint.current.take().filter(|p| p.index == index);
-        if progress.is_none() && deps.stop_at.is_some_and(|stop| deps.clock.now() >= stop) {
+        // A leg's first item starts unless the invocation's own limit has passed (its budget
+        // may be spent on a slow start: the item's read then pauses at its first boundary, so
+        // every leg moves on); a later one only within the budget.
+        let stop = if index == first {
+            deps.deadline
+        } else {
+            deps.stop_at
+        };
+        if progress.is_none() && stop.is_some_and(|stop| deps.clock.now() >= stop) {
             if may_pause {
                 return Ok(false);
             }
@@ -671,6 +680,7 @@ async fn read_while_uploading(
         stop_at: deps.stop_at,
         clock: deps.clock,
         until: None,
+        from: building.queries.first().and_then(|q| q.window.from),
         // The tail carried over (less than a part) does not count: each leg writes its share.
         local: (
             building.file.path(),

@@ -238,3 +238,42 @@ async fn a_decimated_wide_workbook_charts_a_line_per_target() {
         "the data sheet named after the targets, and the chart's sheet: {workbook}"
     );
 }
+
+#[tokio::test]
+async fn every_leg_moves_on_even_when_its_budget_is_spent_before_it_reads() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    serve(&mut fx).await;
+    let alice = someone();
+    let request = body(&[("time", "Time"), ("value", "Value")], None);
+    let reference = fx.exported_text(&alice, &request).await;
+    let event = fx.create_run(&alice, &request).await;
+    let queue = integration_tests::doubles::Launches::default();
+    // A budget spent before the leg begins (a slow start: a cold container, a busy host):
+    // each leg still takes the read to its next boundary, so the job ends.
+    let config = run_export::RunConfig {
+        budget: Some(chrono::TimeDelta::zero()),
+        max_legs: 1000,
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    let mut invocations = 0;
+    let mut pending = vec![event.clone()];
+    while let Some(next) = pending.pop() {
+        invocations += 1;
+        run_export::handle(deps, next).await.expect("runs");
+        pending.extend(queue.take());
+        assert!(
+            invocations < 300,
+            "a job that never moves on ({invocations} invocations)"
+        );
+    }
+    assert!(invocations >= 3, "{invocations} invocations");
+    let got = String::from_utf8(fx.download(&alice, &event.export_id.to_string()).await).expect("UTF-8");
+    assert_eq!(got, reference, "the same file as a run that never stopped");
+}
