@@ -176,4 +176,47 @@ if [[ -n $link ]]; then
 fi
 
 echo
+echo "== The export's figures, read from the functions' metric lines (CloudWatch's embedded"
+echo "   metric format, written to the log with the other lines; in AWS they become metrics)"
+py - "$STATE_DIR/watch.log" "$id" <<'PY'
+import json, sys
+from collections import defaultdict
+path, export = sys.argv[1], sys.argv[2]
+totals = defaultdict(float)
+invocations = defaultdict(int)
+outcomes = defaultdict(int)
+for line in open(path, errors="replace"):
+    line = line.strip()
+    if not line.startswith("{") or '"_aws"' not in line:
+        continue
+    try:
+        doc = json.loads(line)
+    except ValueError:
+        continue
+    if doc.get("exportId") != export:
+        continue
+    function = doc.get("Function", "?")
+    invocations[(function, doc.get("requestId"))] += 1
+    for directive in doc["_aws"].get("CloudWatchMetrics", []):
+        for metric in directive.get("Metrics", []):
+            name = metric["Name"]
+            value = doc.get(name)
+            values = value if isinstance(value, list) else [value]
+            values = [v for v in values if isinstance(v, (int, float))]
+            if name == "Runs" and "outcome" in doc:
+                outcomes[doc["outcome"]] += int(sum(values))
+            elif name == "Messages":
+                outcomes[f"{doc.get('medium')} {doc.get('result')}"] += int(sum(values))
+            elif name in ("RunDuration", "ReaderLatency"):
+                totals[name] = max([totals[name]] + values)
+            else:
+                totals[name] += sum(values)
+runs = len([k for k in invocations if k[0] == "run-export"])
+print(f"  run-export invocations: {runs}; outcomes and messages: {dict(outcomes)}")
+for name in ("ReaderPages", "PointsRead", "ReaderRetries", "RowsWritten", "BytesWritten", "JobLegs"):
+    print(f"  {name}: {totals[name]:g}")
+print(f"  slowest invocation: {totals['RunDuration']:.0f} ms; slowest reader page: {totals['ReaderLatency']:.0f} ms")
+PY
+
+echo
 echo "demo done; stopping the stack"

@@ -876,3 +876,9 @@ pub async fn peak_disk<F: std::future::Future>(dir: &std::path::Path, run: F) ->
     let (out, ()) = tokio::join!(work, watch);
     (out, peak.load(std::sync::atomic::Ordering::SeqCst))
 }
+
+/// A log file of the local stack (`STACK_DIR`, which `scripts/stack.sh env` sets), whole.
+pub fn stack_log(name: &str) -> Option<String> {
+    let dir = std::env::var("STACK_DIR").ok()?;
+    std::fs::read_to_string(std::path::Path::new(&dir).join(name)).ok()
+}

@@ -13,6 +13,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::Value;
 
+use exporter_adapters::telemetry::names;
 use exporter_core::domain::job::{Job, JobKey, JobStatus};
 use exporter_core::domain::link::{LinkError, LinkSigner, Signature};
 use exporter_core::domain::{
@@ -156,9 +157,23 @@ pub fn json_response(status: u16, body: &Value) -> Response<Body> {
 
 /// Handles one HTTP request; never fails (errors become responses).
 pub async fn handle(deps: Deps<'_>, request: Request) -> Result<Response<Body>, std::convert::Infallible> {
-    Ok(route(deps, &request)
+    let response = route(deps, &request)
         .await
-        .unwrap_or_else(ApiError::into_response))
+        .unwrap_or_else(ApiError::into_response);
+    let route = parse_route(request.uri().path()).map_or("other", |r| r.template());
+    let status = match response.status().as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    };
+    metrics::counter!(
+        names::API_REQUESTS,
+        "route" => format!("{} {route}", request.method()),
+        "status" => status
+    )
+    .increment(1);
+    Ok(response)
 }
 
 enum Route {
@@ -168,6 +183,19 @@ enum Route {
     Export(String),
     Status(String),
     Download(String),
+}
+
+impl Route {
+    /// The route's path with its parameters named: a few values, for a metric's dimension.
+    fn template(&self) -> &'static str {
+        match self {
+            Route::Link(..) => "/links/{exportId}/{jobId}",
+            Route::Exports => "/exports",
+            Route::Export(_) => "/exports/{id}",
+            Route::Status(_) => "/exports/{id}/status",
+            Route::Download(_) => "/exports/{id}/download",
+        }
+    }
 }
 
 fn parse_route(path: &str) -> Option<Route> {

@@ -1,7 +1,6 @@
 //! Composition root of the exports API: its configuration (`config.rs`) wired to the adapters.
 
 use exporter_adapters::access::checker;
-use exporter_adapters::config::init_tracing;
 use exporter_adapters::dynamodb::DynamoStore;
 use exporter_adapters::lambda::LambdaLauncher;
 use exporter_adapters::s3::S3Files;
@@ -12,7 +11,8 @@ use exports_api::{handle, ApiConfig, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    init_tracing();
+    let telemetry = exporter_adapters::telemetry::init("exports-api");
+    let telemetry = &telemetry;
     let env = Environment::from_env()?;
     if env.api.local_identity && !cfg!(debug_assertions) {
         // A deployment is a release build: the local identity can never be switched on there.
@@ -49,5 +49,17 @@ async fn main() -> Result<(), lambda_http::Error> {
         clock: &clock,
         config: &api_config,
     };
-    lambda_http::run(lambda_http::service_fn(move |request| handle(deps, request))).await
+    lambda_http::run(lambda_http::service_fn(
+        move |request: lambda_http::Request| async move {
+            use lambda_http::RequestExt;
+            let request_id = request
+                .lambda_context_ref()
+                .map(|c| c.request_id.clone())
+                .unwrap_or_default();
+            let answered = handle(deps, request).await;
+            telemetry.flush(&request_id, &[]);
+            answered
+        },
+    ))
+    .await
 }

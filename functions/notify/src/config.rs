@@ -18,6 +18,9 @@ pub struct Environment {
     pub stores: Stores,
     /// `EMAIL_FROM`: the sender of every email.
     pub sender: String,
+    /// `SES_CONFIGURATION_SET`: the configuration set every email is sent with (its bounces and
+    /// complaints are metrics the template alarms on); none when unset.
+    pub configuration_set: Option<String>,
     /// `PUBLIC_API_URL`: where the messages' signed links point.
     pub public_api: String,
     /// `TELEGRAM_API_URL` (Telegram's own by default).
@@ -32,6 +35,7 @@ impl Environment {
         Ok(Self {
             stores: stores()?,
             sender: required("EMAIL_FROM")?,
+            configuration_set: optional("SES_CONFIGURATION_SET"),
             public_api: required("PUBLIC_API_URL")?,
             telegram_api: optional("TELEGRAM_API_URL").unwrap_or_else(|| "https://api.telegram.org".into()),
             webhook_hosts: webhook_hosts(),

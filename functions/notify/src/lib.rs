@@ -26,6 +26,7 @@ use exporter_core::ports::{
 pub mod config;
 pub use config::{default_target, Links, NotifyConfig};
 pub use exporter_adapters::failure::Failure;
+use exporter_adapters::telemetry::names;
 pub use exporter_core::domain::NotifyEvent;
 
 /// What notify needs: exports and jobs to read, the delivery log to write, and the media.
@@ -108,10 +109,18 @@ pub async fn handle(deps: Deps<'_>, event: NotifyEvent) -> Result<Summary, Failu
             status = delivery.status.as_str(), attempts = delivery.attempts, reason = delivery.reason.as_deref(),
             "notification"
         );
-        match delivery.status {
-            DeliveryStatus::Sent => summary.sent += 1,
-            _ => summary.failed += 1,
-        }
+        let result = match delivery.status {
+            DeliveryStatus::Sent => {
+                summary.sent += 1;
+                "sent"
+            }
+            _ => {
+                summary.failed += 1;
+                "failed"
+            }
+        };
+        metrics::counter!(names::MESSAGES, "medium" => message.medium.as_str(), "result" => result)
+            .increment(1);
         deps.deliveries.record_delivery(&key, &delivery).await?;
     }
     // Every message ended unless one is still held by another run (which may have died with

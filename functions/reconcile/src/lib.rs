@@ -67,5 +67,6 @@ pub async fn handle(deps: Deps<'_>) -> Result<Repairs, Failure> {
     handoffs::unhanded(&pass, &mut repairs).await?;
     quotas::correct(&pass, &counters, &mut repairs).await?;
     tracing::info!(repairs = ?repairs, exports = pass.exports.len(), "reconciled");
+    repairs.record();
     Ok(repairs)
 }

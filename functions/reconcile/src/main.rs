@@ -1,6 +1,5 @@
 //! Composition root of reconcile: its configuration (`config.rs`) wired to the adapters.
 
-use exporter_adapters::config::init_tracing;
 use exporter_adapters::dynamodb::DynamoStore;
 use exporter_adapters::lambda::LambdaLauncher;
 use exporter_adapters::s3::S3Files;
@@ -12,7 +11,8 @@ use reconcile::{handle, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    let telemetry = exporter_adapters::telemetry::init("reconcile");
+    let telemetry = &telemetry;
     let env = Environment::from_env()?;
     let reconcile_config = env.sweep;
     let aws = exporter_adapters::aws_config().await;
@@ -41,12 +41,19 @@ async fn main() -> Result<(), Error> {
     };
     // The rate schedule's event carries nothing the sweep needs.
     let store = &store;
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| async move {
-        // Once per table: records older than the sweep's index get their key (one read after).
-        store
-            .index_for_sweeps(chrono::Utc::now(), std::time::Duration::from_secs(60))
-            .await?;
-        handle(deps).await
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            // Once per table: records older than the sweep's index get their key (one read after).
+            let swept = match store
+                .index_for_sweeps(chrono::Utc::now(), std::time::Duration::from_secs(60))
+                .await
+            {
+                Ok(()) => handle(deps).await,
+                Err(e) => Err(e.into()),
+            };
+            telemetry.flush(&event.context.request_id, &[]);
+            swept
+        },
+    ))
     .await
 }

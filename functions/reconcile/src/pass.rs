@@ -79,6 +79,25 @@ pub struct Repairs {
     pub hand_offs_dropped: usize,
 }
 
+impl Repairs {
+    /// The sweep's repairs as metrics: each kind it made (by `kind`, its name here) and all of
+    /// them in one figure (zero when it found nothing: a sweep that keeps repairing shows).
+    pub fn record(&self) {
+        use exporter_adapters::telemetry::names;
+        let mut total = 0;
+        if let Ok(serde_json::Value::Object(kinds)) = serde_json::to_value(self) {
+            for (kind, count) in kinds {
+                let count = count.as_u64().unwrap_or(0);
+                if count > 0 && kind != "handOffsFailed" {
+                    metrics::counter!(names::REPAIRS, "kind" => kind).increment(count);
+                    total += count;
+                }
+            }
+        }
+        metrics::gauge!(names::REPAIRS_TOTAL).set(total as f64);
+    }
+}
+
 /// What one sweep read first, shared by its phases.
 pub(crate) struct Pass<'a> {
     pub(crate) deps: Deps<'a>,

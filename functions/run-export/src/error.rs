@@ -42,3 +42,24 @@ pub enum JobError {
     )]
     ZipOutOfTime { files: usize, bytes: u64 },
 }
+
+impl JobError {
+    /// The class of the failure, for a metric's dimension (a few fixed names).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Read { source, .. } => match source {
+                ReadError::Refused(_) => "readerRefused",
+                ReadError::Exhausted(_) => "readerUnavailable",
+                ReadError::Permanent(_) => "readerFailed",
+                ReadError::Sink(_) => "render",
+            },
+            Self::Render { .. } => "render",
+            Self::File(_) => "files",
+            Self::Io(_) => "io",
+            Self::TooManyRows { .. } => "tooManyRows",
+            Self::Window(_) => "window",
+            Self::OutOfTime { .. } => "outOfTime",
+            Self::ZipOutOfTime { .. } => "zipOutOfTime",
+        }
+    }
+}

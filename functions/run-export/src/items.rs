@@ -342,6 +342,8 @@ async fn fail(
         format!("item {item}: {reason}")
     };
     tracing::warn!(export_id = %export.id, job_id, reason, "job failed");
+    metrics::counter!(exporter_adapters::telemetry::names::JOBS_FAILED, "reason" => error.class())
+        .increment(1);
     let end = failed_end(deps, reason);
     let finished_at = end.finished_at;
     // Once: the job's end is recorded only while it is under way, so the first failure wins.

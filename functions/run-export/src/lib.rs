@@ -45,9 +45,38 @@ use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{Export, ExportStatus, RunEvent, Schedule};
 
 pub use exporter_adapters::failure::Failure;
+use exporter_adapters::telemetry::names;
 
-/// Handles one trigger, or one continuation of a job.
+/// Handles one trigger, or one continuation of a job: every log line it writes carries the
+/// export, the job, the occurrence, the leg and the item (the runtime adds the request id), and
+/// its outcome, time and the time it left before its deadline are metrics.
 pub async fn handle(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(
+        "run",
+        export_id = %event.export_id,
+        job_id = %event.job_id(),
+        occurrence = event.occurrence,
+        leg = event.leg,
+        item = event.item
+    );
+    let started = std::time::Instant::now();
+    let outcome = run(deps, event).instrument(span).await;
+    let name = match &outcome {
+        Ok(outcome) => outcome.as_str(),
+        Err(Failure::Retryable(_)) => "retryable",
+        Err(Failure::Permanent(_)) => "permanent",
+    };
+    metrics::counter!(names::RUNS, "outcome" => name).increment(1);
+    metrics::histogram!(names::RUN_DURATION).record(started.elapsed().as_secs_f64() * 1000.0);
+    if let Some(deadline) = deps.stop_at {
+        let left = (deadline + deps.config.deadline_margin - deps.clock.now()).num_milliseconds();
+        metrics::histogram!(names::TIME_LEFT).record(left as f64 / 1000.0);
+    }
+    outcome
+}
+
+async fn run(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
     // The invocation works until its budget or its deadline's margin, whichever comes first.
     let budget_end = deps.config.budget.map(|b| deps.clock.now() + b);
     let stop_at = match (deps.stop_at, budget_end) {
@@ -202,6 +231,7 @@ async fn run_claimed(
             };
             if let Some(reason) = refused {
                 tracing::warn!(export_id = %export.id, job_id, reason, "job refused");
+                metrics::counter!(names::JOBS_FAILED, "reason" => "refused").increment(1);
                 let detail = JobDetail {
                     error: Some(reason),
                     ..JobDetail::default()
@@ -227,6 +257,7 @@ async fn run_claimed(
         Ok(Progress::Paused(checkpoint)) => return pause(deps, export, event, &checkpoint, leg + 1).await,
         Err((mut detail, error)) => {
             tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
+            metrics::counter!(names::JOBS_FAILED, "reason" => error.class()).increment(1);
             detail.error = Some(error.to_string());
             (JobStatus::Failed, detail)
         }

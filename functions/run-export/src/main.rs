@@ -1,7 +1,6 @@
 //! Composition root of run-export: its configuration (`config.rs`) wired to the adapters.
 
 use exporter_adapters::access::{checker, AccessMode};
-use exporter_adapters::config::init_tracing;
 use exporter_adapters::dynamodb::DynamoStore;
 use exporter_adapters::lambda::LambdaLauncher;
 use exporter_adapters::reader::HttpReader;
@@ -15,7 +14,8 @@ use run_export::{handle, Deps};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
+    let telemetry = exporter_adapters::telemetry::init("run-export");
+    let telemetry = &telemetry;
     let env = Environment::from_env()?;
     let run_config = env.run;
     let aws = exporter_adapters::aws_config().await;
@@ -81,7 +81,13 @@ async fn main() -> Result<(), Error> {
             stop_at: run_export::stop_at(deadline, chrono::Utc::now(), run_config.deadline_margin),
             ..deps
         };
-        handle(deps, event.payload).await
+        let properties = [
+            ("exportId", event.payload.export_id.to_string()),
+            ("jobId", event.payload.job_id()),
+        ];
+        let ran = handle(deps, event.payload).await;
+        telemetry.flush(&event.context.request_id, &properties);
+        ran
     }))
     .await
 }

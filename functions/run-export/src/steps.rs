@@ -5,6 +5,7 @@
 use crate::deps::Deps;
 use chrono::{DateTime, Utc};
 use exporter_adapters::failure::Failure;
+use exporter_adapters::telemetry::names;
 use exporter_core::domain::chain::{self, HandOffError};
 use exporter_core::domain::job::{JobDetail, JobEnd, JobKey, JobStatus};
 use exporter_core::domain::{Export, ExportStatus, NotifyEvent, RunEvent, Schedule};
@@ -28,6 +29,21 @@ pub enum Outcome {
     Spread,
     /// An item of a spread job finished; others are still running.
     ItemDone,
+}
+
+impl Outcome {
+    /// Its name, as metrics and logs give it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Skipped => "skipped",
+            Self::Duplicate => "duplicate",
+            Self::Done => "done",
+            Self::Failed => "failed",
+            Self::Continued => "continued",
+            Self::Spread => "spread",
+            Self::ItemDone => "itemDone",
+        }
+    }
 }
 
 /// Records a job's end, settles a one-time export and hands the job to notify.
@@ -67,7 +83,11 @@ pub(crate) async fn end_job(
     }
     if status == JobStatus::Done {
         clear_after_done(deps, export, job_id).await;
+        let files = end.detail.files.iter();
+        metrics::counter!(names::ROWS_WRITTEN).increment(files.clone().map(|f| f.rows).sum());
+        metrics::counter!(names::BYTES_WRITTEN).increment(files.map(|f| f.bytes).sum());
     }
+    metrics::histogram!(names::JOB_LEGS).record(f64::from(event.leg.unwrap_or(0) + 1));
     settle(deps, export, status, finished_at).await?;
     hand_off(deps, export, job_id).await?;
     tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");

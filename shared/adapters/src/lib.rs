@@ -19,6 +19,7 @@ pub mod scheduler;
 pub mod ses;
 pub mod ssm;
 pub mod support;
+pub mod telemetry;
 
 /// The shared AWS configuration: region and credentials from the standard chain, and the
 /// endpoint from the SDK's standard `AWS_ENDPOINT_URL` (moto locally; unset in AWS).

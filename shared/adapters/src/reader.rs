@@ -32,6 +32,7 @@ use chrono::{DateTime, Utc};
 
 use crate::flow::{Flow, DEFAULT_MAX_IN_FLIGHT};
 use crate::support::{capped_body, capped_text, retry_after, BodyError, Retry, Secret};
+use crate::telemetry::names;
 use exporter_core::domain::dialect::{CredentialScheme, Dialect, TimeUnit};
 use exporter_core::domain::series::Point;
 use exporter_core::domain::timestamp::rfc3339;
@@ -252,10 +253,12 @@ fn narrowest() -> chrono::TimeDelta {
 
 /// Parses a page's body on the blocking pool.
 async fn parse_in_background(body: bytes::Bytes, unit: TimeUnit) -> Result<OwnedPage, ReadError> {
-    tokio::task::spawn_blocking(move || parse_owned(Vec::from(body), unit))
+    let page = tokio::task::spawn_blocking(move || parse_owned(Vec::from(body), unit))
         .await
         .map_err(|e| ReadError::Permanent(format!("parsing a page stopped: {e}")))?
-        .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))
+        .map_err(|e| ReadError::Permanent(format!("the reader's answer is not a page: {e}")))?;
+    metrics::counter!(names::POINTS_READ).increment(page.get().points.len() as u64);
+    Ok(page)
 }
 
 /// The earliest instant a reader's message is believed to have, and the first past the latest:
@@ -481,6 +484,9 @@ impl HttpReader {
                     match capped_body(response, self.max_page_bytes).await {
                         Ok(body) => {
                             flow.answered(started.elapsed());
+                            metrics::counter!(names::READER_PAGES).increment(1);
+                            metrics::histogram!(names::READER_LATENCY)
+                                .record(started.elapsed().as_secs_f64() * 1000.0);
                             return Ok(body);
                         }
                         Err(BodyError::TooLarge(max)) => {
@@ -497,6 +503,7 @@ impl HttpReader {
                     let message = reader_message(capped_text(response, 64 * 1024).await);
                     let why = format!("the reader answered {status}: {message}");
                     if matches!(status.as_u16(), 401 | 403) {
+                        metrics::counter!(names::READER_REFUSED).increment(1);
                         tracing::error!(
                             status = status.as_u16(),
                             reason = %message,
@@ -533,6 +540,7 @@ impl HttpReader {
             if attempt >= self.retry.attempts {
                 return Err(ReadError::Exhausted(why));
             }
+            metrics::counter!(names::READER_RETRIES).increment(1);
             let delay = wait.unwrap_or_else(|| self.retry.delay(attempt));
             tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, reason = %why, "retrying the reader");
             tokio::time::sleep(delay).await;

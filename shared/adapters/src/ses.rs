@@ -15,6 +15,9 @@ use exporter_core::ports::{DeliveryError, Email, Mailer};
 pub struct SesMailer {
     client: Client,
     from: String,
+    /// The configuration set every email is sent with (its bounces and complaints become
+    /// metrics), if any.
+    configuration_set: Option<String>,
 }
 
 impl SesMailer {
@@ -22,6 +25,15 @@ impl SesMailer {
         Self {
             client,
             from: from.into(),
+            configuration_set: None,
+        }
+    }
+
+    /// Sends every email with the configuration set `name` (`SES_CONFIGURATION_SET`).
+    pub fn with_configuration_set(self, name: Option<String>) -> Self {
+        Self {
+            configuration_set: name.filter(|n| !n.is_empty()),
+            ..self
         }
     }
 
@@ -76,6 +88,7 @@ impl Mailer for SesMailer {
             .client
             .send_email()
             .from_email_address(&self.from)
+            .set_configuration_set_name(self.configuration_set.clone())
             .destination(
                 aws_sdk_sesv2::types::Destination::builder()
                     .to_addresses(email.to.as_str())

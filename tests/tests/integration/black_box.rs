@@ -135,6 +135,43 @@ async fn a_one_time_export_runs_and_its_file_downloads_through_the_api() {
     assert_eq!(lines.next(), Some("Time,Value"));
     assert_eq!(lines.next(), Some("2026-01-01T01:00:00+01:00,35"));
     assert_eq!(text.lines().count(), 289);
+
+    // The run wrote its metrics with its log lines, in CloudWatch's embedded metric format:
+    // one document for the invocation, the export a property, never a dimension.
+    let log = integration_tests::stack_log("watch.log").expect("the stack's log (STACK_DIR)");
+    let documents: Vec<Value> = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|doc| doc.get("_aws").is_some() && doc["exportId"] == id)
+        .collect();
+    let run = documents
+        .iter()
+        .find(|doc| doc["Function"] == "run-export" && doc["outcome"] == "done")
+        .unwrap_or_else(|| panic!("no metrics of the run: {documents:?}"));
+    let directive = &run["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "SenmlExporter", "{run}");
+    assert!(run["requestId"].as_str().is_some_and(|r| !r.is_empty()), "{run}");
+    let total = |name: &str| {
+        documents
+            .iter()
+            .filter(|doc| doc["Function"] == "run-export")
+            .filter_map(|doc| doc[name].as_f64())
+            .sum::<f64>()
+    };
+    assert_eq!(total("RowsWritten"), 288.0, "{documents:?}");
+    assert!(total("PointsRead") >= 288.0, "{documents:?}");
+    for doc in &documents {
+        for dimensions in doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                !dimensions.to_string().contains("exportId"),
+                "the export is no dimension: {doc}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

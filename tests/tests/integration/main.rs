@@ -17,6 +17,7 @@ mod injection;
 mod items;
 mod links;
 mod losses;
+mod metrics;
 mod notify;
 mod optional_parts;
 mod reader;

@@ -57,7 +57,8 @@ fn function_code(function: &str) -> String {
 fn variables_read(function: &str) -> BTreeSet<String> {
     let mut source = function_code(function);
     // Shared readers a function calls: (the call, its file, where its body starts and ends).
-    let shared: [(&str, &str, &str, &str); 11] = [
+    let shared: [(&str, &str, &str, &str); 12] = [
+        ("telemetry::init(", "telemetry.rs", "pubfninit", "fndescribe"),
         ("stores()", "config.rs", "pubfnstores", "pubfn"),
         ("retention()", "config.rs", "pubfnretention", "pubfn"),
         (
@@ -307,6 +308,11 @@ fn text(yaml: &Yaml) -> Option<String> {
 fn template_functions() -> BTreeMap<String, Function> {
     let docs = YamlLoader::load_from_str(&read("infra/template.yaml")).expect("valid YAML");
     let resources = docs[0]["Resources"].as_hash().expect("Resources");
+    // Variables every function is given (SAM merges them into each function's own).
+    let global: BTreeSet<String> = docs[0]["Globals"]["Function"]["Environment"]["Variables"]
+        .as_hash()
+        .map(|vars| vars.keys().filter_map(text).collect())
+        .unwrap_or_default();
     let mut functions = BTreeMap::new();
     for (_, resource) in resources {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
@@ -319,10 +325,11 @@ fn template_functions() -> BTreeMap<String, Function> {
             .strip_prefix("../target/lambda/")
             .expect("CodeUri is ../target/lambda/<binary>/")
             .to_owned();
-        let variables = resource["Properties"]["Environment"]["Variables"]
+        let mut variables: BTreeSet<String> = resource["Properties"]["Environment"]["Variables"]
             .as_hash()
             .map(|vars| vars.keys().filter_map(text).collect())
             .unwrap_or_default();
+        variables.extend(global.iter().cloned());
         functions.insert(binary.clone(), Function { binary, variables });
     }
     functions
