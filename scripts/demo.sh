@@ -213,8 +213,9 @@ for line in open(path, errors="replace"):
                 totals[name] += sum(values)
 runs = len([k for k in invocations if k[0] == "run-export"])
 print(f"  run-export invocations: {runs}; outcomes and messages: {dict(outcomes)}")
-for name in ("ReaderPages", "PointsRead", "ReaderRetries", "RowsWritten", "BytesWritten", "JobLegs"):
-    print(f"  {name}: {totals[name]:g}")
+for name in ("ReaderPages", "PointsRead", "ReaderRetries", "RowsWritten", "BytesWritten"):
+    print(f"  {name}: {totals[name]:.0f}")
+print(f"  legs of its job and item runs, summed (JobLegs): {totals['JobLegs']:.0f}")
 print(f"  slowest invocation: {totals['RunDuration']:.0f} ms; slowest reader page: {totals['ReaderLatency']:.0f} ms")
 PY
 
