@@ -37,6 +37,9 @@ pub(crate) struct Timed<'s> {
     /// boundary past it, so every leg moves on, however slow its start (a leg that paused
     /// where it began would be continued by one that does the same, for ever).
     pub(crate) from: Option<DateTime<Utc>>,
+    /// Where the read ends: a boundary there is the read's last, never a place to pause (the
+    /// next leg would have nothing left to read).
+    pub(crate) to: DateTime<Utc>,
     /// The local file, and the most it may hold in one invocation: past it, a pausable series
     /// pauses (its full parts go up), so the function's local storage is never exhausted.
     pub(crate) local: (&'s std::path::Path, u64),
@@ -63,7 +66,7 @@ impl SliceSink for Timed<'_> {
 
     async fn boundary(&mut self, until: DateTime<Utc>) -> Result<(), Cause> {
         self.until = Some(until);
-        let moved_on = self.from.is_none_or(|from| until > from);
+        let moved_on = self.from.is_none_or(|from| until > from) && until < self.to;
         match (self.time_is_up() && moved_on, self.pausable) {
             (false, true) if self.local_is_full() => Err(Box::new(Pause)),
             // The uploader's error, once it hung up, is the one the job reports.

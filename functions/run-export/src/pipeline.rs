@@ -681,6 +681,12 @@ async fn read_while_uploading(
         clock: deps.clock,
         until: None,
         from: building.queries.first().and_then(|q| q.window.from),
+        to: building
+            .queries
+            .iter()
+            .map(|q| q.window.to)
+            .max()
+            .unwrap_or(DateTime::<Utc>::MAX_UTC),
         // The tail carried over (less than a part) does not count: each leg writes its share.
         local: (
             building.file.path(),
