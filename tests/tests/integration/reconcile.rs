@@ -64,6 +64,23 @@ async fn set(fx: &Fixture, pk: String, sk: &str, name: &str, value: AttributeVal
         .expect("moto updates");
 }
 
+/// Whether the job's record is in the sweep's index (it has the index's key).
+async fn in_sweep_index(fx: &Fixture, job: &JobKey) -> bool {
+    fx.dynamo
+        .get_item()
+        .table_name(&fx.table)
+        .set_key(Some(key(
+            format!("EXPORT#{}", job.export_id),
+            &format!("JOB#{}", millis(job.scheduled_at)),
+        )))
+        .send()
+        .await
+        .expect("reads")
+        .item
+        .expect("the job")
+        .contains_key("sweep")
+}
+
 async fn armed(fx: &Fixture, id: &ExportId) -> Option<RunEvent> {
     fx.armed_event(id).await
 }
@@ -803,26 +820,6 @@ async fn an_occurrence_never_attempted_past_the_lateness_is_recorded_missed_with
 async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_order() {
     use exporter_core::ports::DeliveryLog;
     let Some(fx) = Fixture::new().await else { return };
-    let swept = |job: &JobKey| {
-        let key = key(
-            format!("EXPORT#{}", job.export_id),
-            &format!("JOB#{}", millis(job.scheduled_at)),
-        );
-        let dynamo = fx.dynamo.clone();
-        let table = fx.table.clone();
-        async move {
-            dynamo
-                .get_item()
-                .table_name(table)
-                .set_key(Some(key))
-                .send()
-                .await
-                .expect("reads")
-                .item
-                .expect("the job")
-                .contains_key("sweep")
-        }
-    };
     let now = Utc::now();
     for notify_first in [true, false] {
         let job = JobKey {
@@ -834,48 +831,29 @@ async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_or
             .open_job(&job, now, now + TimeDelta::minutes(15))
             .await
             .expect("opens"));
-        assert!(swept(&job).await, "a job under way is work");
+        assert!(in_sweep_index(&fx, &job).await, "a job under way is work");
         let end = JobEnd::failed("boom".into(), JobDetail::default(), now, TimeDelta::days(7));
         assert!(fx.store.finish_job(&job, &end).await.expect("ends"));
-        assert!(swept(&job).await, "an ended job not yet notified is work");
+        assert!(in_sweep_index(&fx, &job).await, "an ended job not yet notified is work");
         if notify_first {
             fx.store.notified(&job, true).await.expect("marks");
-            assert!(swept(&job).await, "not handed off yet");
+            assert!(in_sweep_index(&fx, &job).await, "not handed off yet");
             fx.store.handed_off(&job).await.expect("marks");
         } else {
             fx.store.handed_off(&job).await.expect("marks");
-            assert!(swept(&job).await, "not notified yet");
+            assert!(in_sweep_index(&fx, &job).await, "not notified yet");
             fx.store.notified(&job, true).await.expect("marks");
         }
-        assert!(!swept(&job).await, "handed off and notified: out of the index");
+        assert!(!in_sweep_index(&fx, &job).await, "handed off and notified: out of the index");
         // A later notify run that found a message still being sent puts it back.
         fx.store.notified(&job, false).await.expect("marks");
-        assert!(swept(&job).await, "back in the index");
+        assert!(in_sweep_index(&fx, &job).await, "back in the index");
     }
 }
 
 #[tokio::test]
 async fn a_job_notify_never_finished_is_handed_for_a_day_then_given_up_and_leaves_the_index() {
     let Some(fx) = Fixture::new().await else { return };
-    let in_index = |job: JobKey| {
-        let key = key(
-            format!("EXPORT#{}", job.export_id),
-            &format!("JOB#{}", millis(job.scheduled_at)),
-        );
-        let (dynamo, table) = (fx.dynamo.clone(), fx.table.clone());
-        async move {
-            let item = dynamo
-                .get_item()
-                .table_name(table)
-                .set_key(Some(key))
-                .send()
-                .await
-                .expect("reads")
-                .item
-                .expect("the job");
-            item.contains_key("sweep")
-        }
-    };
     // Two jobs that ended and were never handed to notify: one an hour ago, one two days ago.
     let mut jobs = Vec::new();
     for ended in [TimeDelta::hours(1), TimeDelta::days(2)] {
@@ -906,7 +884,7 @@ async fn a_job_notify_never_finished_is_handed_for_a_day_then_given_up_and_leave
         "the two-day-old job is not sent to anyone now"
     );
     assert!(
-        !in_index(jobs[1]).await,
+        !in_sweep_index(&fx, &jobs[1]).await,
         "given up, it leaves the sweep's index rather than being read by every sweep until it expires"
     );
     assert!(repairs.hand_offs_dropped >= 1, "{repairs:?}");

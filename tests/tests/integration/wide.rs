@@ -41,6 +41,28 @@ fn messages() -> Vec<Value> {
         .collect()
 }
 
+/// Runs `event` and every continuation it launches (through `queue`) until the job ends; how
+/// many invocations it took, failing past `cap` (a job that never ends).
+async fn run_to_end(
+    deps: run_export::Deps<'_>,
+    queue: &integration_tests::doubles::Launches,
+    event: exporter_core::domain::RunEvent,
+    cap: usize,
+) -> usize {
+    let mut invocations = 0;
+    let mut pending = vec![event];
+    while let Some(next) = pending.pop() {
+        invocations += 1;
+        run_export::handle(deps, next).await.expect("runs");
+        pending.extend(queue.take());
+        assert!(
+            invocations < cap,
+            "a job that never ends ({invocations} invocations)"
+        );
+    }
+    invocations
+}
+
 async fn serve(fx: &mut Fixture) {
     fx.serve_messages(messages()).await;
 }
@@ -174,17 +196,7 @@ async fn a_wide_file_of_targets_with_different_times_continues_across_invocation
         config: &config,
         ..fx.run_deps()
     };
-    let mut invocations = 0;
-    let mut pending = vec![event.clone()];
-    while let Some(next) = pending.pop() {
-        invocations += 1;
-        run_export::handle(deps, next).await.expect("runs");
-        pending.extend(queue.take());
-        assert!(
-            invocations < 1000,
-            "a job that never ends ({invocations} invocations)"
-        );
-    }
+    let invocations = run_to_end(deps, &queue, event.clone(), 1000).await;
     assert!(invocations >= 3, "{invocations} invocations");
     let got = String::from_utf8(fx.download(&alice, &event.export_id.to_string()).await).expect("UTF-8");
     assert_eq!(
@@ -262,17 +274,7 @@ async fn every_leg_moves_on_even_when_its_budget_is_spent_before_it_reads() {
         config: &config,
         ..fx.run_deps()
     };
-    let mut invocations = 0;
-    let mut pending = vec![event.clone()];
-    while let Some(next) = pending.pop() {
-        invocations += 1;
-        run_export::handle(deps, next).await.expect("runs");
-        pending.extend(queue.take());
-        assert!(
-            invocations < 300,
-            "a job that never moves on ({invocations} invocations)"
-        );
-    }
+    let invocations = run_to_end(deps, &queue, event.clone(), 300).await;
     assert!(invocations >= 3, "{invocations} invocations");
     let got = String::from_utf8(fx.download(&alice, &event.export_id.to_string()).await).expect("UTF-8");
     assert_eq!(got, reference, "the same file as a run that never stopped");
