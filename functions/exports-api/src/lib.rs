@@ -169,7 +169,7 @@ pub async fn handle(deps: Deps<'_>, request: Request) -> Result<Response<Body>, 
     };
     metrics::counter!(
         names::API_REQUESTS,
-        "route" => format!("{} {route}", request.method()),
+        "route" => format!("{} {route}", method_name(request.method())),
         "status" => status
     )
     .increment(1);
@@ -183,6 +183,18 @@ enum Route {
     Export(String),
     Status(String),
     Download(String),
+}
+
+/// The method as a metric names it: one of a few.
+fn method_name(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
 }
 
 impl Route {

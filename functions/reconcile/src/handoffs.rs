@@ -27,8 +27,8 @@ pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(
         });
         // A job left unhanded has ended; one that somehow has not settles nothing.
         if let (Some(export), Some(status)) = (unsettled, job.status.settles_as()) {
-            let at = job.finished_at.unwrap_or(pass.now);
-            pass.deps.runs.settle_one_time(export, status, at).await?;
+            // Settled now: the counter is stamped with the sweep's time, not the job's end.
+            pass.deps.runs.settle_one_time(export, status, pass.now).await?;
             tracing::warn!(export_id = %id, job_id = %job.job_id, status = status.as_str(), "settled a one-time export whose job had ended");
             repairs.exports_settled += 1;
         }
@@ -45,7 +45,10 @@ pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(
                 tracing::error!(export_id = %id, job_id = %job.job_id, error = %e, "could not clear up a done job's resume files; they expire with the bucket's lifecycle rules");
             }
         }
-        if job.finished_at.is_some_and(|t| t < pass.now - HAND_OFF_FOR) {
+        // Given up only once notify has run for it (it left a message unfinished): a job never
+        // handed (a sweep that could not run for a day) is handed, however late.
+        let notified_once = !job.deliveries.is_empty();
+        if notified_once && job.finished_at.is_some_and(|t| t < pass.now - HAND_OFF_FOR) {
             let key = JobKey {
                 export_id: id,
                 scheduled_at: job.scheduled_at,

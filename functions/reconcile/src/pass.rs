@@ -81,7 +81,7 @@ pub struct Repairs {
 
 impl Repairs {
     /// The sweep's repairs as metrics: each kind it made (by `kind`, its name here) and all of
-    /// them in one figure (zero when it found nothing: a sweep that keeps repairing shows).
+    /// them in one figure, zero included (a sweep that keeps repairing shows).
     pub fn record(&self) {
         use exporter_adapters::telemetry::names;
         let mut total = 0;
@@ -94,7 +94,8 @@ impl Repairs {
                 }
             }
         }
-        metrics::gauge!(names::REPAIRS_TOTAL).set(total as f64);
+        // A value of this sweep (a gauge would repeat the last sweep's after a failed one).
+        metrics::histogram!(names::REPAIRS_TOTAL).record(total as f64);
     }
 }
 

@@ -342,8 +342,6 @@ async fn fail(
         format!("item {item}: {reason}")
     };
     tracing::warn!(export_id = %export.id, job_id, reason, "job failed");
-    metrics::counter!(exporter_adapters::telemetry::names::JOBS_FAILED, "reason" => error.class())
-        .increment(1);
     let end = failed_end(deps, reason);
     let finished_at = end.finished_at;
     // Once: the job's end is recorded only while it is under way, so the first failure wins.
@@ -361,6 +359,7 @@ async fn fail(
         }
         return Ok(Outcome::Skipped);
     }
+    metrics::counter!(exporter_adapters::telemetry::names::JOBS_FAILED, "reason" => error.class()).increment(1);
     remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
     settle(deps, export, JobStatus::Failed, finished_at).await?;
     hand_off(deps, export, &job_id).await?;

@@ -231,12 +231,12 @@ async fn run_claimed(
             };
             if let Some(reason) = refused {
                 tracing::warn!(export_id = %export.id, job_id, reason, "job refused");
-                metrics::counter!(names::JOBS_FAILED, "reason" => "refused").increment(1);
                 let detail = JobDetail {
                     error: Some(reason),
                     ..JobDetail::default()
                 };
-                return end_job(deps, export, event, job_id, JobStatus::Failed, detail).await;
+                let ended = end_job(deps, export, event, job_id, JobStatus::Failed, detail).await;
+                return count_failure(ended, "refused");
             }
             let items = export.request.items.len();
             if items > 1 && deps.config.fan_out > 1 {
@@ -250,19 +250,29 @@ async fn run_claimed(
         }
         Start::Resume(checkpoint, leg) => (*checkpoint, leg),
     };
-    let (status, detail) = match pipeline::run_job(deps, export, job_id, event.scheduled_at, resume, leg)
-        .await
-    {
-        Ok(Progress::Done(detail)) => (JobStatus::Done, detail),
-        Ok(Progress::Paused(checkpoint)) => return pause(deps, export, event, &checkpoint, leg + 1).await,
-        Err((mut detail, error)) => {
-            tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
-            metrics::counter!(names::JOBS_FAILED, "reason" => error.class()).increment(1);
-            detail.error = Some(error.to_string());
-            (JobStatus::Failed, detail)
-        }
-    };
-    end_job(deps, export, event, job_id, status, detail).await
+    let (status, detail, class) =
+        match pipeline::run_job(deps, export, job_id, event.scheduled_at, resume, leg).await {
+            Ok(Progress::Done(detail)) => (JobStatus::Done, detail, None),
+            Ok(Progress::Paused(checkpoint)) => return pause(deps, export, event, &checkpoint, leg + 1).await,
+            Err((mut detail, error)) => {
+                tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
+                detail.error = Some(error.to_string());
+                (JobStatus::Failed, detail, Some(error.class()))
+            }
+        };
+    let ended = end_job(deps, export, event, job_id, status, detail).await;
+    match class {
+        Some(class) => count_failure(ended, class),
+        None => ended,
+    }
+}
+
+/// Counts a job's failure by its reason's class, once: only when this attempt recorded it.
+fn count_failure(ended: Result<Outcome, Failure>, class: &'static str) -> Result<Outcome, Failure> {
+    if matches!(ended, Ok(Outcome::Failed)) {
+        metrics::counter!(names::JOBS_FAILED, "reason" => class).increment(1);
+    }
+    ended
 }
 
 /// Saves the checkpoint of leg `leg`, commits it on the job (which gives the job back), and

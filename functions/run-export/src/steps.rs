@@ -82,7 +82,6 @@ pub(crate) async fn end_job(
         return Ok(Outcome::Duplicate);
     }
     if status == JobStatus::Done {
-        clear_after_done(deps, export, job_id).await;
         let files = end.detail.files.iter();
         metrics::counter!(names::ROWS_WRITTEN).increment(files.clone().map(|f| f.rows).sum());
         metrics::counter!(names::BYTES_WRITTEN).increment(files.map(|f| f.bytes).sum());
@@ -90,6 +89,10 @@ pub(crate) async fn end_job(
     metrics::histogram!(names::JOB_LEGS).record(f64::from(event.leg.unwrap_or(0) + 1));
     settle(deps, export, status, finished_at).await?;
     hand_off(deps, export, job_id).await?;
+    if status == JobStatus::Done {
+        // After the hand-off, off its critical path (a retry's duplicate clears it too).
+        clear_after_done(deps, export, job_id).await;
+    }
     tracing::info!(export_id = %export.id, job_id, status = status.as_str(), "job ended");
     Ok(if status == JobStatus::Done {
         Outcome::Done
@@ -184,8 +187,8 @@ pub(crate) async fn after_duplicate(
     if export.request.schedule == Schedule::OneTime
         && !matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
     {
-        let at = job.finished_at.unwrap_or_else(|| deps.clock.now());
-        settle(deps, export, job.status, at).await?;
+        // Settled now (its counter stamped with this writer's time, not the job's end).
+        settle(deps, export, job.status, deps.clock.now()).await?;
     }
     hand_off(deps, export, &job.job_id).await
 }
@@ -233,8 +236,6 @@ pub(crate) fn failed_end(deps: Deps<'_>, reason: String) -> JobEnd {
     )
 }
 
-/// Removes what is under `prefix` (a key is its own prefix); a failure is logged: the bucket's
-/// lifecycle rule removes it in time.
 /// Once a job is recorded done, what its attempts kept for a retry has served: the
 /// checkpoints, tails and stages under `.resume/`, and files begun by attempts that died
 /// before recording them (never finished). A failure is logged: the bucket's lifecycle rules
@@ -253,6 +254,8 @@ pub(crate) async fn clear_after_done(deps: Deps<'_>, export: &Export, job_id: &s
     }
 }
 
+/// Removes what is under `prefix` (a key is its own prefix); a failure is logged: the bucket's
+/// lifecycle rule removes it in time.
 pub(crate) async fn remove(deps: Deps<'_>, prefix: &str) {
     if let Err(e) = deps.files.remove_all(prefix).await {
         tracing::error!(prefix, error = %e, "could not remove files; they expire with the bucket's lifecycle rule");

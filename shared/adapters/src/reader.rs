@@ -485,8 +485,7 @@ impl HttpReader {
                         Ok(body) => {
                             flow.answered(started.elapsed());
                             metrics::counter!(names::READER_PAGES).increment(1);
-                            metrics::histogram!(names::READER_LATENCY)
-                                .record(started.elapsed().as_secs_f64() * 1000.0);
+                            crate::telemetry::reader_latency(started.elapsed().as_secs_f64() * 1000.0);
                             return Ok(body);
                         }
                         Err(BodyError::TooLarge(max)) => {
@@ -503,7 +502,10 @@ impl HttpReader {
                     let message = reader_message(capped_text(response, 64 * 1024).await);
                     let why = format!("the reader answered {status}: {message}");
                     if matches!(status.as_u16(), 401 | 403) {
-                        metrics::counter!(names::READER_REFUSED).increment(1);
+                        // A 401 is the credential itself refused (a 403 may be one channel).
+                        if status.as_u16() == 401 {
+                            metrics::counter!(names::READER_REFUSED).increment(1);
+                        }
                         tracing::error!(
                             status = status.as_u16(),
                             reason = %message,

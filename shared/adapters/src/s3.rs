@@ -179,8 +179,6 @@ impl S3Files {
         }
     }
 
-    /// Drops an upload and its parts; a failure is logged, as the bucket's lifecycle rule
-    /// removes incomplete uploads after a day anyway.
     /// Aborts every multipart upload open under `prefix`; how many.
     async fn abort_all(&self, prefix: &str) -> Result<u64, FileError> {
         let uploads = self
@@ -201,6 +199,8 @@ impl S3Files {
         Ok(aborted)
     }
 
+    /// Drops an upload and its parts; a failure is logged, as the bucket's lifecycle rule
+    /// removes incomplete uploads after a day anyway.
     async fn abort(&self, key: &str, upload: &str) {
         let aborted = self
             .client

@@ -9,7 +9,25 @@
 //! name, and per metric a label of a small, fixed set (an outcome, a reason class, a medium, a
 //! route, a status, a repair kind).
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use metrics::Unit;
+
+/// The most values of one histogram the recorder keeps between flushes (its limit is 100;
+/// past it each value is dropped with an error line).
+const HISTOGRAM_VALUES: u32 = 90;
+
+/// Reader latencies that may still be recorded before the next flush.
+static LATENCIES_LEFT: AtomicU32 = AtomicU32::new(HISTOGRAM_VALUES);
+
+/// Records a reader page's latency, for the first pages of an invocation (a long read's
+/// hundreds of pages would overflow the recorder; the first ninety tell its latency).
+pub fn reader_latency(ms: f64) {
+    let left = LATENCIES_LEFT.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    if left.is_ok() {
+        metrics::histogram!(names::READER_LATENCY).record(ms);
+    }
+}
 
 /// The metrics' namespace (`METRICS_NAMESPACE`, default `SenmlExporter`).
 pub const DEFAULT_NAMESPACE: &str = "SenmlExporter";
@@ -31,8 +49,8 @@ pub mod names {
     /// Rows and bytes of the files a done job wrote.
     pub const ROWS_WRITTEN: &str = "RowsWritten";
     pub const BYTES_WRITTEN: &str = "BytesWritten";
-    /// The reader: pages answered, their latency (ms), points parsed, retries, and refusals of
-    /// the service's credential (401/403).
+    /// The reader: pages answered, their latency (ms, the first ninety pages of an invocation),
+    /// points parsed, retries, and refusals of the service's credential (401).
     pub const READER_PAGES: &str = "ReaderPages";
     pub const READER_LATENCY: &str = "ReaderLatency";
     pub const POINTS_READ: &str = "PointsRead";
@@ -42,7 +60,8 @@ pub mod names {
     pub const MESSAGES: &str = "Messages";
     /// API requests by `route` and `status` (the status class: 2xx, 4xx, 5xx).
     pub const API_REQUESTS: &str = "ApiRequests";
-    /// The reconciler's repairs by `kind`, and all of them in one figure per sweep.
+    /// The reconciler's repairs by `kind`, and all of them in one figure per sweep that ended
+    /// (a value of one invocation, zero included).
     pub const REPAIRS: &str = "Repairs";
     pub const REPAIRS_TOTAL: &str = "RepairsTotal";
 }
@@ -91,9 +110,11 @@ impl Telemetry {
         for (name, value) in properties {
             collector.set_property(name.to_string(), value.clone());
         }
-        if let Err(e) = collector.flush(std::io::stdout()) {
+        // One document, written whole under the lock: no log line lands inside it.
+        if let Err(e) = collector.flush(std::io::stdout().lock()) {
             tracing::error!(error = %e, "could not write the invocation's metrics");
         }
+        LATENCIES_LEFT.store(HISTOGRAM_VALUES, Ordering::Relaxed);
         for (name, _) in properties {
             collector.remove_property(*name);
         }

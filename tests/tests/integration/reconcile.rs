@@ -853,10 +853,17 @@ async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_or
 
 #[tokio::test]
 async fn a_job_notify_never_finished_is_handed_for_a_day_then_given_up_and_leaves_the_index() {
+    use exporter_core::ports::DeliveryLog;
     let Some(fx) = Fixture::new().await else { return };
-    // Two jobs that ended and were never handed to notify: one an hour ago, one two days ago.
+    // Three jobs whose messages notify never finished: one ended an hour ago, one two days
+    // ago whose notify run left a message `sending` (it died holding it), and one two days ago
+    // never handed at all (the sweeps could not run for a day).
     let mut jobs = Vec::new();
-    for ended in [TimeDelta::hours(1), TimeDelta::days(2)] {
+    for (ended, notify_ran) in [
+        (TimeDelta::hours(1), true),
+        (TimeDelta::days(2), true),
+        (TimeDelta::days(2), false),
+    ] {
         let then = Utc::now() - ended;
         let job = JobKey {
             export_id: ExportId::new_random(),
@@ -869,6 +876,16 @@ async fn a_job_notify_never_finished_is_handed_for_a_day_then_given_up_and_leave
             .expect("opens"));
         let end = JobEnd::failed("boom".into(), JobDetail::default(), then, TimeDelta::days(7));
         assert!(fx.store.finish_job(&job, &end).await.expect("ends"));
+        if notify_ran {
+            fx.store.handed_off(&job).await.expect("marks");
+            let claimed = fx
+                .store
+                .claim_delivery(&job, 0, then, then + TimeDelta::seconds(330))
+                .await
+                .expect("claims");
+            assert!(claimed);
+            fx.store.notified(&job, false).await.expect("marks");
+        }
         jobs.push(job);
     }
     let hand_offs = HandOffs::default();
@@ -878,14 +895,18 @@ async fn a_job_notify_never_finished_is_handed_for_a_day_then_given_up_and_leave
         .lock()
         .map(|h| h.iter().map(|e| e.export_id).collect())
         .unwrap_or_default();
-    assert!(handed.contains(&jobs[0].export_id), "the hour-old job is handed");
+    assert!(handed.contains(&jobs[0].export_id), "the hour-old job is handed again");
     assert!(
         !handed.contains(&jobs[1].export_id),
-        "the two-day-old job is not sent to anyone now"
+        "the two-day-old job notify left unfinished is not handed again"
     );
     assert!(
         !in_sweep_index(&fx, &jobs[1]).await,
         "given up, it leaves the sweep's index rather than being read by every sweep until it expires"
+    );
+    assert!(
+        handed.contains(&jobs[2].export_id),
+        "a job never handed is handed, however late"
     );
     assert!(repairs.hand_offs_dropped >= 1, "{repairs:?}");
 }

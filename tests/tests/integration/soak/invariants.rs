@@ -634,8 +634,8 @@ fn zip_entries(bytes: &[u8], key: &str) -> Vec<Vec<u8>> {
 }
 
 /// A workbook's first sheet as the CSV a fault-free run writes: text as it is, numbers as
-/// the shortest decimal, date-times as RFC 3339 times in Rome (the soak's window has no
-/// repeated hour).
+/// the shortest decimal, date-times as RFC 3339 times in Rome (in the repeated autumn hour, the
+/// first instant not before the row above's: the rows are in time order).
 fn workbook_as_csv(bytes: &[u8], key: &str) -> String {
     use calamine::{Data, DataType, Reader, Xlsx};
     use chrono::SubsecRound;
@@ -644,6 +644,7 @@ fn workbook_as_csv(bytes: &[u8], key: &str) -> String {
     let first = book.sheet_names().first().cloned().expect("a sheet");
     let sheet = book.worksheet_range(&first).expect("its cells");
     let mut text = String::new();
+    let mut last: Option<chrono::DateTime<chrono_tz::Tz>> = None;
     for row in sheet.rows() {
         let cells: Vec<String> = row
             .iter()
@@ -657,11 +658,19 @@ fn workbook_as_csv(bytes: &[u8], key: &str) -> String {
                         .as_datetime()
                         .unwrap_or_else(|| panic!("{key}: an unexpected cell {other:?}"))
                         .round_subsecs(0);
-                    chrono_tz::Europe::Rome
-                        .from_local_datetime(&local)
-                        .single()
-                        .expect("one instant")
-                        .to_rfc3339()
+                    let instant = match chrono_tz::Europe::Rome.from_local_datetime(&local) {
+                        chrono::LocalResult::Single(t) => t,
+                        chrono::LocalResult::Ambiguous(early, late) => {
+                            if last.is_some_and(|l| l > early) {
+                                late
+                            } else {
+                                early
+                            }
+                        }
+                        chrono::LocalResult::None => panic!("{key}: {local} is no time in Rome"),
+                    };
+                    last = Some(instant);
+                    instant.to_rfc3339()
                 }
             })
             .collect();
