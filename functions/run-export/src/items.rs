@@ -359,7 +359,8 @@ async fn fail(
         }
         return Ok(Outcome::Skipped);
     }
-    metrics::counter!(exporter_adapters::telemetry::names::JOBS_FAILED, "reason" => error.class()).increment(1);
+    metrics::counter!(exporter_adapters::telemetry::names::JOBS_FAILED, "reason" => error.class())
+        .increment(1);
     remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
     settle(deps, export, JobStatus::Failed, finished_at).await?;
     hand_off(deps, export, &job_id).await?;

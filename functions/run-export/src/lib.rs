@@ -253,7 +253,9 @@ async fn run_claimed(
     let (status, detail, class) =
         match pipeline::run_job(deps, export, job_id, event.scheduled_at, resume, leg).await {
             Ok(Progress::Done(detail)) => (JobStatus::Done, detail, None),
-            Ok(Progress::Paused(checkpoint)) => return pause(deps, export, event, &checkpoint, leg + 1).await,
+            Ok(Progress::Paused(checkpoint)) => {
+                return pause(deps, export, event, &checkpoint, leg + 1).await
+            }
             Err((mut detail, error)) => {
                 tracing::warn!(export_id = %export.id, job_id, error = %error, "job failed");
                 detail.error = Some(error.to_string());

@@ -834,7 +834,10 @@ async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_or
         assert!(in_sweep_index(&fx, &job).await, "a job under way is work");
         let end = JobEnd::failed("boom".into(), JobDetail::default(), now, TimeDelta::days(7));
         assert!(fx.store.finish_job(&job, &end).await.expect("ends"));
-        assert!(in_sweep_index(&fx, &job).await, "an ended job not yet notified is work");
+        assert!(
+            in_sweep_index(&fx, &job).await,
+            "an ended job not yet notified is work"
+        );
         if notify_first {
             fx.store.notified(&job, true).await.expect("marks");
             assert!(in_sweep_index(&fx, &job).await, "not handed off yet");
@@ -844,7 +847,10 @@ async fn a_job_leaves_the_sweeps_index_once_handed_off_and_notified_in_either_or
             assert!(in_sweep_index(&fx, &job).await, "not notified yet");
             fx.store.notified(&job, true).await.expect("marks");
         }
-        assert!(!in_sweep_index(&fx, &job).await, "handed off and notified: out of the index");
+        assert!(
+            !in_sweep_index(&fx, &job).await,
+            "handed off and notified: out of the index"
+        );
         // A later notify run that found a message still being sent puts it back.
         fx.store.notified(&job, false).await.expect("marks");
         assert!(in_sweep_index(&fx, &job).await, "back in the index");
@@ -895,7 +901,10 @@ async fn a_job_notify_never_finished_is_handed_for_a_day_then_given_up_and_leave
         .lock()
         .map(|h| h.iter().map(|e| e.export_id).collect())
         .unwrap_or_default();
-    assert!(handed.contains(&jobs[0].export_id), "the hour-old job is handed again");
+    assert!(
+        handed.contains(&jobs[0].export_id),
+        "the hour-old job is handed again"
+    );
     assert!(
         !handed.contains(&jobs[1].export_id),
         "the two-day-old job notify left unfinished is not handed again"

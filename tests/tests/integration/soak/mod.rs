@@ -462,7 +462,10 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
                     clock.running(true);
                     let took = std::time::Instant::now();
                     let (ran, disk, heap) = bounds
-                        .measure(work.path(), Box::pin(run_export::handle(deps, pending.event.clone())))
+                        .measure(
+                            work.path(),
+                            Box::pin(run_export::handle(deps, pending.event.clone())),
+                        )
                         .await;
                     clock.running(false);
                     bounds.note(disk, heap);
@@ -592,7 +595,12 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     // The invariants.
     let checked = invariants::hold(&fx, clock.now(), &late, &done_seen).await;
     let mut injected = faults.injected.lock().map(|i| i.clone()).unwrap_or_default();
-    for (what, count) in sweep_faults.injected.lock().map(|i| i.clone()).unwrap_or_default() {
+    for (what, count) in sweep_faults
+        .injected
+        .lock()
+        .map(|i| i.clone())
+        .unwrap_or_default()
+    {
         *injected.entry(what).or_default() += count;
     }
     println!(
