@@ -150,7 +150,12 @@ PY
 
 echo
 echo "== The chat posts the export sent (local Slack, Discord and Telegram endpoints)"
-curl -sf "$LOCAL_CHAT_URL/captured" -o "$STATE_DIR/chat.json"
+# notify sends them after the job ends, one medium after another: wait for the three.
+for _ in $(seq 1 40); do
+  curl -sf "$LOCAL_CHAT_URL/captured" -o "$STATE_DIR/chat.json"
+  [[ $(py -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$STATE_DIR/chat.json") -ge 3 ]] && break
+  sleep 0.5
+done
 py - "$STATE_DIR/chat.json" <<'PY'
 import json, sys
 for post in json.load(open(sys.argv[1])):
