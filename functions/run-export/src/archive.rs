@@ -54,7 +54,7 @@ pub(crate) async fn archive(
     records: &[FileRecord],
     names: &[String],
 ) -> Result<FileRecord, JobError> {
-    let key = files::archive_key(&export.id, job_id);
+    let key = files::archive_key(&export.id, job_id, export.request.format.filename.as_ref());
     let part = deps.uploads.piece_bytes().max(1);
     let pending = Pending::default();
     let mut zip = zip::ZipWriter::new_stream(pending.clone());

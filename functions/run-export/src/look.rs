@@ -8,7 +8,7 @@ use exporter_core::render::xlsx_file::{ChartSpec, Look};
 
 /// How an item's workbook looks: sheets named after the item's label (else its SenML name; a
 /// wide item's after all its targets'), titled with that name and the export, and a line chart
-/// of a decimated series of times and values short enough for one.
+/// of a decimated series of times and values short enough for one (not of a long file).
 pub(crate) fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
     let name = look_name(item);
     // The columns as the file has them: a wide file's value (and count) columns are the
@@ -18,7 +18,14 @@ pub(crate) fn look(deps: Deps<'_>, export: &Export, item: &Item) -> Look {
         .into_iter()
         .map(|(target, label)| (target.as_str(), label))
         .collect();
-    let (layout, headers) = wide_columns(&export.request.format.columns, &targets);
+    // A long file (a row per time and target) has no line of one target: no chart.
+    let format = &export.request.format;
+    let columns = if format.is_long(item) {
+        Vec::new()
+    } else {
+        format.columns_of(item)
+    };
+    let (layout, headers) = wide_columns(&columns, &targets);
     let time = layout.iter().position(|c| *c == WideColumn::Time);
     let series: Vec<(String, u16)> = layout
         .iter()

@@ -18,13 +18,13 @@ use exporter_core::domain::decimation::{Decimator, Filler};
 use exporter_core::domain::files;
 use exporter_core::domain::formats::{self, Continuation};
 use exporter_core::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
-use exporter_core::domain::request::{Extension, Fill, Item, Transform};
+use exporter_core::domain::request::{ColumnId, Extension, Fill, Item, Transform};
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{Export, Schedule, Window};
 use exporter_core::ports::{FileError, ReadError, SeriesQuery, Upload};
 use exporter_core::render::series::{SeriesRenderer, SeriesSink};
 use exporter_core::render::stage::render_stage;
-use exporter_core::render::wide::{wide_columns, WideColumn, WideDecimation, WideRenderer};
+use exporter_core::render::wide::{wide_columns, Long, WideColumn, WideDecimation, WideRenderer};
 use exporter_core::render::xlsx_file::XlsxFile;
 use exporter_core::render::WriterArgs;
 use exporter_core::render::{ItemContext, RenderError, RowWriter};
@@ -88,7 +88,7 @@ async fn export_items(
     leg: u32,
 ) -> Result<bool, JobError> {
     let prefix = files::job_prefix(&export.id, job_id);
-    let plan = plan(export, scheduled_at, occurrence)?;
+    let plan = plan(export, job_id, scheduled_at, occurrence)?;
     let may_pause = leg < deps.config.max_legs;
     // Whether this invocation wrote (some of) an item before the zip.
     let wrote_items = checkpoint.detail.files.len() < plan.len() || checkpoint.current.is_some();
@@ -164,11 +164,12 @@ async fn export_items(
 
 /// Each item with its window and its file's name: the same in every leg and every item run,
 /// computed from the request alone.
-fn plan(
-    export: &Export,
+fn plan<'e>(
+    export: &'e Export,
+    job_id: &str,
     scheduled_at: DateTime<Utc>,
     occurrence: Option<u64>,
-) -> Result<Vec<(&Item, Window, String)>, JobError> {
+) -> Result<Vec<(&'e Item, Window, String)>, JobError> {
     let format = &export.request.format;
     let extension = format.extension.file_extension();
     let mut names = files::Names::default();
@@ -179,7 +180,12 @@ fn plan(
             _ => item.span.one_time_window(scheduled_at, format.timezone),
         }
         .ok_or(JobError::Window(index))?;
-        let name = format!("{}.{extension}", names.unique(files::file_stem(item, &window)));
+        // The export's `filename` names a job's one file (an item's own names it first).
+        let stem = match (&format.filename, &item.filename, export.request.items.len()) {
+            (Some(named), None, 1) => files::job_stem(named, &export.id, job_id),
+            _ => files::file_stem(item, &window),
+        };
+        let name = format!("{}.{extension}", names.unique(stem));
         plan.push((item, window, name));
     }
     Ok(plan)
@@ -203,7 +209,7 @@ pub(crate) async fn run_item(
     leg: u32,
 ) -> Result<ItemProgressed, JobError> {
     let occurrence = resume.occurrence;
-    let plan = plan(export, scheduled_at, occurrence)?;
+    let plan = plan(export, job_id, scheduled_at, occurrence)?;
     let (item, window, name) = plan.get(index).ok_or(JobError::Window(index))?;
     let prefix = files::job_prefix(&export.id, job_id);
     let key = format!("{prefix}/{name}");
@@ -245,7 +251,7 @@ pub(crate) async fn assemble(
     occurrence: Option<u64>,
     outcomes: Vec<(u32, ItemOutcome)>,
 ) -> Result<JobDetail, JobError> {
-    let names: Vec<String> = plan(export, scheduled_at, occurrence)?
+    let names: Vec<String> = plan(export, job_id, scheduled_at, occurrence)?
         .into_iter()
         .map(|(_, _, name)| name)
         .collect();
@@ -460,6 +466,8 @@ async fn render_item(
 /// columns' labels, and its format's content type and continuation.
 struct Shape<'a> {
     targets: Vec<(&'a str, Option<&'a str>)>,
+    /// The columns of a file of one series (or of a long one).
+    columns: Vec<ColumnId>,
     wide_columns: Vec<WideColumn>,
     labels: Vec<String>,
     /// Rendered from a stage at the end (a workbook), not appended as it goes.
@@ -475,15 +483,17 @@ impl<'a> Shape<'a> {
             .into_iter()
             .map(|(name, label)| (name.as_str(), label))
             .collect();
-        // A wide item has a value (and count) column per target.
-        let (wide_columns, wide_labels) = wide_columns(&format.columns, &targets);
-        let labels = if item.is_wide() {
+        let columns = format.columns_of(item);
+        // A wide item has a value (and count) column per target, unless written long.
+        let (wide_columns, wide_labels) = wide_columns(&columns, &targets);
+        let labels = if item.is_wide() && !format.is_long(item) {
             wide_labels
         } else {
-            format.columns.iter().map(|c| c.label.clone()).collect()
+            columns.iter().map(|c| c.label.clone()).collect()
         };
         Self {
             targets,
+            columns: columns.iter().map(|c| c.id).collect(),
             wide_columns,
             labels,
             staged: formats::of(format.extension).continuation == Continuation::Staged,
@@ -592,7 +602,6 @@ async fn build_sink(
         channel: item.channel_id.to_string(),
         subtopic: item.subtopic.as_str().to_owned(),
     };
-    let columns = format.columns.iter().map(|c| c.id).collect();
     let decimator = item
         .decimation
         .map(|d| match progress.and_then(|p| p.paused.decimator.as_ref()) {
@@ -606,7 +615,7 @@ async fn build_sink(
     );
     let delta = item.transform == Some(Transform::Delta);
     let sink: Box<dyn SeriesSink> = if item.is_wide() {
-        Box::new(WideRenderer::new(
+        let wide = WideRenderer::new(
             writer,
             shape.wide_columns.clone(),
             shape.targets.iter().map(|(name, _)| (*name).to_owned()).collect(),
@@ -621,9 +630,26 @@ async fn build_sink(
                 delta,
             ),
             paused.and_then(|p| p.wide.as_ref()),
-        ))
+        );
+        if format.is_long(item) {
+            let contexts = shape
+                .targets
+                .iter()
+                .map(|(name, label)| ItemContext {
+                    label: label.map(str::to_owned),
+                    target: (*name).to_owned(),
+                    ..context.clone()
+                })
+                .collect();
+            Box::new(wide.long(Long {
+                columns: shape.columns.clone(),
+                contexts,
+            }))
+        } else {
+            Box::new(wide)
+        }
     } else {
-        let mut series = SeriesRenderer::new(writer, columns, context, decimator);
+        let mut series = SeriesRenderer::new(writer, shape.columns.clone(), context, decimator);
         if let Some(d) = item.decimation.filter(|d| d.fill != Fill::None) {
             let state = paused.and_then(|p| p.fill.clone()).unwrap_or_default();
             series = series.with_filler(Filler::new(format.timezone, d.ds, d.fill, bounds, state));

@@ -7,6 +7,7 @@ mod callers;
 mod chain;
 mod channel_access;
 mod clients;
+mod connhex137;
 mod continuation;
 mod deadline;
 mod deployable;

@@ -191,6 +191,38 @@ impl Accumulator {
     }
 }
 
+/// Every statistic of a bucket (`template: expanded`): empty for a bucket with no point, and
+/// the spread for one of a single point.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Statistics {
+    pub avg: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub sum: Option<f64>,
+    pub stddev: Option<f64>,
+    pub variance: Option<f64>,
+}
+
+impl Statistics {
+    /// The statistics as the bits of their floats, in the order of their fields (for a
+    /// checkpoint, which must give them back exactly).
+    pub fn to_bits(self) -> [Option<u64>; 6] {
+        [self.avg, self.min, self.max, self.sum, self.stddev, self.variance].map(|v| v.map(f64::to_bits))
+    }
+
+    pub fn from_bits(bits: [Option<u64>; 6]) -> Self {
+        let [avg, min, max, sum, stddev, variance] = bits.map(|v| v.map(f64::from_bits));
+        Self {
+            avg,
+            min,
+            max,
+            sum,
+            stddev,
+            variance,
+        }
+    }
+}
+
 /// One output row of a decimated series.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BucketRow {
@@ -198,6 +230,8 @@ pub struct BucketRow {
     pub start_ns: i64,
     pub count: u64,
     pub value: Option<f64>,
+    /// Every statistic of the bucket.
+    pub stats: Statistics,
     /// Of the bucket's first point.
     pub unit: String,
     pub publisher: String,
@@ -297,6 +331,7 @@ impl Filler {
             start_ns: 0,
             count: 0,
             value: None,
+            stats: Statistics::default(),
             unit: self.state.unit.clone(),
             publisher: self.state.publisher.clone(),
             protocol: self.state.protocol.clone(),
@@ -380,6 +415,7 @@ impl Decimator {
             start_ns: bucket.start_ns,
             count: 0,
             value: None,
+            stats: Statistics::default(),
             unit: point.unit.to_string(),
             publisher: point.publisher.to_string(),
             protocol: point.protocol.to_string(),
@@ -452,6 +488,7 @@ impl Decimator {
                 start_ns: open.start_ns,
                 count: 0,
                 value: None,
+                stats: Statistics::default(),
                 unit: open.unit.clone(),
                 publisher: open.publisher.clone(),
                 protocol: open.protocol.clone(),
@@ -465,6 +502,14 @@ impl Decimator {
         BucketRow {
             count: accumulator.count(),
             value: accumulator.value(self.function),
+            stats: Statistics {
+                avg: accumulator.value(Aggregate::Avg),
+                min: accumulator.value(Aggregate::Min),
+                max: accumulator.value(Aggregate::Max),
+                sum: accumulator.value(Aggregate::Sum),
+                stddev: accumulator.value(Aggregate::Stddev),
+                variance: accumulator.value(Aggregate::Variance),
+            },
             ..row
         }
     }
@@ -485,6 +530,7 @@ mod tests {
             start_ns: hour * 3_600_000_000_000,
             count: 1,
             value: Some(value),
+            stats: Statistics::default(),
             unit: "u".into(),
             publisher: "p".into(),
             protocol: "m".into(),

@@ -188,6 +188,10 @@ pub struct ListQuery {
     pub page: usize,
     pub page_size: usize,
     pub sort: Sort,
+    /// `tagLabels`: labels an export must carry, every one.
+    pub tag_labels: Vec<String>,
+    /// `tagLabelValues`: `label:value` tags an export must carry, every one.
+    pub tag_values: Vec<(String, String)>,
 }
 
 /// One page of a listing.
@@ -225,6 +229,8 @@ impl ListQuery {
             page: 1,
             page_size: 20,
             sort: Sort::CreatedAtDesc,
+            tag_labels: Vec::new(),
+            tag_values: Vec::new(),
         };
         let mut problems = Vec::new();
         let mut fail =
@@ -268,9 +274,29 @@ impl ListQuery {
                     "-createdAt" => query.sort = Sort::CreatedAtDesc,
                     _ => fail(name, "must be `createdAt` (oldest first) or `-createdAt` (newest first)".into()),
                 },
+                // Repeated or comma-separated, as `ids` (a tag's label and value hold no comma).
+                "tagLabels" => {
+                    for part in value.split(',') {
+                        if part.is_empty() || part.len() > 128 {
+                            fail(name, "must be tag labels of 1 to 128 characters".into());
+                        } else {
+                            query.tag_labels.push(part.to_owned());
+                        }
+                    }
+                }
+                "tagLabelValues" => {
+                    for part in value.split(',') {
+                        match part.split_once(':') {
+                            Some((label, value)) if !label.is_empty() && !value.is_empty() => {
+                                query.tag_values.push((label.to_owned(), value.to_owned()));
+                            }
+                            _ => fail(name, format!("`{part}` is not `label:value` (a tag's label and value)")),
+                        }
+                    }
+                }
                 other => fail(
                     other,
-                    format!("unknown parameter `{other}`; expected one of: ids, status, type, from, to, page, pageSize, sort"),
+                    format!("unknown parameter `{other}`; expected one of: ids, status, type, from, to, page, pageSize, sort, tagLabels, tagLabelValues"),
                 ),
             }
         }
@@ -290,6 +316,16 @@ impl ListQuery {
                 && self.export_type.is_none_or(|t| t == e.request.export_type())
                 && self.from.is_none_or(|f| e.created_at >= f)
                 && self.to.is_none_or(|t| e.created_at < t)
+                && self
+                    .tag_labels
+                    .iter()
+                    .all(|label| e.request.tags.iter().any(|t| t.label == *label))
+                && self.tag_values.iter().all(|(label, value)| {
+                    e.request
+                        .tags
+                        .iter()
+                        .any(|t| t.label == *label && t.value == *value)
+                })
         });
         exports.sort_by_key(|e| (e.created_at, e.id));
         if self.sort == Sort::CreatedAtDesc {

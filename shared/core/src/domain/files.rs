@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::export::ExportId;
 use super::recurrence::Window;
-use super::request::{Extension, Item};
+use super::request::{Extension, Item, JobFilename};
 
 /// The content type of a zip of a job's files.
 pub const ZIP_CONTENT_TYPE: &str = "application/zip";
@@ -42,9 +42,35 @@ pub fn job_prefix(export: &ExportId, job_id: &str) -> String {
     format!("exports/{export}/{job_id}")
 }
 
-/// The key of the zip of a job's files.
-pub fn archive_key(export: &ExportId, job_id: &str) -> String {
-    format!("{}/export-{job_id}.zip", job_prefix(export, job_id))
+/// The key of the zip of a job's files: `export-{jobId}.zip`, or the export's
+/// `format.filename` (placeholders filled in, made safe) with `.zip`.
+pub fn archive_key(export: &ExportId, job_id: &str, named: Option<&JobFilename>) -> String {
+    let stem = match named {
+        Some(name) => job_stem(name, export, job_id),
+        None => format!("export-{job_id}"),
+    };
+    format!("{}/{stem}.zip", job_prefix(export, job_id))
+}
+
+/// The stem of a job's file (or zip) named by `format.filename`: its placeholders filled in,
+/// a known extension taken off, made safe as [`file_stem`] makes an item's.
+pub fn job_stem(name: &JobFilename, export: &ExportId, job_id: &str) -> String {
+    safe_stem(without_extension(&name.fill(&export.to_string(), job_id)))
+}
+
+/// `name` without a file extension the service writes (any case).
+fn without_extension(name: &str) -> &str {
+    let lower = name.to_ascii_lowercase();
+    let known = std::iter::once("zip").chain(super::formats::FORMATS.iter().map(|f| f.file_extension));
+    for extension in known {
+        if lower.len() > extension.len() + 1
+            && lower.ends_with(extension)
+            && lower[..lower.len() - extension.len()].ends_with('.')
+        {
+            return &name[..name.len() - extension.len() - 1];
+        }
+    }
+    name
 }
 
 /// The key of the series of a decimated item (a wide one's, a line per target), kept beside
@@ -122,15 +148,7 @@ pub fn file_name(key: &str) -> &str {
 /// SenML name) and window; letters, digits and `-_.` only, at most 120 characters, never empty.
 pub fn file_stem(item: &Item, window: &Window) -> String {
     let stem = match &item.filename {
-        Some(name) => {
-            let name = name.as_str();
-            let lower = name.to_ascii_lowercase();
-            [".csv", ".xlsx", ".xls"]
-                .iter()
-                .find(|ext| lower.ends_with(*ext))
-                .map_or(name, |ext| &name[..name.len() - ext.len()])
-                .to_owned()
-        }
+        Some(name) => without_extension(name.as_str()).to_owned(),
         None => {
             let subject = item.label.as_deref().unwrap_or(item.target.as_str());
             let stamp = |t: DateTime<Utc>| t.format("%Y%m%dT%H%M%SZ").to_string();
@@ -140,6 +158,19 @@ pub fn file_stem(item: &Item, window: &Window) -> String {
             }
         }
     };
+    safe_stem(&stem)
+}
+
+/// The names Windows keeps for devices, which no file may have (whatever its extension).
+const RESERVED: [&str; 22] = [
+    "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8", "COM9",
+    "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+];
+
+/// A stem safe in an S3 key and on the file systems people save files to: letters, digits and
+/// `-_.` only (others become `_`), at most 120 characters, no leading or trailing `.`, never
+/// empty, never a name Windows keeps for a device.
+fn safe_stem(stem: &str) -> String {
     let safe: String = stem
         .chars()
         .map(|c| {
@@ -154,6 +185,11 @@ pub fn file_stem(item: &Item, window: &Window) -> String {
     let safe = safe.trim_matches('.').to_owned();
     if safe.is_empty() {
         "export".to_owned()
+    } else if RESERVED
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(safe.split('.').next().unwrap_or("")))
+    {
+        format!("_{safe}")
     } else {
         safe
     }
@@ -200,6 +236,7 @@ mod tests {
             decimation: None,
             transform: None,
             filename: filename.map(|f| Filename::parse(f).expect("a file name")),
+            long: false,
         }
     }
 
@@ -238,6 +275,34 @@ mod tests {
     }
 
     #[test]
+    fn a_job_s_file_name_fills_its_placeholders_and_is_made_safe() {
+        let id: ExportId = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482".parse().expect("an id");
+        let named = |text: &str| JobFilename::parse(text).expect("a job file name");
+        let job = "20260101T000000000Z";
+        assert_eq!(
+            job_stem(&named("Report {{jobId}} of {{exportId}}.zip"), &id, job),
+            "Report_20260101T000000000Z_of_0115c85d-ef3e-4de9-9732-d0c5c4f2c482"
+        );
+        assert_eq!(
+            archive_key(&id, job, Some(&named("Weekly report é.XLSX"))),
+            format!("exports/{id}/{job}/Weekly_report__.zip")
+        );
+        assert_eq!(
+            job_stem(&named("con.csv"), &id, job),
+            "_con",
+            "a device name of Windows"
+        );
+        assert_eq!(job_stem(&named("Lpt1.backup"), &id, job), "_Lpt1.backup");
+        assert_eq!(job_stem(&named("console"), &id, job), "console");
+        assert!(
+            JobFilename::parse("a {{status}}").is_err(),
+            "a placeholder a file cannot know"
+        );
+        assert!(JobFilename::parse("a/b").is_err());
+        assert!(JobFilename::parse("").is_err());
+    }
+
+    #[test]
     fn names_are_unique_within_a_job_without_regard_to_case() {
         let mut names = Names::default();
         assert_eq!(names.unique("a".into()), "a");
@@ -249,7 +314,7 @@ mod tests {
     #[test]
     fn keys_name_their_file_and_its_content_type() {
         let id = ExportId::new_random();
-        let key = archive_key(&id, "20260101T000000000Z");
+        let key = archive_key(&id, "20260101T000000000Z", None);
         assert_eq!(
             key,
             format!("exports/{id}/20260101T000000000Z/export-20260101T000000000Z.zip")

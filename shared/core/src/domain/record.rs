@@ -20,8 +20,8 @@ use uuid::Uuid;
 use super::recurrence::{ItemSpan, Recurrence};
 use super::request::{
     Aggregate, Column, ColumnId, Decimation, EmailAddress, ExportRequest, Filename, Fill, Format, Item,
-    Medium, Message, MessageTable, NotifyPolicy, Schedule, SenmlName, Subtopic, Target, TelegramChat,
-    Transform, WebhookUrl,
+    JobFilename, Medium, Message, MessageTable, NotifyPolicy, Schedule, SenmlName, Subtopic, Tag, Target,
+    TelegramChat, Template, Transform, WebhookUrl,
 };
 
 /// The version this code writes.
@@ -52,6 +52,9 @@ pub struct RecordV1 {
     pub recurrence: Option<RecurrenceV1>,
     pub items: Vec<ItemV1>,
     pub messages: Vec<MessageV1>,
+    /// `(label, value)` pairs; absent in records written before tags (and where none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,6 +74,12 @@ pub struct FormatV1 {
     /// Absent in records written before the option: a decimal point, as then.
     #[serde(default)]
     pub csv_decimal_comma: bool,
+    /// `template`; absent in records written before it (and for `tabular`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The job's file name; absent in records written before it (and where none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
 }
 
 fn on() -> bool {
@@ -110,6 +119,9 @@ pub struct ItemV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<String>,
     pub filename: Option<String>,
+    /// `outputFormat: long`; absent in records written before it (and for a wide file).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub long: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -140,6 +152,8 @@ impl RecordV1 {
                 escape_formulas: format.escape_formulas,
                 csv_bom: format.csv_bom,
                 csv_decimal_comma: format.csv_decimal_comma,
+                template: (format.template != Template::Tabular).then(|| format.template.as_str().to_owned()),
+                filename: format.filename.as_ref().map(|f| f.as_str().to_owned()),
             },
             recurrence: match request.schedule {
                 Schedule::OneTime => None,
@@ -171,6 +185,7 @@ impl RecordV1 {
                         .map(|d| d.fill.as_str().to_owned()),
                     transform: item.transform.map(|t| t.as_str().to_owned()),
                     filename: item.filename.as_ref().map(|f| f.as_str().to_owned()),
+                    long: item.long,
                 })
                 .collect(),
             messages: request
@@ -183,6 +198,11 @@ impl RecordV1 {
                     text: m.text.clone(),
                     target: m.target.as_ref().map(|t| t.as_str().to_owned()),
                 })
+                .collect(),
+            tags: request
+                .tags
+                .iter()
+                .map(|t| (t.label.clone(), t.value.clone()))
                 .collect(),
         }
     }
@@ -254,10 +274,24 @@ impl RecordV1 {
                 escape_formulas: f.escape_formulas,
                 csv_bom: f.csv_bom,
                 csv_decimal_comma: f.csv_decimal_comma,
+                template: match f.template.as_deref() {
+                    None => Template::Tabular,
+                    Some(name) => Template::parse(name)
+                        .ok_or_else(|| bad("format.template", format!("unknown template `{name}`")))?,
+                },
+                filename: f.filename.clone().map(JobFilename::stored),
             },
             schedule,
             items,
             messages,
+            tags: self
+                .tags
+                .iter()
+                .map(|(label, value)| Tag {
+                    label: label.clone(),
+                    value: value.clone(),
+                })
+                .collect(),
         })
     }
 }
@@ -328,6 +362,7 @@ impl ItemV1 {
             decimation,
             transform,
             filename: self.filename.clone().map(Filename::stored),
+            long: self.long,
         })
     }
 }
@@ -452,6 +487,7 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
                 fill: None,
                 transform: None,
                 filename: optional_text(&item["filename"]),
+                long: false,
             })
         })
         .collect::<Result<_, RecordError>>()?;
@@ -485,10 +521,13 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
             escape_formulas: true,
             csv_bom: false,
             csv_decimal_comma: false,
+            template: None,
+            filename: None,
         },
         recurrence,
         items,
         messages,
+        tags: Vec::new(),
     }
     .request()
 }

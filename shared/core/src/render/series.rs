@@ -65,6 +65,24 @@ pub struct WideState {
     /// Decimated: each target's buckets written so far, thinned, for the email's chart.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub charts: Vec<ChartPoints>,
+    /// What else the unjoined buckets hold, as `buckets` lists them: each target's statistics
+    /// and first point's unit, publisher and protocol (absent in checkpoints written before
+    /// long files; such buckets go on with none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<Vec<Option<BucketDetail>>>,
+}
+
+/// A finished bucket's statistics (as their bits) and its first point's text fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketDetail {
+    pub stats: [Option<u64>; 6],
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub publisher: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
 }
 
 /// A series on its way into a file, as a run drives it: points in, then paused or finished.

@@ -12,15 +12,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono_tz::Tz;
 
-use crate::domain::decimation::{BucketRow, Bucketer, Decimator, Filler};
+use crate::domain::decimation::{BucketRow, Bucketer, Decimator, Filler, Statistics};
 use crate::domain::files::ChartPoints;
 use crate::domain::granularity::Granularity;
 use crate::domain::request::{Aggregate, Column, ColumnId, Fill};
 use crate::domain::series::Point;
 use crate::ports::{Cause, SliceSink};
 
-use super::series::{end, Paused, Rendered, SeriesSink, WideState};
-use super::{Cell, RenderError, RowWriter};
+use super::series::{end, BucketDetail, Paused, Rendered, SeriesSink, WideState};
+use super::{Cell, ItemContext, RenderError, Row, RowWriter};
 
 /// A column of a wide file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,8 +72,18 @@ pub fn wide_columns(columns: &[Column], targets: &[(&str, Option<&str>)]) -> (Ve
     (out, labels)
 }
 
-/// The finished buckets not yet written: by start, a (value, count) per target that has one.
-type Buckets = BTreeMap<i64, Vec<Option<(Option<f64>, u64)>>>;
+/// The finished buckets not yet written: by start, the row of each target that has one.
+type Buckets = BTreeMap<i64, Vec<Option<BucketRow>>>;
+
+/// A wide item written long (`outputFormat: long`, or `template: expanded`): a row per time
+/// and target, with the columns of one series, each target's row told by its own context
+/// (its label in `name`).
+#[derive(Clone, Debug)]
+pub struct Long {
+    pub columns: Vec<ColumnId>,
+    /// Each target's context, in the order of the item's targets.
+    pub contexts: Vec<ItemContext>,
+}
 
 /// A raw value as written.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -118,11 +128,13 @@ pub struct WideRenderer {
     current: Option<i64>,
     /// Decimated: each target's buckets written, thinned, for the email's chart.
     charts: Vec<ChartPoints>,
+    /// Written long: a row per time and target.
+    long: Option<Long>,
 }
 
 /// Notes target `target`'s row of a bucket among the buckets to write.
 fn note(buckets: &mut Buckets, targets: usize, target: usize, row: &BucketRow) {
-    buckets.entry(row.start_ns).or_insert_with(|| vec![None; targets])[target] = Some((row.value, row.count));
+    buckets.entry(row.start_ns).or_insert_with(|| vec![None; targets])[target] = Some(row.clone());
 }
 
 impl WideRenderer {
@@ -164,10 +176,31 @@ impl WideRenderer {
             buckets: state
                 .buckets
                 .iter()
-                .map(|(start, values)| {
+                .enumerate()
+                .map(|(at, (start, values))| {
                     let values = values
                         .iter()
-                        .map(|v| v.map(|(value, count)| (value.map(f64::from_bits), count)))
+                        .enumerate()
+                        .map(|(k, v)| {
+                            v.map(|(value, count)| {
+                                let detail = state
+                                    .details
+                                    .get(at)
+                                    .and_then(|d| d.get(k))
+                                    .cloned()
+                                    .flatten()
+                                    .unwrap_or_default();
+                                BucketRow {
+                                    start_ns: *start,
+                                    count,
+                                    value: value.map(f64::from_bits),
+                                    stats: Statistics::from_bits(detail.stats),
+                                    unit: detail.unit,
+                                    publisher: detail.publisher,
+                                    protocol: detail.protocol,
+                                }
+                            })
+                        })
                         .collect();
                     (*start, values)
                 })
@@ -179,7 +212,14 @@ impl WideRenderer {
                 None => Vec::new(),
             },
             current: state.current,
+            long: None,
         }
+    }
+
+    /// Writes the item long: a row per time and target, in `long`'s columns.
+    pub fn long(mut self, long: Long) -> Self {
+        self.long = Some(long);
+        self
     }
 
     /// What must survive a pause for the file to go on exactly.
@@ -197,9 +237,26 @@ impl WideRenderer {
                 .map(|(start, values)| {
                     let values = values
                         .iter()
-                        .map(|v| v.map(|(value, count)| (value.map(f64::to_bits), count)))
+                        .map(|v| v.as_ref().map(|row| (row.value.map(f64::to_bits), row.count)))
                         .collect();
                     (*start, values)
+                })
+                .collect(),
+            details: self
+                .buckets
+                .values()
+                .map(|values| {
+                    values
+                        .iter()
+                        .map(|v| {
+                            v.as_ref().map(|row| BucketDetail {
+                                stats: row.stats.to_bits(),
+                                unit: row.unit.clone(),
+                                publisher: row.publisher.clone(),
+                                protocol: row.protocol.clone(),
+                            })
+                        })
+                        .collect()
                 })
                 .collect(),
             current: self.current,
@@ -257,6 +314,23 @@ impl WideRenderer {
             }
         }
         if self.decimating.is_empty() {
+            if let Some(long) = &self.long {
+                // A copy only when a delta changed the value.
+                let changed;
+                let point = if value == point.value {
+                    point
+                } else {
+                    changed = Point {
+                        value,
+                        ..point.clone()
+                    };
+                    &changed
+                };
+                let row = Row::Raw(point);
+                let context = &long.contexts[target];
+                let mut cells = long.columns.iter().map(|c| row.cell(*c, context));
+                return self.writer.write_row(&mut cells);
+            }
             return self.push_raw(target, point.time_ns, value, point);
         }
         // Every bucket before this point's is final for every target.
@@ -342,20 +416,26 @@ impl WideRenderer {
             }
             let (at, values) = entry.remove_entry();
             for (chart, value) in self.charts.iter_mut().zip(&values) {
-                if let Some((Some(value), _)) = value {
-                    chart.push(at, *value);
+                if let Some(value) = value.as_ref().and_then(|row| row.value) {
+                    chart.push(at, value);
                 }
             }
+            if let Some(long) = &self.long {
+                for (row, context) in values.iter().zip(&long.contexts) {
+                    if let Some(row) = row {
+                        let row = Row::Bucket(row);
+                        let mut cells = long.columns.iter().map(|c| row.cell(*c, context));
+                        self.writer.write_row(&mut cells)?;
+                    }
+                }
+                continue;
+            }
+            let of = |k: usize| values.get(k).and_then(Option::as_ref);
             let mut cells = self.columns.iter().map(|c| match *c {
                 WideColumn::Time => Cell::Time(at),
                 WideColumn::UtcOffset => Cell::Offset(at),
-                WideColumn::Value(k) => values
-                    .get(k)
-                    .copied()
-                    .flatten()
-                    .and_then(|(v, _)| v)
-                    .map_or(Cell::Empty, Cell::Number),
-                WideColumn::Count(k) => Cell::Count(values.get(k).copied().flatten().map_or(0, |(_, n)| n)),
+                WideColumn::Value(k) => of(k).and_then(|row| row.value).map_or(Cell::Empty, Cell::Number),
+                WideColumn::Count(k) => Cell::Count(of(k).map_or(0, |row| row.count)),
                 WideColumn::Empty => Cell::Empty,
             });
             self.writer.write_row(&mut cells)?;

@@ -60,10 +60,16 @@ pub enum ColumnId {
     /// The zone's offset from UTC at the row's time (`+02:00`): tells the repeated autumn hour
     /// apart.
     UtcOffset,
+    /// A decimated bucket's statistics (empty on raw rows); `sum` is the bucket's sum there.
+    Avg,
+    Min,
+    Max,
+    Stddev,
+    Variance,
 }
 
 impl ColumnId {
-    pub const ALL: [ColumnId; 15] = [
+    pub const ALL: [ColumnId; 20] = [
         Self::Time,
         Self::Value,
         Self::Name,
@@ -79,6 +85,44 @@ impl ColumnId {
         Self::UpdateTime,
         Self::Count,
         Self::UtcOffset,
+        Self::Avg,
+        Self::Min,
+        Self::Max,
+        Self::Stddev,
+        Self::Variance,
+    ];
+
+    /// What `template: expanded` writes for a raw item: every field of a SenML message.
+    pub const EXPANDED_RAW: [ColumnId; 13] = [
+        Self::Time,
+        Self::Channel,
+        Self::Subtopic,
+        Self::Publisher,
+        Self::Protocol,
+        Self::Name,
+        Self::Unit,
+        Self::Value,
+        Self::StringValue,
+        Self::BoolValue,
+        Self::DataValue,
+        Self::Sum,
+        Self::UpdateTime,
+    ];
+
+    /// What `template: expanded` writes for a decimated item: every statistic of a bucket.
+    pub const EXPANDED_DECIMATED: [ColumnId; 12] = [
+        Self::Time,
+        Self::Channel,
+        Self::Subtopic,
+        Self::Name,
+        Self::Unit,
+        Self::Count,
+        Self::Avg,
+        Self::Min,
+        Self::Max,
+        Self::Sum,
+        Self::Stddev,
+        Self::Variance,
     ];
 
     /// The canonical (camelCase) id.
@@ -99,6 +143,11 @@ impl ColumnId {
             Self::UpdateTime => "updateTime",
             Self::Count => "count",
             Self::UtcOffset => "utcOffset",
+            Self::Avg => "avg",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Stddev => "stddev",
+            Self::Variance => "variance",
         }
     }
 
@@ -137,6 +186,137 @@ pub struct Format {
     /// A CSV file's numbers use a decimal comma (`21,5`), for locales that write them so; never
     /// with a `,` delimiter.
     pub csv_decimal_comma: bool,
+    /// Which columns the files have: the chosen ones, or every field (`template`).
+    pub template: Template,
+    /// The name of a job's file (its zip, when it has several), `{{exportId}}` and `{{jobId}}`
+    /// filled in; an item's own `filename` names its file before this.
+    pub filename: Option<JobFilename>,
+}
+
+impl Format {
+    /// The columns of `item`'s file, in order, with their headers: the chosen `columns`; with
+    /// `template: expanded`, every field of a raw item's messages
+    /// ([`ColumnId::EXPANDED_RAW`]) or every statistic of a decimated item's buckets
+    /// ([`ColumnId::EXPANDED_DECIMATED`]), headed as `columns` labels them (else by their
+    /// ids), then every chosen column they lack.
+    pub fn columns_of(&self, item: &Item) -> Vec<Column> {
+        let fields: &[ColumnId] = match (self.template, item.decimation) {
+            (Template::Tabular, _) => return self.columns.clone(),
+            (Template::Expanded, None) => &ColumnId::EXPANDED_RAW,
+            (Template::Expanded, Some(_)) => &ColumnId::EXPANDED_DECIMATED,
+        };
+        let label = |id: ColumnId| {
+            self.columns
+                .iter()
+                .find(|c| c.id == id)
+                .map_or_else(|| id.as_str().to_owned(), |c| c.label.clone())
+        };
+        let mut out: Vec<Column> = fields
+            .iter()
+            .map(|id| Column {
+                id: *id,
+                label: label(*id),
+            })
+            .collect();
+        for column in &self.columns {
+            if !fields.contains(&column.id) {
+                out.push(column.clone());
+            }
+        }
+        out
+    }
+
+    /// Whether `item`'s file has a row per (time, target): a wide item written `long` or with
+    /// every field (`template: expanded`).
+    pub fn is_long(&self, item: &Item) -> bool {
+        item.is_wide() && (item.long || self.template == Template::Expanded)
+    }
+}
+
+/// Which columns an export's files have (`format.template`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Template {
+    /// The columns chosen in `format.columns` (the default).
+    #[default]
+    Tabular,
+    /// Every field of a message, or every statistic of a bucket.
+    Expanded,
+}
+
+impl Template {
+    pub const ALL: [Template; 2] = [Self::Tabular, Self::Expanded];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tabular => "tabular",
+            Self::Expanded => "expanded",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == text)
+    }
+}
+
+/// A job's file name as requested (`format.filename`): a plain name that may hold
+/// `{{exportId}}` and `{{jobId}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JobFilename(String);
+
+impl JobFilename {
+    /// The placeholders a job's file name may hold.
+    pub const PLACEHOLDERS: [&'static str; 2] = ["{{exportId}}", "{{jobId}}"];
+
+    /// A value read back from storage.
+    pub(crate) fn stored(text: String) -> Self {
+        Self(text)
+    }
+
+    /// A plain file name (as an item's `filename`), whose `{{...}}` are only the placeholders.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut rest = text.to_owned();
+        for placeholder in Self::PLACEHOLDERS {
+            rest = rest.replace(placeholder, "x");
+        }
+        if rest.contains("{{") || rest.contains("}}") {
+            return Err(format!(
+                "may hold only the placeholders {}",
+                Self::PLACEHOLDERS.join(" and ")
+            ));
+        }
+        Filename::parse(&rest).map_err(str::to_owned)?;
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name with its placeholders filled in.
+    pub fn fill(&self, export_id: &str, job_id: &str) -> String {
+        self.0
+            .replace("{{exportId}}", export_id)
+            .replace("{{jobId}}", job_id)
+    }
+}
+
+/// A label/value tag of an export (`tags`), which the list filters by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Tag {
+    pub label: String,
+    pub value: String,
+}
+
+impl Tag {
+    /// The most tags an export carries.
+    pub const MAX: usize = 20;
+    /// The longest label or value, in characters.
+    pub const MAX_CHARS: usize = 128;
+
+    /// The text a list filter names it by: `label:value`.
+    pub fn joined(&self) -> String {
+        format!("{}:{}", self.label, self.value)
+    }
 }
 
 /// The aggregate function of a decimation (`dsf`).
@@ -384,6 +564,9 @@ pub struct Item {
     pub decimation: Option<Decimation>,
     pub transform: Option<Transform>,
     pub filename: Option<Filename>,
+    /// `params.outputFormat: "long"`: a wide item's file has a row per (time, target), the
+    /// target's label in `name`, instead of a value column per target.
+    pub long: bool,
 }
 
 impl Item {
@@ -435,6 +618,7 @@ pub struct ExportRequest {
     pub schedule: Schedule,
     pub items: Vec<Item>,
     pub messages: Vec<Message>,
+    pub tags: Vec<Tag>,
 }
 
 /// The kind of an export, as the `type` field names it.

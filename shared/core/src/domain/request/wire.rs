@@ -24,8 +24,12 @@ impl ExportRequest {
                 "escapeFormulas": self.format.escape_formulas,
                 "csvBom": self.format.csv_bom,
                 "csvDecimalSeparator": if self.format.csv_decimal_comma { "," } else { "." },
+                "template": self.format.template.as_str(),
             }),
         );
+        if let (Some(name), Some(Value::Object(format))) = (&self.format.filename, out.get_mut("format")) {
+            format.insert("filename".into(), json!(name.as_str()));
+        }
         out.insert("type".into(), json!(self.export_type().as_str()));
         out.insert(
             "items".into(),
@@ -38,6 +42,15 @@ impl ExportRequest {
         out.insert(
             "notification".into(),
             json!({"messages": self.messages.iter().map(message_json).collect::<Vec<_>>()}),
+        );
+        out.insert(
+            "tags".into(),
+            Value::Array(
+                self.tags
+                    .iter()
+                    .map(|t| json!({"label": t.label, "value": t.value}))
+                    .collect(),
+            ),
         );
         Value::Object(out)
     }
@@ -78,6 +91,9 @@ fn item_json(item: &Item) -> Value {
     }
     if let Some(t) = item.transform {
         params.insert("transform".into(), json!(t.as_str()));
+    }
+    if item.long {
+        params.insert("outputFormat".into(), json!("long"));
     }
     let mut out = Map::new();
     out.insert("params".into(), Value::Object(params));

@@ -4,7 +4,7 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use crate::domain::request::walk::{type_name, Checker};
-use crate::domain::request::{Column, ColumnId, Extension, Format};
+use crate::domain::request::{Column, ColumnId, Extension, Format, JobFilename, Template};
 
 impl Checker<'_> {
     pub(super) fn format(&mut self, v: &Value) -> Option<Format> {
@@ -19,6 +19,8 @@ impl Checker<'_> {
                 "escapeFormulas",
                 "csvBom",
                 "csvDecimalSeparator",
+                "template",
+                "filename",
             ],
         )?;
         let formats: Vec<(&str, Extension)> = crate::domain::formats::FORMATS
@@ -28,9 +30,37 @@ impl Checker<'_> {
         let extension = self
             .required(map, "/format", "extension")
             .and_then(|v| self.one_of(v, "/format/extension", &formats));
-        let columns = self
-            .required(map, "/format", "columns")
-            .and_then(|v| self.columns(v));
+        // Optional since Connhex 1.3.7: the time, name, value and unit of each row by default.
+        let columns = match map.get("columns") {
+            None | Some(Value::Null) => Some(
+                [ColumnId::Time, ColumnId::Name, ColumnId::Value, ColumnId::Unit]
+                    .map(|id| Column {
+                        id,
+                        label: id.as_str().to_owned(),
+                    })
+                    .to_vec(),
+            ),
+            Some(v) => self.columns(v),
+        };
+        let template = match map.get("template") {
+            None | Some(Value::Null) => Some(Template::Tabular),
+            Some(v) => {
+                let options: Vec<(&str, Template)> = Template::ALL.iter().map(|t| (t.as_str(), *t)).collect();
+                self.one_of(v, "/format/template", &options)
+            }
+        };
+        let filename = match map.get("filename") {
+            None | Some(Value::Null) => Some(None),
+            Some(v) => self
+                .string(v, "/format/filename", 1000)
+                .and_then(|s| match JobFilename::parse(s) {
+                    Ok(f) => Some(Some(f)),
+                    Err(e) => {
+                        self.fail("/format/filename", e);
+                        None
+                    }
+                }),
+        };
         let timezone = match map.get("timezone") {
             None | Some(Value::Null) => Some(Tz::UTC),
             Some(v) => self.timezone(v),
@@ -96,6 +126,8 @@ impl Checker<'_> {
             escape_formulas: escape_formulas?,
             csv_bom: csv_bom?,
             csv_decimal_comma: csv_decimal_comma?,
+            template: template?,
+            filename: filename?,
         })
     }
 

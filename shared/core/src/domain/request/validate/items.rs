@@ -56,6 +56,7 @@ impl Checker<'_> {
                 "period",
                 "decimation",
                 "transform",
+                "outputFormat",
             ],
         )?;
         let p = params_path.as_str();
@@ -192,6 +193,16 @@ impl Checker<'_> {
                 &[("none", None), ("delta", Some(Transform::Delta))],
             ),
         };
+        // Connhex 1.3.7: `long` writes a wide item a row per (time, target); `wide` (the default)
+        // a value column per target. One target's file is a row per time either way.
+        let long = match params.get("outputFormat") {
+            None | Some(Value::Null) => Some(false),
+            Some(v) => self.one_of(
+                v,
+                &format!("{p}/outputFormat"),
+                &[("wide", false), ("long", true)],
+            ),
+        };
         let (from, to) = (from?, to?);
         if kind == Some(ExportType::Recurring) {
             for (name, value) in [("from", from), ("to", to)] {
@@ -228,6 +239,7 @@ impl Checker<'_> {
             decimation: decimation?,
             transform: transform?,
             filename: filename?,
+            long: long?,
         })
     }
 

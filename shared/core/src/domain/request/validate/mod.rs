@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::walk::Checker;
-use super::{ColumnId, ExportRequest, ExportType, Item, Policy, Problem, Schedule};
+use super::{ColumnId, ExportRequest, ExportType, Item, Policy, Problem, Schedule, Tag};
 use crate::domain::duration::IsoDuration;
 use crate::domain::recurrence::Recurrence;
 
@@ -36,13 +36,14 @@ impl ExportRequest {
 
 impl Checker<'_> {
     fn request(&mut self, body: &Value, now: DateTime<Utc>) -> Option<ExportRequest> {
-        const FIELDS: [&str; 6] = [
+        const FIELDS: [&str; 7] = [
             "format",
             "type",
             "items",
             "periodicity",
             "periodStart",
             "notification",
+            "tags",
         ];
         let map = self.object(body, "", &FIELDS)?;
         let format = self.required(map, "", "format").and_then(|v| self.format(v));
@@ -82,6 +83,10 @@ impl Checker<'_> {
         let messages = self
             .required(map, "", "notification")
             .and_then(|v| self.notification(v));
+        let tags = match map.get("tags") {
+            None | Some(Value::Null) => Some(Vec::new()),
+            Some(v) => self.tags(v),
+        };
 
         let schedule = match kind? {
             ExportType::OneTime => {
@@ -123,8 +128,10 @@ impl Checker<'_> {
             );
         }
         // A wide file has a row per time and a value (and count) column per target: what
-        // describes one point (its name, unit, publisher...) has no single place in it.
-        if let Some(wide) = items.iter().position(Item::is_wide) {
+        // describes one point (its name, unit, publisher...) has no single place in it. A long
+        // one (a row per time and target) has a place for everything.
+        let wide_file = |item: &Item| item.is_wide() && !format.is_long(item);
+        if let Some(wide) = items.iter().position(wide_file) {
             for (at, column) in format.columns.iter().enumerate() {
                 if !matches!(
                     column.id,
@@ -133,7 +140,7 @@ impl Checker<'_> {
                     self.fail(
                         &format!("/format/columns/{at}/id"),
                         format!(
-                            "`{}` has no place in the wide file of /items/{wide} (several targets): such a file holds only `time`, `utcOffset`, `value` and `count` (a column each per target); give that item's targets items of their own to keep `{}`",
+                            "`{}` has no place in the wide file of /items/{wide} (several targets): such a file holds only `time`, `utcOffset`, `value` and `count` (a column each per target); set that item's `params.outputFormat` to `long` (a row per time and target) or give its targets items of their own to keep `{}`",
                             column.id.as_str(),
                             column.id.as_str()
                         ),
@@ -146,7 +153,57 @@ impl Checker<'_> {
             schedule,
             items,
             messages: messages?,
+            tags: tags?,
         })
+    }
+
+    /// `tags`: at most [`Tag::MAX`] `{"label", "value"}` pairs, each label once; labels of
+    /// letters, digits and `-_.`; values of printable characters but `,`.
+    pub(super) fn tags(&mut self, v: &Value) -> Option<Vec<Tag>> {
+        let list = self.array(v, "/tags", 0, Tag::MAX)?;
+        let mut tags: Vec<Tag> = Vec::with_capacity(list.len());
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            let path = format!("/tags/{i}");
+            let Some(map) = self.object(entry, &path, &["label", "value"]) else {
+                ok = false;
+                continue;
+            };
+            let label = self.required(map, &path, "label").and_then(|v| {
+                let at = format!("{path}/label");
+                let text = self.string(v, &at, Tag::MAX_CHARS)?;
+                if text.is_empty()
+                    || !text
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                {
+                    self.fail(&at, "must be 1 to 128 letters, digits, `-`, `_` or `.`");
+                    return None;
+                }
+                if tags.iter().any(|t| t.label == text) {
+                    self.fail(
+                        &at,
+                        format!("`{text}` is already a tag's label: each label at most once"),
+                    );
+                    return None;
+                }
+                Some(text.to_owned())
+            });
+            let value = self.required(map, &path, "value").and_then(|v| {
+                let at = format!("{path}/value");
+                let text = self.line(v, &at, Tag::MAX_CHARS)?;
+                if text.is_empty() || text.contains(',') {
+                    self.fail(&at, "must be 1 to 128 characters without `,`");
+                    return None;
+                }
+                Some(text.to_owned())
+            });
+            match (label, value) {
+                (Some(label), Some(value)) => tags.push(Tag { label, value }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(tags)
     }
 }
 
