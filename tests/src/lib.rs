@@ -95,7 +95,7 @@ pub const SCHEDULER_ROLE_ARN: &str = "arn:aws:iam::123456789012:role/exports-sch
 
 /// Every action of spec section 2.
 pub const ALL_ACTIONS: &str =
-    "exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete";
+    "exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete exporter:exports:update exporter:exports:run";
 
 /// The bearer token of callers made by [`someone`]: the fixture's local reader lets it read
 /// every channel.
@@ -340,6 +340,7 @@ impl Fixture {
             exports: &self.store,
             lifecycle: &self.store,
             history: &self.store,
+            ends: &self.store,
             access: self.access.as_ref(),
             schedules: &self.schedules,
             launcher: &self.launcher,

@@ -25,12 +25,14 @@ pub mod platform;
 
 /// The actions a platform user may take unless the operator says otherwise: all of them, on the
 /// user's own exports (the API keeps tenants apart by `sub`; channel access is checked per item).
-pub const PLATFORM_DEFAULT_PERMISSIONS: [&str; 5] = [
+pub const PLATFORM_DEFAULT_PERMISSIONS: [&str; 7] = [
     "exporter:exports:create",
     "exporter:exports:list",
     "exporter:exports:get",
     "exporter:exports:download",
     "exporter:exports:delete",
+    "exporter:exports:update",
+    "exporter:exports:run",
 ];
 
 /// Who the caller is, as the API reads it from the authorizer's context.

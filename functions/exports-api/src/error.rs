@@ -32,6 +32,13 @@ pub enum ApiError {
     TooLarge(usize),
     #[error("Maximum number of queued exports reached")]
     QuotaReached,
+    /// The export's state does not allow the change (a one-time export edited, a paused one
+    /// paused): what to do instead.
+    #[error("Conflict")]
+    Conflict(String),
+    /// `If-Match` names another version than the stored one (or another change came first).
+    #[error("The export has changed since it was read")]
+    Stale(String),
     #[error("Service temporarily unavailable")]
     Unavailable(#[source] Cause),
     #[error("Internal error")]
@@ -80,6 +87,8 @@ impl ApiError {
             Self::MethodNotAllowed(_) => 405,
             Self::TooLarge(_) => 413,
             Self::QuotaReached => 429,
+            Self::Conflict(_) => 409,
+            Self::Stale(_) => 412,
             Self::Internal(_) => 500,
             Self::Unavailable(_) => 503,
         }
@@ -107,10 +116,22 @@ impl ApiError {
                 format!("the body must be at most {limit} bytes"),
             )],
             Self::MethodNotAllowed(allowed) => vec![Problem::new("", format!("allowed methods: {allowed}"))],
+            Self::Conflict(why) => vec![Problem::new("", why.clone())],
+            Self::Stale(etag) => vec![Problem::new(
+                "",
+                format!(
+                    "the stored version is {etag}: read the export again, and send its `ETag` as `If-Match`"
+                ),
+            )],
             _ => Vec::new(),
         };
         let body = json!({"error": self.to_string(), "details": details});
         let mut response = crate::json_response(status, &body);
+        if let Self::Stale(etag) = &self {
+            if let Ok(value) = etag.parse() {
+                response.headers_mut().insert("etag", value);
+            }
+        }
         if let Self::MethodNotAllowed(allowed) = self {
             if let Ok(value) = allowed.parse() {
                 response.headers_mut().insert("allow", value);

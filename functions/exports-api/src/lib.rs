@@ -5,6 +5,7 @@
 pub mod config;
 pub mod error;
 pub mod identity;
+mod manage;
 
 use std::collections::HashMap;
 
@@ -20,8 +21,8 @@ use exporter_core::domain::{
     Export, ExportId, ExportRequest, ExportStatus, ListQuery, Problem, RunEvent, Schedule,
 };
 use exporter_core::ports::{
-    Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileStore, JobHistory, RunLauncher,
-    RunSchedules,
+    Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileStore, JobEnds, JobHistory,
+    RunLauncher, RunSchedules,
 };
 
 pub use config::ApiConfig;
@@ -126,6 +127,8 @@ pub struct Deps<'a> {
     pub exports: &'a dyn Exports,
     pub lifecycle: &'a dyn ExportLifecycle,
     pub history: &'a dyn JobHistory,
+    /// Records occurrences skipped while an export was paused.
+    pub ends: &'a dyn JobEnds,
     /// Who may export which channel.
     pub access: &'a dyn ChannelAccess,
     pub schedules: &'a dyn RunSchedules,
@@ -142,6 +145,10 @@ pub mod actions {
     pub const GET: &str = "exporter:exports:get";
     pub const DOWNLOAD: &str = "exporter:exports:download";
     pub const DELETE: &str = "exporter:exports:delete";
+    /// Edit, pause and resume.
+    pub const UPDATE: &str = "exporter:exports:update";
+    /// Run an extra job now.
+    pub const RUN: &str = "exporter:exports:run";
 }
 
 /// A JSON response.
@@ -183,6 +190,8 @@ enum Route {
     Export(String),
     Status(String),
     Download(String),
+    Pause(String),
+    Resume(String),
 }
 
 /// The method as a metric names it: one of a few.
@@ -206,6 +215,8 @@ impl Route {
             Route::Export(_) => "/exports/{id}",
             Route::Status(_) => "/exports/{id}/status",
             Route::Download(_) => "/exports/{id}/download",
+            Route::Pause(_) => "/exports/{id}/pause",
+            Route::Resume(_) => "/exports/{id}/resume",
         }
     }
 }
@@ -217,6 +228,8 @@ fn parse_route(path: &str) -> Option<Route> {
         ["exports", id] => Some(Route::Export((*id).to_owned())),
         ["exports", id, "status"] => Some(Route::Status((*id).to_owned())),
         ["exports", id, "download"] => Some(Route::Download((*id).to_owned())),
+        ["exports", id, "pause"] => Some(Route::Pause((*id).to_owned())),
+        ["exports", id, "resume"] => Some(Route::Resume((*id).to_owned())),
         ["links", export, job] => Some(Route::Link((*export).to_owned(), (*job).to_owned())),
         _ => None,
     }
@@ -253,13 +266,26 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
         (Route::Export(id), &Method::GET) => {
             allow(actions::GET)?;
             let export = visible(deps, &who, &id).await?;
-            Ok(json_response(200, &export.to_json()))
+            Ok(manage::with_etag(200, &export))
         }
         (Route::Export(id), &Method::DELETE) => {
             allow(actions::DELETE)?;
             delete(deps, &who, &id).await
         }
-        (Route::Export(_), _) => Err(ApiError::MethodNotAllowed("GET, DELETE")),
+        (Route::Export(id), &Method::PATCH) => {
+            allow(actions::UPDATE)?;
+            manage::edit(deps, &who, &id, request).await
+        }
+        (Route::Export(_), _) => Err(ApiError::MethodNotAllowed("GET, PATCH, DELETE")),
+        (Route::Pause(id), &Method::POST) => {
+            allow(actions::UPDATE)?;
+            manage::pause(deps, &who, &id, request).await
+        }
+        (Route::Resume(id), &Method::POST) => {
+            allow(actions::UPDATE)?;
+            manage::resume(deps, &who, &id, request).await
+        }
+        (Route::Pause(_) | Route::Resume(_), _) => Err(ApiError::MethodNotAllowed("POST")),
         (Route::Status(id), &Method::GET) => {
             allow(actions::GET)?;
             status(deps, &who, &id, request).await
@@ -275,7 +301,7 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
 }
 
 /// The caller's export with this id, or `404` (missing, another user's, deleted, not armed).
-async fn visible(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Export, ApiError> {
+pub(crate) async fn visible(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Export, ApiError> {
     let id: ExportId = id.parse().map_err(|_| ApiError::NotFound)?;
     match deps.exports.get(&id).await? {
         Some(export) if export.owner == who.sub && export.is_visible() => Ok(export),
@@ -283,7 +309,7 @@ async fn visible(deps: Deps<'_>, who: &Identity, id: &str) -> Result<Export, Api
     }
 }
 
-fn body_json(deps: Deps<'_>, request: &Request) -> Result<Value, ApiError> {
+pub(crate) fn body_json(deps: Deps<'_>, request: &Request) -> Result<Value, ApiError> {
     let bytes: &[u8] = match request.body() {
         Body::Empty => &[],
         Body::Text(text) => text.as_bytes(),
@@ -348,6 +374,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         updated_at: now,
         deleted_at: None,
         next_run_at: None,
+        version: 1,
     };
     deps.lifecycle
         .insert(&export, deps.config.max_queued_per_user)
@@ -399,7 +426,11 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
 
 /// Checks every item's channel for the caller (each distinct read once), before anything is
 /// stored: a denied item is a `403` at its pointer, a checker that cannot answer a `503`.
-async fn check_channels(deps: Deps<'_>, who: &Identity, request: &ExportRequest) -> Result<(), ApiError> {
+pub(crate) async fn check_channels(
+    deps: Deps<'_>,
+    who: &Identity,
+    request: &ExportRequest,
+) -> Result<(), ApiError> {
     let caller = Caller {
         subject: &who.sub,
         credential: who.credential.as_deref(),

@@ -42,6 +42,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         exports: &store,
         lifecycle: &store,
         history: &store,
+        ends: &store,
         access: access.as_ref(),
         schedules: &schedules,
         launcher: &launcher,

@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use exporter_core::domain::job::{Job, JobKey};
+use exporter_core::domain::job::{Job, JobEnd, JobKey};
 use exporter_core::domain::{Export, ExportId, ExportStatus, RunEvent};
 use exporter_core::ports::{
     AccessError, Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileError, FileStore,
-    JobHistory, LaunchError, RunLauncher, RunSchedules, ScheduleError, StoreError,
+    JobEnds, JobHistory, LaunchError, RunLauncher, RunSchedules, ScheduleError, StoreError,
 };
 use exports_api::{handle, ApiConfig, Deps};
 
@@ -77,6 +77,30 @@ impl ExportLifecycle for Recorder {
     ) -> Result<Export, StoreError> {
         self.note("soft_delete");
         Err(StoreError::NotFound)
+    }
+    async fn revise(&self, _: &Export) -> Result<bool, StoreError> {
+        self.note("revise");
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl JobEnds for Recorder {
+    async fn finish_job(&self, _: &JobKey, _: &JobEnd) -> Result<bool, StoreError> {
+        self.note("finish_job");
+        Ok(true)
+    }
+    async fn record_unrun(&self, _: &JobKey, _: &JobEnd) -> Result<(), StoreError> {
+        self.note("record_unrun");
+        Ok(())
+    }
+    async fn handed_off(&self, _: &JobKey) -> Result<(), StoreError> {
+        self.note("handed_off");
+        Ok(())
+    }
+    async fn stop_handing_off(&self, _: &JobKey) -> Result<(), StoreError> {
+        self.note("stop_handing_off");
+        Ok(())
     }
 }
 
@@ -195,6 +219,7 @@ async fn send(ports: &Recorder, request: lambda_http::Request) -> (u16, Value) {
         exports: ports,
         lifecycle: ports,
         history: ports,
+        ends: ports,
         access: ports,
         schedules: ports,
         launcher: ports,

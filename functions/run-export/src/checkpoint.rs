@@ -14,6 +14,11 @@ pub struct Checkpoint {
     /// The finished items' files, every started item's window, the warnings so far.
     pub detail: JobDetail,
     pub current: Option<ItemProgress>,
+    /// The digest of the export's definition the job began with: a continuation of an export
+    /// edited since fails rather than mix two definitions in one file (absent in checkpoints
+    /// written before edits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub definition: Option<String>,
 }
 
 /// How far one item got: where its reading goes on, the writer's and decimator's state, its

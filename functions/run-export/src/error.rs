@@ -6,6 +6,9 @@ use exporter_core::render::RenderError;
 /// Why a job failed; its text is what the job record shows.
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
+    /// The export's definition changed while the job ran (the reason says how to run it again).
+    #[error("{0}")]
+    Edited(String),
     #[error("item {item}: reading `{name}` failed: {source}")]
     Read {
         item: usize,
@@ -60,6 +63,7 @@ impl JobError {
             Self::Window(_) => "window",
             Self::OutOfTime { .. } => "outOfTime",
             Self::ZipOutOfTime { .. } => "zipOutOfTime",
+            Self::Edited(_) => "edited",
         }
     }
 }

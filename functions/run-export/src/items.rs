@@ -184,6 +184,7 @@ async fn run_claimed(
     } else {
         Checkpoint {
             occurrence: event.occurrence,
+            definition: Some(exporter_core::domain::record::definition_digest(&export.request)),
             ..Checkpoint::default()
         }
     };

@@ -39,9 +39,9 @@ use chain::rearm;
 use checkpoint::{checkpoint_key, Progress};
 use steps::{after_duplicate, end_job, over_budget, record_unrun, revoked};
 
-use exporter_core::domain::files;
 use exporter_core::domain::job::{JobDetail, JobStatus};
 use exporter_core::domain::timestamp::rfc3339;
+use exporter_core::domain::{files, record};
 use exporter_core::domain::{Export, ExportStatus, RunEvent, Schedule};
 
 pub use exporter_adapters::failure::Failure;
@@ -103,9 +103,27 @@ async fn run(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
             return Ok(Outcome::Skipped);
         }
     };
+    if export.status == ExportStatus::Paused {
+        // Its schedule is removed when it pauses; a trigger already on its way runs nothing.
+        tracing::info!(export_id = %export.id, "export paused; nothing to run");
+        return Ok(Outcome::Skipped);
+    }
     let (event, occurrence) = match export.request.schedule {
         Schedule::OneTime => (event, None),
         Schedule::Recurring(recurrence) => {
+            // A trigger armed before an edit changed the schedule names an occurrence of the
+            // old one: it runs nothing, and the chain of the definition as it is now is armed.
+            if let Some(k) = event.occurrence {
+                let millis = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
+                if recurrence.occurrence(k).map(millis) != Some(millis(event.scheduled_at)) {
+                    tracing::warn!(export_id = %export.id, k, "a trigger of the schedule before an edit; the edited chain is armed");
+                    let (next, _) = recurrence
+                        .next_after(deps.clock.now() - deps.config.settle)
+                        .ok_or_else(|| Failure::permanent("the export has no next occurrence"))?;
+                    rearm(deps, &export, &recurrence, next - 1).await?;
+                    return Ok(Outcome::Skipped);
+                }
+            }
             // The index the event carries identifies the occurrence; older events carry only
             // its time (to the millisecond), which maps back to an index when it can.
             let k = event
@@ -244,11 +262,27 @@ async fn run_claimed(
             }
             let checkpoint = Checkpoint {
                 occurrence,
+                detail: JobDetail {
+                    version: Some(export.version),
+                    ..JobDetail::default()
+                },
+                definition: Some(record::definition_digest(&export.request)),
                 ..Checkpoint::default()
             };
             (checkpoint, 0)
         }
-        Start::Resume(checkpoint, leg) => (*checkpoint, leg),
+        Start::Resume(checkpoint, leg) => {
+            if let Some(reason) = edited_since(export, &checkpoint) {
+                tracing::warn!(export_id = %export.id, job_id, leg, "the export was edited while its job ran; the job fails");
+                let detail = JobDetail {
+                    error: Some(reason),
+                    ..checkpoint.detail
+                };
+                let ended = end_job(deps, export, event, job_id, JobStatus::Failed, detail).await;
+                return count_failure(ended, "edited");
+            }
+            (*checkpoint, leg)
+        }
     };
     let (status, detail, class) =
         match pipeline::run_job(deps, export, job_id, event.scheduled_at, resume, leg).await {
@@ -267,6 +301,19 @@ async fn run_claimed(
         Some(class) => count_failure(ended, class),
         None => ended,
     }
+}
+
+/// Why a job cannot go on from `checkpoint`: its export's definition was edited since the job
+/// began (one file must not mix two definitions); `None` when it was not (or the checkpoint
+/// predates the check).
+pub(crate) fn edited_since(export: &Export, checkpoint: &Checkpoint) -> Option<String> {
+    let began = checkpoint.definition.as_deref()?;
+    (began != record::definition_digest(&export.request)).then(|| {
+        format!(
+            "the export was edited while this job ran (now version {}); run it again with POST /exports/{}/runs",
+            export.version, export.id
+        )
+    })
 }
 
 /// Counts a job's failure by its reason's class, once: only when this attempt recorded it.

@@ -208,7 +208,11 @@ pub(crate) async fn run_item(
     resume: Checkpoint,
     leg: u32,
 ) -> Result<ItemProgressed, JobError> {
+    if let Some(reason) = crate::edited_since(export, &resume) {
+        return Err(JobError::Edited(reason));
+    }
     let occurrence = resume.occurrence;
+    let definition = resume.definition.clone();
     let plan = plan(export, job_id, scheduled_at, occurrence)?;
     let (item, window, name) = plan.get(index).ok_or(JobError::Window(index))?;
     let prefix = files::job_prefix(&export.id, job_id);
@@ -229,6 +233,7 @@ pub(crate) async fn run_item(
             occurrence,
             detail: JobDetail::default(),
             current: Some(*progress),
+            definition,
         }))),
         Rendered::Stored { record, warnings, .. } => Ok(ItemProgressed::Done(ItemOutcome {
             window: ItemWindow {

@@ -75,6 +75,12 @@ pub trait ExportLifecycle: Send + Sync {
         at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<Export, StoreError>;
+
+    /// Writes an owner's change of a live recurring export (an edit, a pause, a resume): its
+    /// request, status, next run and `updatedAt` as `export` holds them, and `export.version`,
+    /// only while the stored version is `export.version - 1` and the export is not deleted;
+    /// `false` when that did not hold (another change came first).
+    async fn revise(&self, export: &Export) -> Result<bool, StoreError>;
 }
 
 /// What a run writes on its export: the next armed occurrence, and a one-time export's end.

@@ -18,6 +18,7 @@ mod injection;
 mod items;
 mod links;
 mod losses;
+mod manage;
 mod metrics;
 mod notify;
 mod optional_parts;

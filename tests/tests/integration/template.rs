@@ -145,6 +145,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
         "lifecycle.activate" => &["dynamodb:UpdateItem"],
         "lifecycle.discard" => &["dynamodb:DeleteItem", "dynamodb:UpdateItem"],
         "lifecycle.soft_delete" => &["dynamodb:GetItem", "dynamodb:UpdateItem"],
+        "lifecycle.revise" => &["dynamodb:UpdateItem"],
         "runs.settle_one_time" => &["dynamodb:UpdateItem"],
         "runs.advance_next_run" => &["dynamodb:UpdateItem", "dynamodb:GetItem"],
         "ledger.open_job"
@@ -203,7 +204,7 @@ fn actions_of(call: &str) -> &'static [&'static str] {
 const PORT_CALLS: [(&str, &[&str]); 19] = [
     ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
-    ("lifecycle", &["insert", "activate", "discard", "soft_delete"]),
+    ("lifecycle", &["insert", "activate", "discard", "soft_delete", "revise"]),
     ("runs", &["advance_next_run", "settle_one_time"]),
     ("history", &["jobs", "job", "recent_jobs"]),
     (

@@ -53,6 +53,7 @@ impl DynamoStore {
         item.insert("status".into(), s(export.status.as_str()));
         item.insert("type".into(), s(export.request.export_type().as_str()));
         item.insert("record".into(), s(record::write_v1(&export.request)));
+        item.insert("version".into(), n(export.version));
         if let Some(email) = &export.owner_email {
             item.insert("ownerEmail".into(), s(email));
         }
@@ -99,6 +100,15 @@ impl DynamoStore {
             updated_at: time("updatedAt")?.unwrap_or(created_at),
             deleted_at: time("deletedAt")?,
             next_run_at: time("nextRunAt")?,
+            // Absent on exports stored before edits: their first version.
+            version: match item.get("version") {
+                None => 1,
+                Some(v) => v
+                    .as_n()
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| corrupt("version"))?,
+            },
         })
     }
 }

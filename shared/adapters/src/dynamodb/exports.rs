@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 
+use exporter_core::domain::record;
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{Export, ExportId, ExportStatus};
 use exporter_core::ports::{ExportLifecycle, Exports, StoreError};
@@ -252,5 +253,36 @@ impl ExportLifecycle for DynamoStore {
             updated_at: at,
             ..export
         })
+    }
+
+    async fn revise(&self, export: &Export) -> Result<bool, StoreError> {
+        let previous = export.version.saturating_sub(1);
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(export_key(&export.id)))
+            // Exports stored before versions are at version 1.
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(deletedAt) \
+                 AND (#version = :previous OR (attribute_not_exists(#version) AND :previous = :one))",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#record", "record")
+            .expression_attribute_values(":previous", n(previous))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":version", n(export.version))
+            .expression_attribute_values(":record", s(record::write_v1(&export.request)))
+            .expression_attribute_values(":status", s(export.status.as_str()))
+            .expression_attribute_values(":at", s(rfc3339(export.updated_at)));
+        let set = "SET #status = :status, updatedAt = :at, #version = :version, #record = :record";
+        update = match export.next_run_at {
+            Some(next) => update
+                .update_expression(format!("{set}, nextRunAt = :next"))
+                .expression_attribute_values(":next", s(rfc3339(next))),
+            None => update.update_expression(format!("{set} REMOVE nextRunAt")),
+        };
+        conditional(update.send().await)
     }
 }

@@ -46,15 +46,18 @@ pub enum ExportStatus {
     Queued,
     /// A recurring export whose next run is armed.
     Scheduled,
+    /// A recurring export paused by its owner: nothing armed, nothing runs.
+    Paused,
     InProgress,
     Done,
     Failed,
 }
 
 impl ExportStatus {
-    pub const VISIBLE: [ExportStatus; 5] = [
+    pub const VISIBLE: [ExportStatus; 6] = [
         Self::Queued,
         Self::Scheduled,
+        Self::Paused,
         Self::InProgress,
         Self::Done,
         Self::Failed,
@@ -65,6 +68,7 @@ impl ExportStatus {
             Self::Creating => "creating",
             Self::Queued => "queued",
             Self::Scheduled => "scheduled",
+            Self::Paused => "paused",
             Self::InProgress => "inProgress",
             Self::Done => "done",
             Self::Failed => "failed",
@@ -75,7 +79,7 @@ impl ExportStatus {
     pub fn counts_against_quota(self) -> bool {
         matches!(
             self,
-            Self::Creating | Self::Queued | Self::Scheduled | Self::InProgress
+            Self::Creating | Self::Queued | Self::Scheduled | Self::Paused | Self::InProgress
         )
     }
 
@@ -102,6 +106,9 @@ pub struct Export {
     pub deleted_at: Option<DateTime<Utc>>,
     /// The next armed run of a recurring export.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// Counts the changes of its definition and state by its owner (edits, pauses, resumes),
+    /// from 1 at create: the `ETag` of the API, and what each job records it ran with.
+    pub version: u64,
 }
 
 impl Export {
@@ -115,8 +122,14 @@ impl Export {
             map.insert("updatedAt".into(), json!(rfc3339(self.updated_at)));
             map.insert("deletedAt".into(), json!(self.deleted_at.map(rfc3339)));
             map.insert("nextRunAt".into(), json!(self.next_run_at.map(rfc3339)));
+            map.insert("version".into(), json!(self.version));
         }
         out
+    }
+
+    /// The `ETag` of this version: its number, quoted.
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
     }
 
     /// True when the API shows it: armed and not deleted.

@@ -19,6 +19,9 @@ pub enum JobStatus {
     Done,
     Failed,
     Expired,
+    /// An occurrence of a recurring export that passed while it was paused: never run, never
+    /// caught up, nothing sent.
+    Skipped,
 }
 
 impl JobStatus {
@@ -28,7 +31,7 @@ impl JobStatus {
         match self {
             Self::Done | Self::Expired => Some(ExportStatus::Done),
             Self::Failed => Some(ExportStatus::Failed),
-            Self::NotProcessed | Self::InProgress => None,
+            Self::NotProcessed | Self::InProgress | Self::Skipped => None,
         }
     }
 
@@ -47,6 +50,7 @@ impl JobStatus {
             Self::Done => "done",
             Self::Failed => "failed",
             Self::Expired => "expired",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -57,6 +61,7 @@ impl JobStatus {
             Self::Done,
             Self::Failed,
             Self::Expired,
+            Self::Skipped,
         ]
         .into_iter()
         .find(|s| s.as_str() == text)
@@ -118,6 +123,20 @@ pub struct JobEnd {
 }
 
 impl JobEnd {
+    /// The end of an occurrence skipped while its export was paused, recorded at `now`; it
+    /// expires after `retention` like any job.
+    pub fn skipped(now: DateTime<Utc>, retention: chrono::TimeDelta) -> Self {
+        Self {
+            status: JobStatus::Skipped,
+            detail: JobDetail {
+                error: Some("skipped: the export was paused".to_owned()),
+                ..JobDetail::default()
+            },
+            finished_at: now,
+            expires_at: Some(now + retention),
+        }
+    }
+
     /// The end of a job that failed for `reason` at `now`, keeping what it had recorded
     /// (`detail`); it expires after `retention` like any job, so an export's record does not
     /// grow without bound.
@@ -167,6 +186,9 @@ pub struct JobDetail {
     pub archive: Option<FileRecord>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// The version of its export the job ran with (absent on jobs recorded before versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// What one item of a job spread over parallel item runs ended with: its window, its file and
@@ -306,6 +328,7 @@ impl Job {
             "archive": self.detail.archive,
             "warnings": self.detail.warnings,
             "error": self.detail.error,
+            "version": self.detail.version,
             "notifications": self.deliveries,
         })
     }

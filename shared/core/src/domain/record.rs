@@ -414,6 +414,17 @@ pub fn read_v1(json: &str) -> Result<ExportRequest, RecordError> {
         .request()
 }
 
+/// What a job's files depend on (the format, the schedule and the items; not the messages nor
+/// the tags), as a digest: a job that continues checks that its export's definition is the one
+/// it began with.
+pub fn definition_digest(request: &ExportRequest) -> String {
+    use sha2::Digest;
+    let record = RecordV1::of(request);
+    let parts = serde_json::json!([record.format, record.recurrence, record.items]);
+    let digest = sha2::Sha256::digest(parts.to_string().as_bytes());
+    digest.iter().take(12).map(|b| format!("{b:02x}")).collect()
+}
+
 /// Writes the version 1 record of a request as JSON text.
 pub fn write_v1(request: &ExportRequest) -> String {
     // A struct of strings, numbers and options: serialising it cannot fail.

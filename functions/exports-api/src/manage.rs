@@ -1,0 +1,265 @@
+//! The owner's changes of an export once it exists: an edit (`PATCH /exports/{id}`, a JSON merge
+//! patch checked like a create, guarded by `ETag`/`If-Match`), a pause and a resume of a
+//! recurring export. Each is one conditional write of the export's next version; the schedule
+//! follows it (a failure there is repaired by the reconciler or by the next trigger).
+
+use chrono::{DateTime, Utc};
+use lambda_http::{Body, Request, Response};
+use serde_json::Value;
+
+use exporter_core::domain::job::{JobEnd, JobKey};
+use exporter_core::domain::{Export, ExportRequest, ExportStatus, Problem, Recurrence, RunEvent, Schedule};
+
+use crate::identity::Identity;
+use crate::{body_json, check_channels, json_response, visible, ApiError, Deps};
+
+/// What an edit may change; `type` stays (a one-time export runs once when created).
+const EDITABLE: [&str; 6] = [
+    "items",
+    "format",
+    "notification",
+    "periodicity",
+    "periodStart",
+    "tags",
+];
+
+/// The most skipped occurrences a resume records (the most recent ones).
+const MAX_SKIPPED: u64 = 1000;
+
+/// The export's JSON with its `ETag`.
+pub(crate) fn with_etag(status: u16, export: &Export) -> Response<Body> {
+    let mut response = json_response(status, &export.to_json());
+    if let Ok(value) = export.etag().parse() {
+        response.headers_mut().insert("etag", value);
+    }
+    response
+}
+
+/// `If-Match`, when sent, must name the stored version (`*` names any); else `412`.
+fn check_if_match(request: &Request, export: &Export) -> Result<(), ApiError> {
+    let Some(header) = request.headers().get("if-match") else {
+        return Ok(());
+    };
+    let text = header.to_str().unwrap_or_default();
+    let etag = export.etag();
+    let matches = text
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == etag);
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::Stale(etag))
+    }
+}
+
+/// The recurring export's recurrence, or `409` for a one-time export.
+fn recurrence_of(export: &Export, what: &str) -> Result<Recurrence, ApiError> {
+    match export.request.schedule {
+        Schedule::Recurring(recurrence) => Ok(recurrence),
+        Schedule::OneTime => Err(ApiError::Conflict(format!(
+            "a one-time export runs once, when it is created: it cannot be {what}; create another, or run it again with POST /exports/{}/runs",
+            export.id
+        ))),
+    }
+}
+
+/// The first occurrence after `now` of `recurrence`, or `400` when it has none.
+fn next_of(recurrence: &Recurrence, now: DateTime<Utc>) -> Result<(u64, DateTime<Utc>), ApiError> {
+    recurrence.next_after(now).ok_or_else(|| {
+        ApiError::Invalid(vec![Problem::new(
+            "/periodicity",
+            "has no next occurrence before the year 9999",
+        )])
+    })
+}
+
+/// Writes `revised` (the next version of the export read); `412` when another change came
+/// first.
+async fn revise(deps: Deps<'_>, revised: &Export) -> Result<(), ApiError> {
+    if deps.lifecycle.revise(revised).await? {
+        Ok(())
+    } else {
+        let stored = deps.exports.get(&revised.id).await?;
+        Err(match stored {
+            Some(export) if export.deleted_at.is_none() => ApiError::Stale(export.etag()),
+            _ => ApiError::NotFound,
+        })
+    }
+}
+
+/// Arms `event`; a failure is logged, not answered: the change is stored, and the reconciler
+/// (or the old trigger, which finds the new definition) arms the chain again.
+async fn arm(deps: Deps<'_>, event: &RunEvent) {
+    if let Err(e) = deps.schedules.arm(event).await {
+        tracing::error!(export_id = %event.export_id, error = %e, "could not arm the changed export; the reconciler arms it");
+    }
+}
+
+/// `PATCH /exports/{id}`: a JSON merge patch (RFC 7396) of the request as the API prints it,
+/// limited to what an edit may change, checked exactly like a create (every problem, with its
+/// pointer). A change of the schedule (periodicity, start, timezone) moves the chain to the next
+/// occurrence after now of the edited definition; the jobs already recorded stay.
+pub(crate) async fn edit(
+    deps: Deps<'_>,
+    who: &Identity,
+    id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let export = visible(deps, who, id).await?;
+    check_if_match(request, &export)?;
+    let before = recurrence_of(&export, "edited")?;
+    let patch = body_json(deps, request)?;
+    let Value::Object(fields) = &patch else {
+        return Err(ApiError::Invalid(vec![Problem::new(
+            "",
+            "must be a JSON object: a merge patch (RFC 7396) of the export",
+        )]));
+    };
+    let refused: Vec<Problem> = fields
+        .keys()
+        .filter(|k| !EDITABLE.contains(&k.as_str()))
+        .map(|k| {
+            Problem::new(
+                format!("/{k}"),
+                match k.as_str() {
+                    "type" => "cannot be changed: create another export".to_owned(),
+                    "id" | "status" | "createdAt" | "updatedAt" | "deletedAt" | "nextRunAt" | "version" => {
+                        "is kept by the service and cannot be changed".to_owned()
+                    }
+                    _ => format!(
+                        "is not a field an edit changes; it changes {}",
+                        EDITABLE.join(", ")
+                    ),
+                },
+            )
+        })
+        .collect();
+    if !refused.is_empty() {
+        return Err(ApiError::Invalid(refused));
+    }
+    let mut merged = export.request.to_json();
+    json_patch::merge(&mut merged, &patch);
+    let now = deps.clock.now();
+    let parsed = ExportRequest::parse(&merged, now, &deps.config.policy).map_err(ApiError::Invalid)?;
+    let relayed = deps
+        .config
+        .recipients
+        .check(&parsed.messages, who.email.as_deref());
+    if !relayed.is_empty() {
+        return Err(ApiError::Invalid(relayed));
+    }
+    check_channels(deps, who, &parsed).await?;
+    let Schedule::Recurring(after) = parsed.schedule else {
+        return Err(ApiError::Internal(
+            "an edit made a recurring export one-time".into(),
+        ));
+    };
+    // A paused export stays paused (it arms when resumed); a new schedule moves the chain.
+    let moved = export.status == ExportStatus::Scheduled && after != before;
+    let next = if moved { Some(next_of(&after, now)?) } else { None };
+    let revised = Export {
+        request: parsed,
+        updated_at: now,
+        version: export.version + 1,
+        next_run_at: next.map(|(_, at)| at).or(export.next_run_at),
+        ..export
+    };
+    revise(deps, &revised).await?;
+    if let Some((k, at)) = next {
+        arm(deps, &RunEvent::occurrence(revised.id, k, at)).await;
+    }
+    tracing::info!(export_id = %revised.id, version = revised.version, moved, "export edited");
+    Ok(with_etag(200, &revised))
+}
+
+/// `POST /exports/{id}/pause`: a scheduled recurring export stops; nothing is armed, nothing
+/// runs, the reconciler leaves it alone.
+pub(crate) async fn pause(
+    deps: Deps<'_>,
+    who: &Identity,
+    id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let export = visible(deps, who, id).await?;
+    check_if_match(request, &export)?;
+    recurrence_of(&export, "paused")?;
+    match export.status {
+        ExportStatus::Scheduled => {}
+        ExportStatus::Paused => return Ok(with_etag(200, &export)),
+        other => {
+            return Err(ApiError::Conflict(format!(
+                "the export is {}: only a scheduled export pauses",
+                other.as_str()
+            )))
+        }
+    }
+    let now = deps.clock.now();
+    let revised = Export {
+        status: ExportStatus::Paused,
+        next_run_at: None,
+        updated_at: now,
+        version: export.version + 1,
+        ..export
+    };
+    revise(deps, &revised).await?;
+    if let Err(e) = deps.schedules.disarm(&revised.id).await {
+        // A trigger that fires anyway finds the export paused and runs nothing.
+        tracing::warn!(export_id = %revised.id, error = %e, "could not remove the schedule of a paused export; the reconciler removes it");
+    }
+    tracing::info!(export_id = %revised.id, "export paused");
+    Ok(with_etag(200, &revised))
+}
+
+/// `POST /exports/{id}/resume`: a paused export arms at its next occurrence after now; the
+/// occurrences that passed while it was paused are recorded `skipped` (the most recent
+/// [`MAX_SKIPPED`]), not caught up.
+pub(crate) async fn resume(
+    deps: Deps<'_>,
+    who: &Identity,
+    id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let export = visible(deps, who, id).await?;
+    check_if_match(request, &export)?;
+    let recurrence = recurrence_of(&export, "resumed")?;
+    match export.status {
+        ExportStatus::Paused => {}
+        ExportStatus::Scheduled => return Ok(with_etag(200, &export)),
+        other => {
+            return Err(ApiError::Conflict(format!(
+                "the export is {}: only a paused export resumes",
+                other.as_str()
+            )))
+        }
+    }
+    let now = deps.clock.now();
+    let (k, at) = next_of(&recurrence, now)?;
+    // Paused when last changed: nothing else writes a paused export.
+    let paused_at = export.updated_at;
+    let revised = Export {
+        status: ExportStatus::Scheduled,
+        next_run_at: Some(at),
+        updated_at: now,
+        version: export.version + 1,
+        ..export
+    };
+    revise(deps, &revised).await?;
+    arm(deps, &RunEvent::occurrence(revised.id, k, at)).await;
+    let first = recurrence.next_after(paused_at).map_or(k, |(first, _)| first);
+    let end = JobEnd::skipped(now, deps.config.retention);
+    for j in first.max(k.saturating_sub(MAX_SKIPPED))..k {
+        let Some(scheduled_at) = recurrence.occurrence(j) else {
+            continue;
+        };
+        let job = JobKey {
+            export_id: revised.id,
+            scheduled_at,
+        };
+        if let Err(e) = deps.ends.record_unrun(&job, &end).await {
+            tracing::warn!(export_id = %revised.id, occurrence = j, error = %e, "could not record a skipped occurrence");
+        }
+    }
+    tracing::info!(export_id = %revised.id, skipped = k.saturating_sub(first), "export resumed");
+    Ok(with_etag(200, &revised))
+}
