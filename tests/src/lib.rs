@@ -416,6 +416,7 @@ impl Fixture {
             occurrence: None,
             leg: None,
             item: None,
+            extra: None,
         }
     }
 

@@ -192,6 +192,7 @@ enum Route {
     Download(String),
     Pause(String),
     Resume(String),
+    Runs(String),
 }
 
 /// The method as a metric names it: one of a few.
@@ -217,6 +218,7 @@ impl Route {
             Route::Download(_) => "/exports/{id}/download",
             Route::Pause(_) => "/exports/{id}/pause",
             Route::Resume(_) => "/exports/{id}/resume",
+            Route::Runs(_) => "/exports/{id}/runs",
         }
     }
 }
@@ -230,6 +232,7 @@ fn parse_route(path: &str) -> Option<Route> {
         ["exports", id, "download"] => Some(Route::Download((*id).to_owned())),
         ["exports", id, "pause"] => Some(Route::Pause((*id).to_owned())),
         ["exports", id, "resume"] => Some(Route::Resume((*id).to_owned())),
+        ["exports", id, "runs"] => Some(Route::Runs((*id).to_owned())),
         ["links", export, job] => Some(Route::Link((*export).to_owned(), (*job).to_owned())),
         _ => None,
     }
@@ -285,7 +288,11 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
             allow(actions::UPDATE)?;
             manage::resume(deps, &who, &id, request).await
         }
-        (Route::Pause(_) | Route::Resume(_), _) => Err(ApiError::MethodNotAllowed("POST")),
+        (Route::Runs(id), &Method::POST) => {
+            allow(actions::RUN)?;
+            manage::run_now(deps, &who, &id, request).await
+        }
+        (Route::Pause(_) | Route::Resume(_) | Route::Runs(_), _) => Err(ApiError::MethodNotAllowed("POST")),
         (Route::Status(id), &Method::GET) => {
             allow(actions::GET)?;
             status(deps, &who, &id, request).await
@@ -385,6 +392,7 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
         occurrence,
         leg: None,
         item: None,
+        extra: None,
     };
     let next_run_at = matches!(export.request.schedule, Schedule::Recurring(_)).then_some(first_run);
     match export.request.schedule {

@@ -1,6 +1,6 @@
 //! The owner's changes of an export once it exists: an edit (`PATCH /exports/{id}`, a JSON merge
 //! patch checked like a create, guarded by `ETag`/`If-Match`), a pause and a resume of a
-//! recurring export. Each is one conditional write of the export's next version; the schedule
+//! recurring export, and an extra job run now. Each is one conditional write of the export's next version; the schedule
 //! follows it (a failure there is repaired by the reconciler or by the next trigger).
 
 use chrono::{DateTime, Utc};
@@ -8,7 +8,10 @@ use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
 use exporter_core::domain::job::{JobEnd, JobKey};
-use exporter_core::domain::{Export, ExportRequest, ExportStatus, Problem, Recurrence, RunEvent, Schedule};
+use exporter_core::domain::timestamp::rfc3339;
+use exporter_core::domain::{
+    Export, ExportRequest, ExportStatus, Extra, ExtraWindow, Problem, Recurrence, RunEvent, Schedule,
+};
 
 use crate::identity::Identity;
 use crate::{body_json, check_channels, json_response, visible, ApiError, Deps};
@@ -262,4 +265,118 @@ pub(crate) async fn resume(
     }
     tracing::info!(export_id = %revised.id, skipped = k.saturating_sub(first), "export resumed");
     Ok(with_etag(200, &revised))
+}
+
+/// `POST /exports/{id}/runs`: an extra job of the export now, outside its chain, for the window
+/// given (`from`/`to`, Unix seconds, both or neither, not in the future), else for its latest
+/// occurrence's (a recurring export) or its items' own as of now (a one-time export). Counted
+/// against the owner's budgets and notified like any job; `202` with the job's id.
+pub(crate) async fn run_now(
+    deps: Deps<'_>,
+    who: &Identity,
+    id: &str,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let export = visible(deps, who, id).await?;
+    let now = deps.clock.now();
+    // Job ids (and the trigger's time) are to the millisecond.
+    let scheduled_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    let window = extra_window(deps, request, now)?;
+    let occurrence =
+        match (window, export.request.schedule) {
+            (Some(_), _) | (None, Schedule::OneTime) => None,
+            (None, Schedule::Recurring(recurrence)) => match next_of(&recurrence, now)?.0.checked_sub(1) {
+                Some(k) if k >= 1 => Some(k),
+                _ => return Err(ApiError::Conflict(
+                    "no occurrence of this export has passed yet: give the window to run, `from` and `to`"
+                        .into(),
+                )),
+            },
+        };
+    let event = RunEvent {
+        export_id: export.id,
+        scheduled_at,
+        occurrence,
+        leg: None,
+        item: None,
+        extra: Some(Extra { window }),
+    };
+    deps.launcher.launch(&event).await?;
+    tracing::info!(export_id = %export.id, job_id = event.job_id(), "extra job launched");
+    let body = serde_json::json!({
+        "exportId": export.id.to_string(),
+        "jobId": event.job_id(),
+        "scheduledAt": rfc3339(scheduled_at),
+        "occurrence": occurrence,
+        "window": window.map(|w| serde_json::json!({"from": rfc3339(w.from), "to": rfc3339(w.to)})),
+    });
+    Ok(json_response(202, &body))
+}
+
+/// The window of a run now: an empty body, or `{"from", "to"}` in Unix seconds, `from`
+/// before `to`, `to` not after now.
+fn extra_window(
+    deps: Deps<'_>,
+    request: &Request,
+    now: DateTime<Utc>,
+) -> Result<Option<ExtraWindow>, ApiError> {
+    let empty = match request.body() {
+        Body::Empty => true,
+        Body::Text(text) => text.trim().is_empty(),
+        Body::Binary(bytes) => bytes.iter().all(u8::is_ascii_whitespace),
+        _ => true,
+    };
+    if empty {
+        return Ok(None);
+    }
+    let body = body_json(deps, request)?;
+    let Value::Object(fields) = &body else {
+        return Err(ApiError::Invalid(vec![Problem::new(
+            "",
+            "must be a JSON object: {\"from\", \"to\"} in Unix seconds, or empty",
+        )]));
+    };
+    let mut problems: Vec<Problem> = fields
+        .keys()
+        .filter(|k| !["from", "to"].contains(&k.as_str()))
+        .map(|k| Problem::new(format!("/{k}"), "unknown field; expected `from` and `to`"))
+        .collect();
+    let mut time = |name: &str| match fields.get(name) {
+        None | Some(Value::Null) => None,
+        Some(value) => {
+            let at = value
+                .as_f64()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .and_then(|s| DateTime::from_timestamp_millis((s * 1000.0).round() as i64));
+            if at.is_none() {
+                problems.push(Problem::new(
+                    format!("/{name}"),
+                    "must be Unix seconds (a number from 0)",
+                ));
+            }
+            at
+        }
+    };
+    let (from, to) = (time("from"), time("to"));
+    match (from, to) {
+        (Some(from), Some(to)) if from >= to => problems.push(Problem::new(
+            "/to",
+            "must be later than `from` (the window is [from, to))",
+        )),
+        (Some(_), Some(to)) if to > now => problems.push(Problem::new(
+            "/to",
+            "must not be in the future: a run now reads what was stored",
+        )),
+        (Some(_), None) if !fields.contains_key("to") => {
+            problems.push(Problem::new("/to", "is required with `from`"))
+        }
+        (None, Some(_)) if !fields.contains_key("from") => {
+            problems.push(Problem::new("/from", "is required with `to`"))
+        }
+        _ => {}
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Invalid(problems));
+    }
+    Ok(from.zip(to).map(|(from, to)| ExtraWindow { from, to }))
 }

@@ -75,6 +75,7 @@ async fn relaunch_one_time(deps: Deps<'_>, export: &Export, repairs: &mut Repair
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     };
     if deps.history.job(&event.job()).await?.is_some() {
         return Ok(());

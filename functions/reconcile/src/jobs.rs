@@ -113,6 +113,7 @@ pub(crate) async fn stalled(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<()
                 occurrence: None,
                 leg: Some(job.leg),
                 item: None,
+                extra: None,
             };
             pass.deps
                 .launcher
@@ -178,6 +179,7 @@ async fn relaunch_items(
         occurrence: None,
         leg: (leg > 0).then_some(leg),
         item: Some(item),
+        extra: None,
     };
     let mut launches = Vec::new();
     let runs = deps.spread.item_runs(key).await?;

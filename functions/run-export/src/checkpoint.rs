@@ -19,6 +19,9 @@ pub struct Checkpoint {
     /// written before edits).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub definition: Option<String>,
+    /// An extra job's window, in place of its items' own (absent for the chain's jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<exporter_core::domain::ExtraWindow>,
 }
 
 /// How far one item got: where its reading goes on, the writer's and decimator's state, its

@@ -109,6 +109,11 @@ async fn run(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
         return Ok(Outcome::Skipped);
     }
     let (event, occurrence) = match export.request.schedule {
+        // An extra job (run now) is outside the chain: it never moves it.
+        _ if event.extra.is_some() => {
+            let occurrence = event.occurrence;
+            (event, occurrence)
+        }
         Schedule::OneTime => (event, None),
         Schedule::Recurring(recurrence) => {
             // A trigger armed before an edit changed the schedule names an occurrence of the
@@ -257,7 +262,9 @@ async fn run_claimed(
                 return count_failure(ended, "refused");
             }
             let items = export.request.items.len();
-            if items > 1 && deps.config.fan_out > 1 {
+            // An extra job runs its items one after another: a spread job's item runs are
+            // relaunched from the job's record, which knows no extra window.
+            if items > 1 && deps.config.fan_out > 1 && event.extra.is_none() {
                 return items::spread(deps, export, event, occurrence).await;
             }
             let checkpoint = Checkpoint {
@@ -267,6 +274,7 @@ async fn run_claimed(
                     ..JobDetail::default()
                 },
                 definition: Some(record::definition_digest(&export.request)),
+                window: event.extra.and_then(|e| e.window),
                 ..Checkpoint::default()
             };
             (checkpoint, 0)

@@ -20,7 +20,7 @@ use exporter_core::domain::formats::{self, Continuation};
 use exporter_core::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
 use exporter_core::domain::request::{ColumnId, Extension, Fill, Item, Transform};
 use exporter_core::domain::timestamp::rfc3339;
-use exporter_core::domain::{Export, Schedule, Window};
+use exporter_core::domain::{Export, ExtraWindow, Schedule, Window};
 use exporter_core::ports::{FileError, ReadError, SeriesQuery, Upload};
 use exporter_core::render::series::{SeriesRenderer, SeriesSink};
 use exporter_core::render::stage::render_stage;
@@ -88,7 +88,7 @@ async fn export_items(
     leg: u32,
 ) -> Result<bool, JobError> {
     let prefix = files::job_prefix(&export.id, job_id);
-    let plan = plan(export, job_id, scheduled_at, occurrence)?;
+    let plan = plan(export, job_id, scheduled_at, (occurrence, checkpoint.window))?;
     let may_pause = leg < deps.config.max_legs;
     // Whether this invocation wrote (some of) an item before the zip.
     let wrote_items = checkpoint.detail.files.len() < plan.len() || checkpoint.current.is_some();
@@ -168,15 +168,19 @@ fn plan<'e>(
     export: &'e Export,
     job_id: &str,
     scheduled_at: DateTime<Utc>,
-    occurrence: Option<u64>,
+    (occurrence, extra): (Option<u64>, Option<ExtraWindow>),
 ) -> Result<Vec<(&'e Item, Window, String)>, JobError> {
     let format = &export.request.format;
     let extension = format.extension.file_extension();
     let mut names = files::Names::default();
     let mut plan = Vec::new();
     for (index, item) in export.request.items.iter().enumerate() {
-        let window = match (export.request.schedule, occurrence) {
-            (Schedule::Recurring(recurrence), Some(k)) => item.span.recurring_window(&recurrence, k),
+        let window = match (extra, export.request.schedule, occurrence) {
+            (Some(w), _, _) => Some(Window {
+                from: Some(w.from),
+                to: w.to,
+            }),
+            (None, Schedule::Recurring(recurrence), Some(k)) => item.span.recurring_window(&recurrence, k),
             _ => item.span.one_time_window(scheduled_at, format.timezone),
         }
         .ok_or(JobError::Window(index))?;
@@ -213,7 +217,8 @@ pub(crate) async fn run_item(
     }
     let occurrence = resume.occurrence;
     let definition = resume.definition.clone();
-    let plan = plan(export, job_id, scheduled_at, occurrence)?;
+    let extra = resume.window;
+    let plan = plan(export, job_id, scheduled_at, (occurrence, extra))?;
     let (item, window, name) = plan.get(index).ok_or(JobError::Window(index))?;
     let prefix = files::job_prefix(&export.id, job_id);
     let key = format!("{prefix}/{name}");
@@ -234,6 +239,7 @@ pub(crate) async fn run_item(
             detail: JobDetail::default(),
             current: Some(*progress),
             definition,
+            window: extra,
         }))),
         Rendered::Stored { record, warnings, .. } => Ok(ItemProgressed::Done(ItemOutcome {
             window: ItemWindow {
@@ -256,7 +262,8 @@ pub(crate) async fn assemble(
     occurrence: Option<u64>,
     outcomes: Vec<(u32, ItemOutcome)>,
 ) -> Result<JobDetail, JobError> {
-    let names: Vec<String> = plan(export, job_id, scheduled_at, occurrence)?
+    // An extra job never spreads: a spread job's items have their own windows.
+    let names: Vec<String> = plan(export, job_id, scheduled_at, (occurrence, None))?
         .into_iter()
         .map(|(_, _, name)| name)
         .collect();

@@ -89,6 +89,7 @@ async fn create(fx: &Fixture, who: &[(String, String)], points: i64) -> RunEvent
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     }
 }
 

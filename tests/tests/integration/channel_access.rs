@@ -158,6 +158,7 @@ async fn with_a_policy_endpoint_a_revoked_access_fails_the_next_run_and_keeps_th
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     };
     let runs = run_export::Deps {
         access: Some(&policy),

@@ -42,6 +42,7 @@ async fn a_run_that_reaches_its_deadline_stops_cleanly_and_says_how_far_it_got()
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     };
     // A job that may not continue (RUN_MAX_CONTINUATIONS=0) ends when its time is up.
     fx.run_config.max_legs = 0;

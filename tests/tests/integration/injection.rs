@@ -52,6 +52,7 @@ async fn created_and_run(fx: &Fixture, who: &[(String, String)], body: &Value) -
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     };
     (id, handle(fx.run_deps(), event).await.expect("runs"))
 }

@@ -59,6 +59,7 @@ async fn created(fx: &Fixture, who: &[(String, String)], body: &Value) -> (Expor
             occurrence: None,
             leg: None,
             item: None,
+            extra: None,
         },
     )
 }

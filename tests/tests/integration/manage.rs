@@ -292,3 +292,63 @@ async fn a_job_whose_export_is_edited_between_its_legs_fails_naming_the_edit() {
     );
     assert_eq!(job["version"], 1, "the version it ran with");
 }
+
+#[tokio::test]
+async fn a_run_now_over_a_past_window_gives_the_file_of_a_one_time_export_of_that_window() {
+    let Some(fx) = Fixture::new().await else { return };
+    let now = At(Utc::now());
+    let who = someone_fixed();
+    // The one-time export of a day (the fixture's reader serves a point a minute).
+    let reference = fx.exported_text(&who, &one_time_body()).await;
+    assert!(reference.lines().count() > 1000, "a day of points");
+
+    let (id, _) = create_hourly(&fx, &now).await;
+    let armed = fx.armed_event(&id).await.expect("armed");
+    let queue = Launches::default();
+    let api = exports_api::Deps {
+        clock: &now,
+        launcher: &queue,
+        ..fx.deps()
+    };
+    let runs = format!("/exports/{id}/runs");
+    let window = json!({"from": 1_767_225_600, "to": 1_767_312_000});
+    let (status, accepted) = Fixture::call_with(api, "POST", &runs, Some(&window), &who).await;
+    assert_eq!(status, 202, "{accepted}");
+    let event = queue.take().pop().expect("launched");
+    assert_eq!(accepted["jobId"], event.job_id());
+    let outcome = run_export::handle(fx.run_deps(), event).await.expect("runs");
+    assert_eq!(outcome, run_export::Outcome::Done);
+    let file = String::from_utf8(fx.download(&who, &id.to_string()).await).expect("UTF-8");
+    assert_eq!(file, reference, "byte for byte the one-time export's file");
+    // Outside the chain: the armed occurrence is the same, the job on record is the extra one.
+    assert_eq!(fx.armed_event(&id).await, Some(armed));
+    let (_, _, status) = send(&fx, &now, ("GET", &format!("/exports/{id}/status")), None, None).await;
+    let jobs = status["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1, "{status}");
+    assert_eq!(
+        (jobs[0]["status"].as_str(), jobs[0]["version"].as_u64()),
+        (Some("done"), Some(1))
+    );
+
+    // Windows that cannot run: half a window, a future end, and no window before any
+    // occurrence has passed.
+    for (body, pointer) in [
+        (json!({"from": 1_767_225_600}), "/to"),
+        (
+            json!({"from": 1_767_225_600, "to": now.0.timestamp() + 3600}),
+            "/to",
+        ),
+        (json!({"from": 5, "to": 4}), "/to"),
+        (json!({"form": 5}), "/form"),
+    ] {
+        let (status, problems) = Fixture::call_with(api, "POST", &runs, Some(&body), &who).await;
+        assert_eq!(status, 400, "{body}: {problems}");
+        assert!(
+            problems.to_string().contains(&format!("\"{pointer}\"")),
+            "{body}: {problems}"
+        );
+    }
+    let (status, conflict) = Fixture::call_with(api, "POST", &runs, None, &who).await;
+    assert_eq!(status, 409, "{conflict}");
+    assert!(queue.take().is_empty(), "nothing launched for a refused run");
+}

@@ -51,6 +51,7 @@ async fn ran(fx: &Fixture, who: &[(String, String)], body: &Value) -> (String, N
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     };
     run_export::handle(fx.run_deps(), event.clone())
         .await

@@ -100,6 +100,7 @@ async fn one_time_job(fx: &Fixture, who: &[(String, String)]) -> (ExportId, Date
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     }
     .job();
     (id, at, job)

@@ -55,6 +55,7 @@ fn event(id: &str, at: DateTime<Utc>) -> RunEvent {
         occurrence: None,
         leg: None,
         item: None,
+        extra: None,
     }
 }
 

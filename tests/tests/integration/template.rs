@@ -204,7 +204,10 @@ fn actions_of(call: &str) -> &'static [&'static str] {
 const PORT_CALLS: [(&str, &[&str]); 19] = [
     ("budgets", &["spend"]),
     ("exports", &["get", "list_by_owner"]),
-    ("lifecycle", &["insert", "activate", "discard", "soft_delete", "revise"]),
+    (
+        "lifecycle",
+        &["insert", "activate", "discard", "soft_delete", "revise"],
+    ),
     ("runs", &["advance_next_run", "settle_one_time"]),
     ("history", &["jobs", "job", "recent_jobs"]),
     (

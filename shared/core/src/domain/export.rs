@@ -158,6 +158,28 @@ pub struct RunEvent {
     /// The run of one item of a job spread over parallel invocations: its index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<u32>,
+    /// An extra job asked for by its owner (`POST /exports/{id}/runs`), outside the chain: it
+    /// never moves the chain; its items' window is the one given, else its occurrence's (a
+    /// recurring export's latest), else their own as of its time (a one-time export's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Extra>,
+}
+
+/// What an extra job's trigger says of it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Extra {
+    /// The window of every item, `[from, to)`, when the caller gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<ExtraWindow>,
+}
+
+/// The window an extra job was asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtraWindow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
 }
 
 impl RunEvent {
@@ -169,6 +191,7 @@ impl RunEvent {
             occurrence: Some(k),
             leg: None,
             item: None,
+            extra: None,
         }
     }
 }

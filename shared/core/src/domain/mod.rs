@@ -23,7 +23,9 @@ pub mod timestamp;
 
 pub use dialect::{CredentialScheme, Dialect, TimeUnit};
 pub use duration::IsoDuration;
-pub use export::{Export, ExportId, ExportStatus, ListPage, ListQuery, NotifyEvent, RunEvent};
+pub use export::{
+    Export, ExportId, ExportStatus, Extra, ExtraWindow, ListPage, ListQuery, NotifyEvent, RunEvent,
+};
 pub use granularity::Granularity;
 pub use recurrence::{ItemSpan, Recurrence, Window};
 pub use request::{ExportRequest, ExportType, Policy, Problem, Schedule};
