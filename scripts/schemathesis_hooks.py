@@ -1,5 +1,16 @@
 """Schemathesis hooks for runs against `cargo lambda watch`.
 
+The description (docs/openapi.yaml) is of a default deployment; two things it cannot say are
+supplied here, and nothing else is changed:
+
+- Where messages may go is the deployment's policy (EMAIL_ALLOWED_RECIPIENTS, TELEGRAM_ALLOWED_CHATS,
+  SLACK_ALLOWED_HOSTS, DISCORD_ALLOWED_HOSTS): `before_load_schema` puts the running stack's
+  lists (from the environment `scripts/stack.sh env` sets) into the target schemas.
+- Two rules compare two fields, which JSON Schema cannot: an item's `to` is later than its
+  `from` when both are set, and a wide target has as many labels as names. `before_call` makes
+  each case generated as valid keep them (swapping the window's ends; padding or trimming the
+  labels); cases generated as invalid are sent as generated.
+
 One exclusion, and only one: a request body that is not UTF-8 (raw bytes, or a JSON body holding
 lone surrogates, which goes on the wire as such bytes). `cargo lambda watch` answers such
 a request with its own 500 before any function runs (it cannot put the bytes into the event),
@@ -8,8 +19,48 @@ functions/exports-api/tests/bad_input.rs (`a_body_that_is_not_utf8_is_a_400`). T
 phase does not consult the filter, so there such a body's lone surrogates become U+FFFD instead.
 """
 import json
+import os
+import re
 
 import schemathesis
+
+
+def _allowed(name, default=""):
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+def _any_case(text):
+    """A pattern matching `text` in any ASCII case (the API compares hosts and domains so)."""
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in text)
+
+
+@schemathesis.hook
+def before_load_schema(context, raw_schema):
+    schemas = raw_schema["components"]["schemas"]
+    emails = _allowed("EMAIL_ALLOWED_RECIPIENTS")
+    domains = [_any_case(e.lstrip("@")) for e in emails if "@" not in e.lstrip("@")]
+    addresses = [_any_case(e) for e in emails if "@" in e.lstrip("@")]
+    email = []
+    if domains:
+        email.append(r"[!#-+\--:=?-~]{1,64}@(?:" + "|".join(domains) + ")")
+    email += addresses
+    # The caller's own address (the identity's `email`) is always allowed.
+    identity = json.loads(os.environ.get("ST_IDENTITY", "{}"))
+    if identity.get("email"):
+        email.append(_any_case(identity["email"]))
+    schemas["EmailTarget"]["pattern"] = "^(?:" + "|".join(email) + ")$"
+    chats = _allowed("TELEGRAM_ALLOWED_CHATS") + _allowed("TELEGRAM_DEFAULT_CHAT")
+    schemas["TelegramTarget"] = {"type": "string", "enum": chats} if chats else {"not": {}}
+    for medium, variable, default in [
+        ("Slack", "SLACK_ALLOWED_HOSTS", "hooks.slack.com"),
+        ("Discord", "DISCORD_ALLOWED_HOSTS", "discord.com,discordapp.com"),
+    ]:
+        hosts = [_any_case(h) for h in _allowed(variable, default)]
+        loopback = all(h in ("localhost", "127.0.0.1", "[::1]") for h in _allowed(variable, default))
+        scheme = "https?" if loopback else "https"
+        schemas[f"{medium}Target"]["pattern"] = (
+            f"^{scheme}://(?:" + "|".join(hosts) + r")(?::[1-9][0-9]{0,3})?/[A-Za-z0-9/_-]*$"
+        )
 
 
 @schemathesis.hook
@@ -49,3 +100,28 @@ def before_call(context, case, **kwargs):
             json.dumps(case.body, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             case.body = _without_lone_surrogates(case.body)
+    meta = getattr(case, "meta", None)
+    positive = meta is None or meta.generation.mode.is_positive
+    if positive and case.operation.method.upper() == "POST" and case.operation.path == "/exports":
+        _keep_cross_field_rules(case.body)
+
+
+def _keep_cross_field_rules(body):
+    """An item's window ends in order, a wide target's labels as many as its names."""
+    items = body.get("items") if isinstance(body, dict) else None
+    for item in items if isinstance(items, list) else []:
+        params = item.get("params") if isinstance(item, dict) else None
+        if not isinstance(params, dict):
+            continue
+        start, end = params.get("from"), params.get("to")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v for v in (start, end)):
+            if start > end:
+                params["from"], params["to"] = end, start
+            elif start == end:
+                params["from"] = 0
+        target = params.get("target")
+        if isinstance(target, dict) and isinstance(target.get("value"), str) and isinstance(target.get("label"), str):
+            names = target["value"].split(",")
+            labels = target["label"].split(",")
+            if len(names) > 1 and len(labels) != len(names):
+                target["label"] = ",".join((labels + [""] * len(names))[: len(names)])
