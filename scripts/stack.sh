@@ -9,7 +9,8 @@
 # READER_DIALECT (mainflux, magistrala, connhex: the default) sets how the local reader and the
 # functions speak; STACK_RUN_BUDGET_SECONDS (default 1) a run's budget before it continues,
 # WATCH_CONCURRENCY (default 4) the instances of each function watch runs at once, and
-# STACK_LAMBDA_ENDPOINT (default local-lambda) the functions' Invoke API.
+# STACK_LAMBDA_ENDPOINT (default local-lambda) the functions' Invoke API, and STACK_ITEM_FAN_OUT
+# (default 4) how many items of a job run at once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -64,6 +65,7 @@ PUBLIC_API_URL=$WATCH/lambda-url/exports-api
 LOCAL_IDENTITY=1
 RUST_LOG=info
 RUN_BUDGET_SECONDS=${STACK_RUN_BUDGET_SECONDS:-1}
+ITEM_FAN_OUT=${STACK_ITEM_FAN_OUT:-4}
 READER_DIALECT=${READER_DIALECT:-connhex}
 LOCAL_READER_POLICY='demo-user=*;tenant-user=7d2ae7a6-0ae9-4bba-8d5b-1a1e5cbd3a4e'
 LOCAL_DOMAIN=5b1e7f0a-3c2d-4e6f-8a9b-0c1d2e3f4a5b

@@ -22,10 +22,12 @@ cargo test -p integration-tests --test integration -- fault_soak --nocapture 2>&
 # watch answers about one request in a thousand with its own 500 page (never the API's answer);
 # the asynchronous stack is exercised by the integration tests above.
 scripts/stack.sh down
-export STACK_LAMBDA_ENDPOINT=http://127.0.0.1:9000 WATCH_CONCURRENCY=1 STACK_RUN_BUDGET_SECONDS=600
+# Items of a job one after another: with one instance a function, a job spread over item runs
+# would wait for invocations watch cannot start.
+export STACK_LAMBDA_ENDPOINT=http://127.0.0.1:9000 WATCH_CONCURRENCY=1 STACK_RUN_BUDGET_SECONDS=600 STACK_ITEM_FAN_OUT=1
 scripts/stack.sh up
 set -a; eval "$(scripts/stack.sh env)"; set +a
-identity='{"sub":"schemathesis","email":"st@example.com","scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete"}'
+identity='{"sub":"schemathesis","email":"st@example.com","scope":"exporter:exports:create exporter:exports:list exporter:exports:get exporter:exports:download exporter:exports:delete exporter:exports:update exporter:exports:run"}'
 st_status=0
 # Every check (`-c all`) but those about authentication and authorization, which API Gateway's
 # authorizer does in production (the functions here take the caller from the local identity
@@ -46,7 +48,7 @@ st_status=0
 # cross-field rules JSON Schema cannot state (from < to, as many labels as names).
 export ST_IDENTITY=$identity
 run_schemathesis() {
-  SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks .venv/bin/schemathesis run docs/openapi.yaml \
+  SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks .venv/bin/schemathesis --config-file scripts/schemathesis.toml run docs/openapi.yaml \
     --url "$WATCH_ENDPOINT/lambda-url/exports-api" -H "x-local-identity: $identity" \
     -H "authorization: Bearer $LOCAL_USER_TOKEN" \
     -c all --exclude-checks ignored_auth,missing_required_header,object_level_authorization \

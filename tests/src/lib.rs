@@ -341,6 +341,7 @@ impl Fixture {
             lifecycle: &self.store,
             history: &self.store,
             ends: &self.store,
+            reader: &self.reader,
             access: self.access.as_ref(),
             schedules: &self.schedules,
             launcher: &self.launcher,

@@ -3,13 +3,14 @@
 
 use exporter_adapters::access::AccessMode;
 use exporter_adapters::config::{
-    flag, parsed_or, reader_dialect, recipients, required, retention, schedule_settings, stores,
-    subtopic_separator, webhook_hosts, ConfigError, Stores,
+    credential_scheme, flag, optional, parsed_or, reader_dialect, recipients, required, retention,
+    schedule_settings, stores, subtopic_separator, webhook_hosts, ConfigError, Stores,
 };
 use exporter_adapters::scheduler::ScheduleSettings;
 use exporter_adapters::ssm::{link_signer, secret, SsmLinkKeys};
 use exporter_adapters::support::Secret;
 use exporter_core::domain::defaults;
+use exporter_core::domain::dialect::CredentialScheme;
 use exporter_core::domain::request::{Limits, Recipients};
 use exporter_core::domain::Policy;
 
@@ -21,8 +22,12 @@ pub struct Environment {
     pub stores: Stores,
     /// `RUN_EXPORT_FUNCTION`: what a one-time export's create launches.
     pub run_export_function: String,
-    /// `READER_URL`: asked whether a caller may read a channel (`CHANNEL_ACCESS=reader`).
+    /// `READER_URL`: asked whether a caller may read a channel (`CHANNEL_ACCESS=reader`), and
+    /// read by a preview.
     pub reader_url: String,
+    /// `READER_CREDENTIAL_SCHEME`, `READER_PAGE_LIMIT`: how a preview reads its page.
+    pub reader_scheme: CredentialScheme,
+    pub reader_page_limit: Option<u32>,
     /// `CHANNEL_ACCESS`, `ACCESS_POLICY_URL`.
     pub access: AccessMode,
     pub schedules: ScheduleSettings,
@@ -35,6 +40,11 @@ impl Environment {
             stores: stores()?,
             run_export_function: required("RUN_EXPORT_FUNCTION")?,
             reader_url: required("READER_URL")?,
+            reader_scheme: credential_scheme(reader_dialect()?)?,
+            reader_page_limit: match optional("READER_PAGE_LIMIT") {
+                Some(_) => Some(parsed_or("READER_PAGE_LIMIT", 1000)?),
+                None => None,
+            },
             access: AccessMode::from_env()?,
             schedules: schedule_settings()?,
             api: ApiConfig::from_env()?,
@@ -50,6 +60,14 @@ impl Environment {
             }
             _ => Ok(None),
         }
+    }
+
+    /// The service's reader credential, for a preview: `READER_TOKEN_PARAMETER` (an SSM
+    /// SecureString) or, locally, `READER_TOKEN`.
+    pub async fn reader_token(&self, ssm: &aws_sdk_ssm::Client) -> Result<Secret, ConfigError> {
+        secret(ssm, "READER_TOKEN", "READER_TOKEN_PARAMETER")
+            .await?
+            .ok_or(ConfigError::Missing("READER_TOKEN_PARAMETER"))
     }
 
     /// The link keys (`LINK_SIGNING_KEYS_PARAMETER`, or `LINK_SIGNING_KEYS` locally), re-read

@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 mod manage;
+mod preview;
 
 use std::collections::HashMap;
 
@@ -22,7 +23,7 @@ use exporter_core::domain::{
 };
 use exporter_core::ports::{
     Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileStore, JobEnds, JobHistory,
-    RunLauncher, RunSchedules,
+    RunLauncher, RunSchedules, SeriesReader,
 };
 
 pub use config::ApiConfig;
@@ -129,6 +130,8 @@ pub struct Deps<'a> {
     pub history: &'a dyn JobHistory,
     /// Records occurrences skipped while an export was paused.
     pub ends: &'a dyn JobEnds,
+    /// The platform's reader, for a preview's first page.
+    pub reader: &'a dyn SeriesReader,
     /// Who may export which channel.
     pub access: &'a dyn ChannelAccess,
     pub schedules: &'a dyn RunSchedules,
@@ -193,6 +196,7 @@ enum Route {
     Pause(String),
     Resume(String),
     Runs(String),
+    Preview,
 }
 
 /// The method as a metric names it: one of a few.
@@ -219,6 +223,7 @@ impl Route {
             Route::Pause(_) => "/exports/{id}/pause",
             Route::Resume(_) => "/exports/{id}/resume",
             Route::Runs(_) => "/exports/{id}/runs",
+            Route::Preview => "/exports/preview",
         }
     }
 }
@@ -227,6 +232,7 @@ fn parse_route(path: &str) -> Option<Route> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
         ["exports"] => Some(Route::Exports),
+        ["exports", "preview"] => Some(Route::Preview),
         ["exports", id] => Some(Route::Export((*id).to_owned())),
         ["exports", id, "status"] => Some(Route::Status((*id).to_owned())),
         ["exports", id, "download"] => Some(Route::Download((*id).to_owned())),
@@ -288,6 +294,11 @@ async fn route(deps: Deps<'_>, request: &Request) -> Result<Response<Body>, ApiE
             allow(actions::UPDATE)?;
             manage::resume(deps, &who, &id, request).await
         }
+        (Route::Preview, &Method::POST) => {
+            allow(actions::CREATE)?;
+            preview::preview(deps, &who, request).await
+        }
+        (Route::Preview, _) => Err(ApiError::MethodNotAllowed("POST")),
         (Route::Runs(id), &Method::POST) => {
             allow(actions::RUN)?;
             manage::run_now(deps, &who, &id, request).await
@@ -356,21 +367,16 @@ async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Res
     if !relayed.is_empty() {
         return Err(ApiError::Invalid(relayed));
     }
-    check_channels(deps, who, &parsed).await?;
-    let id = ExportId::new_random();
     // The first run, computed before anything is stored so an impossible one is a 400.
     let (status, first_run, occurrence) = match parsed.schedule {
         Schedule::OneTime => (ExportStatus::Queued, now, None),
         Schedule::Recurring(recurrence) => {
-            let (k, at) = recurrence.next_after(now).ok_or_else(|| {
-                ApiError::Invalid(vec![Problem::new(
-                    "/periodicity",
-                    "has no next occurrence before the year 9999",
-                )])
-            })?;
+            let (k, at) = manage::next_of(&recurrence, now)?;
             (ExportStatus::Scheduled, at, Some(k))
         }
     };
+    check_channels(deps, who, &parsed).await?;
+    let id = ExportId::new_random();
     let mut export = Export {
         id,
         owner: who.sub.clone(),

@@ -3,6 +3,7 @@
 use exporter_adapters::access::checker;
 use exporter_adapters::dynamodb::DynamoStore;
 use exporter_adapters::lambda::LambdaLauncher;
+use exporter_adapters::reader::HttpReader;
 use exporter_adapters::s3::S3Files;
 use exporter_adapters::scheduler::EventBridgeSchedules;
 use exporter_core::ports::SystemClock;
@@ -29,6 +30,12 @@ async fn main() -> Result<(), lambda_http::Error> {
         policy_token,
         env.api.policy.dialect,
     )?;
+    let mut reader = HttpReader::new(env.reader_url.clone(), env.reader_token(&ssm).await?)?
+        .with_dialect(env.api.policy.dialect)
+        .with_credential_scheme(env.reader_scheme);
+    if let Some(limit) = env.reader_page_limit {
+        reader = reader.with_page_limit(limit);
+    }
     let api_config = ApiConfig {
         links: Some(std::sync::Arc::new(env.links(&ssm).await?)),
         ..env.api
@@ -43,6 +50,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         lifecycle: &store,
         history: &store,
         ends: &store,
+        reader: &reader,
         access: access.as_ref(),
         schedules: &schedules,
         launcher: &launcher,

@@ -3,7 +3,7 @@
 //! recurring export, and an extra job run now. Each is one conditional write of the export's next version; the schedule
 //! follows it (a failure there is repaired by the reconciler or by the next trigger).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 
@@ -68,13 +68,17 @@ fn recurrence_of(export: &Export, what: &str) -> Result<Recurrence, ApiError> {
 }
 
 /// The first occurrence after `now` of `recurrence`, or `400` when it has none.
-fn next_of(recurrence: &Recurrence, now: DateTime<Utc>) -> Result<(u64, DateTime<Utc>), ApiError> {
-    recurrence.next_after(now).ok_or_else(|| {
-        ApiError::Invalid(vec![Problem::new(
-            "/periodicity",
-            "has no next occurrence before the year 9999",
-        )])
-    })
+/// (Stored times are RFC 3339, four-digit years: one past 9999 could not be read back.)
+pub(crate) fn next_of(recurrence: &Recurrence, now: DateTime<Utc>) -> Result<(u64, DateTime<Utc>), ApiError> {
+    recurrence
+        .next_after(now)
+        .filter(|(_, at)| at.year() <= 9999)
+        .ok_or_else(|| {
+            ApiError::Invalid(vec![Problem::new(
+                "/periodicity",
+                "has no next occurrence before the year 10000 (with `periodStart`)",
+            )])
+        })
 }
 
 /// Writes `revised` (the next version of the export read); `412` when another change came
@@ -367,10 +371,10 @@ fn extra_window(
             "/to",
             "must not be in the future: a run now reads what was stored",
         )),
-        (Some(_), None) if !fields.contains_key("to") => {
+        (Some(_), None) if fields.get("to").is_none_or(Value::is_null) => {
             problems.push(Problem::new("/to", "is required with `from`"))
         }
-        (None, Some(_)) if !fields.contains_key("from") => {
+        (None, Some(_)) if fields.get("from").is_none_or(Value::is_null) => {
             problems.push(Problem::new("/from", "is required with `to`"))
         }
         _ => {}

@@ -14,7 +14,8 @@ use exporter_core::domain::job::{Job, JobEnd, JobKey};
 use exporter_core::domain::{Export, ExportId, ExportStatus, RunEvent};
 use exporter_core::ports::{
     AccessError, Caller, ChannelAccess, ChannelRead, Clock, ExportLifecycle, Exports, FileError, FileStore,
-    JobEnds, JobHistory, LaunchError, RunLauncher, RunSchedules, ScheduleError, StoreError,
+    JobEnds, JobHistory, LaunchError, ReadError, RunLauncher, RunSchedules, ScheduleError, SeriesQuery,
+    SeriesReader, SliceSink, StoreError,
 };
 use exports_api::{handle, ApiConfig, Deps};
 
@@ -81,6 +82,14 @@ impl ExportLifecycle for Recorder {
     async fn revise(&self, _: &Export) -> Result<bool, StoreError> {
         self.note("revise");
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl SeriesReader for Recorder {
+    async fn read(&self, _: &SeriesQuery, _: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError> {
+        self.note("read");
+        Ok(0)
     }
 }
 
@@ -220,6 +229,7 @@ async fn send(ports: &Recorder, request: lambda_http::Request) -> (u16, Value) {
         lifecycle: ports,
         history: ports,
         ends: ports,
+        reader: ports,
         access: ports,
         schedules: ports,
         launcher: ports,
@@ -372,6 +382,13 @@ async fn bad_bodies_are_refused_with_the_field_and_nothing_is_written() {
             with(recurring(), "/periodStart", Some(json!("now"))),
             400,
             "/periodStart",
+        ),
+        (
+            // Its first run would fall after 9999: stored, it could not be read back.
+            "first occurrence after the year 9999",
+            with(recurring(), "/periodStart", Some(json!(253_402_300_799i64))),
+            400,
+            "/periodicity",
         ),
         (
             "typo perodicity",

@@ -14,20 +14,19 @@ use chrono::{DateTime, Utc};
 use futures::future::Either;
 use tempfile::NamedTempFile;
 
-use exporter_core::domain::decimation::{Decimator, Filler};
 use exporter_core::domain::files;
 use exporter_core::domain::formats::{self, Continuation};
 use exporter_core::domain::job::{FileRecord, ItemOutcome, ItemWindow, JobDetail};
-use exporter_core::domain::request::{ColumnId, Extension, Fill, Item, Transform};
+use exporter_core::domain::request::{Extension, Item};
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{Export, ExtraWindow, Schedule, Window};
 use exporter_core::ports::{FileError, ReadError, SeriesQuery, Upload};
-use exporter_core::render::series::{SeriesRenderer, SeriesSink};
+use exporter_core::render::item::Layout;
+use exporter_core::render::series::SeriesSink;
 use exporter_core::render::stage::render_stage;
-use exporter_core::render::wide::{wide_columns, Long, WideColumn, WideDecimation, WideRenderer};
 use exporter_core::render::xlsx_file::XlsxFile;
 use exporter_core::render::WriterArgs;
-use exporter_core::render::{ItemContext, RenderError, RowWriter};
+use exporter_core::render::{RenderError, RowWriter};
 
 use crate::archive::archive;
 use crate::checkpoint::{checkpoint_key, Checkpoint, ItemProgress, Progress, UploadRecord};
@@ -474,47 +473,27 @@ async fn render_item(
     finish_file(deps, export, item, &shape, &target, building, sent, resumed, read).await
 }
 
-/// What an item's file looks like: its targets (name, label), a wide item's columns, the
-/// columns' labels, and its format's content type and continuation.
-struct Shape<'a> {
-    targets: Vec<(&'a str, Option<&'a str>)>,
-    /// The columns of a file of one series (or of a long one).
-    columns: Vec<ColumnId>,
-    wide_columns: Vec<WideColumn>,
-    labels: Vec<String>,
+/// What an item's file looks like: its layout (targets, columns and headers), and its format's
+/// content type and continuation.
+struct Shape {
+    layout: Layout,
     /// Rendered from a stage at the end (a workbook), not appended as it goes.
     staged: bool,
     content_type: &'static str,
 }
 
-impl<'a> Shape<'a> {
-    fn of(export: &Export, item: &'a Item) -> Self {
+impl Shape {
+    fn of(export: &Export, item: &Item) -> Self {
         let format = &export.request.format;
-        let targets: Vec<(&str, Option<&str>)> = item
-            .targets()
-            .into_iter()
-            .map(|(name, label)| (name.as_str(), label))
-            .collect();
-        let columns = format.columns_of(item);
-        // A wide item has a value (and count) column per target, unless written long.
-        let (wide_columns, wide_labels) = wide_columns(&columns, &targets);
-        let labels = if item.is_wide() && !format.is_long(item) {
-            wide_labels
-        } else {
-            columns.iter().map(|c| c.label.clone()).collect()
-        };
         Self {
-            targets,
-            columns: columns.iter().map(|c| c.id).collect(),
-            wide_columns,
-            labels,
+            layout: Layout::of(format, item),
             staged: formats::of(format.extension).continuation == Continuation::Staged,
             content_type: files::content_type(format.extension),
         }
     }
 
     fn labels(&self) -> Vec<&str> {
-        self.labels.iter().map(String::as_str).collect()
+        self.layout.labels()
     }
 }
 
@@ -524,7 +503,7 @@ async fn finish_stored(
     deps: Deps<'_>,
     export: &Export,
     item: &Item,
-    shape: &Shape<'_>,
+    shape: &Shape,
     target: &Target<'_>,
     mut stored: StoredItem,
 ) -> Result<Rendered, JobError> {
@@ -582,7 +561,7 @@ async fn build_sink(
     item: &Item,
     window: Window,
     target: &Target<'_>,
-    shape: &Shape<'_>,
+    shape: &Shape,
     progress: Option<&ItemProgress>,
 ) -> Result<Building, JobError> {
     let format = &export.request.format;
@@ -608,77 +587,19 @@ async fn build_sink(
         max_staged_rows: deps.config.xlsx_max_rows,
     })
     .map_err(render)?;
-    let context = ItemContext {
-        label: item.label.clone(),
-        target: item.target.as_str().to_owned(),
-        channel: item.channel_id.to_string(),
-        subtopic: item.subtopic.as_str().to_owned(),
-    };
-    let decimator = item
-        .decimation
-        .map(|d| match progress.and_then(|p| p.paused.decimator.as_ref()) {
-            Some(state) => Decimator::restore(format.timezone, d.ds, d.dsf, state),
-            None => Decimator::new(format.timezone, d.ds, d.dsf),
-        });
-    let paused = progress.map(|p| &p.paused);
-    let bounds = (
-        window.from.and_then(|f| f.timestamp_nanos_opt()),
-        window.to.timestamp_nanos_opt().unwrap_or(i64::MAX),
+    let sink = exporter_core::render::item::sink(
+        format,
+        item,
+        (&shape.layout, window),
+        writer,
+        progress.map(|p| &p.paused),
     );
-    let delta = item.transform == Some(Transform::Delta);
-    let sink: Box<dyn SeriesSink> = if item.is_wide() {
-        let wide = WideRenderer::new(
-            writer,
-            shape.wide_columns.clone(),
-            shape.targets.iter().map(|(name, _)| (*name).to_owned()).collect(),
-            (
-                item.decimation.map(|d| WideDecimation {
-                    tz: format.timezone,
-                    ds: d.ds,
-                    dsf: d.dsf,
-                    fill: d.fill,
-                    window: bounds,
-                }),
-                delta,
-            ),
-            paused.and_then(|p| p.wide.as_ref()),
-        );
-        if format.is_long(item) {
-            let contexts = shape
-                .targets
-                .iter()
-                .map(|(name, label)| ItemContext {
-                    label: label.map(str::to_owned),
-                    target: (*name).to_owned(),
-                    ..context.clone()
-                })
-                .collect();
-            Box::new(wide.long(Long {
-                columns: shape.columns.clone(),
-                contexts,
-            }))
-        } else {
-            Box::new(wide)
-        }
-    } else {
-        let mut series = SeriesRenderer::new(writer, shape.columns.clone(), context, decimator);
-        if let Some(d) = item.decimation.filter(|d| d.fill != Fill::None) {
-            let state = paused.and_then(|p| p.fill.clone()).unwrap_or_default();
-            series = series.with_filler(Filler::new(format.timezone, d.ds, d.fill, bounds, state));
-        }
-        if delta {
-            series = series.with_delta(paused.and_then(|p| p.previous));
-        }
-        if item.decimation.is_some() {
-            series = series.with_chart(paused.and_then(|p| p.chart.clone()));
-        }
-        Box::new(series)
-    };
     let from = match progress {
         Some(p) => Some(DateTime::from_timestamp_nanos(p.from_ns)),
         None => window.from,
     };
     let queries: Vec<SeriesQuery> = shape
+        .layout
         .targets
         .iter()
         .map(|(name, _)| SeriesQuery {
@@ -686,7 +607,7 @@ async fn build_sink(
             channel: item.channel_id.to_string(),
             subtopic: item.subtopic.as_str().to_owned(),
             table: item.table.map(|t| t.as_str().to_owned()),
-            name: (*name).to_owned(),
+            name: name.clone(),
             window: Window { from, to: window.to },
         })
         .collect();
@@ -778,7 +699,7 @@ async fn finish_file(
     deps: Deps<'_>,
     export: &Export,
     item: &Item,
-    shape: &Shape<'_>,
+    shape: &Shape,
     target: &Target<'_>,
     building: Building,
     mut sent: Sent<'_>,
@@ -854,9 +775,10 @@ async fn finish_file(
     if lines.iter().any(|points| !points.is_empty()) {
         // A line per target, named as its value column is headed (a single series: the item).
         let names = shape
+            .layout
             .targets
             .iter()
-            .map(|(name, label)| label.unwrap_or(name).to_owned());
+            .map(|(name, label)| label.clone().unwrap_or_else(|| name.clone()));
         let series = files::ChartSeries {
             label: look_name(item),
             timezone: format.timezone.name().to_owned(),

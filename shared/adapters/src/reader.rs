@@ -874,6 +874,36 @@ impl SeriesReader for HttpReader {
         }
         Ok(total_points)
     }
+
+    /// One request when the window's messages fit in a page; else a second for its oldest
+    /// page (the first answer, newest first, tells how many it holds).
+    async fn first_page(
+        &self,
+        query: &SeriesQuery,
+        sink: &mut (dyn SliceSink + Send),
+    ) -> Result<u64, ReadError> {
+        let from = query.window.from.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
+        let to = query.window.to;
+        if from >= to {
+            return Ok(0);
+        }
+        let flow: SharedFlow = Arc::new(Gate::new(1));
+        let unit = self.dialect.time_unit();
+        let newest = parse_in_background(self.page(query, (from, to, 0), &flow).await?, unit).await?;
+        check_page(&newest, (from, to), self.dialect)?;
+        let (total, messages) = (newest.get().total, newest.get().messages);
+        let page = if messages >= total {
+            newest
+        } else {
+            let offset = total.saturating_sub(u64::from(self.limit()));
+            let oldest =
+                parse_in_background(self.page(query, (from, to, offset), &flow).await?, unit).await?;
+            check_page(&oldest, (from, to), self.dialect)?;
+            oldest
+        };
+        deliver(&page, sink).await?;
+        Ok(total)
+    }
 }
 
 #[cfg(test)]

@@ -475,6 +475,17 @@ pub trait SeriesReader: Send + Sync {
     /// Feeds the whole series to `sink`, oldest first, a bounded slice at a time; returns the
     /// number of points read.
     async fn read(&self, query: &SeriesQuery, sink: &mut (dyn SliceSink + Send)) -> Result<u64, ReadError>;
+
+    /// Feeds the series' first messages to `sink`, oldest first: at most one page of them (a
+    /// preview); returns how many messages the whole window holds.
+    async fn first_page(
+        &self,
+        query: &SeriesQuery,
+        sink: &mut (dyn SliceSink + Send),
+    ) -> Result<u64, ReadError> {
+        let _ = (query, sink);
+        Err(ReadError::Permanent("this reader has no preview".into()))
+    }
 }
 
 /// Why a file operation failed.

@@ -352,3 +352,58 @@ async fn a_run_now_over_a_past_window_gives_the_file_of_a_one_time_export_of_tha
     assert_eq!(status, 409, "{conflict}");
     assert!(queue.take().is_empty(), "nothing launched for a refused run");
 }
+
+#[tokio::test]
+async fn a_preview_shows_the_first_rows_of_the_real_files_and_stores_nothing() {
+    let Some(fx) = Fixture::new().await else { return };
+    let who = someone_fixed();
+    // Three days a minute apart (more than a page of the reader's), raw and in quarter hours.
+    let mut body = one_time_body();
+    body["items"][0]["params"]["to"] = json!(1_767_225_600 + 3 * 86_400);
+    let mut decimated = body["items"][0].clone();
+    decimated["params"]["decimation"] = json!({"ds": "15m", "dsf": "avg"});
+    body["items"].as_array_mut().expect("items").push(decimated);
+    body["format"]["columns"] = json!([{"id": "time", "label": "Time"}, {"id": "value", "label": "Value"},
+        {"id": "count", "label": "Points"}]);
+    let (status, preview) =
+        Fixture::call_with(fx.deps(), "POST", "/exports/preview", Some(&body), &who).await;
+    assert_eq!(status, 200, "{preview}");
+    assert!(fx.objects().await.is_empty(), "nothing stored");
+    let (_, listed) = fx.call("GET", "/exports", None, &who).await;
+    assert_eq!(listed["total"], 0, "no export created");
+
+    // The real job's files, item by item.
+    let event = fx.create_run(&who, &body).await;
+    let outcome = run_export::handle(fx.run_deps(), event.clone())
+        .await
+        .expect("runs");
+    assert_eq!(outcome, run_export::Outcome::Done);
+    let bytes = fx.download(&who, &event.export_id.to_string()).await;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+    for index in 0..2 {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut archive.by_index(index).expect("an entry"), &mut text)
+            .expect("text");
+        let rows: Vec<Vec<String>> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes())
+            .records()
+            .map(|r| r.expect("a record").iter().map(str::to_owned).collect())
+            .collect();
+        let item = &preview["items"][index];
+        let shown: Vec<Vec<String>> = serde_json::from_value(item["rows"].clone()).expect("rows");
+        assert_eq!(item["columns"], json!(rows[0]), "item {index}: the header");
+        assert_eq!(shown.len(), 20, "item {index}: the documented maximum");
+        assert_eq!(shown[..], rows[1..21], "item {index}: the file's first rows");
+        let count = item["rowCount"].as_u64().expect("a count");
+        let real = (rows.len() - 1) as u64;
+        assert!(
+            count.abs_diff(real) <= real / 50,
+            "item {index}: {count} suggested, {real} written"
+        );
+        assert_eq!(
+            item["exact"], false,
+            "item {index}: the window holds more than a page"
+        );
+    }
+}

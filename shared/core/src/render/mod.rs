@@ -4,6 +4,7 @@
 
 pub mod cells;
 pub mod csv_file;
+pub mod item;
 pub mod series;
 pub mod stage;
 pub mod wide;

@@ -278,9 +278,9 @@ impl JobFilename {
         for placeholder in Self::PLACEHOLDERS {
             rest = rest.replace(placeholder, "x");
         }
-        if rest.contains("{{") || rest.contains("}}") {
+        if rest.contains(['{', '}']) {
             return Err(format!(
-                "may hold only the placeholders {}",
+                "may hold `{{` and `}}` only in the placeholders {}",
                 Self::PLACEHOLDERS.join(" and ")
             ));
         }

@@ -112,8 +112,19 @@ impl Checker<'_> {
                 })
             }
         };
-        let format = format?;
+        let mut format = format?;
         let items = items?;
+        // Without `columns`, a file of one series has time, name, value and unit; a wide one
+        // (a value column per target) time and value.
+        let columns_given = map
+            .get("format")
+            .and_then(|f| f.get("columns"))
+            .is_some_and(|c| !c.is_null());
+        if !columns_given && items.iter().any(|i| i.is_wide() && !format.is_long(i)) {
+            format
+                .columns
+                .retain(|c| matches!(c.id, ColumnId::Time | ColumnId::Value));
+        }
         if format.columns.iter().any(|c| c.id == ColumnId::Count)
             && items.iter().all(|i| i.decimation.is_none())
         {
