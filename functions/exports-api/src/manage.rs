@@ -83,8 +83,8 @@ pub(crate) fn next_of(recurrence: &Recurrence, now: DateTime<Utc>) -> Result<(u6
 
 /// Writes `revised` (the next version of the export read); `412` when another change came
 /// first.
-async fn revise(deps: Deps<'_>, revised: &Export) -> Result<(), ApiError> {
-    if deps.lifecycle.revise(revised).await? {
+async fn revise(deps: Deps<'_>, revised: &Export, moves_chain: bool) -> Result<(), ApiError> {
+    if deps.lifecycle.revise(revised, moves_chain).await? {
         Ok(())
     } else {
         let stored = deps.exports.get(&revised.id).await?;
@@ -123,6 +123,12 @@ pub(crate) async fn edit(
             "must be a JSON object: a merge patch (RFC 7396) of the export",
         )]));
     };
+    if fields.is_empty() {
+        return Err(ApiError::Invalid(vec![Problem::new(
+            "",
+            format!("an edit changes at least one of {}", EDITABLE.join(", ")),
+        )]));
+    }
     let refused: Vec<Problem> = fields
         .keys()
         .filter(|k| !EDITABLE.contains(&k.as_str()))
@@ -164,6 +170,7 @@ pub(crate) async fn edit(
     };
     // A paused export stays paused (it arms when resumed); a new schedule moves the chain.
     let moved = export.status == ExportStatus::Scheduled && after != before;
+    let export_next = export.next_run_at;
     let next = if moved { Some(next_of(&after, now)?) } else { None };
     let revised = Export {
         request: parsed,
@@ -172,9 +179,26 @@ pub(crate) async fn edit(
         next_run_at: next.map(|(_, at)| at).or(export.next_run_at),
         ..export
     };
-    revise(deps, &revised).await?;
+    revise(deps, &revised, moved).await?;
     if let Some((k, at)) = next {
         arm(deps, &RunEvent::occurrence(revised.id, k, at)).await;
+        // An occurrence due before the edit whose trigger had not come yet (it settles, or is
+        // retried) is replaced: it goes on record as not run.
+        if let Some(due) = export_next.filter(|t| *t <= now) {
+            let job = JobKey {
+                export_id: revised.id,
+                scheduled_at: due,
+            };
+            let end = JobEnd::failed(
+                "not run: its export's schedule was edited before its trigger came".into(),
+                exporter_core::domain::job::JobDetail::default(),
+                now,
+                deps.config.retention,
+            );
+            if let Err(e) = deps.ends.record_unrun(&job, &end).await {
+                tracing::warn!(export_id = %revised.id, error = %e, "could not record the occurrence an edit replaced");
+            }
+        }
     }
     tracing::info!(export_id = %revised.id, version = revised.version, moved, "export edited");
     Ok(with_etag(200, &revised))
@@ -209,7 +233,7 @@ pub(crate) async fn pause(
         version: export.version + 1,
         ..export
     };
-    revise(deps, &revised).await?;
+    revise(deps, &revised, true).await?;
     if let Err(e) = deps.schedules.disarm(&revised.id).await {
         // A trigger that fires anyway finds the export paused and runs nothing.
         tracing::warn!(export_id = %revised.id, error = %e, "could not remove the schedule of a paused export; the reconciler removes it");
@@ -219,8 +243,8 @@ pub(crate) async fn pause(
 }
 
 /// `POST /exports/{id}/resume`: a paused export arms at its next occurrence after now; the
-/// occurrences that passed while it was paused are recorded `skipped` (the most recent
-/// [`MAX_SKIPPED`]), not caught up.
+/// occurrences that passed without a job (while it was paused) are recorded `skipped` (the most
+/// recent [`MAX_SKIPPED`]), not caught up.
 pub(crate) async fn resume(
     deps: Deps<'_>,
     who: &Identity,
@@ -242,8 +266,6 @@ pub(crate) async fn resume(
     }
     let now = deps.clock.now();
     let (k, at) = next_of(&recurrence, now)?;
-    // Paused when last changed: nothing else writes a paused export.
-    let paused_at = export.updated_at;
     let revised = Export {
         status: ExportStatus::Scheduled,
         next_run_at: Some(at),
@@ -251,9 +273,18 @@ pub(crate) async fn resume(
         version: export.version + 1,
         ..export
     };
-    revise(deps, &revised).await?;
+    revise(deps, &revised, true).await?;
     arm(deps, &RunEvent::occurrence(revised.id, k, at)).await;
-    let first = recurrence.next_after(paused_at).map_or(k, |(first, _)| first);
+    // From the occurrence after the newest one on record (an occurrence due just before the
+    // pause whose trigger never came has no job either), else after the create.
+    let newest = deps
+        .history
+        .recent_jobs(&revised.id, None, crate::MAX_JOBS_PAGE)
+        .await?
+        .into_iter()
+        .find(|j| recurrence.index_of(j.scheduled_at).is_some())
+        .map_or(revised.created_at, |j| j.scheduled_at);
+    let first = recurrence.next_after(newest).map_or(k, |(first, _)| first);
     let end = JobEnd::skipped(now, deps.config.retention);
     for j in first.max(k.saturating_sub(MAX_SKIPPED))..k {
         let Some(scheduled_at) = recurrence.occurrence(j) else {
@@ -283,8 +314,14 @@ pub(crate) async fn run_now(
 ) -> Result<Response<Body>, ApiError> {
     let export = visible(deps, who, id).await?;
     let now = deps.clock.now();
-    // Job ids (and the trigger's time) are to the millisecond.
-    let scheduled_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    // Job ids (and the trigger's time) are to the millisecond; one that is an occurrence's
+    // moves a millisecond on, so that the extra job is never taken for the chain's.
+    let mut scheduled_at = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+    if let Schedule::Recurring(recurrence) = export.request.schedule {
+        if recurrence.index_of(scheduled_at).is_some() {
+            scheduled_at += chrono::TimeDelta::milliseconds(1);
+        }
+    }
     let window = extra_window(deps, request, now)?;
     let occurrence =
         match (window, export.request.schedule) {

@@ -92,6 +92,9 @@ async fn item_preview(
     let layout = Layout::of(format, item);
     let mut points: Vec<(usize, Point<'static>)> = Vec::new();
     let mut total = 0u64;
+    // Where the rows stop being the file's: before the newest time read of a target whose page
+    // did not hold its whole window (what lies past it is not read, for it or the others).
+    let mut cut: Option<i64> = None;
     for (k, (name, _)) in layout.targets.iter().enumerate() {
         let query = SeriesQuery {
             domain: item.domain_id.map(|d| d.to_string()),
@@ -102,22 +105,30 @@ async fn item_preview(
             window,
         };
         let mut kept = Kept::default();
-        total += deps
+        let messages = deps
             .reader
             .first_page(&query, &mut kept)
             .await
             .map_err(|e| unreadable(index, e))?;
+        total += messages;
+        if (kept.0.len() as u64) < messages {
+            let newest = kept.0.iter().map(|p| p.time_ns).max().unwrap_or(i64::MIN);
+            cut = Some(cut.map_or(newest, |c| c.min(newest)));
+        }
         points.extend(kept.0.into_iter().map(|p| (k, p)));
+    }
+    if let Some(cut) = cut {
+        points.retain(|(_, p)| p.time_ns < cut);
     }
     points.sort_by_key(|(k, p)| (p.time_ns, *k));
     let seen = points.len() as u64;
+    let exact = cut.is_none();
     let merged: Vec<Point<'static>> = points.into_iter().map(|(_, p)| p).collect();
-    let (header, rows) = render(format, item, (&layout, window), &merged)
+    let (header, rows) = render(format, item, (&layout, window), (&merged, exact))
         .await
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
     // Every message of the window was read: the rows are the file's; else scaled by the
     // messages the window holds.
-    let exact = seen >= total;
     let row_count = if exact || seen == 0 {
         rows.len() as u64
     } else {
@@ -141,12 +152,15 @@ fn unreadable(index: usize, e: ReadError) -> ApiError {
     ApiError::Unavailable(Box::new(e))
 }
 
-/// The rows `points` make in `item`'s file, as CSV cells: the header, then the rows.
+/// The rows `points` make in `item`'s file, as CSV cells: the header, then the rows. When the
+/// points are the whole window's the file is finished (its last bucket, the empty buckets to
+/// the window's end); else it stops where the points do (a bucket they may not hold whole is
+/// left out, and nothing is filled past them).
 async fn render(
     format: &Format,
     item: &Item,
     (layout, window): (&Layout, Window),
-    points: &[Point<'static>],
+    (points, whole): (&[Point<'static>], bool),
 ) -> Result<(Vec<String>, Vec<Vec<String>>), std::io::Error> {
     let text_format = Format {
         extension: Extension::Csv,
@@ -164,7 +178,11 @@ async fn render(
     .map_err(std::io::Error::other)?;
     let mut series = sink(&text_format, item, (layout, window), writer, None);
     series.accept(points).await.map_err(std::io::Error::other)?;
-    series.finish(&mut file).map_err(std::io::Error::other)?;
+    if whole {
+        series.finish(&mut file).map_err(std::io::Error::other)?;
+    } else {
+        series.pause().map_err(std::io::Error::other)?;
+    }
     file.seek(SeekFrom::Start(0))?;
     let mut text = String::new();
     file.read_to_string(&mut text)?;

@@ -79,7 +79,7 @@ impl ExportLifecycle for Recorder {
         self.note("soft_delete");
         Err(StoreError::NotFound)
     }
-    async fn revise(&self, _: &Export) -> Result<bool, StoreError> {
+    async fn revise(&self, _: &Export, _: bool) -> Result<bool, StoreError> {
         self.note("revise");
         Ok(true)
     }

@@ -150,7 +150,8 @@ pub(crate) async fn stalled(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<()
             }
         }
         repairs.jobs_abandoned += 1;
-        if export.request.schedule == Schedule::OneTime {
+        // A one-time export settles from its own job, not from an extra one (run now).
+        if export.request.schedule == Schedule::OneTime && job.scheduled_at == export.created_at {
             pass.deps
                 .runs
                 .settle_one_time(export, ExportStatus::Failed, pass.now)

@@ -41,7 +41,10 @@ pub(crate) async fn rearm(
             scheduled_at,
         })
         .collect();
-    let advance = deps.runs.advance_next_run(&export.id, at, now, &passed).await?;
+    let advance = deps
+        .runs
+        .advance_next_run((&export.id, export.version), at, now, &passed)
+        .await?;
     if advance == Advance::Behind {
         tracing::info!(export_id = %export.id, k, "a later occurrence is armed already; the chain stays");
         return Ok(());

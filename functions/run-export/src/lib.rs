@@ -39,7 +39,7 @@ use chain::rearm;
 use checkpoint::{checkpoint_key, Progress};
 use steps::{after_duplicate, end_job, over_budget, record_unrun, revoked};
 
-use exporter_core::domain::job::{JobDetail, JobStatus};
+use exporter_core::domain::job::{JobDetail, JobEnd, JobStatus};
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{files, record};
 use exporter_core::domain::{Export, ExportStatus, RunEvent, Schedule};
@@ -103,8 +103,23 @@ async fn run(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
             return Ok(Outcome::Skipped);
         }
     };
-    if export.status == ExportStatus::Paused {
-        // Its schedule is removed when it pauses; a trigger already on its way runs nothing.
+    if export.status == ExportStatus::Paused && event.extra.is_none() {
+        // Its schedule is removed when it pauses; a trigger still on its way (late, retried,
+        // launched by a sweep) runs nothing, and its occurrence is recorded skipped, so that
+        // every due occurrence has its job.
+        if let Schedule::Recurring(recurrence) = export.request.schedule {
+            let k = event
+                .occurrence
+                .or_else(|| recurrence.index_of(event.scheduled_at));
+            let millis = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
+            let ours = k
+                .and_then(|k| recurrence.occurrence(k))
+                .is_some_and(|t| millis(t) == millis(event.scheduled_at));
+            if ours {
+                let end = JobEnd::skipped(deps.clock.now(), deps.config.retention);
+                deps.ends.record_unrun(&event.job(), &end).await?;
+            }
+        }
         tracing::info!(export_id = %export.id, "export paused; nothing to run");
         return Ok(Outcome::Skipped);
     }
@@ -122,6 +137,14 @@ async fn run(deps: Deps<'_>, event: RunEvent) -> Result<Outcome, Failure> {
                 let millis = |t: chrono::DateTime<chrono::Utc>| t.timestamp_millis();
                 if recurrence.occurrence(k).map(millis) != Some(millis(event.scheduled_at)) {
                     tracing::warn!(export_id = %export.id, k, "a trigger of the schedule before an edit; the edited chain is armed");
+                    // On record as not run (it sends nothing): a job the chain expected at that
+                    // time ends, and is not launched again by every sweep.
+                    record_unrun(
+                        deps,
+                        &event,
+                        "not run: its export's schedule was edited before it ran".into(),
+                    )
+                    .await?;
                     let (next, _) = recurrence
                         .next_after(deps.clock.now() - deps.config.settle)
                         .ok_or_else(|| Failure::permanent("the export has no next occurrence"))?;
@@ -282,9 +305,14 @@ async fn run_claimed(
         Start::Resume(checkpoint, leg) => {
             if let Some(reason) = edited_since(export, &checkpoint) {
                 tracing::warn!(export_id = %export.id, job_id, leg, "the export was edited while its job ran; the job fails");
+                // Nothing half-done stays: its files (open uploads too) go.
+                steps::remove(deps, &format!("{}/", files::job_prefix(&export.id, job_id))).await;
                 let detail = JobDetail {
                     error: Some(reason),
-                    ..checkpoint.detail
+                    version: checkpoint.detail.version,
+                    windows: checkpoint.detail.windows,
+                    warnings: checkpoint.detail.warnings,
+                    ..JobDetail::default()
                 };
                 let ended = end_job(deps, export, event, job_id, JobStatus::Failed, detail).await;
                 return count_failure(ended, "edited");

@@ -87,7 +87,10 @@ pub(crate) async fn end_job(
         metrics::counter!(names::BYTES_WRITTEN).increment(files.map(|f| f.bytes).sum());
     }
     metrics::histogram!(names::JOB_LEGS).record(f64::from(event.leg.unwrap_or(0) + 1));
-    settle(deps, export, status, finished_at).await?;
+    // A one-time export settles from its own job, not from an extra one (run now).
+    if event.extra.is_none() {
+        settle(deps, export, status, finished_at).await?;
+    }
     hand_off(deps, export, job_id).await?;
     if status == JobStatus::Done {
         // After the hand-off, off its critical path (a retry's duplicate clears it too).
@@ -185,6 +188,7 @@ pub(crate) async fn after_duplicate(
         clear_after_done(deps, export, &job.job_id).await;
     }
     if export.request.schedule == Schedule::OneTime
+        && event.extra.is_none()
         && !matches!(export.status, ExportStatus::Done | ExportStatus::Failed)
     {
         // Settled now (its counter stamped with this writer's time, not the job's end).

@@ -77,25 +77,28 @@ pub trait ExportLifecycle: Send + Sync {
     ) -> Result<Export, StoreError>;
 
     /// Writes an owner's change of a live recurring export (an edit, a pause, a resume): its
-    /// request, status, next run and `updatedAt` as `export` holds them, and `export.version`,
-    /// only while the stored version is `export.version - 1` and the export is not deleted;
-    /// `false` when that did not hold (another change came first).
-    async fn revise(&self, export: &Export) -> Result<bool, StoreError>;
+    /// request, status, `updatedAt` and `export.version` as `export` holds them (and its next
+    /// run when `moves_chain`; else the run's own moves stand), only while the stored version
+    /// is `export.version - 1` and the export is not deleted; `false` when that did not hold
+    /// (another change came first).
+    async fn revise(&self, export: &Export, moves_chain: bool) -> Result<bool, StoreError>;
 }
 
 /// What a run writes on its export: the next armed occurrence, and a one-time export's end.
 #[async_trait]
 pub trait ExportRuns: Send + Sync {
-    /// Moves a live recurring export's next run forward to `next`, never back: `Advanced` when
-    /// it was earlier (or unset), `Same` when it is `next` already (a retried attempt), `Behind`
-    /// when a later occurrence is recorded (a late or replayed trigger) or the export is gone.
+    /// Moves a live recurring export's next run forward to `next`, never back, while it is
+    /// scheduled at `version` (the version the run read: a chain its owner paused or edited
+    /// since is not moved by a run of what it was): `Advanced` when it was earlier (or unset),
+    /// `Same` when it is `next` already (a retried attempt), `Behind` when a later occurrence is
+    /// recorded (a late or replayed trigger), the export changed, or it is gone.
     ///
     /// First, each job of `passed` (the occurrences the chain moves past) that is not on record
     /// is recorded `notProcessed`, unclaimed and never attempted, so that an occurrence whose
     /// every attempt dies after the chain moved on is found among the unfinished jobs.
     async fn advance_next_run(
         &self,
-        id: &ExportId,
+        (id, version): (&ExportId, u64),
         next: DateTime<Utc>,
         at: DateTime<Utc>,
         passed: &[JobKey],

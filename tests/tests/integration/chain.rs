@@ -182,14 +182,14 @@ async fn a_retried_rearm_of_a_sub_millisecond_occurrence_finds_the_chain_where_i
     let now = Utc::now();
     assert_eq!(
         fx.store
-            .advance_next_run(&id, next, now, &[])
+            .advance_next_run((&id, 1), next, now, &[])
             .await
             .expect("writes"),
         Advance::Advanced
     );
     assert_eq!(
         fx.store
-            .advance_next_run(&id, next, now, &[])
+            .advance_next_run((&id, 1), next, now, &[])
             .await
             .expect("writes"),
         Advance::Same,
@@ -197,7 +197,7 @@ async fn a_retried_rearm_of_a_sub_millisecond_occurrence_finds_the_chain_where_i
     );
     assert_eq!(
         fx.store
-            .advance_next_run(&id, next - TimeDelta::hours(1), now, &[])
+            .advance_next_run((&id, 1), next - TimeDelta::hours(1), now, &[])
             .await
             .expect("writes"),
         Advance::Behind

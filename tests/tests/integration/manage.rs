@@ -153,7 +153,11 @@ async fn an_edit_of_the_periodicity_moves_the_chain_and_the_armed_schedule() {
     let armed = fx.armed_event(&id).await.expect("armed");
     assert_eq!(armed.scheduled_at, next_day);
     let (_, _, status) = send(&fx, &now, ("GET", &format!("/exports/{id}/status")), None, None).await;
-    assert_eq!(status["jobs"], json!([]), "no job recorded for it");
+    let jobs = status["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1, "{status}");
+    assert_eq!(jobs[0]["status"], "failed", "on record as not run: {status}");
+    assert!(jobs[0]["error"].as_str().is_some_and(|e| e.contains("edited")), "{status}");
+    assert_eq!(jobs[0]["attempts"], 0, "never run");
 }
 
 #[tokio::test]

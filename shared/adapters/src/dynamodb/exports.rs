@@ -255,7 +255,7 @@ impl ExportLifecycle for DynamoStore {
         })
     }
 
-    async fn revise(&self, export: &Export) -> Result<bool, StoreError> {
+    async fn revise(&self, export: &Export, moves_chain: bool) -> Result<bool, StoreError> {
         let previous = export.version.saturating_sub(1);
         let mut update = self
             .client
@@ -277,11 +277,12 @@ impl ExportLifecycle for DynamoStore {
             .expression_attribute_values(":status", s(export.status.as_str()))
             .expression_attribute_values(":at", s(rfc3339(export.updated_at)));
         let set = "SET #status = :status, updatedAt = :at, #version = :version, #record = :record";
-        update = match export.next_run_at {
-            Some(next) => update
+        update = match (moves_chain, export.next_run_at) {
+            (false, _) => update.update_expression(set),
+            (true, Some(next)) => update
                 .update_expression(format!("{set}, nextRunAt = :next"))
                 .expression_attribute_values(":next", s(rfc3339(next))),
-            None => update.update_expression(format!("{set} REMOVE nextRunAt")),
+            (true, None) => update.update_expression(format!("{set} REMOVE nextRunAt")),
         };
         conditional(update.send().await)
     }

@@ -17,7 +17,7 @@ use super::DynamoStore;
 impl ExportRuns for DynamoStore {
     async fn advance_next_run(
         &self,
-        id: &ExportId,
+        (id, version): (&ExportId, u64),
         next: DateTime<Utc>,
         at: DateTime<Utc>,
         passed: &[JobKey],
@@ -33,10 +33,17 @@ impl ExportRuns for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(export_key(id)))
             .update_expression("SET nextRunAt = :next, updatedAt = :at")
+            // Exports stored before versions are at version 1.
             .condition_expression(
-                "attribute_exists(pk) AND attribute_not_exists(deletedAt) \
+                "attribute_exists(pk) AND attribute_not_exists(deletedAt) AND #status = :scheduled \
+                 AND (#version = :version OR (attribute_not_exists(#version) AND :version = :one)) \
                  AND (attribute_not_exists(nextRunAt) OR nextRunAt < :next)",
             )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":scheduled", s(ExportStatus::Scheduled.as_str()))
+            .expression_attribute_values(":version", n(version))
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":next", s(&next_text))
             .expression_attribute_values(":at", s(rfc3339(at)))
             .send()
@@ -48,7 +55,10 @@ impl ExportRuns for DynamoStore {
         Ok(match current {
             // As stored: to the millisecond (an occurrence may have a finer fraction).
             Some(export)
-                if export.deleted_at.is_none() && export.next_run_at.map(rfc3339) == Some(next_text) =>
+                if export.deleted_at.is_none()
+                    && export.version == version
+                    && export.status == ExportStatus::Scheduled
+                    && export.next_run_at.map(rfc3339) == Some(next_text) =>
             {
                 Advance::Same
             }

@@ -162,9 +162,10 @@ impl DynamoStore {
                 update
                     .condition_expression(
                         "attribute_exists(pk) AND attribute_not_exists(sweep) AND attribute_not_exists(deletedAt) \
-                         AND #status IN (:creating, :queued, :scheduled, :running)",
+                         AND #status IN (:creating, :queued, :scheduled, :paused, :running)",
                     )
                     .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":paused", s(ExportStatus::Paused.as_str()))
                     .expression_attribute_values(":creating", s(ExportStatus::Creating.as_str()))
                     .expression_attribute_values(":queued", s(ExportStatus::Queued.as_str()))
                     .expression_attribute_values(":scheduled", s(ExportStatus::Scheduled.as_str()))

@@ -313,7 +313,7 @@ impl ListQuery {
                 // Repeated or comma-separated, as `ids` (a tag's label and value hold no comma).
                 "tagLabels" => {
                     for part in value.split(',') {
-                        if part.is_empty() || part.len() > 128 {
+                        if part.is_empty() || part.chars().count() > 128 {
                             fail(name, "must be tag labels of 1 to 128 characters".into());
                         } else {
                             query.tag_labels.push(part.to_owned());

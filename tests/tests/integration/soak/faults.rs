@@ -159,7 +159,7 @@ pub(super) struct FaultyRuns<'a>(pub(super) &'a dyn ExportRuns, pub(super) &'a A
 impl ExportRuns for FaultyRuns<'_> {
     async fn advance_next_run(
         &self,
-        id: &ExportId,
+        id: (&ExportId, u64),
         next: DateTime<Utc>,
         at: DateTime<Utc>,
         passed: &[JobKey],

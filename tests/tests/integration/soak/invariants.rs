@@ -269,11 +269,19 @@ pub(super) async fn remember_done(fx: &Fixture, seen: &mut BTreeMap<String, Expo
 }
 
 /// The invariants at the end of the soak, each counted as it is checked.
+/// A chain its owner paused (`from`), and resumed (`to`) unless it stayed paused.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Paused {
+    pub id: ExportId,
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+}
+
 pub(super) async fn hold(
     fx: &Fixture,
     now: DateTime<Utc>,
     late: &[LatePoint],
-    done_seen: &BTreeMap<String, ExportId>,
+    (done_seen, paused): (&BTreeMap<String, ExportId>, Option<Paused>),
 ) -> BTreeMap<&'static str, usize> {
     let mut checked = BTreeMap::<&str, usize>::new();
     let exports = fx.store.every_export().await.expect("scans");
@@ -295,7 +303,7 @@ pub(super) async fn hold(
             assert!(
                 matches!(
                     job.status,
-                    JobStatus::Done | JobStatus::Failed | JobStatus::Expired
+                    JobStatus::Done | JobStatus::Failed | JobStatus::Expired | JobStatus::Skipped
                 ),
                 "{}: job {} left {:?}: attempts {}, leg {}, spread {:?}, item runs {runs:?}",
                 export.id,
@@ -314,6 +322,27 @@ pub(super) async fn hold(
                 .or_default() += 1;
         }
         let live = export.deleted_at.is_none();
+        // A paused chain ran nothing while paused: its occurrences then are on record skipped;
+        // still paused, it is not armed.
+        if let Some(p) = paused.filter(|p| p.id == export.id && live) {
+            for job in &jobs {
+                if job.scheduled_at > p.from && p.to.is_none_or(|to| job.scheduled_at <= to) {
+                    assert_eq!(
+                        job.status,
+                        JobStatus::Skipped,
+                        "{}: job {} ran while its export was paused",
+                        export.id,
+                        job.job_id
+                    );
+                    *checked.entry("occurrences while paused skipped, none run").or_default() += 1;
+                }
+            }
+            if p.to.is_none() {
+                assert_eq!(export.status, ExportStatus::Paused);
+                assert!(!armed.contains(&export.id), "{}: a paused chain armed", export.id);
+                *checked.entry("paused chains not armed").or_default() += 1;
+            }
+        }
         if live && export.request.schedule == Schedule::OneTime && export.status != ExportStatus::Creating {
             let job = jobs
                 .first()

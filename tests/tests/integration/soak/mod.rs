@@ -55,6 +55,9 @@ const STEP: TimeDelta = TimeDelta::minutes(20);
 const TICK: TimeDelta = TimeDelta::minutes(5);
 /// The reconciler's rate, in ticks.
 const SWEEP_EVERY: u32 = 2;
+/// The steps at which the third owner's hourly chain is paused, then resumed.
+const PAUSE_AT: u32 = 3;
+const RESUME_AT: u32 = 9;
 /// Lambda's asynchronous retries of a failed (or timed-out, or crashed) invocation: about a
 /// minute, then about two more; after them the event goes to the dead-letter queue.
 const RETRIES: [TimeDelta; 2] = [TimeDelta::minutes(1), TimeDelta::minutes(3)];
@@ -405,6 +408,8 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     // The files of every job seen done: they must outlive the soak (unless their export is
     // deleted).
     let mut done_seen: BTreeMap<String, ExportId> = BTreeMap::new();
+    // The chain paused by its owner: when, and when resumed.
+    let mut paused: Option<invariants::Paused> = None;
     let ticks = STEP.num_minutes() / TICK.num_minutes();
     let real = std::time::Instant::now();
     for step in 0..steps {
@@ -416,6 +421,28 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
             let tick_start = clock.now();
             clock.at_least(tick_start + TICK);
             let now = clock.now();
+            // The third owner pauses their hourly chain for two hours, between runs.
+            if tick == 0 && (step == PAUSE_AT || step == RESUME_AT) {
+                let who = &owners[2];
+                let (_, listed) = Fixture::call_with(api, "GET", "/exports", None, who).await;
+                if let Some(id) = listed["results"][0]["id"].as_str() {
+                    let verb = if step == PAUSE_AT { "pause" } else { "resume" };
+                    let path = format!("/exports/{id}/{verb}");
+                    let (status, body) = Fixture::call_with(api, "POST", &path, None, who).await;
+                    assert_eq!(status, 200, "{verb}: {body}");
+                    match (&mut paused, id.parse()) {
+                        (None, Ok(id)) => {
+                            paused = Some(invariants::Paused {
+                                id,
+                                from: now,
+                                to: None,
+                            })
+                        }
+                        (Some(p), _) => p.to = Some(now),
+                        _ => {}
+                    }
+                }
+            }
             // Data stamped in the window of the occurrence now due arrives while it is read.
             if tick == 0 && faults.roll("late data arrived during a read", 0.4) {
                 let hour = now.timestamp() / 3600 * 3600;
@@ -593,7 +620,7 @@ async fn a_fault_soak_keeps_every_chain_alive_and_every_record_true() {
     remember_done(&fx, &mut done_seen).await;
 
     // The invariants.
-    let checked = invariants::hold(&fx, clock.now(), &late, &done_seen).await;
+    let checked = invariants::hold(&fx, clock.now(), &late, (&done_seen, paused)).await;
     let mut injected = faults.injected.lock().map(|i| i.clone()).unwrap_or_default();
     for (what, count) in sweep_faults
         .injected

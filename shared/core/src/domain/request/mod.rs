@@ -151,16 +151,25 @@ impl ColumnId {
         }
     }
 
-    /// Parses camelCase or snake_case (`stringValue`, `string_value`).
+    /// Parses camelCase or snake_case (`stringValue`, `string_value`), exactly.
     pub fn parse(text: &str) -> Option<Self> {
-        let folded: String = text
-            .chars()
-            .filter(|&c| c != '_')
-            .collect::<String>()
-            .to_ascii_lowercase();
         Self::ALL
             .into_iter()
-            .find(|c| c.as_str().to_ascii_lowercase() == folded && (text.contains('_') || text == c.as_str()))
+            .find(|c| text == c.as_str() || text == c.snake_case())
+    }
+
+    /// The snake_case spelling (`string_value`).
+    fn snake_case(self) -> String {
+        let mut out = String::new();
+        for c in self.as_str().chars() {
+            if c.is_ascii_uppercase() {
+                out.push('_');
+                out.push(c.to_ascii_lowercase());
+            } else {
+                out.push(c);
+            }
+        }
+        out
     }
 }
 

@@ -52,7 +52,7 @@ impl Checker<'_> {
         let filename = match map.get("filename") {
             None | Some(Value::Null) => Some(None),
             Some(v) => self
-                .string(v, "/format/filename", 1000)
+                .string(v, "/format/filename", 120)
                 .and_then(|s| match JobFilename::parse(s) {
                     Ok(f) => Some(Some(f)),
                     Err(e) => {

@@ -235,6 +235,9 @@ mod tests {
         assert_eq!(ColumnId::parse("string_value"), Some(ColumnId::StringValue));
         assert_eq!(ColumnId::parse("stringvalue"), None);
         assert_eq!(ColumnId::parse("update_time"), Some(ColumnId::UpdateTime));
+        assert_eq!(ColumnId::parse("T_IME"), None);
+        assert_eq!(ColumnId::parse("_count"), None);
+        assert_eq!(ColumnId::parse("Value_"), None);
     }
 
     #[test]
