@@ -52,7 +52,10 @@ pub(crate) async fn spread(
 
 /// Where a spread job keeps the digest of the definition it began with.
 fn definition_key(export: &Export, event: &RunEvent) -> String {
-    format!("{}/.resume/definition", files::job_prefix(&export.id, &event.job_id()))
+    format!(
+        "{}/.resume/definition",
+        files::job_prefix(&export.id, &event.job_id())
+    )
 }
 
 fn digest(export: &Export) -> String {

@@ -156,7 +156,10 @@ async fn an_edit_of_the_periodicity_moves_the_chain_and_the_armed_schedule() {
     let jobs = status["jobs"].as_array().expect("jobs");
     assert_eq!(jobs.len(), 1, "{status}");
     assert_eq!(jobs[0]["status"], "failed", "on record as not run: {status}");
-    assert!(jobs[0]["error"].as_str().is_some_and(|e| e.contains("edited")), "{status}");
+    assert!(
+        jobs[0]["error"].as_str().is_some_and(|e| e.contains("edited")),
+        "{status}"
+    );
     assert_eq!(jobs[0]["attempts"], 0, "never run");
 }
 
@@ -205,7 +208,11 @@ async fn a_paused_export_never_runs_and_resumes_at_the_next_occurrence_recording
     assert_eq!(status, 202, "{accepted}");
     let extra = queue.take().pop().expect("launched");
     let outcome = run_export::handle(fx.run_deps(), extra).await.expect("runs");
-    assert_eq!(outcome, run_export::Outcome::Done, "an extra job of a paused export runs");
+    assert_eq!(
+        outcome,
+        run_export::Outcome::Done,
+        "an extra job of a paused export runs"
+    );
 
     // Five hours and a half later it resumes: armed at the next hour after then; the five hours
     // that passed are on record as skipped.

@@ -727,7 +727,7 @@ async fn an_occurrence_whose_every_attempt_died_after_the_chain_moved_on_is_laun
     }];
     assert_eq!(
         fx.store
-            .advance_next_run(&id, missed + TimeDelta::hours(1), moved_at, &passed)
+            .advance_next_run((&id, 1), missed + TimeDelta::hours(1), moved_at, &passed)
             .await
             .expect("writes"),
         Advance::Advanced
@@ -778,7 +778,12 @@ async fn an_occurrence_never_attempted_past_the_lateness_is_recorded_missed_with
         scheduled_at: missed,
     }];
     fx.store
-        .advance_next_run(&id, next.scheduled_at, Utc::now() - TimeDelta::hours(4), &passed)
+        .advance_next_run(
+            (&id, 1),
+            next.scheduled_at,
+            Utc::now() - TimeDelta::hours(4),
+            &passed,
+        )
         .await
         .expect("writes");
     let hand_offs = HandOffs::default();

@@ -334,7 +334,9 @@ pub(super) async fn hold(
                         export.id,
                         job.job_id
                     );
-                    *checked.entry("occurrences while paused skipped, none run").or_default() += 1;
+                    *checked
+                        .entry("occurrences while paused skipped, none run")
+                        .or_default() += 1;
                 }
             }
             if p.to.is_none() {
