@@ -356,17 +356,30 @@ pub(crate) fn body_json(deps: Deps<'_>, request: &Request) -> Result<Value, ApiE
     })
 }
 
-async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Response<Body>, ApiError> {
-    let body = body_json(deps, request)?;
-    let now = deps.clock.now();
-    let parsed = ExportRequest::parse(&body, now, &deps.config.policy).map_err(ApiError::Invalid)?;
+/// A body checked as a request (every problem, with its pointer), and its messages' recipients
+/// against the deployment's rules; `now` is the default anchor of a recurrence.
+pub(crate) fn checked_request(
+    deps: Deps<'_>,
+    who: &Identity,
+    body: &Value,
+    now: DateTime<Utc>,
+) -> Result<ExportRequest, ApiError> {
+    let parsed = ExportRequest::parse(body, now, &deps.config.policy).map_err(ApiError::Invalid)?;
     let relayed = deps
         .config
         .recipients
         .check(&parsed.messages, who.email.as_deref());
-    if !relayed.is_empty() {
-        return Err(ApiError::Invalid(relayed));
+    if relayed.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(ApiError::Invalid(relayed))
     }
+}
+
+async fn create(deps: Deps<'_>, who: &Identity, request: &Request) -> Result<Response<Body>, ApiError> {
+    let body = body_json(deps, request)?;
+    let now = deps.clock.now();
+    let parsed = checked_request(deps, who, &body, now)?;
     // The first run, computed before anything is stored so an impossible one is a 400.
     let (status, first_run, occurrence) = match parsed.schedule {
         Schedule::OneTime => (ExportStatus::Queued, now, None),

@@ -10,11 +10,11 @@ use serde_json::Value;
 use exporter_core::domain::job::{JobEnd, JobKey};
 use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{
-    Export, ExportRequest, ExportStatus, Extra, ExtraWindow, Problem, Recurrence, RunEvent, Schedule,
+    Export, ExportStatus, Extra, ExtraWindow, Problem, Recurrence, RunEvent, Schedule,
 };
 
 use crate::identity::Identity;
-use crate::{body_json, check_channels, json_response, visible, ApiError, Deps};
+use crate::{body_json, check_channels, checked_request, json_response, visible, ApiError, Deps};
 
 /// What an edit may change; `type` stays (a one-time export runs once when created).
 const EDITABLE: [&str; 6] = [
@@ -154,14 +154,7 @@ pub(crate) async fn edit(
     let mut merged = export.request.to_json();
     json_patch::merge(&mut merged, &patch);
     let now = deps.clock.now();
-    let parsed = ExportRequest::parse(&merged, now, &deps.config.policy).map_err(ApiError::Invalid)?;
-    let relayed = deps
-        .config
-        .recipients
-        .check(&parsed.messages, who.email.as_deref());
-    if !relayed.is_empty() {
-        return Err(ApiError::Invalid(relayed));
-    }
+    let parsed = checked_request(deps, who, &merged, now)?;
     check_channels(deps, who, &parsed).await?;
     let Schedule::Recurring(after) = parsed.schedule else {
         return Err(ApiError::Internal(

@@ -13,14 +13,14 @@ use exporter_core::domain::recurrence::Window;
 use exporter_core::domain::request::{Extension, Format, Item};
 use exporter_core::domain::series::Point;
 use exporter_core::domain::timestamp::rfc3339;
-use exporter_core::domain::{ExportRequest, Schedule};
+use exporter_core::domain::Schedule;
 use exporter_core::ports::{Cause, ReadError, SeriesQuery, SliceSink};
 use exporter_core::render::item::{sink, Layout};
 use exporter_core::render::WriterArgs;
 
 use crate::identity::Identity;
 use crate::manage::next_of;
-use crate::{body_json, check_channels, json_response, ApiError, Deps};
+use crate::{body_json, check_channels, checked_request, json_response, ApiError, Deps};
 
 /// The most rows shown of each item.
 pub const PREVIEW_ROWS: usize = 20;
@@ -44,14 +44,7 @@ pub(crate) async fn preview(
 ) -> Result<Response<Body>, ApiError> {
     let body = body_json(deps, request)?;
     let now = deps.clock.now();
-    let parsed = ExportRequest::parse(&body, now, &deps.config.policy).map_err(ApiError::Invalid)?;
-    let relayed = deps
-        .config
-        .recipients
-        .check(&parsed.messages, who.email.as_deref());
-    if !relayed.is_empty() {
-        return Err(ApiError::Invalid(relayed));
-    }
+    let parsed = checked_request(deps, who, &body, now)?;
     check_channels(deps, who, &parsed).await?;
     // A recurring export's latest passed occurrence (its next, when none has passed).
     let occurrence = match parsed.schedule {
