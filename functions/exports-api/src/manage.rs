@@ -67,6 +67,33 @@ fn recurrence_of(export: &Export, what: &str) -> Result<Recurrence, ApiError> {
     }
 }
 
+/// The caller's recurring export `id` to change, at the version `If-Match` names (when sent),
+/// with its recurrence: `404`, `412`, or `409` for a one-time export.
+async fn changing(
+    deps: Deps<'_>,
+    (who, id, request): (&Identity, &str, &Request),
+    what: &str,
+) -> Result<(Export, Recurrence), ApiError> {
+    let export = visible(deps, who, id).await?;
+    check_if_match(request, &export)?;
+    let recurrence = recurrence_of(&export, what)?;
+    Ok((export, recurrence))
+}
+
+/// Whether a pause or a resume moves `export` from `from` to `to`: `true` to change it,
+/// `false` when it is at `to` already (the change is answered as done), else `409`.
+fn moves(export: &Export, (from, to): (ExportStatus, ExportStatus), verb: &str) -> Result<bool, ApiError> {
+    match export.status {
+        status if status == from => Ok(true),
+        status if status == to => Ok(false),
+        other => Err(ApiError::Conflict(format!(
+            "the export is {}: only a {} export {verb}",
+            other.as_str(),
+            from.as_str()
+        ))),
+    }
+}
+
 /// The first occurrence after `now` of `recurrence`, or `400` when it has none.
 /// (Stored times are RFC 3339, four-digit years: one past 9999 could not be read back.)
 pub(crate) fn next_of(recurrence: &Recurrence, now: DateTime<Utc>) -> Result<(u64, DateTime<Utc>), ApiError> {
@@ -113,9 +140,7 @@ pub(crate) async fn edit(
     id: &str,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let export = visible(deps, who, id).await?;
-    check_if_match(request, &export)?;
-    let before = recurrence_of(&export, "edited")?;
+    let (export, before) = changing(deps, (who, id, request), "edited").await?;
     let patch = body_json(deps, request)?;
     let Value::Object(fields) = &patch else {
         return Err(ApiError::Invalid(vec![Problem::new(
@@ -205,18 +230,9 @@ pub(crate) async fn pause(
     id: &str,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let export = visible(deps, who, id).await?;
-    check_if_match(request, &export)?;
-    recurrence_of(&export, "paused")?;
-    match export.status {
-        ExportStatus::Scheduled => {}
-        ExportStatus::Paused => return Ok(with_etag(200, &export)),
-        other => {
-            return Err(ApiError::Conflict(format!(
-                "the export is {}: only a scheduled export pauses",
-                other.as_str()
-            )))
-        }
+    let (export, _) = changing(deps, (who, id, request), "paused").await?;
+    if !moves(&export, (ExportStatus::Scheduled, ExportStatus::Paused), "pauses")? {
+        return Ok(with_etag(200, &export));
     }
     let now = deps.clock.now();
     let revised = Export {
@@ -244,18 +260,13 @@ pub(crate) async fn resume(
     id: &str,
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let export = visible(deps, who, id).await?;
-    check_if_match(request, &export)?;
-    let recurrence = recurrence_of(&export, "resumed")?;
-    match export.status {
-        ExportStatus::Paused => {}
-        ExportStatus::Scheduled => return Ok(with_etag(200, &export)),
-        other => {
-            return Err(ApiError::Conflict(format!(
-                "the export is {}: only a paused export resumes",
-                other.as_str()
-            )))
-        }
+    let (export, recurrence) = changing(deps, (who, id, request), "resumed").await?;
+    if !moves(
+        &export,
+        (ExportStatus::Paused, ExportStatus::Scheduled),
+        "resumes",
+    )? {
+        return Ok(with_etag(200, &export));
     }
     let now = deps.clock.now();
     let (k, at) = next_of(&recurrence, now)?;
