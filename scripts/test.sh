@@ -15,7 +15,7 @@ log=$(mktemp)
 status=0
 cargo test --workspace --all-targets -- --skip fault_soak 2>&1 | tee "$log" || status=$?
 # The fault soak prints what it injected and checked.
-cargo test -p integration-tests --test integration -- fault_soak --nocapture 2>&1 | tee -a "$log" | grep -E '^soak:|^test result|panicked' || status=$?
+cargo test -p integration-tests --test integration -- fault_soak --nocapture 2>&1 | tee -a "$log" | grep -E -A2 '^soak:|^test result|panicked' || status=$?
 # The OpenAPI description against the running API: no 5xx, every response as documented. On
 # the stack as it was before asynchronous invokes (runs invoked through watch itself, one instance
 # a function, no continuation): with the fuzzer's hundreds of exports running beside its requests,

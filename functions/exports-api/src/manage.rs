@@ -412,11 +412,19 @@ fn extra_window(
             "/to",
             "must not be in the future: a run now reads what was stored",
         )),
-        (Some(_), None) if fields.get("to").is_none_or(Value::is_null) => {
-            problems.push(Problem::new("/to", "is required with `from`"))
-        }
-        (None, Some(_)) if fields.get("from").is_none_or(Value::is_null) => {
-            problems.push(Problem::new("/from", "is required with `to`"))
+        // Both or neither: both numbers, or both null (no window).
+        (Some(_), None) => problems.push(Problem::new("/to", "is required with `from` (both or neither)")),
+        (None, Some(_)) => problems.push(Problem::new("/from", "is required with `to` (both or neither)")),
+        (None, None) if fields.contains_key("from") != fields.contains_key("to") => {
+            let missing = if fields.contains_key("from") {
+                "/to"
+            } else {
+                "/from"
+            };
+            problems.push(Problem::new(
+                missing,
+                "is required with the other end of the window (both or neither)",
+            ))
         }
         _ => {}
     }
