@@ -29,12 +29,6 @@ pub(crate) async fn spread(
     let items =
         u32::try_from(export.request.items.len()).map_err(|_| Failure::permanent("too many items"))?;
     let launched = deps.config.fan_out.clamp(1, items);
-    // The definition its item runs began with, which each of them (and the run that ends the
-    // job) checks: one file of a job never mixes two definitions, nor one zip two files of them.
-    deps.files
-        .put_bytes(&definition_key(export, event), digest(export).into_bytes())
-        .await
-        .map_err(|e| Failure::Retryable(Box::new(e)))?;
     if !deps.spread.spread_job(&event.job(), items, launched).await? {
         tracing::info!(export_id = %export.id, "job spread already; its items are under way");
         return Ok(Outcome::Duplicate);
@@ -50,28 +44,8 @@ pub(crate) async fn spread(
     Ok(Outcome::Spread)
 }
 
-/// Where a spread job keeps the digest of the definition it began with.
-fn definition_key(export: &Export, event: &RunEvent) -> String {
-    format!(
-        "{}/.resume/definition",
-        files::job_prefix(&export.id, &event.job_id())
-    )
-}
-
 fn digest(export: &Export) -> String {
     exporter_core::domain::record::definition_digest(&export.request)
-}
-
-/// The digest of the definition a spread job began with; its export's now when it cannot be
-/// read (a job spread before it was kept: the store says no more than that it failed).
-async fn began_with(deps: Deps<'_>, export: &Export, event: &RunEvent) -> Result<String, Failure> {
-    match deps.files.read(&definition_key(export, event)).await {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) => {
-            tracing::warn!(export_id = %export.id, error = %e, "the definition the job began with could not be read; the export's is taken");
-            Ok(digest(export))
-        }
-    }
 }
 
 /// Records an item launched and launches its run (leg `leg`); a failure is logged, and the
@@ -214,7 +188,7 @@ async fn run_claimed(
     } else {
         Checkpoint {
             occurrence: event.occurrence,
-            definition: Some(began_with(deps, export, event).await?),
+            definition: Some(digest(export)),
             ..Checkpoint::default()
         }
     };
@@ -318,17 +292,6 @@ async fn finish_claimed(
     fresh: Fresh,
 ) -> Result<Outcome, Failure> {
     let job_id = event.job_id();
-    if began_with(deps, export, event).await? != digest(export) {
-        let detail = exporter_core::domain::job::JobDetail {
-            error: Some(format!(
-                "the export was edited while this job ran (now version {}); run it again with POST /exports/{}/runs",
-                export.version, export.id
-            )),
-            ..Default::default()
-        };
-        remove(deps, &format!("{}/", files::job_prefix(&export.id, &job_id))).await;
-        return end_job(deps, export, event, &job_id, JobStatus::Failed, detail).await;
-    }
     let outcomes = deps.spread.item_outcomes(&event.job()).await?;
     match pipeline::assemble(
         deps,
