@@ -97,11 +97,12 @@ install() {
   if [[ ! -x $VENV/bin/moto_server || ! -x $VENV/bin/cargo-lambda || ! -x $VENV/bin/cfn-lint \
         || ! -x $VENV/bin/schemathesis ]] \
       || ! "$VENV/bin/cargo-lambda" lambda watch --help 2>/dev/null | grep -q -- '--concurrency' \
-      || ! "$VENV/bin/python3" -c 'import pandas, openpyxl, samtranslator' 2>/dev/null; then
-    echo "stack: installing moto[server], cargo-lambda, cfn-lint, aws-sam-translator, schemathesis, pandas and openpyxl into .venv"
+      || ! "$VENV/bin/python3" -c 'import pandas, openpyxl, pyarrow, duckdb, samtranslator' 2>/dev/null; then
+    echo "stack: installing moto[server], cargo-lambda, cfn-lint, aws-sam-translator, schemathesis, pandas, openpyxl, pyarrow and duckdb into .venv"
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q 'moto[server]>=5.1,<6' 'cargo-lambda>=1.9,<2' 'cfn-lint>=1.20,<2' \
-      'aws-sam-translator>=1.90,<2' 'schemathesis>=4.3,<5' 'pandas>=2.2,<3' 'openpyxl>=3.1,<4'
+      'aws-sam-translator>=1.90,<2' 'schemathesis>=4.3,<5' 'pandas>=2.2,<3' 'openpyxl>=3.1,<4' \
+      'pyarrow>=15,<30' 'duckdb>=1.1,<3'
   fi
 }
 

@@ -7,6 +7,10 @@ SPEC is a list of checks, each one of:
    "values", "value_column", "extra": {column: [values as text]}}
 - {"kind": "xlsx", "path", "sheets", "data_sheet", "columns", "local_times", "time_column",
    "values", "value_column", "extra": {column: [...]}, "chart": bool, "title": str}
+- {"kind": "parquet", "path", "columns", "types": {column: arrow type}, "timezone", "times_utc",
+   "local_times", "values", "counts" (or null: none), "extra": {column: [values as text]}}: read by
+   pyarrow (and pandas on it) and by DuckDB; the first column is the time, the second its local
+   wall time, the third the value, the fifth the count
 """
 import json
 import math
@@ -100,6 +104,48 @@ def xlsx_file(spec):
     values_and_texts(frame, spec, "xlsx")
 
 
+def parquet_file(spec):
+    import duckdb
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(spec["path"])
+    check(table.column_names == spec["columns"], f"parquet columns {table.column_names} != {spec['columns']}")
+    types = {f.name: str(f.type) for f in table.schema}
+    check(types == spec["types"], f"parquet types {types} != {spec['types']}")
+    zone = (table.schema.metadata or {}).get(b"timezone", b"").decode()
+    check(zone == spec["timezone"], f"parquet timezone {zone!r} != {spec['timezone']!r}")
+    time, local, value, offset, count = spec["columns"][:5]
+    frame = table.to_pandas()
+    got = [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in frame[time]]
+    check(got == spec["times_utc"], f"pyarrow times: first differing at {first_difference(got, spec['times_utc'])}")
+    got = [t.strftime("%Y-%m-%dT%H:%M:%S") for t in frame[local]]
+    check(got == spec["local_times"], f"pyarrow local times: first differing at {first_difference(got, spec['local_times'])}")
+    same_numbers([None if pd.isna(v) else float(v) for v in frame[value]], spec["values"], "pyarrow values")
+    counts = spec["counts"] or [None] * len(spec["values"])
+    same_numbers([None if pd.isna(v) else int(v) for v in frame[count]], counts, "pyarrow counts")
+    for column, values in spec.get("extra", {}).items():
+        got = ["" if v is None else str(v) for v in table.column(column).to_pylist()]
+        check(got == values, f"pyarrow {column}: first differing at {first_difference(got, values)}")
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    path = spec["path"].replace("'", "''")
+    names = [d[0] for d in con.execute(f"DESCRIBE SELECT * FROM read_parquet('{path}')").fetchall()]
+    check(names == spec["columns"], f"duckdb columns {names} != {spec['columns']}")
+    rows = con.execute(
+        f"""SELECT strftime("{time}", '%Y-%m-%dT%H:%M:%SZ'), strftime("{local}", '%Y-%m-%dT%H:%M:%S'),
+                   "{value}", "{offset}", "{count}" FROM read_parquet('{path}')"""
+    ).fetchall()
+    got = [r[0] for r in rows]
+    check(got == spec["times_utc"], f"duckdb times: first differing at {first_difference(got, spec['times_utc'])}")
+    got = [r[1] for r in rows]
+    check(got == spec["local_times"], f"duckdb local times: first differing at {first_difference(got, spec['local_times'])}")
+    same_numbers([r[2] for r in rows], spec["values"], "duckdb values")
+    got = [r[3] for r in rows]
+    check(got == spec["extra"][offset], f"duckdb offsets: first differing at {first_difference(got, spec['extra'][offset])}")
+    same_numbers([r[4] for r in rows], counts, "duckdb counts")
+
+
 def first_difference(got, want):
     for i, (g, w) in enumerate(zip(got, want)):
         if g != w:
@@ -111,7 +157,7 @@ def main():
     with open(sys.argv[1], encoding="utf-8") as f:
         specs = json.load(f)
     for spec in specs:
-        {"csv": csv_file, "xlsx": xlsx_file}[spec["kind"]](spec)
+        {"csv": csv_file, "xlsx": xlsx_file, "parquet": parquet_file}[spec["kind"]](spec)
     for failure in failures:
         print(failure)
     print(f"checked {len(specs)} files with pandas {pd.__version__} and openpyxl {openpyxl.__version__}: "

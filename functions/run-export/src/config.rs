@@ -126,6 +126,8 @@ pub struct RunConfig {
     pub max_legs: u32,
     /// The most rows one item's workbook may hold; a job past it fails as soon as it gets there.
     pub xlsx_max_rows: u64,
+    /// The most rows one item's Parquet file may hold (staged like a workbook's rows).
+    pub parquet_max_rows: u64,
     /// The most rows of a decimated item's workbook that get a native line chart; 0: none.
     pub xlsx_chart_max_rows: u64,
     /// The most bytes of a file one invocation writes locally before it pauses (its full parts
@@ -149,6 +151,7 @@ impl Default for RunConfig {
             budget: None,
             max_legs: 200,
             xlsx_max_rows: 5_000_000,
+            parquet_max_rows: 20_000_000,
             xlsx_chart_max_rows: 10_000,
             fan_out: 4,
             max_local_bytes: 1 << 30,
@@ -181,6 +184,7 @@ impl RunConfig {
                 })?,
             max_legs: parsed_or("RUN_MAX_CONTINUATIONS", defaults.max_legs)?,
             xlsx_max_rows: parsed_or("XLSX_MAX_ROWS", defaults.xlsx_max_rows)?,
+            parquet_max_rows: parsed_or("PARQUET_MAX_ROWS", defaults.parquet_max_rows)?,
             xlsx_chart_max_rows: parsed_or("XLSX_CHART_MAX_ROWS", defaults.xlsx_chart_max_rows)?,
             fan_out: parsed_or("ITEM_FAN_OUT", defaults.fan_out)?,
             max_local_bytes: parsed_or("RUN_MAX_LOCAL_BYTES", defaults.max_local_bytes)?,

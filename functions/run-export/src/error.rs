@@ -27,10 +27,14 @@ pub enum JobError {
     #[error("a temporary file failed: {0}")]
     Io(#[from] std::io::Error),
     #[error(
-        "item {item}: more than {cap} rows, the most an Excel export may hold here (XLSX_MAX_ROWS); \
-         export it as CSV (no such limit), or decimate it"
+        "item {item}: more than {cap} rows, the most {what}; export it as CSV, JSON or NDJSON (no \
+         such limit), or decimate it"
     )]
-    TooManyRows { item: usize, cap: u64 },
+    TooManyRows {
+        item: usize,
+        cap: u64,
+        what: &'static str,
+    },
     #[error("item {0}: its window is out of range")]
     Window(usize),
     #[error(

@@ -22,6 +22,7 @@ use exporter_core::domain::timestamp::rfc3339;
 use exporter_core::domain::{Export, ExtraWindow, Schedule, Window};
 use exporter_core::ports::{FileError, ReadError, SeriesQuery, Upload};
 use exporter_core::render::item::Layout;
+use exporter_core::render::parquet_file::{Kinds, ParquetFile};
 use exporter_core::render::series::SeriesSink;
 use exporter_core::render::stage::render_stage;
 use exporter_core::render::xlsx_file::XlsxFile;
@@ -311,9 +312,28 @@ fn file_from_stage(
                 .map_err(render)?
                 .created_at(target.created_at)
         }
-        Extension::Csv => {
+        Extension::Parquet => {
+            // Two passes: the columns' types, then the rows.
+            let mut kinds = Kinds::default();
+            render_stage(stage.reopen()?, &mut kinds).map_err(render)?;
+            let file = temp_file(deps)?;
+            let mut parquet = ParquetFile::new(
+                std::io::BufWriter::with_capacity(256 * 1024, file.reopen()?),
+                (labels, &kinds.of(&Layout::of(format, item).kinds)),
+                format.timezone,
+                format.local_time,
+            )
+            .map_err(render)?;
+            render_stage(stage.reopen()?, &mut parquet).map_err(render)?;
+            parquet
+                .finish()
+                .and_then(|mut out| Ok(out.flush()?))
+                .map_err(render)?;
+            return Ok((file, 0));
+        }
+        Extension::Csv | Extension::Json | Extension::Ndjson => {
             return Err(render(RenderError::Io(std::io::Error::other(
-                "a CSV is written as it goes, never staged",
+                "a text file is written as it goes, never staged",
             ))))
         }
     };
@@ -322,6 +342,21 @@ fn file_from_stage(
     let mut file = temp_file(deps)?;
     Box::new(writer).finish_into(file.as_file_mut()).map_err(render)?;
     Ok((file, cut))
+}
+
+/// The most rows an item's staged file may hold, and what holds it (said when a job goes past
+/// it): a workbook's `XLSX_MAX_ROWS`, a Parquet file's `PARQUET_MAX_ROWS`.
+fn staged_cap(deps: Deps<'_>, extension: Extension) -> (u64, &'static str) {
+    match extension {
+        Extension::Parquet => (
+            deps.config.parquet_max_rows,
+            "a Parquet export may hold here (PARQUET_MAX_ROWS)",
+        ),
+        _ => (
+            deps.config.xlsx_max_rows,
+            "an Excel export may hold here (XLSX_MAX_ROWS)",
+        ),
+    }
 }
 
 /// The warning of a workbook's text cells cut to what a cell holds, when there are any.
@@ -584,7 +619,7 @@ async fn build_sink(
         format,
         labels: &shape.labels(),
         resumed_rows: progress.map(|p| p.paused.rows),
-        max_staged_rows: deps.config.xlsx_max_rows,
+        max_staged_rows: staged_cap(deps, format.extension).0,
     })
     .map_err(render)?;
     let sink = exporter_core::render::item::sink(
@@ -753,7 +788,11 @@ async fn finish_file(
                 },
                 ReadError::Sink(cause) => match cause.downcast::<RenderError>() {
                     Ok(source) => match *source {
-                        RenderError::TooManyRows(cap) => JobError::TooManyRows { item: index, cap },
+                        RenderError::TooManyRows(cap) => JobError::TooManyRows {
+                            item: index,
+                            cap,
+                            what: staged_cap(deps, format.extension).1,
+                        },
                         source => JobError::Render { item: index, source },
                     },
                     Err(other) => JobError::Render {

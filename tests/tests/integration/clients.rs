@@ -21,24 +21,25 @@ const DST_END: i64 = 1_761_440_400;
 
 /// The project's Python with pandas and openpyxl; `None` (said loudly) without them, and a
 /// failure under `CI=true`.
-fn python() -> Option<PathBuf> {
+pub(crate) fn python() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let python = root.join(".venv/bin/python3");
     let ready = Command::new(&python)
-        .args(["-c", "import pandas, openpyxl"])
+        .args(["-c", "import pandas, openpyxl, pyarrow, duckdb"])
         .output()
         .is_ok_and(|o| o.status.success());
     if ready {
         return Some(python);
     }
-    let message = "pandas and openpyxl are not in .venv; `make test` (scripts/stack.sh) installs them";
+    let message =
+        "pandas, openpyxl, pyarrow and duckdb are not in .venv; `make test` (scripts/stack.sh) installs them";
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
     eprintln!("NOT RUN: {message}");
     None
 }
 
 /// Runs the checker on `specs`; fails the test with what it printed when a check failed.
-fn read_back(python: &PathBuf, specs: &Value) {
+pub(crate) fn read_back(python: &PathBuf, specs: &Value) {
     let spec = write(specs.to_string().as_bytes(), "spec.json");
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("clients/check_files.py");
     let out = Command::new(python)
@@ -219,7 +220,7 @@ async fn a_raw_workbook_has_no_chart_and_sheets_named_after_the_senml_name() {
 }
 
 /// Writes `bytes` to a file that outlives the test's checks (in the target directory).
-fn write(bytes: &[u8], name: &str) -> String {
+pub(crate) fn write(bytes: &[u8], name: &str) -> String {
     let dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("clients-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("a directory");

@@ -91,7 +91,7 @@ async fn run_until_held(
 
 /// Runs `event`'s job with a budget of 150 ms an invocation to its end; checks that it took at
 /// least three invocations, the last one done; returns their outcomes.
-async fn run_budgeted(fx: &Fixture, queue: &Launches, event: &RunEvent) -> Vec<Outcome> {
+pub(crate) async fn run_budgeted(fx: &Fixture, queue: &Launches, event: &RunEvent) -> Vec<Outcome> {
     let config = RunConfig {
         budget: Some(TimeDelta::milliseconds(150)),
         ..fx.run_config.clone()
@@ -109,7 +109,7 @@ async fn run_budgeted(fx: &Fixture, queue: &Launches, event: &RunEvent) -> Vec<O
 }
 
 /// Runs `event`'s job without a budget: one invocation, done.
-async fn run_whole(fx: &Fixture, queue: &Launches, event: &RunEvent) {
+pub(crate) async fn run_whole(fx: &Fixture, queue: &Launches, event: &RunEvent) {
     let unbounded = run_export::Deps {
         launcher: queue,
         ..fx.run_deps()
@@ -118,7 +118,7 @@ async fn run_whole(fx: &Fixture, queue: &Launches, event: &RunEvent) {
 }
 
 /// The files stored for an export, by name, with their bytes.
-async fn files_of(fx: &Fixture, id: &ExportId) -> BTreeMap<String, Vec<u8>> {
+pub(crate) async fn files_of(fx: &Fixture, id: &ExportId) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     for key in fx.objects().await {
         if key.contains(&id.to_string()) {
@@ -336,13 +336,17 @@ async fn an_invocation_killed_between_checkpoints_is_resumed_from_the_last_one()
 
 /// The same export, with the same id and creation time, in a fresh fixture of its own with the
 /// same slow reader: its job is the same job, so its files must be the same, byte for byte.
-async fn twin(fx: &Fixture, id: &ExportId, latency: Duration) -> Fixture {
+pub(crate) async fn twin(fx: &Fixture, id: &ExportId, latency: Duration) -> Fixture {
     twin_reading(fx, id, (latency, 60, 100)).await
 }
 
 /// [`twin`], its reader answering after `latency` with a point every `step` seconds, `page` a
 /// page.
-async fn twin_reading(fx: &Fixture, id: &ExportId, (latency, step, page): (Duration, i64, u32)) -> Fixture {
+pub(crate) async fn twin_reading(
+    fx: &Fixture,
+    id: &ExportId,
+    (latency, step, page): (Duration, i64, u32),
+) -> Fixture {
     let mut other = Fixture::new().await.expect("the stack runs");
     other.slow_reader(latency, step, page).await;
     let mut export = fx.store.get(id).await.expect("reads").expect("the export");

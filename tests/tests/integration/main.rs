@@ -13,6 +13,7 @@ mod deadline;
 mod deployable;
 mod dialects;
 mod events;
+mod formats;
 mod gaps;
 mod injection;
 mod items;

@@ -11,6 +11,12 @@ pub enum Extension {
     /// The seed's `xls`: written as an Office Open XML workbook named `.xlsx`.
     Xls,
     Xlsx,
+    /// One JSON array of row objects.
+    Json,
+    /// A JSON row object per line.
+    Ndjson,
+    /// Apache Parquet, typed columns.
+    Parquet,
 }
 
 impl Extension {
@@ -48,7 +54,7 @@ pub struct FileFormat {
 }
 
 /// Every format, as requests name them.
-pub static FORMATS: [FileFormat; 3] = [
+pub static FORMATS: [FileFormat; 6] = [
     FileFormat {
         extension: Extension::Csv,
         name: "csv",
@@ -69,6 +75,27 @@ pub static FORMATS: [FileFormat; 3] = [
         name: "xlsx",
         file_extension: "xlsx",
         content_type: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        continuation: Continuation::Staged,
+    },
+    FileFormat {
+        extension: Extension::Json,
+        name: "json",
+        file_extension: "json",
+        content_type: "application/json",
+        continuation: Continuation::Appended,
+    },
+    FileFormat {
+        extension: Extension::Ndjson,
+        name: "ndjson",
+        file_extension: "ndjson",
+        content_type: "application/x-ndjson",
+        continuation: Continuation::Appended,
+    },
+    FileFormat {
+        extension: Extension::Parquet,
+        name: "parquet",
+        file_extension: "parquet",
+        content_type: "application/vnd.apache.parquet",
         continuation: Continuation::Staged,
     },
 ];
@@ -93,7 +120,14 @@ mod tests {
 
     #[test]
     fn every_format_is_registered_once_under_its_own_name() {
-        for extension in [Extension::Csv, Extension::Xls, Extension::Xlsx] {
+        for extension in [
+            Extension::Csv,
+            Extension::Xls,
+            Extension::Xlsx,
+            Extension::Json,
+            Extension::Ndjson,
+            Extension::Parquet,
+        ] {
             let format = of(extension);
             assert_eq!(format.extension, extension);
             assert_eq!(named(format.name), Some(extension));

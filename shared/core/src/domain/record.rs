@@ -80,6 +80,9 @@ pub struct FormatV1 {
     /// The job's file name; absent in records written before it (and where none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    /// `localTime`; absent in records written before it (and when off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub local_time: bool,
 }
 
 fn on() -> bool {
@@ -154,6 +157,7 @@ impl RecordV1 {
                 csv_decimal_comma: format.csv_decimal_comma,
                 template: (format.template != Template::Tabular).then(|| format.template.as_str().to_owned()),
                 filename: format.filename.as_ref().map(|f| f.as_str().to_owned()),
+                local_time: format.local_time,
             },
             recurrence: match request.schedule {
                 Schedule::OneTime => None,
@@ -280,6 +284,7 @@ impl RecordV1 {
                         .ok_or_else(|| bad("format.template", format!("unknown template `{name}`")))?,
                 },
                 filename: f.filename.clone().map(JobFilename::stored),
+                local_time: f.local_time,
             },
             schedule,
             items,
@@ -534,6 +539,7 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
             csv_decimal_comma: false,
             template: None,
             filename: None,
+            local_time: false,
         },
         recurrence,
         items,

@@ -7,6 +7,7 @@ use crate::domain::decimation::{Decimator, Filler};
 use crate::domain::recurrence::Window;
 use crate::domain::request::{ColumnId, Fill, Format, Item, Transform};
 
+use super::parquet_file::Kind;
 use super::series::{Paused, SeriesRenderer, SeriesSink};
 use super::wide::{wide_columns, Long, WideColumn, WideDecimation, WideRenderer};
 use super::{ItemContext, RowWriter};
@@ -21,6 +22,9 @@ pub struct Layout {
     /// The columns of a wide file.
     pub wide_columns: Vec<WideColumn>,
     pub labels: Vec<String>,
+    /// What each column of the file holds when none of its cells says (a typed file's column
+    /// with no value at all).
+    pub kinds: Vec<Kind>,
 }
 
 impl Layout {
@@ -33,10 +37,22 @@ impl Layout {
         let columns = format.columns_of(item);
         // A wide item has a value (and count) column per target, unless written long.
         let (wide_columns, wide_labels) = wide_columns(&columns, &targets);
-        let labels = if item.is_wide() && !format.is_long(item) {
-            wide_labels
+        let (labels, kinds) = if item.is_wide() && !format.is_long(item) {
+            let kinds = wide_columns
+                .iter()
+                .map(|c| match c {
+                    WideColumn::Time => Kind::Time,
+                    WideColumn::Value(_) => Kind::Double,
+                    WideColumn::Count(_) => Kind::Count,
+                    WideColumn::UtcOffset | WideColumn::Empty => Kind::Text,
+                })
+                .collect();
+            (wide_labels, kinds)
         } else {
-            columns.iter().map(|c| c.label.clone()).collect()
+            (
+                columns.iter().map(|c| c.label.clone()).collect(),
+                columns.iter().map(|c| Kind::of_column(c.id)).collect(),
+            )
         };
         Self {
             targets: targets
@@ -46,6 +62,7 @@ impl Layout {
             columns: columns.iter().map(|c| c.id).collect(),
             wide_columns,
             labels,
+            kinds,
         }
     }
 

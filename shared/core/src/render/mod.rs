@@ -5,6 +5,8 @@
 pub mod cells;
 pub mod csv_file;
 pub mod item;
+pub mod json_file;
+pub mod parquet_file;
 pub mod series;
 pub mod stage;
 pub mod wide;
@@ -51,7 +53,18 @@ pub fn writer(args: WriterArgs<'_>) -> Result<Box<dyn RowWriter + Send>, RenderE
                 rows,
             )),
         },
-        Extension::Xls | Extension::Xlsx => Box::new(stage::StageFile::new(
+        Extension::Json | Extension::Ndjson => {
+            let framing = if format.extension == Extension::Json {
+                json_file::Framing::Array
+            } else {
+                json_file::Framing::Lines
+            };
+            Box::new(match resumed_rows {
+                None => json_file::JsonFile::new(out, framing, format.timezone, labels)?,
+                Some(rows) => json_file::JsonFile::continued(out, framing, format.timezone, labels, rows)?,
+            })
+        }
+        Extension::Xls | Extension::Xlsx | Extension::Parquet => Box::new(stage::StageFile::new(
             out,
             resumed_rows.unwrap_or(0),
             max_staged_rows,
@@ -166,6 +179,8 @@ pub enum RenderError {
     Csv(#[from] csv::Error),
     #[error("writing the workbook failed")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    #[error("writing the Parquet file failed")]
+    Parquet(#[from] parquet::errors::ParquetError),
     /// A workbook would hold more rows than allowed.
     #[error("more than {0} rows")]
     TooManyRows(u64),

@@ -200,6 +200,9 @@ pub struct Format {
     /// The name of a job's file (its zip, when it has several), `{{exportId}}` and `{{jobId}}`
     /// filled in; an item's own `filename` names its file before this.
     pub filename: Option<JobFilename>,
+    /// A Parquet file's time columns are each followed by the local wall time
+    /// (`format.localTime`).
+    pub local_time: bool,
 }
 
 impl Format {

@@ -27,8 +27,13 @@ impl ExportRequest {
                 "template": self.format.template.as_str(),
             }),
         );
-        if let (Some(name), Some(Value::Object(format))) = (&self.format.filename, out.get_mut("format")) {
-            format.insert("filename".into(), json!(name.as_str()));
+        if let Some(Value::Object(format)) = out.get_mut("format") {
+            if let Some(name) = &self.format.filename {
+                format.insert("filename".into(), json!(name.as_str()));
+            }
+            if self.format.local_time {
+                format.insert("localTime".into(), json!(true));
+            }
         }
         out.insert("type".into(), json!(self.export_type().as_str()));
         out.insert(

@@ -21,6 +21,7 @@ impl Checker<'_> {
                 "csvDecimalSeparator",
                 "template",
                 "filename",
+                "localTime",
             ],
         )?;
         let formats: Vec<(&str, Extension)> = crate::domain::formats::FORMATS
@@ -96,6 +97,24 @@ impl Checker<'_> {
                 None
             }
         };
+        let local_time = match map.get("localTime") {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.fail(
+                    "/format/localTime",
+                    format!("must be a boolean, found {}", type_name(other)),
+                );
+                None
+            }
+        };
+        if local_time == Some(true) && extension.is_some_and(|e| e != Extension::Parquet) {
+            self.fail(
+                "/format/localTime",
+                "applies to `parquet` files only (a CSV's, JSON's or workbook's times are local already)",
+            );
+            return None;
+        }
         let csv_bom = match map.get("csvBom") {
             None | Some(Value::Null) => Some(false),
             Some(Value::Bool(b)) => Some(*b),
@@ -128,6 +147,7 @@ impl Checker<'_> {
             csv_decimal_comma: csv_decimal_comma?,
             template: template?,
             filename: filename?,
+            local_time: local_time?,
         })
     }
 

@@ -259,6 +259,42 @@ mod tests {
     }
 
     #[test]
+    fn local_times_are_a_parquet_option_and_the_typed_formats_are_named() {
+        let body = |extension: &str, local: Value| {
+            json!({
+                "format": {"extension": extension, "localTime": local},
+                "type": "oneTime",
+                "items": [{"params": {"target": {"value": "t"}, "channelId": "0115c85d-ef3e-4de9-9732-d0c5c4f2c482", "subtopic": "s", "from": 1, "to": 2}}],
+                "notification": {"messages": []}
+            })
+        };
+        for extension in ["json", "ndjson", "parquet"] {
+            let request = ExportRequest::parse(&body(extension, Value::Null), now(), &Policy::default())
+                .expect("valid");
+            assert_eq!(request.format.extension.as_str(), extension);
+            assert!(!request.format.local_time);
+        }
+        let request =
+            ExportRequest::parse(&body("parquet", json!(true)), now(), &Policy::default()).expect("valid");
+        assert!(request.format.local_time);
+        assert_eq!(request.to_json()["format"]["localTime"], json!(true));
+        for (extension, local, said) in [
+            ("csv", json!(true), "applies to `parquet` files only"),
+            ("parquet", json!("yes"), "must be a boolean"),
+            ("pdf", json!(false), "must be one of"),
+        ] {
+            let problems = ExportRequest::parse(&body(extension, local), now(), &Policy::default())
+                .expect_err("invalid");
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.path.starts_with("/format/") && p.message.contains(said)),
+                "{extension}: {problems:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_body_of_thousands_of_unknown_keys_gets_a_bounded_answer() {
         let body: serde_json::Map<String, Value> = (0..20_000).map(|i| (format!("k{i}"), json!(0))).collect();
         let problems =
