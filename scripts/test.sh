@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
 scripts/stack.sh install
+scripts/setup-tools.sh
 .venv/bin/cfn-lint infra/template.yaml && echo "cfn-lint: infra/template.yaml passes"
 trap 'scripts/stack.sh down' EXIT
 scripts/stack.sh up

@@ -6,10 +6,12 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
+use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
 use exporter_core::domain::files::ChartSeries;
+use exporter_core::render::axis::time_ticks;
 
 /// The chart's size in pixels.
 pub const WIDTH: u32 = 640;
@@ -33,8 +35,8 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(140, 86, 75),
 ];
 
-/// A line's points in the export's zone, without values that are not finite.
-type Drawn = Vec<(DateTime<Tz>, f64)>;
+/// A line's points (Unix nanoseconds), without values that are not finite.
+type Drawn = Vec<(i64, f64)>;
 
 /// The series drawn as a PNG of [`WIDTH`] x [`HEIGHT`]: a line each, with a legend when there
 /// are several.
@@ -51,12 +53,7 @@ pub fn png(series: &ChartSeries) -> Result<Vec<u8>, String> {
                 .points
                 .iter()
                 .filter(|(_, v)| v.is_finite())
-                .map(|(t, v)| {
-                    (
-                        tz.from_utc_datetime(&DateTime::<Utc>::from_timestamp_nanos(*t).naive_utc()),
-                        *v,
-                    )
-                })
+                .copied()
                 .collect();
             (line.name.as_str(), points)
         })
@@ -73,7 +70,17 @@ pub fn png(series: &ChartSeries) -> Result<Vec<u8>, String> {
         (low, high) = (low - 1.0, high + 1.0);
     }
     let margin = (high - low) * 0.05;
-    let (start, end) = (first, last.max(first + chrono::TimeDelta::seconds(1)));
+    let (start, end) = (first, last.max(first.saturating_add(1_000_000_000)));
+    // Labels at round local times, evenly on the wall clock, as many as fit.
+    let ticks = time_ticks(tz, (start, end), 6);
+    let label = |t: &i64| {
+        ticks
+            .at
+            .iter()
+            .position(|at| at == t)
+            .map(|i| ticks.labels[i].clone())
+            .unwrap_or_default()
+    };
     let mut pixels = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (WIDTH, HEIGHT)).into_drawing_area();
@@ -84,13 +91,16 @@ pub fn png(series: &ChartSeries) -> Result<Vec<u8>, String> {
             .margin_right(36)
             .x_label_area_size(28)
             .y_label_area_size(56)
-            .build_cartesian_2d(start..end, (low - margin)..(high + margin))
+            .build_cartesian_2d(
+                (start..end).with_key_points(ticks.at.clone()),
+                (low - margin)..(high + margin),
+            )
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
-            .x_labels(5)
+            .x_labels(ticks.at.len().max(1))
             .y_labels(5)
-            .x_label_formatter(&|t: &DateTime<Tz>| t.format("%m-%d %H:%M").to_string())
+            .x_label_formatter(&label)
             .label_style(("sans-serif", 12))
             .draw()
             .map_err(|e| e.to_string())?;
@@ -236,5 +246,73 @@ mod tests {
                 && text.ends_with("; CO2: no values."),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod axis_tests {
+    use exporter_core::domain::files::ChartLine;
+
+    use super::*;
+
+    /// Dark pixels of the band under the plot, by column: where the time labels are written.
+    fn label_columns(png_bytes: &[u8]) -> Vec<bool> {
+        let decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        reader.next_frame(&mut pixels).expect("a frame");
+        let width = WIDTH as usize;
+        let mut columns = vec![false; width];
+        // The x labels' band: the last 28 pixels but the margin.
+        for y in (HEIGHT as usize - 26)..(HEIGHT as usize - 10) {
+            for (x, column) in columns.iter_mut().enumerate() {
+                let p = &pixels[(y * width + x) * 3..][..3];
+                if p.iter().all(|c| *c < 128) {
+                    *column = true;
+                }
+            }
+        }
+        columns
+    }
+
+    #[test]
+    fn an_hour_a_day_a_week_and_a_year_get_several_labels_across_the_axis() {
+        let from = 1_761_429_600_i64;
+        for (what, seconds, step) in [
+            ("hour", 3_600, 60),
+            ("day", 90_000, 900),
+            ("week", 7 * 86_400, 3_600),
+            ("year", 365 * 86_400, 86_400),
+        ] {
+            let series = ChartSeries {
+                label: what.into(),
+                timezone: "Europe/Rome".into(),
+                lines: vec![ChartLine {
+                    name: what.into(),
+                    points: (0..seconds / step)
+                        .map(|k| ((from + k * step) * 1_000_000_000, (k as f64 / 9.0).sin()))
+                        .collect(),
+                }],
+            };
+            let bytes = png(&series).expect("drawn");
+            if let Some(dir) = std::env::var_os("KEEP_CHARTS") {
+                std::fs::write(std::path::Path::new(&dir).join(format!("{what}.png")), &bytes).expect("kept");
+            }
+            // Separate runs of label text: one per label.
+            let columns = label_columns(&bytes);
+            let mut runs = 0;
+            let mut gap = 99;
+            for dark in columns {
+                if dark {
+                    if gap > 12 {
+                        runs += 1;
+                    }
+                    gap = 0;
+                } else {
+                    gap += 1;
+                }
+            }
+            assert!((3..=8).contains(&runs), "{what}: {runs} labels on the time axis");
+        }
     }
 }

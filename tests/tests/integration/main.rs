@@ -6,6 +6,7 @@ mod black_box;
 mod callers;
 mod chain;
 mod channel_access;
+mod charts;
 mod clients;
 mod connhex137;
 mod continuation;

@@ -2,6 +2,7 @@
 //! a decimated bucket, and the CSV and XLSX writers. Writers take any `std::io::Write`; where the
 //! bytes go (S3) is not their business.
 
+pub mod axis;
 pub mod cells;
 pub mod csv_file;
 pub mod item;

@@ -125,6 +125,8 @@ pub struct XlsxFile {
     rows: u64,
     cut: u64,
     field: Vec<u8>,
+    /// The earliest and latest local time written, as Excel serial days: the chart's x range.
+    span: Option<(f64, f64)>,
 }
 
 impl XlsxFile {
@@ -159,6 +161,7 @@ impl XlsxFile {
             rows: 0,
             cut: 0,
             field: Vec::with_capacity(32),
+            span: None,
         };
         file.add_sheet()?;
         Ok(file)
@@ -233,7 +236,10 @@ impl XlsxFile {
     fn add_chart(&mut self, spec: &ChartSpec) -> Result<(), RenderError> {
         let data = self.sheet_names[0].clone();
         let last = self.next_row - 1;
-        let mut chart = Chart::new(ChartType::Line);
+        // A scatter chart with lines: each point at its own time on a value axis. (A line chart's
+        // date axis groups points by day, the least base unit spreadsheets know, and draws a
+        // day of 15-minute buckets as one vertical stroke.)
+        let mut chart = Chart::new(ChartType::ScatterStraight);
         for (name, column) in &spec.series {
             chart
                 .add_series()
@@ -242,10 +248,15 @@ impl XlsxFile {
                 .set_values((data.as_str(), 1, *column, last, *column));
         }
         chart.title().set_name(spec.title.as_str());
+        let (first, latest) = self.span.unwrap_or((0.0, 1.0));
+        let (step, format) = time_axis(latest - first);
         chart
             .x_axis()
-            .set_date_axis(true)
-            .set_num_format("yyyy-mm-dd hh:mm");
+            .set_num_format(format)
+            .set_min(first)
+            .set_max(latest.max(first + step / 4.0))
+            .set_major_unit(step)
+            .set_major_gridlines(true);
         // One line needs no legend: the title names it.
         if spec.series.len() < 2 {
             chart.legend().set_hidden();
@@ -258,6 +269,54 @@ impl XlsxFile {
         sheet.insert_chart(0, 0, &chart)?;
         Ok(())
     }
+}
+
+/// The Excel serial day of a local time (days since 1899-12-30, the fraction the time of day).
+fn excel_serial(local: chrono::NaiveDateTime) -> f64 {
+    let epoch = chrono::NaiveDate::from_ymd_opt(1899, 12, 30)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_default();
+    (local - epoch).num_milliseconds() as f64 / 86_400_000.0
+}
+
+/// A time axis over `days`: the step between its labels (in days; about a dozen labels) and
+/// their format (the time of day for a day or two, the date and time up to a month, else the
+/// date).
+pub fn time_axis(days: f64) -> (f64, &'static str) {
+    const MINUTE: f64 = 1.0 / 1440.0;
+    let steps = [
+        MINUTE,
+        5.0 * MINUTE,
+        15.0 * MINUTE,
+        30.0 * MINUTE,
+        60.0 * MINUTE,
+        120.0 * MINUTE,
+        180.0 * MINUTE,
+        360.0 * MINUTE,
+        720.0 * MINUTE,
+        1.0,
+        2.0,
+        7.0,
+        14.0,
+        30.0,
+        61.0,
+        91.0,
+        182.0,
+        365.0,
+    ];
+    let step = steps
+        .iter()
+        .copied()
+        .find(|step| days / step <= 12.0)
+        .unwrap_or((days / 12.0).ceil());
+    let format = if days <= 2.0 {
+        "hh:mm"
+    } else if days <= 31.0 {
+        "yyyy-mm-dd hh:mm"
+    } else {
+        "yyyy-mm-dd"
+    };
+    (step, format)
 }
 
 impl RowWriter for XlsxFile {
@@ -306,6 +365,11 @@ impl RowWriter for XlsxFile {
                     let utc = DateTime::from_timestamp_nanos(t).naive_utc();
                     let local = self.tz.from_utc_datetime(&utc).naive_local();
                     sheet.write_datetime_with_format(row, col, local, &self.datetime)?;
+                    let serial = excel_serial(local);
+                    self.span = Some(
+                        self.span
+                            .map_or((serial, serial), |(a, b)| (a.min(serial), b.max(serial))),
+                    );
                     chars = DATETIME_CHARS;
                 }
                 Cell::Offset(t) => {
