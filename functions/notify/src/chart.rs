@@ -17,7 +17,7 @@ use exporter_core::render::axis::time_ticks;
 pub const WIDTH: u32 = 640;
 pub const HEIGHT: u32 = 320;
 
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../shared/assets/DejaVuSans.ttf");
 
 /// Registers the embedded font once; `false` when it cannot be.
 fn font_ready() -> bool {
@@ -202,6 +202,8 @@ mod tests {
                     )
                 })
                 .collect(),
+            summary: None,
+            band: Vec::new(),
         };
         let series = ChartSeries {
             label: "Température".into(),
@@ -221,6 +223,8 @@ mod tests {
             lines: vec![ChartLine {
                 name: "x".into(),
                 points: vec![(0, 5.0)],
+                summary: None,
+                band: Vec::new(),
             }],
             ..series.clone()
         };
@@ -234,6 +238,8 @@ mod tests {
                 ChartLine {
                     name: "CO2".into(),
                     points: Vec::new(),
+                    summary: None,
+                    band: Vec::new(),
                 },
             ],
             ..series
@@ -292,6 +298,8 @@ mod axis_tests {
                     points: (0..seconds / step)
                         .map(|k| ((from + k * step) * 1_000_000_000, (k as f64 / 9.0).sin()))
                         .collect(),
+                    summary: None,
+                    band: Vec::new(),
                 }],
             };
             let bytes = png(&series).expect("drawn");

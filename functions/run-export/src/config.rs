@@ -136,6 +136,27 @@ pub struct RunConfig {
     /// How many items of a job run at once, each in an invocation of its own; 1: a job's items
     /// run one after the other in the job's invocation.
     pub fan_out: u32,
+    /// The look of every PDF report: its accent colour and footer, and the key of its logo (a
+    /// PNG or JPEG in the exports bucket).
+    pub report: ReportLook,
+}
+
+/// The operator's look of the PDF reports (`REPORT_COLOUR`, `REPORT_FOOTER`, `REPORT_LOGO_KEY`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportLook {
+    pub colour: (u8, u8, u8),
+    pub footer: String,
+    pub logo_key: Option<String>,
+}
+
+impl Default for ReportLook {
+    fn default() -> Self {
+        Self {
+            colour: (31, 119, 180),
+            footer: String::new(),
+            logo_key: None,
+        }
+    }
 }
 
 impl Default for RunConfig {
@@ -155,6 +176,7 @@ impl Default for RunConfig {
             xlsx_chart_max_rows: 10_000,
             fan_out: 4,
             max_local_bytes: 1 << 30,
+            report: ReportLook::default(),
         }
     }
 }
@@ -188,6 +210,27 @@ impl RunConfig {
             xlsx_chart_max_rows: parsed_or("XLSX_CHART_MAX_ROWS", defaults.xlsx_chart_max_rows)?,
             fan_out: parsed_or("ITEM_FAN_OUT", defaults.fan_out)?,
             max_local_bytes: parsed_or("RUN_MAX_LOCAL_BYTES", defaults.max_local_bytes)?,
+            report: ReportLook {
+                colour: match optional("REPORT_COLOUR") {
+                    None => defaults.report.colour,
+                    Some(text) => crate::report::colour(&text).ok_or(ConfigError::Malformed {
+                        name: "REPORT_COLOUR",
+                        reason: format!("`{text}` is not a colour as #RRGGBB"),
+                    })?,
+                },
+                footer: optional("REPORT_FOOTER").unwrap_or_default(),
+                logo_key: match optional("REPORT_LOGO_KEY") {
+                    Some(key) if !key.starts_with("branding/") => {
+                        return Err(ConfigError::Malformed {
+                            name: "REPORT_LOGO_KEY",
+                            reason: format!(
+                                "`{key}` is not under `branding/` (the function may read only there and under `exports/`)"
+                            ),
+                        })
+                    }
+                    key => key,
+                },
+            },
         })
     }
 }

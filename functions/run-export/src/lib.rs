@@ -23,9 +23,11 @@ mod deadline;
 mod deps;
 mod error;
 mod items;
+mod job_report;
 mod look;
 mod merge;
 mod pipeline;
+pub mod report;
 mod steps;
 mod upload;
 

@@ -34,6 +34,7 @@ use crate::checkpoint::{checkpoint_key, Checkpoint, ItemProgress, Progress, Uplo
 use crate::deadline::{Pause, TimeUp, Timed, UploadStopped};
 use crate::deps::Deps;
 use crate::error::JobError;
+use crate::job_report::store_report;
 use crate::look::{look, look_name};
 use crate::upload::Sent;
 
@@ -144,6 +145,20 @@ async fn export_items(
             }
         }
     }
+    if export.request.format.extension == Extension::Pdf {
+        // A report is the job's one file, whatever its items (it takes a moment: no pause).
+        let items: Vec<(&Item, Window)> = plan.iter().map(|(item, window, _)| (*item, *window)).collect();
+        let report = store_report(
+            deps,
+            export,
+            (job_id, scheduled_at),
+            &items,
+            &checkpoint.detail.files,
+        )
+        .await?;
+        checkpoint.detail.archive = Some(report);
+        return Ok(true);
+    }
     if plan.len() > 1 {
         // The zip cannot pause: it runs to the invocation's deadline (not its budget). It gets
         // a fresh invocation when this one wrote items and is out of time, or runs out while
@@ -171,7 +186,7 @@ fn plan<'e>(
     (occurrence, extra): (Option<u64>, Option<ExtraWindow>),
 ) -> Result<Vec<(&'e Item, Window, String)>, JobError> {
     let format = &export.request.format;
-    let extension = format.extension.file_extension();
+    let extension = format.extension.item_extension();
     let mut names = files::Names::default();
     let mut plan = Vec::new();
     for (index, item) in export.request.items.iter().enumerate() {
@@ -263,10 +278,9 @@ pub(crate) async fn assemble(
     outcomes: Vec<(u32, ItemOutcome)>,
 ) -> Result<JobDetail, JobError> {
     // An extra job never spreads: a spread job's items have their own windows.
-    let names: Vec<String> = plan(export, job_id, scheduled_at, (occurrence, None))?
-        .into_iter()
-        .map(|(_, _, name)| name)
-        .collect();
+    let plan = plan(export, job_id, scheduled_at, (occurrence, None))?;
+    let items: Vec<(&Item, Window)> = plan.iter().map(|(item, window, _)| (*item, *window)).collect();
+    let names: Vec<String> = plan.iter().map(|(_, _, name)| name.clone()).collect();
     let mut detail = JobDetail::default();
     for (_, outcome) in outcomes {
         detail.windows.push(outcome.window);
@@ -276,7 +290,10 @@ pub(crate) async fn assemble(
     if detail.files.len() != names.len() {
         return Err(JobError::Window(detail.files.len()));
     }
-    if names.len() > 1 {
+    if export.request.format.extension == Extension::Pdf {
+        detail.archive =
+            Some(store_report(deps, export, (job_id, scheduled_at), &items, &detail.files).await?);
+    } else if names.len() > 1 {
         detail.archive = Some(archive(deps, export, job_id, &detail.files, &names).await?);
     }
     Ok(detail)
@@ -331,7 +348,7 @@ fn file_from_stage(
                 .map_err(render)?;
             return Ok((file, 0));
         }
-        Extension::Csv | Extension::Json | Extension::Ndjson => {
+        Extension::Csv | Extension::Json | Extension::Ndjson | Extension::Pdf => {
             return Err(render(RenderError::Io(std::io::Error::other(
                 "a text file is written as it goes, never staged",
             ))))
@@ -523,7 +540,7 @@ impl Shape {
         Self {
             layout: Layout::of(format, item),
             staged: formats::of(format.extension).continuation == Continuation::Staged,
-            content_type: files::content_type(format.extension),
+            content_type: files::item_content_type(format.extension),
         }
     }
 
@@ -758,7 +775,7 @@ async fn finish_file(
                     deps,
                     file.as_file_mut(),
                     false,
-                    files::content_type(format.extension),
+                    files::item_content_type(format.extension),
                 )
                 .await?;
             let tail = match tail {
@@ -811,7 +828,9 @@ async fn finish_file(
     }
     let mut rendered = sink.finish(file.as_file_mut()).map_err(render)?;
     let lines = rendered.chart.take().unwrap_or_default();
-    if lines.iter().any(|points| !points.is_empty()) {
+    // A report is drawn from the series: always stored for one, and it must be.
+    let reported = format.extension == Extension::Pdf;
+    if reported || lines.iter().any(|line| !line.points.is_empty()) {
         // A line per target, named as its value column is headed (a single series: the item).
         let names = shape
             .layout
@@ -821,10 +840,7 @@ async fn finish_file(
         let series = files::ChartSeries {
             label: look_name(item),
             timezone: format.timezone.name().to_owned(),
-            lines: names
-                .zip(lines)
-                .map(|(name, points)| files::ChartLine { name, points })
-                .collect(),
+            lines: names.zip(lines).map(|(name, points)| points.line(name)).collect(),
         };
         let stored = match serde_json::to_vec(&series) {
             Ok(json) => deps.files.put_bytes(&target.chart_key, json).await,
@@ -833,6 +849,12 @@ async fn finish_file(
                 Box::new(e),
             )),
         };
+        if let (Err(e), true) = (&stored, reported) {
+            return Err(JobError::File(FileError::Unavailable(
+                format!("store the series of item {index} for the report: {e}"),
+                Box::new(std::io::Error::other(e.to_string())),
+            )));
+        }
         if let Err(e) = stored {
             // The email goes without its chart; the file is what matters.
             tracing::warn!(key = target.chart_key, error = %e, "could not store a chart's series");

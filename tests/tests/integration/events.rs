@@ -106,3 +106,23 @@ fn the_parquet_create_event_is_a_valid_request_with_local_times() {
     );
     assert!(request.format.local_time);
 }
+
+#[test]
+fn the_report_create_event_is_a_valid_weekly_pdf_request() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/exports-api.create-report.json");
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
+    let body: serde_json::Value =
+        serde_json::from_str(event["body"].as_str().expect("a body")).expect("JSON");
+    let request = exporter_core::domain::request::ExportRequest::parse(
+        &body,
+        chrono::Utc::now(),
+        &exporter_core::domain::request::Policy::default(),
+    )
+    .expect("valid");
+    assert_eq!(
+        request.format.extension,
+        exporter_core::domain::request::Extension::Pdf
+    );
+    assert!(request.format.pdf.landscape);
+}

@@ -27,6 +27,7 @@ mod optional_parts;
 mod reader;
 mod reconcile;
 mod relay;
+mod reports;
 mod run_export;
 mod sheet_split;
 mod soak;

@@ -22,6 +22,25 @@ pub fn content_type(extension: Extension) -> &'static str {
     super::formats::of(extension).content_type
 }
 
+/// The content type of an item's file in `extension`'s format (a report's items are CSVs of
+/// their first rows).
+pub fn item_content_type(extension: Extension) -> &'static str {
+    match extension {
+        Extension::Pdf => content_type(Extension::Csv),
+        other => content_type(other),
+    }
+}
+
+/// The key of a job's report: `report-{jobId}.pdf`, or the export's `format.filename` with
+/// `.pdf`.
+pub fn report_key(export: &ExportId, job_id: &str, named: Option<&JobFilename>) -> String {
+    let stem = match named {
+        Some(name) => job_stem(name, export, job_id),
+        None => format!("report-{job_id}"),
+    };
+    format!("{}/{stem}.pdf", job_prefix(export, job_id))
+}
+
 /// The content type of a stored file, from the extension its name ends with (a zip, a
 /// registered format's file; text otherwise).
 pub fn content_type_of(name: &str) -> &'static str {
@@ -96,6 +115,75 @@ pub struct ChartSeries {
 pub struct ChartLine {
     pub name: String,
     pub points: Vec<(i64, f64)>,
+    /// What every value of the line amounts to (absent in series stored before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<LineSummary>,
+    /// The kept points' buckets' lowest and highest values (start, min, max), where the data
+    /// has them: a decimated series'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub band: Vec<(i64, f64, f64)>,
+}
+
+/// What a line's values amount to, over every one of them (not only the kept points).
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LineSummary {
+    pub count: u64,
+    /// The first and last value's time (Unix nanoseconds).
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub lowest: f64,
+    pub highest: f64,
+    /// The sum of the values, added in order, divided by their count.
+    pub mean: f64,
+}
+
+/// A line's summary as it grows, exact across invocations (values as their bits).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tally {
+    pub count: u64,
+    pub first_ns: i64,
+    pub last_ns: i64,
+    pub lowest: u64,
+    pub highest: u64,
+    pub sum: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, at_ns: i64, value: f64) {
+        if !value.is_finite() {
+            return;
+        }
+        if self.count == 0 {
+            *self = Self {
+                count: 1,
+                first_ns: at_ns,
+                last_ns: at_ns,
+                lowest: value.to_bits(),
+                highest: value.to_bits(),
+                sum: value.to_bits(),
+            };
+            return;
+        }
+        self.count += 1;
+        self.last_ns = at_ns;
+        self.lowest = f64::from_bits(self.lowest).min(value).to_bits();
+        self.highest = f64::from_bits(self.highest).max(value).to_bits();
+        self.sum = (f64::from_bits(self.sum) + value).to_bits();
+    }
+
+    /// The summary, once there is a value.
+    pub fn summary(&self) -> Option<LineSummary> {
+        (self.count > 0).then(|| LineSummary {
+            count: self.count,
+            first_ns: self.first_ns,
+            last_ns: self.last_ns,
+            lowest: f64::from_bits(self.lowest),
+            highest: f64::from_bits(self.highest),
+            mean: f64::from_bits(self.sum) / self.count as f64,
+        })
+    }
 }
 
 /// The most buckets kept for a chart (a 640-pixel chart shows no more).
@@ -111,12 +199,32 @@ pub struct ChartPoints {
     pub points: Vec<(i64, u64)>,
     pub stride: u64,
     pub seen: u64,
+    /// Every value's summary (absent in checkpoints written before it: counted from then on).
+    #[serde(default)]
+    pub tally: Tally,
+    /// Beside each kept point, its bucket's lowest and highest value (bits), when every point
+    /// pushed had them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub band: Vec<(u64, u64)>,
 }
 
 impl ChartPoints {
     pub fn push(&mut self, start_ns: i64, value: f64) {
+        self.push_with_band(start_ns, value, None);
+    }
+
+    /// Keeps a point with its bucket's lowest and highest value.
+    pub fn push_with_band(&mut self, start_ns: i64, value: f64, band: Option<(f64, f64)>) {
+        self.tally.add(start_ns, value);
         let stride = self.stride.max(1);
         if self.seen.is_multiple_of(stride) {
+            // A band only while every kept point has one.
+            match band {
+                Some((low, high)) if self.band.len() == self.points.len() => {
+                    self.band.push((low.to_bits(), high.to_bits()));
+                }
+                _ => self.band.clear(),
+            }
             self.points.push((start_ns, value.to_bits()));
             if self.points.len() >= CHART_MAX_POINTS {
                 let mut k = 0;
@@ -124,10 +232,34 @@ impl ChartPoints {
                     k += 1;
                     k % 2 == 1
                 });
+                let mut k = 0;
+                self.band.retain(|_| {
+                    k += 1;
+                    k % 2 == 1
+                });
                 self.stride = stride * 2;
             }
         }
         self.seen += 1;
+    }
+
+    /// The line of `name`: the kept points, their band where every one has it, and the summary.
+    pub fn line(&self, name: String) -> ChartLine {
+        let band = if self.band.len() == self.points.len() {
+            self.points
+                .iter()
+                .zip(&self.band)
+                .map(|((t, _), (low, high))| (*t, f64::from_bits(*low), f64::from_bits(*high)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        ChartLine {
+            name,
+            points: self.values(),
+            summary: self.tally.summary(),
+            band,
+        }
     }
 
     /// The kept buckets: (start, value).

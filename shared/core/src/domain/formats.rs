@@ -17,6 +17,8 @@ pub enum Extension {
     Ndjson,
     /// Apache Parquet, typed columns.
     Parquet,
+    /// A PDF report of the job: charts, summaries, short tables.
+    Pdf,
 }
 
 impl Extension {
@@ -28,6 +30,15 @@ impl Extension {
     /// The extension of the files written.
     pub fn file_extension(self) -> &'static str {
         of(self).file_extension
+    }
+
+    /// The extension of an item's file: a report's items are files of their first rows (CSV),
+    /// the report being the job's file.
+    pub fn item_extension(self) -> &'static str {
+        match self {
+            Self::Pdf => "head.csv",
+            other => other.file_extension(),
+        }
     }
 }
 
@@ -54,7 +65,7 @@ pub struct FileFormat {
 }
 
 /// Every format, as requests name them.
-pub static FORMATS: [FileFormat; 6] = [
+pub static FORMATS: [FileFormat; 7] = [
     FileFormat {
         extension: Extension::Csv,
         name: "csv",
@@ -98,6 +109,16 @@ pub static FORMATS: [FileFormat; 6] = [
         content_type: "application/vnd.apache.parquet",
         continuation: Continuation::Staged,
     },
+    // A report of the job's items: each item's file is its first rows (a CSV, written as it
+    // goes, that the report's table shows); the report is drawn at the job's end from those and
+    // the series and summaries the run kept.
+    FileFormat {
+        extension: Extension::Pdf,
+        name: "pdf",
+        file_extension: "pdf",
+        content_type: "application/pdf",
+        continuation: Continuation::Appended,
+    },
 ];
 
 /// The registered format of `extension`.
@@ -127,13 +148,14 @@ mod tests {
             Extension::Json,
             Extension::Ndjson,
             Extension::Parquet,
+            Extension::Pdf,
         ] {
             let format = of(extension);
             assert_eq!(format.extension, extension);
             assert_eq!(named(format.name), Some(extension));
             assert_eq!(FORMATS.iter().filter(|f| f.name == format.name).count(), 1);
         }
-        assert_eq!(named("pdf"), None);
+        assert_eq!(named("pdfa"), None);
         assert_eq!(of(Extension::Xls).file_extension, "xlsx");
         assert_eq!(of(Extension::Csv).continuation, Continuation::Appended);
         assert_eq!(of(Extension::Xlsx).continuation, Continuation::Staged);

@@ -20,8 +20,8 @@ use uuid::Uuid;
 use super::recurrence::{ItemSpan, Recurrence};
 use super::request::{
     Aggregate, Column, ColumnId, Decimation, EmailAddress, ExportRequest, Filename, Fill, Format, Item,
-    JobFilename, Medium, Message, MessageTable, NotifyPolicy, Schedule, SenmlName, Subtopic, Tag, Target,
-    TelegramChat, Template, Transform, WebhookUrl,
+    JobFilename, Medium, Message, MessageTable, NotifyPolicy, PageSize, PdfPages, Schedule, SenmlName,
+    Subtopic, Tag, Target, TelegramChat, Template, Transform, WebhookUrl,
 };
 
 /// The version this code writes.
@@ -83,6 +83,10 @@ pub struct FormatV1 {
     /// `localTime`; absent in records written before it (and when off).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub local_time: bool,
+    /// A report's pages (`pageSize`, `orientation`); absent in records written before it (and
+    /// for the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdf: Option<(String, String)>,
 }
 
 fn on() -> bool {
@@ -158,6 +162,17 @@ impl RecordV1 {
                 template: (format.template != Template::Tabular).then(|| format.template.as_str().to_owned()),
                 filename: format.filename.as_ref().map(|f| f.as_str().to_owned()),
                 local_time: format.local_time,
+                pdf: (format.pdf != PdfPages::default()).then(|| {
+                    (
+                        format.pdf.size.as_str().to_owned(),
+                        if format.pdf.landscape {
+                            "landscape"
+                        } else {
+                            "portrait"
+                        }
+                        .to_owned(),
+                    )
+                }),
             },
             recurrence: match request.schedule {
                 Schedule::OneTime => None,
@@ -285,6 +300,14 @@ impl RecordV1 {
                 },
                 filename: f.filename.clone().map(JobFilename::stored),
                 local_time: f.local_time,
+                pdf: match &f.pdf {
+                    None => PdfPages::default(),
+                    Some((size, orientation)) => PdfPages {
+                        size: PageSize::parse(size)
+                            .ok_or_else(|| bad("format.pdf", format!("unknown page size `{size}`")))?,
+                        landscape: orientation == "landscape",
+                    },
+                },
             },
             schedule,
             items,
@@ -540,6 +563,7 @@ pub fn read_v0(json: &str) -> Result<ExportRequest, RecordError> {
             template: None,
             filename: None,
             local_time: false,
+            pdf: None,
         },
         recurrence,
         items,
@@ -652,7 +676,7 @@ mod tests {
     #[test]
     fn a_damaged_record_is_an_error_naming_the_field() {
         let request = read_v0(&v0_requests()[0].to_string()).expect("reads");
-        let json = write_v1(&request).replace("\"extension\":\"csv\"", "\"extension\":\"pdf\"");
+        let json = write_v1(&request).replace("\"extension\":\"csv\"", "\"extension\":\"docx\"");
         let error = read_v1(&json).expect_err("refused");
         assert_eq!(error.field, "format.extension");
         assert!(read_v1("{\"version\":2}").is_err());

@@ -167,6 +167,69 @@ impl<W: Write> RowWriter for CsvFile<W> {
     }
 }
 
+/// The most rows a report's table shows; an item with more gets its chart and summary, and no
+/// table.
+pub const REPORT_TABLE_ROWS: u64 = 200;
+
+/// A report item's file: the first [`REPORT_TABLE_ROWS`] rows as a plain CSV (times in the
+/// export's zone), every later row only counted.
+pub struct Head<W: Write> {
+    csv: CsvFile<W>,
+    rows: u64,
+}
+
+impl<W: Write> Head<W> {
+    fn options() -> CsvOptions {
+        CsvOptions {
+            escape_formulas: false,
+            ..CsvOptions::default()
+        }
+    }
+
+    pub fn new(out: W, tz: Tz, labels: &[&str]) -> Result<Self, RenderError> {
+        Ok(Self {
+            csv: CsvFile::new(out, Self::options(), tz, labels)?,
+            rows: 0,
+        })
+    }
+
+    /// Goes on after `rows` rows an earlier invocation saw.
+    pub fn continued(out: W, tz: Tz, rows: u64) -> Self {
+        Self {
+            csv: CsvFile::continued(out, Self::options(), tz, rows.min(REPORT_TABLE_ROWS)),
+            rows,
+        }
+    }
+}
+
+impl<W: Write> RowWriter for Head<W> {
+    fn write_row(&mut self, cells: &mut dyn Iterator<Item = Cell<'_>>) -> Result<(), RenderError> {
+        if self.rows < REPORT_TABLE_ROWS {
+            self.csv.write_row(cells)?;
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    fn finish_into(self: Box<Self>, _file: &mut std::fs::File) -> Result<(), RenderError> {
+        self.csv.finish()?.flush()?;
+        Ok(())
+    }
+
+    fn pausable(&self) -> bool {
+        true
+    }
+
+    fn pause(self: Box<Self>) -> Result<(), RenderError> {
+        self.csv.finish()?.flush()?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

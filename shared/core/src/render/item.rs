@@ -5,7 +5,7 @@
 
 use crate::domain::decimation::{Decimator, Filler};
 use crate::domain::recurrence::Window;
-use crate::domain::request::{ColumnId, Fill, Format, Item, Transform};
+use crate::domain::request::{ColumnId, Extension, Fill, Format, Item, Transform};
 
 use super::parquet_file::Kind;
 use super::series::{Paused, SeriesRenderer, SeriesSink};
@@ -93,7 +93,7 @@ pub fn sink(
     );
     let delta = item.transform == Some(Transform::Delta);
     if item.is_wide() {
-        let wide = WideRenderer::new(
+        let mut wide = WideRenderer::new(
             writer,
             layout.wide_columns.clone(),
             layout.targets.iter().map(|(name, _)| name.clone()).collect(),
@@ -109,6 +109,10 @@ pub fn sink(
             ),
             paused.and_then(|p| p.wide.as_ref()),
         );
+        // A report charts raw series too (the email only decimated ones).
+        if item.decimation.is_none() && format.extension == Extension::Pdf {
+            wide = wide.charting_raw(paused.and_then(|p| p.wide.as_ref()));
+        }
         if !format.is_long(item) {
             return Box::new(wide);
         }
@@ -140,7 +144,8 @@ pub fn sink(
     if delta {
         series = series.with_delta(paused.and_then(|p| p.previous));
     }
-    if item.decimation.is_some() {
+    // A report charts raw series too (the email only decimated ones).
+    if item.decimation.is_some() || format.extension == Extension::Pdf {
         series = series.with_chart(paused.and_then(|p| p.chart.clone()));
     }
     Box::new(series)

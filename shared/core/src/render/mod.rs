@@ -65,6 +65,10 @@ pub fn writer(args: WriterArgs<'_>) -> Result<Box<dyn RowWriter + Send>, RenderE
                 Some(rows) => json_file::JsonFile::continued(out, framing, format.timezone, labels, rows)?,
             })
         }
+        Extension::Pdf => match resumed_rows {
+            None => Box::new(csv_file::Head::new(out, format.timezone, labels)?),
+            Some(rows) => Box::new(csv_file::Head::continued(out, format.timezone, rows)),
+        },
         Extension::Xls | Extension::Xlsx | Extension::Parquet => Box::new(stage::StageFile::new(
             out,
             resumed_rows.unwrap_or(0),

@@ -22,7 +22,7 @@ pub struct Rendered {
     pub cut: u64,
     /// A decimated series' buckets with a value (start, value), thinned, for the email's
     /// chart (a wide item's: a line per target); `None` for raw rows.
-    pub chart: Option<Vec<Vec<(i64, f64)>>>,
+    pub chart: Option<Vec<ChartPoints>>,
 }
 
 /// Where a paused series stands: what must survive until it goes on.
@@ -169,7 +169,8 @@ impl SeriesRenderer {
     /// Writes a decimated row, the empty buckets before it first.
     fn write_bucket(&mut self, bucket: &BucketRow) -> Result<(), RenderError> {
         if let (Some(chart), Some(value)) = (&mut self.chart, bucket.value) {
-            chart.push(bucket.start_ns, value);
+            let band = bucket.stats.min.zip(bucket.stats.max);
+            chart.push_with_band(bucket.start_ns, value, band);
         }
         if let Some(mut filler) = self.filler.take() {
             let filled = filler.before(bucket, &mut |row| self.write(Row::Bucket(row)));
@@ -217,7 +218,12 @@ impl SeriesRenderer {
                         self.write_bucket(&bucket)?;
                     }
                 }
-                None => self.write(Row::Raw(point))?,
+                None => {
+                    if let (Some(chart), Some(value)) = (&mut self.chart, point.value) {
+                        chart.push(point.time_ns, value);
+                    }
+                    self.write(Row::Raw(point))?
+                }
             }
         }
         Ok(())
@@ -256,7 +262,7 @@ impl SeriesRenderer {
             }
             skipped = decimator.skipped;
         }
-        let chart = self.chart.take().map(|c| vec![c.values()]);
+        let chart = self.chart.take().map(|c| vec![c]);
         end(self.writer, file, skipped, chart)
     }
 }
@@ -266,7 +272,7 @@ pub(super) fn end(
     writer: Box<dyn RowWriter + Send>,
     file: &mut std::fs::File,
     skipped: u64,
-    chart: Option<Vec<Vec<(i64, f64)>>>,
+    chart: Option<Vec<ChartPoints>>,
 ) -> Result<Rendered, RenderError> {
     let (rows, cut) = (writer.rows(), writer.cut());
     writer.finish_into(file)?;

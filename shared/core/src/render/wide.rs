@@ -216,6 +216,14 @@ impl WideRenderer {
         }
     }
 
+    /// Keeps a raw item's values for its chart too (a report's), going on from `state`.
+    pub fn charting_raw(mut self, state: Option<&WideState>) -> Self {
+        self.charts = (0..self.names.len())
+            .map(|k| state.and_then(|s| s.charts.get(k).cloned()).unwrap_or_default())
+            .collect();
+        self
+    }
+
     /// Writes the item long: a row per time and target, in `long`'s columns.
     pub fn long(mut self, long: Long) -> Self {
         self.long = Some(long);
@@ -395,6 +403,11 @@ impl WideRenderer {
         let Some((time, values)) = self.pending.take() else {
             return Ok(());
         };
+        for (chart, value) in self.charts.iter_mut().zip(&values) {
+            if let Some(RawValue::Number(v)) = value {
+                chart.push(time, *v);
+            }
+        }
         let mut cells = self.columns.iter().map(|c| match *c {
             WideColumn::Time => Cell::Time(time),
             WideColumn::UtcOffset => Cell::Offset(time),
@@ -481,7 +494,7 @@ impl SeriesSink for WideRenderer {
         self.write_pending()?;
         self.reach(i64::MAX)?;
         let skipped = self.decimating.iter().map(|d| d.decimator.skipped).sum();
-        let charts = (!self.charts.is_empty()).then(|| self.charts.iter().map(ChartPoints::values).collect());
+        let charts = (!self.charts.is_empty()).then(|| self.charts.clone());
         end(self.writer, file, skipped, charts)
     }
 }

@@ -203,6 +203,46 @@ pub struct Format {
     /// A Parquet file's time columns are each followed by the local wall time
     /// (`format.localTime`).
     pub local_time: bool,
+    /// A report's pages (`format.pdf`).
+    pub pdf: PdfPages,
+}
+
+/// A report's paper and orientation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PdfPages {
+    pub size: PageSize,
+    pub landscape: bool,
+}
+
+/// A report's paper.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PageSize {
+    #[default]
+    A4,
+    Letter,
+}
+
+impl PageSize {
+    pub const ALL: [Self; 2] = [Self::A4, Self::Letter];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::A4 => "A4",
+            Self::Letter => "letter",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Width and height in points (1/72 inch), portrait.
+    pub fn points(self) -> (f32, f32) {
+        match self {
+            Self::A4 => (595.28, 841.89),
+            Self::Letter => (612.0, 792.0),
+        }
+    }
 }
 
 impl Format {

@@ -34,6 +34,13 @@ impl ExportRequest {
             if self.format.local_time {
                 format.insert("localTime".into(), json!(true));
             }
+            if self.format.extension == super::Extension::Pdf {
+                format.insert(
+                    "pdf".into(),
+                    json!({"pageSize": self.format.pdf.size.as_str(),
+                        "orientation": if self.format.pdf.landscape { "landscape" } else { "portrait" }}),
+                );
+            }
         }
         out.insert("type".into(), json!(self.export_type().as_str()));
         out.insert(

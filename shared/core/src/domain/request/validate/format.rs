@@ -4,7 +4,9 @@ use chrono_tz::Tz;
 use serde_json::Value;
 
 use crate::domain::request::walk::{type_name, Checker};
-use crate::domain::request::{Column, ColumnId, Extension, Format, JobFilename, Template};
+use crate::domain::request::{
+    Column, ColumnId, Extension, Format, JobFilename, PageSize, PdfPages, Template,
+};
 
 impl Checker<'_> {
     pub(super) fn format(&mut self, v: &Value) -> Option<Format> {
@@ -22,6 +24,7 @@ impl Checker<'_> {
                 "template",
                 "filename",
                 "localTime",
+                "pdf",
             ],
         )?;
         let formats: Vec<(&str, Extension)> = crate::domain::formats::FORMATS
@@ -115,6 +118,14 @@ impl Checker<'_> {
             );
             return None;
         }
+        let pdf = match map.get("pdf") {
+            None | Some(Value::Null) => Some(PdfPages::default()),
+            Some(v) => self.pdf_pages(v),
+        };
+        if pdf.is_some_and(|p| p != PdfPages::default()) && extension.is_some_and(|e| e != Extension::Pdf) {
+            self.fail("/format/pdf", "applies to `pdf` reports only");
+            return None;
+        }
         let csv_bom = match map.get("csvBom") {
             None | Some(Value::Null) => Some(false),
             Some(Value::Bool(b)) => Some(*b),
@@ -148,6 +159,31 @@ impl Checker<'_> {
             template: template?,
             filename: filename?,
             local_time: local_time?,
+            pdf: pdf?,
+        })
+    }
+
+    /// `format.pdf`: `pageSize` (`A4`, `letter`) and `orientation` (`portrait`, `landscape`).
+    fn pdf_pages(&mut self, v: &Value) -> Option<PdfPages> {
+        let map = self.object(v, "/format/pdf", &["pageSize", "orientation"])?;
+        let size = match map.get("pageSize") {
+            None | Some(Value::Null) => Some(PageSize::A4),
+            Some(v) => {
+                let sizes: Vec<(&str, PageSize)> = PageSize::ALL.iter().map(|s| (s.as_str(), *s)).collect();
+                self.one_of(v, "/format/pdf/pageSize", &sizes)
+            }
+        };
+        let landscape = match map.get("orientation") {
+            None | Some(Value::Null) => Some(false),
+            Some(v) => self.one_of(
+                v,
+                "/format/pdf/orientation",
+                &[("portrait", false), ("landscape", true)],
+            ),
+        };
+        Some(PdfPages {
+            size: size?,
+            landscape: landscape?,
         })
     }
 

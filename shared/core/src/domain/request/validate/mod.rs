@@ -268,7 +268,26 @@ mod tests {
                 "notification": {"messages": []}
             })
         };
-        for extension in ["json", "ndjson", "parquet"] {
+        let mut pdf = body("pdf", Value::Null);
+        pdf["format"]["pdf"] = json!({"pageSize": "letter", "orientation": "landscape"});
+        let request = ExportRequest::parse(&pdf, now(), &Policy::default()).expect("valid");
+        assert_eq!(request.format.pdf.size.as_str(), "letter");
+        assert!(request.format.pdf.landscape);
+        assert_eq!(
+            request.to_json()["format"]["pdf"],
+            json!({"pageSize": "letter", "orientation": "landscape"})
+        );
+        for (extension, pages, path) in [
+            ("csv", json!({"orientation": "landscape"}), "/format/pdf"),
+            ("pdf", json!({"pageSize": "A3"}), "/format/pdf/pageSize"),
+            ("pdf", json!({"margins": 1}), "/format/pdf/margins"),
+        ] {
+            let mut bad = body(extension, Value::Null);
+            bad["format"]["pdf"] = pages;
+            let problems = ExportRequest::parse(&bad, now(), &Policy::default()).expect_err("invalid");
+            assert!(problems.iter().any(|p| p.path == path), "{path}: {problems:?}");
+        }
+        for extension in ["json", "ndjson", "parquet", "pdf"] {
             let request = ExportRequest::parse(&body(extension, Value::Null), now(), &Policy::default())
                 .expect("valid");
             assert_eq!(request.format.extension.as_str(), extension);
@@ -281,7 +300,7 @@ mod tests {
         for (extension, local, said) in [
             ("csv", json!(true), "applies to `parquet` files only"),
             ("parquet", json!("yes"), "must be a boolean"),
-            ("pdf", json!(false), "must be one of"),
+            ("docx", json!(false), "must be one of"),
         ] {
             let problems = ExportRequest::parse(&body(extension, local), now(), &Policy::default())
                 .expect_err("invalid");
