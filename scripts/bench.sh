@@ -44,6 +44,10 @@ for n in "${sizes[@]}"; do
   done
   if [[ $n -le 1000000 ]]; then
     echo "  $("$bench" xlsx "$pages" "$work/ours-$n.xlsx")"
+    # The typed formats and the report, each in a process of its own (its own peak RSS).
+    for extension in json ndjson parquet pdf; do
+      echo "  $("$bench" format "$pages" "$extension" "$work/ours-$n.$extension")"
+    done
   fi
 done
 

@@ -4,9 +4,11 @@
 # in the local identity header and the user's own platform token, which the API forwards to the
 # reader to check that the user may read the channel) and prints what it stored and armed; then runs the same example
 # as a one-time export, waits for its job, downloads the file through the API and prints its
-# first lines, and the email and chat posts its notifications sent; and stops what it started.
+# first lines, and the email and chat posts its notifications sent; then the same items as a PDF
+# report, its first page rendered; and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup-tools.sh pdf
 trap 'scripts/stack.sh down' EXIT
 scripts/stack.sh up
 set -a; eval "$(scripts/stack.sh env)"; set +a
@@ -223,6 +225,36 @@ for name in ("ReaderPages", "PointsRead", "ReaderRetries", "RowsWritten", "Bytes
 print(f"  legs of its job and item runs, summed (JobLegs): {totals['JobLegs']:.0f}")
 print(f"  slowest invocation: {totals['RunDuration']:.0f} ms; slowest reader page: {totals['ReaderLatency']:.0f} ms")
 PY
+
+echo
+echo "== The same items as a PDF report (format.extension pdf): the job's download is one document;"
+echo "   its first page rendered by pdftoppm, and its text as pdftotext reads it"
+report_body=$(printf '%s' "$one_time" | py -c '
+import json, sys
+body = json.load(sys.stdin)
+body["format"]["extension"] = "pdf"
+body["format"]["pdf"] = {"pageSize": "A4", "orientation": "portrait"}
+body["notification"]["messages"] = []
+print(json.dumps(body))')
+created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
+  -H 'content-type: application/json' --data-binary "$report_body")
+report_id=$(printf '%s' "$created" | py -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+for _ in $(seq 1 120); do
+  state=$(curl -sf "$API/exports/$report_id/status" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
+  status=$(printf '%s' "$state" | py -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+  [[ $status == done || $status == failed ]] && break
+  sleep 1
+done
+echo "export $report_id: $status"
+location=$(curl -s -o /dev/null -w '%{redirect_url}' "$API/exports/$report_id/download" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
+if [[ -n $location ]] && curl -sf "$location" -o "$STATE_DIR/report.pdf"; then
+  echo "  $(pdfinfo "$STATE_DIR/report.pdf" | grep -E '^(Pages|Page size|File size)' | tr -s ' ' | paste -sd ';' -)"
+  pdftoppm -png -r 60 -f 1 -l 1 "$STATE_DIR/report.pdf" "$STATE_DIR/report-page"
+  echo "  the first page as an image: $(ls "$STATE_DIR"/report-page*.png)"
+  pdftotext -l 1 "$STATE_DIR/report.pdf" - | grep -v '^$' | head -24 | sed 's/^/    /'
+else
+  echo "  no report to show (status $status)"
+fi
 
 echo
 echo "demo done; stopping the stack"

@@ -7,6 +7,9 @@
 //!   first, to CSV in Europe/Rome (`buckets`: 15-minute avg and stddev); prints the figures.
 //! - `pipeline-bench xlsx DIR OUT`: raw rows to XLSX, staged then rendered as run-export does.
 //! - `pipeline-bench parse DIR`: the page parser alone, on one thread, pages read beforehand.
+//! - `pipeline-bench format DIR json|ndjson|parquet|pdf OUT`: raw rows in the format, as
+//!   run-export writes it (a Parquet file staged then rendered in two passes; a report from
+//!   its head, series and summary); prints the time and the process's peak RSS.
 //!
 //! The pipeline is the service's own code: `parse_owned` (as the reader client parses pages),
 //! `SeriesRenderer`, the writers. As in the reader client, two pages are parsed at a time on
@@ -22,6 +25,7 @@ use exporter_core::domain::request::{Aggregate, ColumnId};
 use exporter_core::domain::TimeUnit;
 use exporter_core::page::parse_owned;
 use exporter_core::render::csv_file::CsvFile;
+use exporter_core::render::parquet_file::Kind;
 use exporter_core::render::series::SeriesRenderer;
 use exporter_core::render::stage::{render_stage, StageFile};
 use exporter_core::render::xlsx_file::XlsxFile;
@@ -38,6 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some("csv") => run(Path::new(&args[2]), &args[3], Path::new(&args[4]), false),
         Some("xlsx") => run(Path::new(&args[2]), "raw", Path::new(&args[3]), true),
         Some("parse") => parse_only(Path::new(&args[2])),
+        Some("format") => format_run(Path::new(&args[2]), &args[3], Path::new(&args[4])),
         _ => Err(
             "usage: pipeline-bench generate N DIR | csv DIR raw|buckets OUT | xlsx DIR OUT | parse DIR"
                 .into(),
@@ -188,6 +193,135 @@ fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std
         points_read as f64 / seconds,
         peak_rss_mib()
     );
+    Ok(())
+}
+
+/// Feeds every page's points, oldest first, to `renderer`; returns how many there were.
+fn feed(pages: &[PathBuf], renderer: &mut SeriesRenderer) -> Result<u64, Box<dyn std::error::Error>> {
+    let mut points = 0;
+    for page in pages {
+        let owned = parse_owned(std::fs::read(page)?, TimeUnit::Seconds)?;
+        points += owned.get().points.len() as u64;
+        renderer.push(&owned.get().points)?;
+    }
+    Ok(points)
+}
+
+/// Raw rows to `extension`'s file at `out`, as run-export writes it.
+fn format_run(dir: &Path, extension: &str, out: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use exporter_core::domain::request::{ExportRequest, Policy};
+    use exporter_core::render::parquet_file::{Kinds, ParquetFile};
+    use exporter_core::render::report::{render, Branding, Report, ReportItem};
+    let tz = chrono_tz::Europe::Rome;
+    let pages = pages(dir)?;
+    let body = format!(
+        r#"{{"format": {{"extension": "{extension}", "timezone": "Europe/Rome",
+            "columns": [{{"id": "time", "label": "time"}}, {{"id": "value", "label": "value"}},
+                        {{"id": "name", "label": "name"}}, {{"id": "unit", "label": "unit"}}]}},
+            "type": "oneTime", "notification": {{"messages": []}},
+            "items": [{{"params": {{"target": {{"value": "t"}}, "channelId": "0115c85d-ef3e-4de9-9732-d0c5c4f2c482",
+                "subtopic": "events.data", "from": 1, "to": 2}}}}]}}"#
+    );
+    let request = ExportRequest::parse(
+        &serde_json::from_str(&body)?,
+        chrono::Utc::now(),
+        &Policy::default(),
+    )
+    .map_err(|p| format!("{p:?}"))?;
+    let format = &request.format;
+    let labels = ["time", "value", "name", "unit"];
+    let columns = vec![ColumnId::Time, ColumnId::Value, ColumnId::Name, ColumnId::Unit];
+    let context = ItemContext {
+        label: None,
+        target: "urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:temperature".into(),
+        channel: "0115c85d-ef3e-4de9-9732-d0c5c4f2c482".into(),
+        subtopic: "events.data".into(),
+    };
+    let started = Instant::now();
+    let staged = extension == "parquet";
+    let first = if staged {
+        out.with_extension("stage")
+    } else if extension == "pdf" {
+        out.with_extension("head.csv")
+    } else {
+        out.to_path_buf()
+    };
+    let writer = exporter_core::render::writer(exporter_core::render::WriterArgs {
+        out: File::create(&first)?,
+        format,
+        labels: &labels,
+        resumed_rows: None,
+        max_staged_rows: u64::MAX,
+    })?;
+    let mut renderer = SeriesRenderer::new(writer, columns, context, None);
+    if extension == "pdf" {
+        renderer = renderer.with_chart(None);
+    }
+    let points = feed(&pages, &mut renderer)?;
+    let mut sink = File::create(if staged || extension == "pdf" {
+        out.with_extension("unused")
+    } else {
+        out.to_path_buf()
+    })?;
+    let rendered = renderer.finish(&mut sink)?;
+    match extension {
+        "parquet" => {
+            let mut kinds = Kinds::default();
+            render_stage(File::open(&first)?, &mut kinds)?;
+            let kinds = kinds.of(&[Kind::Time, Kind::Double, Kind::Text, Kind::Text]);
+            let mut file =
+                ParquetFile::new(BufWriter::new(File::create(out)?), (&labels, &kinds), tz, false)?;
+            render_stage(File::open(&first)?, &mut file)?;
+            file.finish()?.flush()?;
+        }
+        "pdf" => {
+            let head = std::fs::read_to_string(&first)?;
+            let mut lines = head
+                .lines()
+                .map(|l| l.split(',').map(str::to_owned).collect::<Vec<_>>());
+            let header = lines.next().unwrap_or_default();
+            let line = rendered
+                .chart
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|c| c.line("temperature".into()))
+                .collect();
+            let report = Report {
+                title: "temperature".into(),
+                tz,
+                made_ns: START * 1_000_000_000,
+                export_id: "bench".into(),
+                job_id: "bench".into(),
+                pages: format.pdf,
+                items: vec![ReportItem {
+                    title: "temperature".into(),
+                    what: "raw values".into(),
+                    window: (
+                        Some(START * 1_000_000_000),
+                        (START + points as i64) * 1_000_000_000,
+                    ),
+                    lines: line,
+                    rows: rendered.rows,
+                    head: (header, lines.collect()),
+                }],
+            };
+            std::fs::write(out, render(&report, &Branding::default())?)?;
+        }
+        _ => {}
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(out)?.len();
+    println!(
+        "{extension:8} raw: {points} points, {} rows in {seconds:.2} s = {:.0} points/s, a file of {:.0} KiB, peak RSS {:.1} MiB",
+        rendered.rows,
+        points as f64 / seconds,
+        bytes as f64 / 1024.0,
+        peak_rss_mib()
+    );
+    for stray in [out.with_extension("stage"), out.with_extension("unused")] {
+        let _ = std::fs::remove_file(stray);
+    }
     Ok(())
 }
 

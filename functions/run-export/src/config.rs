@@ -213,7 +213,7 @@ impl RunConfig {
             report: ReportLook {
                 colour: match optional("REPORT_COLOUR") {
                     None => defaults.report.colour,
-                    Some(text) => crate::report::colour(&text).ok_or(ConfigError::Malformed {
+                    Some(text) => exporter_core::render::report::colour(&text).ok_or(ConfigError::Malformed {
                         name: "REPORT_COLOUR",
                         reason: format!("`{text}` is not a colour as #RRGGBB"),
                     })?,

@@ -14,7 +14,7 @@ use crate::deps::Deps;
 use crate::error::JobError;
 use crate::look::look_name;
 use crate::pipeline::temp_file;
-use crate::report::{render, Branding, Report, ReportItem, REPORT_TABLE_ROWS};
+use exporter_core::render::report::{render, Branding, Report, ReportItem, REPORT_TABLE_ROWS};
 
 fn unavailable(what: String, e: impl std::error::Error + Send + Sync + 'static) -> JobError {
     JobError::File(FileError::Unavailable(what, Box::new(e)))

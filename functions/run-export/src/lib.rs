@@ -27,7 +27,6 @@ mod job_report;
 mod look;
 mod merge;
 mod pipeline;
-pub mod report;
 mod steps;
 mod upload;
 

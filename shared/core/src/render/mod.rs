@@ -8,6 +8,7 @@ pub mod csv_file;
 pub mod item;
 pub mod json_file;
 pub mod parquet_file;
+pub mod report;
 pub mod series;
 pub mod stage;
 pub mod wide;

@@ -27,13 +27,13 @@ use krilla::Document;
 use skrifa::instance::{LocationRef, Size as FontSize};
 use skrifa::MetadataProvider;
 
-use exporter_core::domain::files::{ChartLine, LineSummary};
-use exporter_core::domain::request::PdfPages;
-use exporter_core::render::axis::time_ticks;
-pub use exporter_core::render::csv_file::REPORT_TABLE_ROWS;
+use crate::domain::files::{ChartLine, LineSummary};
+use crate::domain::request::PdfPages;
+use crate::render::axis::time_ticks;
+pub use crate::render::csv_file::REPORT_TABLE_ROWS;
 
 /// DejaVu Sans (its licence beside it).
-const FONT: &[u8] = include_bytes!("../../../shared/assets/DejaVuSans.ttf");
+const FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans.ttf");
 
 /// The operator's look of every report.
 #[derive(Clone, Debug, PartialEq)]
@@ -198,7 +198,7 @@ fn fit(text: &str, size: f32, room: f32) -> String {
 /// A number as the CSV writes it: shortest round-trip form.
 pub fn number(v: f64) -> String {
     let mut out = Vec::new();
-    exporter_core::render::cells::write_number(v, &mut out);
+    crate::render::cells::write_number(v, &mut out);
     String::from_utf8(out).unwrap_or_default()
 }
 
@@ -294,6 +294,28 @@ impl Pages {
         let text = fit(text, size, self.content_width());
         self.text((MARGIN, self.y + size), size, text, colour, Anchor::Left);
         self.y += size * 1.5;
+    }
+
+    /// `text` wrapped at spaces to the content's width, a line at a time.
+    fn paragraph(&mut self, size: f32, text: &str, colour: (u8, u8, u8)) {
+        let room = self.content_width();
+        let mut line = String::new();
+        for word in text.split(' ') {
+            let longer = if line.is_empty() {
+                word.to_owned()
+            } else {
+                format!("{line} {word}")
+            };
+            if !line.is_empty() && width(&longer, size) > room {
+                self.line_of(size, &line, colour);
+                line = word.to_owned();
+            } else {
+                line = longer;
+            }
+        }
+        if !line.is_empty() {
+            self.line_of(size, &line, colour);
+        }
     }
 
     fn rule(&mut self, y: f32, colour: (u8, u8, u8)) {
@@ -441,7 +463,7 @@ fn lay_out_item(pages: &mut Pages, report: &Report, item: &ReportItem, brand: &B
         return;
     }
     if item.rows > REPORT_TABLE_ROWS || rows.len() as u64 != item.rows {
-        pages.line_of(
+        pages.paragraph(
             9.0,
             &format!(
                 "{} rows: more than the {REPORT_TABLE_ROWS} a report lists. The full data is in an export of the same items as csv, json, ndjson or parquet.",
@@ -487,26 +509,28 @@ fn table(pages: &mut Pages, header: &[String], rows: &[Vec<String>]) {
     }
 }
 
-/// Round values for a value axis from `low` to `high`: about five.
-fn value_ticks(low: f64, high: f64) -> Vec<f64> {
+/// Round values for a value axis from `low` to `high` (about five), and their labels, written
+/// with as many decimals as the step has.
+fn value_ticks(low: f64, high: f64) -> Vec<(f64, String)> {
     let span = (high - low).abs();
     if !span.is_finite() || span == 0.0 {
-        return vec![low];
+        return vec![(low, number(low))];
     }
     let rough = span / 5.0;
-    let magnitude = 10f64.powf(rough.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+    let exponent = rough.log10().floor();
+    let magnitude = 10f64.powf(exponent);
+    let (mantissa, step) = [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
-        .map(|m| m * magnitude)
-        .find(|s| span / s <= 6.0)
-        .unwrap_or(magnitude * 10.0);
-    let mut ticks = Vec::new();
-    let mut v = (low / step).ceil() * step;
-    while v <= high + step * 1e-9 && ticks.len() < 12 {
-        ticks.push(if v.abs() < step * 1e-9 { 0.0 } else { v });
-        v += step;
-    }
-    ticks
+        .map(|m| (*m, m * magnitude))
+        .find(|(_, s)| span / s <= 6.0)
+        .unwrap_or((10.0, magnitude * 10.0));
+    let decimals = (-exponent).max(0.0) as usize + usize::from(mantissa == 2.5);
+    let first = (low / step).ceil() as i64;
+    (0..12)
+        .map(|i| (first + i) as f64 * step)
+        .take_while(|v| *v <= high + step * 1e-9)
+        .map(|v| (v, format!("{v:.decimals$}")))
+        .collect()
 }
 
 /// A vector chart of `lines` (the first in the brand's colour, with its min/max band where it
@@ -545,14 +569,14 @@ fn chart(pages: &mut Pages, tz: Tz, lines: &[&ChartLine], brand: &Branding) {
     let x = |t: i64| left + ((t - first) as f64 / (end - first) as f64) as f32 * (right - left);
     let y = |v: f64| bottom - ((v - low) / (high - low)) as f32 * (bottom - top);
     // Grid and value labels.
-    for v in value_ticks(low, high) {
+    for (v, label) in value_ticks(low, high) {
         let at = y(v);
         pages.ops().push(Op::Line {
             points: vec![(left, at), (right, at)],
             width: 0.3,
             colour: RULE,
         });
-        pages.text((left - 4.0, at + 3.0), 7.5, number(v), GREY, Anchor::Right);
+        pages.text((left - 4.0, at + 3.0), 7.5, label, GREY, Anchor::Right);
     }
     let ticks = time_ticks(tz, (first, end), 6);
     for (at, label) in ticks.at.iter().zip(&ticks.labels) {
@@ -774,12 +798,12 @@ pub fn render(report: &Report, brand: &Branding) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use exporter_core::domain::files::Tally;
+    use crate::domain::files::Tally;
 
     pub(crate) fn sample(rows: u64, days: i64) -> Report {
         let start = 1_761_429_600_i64;
         let step = 900;
-        let mut points = exporter_core::domain::files::ChartPoints::default();
+        let mut points = crate::domain::files::ChartPoints::default();
         let mut tally = Tally::default();
         let count = days * 86_400 / step;
         for k in 0..count {
@@ -861,6 +885,15 @@ mod tests {
         assert_eq!(colour("#1F77b4"), Some((31, 119, 180)));
         assert_eq!(colour("1f77b4"), None);
         assert_eq!(colour("#1f77bé"), None);
-        assert_eq!(value_ticks(0.0, 10.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let labels = |low, high| {
+            value_ticks(low, high)
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(labels(0.0, 10.0), ["0", "2", "4", "6", "8", "10"]);
+        assert_eq!(labels(-0.05, 1.05), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
+        assert_eq!(labels(0.0, 0.1), ["0.00", "0.02", "0.04", "0.06", "0.08", "0.10"]);
+        assert_eq!(labels(0.0, 14.0), ["0.0", "2.5", "5.0", "7.5", "10.0", "12.5"]);
     }
 }
