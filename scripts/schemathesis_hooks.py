@@ -141,6 +141,12 @@ def _keep_cross_field_rules(body):
             now = int(time.time())
             params["from"], params["to"] = now - 3600, now
             params.pop("period", None)
+        elif isinstance(params.get("period"), str) and any(
+            int(n) > 1000 for n in re.findall(r"\d+", params["period"])
+        ):
+            # A window of a million years has no representable start: refused (400) at the
+            # item, a rule across the item and the calendar the description cannot state.
+            params["period"] = "P1D"
         start, end = params.get("from"), params.get("to")
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) and v for v in (start, end)):
             if start > end:

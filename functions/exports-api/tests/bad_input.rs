@@ -416,7 +416,7 @@ async fn bad_bodies_are_refused_with_the_field_and_nothing_is_written() {
         ),
         (
             "bad extension",
-            with(valid(), "/format/extension", Some(json!("pdf"))),
+            with(valid(), "/format/extension", Some(json!("docx"))),
             400,
             "/format/extension",
         ),
@@ -779,7 +779,7 @@ async fn a_body_that_is_not_utf8_is_a_400() {
 #[tokio::test]
 async fn every_problem_is_reported_at_once() {
     let mut body = with(valid(), "/type", Some(json!("weekly")));
-    body = with(body, "/format/extension", Some(json!("pdf")));
+    body = with(body, "/format/extension", Some(json!("docx")));
     body = with(body, "/items/0/params/decimation/ds", Some(json!("0m")));
     let (status, answer) = post(&Recorder::default(), Some(&body.to_string())).await;
     assert_eq!(status, 400);

@@ -48,6 +48,8 @@ pub enum JobError {
          or smaller items help"
     )]
     ZipOutOfTime { files: usize, bytes: u64 },
+    #[error("drawing the job's report failed: {0}")]
+    Report(String),
 }
 
 impl JobError {
@@ -67,6 +69,7 @@ impl JobError {
             Self::Window(_) => "window",
             Self::OutOfTime { .. } => "outOfTime",
             Self::ZipOutOfTime { .. } => "zipOutOfTime",
+            Self::Report(_) => "report",
             Self::Edited(_) => "edited",
         }
     }

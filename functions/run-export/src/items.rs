@@ -243,6 +243,7 @@ async fn run_claimed(
             Counted::JobEnded => {
                 remove(deps, &outcome.file.key).await;
                 remove(deps, &format!("{prefix}/.resume/item-{item}")).await;
+                remove(deps, &files::chart_key(&export.id, &job_id, item as usize)).await;
                 Ok(Outcome::Skipped)
             }
         },

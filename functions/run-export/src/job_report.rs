@@ -104,10 +104,16 @@ pub(crate) async fn store_report(
         colour: look.colour,
         footer: look.footer.clone(),
     };
-    let pdf = render(&report, &brand).map_err(|e| JobError::Render {
-        item: 0,
-        source: exporter_core::render::RenderError::Io(std::io::Error::other(e)),
-    })?;
+    // A logo is decoded only when the document is written: one that cannot be goes, with a
+    // warning, and the report is drawn without it.
+    let pdf = match render(&report, &brand) {
+        Ok(pdf) => pdf,
+        Err(e) if brand.logo.is_some() => {
+            tracing::warn!(error = %e, "the report could not be drawn with its logo; drawn without it");
+            render(&report, &Branding { logo: None, ..brand }).map_err(JobError::Report)?
+        }
+        Err(e) => return Err(JobError::Report(e)),
+    };
     let key = files::report_key(&export.id, job_id, format.filename.as_ref());
     let mut file = temp_file(deps)?;
     std::io::Write::write_all(file.as_file_mut(), &pdf)?;

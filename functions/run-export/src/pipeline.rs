@@ -363,11 +363,13 @@ fn file_from_stage(
 
 /// The most rows an item's staged file may hold, and what holds it (said when a job goes past
 /// it): a workbook's `XLSX_MAX_ROWS`, a Parquet file's `PARQUET_MAX_ROWS`.
-fn staged_cap(deps: Deps<'_>, extension: Extension) -> (u64, &'static str) {
+fn staged_cap(deps: Deps<'_>, extension: Extension, columns: usize) -> (u64, &'static str) {
     match extension {
+        // Set for five columns: a wider file's stage holds proportionally fewer rows, so that
+        // the stage stays in the function's local storage.
         Extension::Parquet => (
-            deps.config.parquet_max_rows,
-            "a Parquet export may hold here (PARQUET_MAX_ROWS)",
+            deps.config.parquet_max_rows.saturating_mul(5) / columns.max(5) as u64,
+            "a Parquet export of its columns may hold here (PARQUET_MAX_ROWS, for five columns)",
         ),
         _ => (
             deps.config.xlsx_max_rows,
@@ -636,7 +638,7 @@ async fn build_sink(
         format,
         labels: &shape.labels(),
         resumed_rows: progress.map(|p| p.paused.rows),
-        max_staged_rows: staged_cap(deps, format.extension).0,
+        max_staged_rows: staged_cap(deps, format.extension, shape.labels().len()).0,
     })
     .map_err(render)?;
     let sink = exporter_core::render::item::sink(
@@ -808,7 +810,7 @@ async fn finish_file(
                         RenderError::TooManyRows(cap) => JobError::TooManyRows {
                             item: index,
                             cap,
-                            what: staged_cap(deps, format.extension).1,
+                            what: staged_cap(deps, format.extension, shape.labels().len()).1,
                         },
                         source => JobError::Render { item: index, source },
                     },

@@ -217,27 +217,33 @@ impl ChartPoints {
     pub fn push_with_band(&mut self, start_ns: i64, value: f64, band: Option<(f64, f64)>) {
         self.tally.add(start_ns, value);
         let stride = self.stride.max(1);
+        // A band only while every point pushed has one.
+        let banded = band.is_some() && self.band.len() == self.points.len();
         if self.seen.is_multiple_of(stride) {
-            // A band only while every kept point has one.
             match band {
-                Some((low, high)) if self.band.len() == self.points.len() => {
-                    self.band.push((low.to_bits(), high.to_bits()));
-                }
+                Some((low, high)) if banded => self.band.push((low.to_bits(), high.to_bits())),
                 _ => self.band.clear(),
             }
             self.points.push((start_ns, value.to_bits()));
             if self.points.len() >= CHART_MAX_POINTS {
+                // Every other point goes; the band of each one kept takes in the next one's.
+                if self.band.len() == self.points.len() {
+                    self.band = self.band.chunks(2).map(widest).collect();
+                }
                 let mut k = 0;
                 self.points.retain(|_| {
                     k += 1;
                     k % 2 == 1
                 });
-                let mut k = 0;
-                self.band.retain(|_| {
-                    k += 1;
-                    k % 2 == 1
-                });
                 self.stride = stride * 2;
+            }
+        } else {
+            match (band, self.band.last_mut()) {
+                // A bucket not kept: its extremes widen the band of the kept one before it.
+                (Some((low, high)), Some(last)) if banded => {
+                    *last = widest(&[*last, (low.to_bits(), high.to_bits())])
+                }
+                _ => self.band.clear(),
             }
         }
         self.seen += 1;
@@ -269,6 +275,19 @@ impl ChartPoints {
             .map(|(t, v)| (*t, f64::from_bits(*v)))
             .collect()
     }
+}
+
+/// The lowest of the lows and the highest of the highs (values as bits).
+fn widest(bands: &[(u64, u64)]) -> (u64, u64) {
+    let low = bands
+        .iter()
+        .map(|b| f64::from_bits(b.0))
+        .fold(f64::INFINITY, f64::min);
+    let high = bands
+        .iter()
+        .map(|b| f64::from_bits(b.1))
+        .fold(f64::NEG_INFINITY, f64::max);
+    (low.to_bits(), high.to_bits())
 }
 
 /// The file name a key ends with (what a download or an attachment is called).
@@ -441,6 +460,38 @@ mod tests {
         assert_eq!(names.unique("A".into()), "A-2");
         assert_eq!(names.unique("a".into()), "a-3");
         assert_eq!(names.unique("b".into()), "b");
+    }
+
+    #[test]
+    fn thinned_points_keep_every_bucket_s_extremes_in_their_band_and_count_every_value() {
+        let mut chart = ChartPoints::default();
+        let n = 3 * CHART_MAX_POINTS as i64 + 7;
+        for k in 0..n {
+            let spike = if k == 4_321 { 1_000.0 } else { 1.0 };
+            chart.push_with_band(k, 0.5, Some((-spike, spike)));
+        }
+        let line = chart.line("x".into());
+        assert!(line.points.len() < CHART_MAX_POINTS);
+        assert_eq!(
+            line.band.len(),
+            line.points.len(),
+            "a band beside every kept point"
+        );
+        assert_eq!(
+            line.band.iter().map(|b| b.2).fold(0.0, f64::max),
+            1_000.0,
+            "the spike is kept"
+        );
+        assert_eq!(line.band.iter().map(|b| b.1).fold(0.0, f64::min), -1_000.0);
+        let summary = line.summary.expect("a summary");
+        assert_eq!(
+            (summary.count, summary.first_ns, summary.last_ns),
+            (n as u64, 0, n - 1)
+        );
+        assert_eq!(summary.mean, 0.5);
+        // One value without a band: no band at all.
+        chart.push(n, 0.5);
+        assert!(chart.line("x".into()).band.is_empty());
     }
 
     #[test]

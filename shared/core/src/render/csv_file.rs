@@ -179,24 +179,27 @@ pub struct Head<W: Write> {
 }
 
 impl<W: Write> Head<W> {
-    fn options() -> CsvOptions {
+    /// A plain comma-separated file (the report reads it back), guarding formulas as the
+    /// export asks (it is a file of the job's too).
+    fn options(escape_formulas: bool) -> CsvOptions {
         CsvOptions {
-            escape_formulas: false,
+            escape_formulas,
             ..CsvOptions::default()
         }
     }
 
-    pub fn new(out: W, tz: Tz, labels: &[&str]) -> Result<Self, RenderError> {
+    pub fn new(out: W, tz: Tz, labels: &[&str], escape_formulas: bool) -> Result<Self, RenderError> {
         Ok(Self {
-            csv: CsvFile::new(out, Self::options(), tz, labels)?,
+            csv: CsvFile::new(out, Self::options(escape_formulas), tz, labels)?,
             rows: 0,
         })
     }
 
     /// Goes on after `rows` rows an earlier invocation saw.
-    pub fn continued(out: W, tz: Tz, rows: u64) -> Self {
+    pub fn continued(out: W, tz: Tz, rows: u64, escape_formulas: bool) -> Self {
+        let options = Self::options(escape_formulas);
         Self {
-            csv: CsvFile::continued(out, Self::options(), tz, rows.min(REPORT_TABLE_ROWS)),
+            csv: CsvFile::continued(out, options, tz, rows.min(REPORT_TABLE_ROWS)),
             rows,
         }
     }

@@ -113,6 +113,9 @@ pub fn sink(
         if item.decimation.is_none() && format.extension == Extension::Pdf {
             wide = wide.charting_raw(paused.and_then(|p| p.wide.as_ref()));
         }
+        if item.decimation.is_some_and(|d| d.dsf.bounded()) {
+            wide = wide.banded();
+        }
         if !format.is_long(item) {
             return Box::new(wide);
         }
@@ -147,6 +150,9 @@ pub fn sink(
     // A report charts raw series too (the email only decimated ones).
     if item.decimation.is_some() || format.extension == Extension::Pdf {
         series = series.with_chart(paused.and_then(|p| p.chart.clone()));
+        if item.decimation.is_some_and(|d| d.dsf.bounded()) {
+            series = series.banded();
+        }
     }
     Box::new(series)
 }

@@ -67,8 +67,18 @@ pub fn writer(args: WriterArgs<'_>) -> Result<Box<dyn RowWriter + Send>, RenderE
             })
         }
         Extension::Pdf => match resumed_rows {
-            None => Box::new(csv_file::Head::new(out, format.timezone, labels)?),
-            Some(rows) => Box::new(csv_file::Head::continued(out, format.timezone, rows)),
+            None => Box::new(csv_file::Head::new(
+                out,
+                format.timezone,
+                labels,
+                format.escape_formulas,
+            )?),
+            Some(rows) => Box::new(csv_file::Head::continued(
+                out,
+                format.timezone,
+                rows,
+                format.escape_formulas,
+            )),
         },
         Extension::Xls | Extension::Xlsx | Extension::Parquet => Box::new(stage::StageFile::new(
             out,

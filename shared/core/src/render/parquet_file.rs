@@ -201,10 +201,18 @@ impl<W: Write + Send> ParquetFile<W> {
         tz: Tz,
         local: bool,
     ) -> Result<Self, RenderError> {
-        let names = unique_labels(labels);
+        // Each column's name, a time's local column right after it, every name once.
+        let mut wanted: Vec<String> = Vec::new();
+        for (label, kind) in labels.iter().zip(kinds) {
+            wanted.push((*label).to_owned());
+            if local && *kind == Kind::Time {
+                wanted.push(format!("{label} (local)"));
+            }
+        }
+        let mut names = unique_labels(&wanted.iter().map(String::as_str).collect::<Vec<_>>()).into_iter();
         let mut fields = Vec::new();
         let mut columns = Vec::new();
-        for (name, kind) in names.iter().zip(kinds) {
+        for kind in kinds.iter().take(labels.len()) {
             let column = |local| Column {
                 kind: *kind,
                 local,
@@ -216,10 +224,10 @@ impl<W: Write + Send> ParquetFile<W> {
                 },
                 defined: Vec::new(),
             };
-            fields.push(field(name, *kind, false)?);
+            fields.push(field(&names.next().unwrap_or_default(), *kind, false)?);
             columns.push(column(false));
             if local && *kind == Kind::Time {
-                fields.push(field(&format!("{name} (local)"), *kind, true)?);
+                fields.push(field(&names.next().unwrap_or_default(), *kind, true)?);
                 columns.push(column(true));
             }
         }
@@ -435,6 +443,26 @@ mod tests {
             .map(|c| c.name().to_owned())
             .collect();
         assert_eq!(names, ["time", "time (local)", "offset", "v", "n", "b", "v (2)"]);
+        // A label like a local column's name does not make two columns of one name.
+        let twice = ParquetFile::new(
+            Vec::new(),
+            (&["time", "time (local)"], &[Kind::Time, Kind::Text]),
+            chrono_tz::UTC,
+            true,
+        )
+        .expect("begun")
+        .finish()
+        .expect("written");
+        let other = SerializedFileReader::new(bytes::Bytes::from(twice)).expect("a Parquet file");
+        let other: Vec<String> = other
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .map(|c| c.name().to_owned())
+            .collect();
+        assert_eq!(other, ["time", "time (local)", "time (local) (2)"]);
         let read: Vec<Vec<Field>> = reader
             .get_row_iter(None)
             .expect("rows")

@@ -164,35 +164,46 @@ fn metrics() -> Option<&'static Metrics> {
         .as_ref()
 }
 
-/// The width of `text` at `size`, in points.
-fn width(text: &str, size: f32) -> f32 {
+/// The width of `c` at `size`, in points.
+fn char_width(c: char, size: f32) -> f32 {
     let Some(m) = metrics() else {
-        return text.chars().count() as f32 * size * 0.55;
+        return size * 0.55;
     };
-    let charmap = m.font.charmap();
-    let glyphs = m.font.glyph_metrics(FontSize::unscaled(), LocationRef::default());
-    let units: f32 = text
-        .chars()
-        .map(|c| {
-            charmap
-                .map(c)
-                .and_then(|g| glyphs.advance_width(g))
-                .unwrap_or(m.units_per_em * 0.55)
+    let advance = m
+        .font
+        .charmap()
+        .map(c)
+        .and_then(|g| {
+            m.font
+                .glyph_metrics(FontSize::unscaled(), LocationRef::default())
+                .advance_width(g)
         })
-        .sum();
-    units * size / m.units_per_em
+        .unwrap_or(m.units_per_em * 0.55);
+    advance * size / m.units_per_em
 }
 
-/// `text` cut (with `…`) to fit `room` points at `size`.
+/// The width of `text` at `size`, in points.
+fn width(text: &str, size: f32) -> f32 {
+    text.chars().map(|c| char_width(c, size)).sum()
+}
+
+/// `text` cut (with `…`) to fit `room` points at `size`: one pass over it, stopping once it is
+/// past the room.
 fn fit(text: &str, size: f32, room: f32) -> String {
-    if width(text, size) <= room {
-        return text.to_owned();
+    let ellipsis = char_width('…', size);
+    let mut used = 0.0;
+    let mut cut = 0;
+    for (i, c) in text.char_indices() {
+        let w = char_width(c, size);
+        if used + w + ellipsis <= room {
+            cut = i + c.len_utf8();
+        }
+        used += w;
+        if used > room {
+            return format!("{}…", &text[..cut]);
+        }
     }
-    let mut out: String = text.to_owned();
-    while !out.is_empty() && width(&format!("{out}…"), size) > room {
-        out.pop();
-    }
-    format!("{out}…")
+    text.to_owned()
 }
 
 /// A number as the CSV writes it: shortest round-trip form.
@@ -218,16 +229,15 @@ pub fn local_time(tz: Tz, ns: i64) -> String {
 
 /// A time cell of the head (`2025-10-26T02:30:00+01:00`) as the report shows times.
 fn cell_text(cell: &str) -> String {
-    let bytes = cell.as_bytes();
-    let looks_like_time = bytes.len() >= 25 && bytes.get(10) == Some(&b'T') && bytes.get(4) == Some(&b'-');
-    if !looks_like_time {
-        return cell.to_owned();
+    // An RFC 3339 time is ASCII: its offset is its last six bytes.
+    let timed = cell.len() >= 25 && cell.is_ascii() && DateTime::parse_from_rfc3339(cell).is_ok();
+    let at = cell.len().saturating_sub(6);
+    match (timed, cell.get(..at), cell.get(at..)) {
+        (true, Some(stamp), Some(offset)) if offset.starts_with(['+', '-']) => {
+            format!("{} {offset}", stamp.replacen('T', " ", 1))
+        }
+        _ => cell.to_owned(),
     }
-    let (stamp, offset) = cell.split_at(cell.len() - 6);
-    if !(offset.starts_with('+') || offset.starts_with('-')) {
-        return cell.to_owned();
-    }
-    format!("{} {offset}", stamp.replacen('T', " ", 1))
 }
 
 /// The pages being laid out.
@@ -560,11 +570,18 @@ fn chart(pages: &mut Pages, tz: Tz, lines: &[&ChartLine], brand: &Branding) {
     if !(low.is_finite() && high.is_finite()) {
         return;
     }
-    if high - low < f64::EPSILON * high.abs().max(1.0) {
-        (low, high) = (low - 1.0, high + 1.0);
+    // Room above and below, relative to the values (a flat line of 2^60 needs more than 1).
+    let pad = high.abs().max(low.abs()).max(1.0) * 1e-6;
+    if high - low < pad {
+        (low, high) = (low - pad, high + pad);
     }
     let margin = (high - low) * 0.05;
     let (low, high) = (low - margin, high + margin);
+    if !(high - low).is_finite() || high - low <= 0.0 {
+        // Values near the largest a double holds: no scale draws them.
+        pages.line_of(9.0, "The values are too large to draw.", GREY);
+        return;
+    }
     let end = last.max(first.saturating_add(1_000_000_000));
     let x = |t: i64| left + ((t - first) as f64 / (end - first) as f64) as f32 * (right - left);
     let y = |v: f64| bottom - ((v - low) / (high - low)) as f32 * (bottom - top);
@@ -599,7 +616,7 @@ fn chart(pages: &mut Pages, tz: Tz, lines: &[&ChartLine], brand: &Branding) {
         } else {
             PALETTE[(k - 1) % PALETTE.len()]
         };
-        if !line.band.is_empty() {
+        if !line.band.is_empty() && line.band.iter().all(|(_, l, h)| l.is_finite() && h.is_finite()) {
             let mut outline: Vec<(f32, f32)> = line.band.iter().map(|(t, _, h)| (x(*t), y(*h))).collect();
             outline.extend(line.band.iter().rev().map(|(t, l, _)| (x(*t), y(*l))));
             pages.ops().push(Op::Area {
@@ -631,6 +648,12 @@ fn chart(pages: &mut Pages, tz: Tz, lines: &[&ChartLine], brand: &Branding) {
             } else {
                 PALETTE[(k - 1) % PALETTE.len()]
             };
+            if right - lx < 60.0 {
+                // No room for more names: say how many lines are left unnamed.
+                let rest = format!("and {} more", lines.len() - k);
+                pages.text((lx, ly), 8.0, rest, GREY, Anchor::Left);
+                break;
+            }
             pages.ops().push(Op::Line {
                 points: vec![(lx, ly - 3.0), (lx + 14.0, ly - 3.0)],
                 width: 1.5,
@@ -841,6 +864,19 @@ mod tests {
         }
     }
 
+    fn tests_sample_flat(v: f64) -> Report {
+        let mut report = sample(10, 1);
+        let mut points = crate::domain::files::ChartPoints::default();
+        for k in 0..10 {
+            points.push(
+                (1_761_429_600 + k * 900) * 1_000_000_000,
+                if k == 3 && v == f64::MAX { -v } else { v },
+            );
+        }
+        report.items[0].lines = vec![points.line("flat".into())];
+        report
+    }
+
     #[test]
     fn a_report_is_a_pdf_whose_pages_stay_few_whatever_the_data() {
         let short = render(&sample(100, 1), &Branding::default()).expect("rendered");
@@ -882,6 +918,30 @@ mod tests {
             "2025-10-26 02:30:00 +01:00"
         );
         assert_eq!(cell_text("21.5"), "21.5");
+        // A text that merely looks like a time is kept, whatever its characters.
+        assert_eq!(
+            cell_text("2025-10-26T02:30 Sala è12345"),
+            "2025-10-26T02:30 Sala è12345"
+        );
+        assert_eq!(fit("abc", 8.0, 100.0), "abc");
+        let long = "é".repeat(20_000);
+        let cut = fit(&long, 8.0, 50.0);
+        assert!(cut.ends_with('…') && cut.chars().count() < 20 && width(&cut, 8.0) <= 50.0);
+        // Flat lines of huge values, and values near the largest double: drawn or said, never NaN.
+        for v in [2f64.powi(60), f64::MAX, -f64::MAX] {
+            let report = tests_sample_flat(v);
+            for op in lay_out(&report, &Branding::default(), None).iter().flatten() {
+                let points = match op {
+                    Op::Text { at, .. } | Op::Logo { at, .. } => vec![*at],
+                    Op::Line { points, .. } | Op::Area { points, .. } => points.clone(),
+                };
+                assert!(
+                    points.iter().all(|(x, y)| x.is_finite() && y.is_finite()),
+                    "{v}: {op:?}"
+                );
+            }
+            render(&report, &Branding::default()).expect("rendered");
+        }
         assert_eq!(colour("#1F77b4"), Some((31, 119, 180)));
         assert_eq!(colour("1f77b4"), None);
         assert_eq!(colour("#1f77bé"), None);

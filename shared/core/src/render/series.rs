@@ -126,6 +126,8 @@ pub struct SeriesRenderer {
     delta: Option<Option<f64>>,
     /// Decimated: the buckets so far, thinned, for the chart.
     chart: Option<ChartPoints>,
+    /// The chart keeps each bucket's lowest and highest value (a statistic between them).
+    band: bool,
 }
 
 impl SeriesRenderer {
@@ -143,7 +145,14 @@ impl SeriesRenderer {
             filler: None,
             delta: None,
             chart: None,
+            band: false,
         }
+    }
+
+    /// The chart keeps each bucket's lowest and highest value beside its statistic.
+    pub fn banded(mut self) -> Self {
+        self.band = true;
+        self
     }
 
     /// Keeps the decimated rows' values for a chart, going on from what an earlier invocation
@@ -169,7 +178,11 @@ impl SeriesRenderer {
     /// Writes a decimated row, the empty buckets before it first.
     fn write_bucket(&mut self, bucket: &BucketRow) -> Result<(), RenderError> {
         if let (Some(chart), Some(value)) = (&mut self.chart, bucket.value) {
-            let band = bucket.stats.min.zip(bucket.stats.max);
+            let band = if self.band {
+                bucket.stats.min.zip(bucket.stats.max)
+            } else {
+                None
+            };
             chart.push_with_band(bucket.start_ns, value, band);
         }
         if let Some(mut filler) = self.filler.take() {

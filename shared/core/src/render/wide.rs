@@ -130,6 +130,9 @@ pub struct WideRenderer {
     charts: Vec<ChartPoints>,
     /// Written long: a row per time and target.
     long: Option<Long>,
+    /// The charts keep each bucket's lowest and highest value (a decimation whose statistic
+    /// lies between them: avg, min, max).
+    band: bool,
 }
 
 /// Notes target `target`'s row of a bucket among the buckets to write.
@@ -213,7 +216,14 @@ impl WideRenderer {
             },
             current: state.current,
             long: None,
+            band: false,
         }
+    }
+
+    /// The charts keep each bucket's lowest and highest value beside its statistic.
+    pub fn banded(mut self) -> Self {
+        self.band = true;
+        self
     }
 
     /// Keeps a raw item's values for its chart too (a report's), going on from `state`.
@@ -428,9 +438,17 @@ impl WideRenderer {
                 break;
             }
             let (at, values) = entry.remove_entry();
-            for (chart, value) in self.charts.iter_mut().zip(&values) {
-                if let Some(value) = value.as_ref().and_then(|row| row.value) {
-                    chart.push(at, value);
+            for (chart, row) in self.charts.iter_mut().zip(&values) {
+                // A bucket a fill added (no point in it) is not charted nor counted.
+                if let Some(row) = row.as_ref().filter(|row| row.count > 0) {
+                    if let Some(value) = row.value {
+                        let band = if self.band {
+                            row.stats.min.zip(row.stats.max)
+                        } else {
+                            None
+                        };
+                        chart.push_with_band(at, value, band);
+                    }
                 }
             }
             if let Some(long) = &self.long {

@@ -383,6 +383,12 @@ pub enum Aggregate {
 }
 
 impl Aggregate {
+    /// Whether each bucket's value lies between its lowest and highest point (so that those
+    /// make a band around it): an average, a minimum, a maximum.
+    pub fn bounded(self) -> bool {
+        matches!(self, Self::Avg | Self::Min | Self::Max)
+    }
+
     pub const ALL: [Aggregate; 6] = [
         Self::Avg,
         Self::Max,
