@@ -74,6 +74,18 @@ pub fn expected_value(k: i64) -> f64 {
     20.0 + (k % 1000) as f64 / 8.0
 }
 
+/// The mean of each quarter of an hour starting at `starts` (Unix seconds), of the local
+/// reader's points a minute apart: what a 15-minute `avg` decimation writes.
+pub fn quarter_means(starts: &[i64]) -> Vec<f64> {
+    starts
+        .iter()
+        .map(|t| {
+            let k0 = (t - READER_START) / 60;
+            (0..15).map(|j| expected_value(k0 + j)).sum::<f64>() / 15.0
+        })
+        .collect()
+}
+
 /// An instant (Unix seconds) as a file of an export in Rome writes it: `2025-10-26T02:30:00+01:00`.
 pub fn rome_time(t: i64) -> String {
     use chrono::TimeZone;

@@ -66,7 +66,7 @@ pub(crate) async fn preview(
                 "has no window in the representable range",
             )])
         })?;
-        items.push(item_preview(deps, &parsed.format, (index, item), window).await?);
+        items.push(item_preview(deps, &parsed.format, (index, item), (window, now)).await?);
     }
     Ok(json_response(
         200,
@@ -80,7 +80,7 @@ async fn item_preview(
     deps: Deps<'_>,
     format: &Format,
     (index, item): (usize, &Item),
-    window: Window,
+    (window, now): (Window, chrono::DateTime<chrono::Utc>),
 ) -> Result<Value, ApiError> {
     let layout = Layout::of(format, item);
     let mut points: Vec<(usize, Point<'static>)> = Vec::new();
@@ -88,7 +88,10 @@ async fn item_preview(
     // Where the rows stop being the file's: before the newest time read of a target whose page
     // did not hold its whole window (what lies past it is not read, for it or the others).
     let mut cut: Option<i64> = None;
-    for (k, (name, _)) in layout.targets.iter().enumerate() {
+    // A window that has not begun (a recurring export's first occurrence to come) holds
+    // nothing yet: it is not read (a reader may refuse times far ahead).
+    let begun = window.from.is_none_or(|from| from <= now);
+    for (k, (name, _)) in layout.targets.iter().enumerate().filter(|_| begun) {
         let query = SeriesQuery {
             domain: item.domain_id.map(|d| d.to_string()),
             channel: item.channel_id.to_string(),

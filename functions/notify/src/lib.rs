@@ -380,6 +380,11 @@ async fn charts(deps: Deps<'_>, export: &Export, job: &Job) -> Vec<(ChartSeries,
             Ok(bytes) => serde_json::from_slice::<ChartSeries>(&bytes).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
+        match series {
+            // A report's item with no value keeps an empty series: nothing to draw.
+            Ok(s) if s.lines.iter().all(|l| l.points.is_empty()) => continue,
+            _ => {}
+        }
         match series.and_then(|s| chart::png(&s).map(|png| (s, png))) {
             Ok(drawn) => charts.push(drawn),
             Err(e) => tracing::warn!(key, error = %e, "an item's chart is left out of the email"),

@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Europe::Rome;
 use serde_json::{json, Value};
 
-use integration_tests::{expected_value, someone, Fixture, READER_START};
+use integration_tests::{expected_value, quarter_means, someone, Fixture, READER_START};
 use run_export::{handle, Outcome};
 
 const CHANNEL: &str = "0115c85d-ef3e-4de9-9732-d0c5c4f2c482";
@@ -154,13 +154,7 @@ async fn openpyxl_and_pandas_read_a_finished_workbook_with_its_chart() {
     // A bucket every quarter of an hour of the 25-hour day, each the mean of its 15 points.
     let starts: Vec<i64> = (DAY_FROM..DAY_TO).step_by(900).collect();
     assert_eq!(starts.len(), 100);
-    let means: Vec<f64> = starts
-        .iter()
-        .map(|t| {
-            let k0 = (t - READER_START) / 60;
-            (0..15).map(|j| expected_value(k0 + j)).sum::<f64>() / 15.0
-        })
-        .collect();
+    let means = quarter_means(&starts);
     let local = |t: i64| {
         Rome.from_utc_datetime(&utc(t).naive_utc())
             .format("%Y-%m-%dT%H:%M:%S")

@@ -63,17 +63,7 @@ fn the_create_event_carries_the_seed_example_as_it_is() {
 
 #[test]
 fn the_excel_ready_create_event_is_a_valid_request_of_every_new_option() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/exports-api.create-excel-ready.json");
-    let event: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
-    let body: serde_json::Value =
-        serde_json::from_str(event["body"].as_str().expect("a body")).expect("JSON");
-    let request = exporter_core::domain::request::ExportRequest::parse(
-        &body,
-        chrono::Utc::now(),
-        &exporter_core::domain::request::Policy::default(),
-    )
-    .expect("valid");
+    let request = sample_request("exports-api.create-excel-ready.json");
     let format = &request.format;
     assert!(format.csv_bom && format.csv_decimal_comma && format.csv_delimiter == b';');
     let item = &request.items[0];
@@ -89,17 +79,7 @@ fn the_excel_ready_create_event_is_a_valid_request_of_every_new_option() {
 
 #[test]
 fn the_parquet_create_event_is_a_valid_request_with_local_times() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/exports-api.create-parquet.json");
-    let event: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
-    let body: serde_json::Value =
-        serde_json::from_str(event["body"].as_str().expect("a body")).expect("JSON");
-    let request = exporter_core::domain::request::ExportRequest::parse(
-        &body,
-        chrono::Utc::now(),
-        &exporter_core::domain::request::Policy::default(),
-    )
-    .expect("valid");
+    let request = sample_request("exports-api.create-parquet.json");
     assert_eq!(
         request.format.extension,
         exporter_core::domain::request::Extension::Parquet
@@ -109,20 +89,25 @@ fn the_parquet_create_event_is_a_valid_request_with_local_times() {
 
 #[test]
 fn the_report_create_event_is_a_valid_weekly_pdf_request() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events/exports-api.create-report.json");
-    let event: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
-    let body: serde_json::Value =
-        serde_json::from_str(event["body"].as_str().expect("a body")).expect("JSON");
-    let request = exporter_core::domain::request::ExportRequest::parse(
-        &body,
-        chrono::Utc::now(),
-        &exporter_core::domain::request::Policy::default(),
-    )
-    .expect("valid");
+    let request = sample_request("exports-api.create-report.json");
     assert_eq!(
         request.format.extension,
         exporter_core::domain::request::Extension::Pdf
     );
     assert!(request.format.pdf.landscape);
+}
+
+/// The request in the body of the sample event `name`, checked as the API checks it.
+fn sample_request(name: &str) -> exporter_core::domain::request::ExportRequest {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(name);
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("readable")).expect("JSON");
+    let body: serde_json::Value =
+        serde_json::from_str(event["body"].as_str().expect("a body")).expect("JSON");
+    exporter_core::domain::request::ExportRequest::parse(
+        &body,
+        chrono::Utc::now(),
+        &exporter_core::domain::request::Policy::default(),
+    )
+    .expect("valid")
 }

@@ -11,7 +11,7 @@ use chrono_tz::Europe::Rome;
 use serde_json::{json, Value};
 
 use integration_tests::doubles::Launches;
-use integration_tests::{expected_value, someone, Fixture, READER_START};
+use integration_tests::{expected_value, quarter_means, someone, Fixture, READER_START};
 
 use super::clients::{python, read_back, write};
 use super::continuation::{files_of, run_budgeted, run_whole, twin_reading};
@@ -108,6 +108,18 @@ async fn json_and_ndjson_continued_across_invocations_hold_the_csv_cell_for_cell
         run_budgeted(&fx, &queue, &event).await;
         let files = item_files(&fx, &event.export_id, extension).await;
         assert_eq!(files.keys().collect::<Vec<_>>(), csvs.keys().collect::<Vec<_>>());
+        // The job's download is the zip of its items' files, each byte for byte.
+        let zip = fx.download(&alice, &event.export_id.to_string()).await;
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("a zip");
+        assert_eq!(archive.len(), files.len());
+        for (name, bytes) in &files {
+            let mut entry = archive
+                .by_name(&format!("{name}.{extension}"))
+                .expect("in the zip");
+            let mut held = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut held).expect("read");
+            assert!(held == *bytes, "{name}.{extension}: the zip holds the file");
+        }
         for (name, bytes) in &files {
             let text = std::str::from_utf8(bytes).expect("UTF-8");
             let rows: Vec<Value> = if extension == "json" {
@@ -194,13 +206,7 @@ async fn a_continued_parquet_file_equals_an_uninterrupted_one_and_duckdb_and_pya
 
     let raw_times: Vec<i64> = (DAY_FROM..DAY_TO).step_by(60).collect();
     let starts: Vec<i64> = (DAY_FROM..DAY_TO).step_by(900).collect();
-    let means: Vec<f64> = starts
-        .iter()
-        .map(|t| {
-            let k0 = (t - READER_START) / 60;
-            (0..15).map(|j| expected_value(k0 + j)).sum::<f64>() / 15.0
-        })
-        .collect();
+    let means = quarter_means(&starts);
     let offset = |t: &i64| if *t < DST_END { "+02:00" } else { "+01:00" };
     let local = |t: &i64| {
         Rome.from_utc_datetime(&utc(*t).naive_utc())

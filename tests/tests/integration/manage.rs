@@ -437,3 +437,24 @@ async fn a_preview_shows_the_first_rows_of_the_real_files_and_stores_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_preview_of_a_recurring_export_not_begun_reads_nothing_and_shows_no_rows() {
+    let Some(fx) = Fixture::new().await else { return };
+    let who = someone_fixed();
+    // Its first occurrence in the year 3000: past what a reader reads (nanoseconds end in 2262).
+    let mut body = integration_tests::recurring_body("P1D");
+    body["periodStart"] = json!(32_503_680_000_i64);
+    let (status, preview) =
+        Fixture::call_with(fx.deps(), "POST", "/exports/preview", Some(&body), &who).await;
+    assert_eq!(status, 200, "{preview}");
+    let item = &preview["items"][0];
+    assert_eq!(item["messages"], 0);
+    assert_eq!(item["rows"], json!([]));
+    assert!(
+        item["window"]["to"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("3000-")),
+        "{item}"
+    );
+}

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use exporter_core::domain::RunEvent;
 use exporter_core::ports::JobHistory;
-use integration_tests::{expected_value, number_text, someone, Fixture, READER_START};
+use integration_tests::{expected_value, number_text, quarter_means, someone, Fixture, READER_START};
 use run_export::{handle, Outcome};
 
 use super::charts::{pages, run, scratch, tool};
@@ -42,16 +43,19 @@ fn report_body(items: Vec<Value>, pdf: Value) -> Value {
 }
 
 /// Runs the export to its end; returns the job's download (the report) and the job.
-async fn report_of(fx: &Fixture, body: &Value) -> (Vec<u8>, exporter_core::domain::job::Job) {
-    let alice = someone();
-    let event = fx.create_run(&alice, body).await;
+async fn report_of(
+    fx: &Fixture,
+    alice: &[(String, String)],
+    body: &Value,
+) -> (Vec<u8>, exporter_core::domain::job::Job, RunEvent) {
+    let event = fx.create_run(alice, body).await;
     assert_eq!(
         handle(fx.run_deps(), event.clone()).await.expect("runs"),
         Outcome::Done
     );
     let job = fx.store.job(&event.job()).await.expect("reads").expect("a job");
-    let bytes = fx.download(&alice, &event.export_id.to_string()).await;
-    (bytes, job)
+    let bytes = fx.download(alice, &event.export_id.to_string()).await;
+    (bytes, job, event)
 }
 
 fn text_of(pdftotext: &Path, pdf: &Path) -> String {
@@ -108,8 +112,34 @@ async fn a_report_of_the_autumn_dst_day_holds_every_figure_and_reads_in_the_zone
         ],
         json!({"pageSize": "A4", "orientation": "portrait"}),
     );
-    let (bytes, job) = report_of(&fx, &body).await;
+    let mut body = body;
+    body["notification"]["messages"] = json!([{"policy": "onSuccess", "medium": "email",
+        "title": "Report", "text": "{{rows}} rows", "target": "reports@example.com"}]);
+    let alice = someone();
+    let (bytes, job, event) = report_of(&fx, &alice, &body).await;
     assert!(bytes.starts_with(b"%PDF-"), "the download is the report");
+    // The email carries the report, as a PDF.
+    let summary = fx.notify_job(event.export_id, job.job_id.clone()).await;
+    assert_eq!(summary.sent, 1);
+    let (_, state) = fx
+        .call(
+            "GET",
+            &format!("/exports/{}/status", event.export_id),
+            None,
+            &alice,
+        )
+        .await;
+    let message_id = state["jobs"][0]["notifications"][0]["providerMessageId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let raw = fx.sent_email(&message_id).await.expect("moto has the email");
+    assert!(
+        raw.contains("Content-Type: application/pdf"),
+        "{}",
+        &raw[..raw.len().min(2000)]
+    );
+    assert!(raw.contains(".pdf"), "the attachment is named as the report");
     let report = job.detail.archive.as_ref().expect("the report is the job's file");
     assert!(report.key.ends_with(".pdf"), "{}", report.key);
     assert_eq!(job.detail.files.len(), 2);
@@ -128,13 +158,7 @@ async fn a_report_of_the_autumn_dst_day_holds_every_figure_and_reads_in_the_zone
 
     // The decimated item: a mean of 15 minutes each quarter of the 25-hour day.
     let starts: Vec<i64> = (DAY_FROM..DAY_TO).step_by(900).collect();
-    let means: Vec<f64> = starts
-        .iter()
-        .map(|t| {
-            let k0 = (t - READER_START) / 60;
-            (0..15).map(|j| expected_value(k0 + j)).sum::<f64>() / 15.0
-        })
-        .collect();
+    let means = quarter_means(&starts);
     // The raw item: a point a minute.
     let times: Vec<i64> = (night.0..night.1).step_by(60).collect();
     let values: Vec<f64> = times
@@ -199,7 +223,7 @@ async fn a_year_of_raw_points_makes_a_report_of_a_page_in_landscape_letter() {
         )],
         json!({"pageSize": "letter", "orientation": "landscape"}),
     );
-    let (bytes, job) = report_of(&fx, &body).await;
+    let (bytes, job, _) = report_of(&fx, &someone(), &body).await;
     assert_eq!(job.detail.files[0].rows, 105_120);
     let dir = scratch("report-year");
     let pdf = dir.join("year.pdf");

@@ -673,6 +673,22 @@ fn chart(pages: &mut Pages, tz: Tz, lines: &[&ChartLine], brand: &Branding) {
     }
 }
 
+/// The path through `points` in order (`closed`: back to the first).
+fn path_through(points: &[(f32, f32)], closed: bool) -> Option<krilla::geom::Path> {
+    let mut path = PathBuilder::new();
+    for (i, (x, y)) in points.iter().enumerate() {
+        if i == 0 {
+            path.move_to(*x, *y);
+        } else {
+            path.line_to(*x, *y);
+        }
+    }
+    if closed {
+        path.close();
+    }
+    path.finish()
+}
+
 fn rgb_of((r, g, b): (u8, u8, u8)) -> rgb::Color {
     rgb::Color::new(r, g, b)
 }
@@ -761,15 +777,7 @@ pub fn render(report: &Report, brand: &Branding) -> Result<Vec<u8>, String> {
                     width,
                     colour,
                 } => {
-                    let mut path = PathBuilder::new();
-                    for (i, (px, py)) in points.iter().enumerate() {
-                        if i == 0 {
-                            path.move_to(*px, *py);
-                        } else {
-                            path.line_to(*px, *py);
-                        }
-                    }
-                    if let Some(path) = path.finish() {
+                    if let Some(path) = path_through(&points, false) {
                         surface.set_fill(None);
                         surface.set_stroke(Some(Stroke {
                             paint: rgb_of(colour).into(),
@@ -784,16 +792,7 @@ pub fn render(report: &Report, brand: &Branding) -> Result<Vec<u8>, String> {
                     colour,
                     opacity,
                 } => {
-                    let mut path = PathBuilder::new();
-                    for (i, (px, py)) in points.iter().enumerate() {
-                        if i == 0 {
-                            path.move_to(*px, *py);
-                        } else {
-                            path.line_to(*px, *py);
-                        }
-                    }
-                    path.close();
-                    if let Some(path) = path.finish() {
+                    if let Some(path) = path_through(&points, true) {
                         surface.set_stroke(None);
                         surface.set_fill(Some(Fill {
                             paint: rgb_of(colour).into(),
