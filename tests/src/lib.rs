@@ -741,6 +741,19 @@ impl Fixture {
             .expect("notifies")
     }
 
+    /// The first message recorded on an export's latest job, as `GET /exports/{id}/status`
+    /// shows it to `who`.
+    pub async fn first_notification(
+        &self,
+        who: &[(String, String)],
+        export_id: exporter_core::domain::ExportId,
+    ) -> Value {
+        let (_, state) = self
+            .call("GET", &format!("/exports/{export_id}/status"), None, who)
+            .await;
+        state["jobs"][0]["notifications"][0].clone()
+    }
+
     /// An owner's counter of queued exports, as stored; `None` before the owner has one.
     ///
     /// # Panics

@@ -128,19 +128,9 @@ async fn a_stored_record_that_relays_is_not_sent() {
     );
     let summary = fx.notify_job(event.export_id, event.job_id()).await;
     assert_eq!((summary.sent, summary.failed), (0, 1));
-    let (_, state) = fx
-        .call(
-            "GET",
-            &format!("/exports/{}/status", event.export_id),
-            None,
-            &alice,
-        )
-        .await;
-    let reason = state["jobs"][0]["notifications"][0]["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(reason.contains("not allowed"), "{state}");
+    let message = fx.first_notification(&alice, event.export_id).await;
+    let reason = message["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not allowed"), "{message}");
 }
 
 #[tokio::test]

@@ -121,15 +121,7 @@ async fn a_report_of_the_autumn_dst_day_holds_every_figure_and_reads_in_the_zone
     // The email carries the report, as a PDF.
     let summary = fx.notify_job(event.export_id, job.job_id.clone()).await;
     assert_eq!(summary.sent, 1);
-    let (_, state) = fx
-        .call(
-            "GET",
-            &format!("/exports/{}/status", event.export_id),
-            None,
-            &alice,
-        )
-        .await;
-    let message_id = state["jobs"][0]["notifications"][0]["providerMessageId"]
+    let message_id = fx.first_notification(&alice, event.export_id).await["providerMessageId"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
