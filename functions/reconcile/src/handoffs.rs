@@ -32,6 +32,22 @@ pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(
             tracing::warn!(export_id = %id, job_id = %job.job_id, status = status.as_str(), "settled a one-time export whose job had ended");
             repairs.exports_settled += 1;
         }
+        if job.status == JobStatus::Failed {
+            // Its attempt may have died between recording the failure and removing the job's
+            // files (a failed job has none to serve), or a run that stored an item's file after
+            // the failure may have died before removing it.
+            let prefix = files::job_prefix(&id, &job.job_id);
+            match pass.deps.files.remove_all(&format!("{prefix}/")).await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::warn!(export_id = %id, job_id = %job.job_id, removed, "removed the files a failed job left");
+                    repairs.failed_files_removed += usize::try_from(removed).unwrap_or(usize::MAX);
+                }
+                Err(e) => {
+                    tracing::error!(export_id = %id, job_id = %job.job_id, error = %e, "could not remove a failed job's files; the next sweep tries again, and the bucket's lifecycle rule removes them in the end");
+                }
+            }
+        }
         if job.status == JobStatus::Done {
             // Its attempt may have died between recording it and clearing up what a retry
             // would have needed (checkpoints, tails, stages under `.resume/`) or what attempts

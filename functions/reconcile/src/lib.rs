@@ -28,7 +28,9 @@
 //! - A one-time export queued past the grace with no job (its launch was lost) is launched.
 //! - A finished job never handed to notify (every attempt's hand-off failed), or left by notify
 //!   with a message another run was sending (which may have died mid-send), is handed now, its
-//!   one-time export settled first when the attempt died before settling it.
+//!   one-time export settled first when the attempt died before settling it; a failed one has
+//!   what its attempts left under its prefix removed (an attempt that died between recording the
+//!   failure and removing the files).
 //!
 //! Every repair is logged and counted in the answer.
 

@@ -77,6 +77,8 @@ pub struct Repairs {
     /// Jobs whose messages notify had not finished a day after they ended, given up (logged
     /// as an error; they leave the sweep's index).
     pub hand_offs_dropped: usize,
+    /// Files left under failed jobs (their attempt died before removing them), removed.
+    pub failed_files_removed: usize,
 }
 
 impl Repairs {

@@ -149,13 +149,20 @@ async fn run_claimed(
     let job = event.job();
     let job_id = event.job_id();
     let prefix = files::job_prefix(&export.id, &job_id);
-    let spread = match deps.history.job(&job).await? {
-        Some(j) if j.status == JobStatus::InProgress => j.spread,
-        _ => None,
+    let (status, spread) = match deps.history.job(&job).await? {
+        Some(j) => (Some(j.status), j.spread),
+        None => (None, None),
     };
+    let spread = spread.filter(|_| status == Some(JobStatus::InProgress));
     let Some(spread) = spread else {
-        // Another item failed the job meanwhile: what this item left goes.
-        remove(deps, &format!("{prefix}/.resume/item-{item}")).await;
+        // Another item failed the job meanwhile: nothing under its prefix is served, and an
+        // earlier attempt of this item may have stored its file and died before removing it.
+        // A job that ended otherwise keeps its files; only what this item left for a retry goes.
+        if status == Some(JobStatus::Failed) {
+            remove(deps, &format!("{prefix}/")).await;
+        } else {
+            remove(deps, &format!("{prefix}/.resume/item-{item}")).await;
+        }
         return Ok(Outcome::Skipped);
     };
     if spread.done.contains(&item) {

@@ -13,9 +13,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::TimeDelta;
 use serde_json::{json, Value};
 
-use exporter_core::domain::job::JobStatus;
+use exporter_core::domain::job::{JobDetail, JobEnd, JobStatus};
 use exporter_core::domain::{NotifyEvent, RunEvent};
-use exporter_core::ports::{FileStore, JobHistory, JobLedger, JobSpread, LaunchError, RunLauncher};
+use exporter_core::ports::{FileStore, JobEnds, JobHistory, JobLedger, JobSpread, LaunchError, RunLauncher};
 use integration_tests::doubles::HandOffs;
 use integration_tests::{someone, Fixture, READER_START};
 use run_export::{handle, Outcome, RunConfig};
@@ -248,6 +248,57 @@ async fn one_failing_item_fails_the_job_once_naming_it_and_leaves_no_file() {
         .await;
     assert_eq!(state["status"], "failed", "{state}");
     assert_eq!(fx.queued(&alice[0].1).await.as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn an_item_run_that_finds_its_job_failed_removes_what_an_earlier_attempt_left() {
+    let Some(fx) = Fixture::new().await else {
+        return;
+    };
+    let alice = someone();
+    let event = fx.create_run(&alice, &body(2)).await;
+    let job = event.job();
+    let now = chrono::Utc::now();
+    // The job was spread; item 1 failed it; item 0's first attempt had stored its file and
+    // died before counting it (so before learning the job had failed).
+    assert!(fx
+        .store
+        .open_job(&job, now, now + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
+    fx.store.start_job(&job, now).await.expect("starts");
+    assert!(fx.store.spread_job(&job, 2, 0).await.expect("spreads"));
+    let end = JobEnd {
+        status: JobStatus::Failed,
+        detail: JobDetail {
+            error: Some("item 1: the reader refused".into()),
+            ..JobDetail::default()
+        },
+        finished_at: now,
+        expires_at: None,
+    };
+    assert!(fx.store.finish_job(&job, &end).await.expect("records"));
+    let prefix = exporter_core::domain::files::job_prefix(&event.export_id, &event.job_id());
+    let stored = format!("{prefix}/urn_dev_0.csv");
+    fx.files
+        .put_bytes(&stored, b"t,v,n\r\n".to_vec())
+        .await
+        .expect("stores");
+
+    // Lambda's retry of item 0's run.
+    let retry = RunEvent {
+        item: Some(0),
+        ..event.clone()
+    };
+    let outcome = handle(fx.run_deps(), retry).await.expect("runs");
+    assert_eq!(outcome, Outcome::Skipped);
+    let left: Vec<String> = fx
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{prefix}/")))
+        .collect();
+    assert!(left.is_empty(), "nothing of the failed job stays: {left:?}");
 }
 
 #[tokio::test]

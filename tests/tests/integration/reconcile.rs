@@ -272,6 +272,58 @@ async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_sett
 }
 
 #[tokio::test]
+async fn a_failed_job_whose_attempt_died_before_removing_its_files_has_them_removed_when_handed() {
+    let Some(fx) = Fixture::new().await else { return };
+    let alice = someone();
+    let (id, _, job) = one_time_job(&fx, &alice).await;
+    // An item run recorded the job failed an hour ago and died before removing the file
+    // another item had stored; no retry came.
+    let then = Utc::now() - TimeDelta::hours(1);
+    assert!(fx
+        .store
+        .open_job(&job, then, then + TimeDelta::minutes(15))
+        .await
+        .expect("claims"));
+    fx.store.start_job(&job, then).await.expect("starts");
+    let prefix = exporter_core::domain::files::job_prefix(&id, &job.job_id());
+    let stored = format!("{prefix}/temperature.csv");
+    let kept = format!("{prefix}/.resume/item-0/leg-1.json");
+    fx.files
+        .put_bytes(&stored, b"Time,Value\r\n".to_vec())
+        .await
+        .expect("stores");
+    fx.files.put_bytes(&kept, b"{}".to_vec()).await.expect("stores");
+    let end = JobEnd {
+        status: JobStatus::Failed,
+        detail: JobDetail {
+            error: Some("item 1: storing the file failed".into()),
+            ..JobDetail::default()
+        },
+        finished_at: then,
+        expires_at: None,
+    };
+    assert!(fx.store.finish_job(&job, &end).await.expect("records"));
+    // A file of another job of the same export stays.
+    let other = format!("exports/{id}/20200101T000000000Z/temperature.csv");
+    fx.files.put_bytes(&other, b"x".to_vec()).await.expect("stores");
+
+    let hand_offs = HandOffs::default();
+    let repairs = sweep(&fx, &hand_offs).await;
+    let objects = fx.objects().await;
+    assert!(
+        !objects.iter().any(|k| k.starts_with(&format!("{prefix}/"))),
+        "nothing of the failed job stays: {objects:?}"
+    );
+    assert!(objects.contains(&other), "another job's file stays: {objects:?}");
+    assert_eq!(repairs.failed_files_removed, 2, "{repairs:?}");
+    assert_eq!(repairs.jobs_handed_off, 1, "{repairs:?}");
+    let (_, state) = fx
+        .call("GET", &format!("/exports/{id}/status"), None, &alice)
+        .await;
+    assert_eq!(state["status"], "failed", "{state}");
+}
+
+#[tokio::test]
 async fn a_one_time_export_whose_launch_was_lost_is_launched_again() {
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
