@@ -34,8 +34,7 @@ pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(
         }
         if job.status == JobStatus::Failed {
             // Its attempt may have died between recording the failure and removing the job's
-            // files (a failed job has none to serve), or a run that stored an item's file after
-            // the failure may have died before removing it.
+            // files (a failed job has none to serve), before handing it off.
             let prefix = files::job_prefix(&id, &job.job_id);
             match pass.deps.files.remove_all(&format!("{prefix}/")).await {
                 Ok(0) => {}
@@ -44,7 +43,7 @@ pub(crate) async fn unhanded(pass: &Pass<'_>, repairs: &mut Repairs) -> Result<(
                     repairs.failed_files_removed += usize::try_from(removed).unwrap_or(usize::MAX);
                 }
                 Err(e) => {
-                    tracing::error!(export_id = %id, job_id = %job.job_id, error = %e, "could not remove a failed job's files; the next sweep tries again, and the bucket's lifecycle rule removes them in the end");
+                    tracing::error!(export_id = %id, job_id = %job.job_id, error = %e, "could not remove a failed job's files; the next sweep tries again while the job is unhanded, and the bucket's lifecycle rule removes them in the end");
                 }
             }
         }

@@ -225,6 +225,15 @@ async fn run_claimed(
                 tracing::warn!(export_id = %export.id, item, leg, "another attempt moved the item on; this one stops");
                 return Ok(Outcome::Duplicate);
             }
+            // Another item may have failed the job while this one ran: no sweep relaunches an
+            // item of an ended job, so if the next leg's launch were lost what this leg left
+            // would stay. It goes now, with whatever else is under the job's prefix.
+            let ended = deps.history.job(&job).await?.map(|j| j.status);
+            if ended == Some(JobStatus::Failed) {
+                tracing::info!(export_id = %export.id, item, leg, "the job failed while this item ran; its files go");
+                remove(deps, &format!("{prefix}/")).await;
+                return Ok(Outcome::Skipped);
+            }
             launch(deps, event, item, Some(next)).await;
             Ok(Outcome::Continued)
         }

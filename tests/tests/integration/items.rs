@@ -260,7 +260,7 @@ async fn an_item_run_that_finds_its_job_failed_removes_what_an_earlier_attempt_l
     let job = event.job();
     let now = chrono::Utc::now();
     // The job was spread; item 1 failed it; item 0's first attempt had stored its file and
-    // died before counting it (so before learning the job had failed).
+    // could not count it (the store failed), so it gave its claim back for Lambda's retry.
     assert!(fx
         .store
         .open_job(&job, now, now + TimeDelta::minutes(15))
@@ -299,6 +299,115 @@ async fn an_item_run_that_finds_its_job_failed_removes_what_an_earlier_attempt_l
         .filter(|k| k.starts_with(&format!("{prefix}/")))
         .collect();
     assert!(left.is_empty(), "nothing of the failed job stays: {left:?}");
+}
+
+/// The item ledger, where the job fails (another item's run failing it) just as an item
+/// commits its checkpoint.
+struct FailsTheJobAtCheckpoint<'a>(&'a exporter_adapters::dynamodb::DynamoStore);
+
+#[async_trait]
+impl exporter_core::ports::ItemLedger for FailsTheJobAtCheckpoint<'_> {
+    async fn claim_item(
+        &self,
+        job: &exporter_core::domain::job::JobKey,
+        item: u32,
+        leg: u32,
+        at: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, exporter_core::ports::StoreError> {
+        self.0.claim_item(job, item, leg, at, lease_until).await
+    }
+    async fn release_item(
+        &self,
+        job: &exporter_core::domain::job::JobKey,
+        item: u32,
+    ) -> Result<(), exporter_core::ports::StoreError> {
+        self.0.release_item(job, item).await
+    }
+    async fn checkpoint_item(
+        &self,
+        job: &exporter_core::domain::job::JobKey,
+        item: u32,
+        leg: u32,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, exporter_core::ports::StoreError> {
+        let end = JobEnd {
+            status: JobStatus::Failed,
+            detail: JobDetail {
+                error: Some("item 1: the reader refused".into()),
+                ..JobDetail::default()
+            },
+            finished_at: at,
+            expires_at: None,
+        };
+        assert!(self.0.finish_job(job, &end).await?, "the job fails");
+        self.0.checkpoint_item(job, item, leg, at).await
+    }
+    async fn item_done(
+        &self,
+        job: &exporter_core::domain::job::JobKey,
+        item: u32,
+        outcome: &exporter_core::domain::job::ItemOutcome,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<exporter_core::domain::job::Counted, exporter_core::ports::StoreError> {
+        self.0.item_done(job, item, outcome, at).await
+    }
+}
+
+#[tokio::test]
+async fn an_item_that_pauses_after_its_job_failed_leaves_nothing_and_launches_no_next_leg() {
+    let Some(mut fx) = Fixture::new().await else {
+        return;
+    };
+    fx.slow_reader(Duration::from_millis(20), 60, 100).await;
+    let alice = someone();
+    let queue = Queue::default();
+    let event = fx.create_run(&alice, &body(2)).await;
+    let config = RunConfig {
+        fan_out: 2,
+        budget: Some(TimeDelta::milliseconds(150)),
+        ..fx.run_config.clone()
+    };
+    let deps = run_export::Deps {
+        launcher: &queue,
+        config: &config,
+        ..fx.run_deps()
+    };
+    assert_eq!(
+        handle(deps, event.clone()).await.expect("spreads"),
+        Outcome::Spread
+    );
+    let launched = std::mem::take(&mut *queue.0.lock().expect("the queue"));
+    let first = launched
+        .into_iter()
+        .find(|e| e.item == Some(0))
+        .expect("item 0 launched");
+    // Item 0 reads past its budget; as it commits its checkpoint, item 1 fails the job.
+    let failing = FailsTheJobAtCheckpoint(&fx.store);
+    let outcome = handle(
+        run_export::Deps {
+            items: &failing,
+            ..deps
+        },
+        first,
+    )
+    .await
+    .expect("runs");
+    assert_eq!(outcome, Outcome::Skipped, "the item stops");
+    let next: Vec<RunEvent> = queue.0.lock().map(|q| q.clone()).unwrap_or_default();
+    assert!(next.is_empty(), "no next leg is launched: {next:?}");
+    let prefix = exporter_core::domain::files::job_prefix(&event.export_id, &event.job_id());
+    let left: Vec<String> = fx
+        .objects()
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{prefix}/")))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "neither its checkpoint nor its tail stays: {left:?}"
+    );
+    assert_eq!(fx.open_uploads().await, 0, "nor its open upload");
 }
 
 #[tokio::test]

@@ -276,8 +276,8 @@ async fn a_failed_job_whose_attempt_died_before_removing_its_files_has_them_remo
     let Some(fx) = Fixture::new().await else { return };
     let alice = someone();
     let (id, _, job) = one_time_job(&fx, &alice).await;
-    // An item run recorded the job failed an hour ago and died before removing the file
-    // another item had stored; no retry came.
+    // An attempt recorded the job failed an hour ago and died before removing what its earlier
+    // legs had stored and handing the job off; no retry came.
     let then = Utc::now() - TimeDelta::hours(1);
     assert!(fx
         .store
@@ -287,12 +287,12 @@ async fn a_failed_job_whose_attempt_died_before_removing_its_files_has_them_remo
     fx.store.start_job(&job, then).await.expect("starts");
     let prefix = exporter_core::domain::files::job_prefix(&id, &job.job_id());
     let stored = format!("{prefix}/temperature.csv");
-    let kept = format!("{prefix}/.resume/item-0/leg-1.json");
+    let resume = format!("{prefix}/.resume/leg-1.json");
     fx.files
         .put_bytes(&stored, b"Time,Value\r\n".to_vec())
         .await
         .expect("stores");
-    fx.files.put_bytes(&kept, b"{}".to_vec()).await.expect("stores");
+    fx.files.put_bytes(&resume, b"{}".to_vec()).await.expect("stores");
     let end = JobEnd {
         status: JobStatus::Failed,
         detail: JobDetail {
