@@ -408,6 +408,51 @@ impl Fixture {
         }
     }
 
+    /// Records `job` claimed (for 15 minutes) and started at `at`, as an attempt does.
+    ///
+    /// # Panics
+    /// When the store fails or another attempt holds the job.
+    pub async fn start_job_at(
+        &self,
+        job: &exporter_core::domain::job::JobKey,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        use exporter_core::ports::JobLedger;
+        let claimed = self
+            .store
+            .open_job(job, at, at + chrono::TimeDelta::minutes(15))
+            .await
+            .expect("claims");
+        assert!(claimed, "the job is free");
+        self.store.start_job(job, at).await.expect("starts");
+    }
+
+    /// Records the end of `job` (started) at `at`: `status`, with `error` as its reason.
+    ///
+    /// # Panics
+    /// When the store fails or the job had ended.
+    pub async fn end_job_at(
+        &self,
+        job: &exporter_core::domain::job::JobKey,
+        at: chrono::DateTime<chrono::Utc>,
+        status: exporter_core::domain::job::JobStatus,
+        error: Option<&str>,
+    ) {
+        use exporter_core::domain::job::{JobDetail, JobEnd};
+        use exporter_core::ports::JobEnds;
+        let end = JobEnd {
+            status,
+            detail: JobDetail {
+                error: error.map(str::to_owned),
+                ..JobDetail::default()
+            },
+            finished_at: at,
+            expires_at: None,
+        };
+        let ended = self.store.finish_job(job, &end).await.expect("records");
+        assert!(ended, "the job was under way");
+    }
+
     /// Creates an export through the API as `who`; returns the event of its first run (a
     /// one-time export's).
     ///

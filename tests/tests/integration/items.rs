@@ -261,23 +261,10 @@ async fn an_item_run_that_finds_its_job_failed_removes_what_an_earlier_attempt_l
     let now = chrono::Utc::now();
     // The job was spread; item 1 failed it; item 0's first attempt had stored its file and
     // could not count it (the store failed), so it gave its claim back for Lambda's retry.
-    assert!(fx
-        .store
-        .open_job(&job, now, now + TimeDelta::minutes(15))
-        .await
-        .expect("claims"));
-    fx.store.start_job(&job, now).await.expect("starts");
+    fx.start_job_at(&job, now).await;
     assert!(fx.store.spread_job(&job, 2, 0).await.expect("spreads"));
-    let end = JobEnd {
-        status: JobStatus::Failed,
-        detail: JobDetail {
-            error: Some("item 1: the reader refused".into()),
-            ..JobDetail::default()
-        },
-        finished_at: now,
-        expires_at: None,
-    };
-    assert!(fx.store.finish_job(&job, &end).await.expect("records"));
+    fx.end_job_at(&job, now, JobStatus::Failed, Some("item 1: the reader refused"))
+        .await;
     let prefix = exporter_core::domain::files::job_prefix(&event.export_id, &event.job_id());
     let stored = format!("{prefix}/urn_dev_0.csv");
     fx.files

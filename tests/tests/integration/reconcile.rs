@@ -172,12 +172,7 @@ async fn a_job_whose_attempt_died_is_failed_notified_and_its_export_settled() {
     let (id, _, job) = one_time_job(&fx, &alice).await;
     // An attempt claimed it an hour ago, started, and died; no retry came.
     let then = Utc::now() - TimeDelta::hours(1);
-    assert!(fx
-        .store
-        .open_job(&job, then, then + TimeDelta::minutes(15))
-        .await
-        .expect("claims"));
-    fx.store.start_job(&job, then).await.expect("starts");
+    fx.start_job_at(&job, then).await;
 
     let hand_offs = HandOffs::default();
     let repairs = sweep(&fx, &hand_offs).await;
@@ -210,22 +205,8 @@ async fn a_one_time_job_recorded_by_an_attempt_that_died_before_settling_is_sett
     // An attempt ran the job an hour ago and recorded it done, then died before settling its
     // export and handing off; no retry came.
     let then = Utc::now() - TimeDelta::hours(1);
-    assert!(fx
-        .store
-        .open_job(&job, then, then + TimeDelta::minutes(15))
-        .await
-        .expect("claims"));
-    fx.store.start_job(&job, then).await.expect("starts");
-    let end = JobEnd {
-        status: JobStatus::Done,
-        detail: JobDetail::default(),
-        finished_at: then,
-        expires_at: None,
-    };
-    assert!(
-        fx.store.finish_job(&job, &end).await.expect("records"),
-        "ends the job"
-    );
+    fx.start_job_at(&job, then).await;
+    fx.end_job_at(&job, then, JobStatus::Done, None).await;
     // It died before removing what a retry of a later leg would have needed.
     let resume = format!(
         "{}/.resume/leg-1.json",
@@ -279,12 +260,7 @@ async fn a_failed_job_whose_attempt_died_before_removing_its_files_has_them_remo
     // An attempt recorded the job failed an hour ago and died before removing what its earlier
     // legs had stored and handing the job off; no retry came.
     let then = Utc::now() - TimeDelta::hours(1);
-    assert!(fx
-        .store
-        .open_job(&job, then, then + TimeDelta::minutes(15))
-        .await
-        .expect("claims"));
-    fx.store.start_job(&job, then).await.expect("starts");
+    fx.start_job_at(&job, then).await;
     let prefix = exporter_core::domain::files::job_prefix(&id, &job.job_id());
     let stored = format!("{prefix}/temperature.csv");
     let resume = format!("{prefix}/.resume/leg-1.json");
@@ -293,16 +269,8 @@ async fn a_failed_job_whose_attempt_died_before_removing_its_files_has_them_remo
         .await
         .expect("stores");
     fx.files.put_bytes(&resume, b"{}".to_vec()).await.expect("stores");
-    let end = JobEnd {
-        status: JobStatus::Failed,
-        detail: JobDetail {
-            error: Some("item 1: storing the file failed".into()),
-            ..JobDetail::default()
-        },
-        finished_at: then,
-        expires_at: None,
-    };
-    assert!(fx.store.finish_job(&job, &end).await.expect("records"));
+    fx.end_job_at(&job, then, JobStatus::Failed, Some("storing the file failed"))
+        .await;
     // A file of another job of the same export stays.
     let other = format!("exports/{id}/20200101T000000000Z/temperature.csv");
     fx.files.put_bytes(&other, b"x".to_vec()).await.expect("stores");
@@ -539,12 +507,7 @@ async fn a_long_job_whose_earlier_legs_were_retried_goes_on_while_its_own_leg_ha
     let alice = someone();
     let (id, at, job) = one_time_job(&fx, &alice).await;
     let then = Utc::now() - TimeDelta::hours(1);
-    assert!(fx
-        .store
-        .open_job(&job, then, then + TimeDelta::minutes(15))
-        .await
-        .expect("claims"));
-    fx.store.start_job(&job, then).await.expect("starts");
+    fx.start_job_at(&job, then).await;
     assert!(fx.store.checkpoint_job(&job, 1, then).await.expect("checkpoints"));
     // A job of many legs whose earlier legs met transient faults (49 attempts so far), and whose
     // current leg's one attempt died: its leg has attempts left.
