@@ -19,6 +19,21 @@ SCOPE='"scope":"exporter:exports:create exporter:exports:list exporter:exports:g
 IDENTITY="{\"sub\":\"demo-user\",\"email\":\"demo@example.com\",$SCOPE}"
 TENANT_IDENTITY="{\"sub\":\"tenant-user\",\"email\":\"tenant@example.com\",$SCOPE}"
 py() { .venv/bin/python3 "$@"; }
+# Creates an export from the body given as curl's --data-binary argument; prints its id.
+create_export() {
+  curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
+    -H 'content-type: application/json' --data-binary "$1" |
+    py -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+# Waits up to two minutes for export $1's job to end; sets $state (its status JSON) and $status.
+wait_export() {
+  for _ in $(seq 1 120); do
+    state=$(curl -sf "$API/exports/$1/status" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
+    status=$(printf '%s' "$state" | py -c 'import json,sys; print(json.load(sys.stdin)["status"])')
+    [[ $status == done || $status == failed ]] && break
+    sleep 1
+  done
+}
 
 # The seed's body in the reader's dialect: a Magistrala item names its domain and writes its
 # subtopic with `/`.
@@ -36,9 +51,7 @@ echo "reader dialect: $READER_DIALECT (channel access: ${CHANNEL_ACCESS:-reader}
 
 echo
 echo "== POST /exports with the seed page's example body"
-created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
-  -H 'content-type: application/json' --data-binary @"$SEED")
-id=$(printf '%s' "$created" | py -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+id=$(create_export @"$SEED")
 echo "created export $id"
 
 echo
@@ -104,16 +117,9 @@ second["params"]["decimation"] = {"ds": "1h", "dsf": "max"}
 second["filename"] = "temperature"
 body["items"].append(second)
 print(json.dumps(body))')
-created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
-  -H 'content-type: application/json' --data-binary "$one_time")
-id=$(printf '%s' "$created" | py -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+id=$(create_export "$one_time")
 echo "created export $id; waiting for its job"
-for _ in $(seq 1 120); do
-  state=$(curl -sf "$API/exports/$id/status" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
-  status=$(printf '%s' "$state" | py -c 'import json,sys; print(json.load(sys.stdin)["status"])')
-  [[ $status == done || $status == failed ]] && break
-  sleep 1
-done
+wait_export "$id"
 printf '%s' "$state" | py -m json.tool
 
 echo
@@ -236,15 +242,8 @@ body["format"]["extension"] = "pdf"
 body["format"]["pdf"] = {"pageSize": "A4", "orientation": "portrait"}
 body["notification"]["messages"] = []
 print(json.dumps(body))')
-created=$(curl -sf -X POST "$API/exports" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN" \
-  -H 'content-type: application/json' --data-binary "$report_body")
-report_id=$(printf '%s' "$created" | py -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-for _ in $(seq 1 120); do
-  state=$(curl -sf "$API/exports/$report_id/status" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
-  status=$(printf '%s' "$state" | py -c 'import json,sys; print(json.load(sys.stdin)["status"])')
-  [[ $status == done || $status == failed ]] && break
-  sleep 1
-done
+report_id=$(create_export "$report_body")
+wait_export "$report_id"
 echo "export $report_id: $status"
 location=$(curl -s -o /dev/null -w '%{redirect_url}' "$API/exports/$report_id/download" -H "x-local-identity: $IDENTITY" -H "authorization: Bearer $LOCAL_USER_TOKEN")
 if [[ -n $location ]] && curl -sf "$location" -o "$STATE_DIR/report.pdf"; then

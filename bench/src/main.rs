@@ -92,15 +92,20 @@ fn pages(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     Ok(pages)
 }
 
-fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let tz = chrono_tz::Europe::Rome;
-    let pages = pages(dir)?;
-    let context = ItemContext {
+/// The item the benchmarks' pages belong to.
+fn bench_context() -> ItemContext {
+    ItemContext {
         label: None,
         target: "urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:temperature".into(),
         channel: "0115c85d-ef3e-4de9-9732-d0c5c4f2c482".into(),
         subtopic: "events.data".into(),
-    };
+    }
+}
+
+fn run(dir: &Path, mode: &str, out: &Path, xlsx: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let tz = chrono_tz::Europe::Rome;
+    let pages = pages(dir)?;
+    let context = bench_context();
     let started = Instant::now();
     let mut renderers: Vec<(SeriesRenderer, File)> = Vec::new();
     let buckets = mode == "buckets";
@@ -231,12 +236,7 @@ fn format_run(dir: &Path, extension: &str, out: &Path) -> Result<(), Box<dyn std
     let format = &request.format;
     let labels = ["time", "value", "name", "unit"];
     let columns = vec![ColumnId::Time, ColumnId::Value, ColumnId::Name, ColumnId::Unit];
-    let context = ItemContext {
-        label: None,
-        target: "urn:cpt:smartdevice:nid:D0CF5EFFFE26FDAB1:temperature".into(),
-        channel: "0115c85d-ef3e-4de9-9732-d0c5c4f2c482".into(),
-        subtopic: "events.data".into(),
-    };
+    let context = bench_context();
     let started = Instant::now();
     let staged = extension == "parquet";
     let first = if staged {

@@ -222,6 +222,18 @@ impl<'p> Checker<'p> {
         found
     }
 
+    /// An optional boolean: `default` when absent or null.
+    pub(super) fn flag(&mut self, v: Option<&Value>, path: &str, default: bool) -> Option<bool> {
+        match v {
+            None | Some(Value::Null) => Some(default),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                self.fail(path, format!("must be a boolean, found {}", type_name(other)));
+                None
+            }
+        }
+    }
+
     pub(super) fn duration(&mut self, v: &Value, path: &str) -> Option<IsoDuration> {
         let text = self.string(v, path, 64)?;
         match text.parse::<IsoDuration>() {

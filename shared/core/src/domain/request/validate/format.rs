@@ -89,28 +89,8 @@ impl Checker<'_> {
                     }
                 }),
         };
-        let escape_formulas = match map.get("escapeFormulas") {
-            None | Some(Value::Null) => Some(true),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(other) => {
-                self.fail(
-                    "/format/escapeFormulas",
-                    format!("must be a boolean, found {}", type_name(other)),
-                );
-                None
-            }
-        };
-        let local_time = match map.get("localTime") {
-            None | Some(Value::Null) => Some(false),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(other) => {
-                self.fail(
-                    "/format/localTime",
-                    format!("must be a boolean, found {}", type_name(other)),
-                );
-                None
-            }
-        };
+        let escape_formulas = self.flag(map.get("escapeFormulas"), "/format/escapeFormulas", true);
+        let local_time = self.flag(map.get("localTime"), "/format/localTime", false);
         if local_time == Some(true) && extension.is_some_and(|e| e != Extension::Parquet) {
             self.fail(
                 "/format/localTime",
@@ -126,17 +106,7 @@ impl Checker<'_> {
             self.fail("/format/pdf", "applies to `pdf` reports only");
             return None;
         }
-        let csv_bom = match map.get("csvBom") {
-            None | Some(Value::Null) => Some(false),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(other) => {
-                self.fail(
-                    "/format/csvBom",
-                    format!("must be a boolean, found {}", type_name(other)),
-                );
-                None
-            }
-        };
+        let csv_bom = self.flag(map.get("csvBom"), "/format/csvBom", false);
         let csv_decimal_comma = match map.get("csvDecimalSeparator") {
             None | Some(Value::Null) => Some(false),
             Some(v) => self.one_of(v, "/format/csvDecimalSeparator", &[(".", false), (",", true)]),
